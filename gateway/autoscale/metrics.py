@@ -1,0 +1,180 @@
+"""Per-revision concurrency and request-rate measurement (KPA.md §1, §2).
+
+The gateway sees every request itself, so it plays both queue-proxy and activator: it keeps the
+in-flight count, integrates it over time, and every whole second records that second's
+time-weighted average concurrency and its request count into stable- and panic-window averages.
+
+Recording rule, in Knative's terms (the collector records what scrapes and activators report):
+
+* A finished second with any activity (in-flight time or a request) is always recorded.
+* An idle second is recorded as 0 while the revision has ready replicas (Knative scrapes idle
+  pods and records their zeros); with no replicas nothing is recorded, so after a window of
+  silence the window restarts and the first request after it counts in full. Until the scaler
+  reports a ready count, idle seconds are recorded once any data has been recorded.
+* The first request after a quiet second while no replicas are known to be ready records an
+  immediate concurrency of 1 and one request, as Knative's activator does on a revision's first
+  request; the next second's figures are reduced by those again. This is what lets a poke from
+  zero see data at once.
+* A second's figures are stamped with the second in which they are complete (``s + 1``), as
+  Knative stamps a report with its arrival time; so a decider reading at any time in second
+  ``s + 1`` sees whole windows that end with second ``s``.
+
+Idle stretches are caught up lazily: only the newest window's worth of seconds is written, so one
+catch-up costs O(window) and a request that follows another within the same or next second O(1).
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.autoscale.window import WindowAverage
+
+
+def panic_window_seconds(stable_window: float, panic_window_percentage: float) -> float:
+    """``max(1, round(stable * pct / 100))`` seconds, rounding halves away from zero like Go."""
+    # As Knative: a Duration in whole nanoseconds, then Round(time.Second).
+    nanos = int(stable_window * 1e9 * panic_window_percentage / 100.0)
+    return float(max(1, (nanos + 500_000_000) // 1_000_000_000))
+
+
+class RevisionStats:
+    """In-flight count and windowed averages of one revision; fed by the data plane."""
+
+    def __init__(self, stable_window: float, panic_window: float) -> None:
+        self._stable_window = stable_window
+        self._panic_window = panic_window
+        self._stable_c = WindowAverage(stable_window)
+        self._panic_c = WindowAverage(panic_window)
+        self._stable_r = WindowAverage(stable_window)
+        self._panic_r = WindowAverage(panic_window)
+        self._in_flight = 0
+        self._sec: int | None = None  # the second being accumulated
+        self._mark = 0.0  # when the accumulators were last brought up to date
+        self._area = 0.0
+        self._used = 0.0
+        self._count = 0
+        self._owe = False  # an immediate stat was recorded in this second
+        self._quiet = True  # the last finished second had no concurrency
+        self._has_data = False
+        self.has_replicas: bool | None = None  # set by the scaler; None = not known yet
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def stable_window(self) -> float:
+        return self._stable_window
+
+    @property
+    def panic_window(self) -> float:
+        return self._panic_window
+
+    def request_in(self, now: float) -> None:
+        """A request entered the revision (queued or proxied)."""
+        self._advance(now)
+        if self._quiet and self.has_replicas is not True:
+            self._quiet = False
+            self._owe = True
+            self._record(now, 1.0, 1.0)
+        self._in_flight += 1
+        self._count += 1
+
+    def request_out(self, now: float) -> None:
+        """A request left the revision (answered, failed or abandoned)."""
+        self._advance(now)
+        if self._in_flight > 0:
+            self._in_flight -= 1
+
+    def observe(self, now: float, ready: int | None = None) -> None:
+        """Record every second finished by ``now``; ``ready`` tells whether idle seconds count."""
+        if ready is not None:
+            self.has_replicas = ready > 0
+        self._advance(now)
+
+    def concurrency(self, now: float) -> tuple[float, float] | None:
+        """(stable, panic) average concurrency at ``now``, or None when there is no data."""
+        self._advance(now)
+        if self._stable_c.is_empty(now):
+            return None
+        return self._stable_c.average(now), self._panic_c.average(now)
+
+    def rps(self, now: float) -> tuple[float, float] | None:
+        """(stable, panic) average requests per second at ``now``, or None when there is no data."""
+        self._advance(now)
+        if self._stable_r.is_empty(now):
+            return None
+        return self._stable_r.average(now), self._panic_r.average(now)
+
+    def reconfigure(self, stable_window: float, panic_window: float) -> None:
+        """Change the window lengths, keeping recorded data where it is still valid."""
+        now = self._mark
+        for window, length in (
+            (self._stable_c, stable_window),
+            (self._stable_r, stable_window),
+            (self._panic_c, panic_window),
+            (self._panic_r, panic_window),
+        ):
+            window.resize(length, now)
+        self._stable_window = stable_window
+        self._panic_window = panic_window
+
+    def _advance(self, now: float) -> None:
+        sec = math.floor(now)
+        current = self._sec
+        if current is None:
+            self._sec = sec
+            self._mark = now
+            return
+        c = self._in_flight
+        if sec <= current:
+            dt = now - self._mark
+            if dt > 0:
+                self._area += c * dt
+                self._used += dt
+                self._mark = now
+            return
+        dt = current + 1 - self._mark
+        if dt > 0:
+            self._area += c * dt
+            self._used += dt
+        self._finish(current + 1)
+        gap = sec - current - 1
+        if gap > 0:
+            self._fill(current + 2, sec, float(c))
+        self._sec = sec
+        self._mark = now
+        self._used = now - sec
+        self._area = c * self._used
+        self._count = 0
+
+    def _records_idle(self) -> bool:
+        return self.has_replicas is True or (self.has_replicas is None and self._has_data)
+
+    def _finish(self, stamp: int) -> None:
+        avg = self._area / self._used if self._used > 0 else 0.0
+        count = float(self._count)
+        active = self._area > 0 or self._count > 0
+        self._quiet = avg == 0
+        if self._owe:
+            self._owe = False
+            avg = max(avg - 1.0, 0.0)
+            count = max(count - 1.0, 0.0)
+        if active or self._records_idle():
+            self._record(stamp, avg, count)
+
+    def _fill(self, first: int, last: int, value: float) -> None:
+        """Seconds stamped ``first..last`` passed with ``value`` in flight and no events."""
+        self._quiet = value == 0
+        if value == 0 and not self._records_idle():
+            return
+        first = max(first, last - math.ceil(max(self._stable_window, self._panic_window)) + 1)
+        for stamp in range(first, last + 1):
+            self._record(stamp, value, 0.0)
+
+    def _record(self, stamp: float, concurrency: float, requests: float) -> None:
+        self._has_data = True
+        self._stable_c.record(stamp, concurrency)
+        self._panic_c.record(stamp, concurrency)
+        self._stable_r.record(stamp, requests)
+        self._panic_r.record(stamp, requests)

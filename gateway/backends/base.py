@@ -1,0 +1,45 @@
+"""The Backend protocol: actuation (scale to n) and discovery (ready endpoints) behind one face."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.config.model import ServiceSpec
+from gateway.types import EndpointSet, RevisionKey
+
+EndpointListener = Callable[[RevisionKey, EndpointSet], None]
+
+
+@dataclass(frozen=True)
+class RevisionStatus:
+    """What a backend knows about one revision, for /admin/services and `gateway status`."""
+
+    desired: int
+    ready: int
+    state: str = "ok"  # ok | scaling | crash-backoff | failed | ...
+    message: str | None = None
+
+
+class Backend(Protocol):
+    async def sync(self, services: Sequence[ServiceSpec]) -> None:
+        """Make the backend's set of revisions match the config (first start and every reload).
+
+        Revisions that left the config are scaled to zero and forgotten; new ones start at zero.
+        """
+
+    async def scale(self, key: RevisionKey, replicas: int) -> None:
+        """Ask for `replicas` replicas of a revision; returns once the request is recorded."""
+
+    def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
+        """The endpoints that currently pass their readiness check."""
+
+    def watch(self, listener: EndpointListener) -> None:
+        """Call `listener(key, endpoints)` whenever a revision's set of ready endpoints changes."""
+
+    def status(self, key: RevisionKey) -> RevisionStatus:
+        ...
+
+    async def close(self) -> None:
+        """Stop every replica this backend started (scale all to zero) and release resources."""

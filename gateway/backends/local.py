@@ -1,0 +1,354 @@
+"""The embedded backend: each replica is a local process listening on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.backends import reaper
+from gateway.backends.base import EndpointListener, RevisionStatus
+from gateway.backends.probe import Prober
+from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail
+from gateway.config.model import RevisionSpec, ServiceSpec
+from gateway.types import Endpoint, EndpointSet, RevisionKey
+
+log = logging.getLogger(__name__)
+
+InFlight = Callable[[Endpoint], int]
+
+
+@dataclass(eq=False)
+class _Replica:
+    slot: int
+    endpoint: Endpoint
+    fingerprint: object
+    created: float
+    process: ReplicaProcess | None = None
+    ready: bool = False
+    was_ready: bool = False
+    stopping: bool = False
+    failure: str | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Revision:
+    def __init__(self, key: RevisionKey, spec: RevisionSpec) -> None:
+        self.key = key
+        self.spec = spec
+        self.desired = 0
+        self.replicas: list[_Replica] = []
+        self.endpoints: EndpointSet = frozenset()
+        self.failures = 0
+        self.backoff_until = 0.0
+        self.message: str | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.forgotten = False
+
+    @property
+    def fingerprint(self) -> object:
+        return (self.spec.command, self.spec.env, self.spec.workdir)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class LocalBackend:
+    """Runs each revision's `command` as local processes on free loopback ports.
+
+    `in_flight(endpoint)` (from the router) tells how many requests a replica still serves;
+    a replica being scaled down leaves the ready set, then is polled until that count is 0
+    (at most `grace_period`), then SIGTERM to its process group, SIGKILL `grace_period` later.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        *,
+        grace_period: float = 10.0,
+        probe_interval: float = 0.02,
+        probe_period: float = 1.0,
+        probe_timeout: float = 1.0,
+        failure_threshold: int = 3,
+        start_timeout: float = 120.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        backoff_reset: float = 60.0,
+        in_flight: InFlight | None = None,
+    ) -> None:
+        self._state_dir = Path(state_dir)
+        self._grace = grace_period
+        self._probe_interval = probe_interval
+        self._probe_period = probe_period
+        self._failure_threshold = failure_threshold
+        self._start_timeout = start_timeout
+        self._backoff = (backoff_initial, backoff_max, backoff_reset)
+        self._in_flight = in_flight
+        self._prober = Prober(timeout=probe_timeout)
+        self._lock = reaper.StateLock(self._state_dir)
+        self._revs: dict[RevisionKey, _Revision] = {}
+        self._listeners: list[EndpointListener] = []
+        self._ports: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._closed = False
+
+    async def start(self) -> None:
+        """Lock the state directory and kill replicas a previous run left behind (idempotent)."""
+        if self._started:
+            return
+        self._lock.acquire()
+        self._started = True
+        await reaper.reap(self._state_dir, grace=min(self._grace, 5.0))
+
+    async def sync(self, services: Sequence[ServiceSpec]) -> None:
+        await self.start()
+        wanted = {svc.key(spec.name): spec for svc in services for spec in svc.revisions()}
+        for key in [k for k in self._revs if k not in wanted]:
+            rev = self._revs.pop(key)
+            rev.desired = 0
+            rev.cancel_timer()
+            self._reconcile(rev)
+            rev.forgotten = True
+        for key, spec in wanted.items():
+            rev = self._revs.get(key)
+            if rev is None:
+                self._revs[key] = _Revision(key, spec)
+            elif rev.spec != spec:
+                before = rev.fingerprint
+                rev.spec = spec
+                if rev.fingerprint != before:
+                    rev.failures, rev.backoff_until, rev.message = 0, 0.0, None
+                    rev.cancel_timer()
+                self._reconcile(rev)
+
+    async def scale(self, key: RevisionKey, replicas: int) -> None:
+        rev = self._revs.get(key)
+        if rev is None:
+            log.debug("scale(%s) ignored: unknown revision", key)
+            return
+        await self.start()
+        rev.desired = max(0, replicas)
+        self._reconcile(rev)
+
+    def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
+        rev = self._revs.get(key)
+        return rev.endpoints if rev is not None else frozenset()
+
+    def watch(self, listener: EndpointListener) -> None:
+        self._listeners.append(listener)
+
+    def status(self, key: RevisionKey) -> RevisionStatus:
+        rev = self._revs.get(key)
+        if rev is None:
+            return RevisionStatus(0, 0, "unknown", "no such revision")
+        ready = len(rev.endpoints)
+        if rev.desired > 0 and rev.spec.command is None:
+            return RevisionStatus(rev.desired, ready, "failed", "revision has no command")
+        if rev.failures and ready < rev.desired:
+            return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)
+        if ready != rev.desired or any(r.stopping for r in rev.replicas):
+            return RevisionStatus(rev.desired, ready, "scaling")
+        return RevisionStatus(rev.desired, ready)
+
+    def pids(self, key: RevisionKey) -> list[int]:
+        """Process ids of a revision's live replicas (for diagnostics and tests)."""
+        rev = self._revs.get(key)
+        if rev is None:
+            return []
+        return [r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited]
+
+    async def close(self) -> None:
+        self._closed = True
+        for rev in self._revs.values():
+            rev.desired = 0
+            rev.cancel_timer()
+            self._reconcile(rev)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._prober.close()
+        self._lock.release()
+
+    # reconciliation
+
+    def _reconcile(self, rev: _Revision) -> None:
+        active = [r for r in rev.replicas if not r.stopping]
+        fresh = [r for r in active if r.fingerprint == rev.fingerprint]
+        stale = [r for r in active if r.fingerprint != rev.fingerprint]
+        for r in sorted(fresh, key=self._stop_order)[: max(0, len(fresh) - rev.desired)]:
+            self._stop(rev, r)
+        missing = rev.desired - len(fresh)
+        if missing > 0 and rev.spec.command is not None and not self._closed and not rev.forgotten:
+            loop = asyncio.get_running_loop()
+            wait = rev.backoff_until - loop.time()
+            if wait > 0:
+                if rev.timer is None:
+                    rev.timer = loop.call_later(wait, self._backoff_done, rev)
+            else:
+                for _ in range(missing):
+                    self._start(rev)
+        # rolling replacement: an old replica goes once a new one is ready to take its place
+        keep = max(0, rev.desired - sum(r.ready for r in fresh))
+        for r in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
+            self._stop(rev, r)
+
+    def _backoff_done(self, rev: _Revision) -> None:
+        rev.timer = None
+        if not rev.forgotten:
+            self._reconcile(rev)
+
+    def _stop_order(self, r: _Replica) -> tuple[bool, int, float]:
+        # newest not-ready first, then the least loaded
+        return (r.ready, self._load(r) if r.ready else 0, -r.created)
+
+    def _load(self, r: _Replica) -> int:
+        if self._in_flight is None:
+            return 0
+        try:
+            return self._in_flight(r.endpoint)
+        except Exception:
+            log.exception("in_flight(%s) failed", r.endpoint)
+            return 0
+
+    def _start(self, rev: _Revision) -> None:
+        used = {r.slot for r in rev.replicas}
+        slot = next(n for n in range(len(used) + 1) if n not in used)
+        port = free_port(self._ports)
+        self._ports.add(port)
+        loop = asyncio.get_running_loop()
+        r = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, loop.time())
+        rev.replicas.append(r)
+        task = loop.create_task(self._life(rev, r), name=f"replica {rev.key}-{slot}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("replica supervisor failed", exc_info=task.exception())
+
+    @staticmethod
+    def _probe_done(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("readiness prober failed", exc_info=task.exception())
+
+    def _stop(self, rev: _Revision, r: _Replica) -> None:
+        r.stopping = True
+        r.stop.set()
+        self._set_ready(rev, r, False)
+
+    def _set_ready(self, rev: _Revision, r: _Replica, ready: bool) -> None:
+        r.ready = ready
+        endpoints = frozenset(x.endpoint for x in rev.replicas if x.ready and not x.stopping)
+        if endpoints == rev.endpoints:
+            return
+        rev.endpoints = endpoints
+        if rev.forgotten:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(rev.key, endpoints)
+            except Exception:
+                log.exception("endpoint listener failed for %s", rev.key)
+
+    # one replica's life
+
+    async def _life(self, rev: _Revision, r: _Replica) -> None:
+        key = rev.key
+        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
+        try:
+            proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self._release(rev, r)
+            if not r.stopping:
+                self._crashed(rev, r, f"replica failed to start: {exc}", [])
+            self._reconcile(rev)
+            return
+        r.process = proc
+        reaper.record(self._state_dir, proc.pid, proc.pgid, proc.argv, str(key))
+        exited = asyncio.ensure_future(proc.proc.wait())
+        stopped = asyncio.ensure_future(r.stop.wait())
+        probing = asyncio.ensure_future(self._probe(rev, r, proc))
+        probing.add_done_callback(self._probe_done)
+        try:
+            await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            probing.cancel()
+            if not exited.done():
+                await self._drain(r)
+                await proc.terminate(self._grace)
+            await exited
+        except asyncio.CancelledError:
+            proc.signal(signal.SIGKILL)
+            raise
+        finally:
+            for task in (probing, stopped, exited):
+                task.cancel()
+            # stragglers of the group (children of a shell, say) go with the replica
+            proc.signal(signal.SIGKILL)
+            reaper.forget(self._state_dir, proc.pid)
+            self._release(rev, r)
+        if not r.stopping:
+            reason = r.failure or describe_exit(exited.result())
+            self._crashed(rev, r, reason, log_tail(proc.log_path))
+        self._reconcile(rev)
+
+    async def _probe(self, rev: _Revision, r: _Replica, proc: ReplicaProcess) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        failures = 0
+        while not proc.exited:
+            ok = await self._prober.check(r.endpoint.port, rev.spec.readiness_path)
+            if r.stopping or proc.exited:
+                return
+            if ok:
+                failures = 0
+                if not r.ready:
+                    if not r.was_ready:
+                        r.was_ready = True
+                        log.info("%s replica on %s ready after %.3fs", rev.key, r.endpoint, loop.time() - started)
+                    self._set_ready(rev, r, True)
+                    self._reconcile(rev)
+            elif r.ready:
+                failures += 1
+                if failures >= self._failure_threshold:
+                    log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures)
+                    self._set_ready(rev, r, False)
+            elif not r.was_ready and loop.time() - started > self._start_timeout:
+                r.failure = f"replica not ready after {self._start_timeout:g}s"
+                proc.signal(signal.SIGKILL)
+                return
+            await asyncio.sleep(self._probe_period if r.was_ready else self._probe_interval)
+
+    async def _drain(self, r: _Replica) -> None:
+        if self._in_flight is None or not r.was_ready:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace
+        while self._load(r) > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _release(self, rev: _Revision, r: _Replica) -> None:
+        if r in rev.replicas:
+            rev.replicas.remove(r)
+        self._ports.discard(r.endpoint.port)
+        self._set_ready(rev, r, False)
+
+    def _crashed(self, rev: _Revision, r: _Replica, reason: str, tail: list[str]) -> None:
+        initial, ceiling, reset = self._backoff
+        now = asyncio.get_running_loop().time()
+        if now - r.created >= reset:
+            rev.failures = 0
+        rev.failures += 1
+        delay = min(ceiling, initial * 2 ** min(rev.failures - 1, 30))
+        rev.backoff_until = now + delay
+        rev.message = f"{reason}: {tail[-1]}" if tail else reason
+        log.warning(
+            "%s: %s; restarting in %gs%s", rev.key, reason, delay, "".join(f"\n  | {line}" for line in tail)
+        )
+        rev.cancel_timer()

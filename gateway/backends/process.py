@@ -1,0 +1,162 @@
+"""One replica process: spawn it in its own process group, signal the group, read its log."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from gateway.config.model import RevisionSpec
+
+LOG_MARKER = "==> gateway:"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(taken: Iterable[int] = ()) -> int:
+    """A loopback port nobody listens on now and that is not in `taken`."""
+    avoid = set(taken)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in avoid:
+            return port
+
+
+def substitute(text: str, port: int) -> str:
+    return text.replace("{port}", str(port)).replace("{python}", sys.executable)
+
+
+def build_argv(command: tuple[str, ...] | str, port: int) -> list[str]:
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", substitute(command, port)]
+    return [substitute(arg, port) for arg in command]
+
+
+def build_env(spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update((name, substitute(value, port)) for name, value in spec.env)
+    env["PORT"] = str(port)
+    return env
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the child when the thread that forked it exits.
+
+    The kernel ties PR_SET_PDEATHSIG to the forking *thread*; the backend spawns from the event
+    loop's thread, which lives as long as the gateway. The signal is not inherited by the
+    replica's own children (a shell's children, say): the next start's reaper kills the group.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def log_tail(path: Path, lines: int = 5, max_bytes: int = 8192) -> list[str]:
+    """The last non-empty lines the current run wrote to its log (after our start marker)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    marker = text.rfind(LOG_MARKER)
+    if marker >= 0:
+        text = text[marker:].partition("\n")[2]
+    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+
+
+class ReplicaProcess:
+    """A started replica: its process, its process group and its log file."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, argv: list[str], log_path: Path) -> None:
+        self.proc = proc
+        self.pid: int = proc.pid
+        self.pgid: int = proc.pid  # start_new_session makes the child a group leader
+        self.argv = argv
+        self.log_path = log_path
+        self.started = time.monotonic()
+
+    @classmethod
+    async def spawn(
+        cls, spec: RevisionSpec, port: int, log_path: Path, *, env: Mapping[str, str] | None = None
+    ) -> ReplicaProcess:
+        """Start the revision's command on `port`; OSError/ValueError if it cannot be started."""
+        if spec.command is None:
+            raise ValueError("revision has no command")
+        argv = build_argv(spec.command, port)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            log.write(f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode())
+            log.flush()
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=spec.workdir or os.getcwd(),
+                env=build_env(spec, port, env),
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        return cls(proc, argv, log_path)
+
+    @property
+    def exited(self) -> bool:
+        return self.proc.returncode is not None
+
+    def signal(self, sig: int) -> bool:
+        return signal_group(self.pgid, sig)
+
+    async def terminate(self, grace: float) -> int:
+        """SIGTERM the group, SIGKILL it after `grace` seconds; return the exit status."""
+        if not self.exited:
+            self.signal(signal.SIGTERM)
+            try:
+                return await asyncio.wait_for(self.proc.wait(), grace)
+            except TimeoutError:
+                pass
+        self.signal(signal.SIGKILL)
+        return await self.proc.wait()
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"replica killed by signal {name}"
+    return f"replica exited with code {returncode}"

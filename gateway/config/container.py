@@ -1,0 +1,106 @@
+"""A Kubernetes container (InferenceService predictor, SimpleMLService custom pod) as RevisionSpec fields.
+
+The local backend runs `command + args` on this machine; the kubernetes backend runs the image with
+the same command and args. A container with args but no command relies on the image's entrypoint, so
+it has no local command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config.errors import DocContext
+from gateway.config.revision import (
+    read_args,
+    read_env,
+    read_port,
+    read_readiness_path,
+    read_resources,
+)
+from gateway.config.values import check_keys, join, mapping, sequence, string
+
+_CONTAINER_KEYS = (
+    "name", "image", "command", "args", "env", "ports", "resources", "readinessProbe", "livenessProbe",
+    "startupProbe", "imagePullPolicy", "workingDir", "volumeMounts", "securityContext",
+)
+_IGNORED_KEYS = ("livenessProbe", "startupProbe", "volumeMounts", "securityContext")
+
+
+def read_containers(ctx: DocContext, path: str, value: object) -> dict[str, Any] | None:
+    """RevisionSpec keyword arguments from the first container of a list (others are reported)."""
+    items = sequence(ctx, path, value)
+    if items is None:
+        return None
+    if not items:
+        ctx.error(path, "must list at least one container")
+        return None
+    for extra in range(1, len(items)):
+        ctx.warn(join(path, extra), "only the first container is run, ignored")
+    return read_container(ctx, join(path, 0), items[0])
+
+
+def read_container(ctx: DocContext, path: str, value: object) -> dict[str, Any] | None:
+    found = mapping(ctx, path, value)
+    if found is None:
+        return None
+    errors = ctx.error_count
+    check_keys(ctx, path, found, _CONTAINER_KEYS, strict=False)
+    for key in _IGNORED_KEYS:
+        if key in found:
+            ctx.warn(join(path, key), "not supported by the gateway, ignored")
+    if found.get("workingDir") is not None:
+        ctx.warn(
+            join(path, "workingDir"),
+            "a path inside the container, ignored; the local backend runs in the config file's folder",
+        )
+    kwargs: dict[str, Any] = {"workdir": ctx.directory}
+    command = read_args(ctx, join(path, "command"), found["command"]) if found.get("command") is not None else ()
+    args = read_args(ctx, join(path, "args"), found["args"]) if found.get("args") is not None else ()
+    if command is not None and args is not None:
+        kwargs["container_command"] = command
+        kwargs["args"] = args
+        if command:
+            kwargs["command"] = command + args
+    if found.get("image") is not None:
+        kwargs["image"] = string(ctx, join(path, "image"), found["image"])
+    if found.get("env") is not None:
+        kwargs["env"] = read_env(ctx, join(path, "env"), found["env"])
+    if found.get("resources") is not None:
+        kwargs["resources"] = read_resources(ctx, join(path, "resources"), found["resources"])
+    if found.get("ports") is not None:
+        kwargs["container_port"] = read_container_port(ctx, join(path, "ports"), found["ports"])
+    if found.get("readinessProbe") is not None:
+        kwargs["readiness_path"] = _readiness_path(ctx, join(path, "readinessProbe"), found["readinessProbe"])
+    if ctx.error_count > errors:
+        return None
+    return {key: item for key, item in kwargs.items() if item is not None}
+
+
+def read_container_port(ctx: DocContext, path: str, value: object) -> int | None:
+    """The first entry of a Kubernetes `ports` list (`containerPort`, or `port` for Service ports)."""
+    items = sequence(ctx, path, value)
+    if not items:
+        if items is not None:
+            ctx.error(path, "must list at least one port")
+        return None
+    first = mapping(ctx, join(path, 0), items[0])
+    if first is None:
+        return None
+    key = "containerPort" if "containerPort" in first else "port"
+    if first.get(key) is None:
+        ctx.error(join(join(path, 0), key), "required")
+        return None
+    return read_port(ctx, join(join(path, 0), key), first[key])
+
+
+def _readiness_path(ctx: DocContext, path: str, value: object) -> str | None:
+    probe = mapping(ctx, path, value)
+    if probe is None:
+        return None
+    http_get = probe.get("httpGet")
+    if http_get is None:
+        return None  # tcpSocket/exec probes: the gateway's TCP connect check stands in
+    found = mapping(ctx, join(path, "httpGet"), http_get)
+    if found is None or found.get("path") is None:
+        return None
+    return read_readiness_path(ctx, join(join(path, "httpGet"), "path"), found["path"])

@@ -1,0 +1,149 @@
+"""The typed configuration every manifest kind is translated into.
+
+Durations are seconds (float). Percentages are kept as the user wrote them (70 means 70 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.types import RevisionKey, RevisionName
+
+BackendKind = Literal["local", "kubernetes", "static"]
+Metric = Literal["concurrency", "rps"]
+
+
+@dataclass(frozen=True)
+class AutoscalerSettings:
+    """Knative's config-autoscaler, camelCase keys in ``GatewayConfig.spec.autoscaler``."""
+
+    stable_window: float = 60.0
+    panic_window_percentage: float = 10.0
+    panic_threshold_percentage: float = 200.0
+    max_scale_up_rate: float = 1000.0
+    max_scale_down_rate: float = 2.0
+    scale_to_zero_grace_period: float = 30.0
+    scale_down_delay: float = 0.0
+    target_burst_capacity: float = 211.0
+    container_concurrency_target_default: float = 100.0
+    target_utilization: float = 70.0
+    requests_per_second_target_default: float = 200.0
+    enable_scale_to_zero: bool = True
+    initial_scale: int = 1
+    allow_zero_initial_scale: bool = False
+    tick_interval: float = 2.0
+
+
+@dataclass(frozen=True)
+class ActivatorSettings:
+    queue_depth: int = 10_000
+    request_timeout: float = 300.0
+    activation_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Limits and timeouts of the data plane (``GatewayConfig.spec.proxy``)."""
+
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 100 * 1024 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    upstream_keepalive_timeout: float = 4.0
+    connect_timeout: float = 5.0
+    response_start_timeout: float = 300.0
+    drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    domain: str = "example.com"
+    listen: str = "0.0.0.0:8080"
+    admin_listen: str = "127.0.0.1:9090"
+    backend: BackendKind = "local"
+    redis: str | None = None
+    state_dir: str | None = None  # default: $XDG_STATE_HOME/serving-gateway or ~/.local/state/...
+    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    activator: ActivatorSettings = field(default_factory=ActivatorSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """Per-service autoscaling; ``None`` means "use the GatewayConfig autoscaler default"."""
+
+    min_scale: int = 0
+    max_scale: int = 0  # 0 = unbounded
+    autoscaler_class: Literal["kpa", "hpa", "fixed"] = "kpa"
+    metric: Metric = "concurrency"
+    target: float | None = None  # per-pod total value (Knative's autoscaling.knative.dev/target)
+    container_concurrency: int = 0  # hard per-replica limit, 0 = unlimited
+    target_utilization: float | None = None  # percent
+    stable_window: float | None = None
+    panic_window_percentage: float | None = None
+    panic_threshold_percentage: float | None = None
+    target_burst_capacity: float | None = None
+    initial_scale: int | None = None
+    scale_down_delay: float | None = None
+    scale_to_zero_grace_period: float | None = None
+
+
+@dataclass(frozen=True)
+class RevisionSpec:
+    name: RevisionName
+    command: tuple[str, ...] | str | None = None  # argv list or shell string (local backend)
+    endpoints: tuple[str, ...] = ()  # base URLs (static backend)
+    readiness_path: str | None = None  # None: TCP connect
+    env: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    # Kubernetes backend
+    image: str | None = None
+    container_command: tuple[str, ...] = ()  # the container's entrypoint override (k8s `command`)
+    args: tuple[str, ...] = ()  # the container's arguments (k8s `args`)
+    container_port: int | None = None
+    accelerator: str | None = None  # "nvidia" | "kunlun" | a resource name
+    accelerator_count: int = 1
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[dict[str, object], ...] = ()
+    resources: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a document came from, for error messages."""
+
+    file: str
+    index: int  # 1-based document index in the file
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: document {self.index} ({self.kind}/{self.name})"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    namespace: str
+    default: RevisionSpec
+    canary: RevisionSpec | None = None
+    canary_percent: int = 0  # share of traffic for the canary, 0..100
+    scaling: ScalingSpec = field(default_factory=ScalingSpec)
+    backend: BackendKind | None = None  # None: GatewayConfig's backend
+    timeout: float | None = None  # request timeout override (seconds)
+    source: Source | None = None
+
+    def revisions(self) -> tuple[RevisionSpec, ...]:
+        return (self.default,) if self.canary is None else (self.default, self.canary)
+
+    def key(self, revision: RevisionName) -> RevisionKey:
+        return RevisionKey(self.namespace, self.name, revision)
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySettings
+    services: tuple[ServiceSpec, ...]
+    warnings: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()

@@ -1,0 +1,55 @@
+"""Builds the Starlette application: V1 and V2 routes around one model slot."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from . import v1, v2
+from .errors import ModelServerError
+from .loader import Hook, ModelSlot
+from .responses import handle_http_exception, handle_model_server_error
+from .service import ModelService
+
+
+def create_app(
+    model_path: str,
+    name: str,
+    *,
+    load_in_background: bool = True,
+    version: str = "1",
+    before_load: Hook | None = None,
+    before_infer: Hook | None = None,
+) -> Starlette:
+    """A KServe V1 + V2 application serving the ONNX model at ``model_path`` as ``name``.
+
+    With ``load_in_background`` the model loads in a thread once the application starts
+    (readiness turns true when it is done); otherwise it loads here and a bad file raises
+    :class:`~gateway.modelserver.errors.ModelLoadError`. The hooks are for tests:
+    ``before_load`` runs in the loading thread, ``before_infer`` in each inference's thread.
+    The slot is at ``app.state.slot``.
+    """
+    slot = ModelSlot(model_path, before_load=before_load)
+    if not load_in_background:
+        slot.load()
+    service = ModelService(name, version, slot, before_infer=before_infer)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        slot.start()
+        yield
+
+    app = Starlette(
+        routes=[*v1.routes(service), *v2.routes(service)],
+        exception_handlers={
+            ModelServerError: handle_model_server_error,
+            HTTPException: handle_http_exception,
+        },
+        lifespan=lifespan,
+    )
+    app.state.slot = slot
+    app.state.service = service
+    return app

@@ -1,0 +1,106 @@
+"""Runs the model server: ``run()`` for code, ``add_arguments``/``main_from_args`` for the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import logging
+import os
+import sys
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from .app import create_app
+from .errors import ModelLoadError
+from .loader import ModelSlot
+
+__all__ = ["add_arguments", "create_app", "main_from_args", "run"]
+
+logger = logging.getLogger("gateway.modelserver")
+
+
+def run(
+    model: str, name: str, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning"
+) -> None:
+    """Serve ``model`` as ``name`` until SIGINT/SIGTERM; blocks.
+
+    Liveness answers at once and readiness once the model has loaded. If the model
+    cannot be loaded the server stops and :class:`ModelLoadError` is raised.
+    ``log_level`` is uvicorn's; the server's own lines (listening, loaded) are always logged.
+    """
+    app = create_app(model, name)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        log_level=log_level,
+        log_config=_log_config(),
+        access_log=False,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    slot: ModelSlot = app.state.slot
+
+    def stop_if_failed(slot: ModelSlot) -> None:
+        if slot.model is None:
+            server.should_exit = True
+
+    slot.add_done_callback(stop_if_failed)
+    logger.info("serving model %r from %s on http://%s:%d", name, model, _url_host(host), port)
+    server.run()
+    if slot.done and slot.model is None:
+        raise ModelLoadError(slot.error or f"cannot load model file {model}")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _log_config() -> dict[str, object]:
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["gateway.modelserver"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--model --name --port --host --log-level`` to ``parser``."""
+    parser.add_argument("--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve")
+    parser.add_argument("--name", required=True, help="model name used in the URLs (/v2/models/NAME)")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", 8080)), help="port (default: $PORT or 8080)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: warning)",
+    )
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Run the server from parsed arguments; returns the exit status (1 for a bad model file)."""
+    problem = _check_model_file(args.model)
+    if problem is None:
+        try:
+            run(args.model, args.name, args.host, args.port, log_level=args.log_level)
+            return 0
+        except ModelLoadError as exc:
+            problem = str(exc)
+    print(f"gateway modelserver: error: {problem}", file=sys.stderr)
+    return 1
+
+
+def _check_model_file(path: str) -> str | None:
+    if not os.path.exists(path):
+        return f"model file {path} does not exist"
+    if not os.path.isfile(path):
+        return f"model file {path} is not a file"
+    if not os.access(path, os.R_OK):
+        return f"model file {path} is not readable"
+    if os.path.getsize(path) == 0:
+        return f"model file {path} is empty"
+    return None

@@ -1,0 +1,483 @@
+"""One request from its first header to its last response byte, relayed between two transports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from gateway.router.errors import error_response, reason
+from gateway.router.headers import RequestHead, read_response_head
+from gateway.router.revision import RevisionRuntime
+from gateway.router.throttler import QueueFull, Tracker
+from gateway.router.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from gateway.router.client import ClientConnection
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+REPLAY_LIMIT = 64 * 1024
+BUFFER_LIMIT = 256 * 1024
+MAX_ATTEMPTS = 3
+
+# Phases, in order; the sweeper reads them to apply timeouts.
+QUEUED, CONNECTING, SENT, STREAMING, DONE = range(5)
+
+
+class RequestCycle:
+    """Owns one request: routing decision, replica slot, upstream connection, response relay."""
+
+    __slots__ = (
+        "conn", "method", "url", "head", "rt", "keep_alive", "upstream_head", "phase", "started",
+        "sent_at", "tracker", "upstream", "body_buf", "body_buffered", "body_done", "body_seen",
+        "replay", "attempts", "waiter", "cold", "wait_started", "response_started", "resp_chunked",
+        "resp_close", "close_framed", "upgraded", "pending", "reusable", "status", "head_only", "timeout", "error",
+    )
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        method: bytes,
+        url: bytes,
+        head: RequestHead | None,
+        rt: RevisionRuntime | None,
+        keep_alive: bool,
+        upstream_head: bytes,
+        error: tuple[int, str] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.url = url
+        self.head = head
+        self.rt = rt
+        self.keep_alive = keep_alive
+        self.upstream_head = upstream_head
+        self.error = error  # (status, message) to answer instead of proxying
+        self.phase = QUEUED
+        self.started = 0.0
+        self.sent_at = 0.0
+        self.tracker: Tracker | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.body_buf: list[bytes] = []
+        self.body_buffered = 0
+        self.body_done = head is None or (head.content_length <= 0 and not head.chunked)
+        self.body_seen = 0
+        self.replay: list[bytes] | None = []
+        self.attempts = 0
+        self.waiter: asyncio.Future[Tracker] | None = None
+        self.cold = False
+        self.wait_started = 0.0
+        self.response_started = False  # head sent to the client
+        self.resp_chunked = False
+        self.resp_close = False
+        self.close_framed = False  # the replica's body ends when it closes the connection
+        self.upgraded = False
+        self.pending = b""
+        self.reusable = False
+        self.status = 0
+        self.head_only = method == b"HEAD"
+        self.timeout = rt.request_timeout if rt is not None else 0.0
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = time.monotonic()
+        if self.error is not None:
+            self.fail(*self.error)
+            return
+        rt = self.rt
+        assert rt is not None
+        if rt.stats is not None:
+            rt.stats.request_in(self.started)
+        tracker = rt.throttler.try_acquire()
+        if tracker is not None:
+            self.dispatch(tracker)
+        else:
+            self.enqueue()
+
+    def enqueue(self) -> None:
+        rt = self.rt
+        assert rt is not None
+        throttler = rt.throttler
+        if not rt.scalable and throttler.reachable == 0:
+            self.fail(502, "no replica of this revision is reachable")
+            return
+        try:
+            waiter = throttler.wait()
+        except QueueFull:
+            self.fail(503, "too many requests waiting for this revision")
+            return
+        self.phase = QUEUED
+        self.waiter = waiter
+        if not self.wait_started:
+            self.wait_started = time.monotonic()
+        if throttler.ready == 0:
+            self.cold = True
+            if rt.poke is not None:
+                rt.poke()
+        waiter.add_done_callback(self._granted)
+
+    def _granted(self, waiter: asyncio.Future[Tracker]) -> None:
+        if waiter.cancelled():
+            return
+        tracker = waiter.result()
+        rt = self.rt
+        assert rt is not None
+        if self.waiter is not waiter or self.phase == DONE:
+            rt.throttler.release(tracker)  # given up while the grant was in flight
+            return
+        self.waiter = None
+        if self.cold:
+            rt.cold_starts.observe(time.monotonic() - self.wait_started)
+        self.dispatch(tracker)
+
+    def dispatch(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.attempts += 1
+        conn = self.conn.server.pools.get(tracker.endpoint)
+        if conn is not None:
+            self.send(conn)
+        else:
+            self.phase = CONNECTING
+            asyncio.get_running_loop().create_task(self._connect(tracker))
+
+    async def _connect(self, tracker: Tracker) -> None:
+        try:
+            conn = await self.conn.server.pools.connect(tracker.endpoint)
+        except (OSError, asyncio.TimeoutError) as exc:
+            if self.phase == DONE:
+                return
+            self._connect_failed(tracker, exc)
+            return
+        if self.phase == DONE or self.tracker is not tracker:
+            conn.release(True)
+            return
+        self.send(conn)
+
+    def _connect_failed(self, tracker: Tracker, exc: BaseException) -> None:
+        rt = self.rt
+        assert rt is not None
+        self.tracker = None
+        rt.throttler.release(tracker)
+        if not isinstance(exc, asyncio.TimeoutError):
+            rt.endpoint_failed(tracker.endpoint)
+        if self.attempts >= MAX_ATTEMPTS:
+            if isinstance(exc, asyncio.TimeoutError):
+                self.fail(504, f"timed out connecting to replica {tracker.endpoint}")
+            else:
+                self.fail(502, f"could not connect to replica {tracker.endpoint}: {exc}")
+            return
+        nxt = rt.throttler.try_acquire()
+        if nxt is not None:
+            self.dispatch(nxt)
+        elif rt.scalable:
+            self.enqueue()
+        else:
+            self.fail(502, f"could not connect to replica {tracker.endpoint}: {exc}")
+
+    # -- request relay --------------------------------------------------------------------------
+    def send(self, upstream: UpstreamConnection) -> None:
+        self.upstream = upstream
+        upstream.begin(self, self.head_only)
+        transport = upstream.transport
+        assert transport is not None
+        head = self.head
+        assert head is not None
+        if head.expect_continue and self.body_seen == 0 and not self.body_done and not self.conn.closed:
+            self.conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self.body_buf:
+            data = self.upstream_head + b"".join(self.body_buf)
+            self.body_buf = []
+            self.body_buffered = 0
+            self.conn.resume_reading(self.conn.BUFFER)
+        else:
+            data = self.upstream_head
+        if self.body_done and head.chunked:
+            data += b"0\r\n\r\n"
+        transport.write(data)
+        self.sent_at = time.monotonic()
+        self.phase = SENT
+        if self.conn.write_paused:
+            transport.pause_reading()
+
+    def on_request_body(self, data: bytes) -> None:
+        if self.phase == DONE:
+            return
+        head = self.head
+        assert head is not None
+        self.body_seen += len(data)
+        if self.body_seen > self.conn.server.settings.max_body_bytes:
+            self.keep_alive = False
+            self.fail(413, "request body larger than the limit")
+            return
+        if head.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        replay = self.replay
+        if replay is not None:
+            if self.body_seen > REPLAY_LIMIT:
+                self.replay = None
+            else:
+                replay.append(data)
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.write(data)
+            return
+        self.body_buf.append(data)
+        self.body_buffered += len(data)
+        if self.body_buffered > BUFFER_LIMIT:
+            self.conn.pause_reading(self.conn.BUFFER)
+
+    def on_request_complete(self) -> None:
+        self.body_done = True
+        if self.phase == DONE or self.head is None or not self.head.chunked:
+            return
+        if self.replay is not None:
+            self.replay.append(b"0\r\n\r\n")
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.write(b"0\r\n\r\n")
+        else:
+            self.body_buf.append(b"0\r\n\r\n")
+
+    def on_client_raw(self, data: bytes) -> None:
+        """Bytes after an upgrade request: spliced once the replica agreed to switch."""
+        upstream = self.upstream
+        if self.upgraded and upstream is not None and upstream.transport is not None:
+            upstream.transport.write(data)
+        else:
+            self.body_buf.append(data)
+            self.body_buffered += len(data)
+            if self.body_buffered > BUFFER_LIMIT:
+                self.conn.pause_reading(self.conn.BUFFER)
+
+    def pause_request(self) -> None:
+        self.conn.pause_reading(self.conn.UPSTREAM)
+
+    def resume_request(self) -> None:
+        self.conn.resume_reading(self.conn.UPSTREAM)
+
+    # -- response relay -------------------------------------------------------------------------
+    def on_response_head(self, status: int, reason_: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        if self.phase == DONE:
+            return
+        self.phase = STREAMING
+        self.status = status
+        self.reusable = keep_alive
+        rt = self.rt
+        assert rt is not None
+        resp = read_response_head(headers)
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason_ or reason(status))]
+        parts.extend(resp.lines)
+        parts.append(rt.header)
+        if self.cold:
+            parts.append(b"x-gateway-cold-start: true\r\n")
+        conn = self.conn
+        http10 = conn.http10
+        if status == 101:
+            self.upgraded = True
+            self.keep_alive = False
+            parts.append(b"connection: upgrade\r\nupgrade: " + (resp.upgrade or b"websocket") + b"\r\n\r\n")
+            conn.write(b"".join(parts))
+            self.response_started = True
+            conn.upgraded = True
+            if self.body_buf:
+                data = b"".join(self.body_buf)
+                self.body_buf = []
+                self.body_buffered = 0
+                conn.resume_reading(conn.BUFFER)
+                if self.upstream is not None and self.upstream.transport is not None:
+                    self.upstream.transport.write(data)
+            return
+        no_body = self.head_only or status in (204, 304)
+        if no_body:
+            if resp.content_length >= 0 and self.head_only:
+                parts.append(b"content-length: %d\r\n" % resp.content_length)
+        elif resp.content_length >= 0 and not resp.chunked:
+            parts.append(b"content-length: %d\r\n" % resp.content_length)
+        else:
+            self.close_framed = not resp.chunked
+            if http10:
+                self.resp_close = True
+                self.keep_alive = False
+            else:
+                self.resp_chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+        if self.head is not None and self.head.upgrade is not None:
+            self.keep_alive = False  # the client may already be sending frames
+        if not self.keep_alive or conn.server.draining:
+            self.keep_alive = False
+            parts.append(b"connection: close\r\n")
+        elif http10:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.pending = b"".join(parts)
+        self.response_started = True
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.phase == DONE:
+            return
+        if self.resp_chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self.pending:
+            data = self.pending + data
+            self.pending = b""
+        self.conn.write(data)
+
+    def flush(self) -> None:
+        if self.pending:
+            pending = self.pending
+            self.pending = b""
+            self.conn.write(pending)
+
+    def on_upstream_raw(self, data: bytes) -> None:
+        self.conn.write(data)
+
+    def on_response_complete(self) -> None:
+        if self.phase == DONE:
+            return
+        tail = b"0\r\n\r\n" if self.resp_chunked else b""
+        if self.pending or tail:
+            self.conn.write(self.pending + tail)
+            self.pending = b""
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.release(self.reusable and self.body_done)
+        if not self.body_done:
+            self.keep_alive = False
+        if self.resp_close:
+            self.keep_alive = False
+        self.finish(self.status)
+
+    def on_upstream_lost(self, exc: Exception | None) -> None:
+        if self.phase == DONE:
+            return
+        upstream = self.upstream
+        self.upstream = None
+        if self.upgraded:
+            self.finish(101)
+            self.conn.close()
+            return
+        if self.response_started:
+            if self.close_framed:
+                self.reusable = False
+                self.on_response_complete()
+                return
+            # The head has left: the only honest signal is closing the client connection.
+            self.pending = b""
+            self.finish(502)
+            self.conn.abort()
+            return
+        if upstream is not None and self._may_retry(upstream):
+            tracker = self.tracker
+            assert tracker is not None
+            log.debug("%s: reused connection closed before any response, retrying", self.rt.key if self.rt else "")
+            self.body_buf = list(self.replay or [])
+            self.attempts += 1
+            new = self.conn.server.pools.get(tracker.endpoint)
+            if new is not None:
+                self.send(new)
+            else:
+                self.phase = CONNECTING
+                asyncio.get_running_loop().create_task(self._connect(tracker))
+            return
+        detail = f": {exc}" if exc else ""
+        self.fail(502, f"replica closed the connection before responding{detail}")
+
+    def _may_retry(self, upstream: UpstreamConnection) -> bool:
+        return (
+            upstream.reused
+            and upstream.bytes_received == 0
+            and self.attempts < MAX_ATTEMPTS
+            and self.method in IDEMPOTENT
+            and self.body_done
+            and self.replay is not None
+        )
+
+    def on_upstream_error(self, message: str) -> None:
+        if self.phase == DONE:
+            return
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort()
+        if self.response_started:
+            self.finish(502)
+            self.conn.abort()
+        else:
+            self.fail(502, message)
+
+    # -- endings --------------------------------------------------------------------------------
+    def fail(self, status: int, message: str) -> None:
+        """Answer with a JSON error if nothing of the response has left yet; else cut the connection."""
+        if self.phase == DONE:
+            return
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort()
+        if self.waiter is not None:
+            waiter = self.waiter
+            self.waiter = None
+            waiter.cancel()
+        if self.response_started:
+            self.finish(status)
+            self.conn.abort()
+            return
+        rt = self.rt
+        if not self.body_done:
+            self.keep_alive = False
+        body = error_response(
+            status,
+            message,
+            service=rt.service_label if rt else None,
+            revision=rt.revision_label if rt else None,
+            close=not self.keep_alive or self.conn.server.draining,
+        )
+        self.status = status
+        self.conn.write(body)
+        self.finish(status)
+
+    def finish(self, status: int) -> None:
+        if self.phase == DONE:
+            return
+        self.phase = DONE
+        rt = self.rt
+        if rt is not None:
+            if self.tracker is not None:
+                rt.throttler.release(self.tracker)
+                self.tracker = None
+            now = time.monotonic()
+            if rt.stats is not None and self.error is None:
+                rt.stats.request_out(now)
+            rt.record(status, now - self.started)
+        self.conn.cycle_done(self)
+
+    def abort(self) -> None:
+        """The client went away: drop everything without answering."""
+        if self.phase == DONE:
+            return
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort()
+        if self.waiter is not None:
+            waiter = self.waiter
+            self.waiter = None
+            waiter.cancel()
+        self.keep_alive = False
+        self.finish(499)
+
+    def expire(self, now: float, settings_response_start: float) -> None:
+        """Called by the sweeper: apply the activation, response-start and total timeouts."""
+        rt = self.rt
+        if rt is None or self.upgraded:
+            return
+        if self.phase == QUEUED and self.waiter is not None and now - self.wait_started > rt.activation_timeout:
+            self.fail(504, "timed out waiting for a replica to become available")
+        elif self.phase == SENT and now - self.sent_at > settings_response_start:
+            self.fail(504, "timed out waiting for the replica's response")
+        elif self.timeout and now - self.started > self.timeout:
+            self.fail(504, "request timed out")

@@ -1,0 +1,159 @@
+"""Header rewriting between client and replica: hop-by-hop removal, X-Forwarded-*, framing checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """What the proxy needs from a request head, read in one pass."""
+
+    host: bytes
+    lines: list[bytes]  # forwarded header lines, each "name: value\r\n"
+    content_length: int  # -1 when absent
+    chunked: bool
+    expect_continue: bool
+    tag: bytes | None
+    forwarded_for: bytes | None
+    has_forwarded_proto: bool
+    has_forwarded_host: bool
+    upgrade: bytes | None
+
+
+def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
+    """Split a request's headers into what is forwarded and what steers the proxy.
+
+    Raises BadRequest for framing a proxy must not guess at (request smuggling).
+    """
+    lines: list[bytes] = []
+    names: list[bytes] = []
+    host: bytes | None = None
+    content_length = -1
+    cl_count = 0
+    te: bytes | None = None
+    connection_tokens: list[bytes] = []
+    expect = False
+    tag = None
+    xff = None
+    has_xfp = has_xfh = False
+    upgrade = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                te = value if te is None else te + b"," + value
+            elif lname == b"connection":
+                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif lname == b"upgrade":
+                upgrade = value
+            continue
+        if lname == b"host":
+            if host is not None:
+                raise BadRequest("more than one Host header")
+            host = value
+        elif lname == b"content-length":
+            cl_count += 1
+            if cl_count > 1:
+                raise BadRequest("more than one Content-Length header")
+            if not value.strip().isdigit():
+                raise BadRequest("Content-Length is not a number")
+            content_length = int(value)
+            continue
+        elif lname == b"expect":
+            if value.strip().lower() == b"100-continue":
+                expect = True
+                continue
+        elif lname == b"knative-serving-tag":
+            tag = value.strip().lower()
+        elif lname == b"x-forwarded-for":
+            xff = value if xff is None else xff + b", " + value
+            continue
+        elif lname == b"x-forwarded-proto":
+            has_xfp = True
+        elif lname == b"x-forwarded-host":
+            has_xfh = True
+        lines.append(name + b": " + value + b"\r\n")
+        names.append(lname)
+    chunked = False
+    if te is not None:
+        if content_length >= 0:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if te.strip().lower() != b"chunked":
+            raise BadRequest("unsupported Transfer-Encoding " + te.decode("latin-1")[:40])
+        chunked = True
+    if host is None:
+        raise BadRequest("missing Host header")
+    extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close"}
+    if extra:
+        lines = [line for line, n in zip(lines, names) if n not in extra]
+    if upgrade is not None and b"upgrade" not in connection_tokens:
+        upgrade = None
+    return RequestHead(host, lines, content_length, chunked, expect, tag, xff, has_xfp, has_xfh, upgrade)
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    lines: list[bytes]
+    content_length: int  # -1 when absent
+    chunked: bool
+    upgrade: bytes | None
+
+
+def read_response_head(headers: list[tuple[bytes, bytes]]) -> ResponseHead:
+    lines: list[bytes] = []
+    names: list[bytes] = []
+    content_length = -1
+    chunked = False
+    connection_tokens: list[bytes] = []
+    upgrade = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                chunked = chunked or b"chunked" in value.lower()
+            elif lname == b"connection":
+                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif lname == b"upgrade":
+                upgrade = value
+            continue
+        if lname == b"content-length":
+            if value.strip().isdigit():
+                content_length = int(value)
+            continue
+        lines.append(name + b": " + value + b"\r\n")
+        names.append(lname)
+    extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close"}
+    if extra:
+        lines = [line for line, n in zip(lines, names) if n not in extra]
+    return ResponseHead(lines, content_length, chunked, upgrade)
+
+
+def normalise_host(host: bytes) -> bytes:
+    """Lower-case, without port and trailing dot: ``Iris.Default.Example.com:8080`` → ``iris.default.example.com``."""
+    host = host.strip().lower()
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        return host[: end + 1] if end >= 0 else host
+    host = host.partition(b":")[0]
+    return host.rstrip(b".")

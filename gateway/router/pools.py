@@ -1,0 +1,80 @@
+"""Keep-alive pools of upstream connections, one idle stack per replica."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.router.upstream import UpstreamConnection
+from gateway.types import Endpoint
+
+
+class Pools:
+    """Idle upstream connections per endpoint; LIFO so the warmest connection is reused first.
+
+    Idle connections older than ``keepalive`` are closed by ``sweep()`` (called about once a
+    second) and skipped by ``get()``, keeping reuse clear of the replica's own idle timeout.
+    """
+
+    def __init__(self, keepalive: float = 4.0, connect_timeout: float = 5.0, max_idle: int = 512) -> None:
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+
+    def get(self, endpoint: Endpoint) -> UpstreamConnection | None:
+        stack = self._idle.get(endpoint)
+        if not stack:
+            return None
+        deadline = time.monotonic() - self.keepalive
+        while stack:
+            conn = stack.pop()
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            if conn.idle_since < deadline:
+                conn.close()
+                continue
+            return conn
+        return None
+
+    def put(self, conn: UpstreamConnection) -> None:
+        stack = self._idle.get(conn.endpoint)
+        if stack is None:
+            stack = self._idle[conn.endpoint] = []
+        if len(stack) >= self.max_idle:
+            conn.close()
+            return
+        stack.append(conn)
+
+    async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(endpoint, self), endpoint.host, endpoint.port),
+            self.connect_timeout,
+        )
+        return conn
+
+    def sweep(self) -> None:
+        deadline = time.monotonic() - self.keepalive
+        for endpoint, stack in list(self._idle.items()):
+            keep = []
+            for conn in stack:
+                if conn.closed or conn.idle_since < deadline:
+                    conn.close()
+                else:
+                    keep.append(conn)
+            if keep:
+                self._idle[endpoint] = keep
+            else:
+                del self._idle[endpoint]
+
+    def drop(self, endpoint: Endpoint) -> None:
+        """Close the idle connections of a replica that left the ready set."""
+        for conn in self._idle.pop(endpoint, []):
+            conn.close()
+
+    def close(self) -> None:
+        for stack in self._idle.values():
+            for conn in stack:
+                conn.close()
+        self._idle.clear()

@@ -1,0 +1,112 @@
+"""Per-revision state the data plane keeps across reloads: throttler, counters, stats hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Protocol
+
+from gateway.router.throttler import Throttler
+from gateway.types import Endpoint, EndpointSet, RevisionKey
+
+log = logging.getLogger(__name__)
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+
+class ConcurrencyRecorder(Protocol):
+    def request_in(self, now: float) -> None: ...
+    def request_out(self, now: float) -> None: ...
+
+
+class Histogram:
+    """A lock-free histogram: plain lists updated on the event loop, read at scrape time."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+class RevisionRuntime:
+    """Everything the request path touches for one revision, bound once (no label lookups per request)."""
+
+    def __init__(
+        self,
+        key: RevisionKey,
+        *,
+        container_concurrency: int,
+        queue_depth: int,
+        scalable: bool,
+        request_timeout: float,
+        activation_timeout: float,
+    ) -> None:
+        self.key = key
+        self.service_label = key.service
+        self.revision_label = key.name
+        self.header = b"x-gateway-revision: " + key.name.encode() + b"\r\n"
+        self.throttler = Throttler(container_concurrency, queue_depth)
+        self.scalable = scalable
+        self.request_timeout = request_timeout
+        self.activation_timeout = activation_timeout
+        self.codes: dict[int, int] = {}
+        self.durations = Histogram(DURATION_BUCKETS)
+        self.cold_starts = Histogram(COLD_START_BUCKETS)
+        self.stats: ConcurrencyRecorder | None = None
+        self.poke: Callable[[], None] | None = None
+        self.on_endpoint_dropped: Callable[[Endpoint], None] | None = None
+        self._probes: dict[Endpoint, asyncio.Task[None]] = {}
+
+    def record(self, status: int, duration: float) -> None:
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + 1
+        self.durations.observe(duration)
+
+    def set_endpoints(self, endpoints: EndpointSet) -> None:
+        gone = set(self.throttler.trackers) - endpoints
+        self.throttler.update_endpoints(endpoints)
+        for endpoint in gone:
+            task = self._probes.pop(endpoint, None)
+            if task is not None:
+                task.cancel()
+            if self.on_endpoint_dropped is not None:
+                self.on_endpoint_dropped(endpoint)
+
+    def endpoint_failed(self, endpoint: Endpoint) -> None:
+        """A replica refused a connection: out of rotation until it accepts one again."""
+        if endpoint not in self.throttler.trackers or endpoint in self._probes:
+            return
+        log.warning("%s: replica %s refused a connection; skipping it until it answers", self.key, endpoint)
+        self.throttler.mark_down(endpoint)
+        self._probes[endpoint] = asyncio.get_running_loop().create_task(self._probe(endpoint))
+
+    async def _probe(self, endpoint: Endpoint) -> None:
+        delay = 0.1
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port), 1.0)
+            except (OSError, asyncio.TimeoutError):
+                delay = min(delay * 2, 2.0)
+                continue
+            writer.close()
+            break
+        self._probes.pop(endpoint, None)
+        log.info("%s: replica %s answers again", self.key, endpoint)
+        self.throttler.mark_up(endpoint)
+
+    def close(self) -> None:
+        for task in self._probes.values():
+            task.cancel()
+        self._probes.clear()

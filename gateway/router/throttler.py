@@ -1,0 +1,208 @@
+"""Per-revision throttler: per-replica breakers, load balancing and the activator's wait queue.
+
+Knative's activator semantics (KPA.md §9.3) without its locks: each replica admits at most
+``containerConcurrency`` requests at once (0 = unlimited); requests that find no replica with
+capacity wait in a bounded FIFO until one frees up or appears. Load balancing as Knative's
+throttler: power of two choices when unlimited, first-available when cc <= 3, round-robin
+otherwise. Every operation on the request path is O(1) (O(log n) for first-available).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable
+
+from gateway.types import Endpoint, EndpointSet
+
+
+class QueueFull(Exception):
+    """The activator queue of a revision is at ``queueDepth``."""
+
+
+class Tracker:
+    """One replica as the throttler sees it."""
+
+    __slots__ = ("endpoint", "index", "in_flight", "removed", "down", "listed")
+
+    def __init__(self, endpoint: Endpoint, index: int) -> None:
+        self.endpoint = endpoint
+        self.index = index
+        self.in_flight = 0
+        self.removed = False
+        self.down = False
+        self.listed = False  # present in the availability structure
+
+    def __lt__(self, other: Tracker) -> bool:
+        return self.index < other.index
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.endpoint}, in_flight={self.in_flight})"
+
+
+class Throttler:
+    def __init__(self, container_concurrency: int, queue_depth: int) -> None:
+        self.cc = container_concurrency
+        self.queue_depth = queue_depth
+        self.trackers: dict[Endpoint, Tracker] = {}
+        self._up: list[Tracker] = []  # unlimited: candidates for power of two choices
+        self._ring: deque[Tracker] = deque()  # cc > 3: replicas with spare capacity, round-robin
+        self._heap: list[Tracker] = []  # 1 <= cc <= 3: replicas with spare capacity, lowest index first
+        self._waiters: deque[asyncio.Future[Tracker]] = deque()
+        self.queued = 0
+        self._next_index = 0
+        self.on_capacity: Callable[[], None] | None = None
+
+    # -- endpoints ------------------------------------------------------------------------------
+    def update_endpoints(self, endpoints: EndpointSet) -> None:
+        for endpoint, tracker in list(self.trackers.items()):
+            if endpoint not in endpoints:
+                tracker.removed = True
+                del self.trackers[endpoint]
+        for endpoint in sorted(endpoints, key=lambda e: (e.host, e.port)):
+            if endpoint not in self.trackers:
+                self.trackers[endpoint] = Tracker(endpoint, self._next_index)
+                self._next_index += 1
+        self._rebuild()
+
+    def set_concurrency(self, container_concurrency: int) -> None:
+        if container_concurrency != self.cc:
+            self.cc = container_concurrency
+            self._rebuild()
+
+    def mark_down(self, endpoint: Endpoint) -> None:
+        """Take a replica out of rotation (it refused a connection) until ``mark_up``."""
+        tracker = self.trackers.get(endpoint)
+        if tracker is not None and not tracker.down:
+            tracker.down = True
+            self._rebuild()
+
+    def mark_up(self, endpoint: Endpoint) -> None:
+        tracker = self.trackers.get(endpoint)
+        if tracker is not None and tracker.down:
+            tracker.down = False
+            self._rebuild()
+
+    @property
+    def ready(self) -> int:
+        return len(self.trackers)
+
+    @property
+    def reachable(self) -> int:
+        return sum(1 for t in self.trackers.values() if not t.down)
+
+    def _rebuild(self) -> None:
+        live = [t for t in self.trackers.values() if not t.down]
+        live.sort()
+        for t in self._ring:
+            t.listed = False
+        for t in self._heap:
+            t.listed = False
+        self._up = live
+        self._ring.clear()
+        self._heap.clear()
+        if self.cc > 3:
+            for t in live:
+                if t.in_flight < self.cc:
+                    t.listed = True
+                    self._ring.append(t)
+        elif self.cc > 0:
+            for t in live:
+                if t.in_flight < self.cc:
+                    t.listed = True
+                    self._heap.append(t)
+            heapq.heapify(self._heap)
+        self._wake()
+
+    # -- request path ---------------------------------------------------------------------------
+    def try_acquire(self) -> Tracker | None:
+        """A replica with spare capacity, its slot taken; None when there is none right now."""
+        if self._waiters:
+            return None  # FIFO: do not overtake requests already waiting
+        return self._take()
+
+    def _take(self) -> Tracker | None:
+        cc = self.cc
+        if cc == 0:
+            up = self._up
+            n = len(up)
+            if n == 0:
+                return None
+            if n == 1:
+                t = up[0]
+            else:
+                a = up[random.randrange(n)]
+                b = up[random.randrange(n)]
+                t = a if a.in_flight <= b.in_flight else b
+            t.in_flight += 1
+            return t
+        if cc > 3:
+            ring = self._ring
+            while ring:
+                t = ring.popleft()
+                if t.removed or t.down:
+                    t.listed = False
+                    continue
+                t.in_flight += 1
+                if t.in_flight < cc:
+                    ring.append(t)
+                else:
+                    t.listed = False
+                return t
+            return None
+        heap = self._heap
+        while heap:
+            t = heap[0]
+            if t.removed or t.down:
+                heapq.heappop(heap)
+                t.listed = False
+                continue
+            t.in_flight += 1
+            if t.in_flight >= cc:
+                heapq.heappop(heap)
+                t.listed = False
+            return t
+        return None
+
+    def release(self, tracker: Tracker) -> None:
+        tracker.in_flight -= 1
+        cc = self.cc
+        if cc and not tracker.listed and not tracker.removed and not tracker.down and tracker.in_flight < cc:
+            tracker.listed = True
+            if cc > 3:
+                self._ring.append(tracker)
+            else:
+                heapq.heappush(self._heap, tracker)
+        if self._waiters:
+            self._wake()
+
+    def wait(self) -> asyncio.Future[Tracker]:
+        """A future resolved with a replica slot; raises QueueFull past ``queueDepth``.
+
+        Cancelling the future (timeout, client gone) gives its place up.
+        """
+        if self.queued >= self.queue_depth:
+            raise QueueFull()
+        fut: asyncio.Future[Tracker] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self.queued += 1
+        fut.add_done_callback(self._waiter_done)
+        return fut
+
+    def _waiter_done(self, fut: asyncio.Future[Tracker]) -> None:
+        self.queued -= 1
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters[0]
+            if fut.done():
+                waiters.popleft()
+                continue
+            tracker = self._take()
+            if tracker is None:
+                return
+            waiters.popleft()
+            fut.set_result(tracker)

@@ -1,0 +1,186 @@
+"""Upstream side of the proxy: one Protocol per connection to a replica, a keep-alive pool per replica."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from gateway.types import Endpoint
+
+if TYPE_CHECKING:
+    from gateway.router.pools import Pools
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to the request cycle that borrowed it."""
+
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_complete(self) -> None: ...
+    def on_upstream_raw(self, data: bytes) -> None: ...
+    def on_upstream_lost(self, exc: Exception | None) -> None: ...
+    def on_upstream_error(self, message: str) -> None: ...
+    def flush(self) -> None: ...
+    def pause_request(self) -> None: ...
+    def resume_request(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "endpoint",
+        "pools",
+        "transport",
+        "parser",
+        "sink",
+        "headers",
+        "reason",
+        "idle_since",
+        "closed",
+        "upgraded",
+        "reused",
+        "bytes_received",
+        "skip_body",
+        "message_done",
+        "dirty",
+    )
+
+    def __init__(self, endpoint: Endpoint, pools: Pools) -> None:
+        self.endpoint = endpoint
+        self.pools = pools
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.idle_since = 0.0
+        self.closed = False
+        self.upgraded = False
+        self.reused = False
+        self.bytes_received = 0
+        self.skip_body = False  # response to HEAD: ends with its head
+        self.message_done = False
+        self.dirty = False  # parser state is mid-message after a HEAD response
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=256 * 1024)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        sink = self.sink
+        self.sink = None
+        if sink is not None:
+            sink.on_upstream_lost(exc)
+
+    def begin(self, sink: ResponseSink, head_only: bool) -> None:
+        """Lend this connection to one request cycle."""
+        self.sink = sink
+        if self.dirty:
+            self.parser = httptools.HttpResponseParser(self)
+            self.dirty = False
+        self.headers = []
+        self.reason = b""
+        self.bytes_received = 0
+        self.skip_body = head_only
+        self.message_done = False
+
+    def release(self, reusable: bool) -> None:
+        """Give the connection back: to the pool when reusable, else closed."""
+        self.sink = None
+        if reusable and not self.closed and self.transport is not None and not self.transport.is_closing():
+            self.reused = True
+            self.idle_since = time.monotonic()
+            self.pools.put(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.sink = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.sink = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- flow control ---------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.pause_request()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.resume_request()
+
+    # -- data -----------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            # Bytes on an idle connection: the replica is confused or closing; never reuse it.
+            self.close()
+            return
+        if self.upgraded:
+            sink.on_upstream_raw(data)
+            return
+        self.bytes_received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self.upgraded = True
+            if self.sink is not None and offset < len(data):
+                self.sink.on_upstream_raw(data[offset:])
+        except httptools.HttpParserError as exc:
+            if self.message_done and self.skip_body:
+                return
+            sink.on_upstream_error(f"invalid response from replica: {exc}")
+            return
+        if self.sink is not None:
+            self.sink.flush()
+
+    # -- parser callbacks -----------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        sink = self.sink
+        if sink is None:
+            return
+        if 100 <= status < 200 and status != 101:
+            self.headers = []
+            self.reason = b""
+            return  # interim response: dropped (the gateway answers Expect itself)
+        headers = self.headers
+        self.headers = []
+        if status == 101:
+            self.upgraded = True
+        sink.on_response_head(status, self.reason, headers, self.parser.should_keep_alive())
+        if status != 101 and self.skip_body and self.sink is sink:
+            self.message_done = True
+            self.dirty = True
+            sink.on_response_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None and not self.message_done:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.message_done:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            return  # interim, or 101 whose bytes after the head arrive as HttpParserUpgrade
+        self.message_done = True
+        if self.sink is not None:
+            self.sink.on_response_complete()

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.local import LocalBackend
+from gateway.types import Endpoint
+from tests.backends.support import Recorder, alive, get, make_backend, service, wait_until
+
+BOTH_LOOPS = True  # the gateway runs on uvloop; the default loop must work as well
+
+KEY = service().key("default")
+
+
+async def started(backend: LocalBackend, replicas: int, **revision: object) -> Recorder:
+    recorder = Recorder()
+    backend.watch(recorder)
+    await backend.sync([service(**revision)])
+    await backend.scale(KEY, replicas)
+    await wait_until(lambda: len(backend.ready_endpoints(KEY)) == replicas)
+    return recorder
+
+
+async def test_tcp_readiness_port_substitution_and_log(tmp_path: Path, replica_script: str) -> None:
+    backend = make_backend(tmp_path)
+    recorder = Recorder()
+    backend.watch(recorder)
+    await backend.sync([service(command=("{python}", replica_script, "{port}"))])
+    assert backend.status(KEY).desired == 0 and backend.ready_endpoints(KEY) == frozenset()
+    began = time.time()
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.ready_endpoints(KEY))
+    (endpoint,) = backend.ready_endpoints(KEY)
+    assert endpoint.host == "127.0.0.1"
+    assert recorder.calls[-1][:2] == (KEY, frozenset({endpoint}))
+    assert await get(endpoint, "/port") == str(endpoint.port)
+    log_file = tmp_path / "state" / "logs" / "default_iris-default-0.log"
+    listened = float(log_file.read_text().split("listening")[-1].split()[1])
+    ready_at = recorder.calls[-1][2]
+    print(f"\nscale→ready {ready_at - began:.3f}s, listening→ready {1000 * (ready_at - listened):.1f}ms")
+    assert ready_at - listened < 0.1
+    assert backend.status(KEY).state == "ok" and backend.status(KEY).ready == 1
+    (pid,) = backend.pids(KEY)
+    await backend.close()
+    assert not alive(pid)
+    assert recorder.last(KEY) == frozenset()
+    assert not list((tmp_path / "state" / "pids").glob("*.json"))
+
+
+async def test_http_readiness_path(tmp_path: Path, replica_script: str) -> None:
+    flag = tmp_path / "ready-flag"
+    backend = make_backend(tmp_path, probe_period=0.05)
+    await backend.sync([service(command=("{python}", replica_script, "{port}"),
+                                readiness_path="/ready", env=(("READY_FILE", str(flag)),))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.pids(KEY))
+    await asyncio.sleep(0.4)  # listening, but /ready answers 503
+    assert backend.ready_endpoints(KEY) == frozenset()
+    assert backend.status(KEY).state == "scaling"
+    flag.touch()
+    await wait_until(lambda: backend.ready_endpoints(KEY), timeout=1)
+    flag.unlink()  # three failed periodic probes drop it
+    await wait_until(lambda: not backend.ready_endpoints(KEY), timeout=2)
+    await backend.close()
+
+
+async def test_shell_string_command_kills_whole_group(tmp_path: Path, replica_script: str) -> None:
+    backend = make_backend(tmp_path)
+    await started(backend, 1, command=f"echo hello-from-shell; {{python}} {replica_script} $PORT")
+    (endpoint,) = backend.ready_endpoints(KEY)
+    server_pid = int(await get(endpoint, "/pid"))
+    assert server_pid not in backend.pids(KEY)  # the shell forked it
+    log_text = (tmp_path / "state" / "logs" / "default_iris-default-0.log").read_text()
+    assert "hello-from-shell" in log_text and f"listening {endpoint.port}" in log_text
+    await backend.close()
+    await wait_until(lambda: not alive(server_pid), timeout=1)
+
+
+async def test_scale_up_down_drains_least_loaded_first(tmp_path: Path, replica_script: str) -> None:
+    load: dict[Endpoint, int] = {}
+    backend = make_backend(tmp_path, in_flight=lambda ep: load.get(ep, 0), grace_period=5.0)
+    recorder = await started(backend, 2, command=("{python}", replica_script, "{port}"))
+    busy, idle = sorted(backend.ready_endpoints(KEY), key=lambda ep: ep.port)
+    pids = {ep: int(await get(ep, "/pid")) for ep in (busy, idle)}
+    assert len(set(backend.pids(KEY))) == 2
+    load[busy] = 1
+    await backend.scale(KEY, 1)
+    assert backend.ready_endpoints(KEY) == frozenset({busy})  # left the ready set at once
+    await wait_until(lambda: not alive(pids[idle]), timeout=3)
+
+    await backend.scale(KEY, 0)
+    assert backend.ready_endpoints(KEY) == frozenset() and recorder.last(KEY) == frozenset()
+    await asyncio.sleep(0.3)
+    assert alive(pids[busy])  # still serving its in-flight request
+    assert backend.status(KEY).state == "scaling"
+    load[busy] = 0
+    await wait_until(lambda: not alive(pids[busy]), timeout=2)
+    await wait_until(lambda: backend.status(KEY).state == "ok")
+    await backend.close()
+
+
+async def test_sigterm_then_sigkill(tmp_path: Path, replica_script: str) -> None:
+    backend = make_backend(tmp_path, grace_period=0.3)
+    await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("IGNORE_TERM", "1"),))
+    (pid,) = backend.pids(KEY)
+    began = time.monotonic()
+    await backend.scale(KEY, 0)
+    await asyncio.sleep(0.15)
+    assert alive(pid)  # ignored SIGTERM
+    await wait_until(lambda: not alive(pid), timeout=2)
+    assert time.monotonic() - began >= 0.3
+    await backend.close()
+
+
+async def test_crash_is_replaced_with_backoff(
+    tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.backends.local")
+    backend = make_backend(tmp_path, backoff_initial=0.3)
+    await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("CRASH_AFTER", "0.1"),))
+    (first,) = backend.pids(KEY)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    crashed = time.monotonic()
+    status = backend.status(KEY)
+    assert (status.desired, status.ready) == (1, 0)
+    assert status.message == "replica exited with code 3: crashing now"
+    assert "replica exited with code 3" in caplog.text and "restarting in 0.3s" in caplog.text
+    await wait_until(lambda: backend.pids(KEY) and backend.pids(KEY) != [first])
+    assert time.monotonic() - crashed >= 0.25
+    await wait_until(lambda: "restarting in 0.6s" in caplog.text)  # second crash: doubled
+    await backend.close()
+
+
+async def test_replica_failing_at_start(tmp_path: Path, replica_script: str) -> None:
+    backend = make_backend(tmp_path)
+    await backend.sync([service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    assert backend.status(KEY).message == "replica exited with code 1: boom: no model"
+    await backend.close()
+
+
+async def test_unstartable_and_never_ready(tmp_path: Path, replica_script: str) -> None:
+    backend = make_backend(tmp_path, start_timeout=0.3)
+    await backend.sync([
+        service("bad", command=("{python}", "-c", "pass"), workdir=str(tmp_path / "missing")),
+        service("slow", command=("{python}", replica_script, "{port}"), env=(("LISTEN_DELAY", "60"),)),
+    ])
+    bad, slow = service("bad").key("default"), service("slow").key("default")
+    await backend.scale(bad, 1)
+    await backend.scale(slow, 1)
+    await wait_until(lambda: backend.status(bad).state == "crash-backoff")
+    assert (backend.status(bad).message or "").startswith("replica failed to start: ")
+    await wait_until(lambda: backend.status(slow).state == "crash-backoff", timeout=3)
+    assert backend.status(slow).message == "replica not ready after 0.3s"
+    await backend.close()
