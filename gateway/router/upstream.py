@@ -45,6 +45,9 @@ class UpstreamConnection(asyncio.Protocol):
         "skip_body",
         "message_done",
         "dirty",
+        "feeding",
+        "pending_release",
+        "stray",
     )
 
     def __init__(self, endpoint: Endpoint, pools: Pools) -> None:
@@ -63,6 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.skip_body = False  # response to HEAD: ends with its head
         self.message_done = False
         self.dirty = False  # parser state is mid-message after a HEAD response
+        self.feeding = False  # inside parser.feed_data: the connection must not be lent out yet
+        self.pending_release: bool | None = None
+        self.stray = False  # bytes beyond the response: the replica cannot be trusted on this connection
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -87,11 +93,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_received = 0
         self.skip_body = head_only
         self.message_done = False
+        self.stray = False
 
     def release(self, reusable: bool) -> None:
         """Give the connection back: to the pool when reusable, else closed."""
         self.sink = None
-        if reusable and not self.closed and self.transport is not None and not self.transport.is_closing():
+        if self.feeding:
+            self.pending_release = reusable
+            return
+        if reusable and not self.stray and not self.closed and self.transport is not None and not self.transport.is_closing():
             self.reused = True
             self.idle_since = time.monotonic()
             self.pools.put(self)
@@ -130,6 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_raw(data)
             return
         self.bytes_received += len(data)
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -138,14 +149,24 @@ class UpstreamConnection(asyncio.Protocol):
             if self.sink is not None and offset < len(data):
                 self.sink.on_upstream_raw(data[offset:])
         except httptools.HttpParserError as exc:
-            if self.message_done and self.skip_body:
-                return
-            sink.on_upstream_error(f"invalid response from replica: {exc}")
-            return
-        if self.sink is not None:
+            if self.message_done:
+                self.stray = True
+            else:
+                sink.on_upstream_error(f"invalid response from replica: {exc}")
+        finally:
+            self.feeding = False
+        if self.pending_release is not None:
+            reusable = self.pending_release
+            self.pending_release = None
+            self.release(reusable)
+        elif self.sink is not None:
             self.sink.flush()
 
     # -- parser callbacks -----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.message_done:
+            self.stray = True
+
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
@@ -172,7 +193,9 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self.sink is not None and not self.message_done:
+        if self.message_done:
+            self.stray = True
+        elif self.sink is not None:
             self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:

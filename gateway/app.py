@@ -1,0 +1,204 @@
+"""The whole gateway in one object: config → runtimes, route table, backends, listeners, reload, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.backends import create_backend
+from gateway.backends.base import Backend, RevisionStatus
+from gateway.config import load
+from gateway.config.model import BackendKind, Config, ServiceSpec
+from gateway.metrics import RevisionView
+from gateway.router.revision import RevisionRuntime
+from gateway.router.routes import RouteTable
+from gateway.router.server import ProxyServer
+from gateway.types import Endpoint, EndpointSet, RevisionKey
+
+log = logging.getLogger(__name__)
+
+
+def split_hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{what}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "serving-gateway"
+
+
+class Gateway:
+    def __init__(self, config: Config, paths: Sequence[str] = (), *, state_dir: str | Path | None = None) -> None:
+        self.config = config
+        self.paths = list(paths)
+        self.state_dir = Path(state_dir or config.gateway.state_dir or default_state_dir())
+        self.runtimes: dict[RevisionKey, RevisionRuntime] = {}
+        self.backends: dict[str, Backend] = {}
+        self.revision_backend: dict[RevisionKey, str] = {}
+        self.services: dict[RevisionKey, ServiceSpec] = {}
+        self.proxy = ProxyServer(RouteTable({}, []), config.gateway.proxy)
+        self.autoscaler: object | None = None
+        self._stopped = asyncio.Event()
+
+    # -- building -------------------------------------------------------------------------------
+    def _backend_for(self, kind: BackendKind) -> Backend:
+        backend = self.backends.get(kind)
+        if backend is None:
+            options = {"in_flight": self._in_flight} if kind == "local" else {}
+            backend = create_backend(kind, state_dir=str(self.state_dir), **options)
+            backend.watch(self._endpoints_changed)
+            self.backends[kind] = backend
+        return backend
+
+    def _in_flight(self, endpoint: Endpoint) -> int:
+        for rt in self.runtimes.values():
+            tracker = rt.throttler.trackers.get(endpoint)
+            if tracker is not None:
+                return tracker.in_flight
+        return 0
+
+    def _endpoints_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
+        rt = self.runtimes.get(key)
+        if rt is not None:
+            rt.set_endpoints(endpoints)
+
+    def _dropped(self, endpoint: Endpoint) -> None:
+        self.proxy.pools.drop(endpoint)
+
+    async def apply(self, config: Config) -> None:
+        """Bring runtimes, backends and the route table to `config`; the table swap is atomic."""
+        settings = config.gateway
+        wanted: dict[RevisionKey, tuple[ServiceSpec, BackendKind]] = {}
+        for spec in config.services:
+            kind = spec.backend or settings.backend
+            for rev in spec.revisions():
+                wanted[spec.key(rev.name)] = (spec, kind)
+        for key, (spec, kind) in wanted.items():
+            rt = self.runtimes.get(key)
+            timeout = spec.timeout or settings.activator.request_timeout
+            cc = spec.scaling.container_concurrency
+            if rt is None:
+                rt = RevisionRuntime(
+                    key,
+                    container_concurrency=cc,
+                    queue_depth=settings.activator.queue_depth,
+                    scalable=kind != "static",
+                    request_timeout=timeout,
+                    activation_timeout=settings.activator.activation_timeout,
+                )
+                rt.on_endpoint_dropped = self._dropped
+                self.runtimes[key] = rt
+            else:
+                rt.throttler.set_concurrency(cc)
+                rt.throttler.queue_depth = settings.activator.queue_depth
+                rt.scalable = kind != "static"
+                rt.request_timeout = timeout
+                rt.activation_timeout = settings.activator.activation_timeout
+            self.services[key] = spec
+            old_kind = self.revision_backend.get(key)
+            if old_kind is not None and old_kind != kind:
+                await self.backends[old_kind].scale(key, 0)
+            self.revision_backend[key] = kind
+        by_kind: dict[str, list[ServiceSpec]] = {}
+        for spec, kind in wanted.values():
+            if spec not in by_kind.setdefault(kind, []):
+                by_kind[kind].append(spec)
+        for kind in set(by_kind) | set(self.backends):
+            backend = self._backend_for(kind) if kind in by_kind else self.backends[kind]
+            await backend.sync(by_kind.get(kind, []))
+        for key in wanted:
+            self.runtimes[key].set_endpoints(self.backends[wanted[key][1]].ready_endpoints(key))
+        self.proxy.swap_routes(RouteTable.build(config, self.runtimes))
+        for key in [k for k in self.runtimes if k not in wanted]:
+            self.runtimes.pop(key).close()
+            self.services.pop(key, None)
+            self.revision_backend.pop(key, None)
+        self.config = config
+        await self._configure_scaling(config)
+
+    async def _configure_scaling(self, config: Config) -> None:
+        """Until the autoscaler drives them, scalable revisions run minScale replicas (at least 1)."""
+        for key, spec in self.services.items():
+            kind = self.revision_backend[key]
+            if kind == "static":
+                continue
+            n = max(1, spec.scaling.min_scale)
+            if spec.scaling.max_scale:
+                n = min(n, spec.scaling.max_scale)
+            await self.backends[kind].scale(key, n)
+
+    # -- running --------------------------------------------------------------------------------
+    async def start(self, listen: str | None = None) -> None:
+        await self.apply(self.config)
+        host, port = split_hostport(listen or self.config.gateway.listen, "listen")
+        await self.proxy.start(host, port)
+
+    async def reload(self) -> Config:
+        """Re-read the files; a bad config raises ConfigError and changes nothing."""
+        config = load(self.paths)
+        await self.apply(config)
+        log.info("configuration reloaded: %d services", len(config.services))
+        return config
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        timeout = self.config.gateway.proxy.drain_timeout if drain_timeout is None else drain_timeout
+        await self.proxy.drain(timeout)
+        for backend in self.backends.values():
+            await backend.close()
+        for rt in self.runtimes.values():
+            rt.close()
+        self._stopped.set()
+
+    # -- views ----------------------------------------------------------------------------------
+    def status(self, key: RevisionKey) -> RevisionStatus:
+        kind = self.revision_backend.get(key)
+        if kind is None or kind not in self.backends:
+            return RevisionStatus(desired=0, ready=0)
+        return self.backends[kind].status(key)
+
+    def views(self) -> list[RevisionView]:
+        out = []
+        for key, rt in self.runtimes.items():
+            st = self.status(key)
+            out.append(RevisionView(rt, ready=rt.throttler.ready, desired=st.desired, stable=None, panic=None, panicking=False))
+        return out
+
+    def describe(self) -> dict[str, object]:
+        """The /admin/services document."""
+        domain = self.config.gateway.domain
+        services = []
+        for spec in self.config.services:
+            base = f"{spec.name}.{spec.namespace}.{domain}"
+            revisions = []
+            for rev in spec.revisions():
+                key = spec.key(rev.name)
+                rt = self.runtimes[key]
+                st = self.status(key)
+                percent = spec.canary_percent if rev.name == "canary" else (100 - spec.canary_percent if spec.canary else 100)
+                revisions.append(
+                    {
+                        "name": key.name,
+                        "tag": rev.name,
+                        "host": f"{rev.name}-{base}",
+                        "percent": percent,
+                        "backend": self.revision_backend.get(key),
+                        "endpoints": sorted(e.url for e in rt.throttler.trackers),
+                        "ready": rt.throttler.ready,
+                        "desired": st.desired,
+                        "state": st.state,
+                        "message": st.message,
+                        "in_flight": sum(t.in_flight for t in rt.throttler.trackers.values()),
+                        "queued": rt.throttler.queued,
+                        "stable": None,
+                        "panic": None,
+                        "panicking": False,
+                    }
+                )
+            services.append({"name": spec.name, "namespace": spec.namespace, "host": base, "revisions": revisions})
+        return {"domain": domain, "services": services}

@@ -1,0 +1,154 @@
+"""The `gateway` command: serve, validate, status, modelserver."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from gateway.config import ConfigError, load, routing_table
+
+log = logging.getLogger("gateway")
+
+
+def _paths_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--file", dest="files", action="append", required=True, metavar="PATH",
+        help="YAML file (multi-document) or folder of them; repeatable",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Serving Gateway: Host routing, canary split, scale from zero.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    _paths_arg(serve)
+    serve.add_argument("--listen", metavar="HOST:PORT", help="data plane address (default from config, 0.0.0.0:8080)")
+    serve.add_argument("--admin-listen", metavar="HOST:PORT", help="admin address (default from config, 127.0.0.1:9090)")
+    serve.add_argument("--state-dir", metavar="DIR", help="replica logs and pid records (default ~/.local/state/serving-gateway)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    validate = sub.add_parser("validate", help="check config files and print the routing table")
+    _paths_arg(validate)
+
+    status = sub.add_parser("status", help="print every revision's traffic, replicas and load")
+    status.add_argument("--admin", default="127.0.0.1:9090", metavar="HOST:PORT", help="the gateway's admin address")
+
+    from gateway.modelserver.server import add_arguments
+
+    model = sub.add_parser("modelserver", help="serve an ONNX model over KServe's V1 and V2 protocols")
+    add_arguments(model)
+    return parser
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return validate(args.files)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return serve(args)
+    if args.command == "status":
+        from gateway.status import print_status
+
+        return print_status(args.admin)
+    from gateway.modelserver.server import main_from_args
+
+    return main_from_args(args)
+
+
+def validate(files: list[str]) -> int:
+    try:
+        config = load(files)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(routing_table(config))
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.files)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    try:
+        import uvloop
+
+        return uvloop.run(_serve(config, args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(config: object, args: argparse.Namespace) -> int:
+    from gateway.admin import admin_server
+    from gateway.app import Gateway, split_hostport
+
+    assert hasattr(config, "gateway")
+    gw = Gateway(config, args.files, state_dir=args.state_dir)  # type: ignore[arg-type]
+    try:
+        admin_host, admin_port = split_hostport(args.admin_listen or gw.config.gateway.admin_listen, "admin listen")
+        admin_sock = bind_socket(admin_host, admin_port)
+        await gw.start(listen=args.listen)
+    except (OSError, ValueError) as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        await gw.stop(drain_timeout=0)
+        return 1
+    admin = admin_server(gw, admin_host, admin_port)
+    admin_task = asyncio.create_task(admin.serve(sockets=[admin_sock]))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        async def run() -> None:
+            try:
+                await gw.reload()
+            except ConfigError as exc:
+                log.error("reload refused, the previous configuration keeps serving:\n%s", exc)
+
+        loop.create_task(run())
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    listen = ", ".join(f"{h}:{p}" for h, p in gw.proxy.sockets)
+    log.info("serving %d services on %s (admin %s:%d)", len(gw.config.services), listen, admin_host, admin_port)
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait([stop_wait, admin_task], return_when=asyncio.FIRST_COMPLETED)
+    if admin_task.done() and not stop.is_set():
+        print(f"gateway: admin listener on {admin_host}:{admin_port} stopped unexpectedly", file=sys.stderr)
+        stop_wait.cancel()
+        await gw.stop(drain_timeout=0)
+        return 1
+    log.info("draining")
+    await gw.stop()
+    admin.should_exit = True
+    await admin_task
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

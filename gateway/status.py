@@ -1,0 +1,62 @@
+"""`gateway status`: one line per revision, read from the admin API."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+
+COLUMNS = ("HOST", "TRAFFIC", "READY", "IN-FLIGHT", "QUEUED", "STABLE", "PANIC", "STATE")
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def rows(doc: dict[str, object]) -> list[tuple[str, ...]]:
+    out = []
+    for service in doc.get("services", []):  # type: ignore[union-attr]
+        for rev in service["revisions"]:
+            state = rev.get("state") or "ok"
+            if rev.get("panicking"):
+                state += ",panic"
+            if rev.get("message"):
+                state += f" ({rev['message']})"
+            out.append(
+                (
+                    rev["host"],
+                    f"{rev['percent']}%",
+                    f"{rev['ready']}/{rev['desired']}",
+                    _fmt(rev.get("in_flight")),
+                    _fmt(rev.get("queued")),
+                    _fmt(rev.get("stable")),
+                    _fmt(rev.get("panic")),
+                    state,
+                )
+            )
+    return out
+
+
+def render(doc: dict[str, object]) -> str:
+    table = [COLUMNS, *rows(doc)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
+    lines = []
+    for r in table:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return "\n".join(lines)
+
+
+def print_status(admin: str) -> int:
+    url = f"http://{admin}/admin/services"
+    try:
+        resp = httpx.get(url, timeout=5.0)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"gateway status: cannot read {url}: {exc}", file=sys.stderr)
+        return 1
+    print(render(resp.json()))
+    return 0

@@ -1,0 +1,190 @@
+"""Real replicas for data-plane tests: an aiohttp app with many behaviours and a raw-bytes server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from gateway.app import Gateway
+from gateway.config.model import Config, GatewaySettings, ProxySettings, RevisionSpec, ScalingSpec, ServiceSpec
+
+
+@dataclass
+class Replica:
+    name: str
+    runner: web.AppRunner
+    port: int
+    peers: set[tuple[str, int]] = field(default_factory=set)
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def replica_app(replica: Replica) -> web.Application:
+    async def track(request: web.Request) -> None:
+        replica.requests += 1
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            replica.peers.add(tuple(peer[:2]))
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        await track(request)
+        replica.in_flight += 1
+        replica.max_in_flight = max(replica.max_in_flight, replica.in_flight)
+        try:
+            delay = float(request.query.get("sleep", "0"))
+            if delay:
+                await asyncio.sleep(delay)
+            body = await request.read()
+            doc = {
+                "replica": replica.name,
+                "method": request.method,
+                "path": request.path_qs,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body_len": len(body),
+                "body_head": body[:64].decode("latin-1"),
+                "chunked": request.headers.get("Transfer-Encoding", "").lower() == "chunked",
+            }
+            return web.json_response(doc)
+        finally:
+            replica.in_flight -= 1
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        await track(request)
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(int(request.query.get("n", "5"))):
+            await resp.write(f"part{i};".encode())
+        await resp.write_eof()
+        return resp
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        await track(request)
+        size = int(request.query.get("size", "1048576"))
+        resp = web.StreamResponse(headers={"Content-Length": str(size)})
+        await resp.prepare(request)
+        block = b"x" * 65536
+        sent = 0
+        while sent < size:
+            n = min(len(block), size - sent)
+            await resp.write(block[:n])
+            sent += n
+        await resp.write_eof()
+        return resp
+
+    async def status(request: web.Request) -> web.StreamResponse:
+        await track(request)
+        code = int(request.match_info["code"])
+        if code in (204, 304):
+            return web.Response(status=code, headers={"ETag": '"x"'})
+        return web.Response(status=code, text=f"status {code}")
+
+    async def headers(request: web.Request) -> web.StreamResponse:
+        await track(request)
+        return web.Response(
+            text="ok",
+            headers={"Connection": "keep-alive, X-Secret", "X-Secret": "hop", "Keep-Alive": "timeout=5", "X-Kept": "yes"},
+        )
+
+    async def ws(request: web.Request) -> web.StreamResponse:
+        await track(request)
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == WSMsgType.TEXT:
+                await sock.send_str("echo:" + msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await sock.send_bytes(msg.data)
+        return sock
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/stream", stream)
+    app.router.add_route("*", "/status/{code}", status)
+    app.router.add_get("/headers", headers)
+    app.router.add_get("/ws", ws)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+async def start_replica(name: str = "r1") -> Replica:
+    replica = Replica(name, None, 0)  # type: ignore[arg-type]
+    runner = web.AppRunner(replica_app(replica), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    replica.runner = runner
+    replica.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return replica
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def start_raw(handler: RawHandler) -> tuple[asyncio.base_events.Server, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+def static_service(
+    name: str,
+    default: list[str],
+    canary: list[str] | None = None,
+    percent: int = 0,
+    namespace: str = "default",
+    cc: int = 0,
+) -> ServiceSpec:
+    return ServiceSpec(
+        name=name,
+        namespace=namespace,
+        default=RevisionSpec(name="default", endpoints=tuple(default)),
+        canary=RevisionSpec(name="canary", endpoints=tuple(canary)) if canary else None,
+        canary_percent=percent if canary else 0,
+        scaling=ScalingSpec(container_concurrency=cc),
+        backend="static",
+    )
+
+
+def config(*services: ServiceSpec, proxy: ProxySettings | None = None) -> Config:
+    return Config(gateway=GatewaySettings(backend="static", proxy=proxy or ProxySettings()), services=tuple(services))
+
+
+async def start_gateway(cfg: Config, state_dir: str) -> tuple[Gateway, int]:
+    gw = Gateway(cfg, state_dir=state_dir)
+    await gw.start(listen="127.0.0.1:0")
+    return gw, gw.proxy.sockets[0][1]
+
+
+async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the gateway closes the connection (or the timeout)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    chunks = []
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (asyncio.TimeoutError, ConnectionResetError):
+        pass
+    writer.close()
+    return b"".join(chunks)
+
+
+def body_json(response: bytes) -> dict[str, object]:
+    return json.loads(response.split(b"\r\n\r\n", 1)[1])
