@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class _Revision:
         self.endpoints: EndpointSet = frozenset()
         self.failures = 0
         self.backoff_until = 0.0
+        self.last_crash = float("-inf")
         self.message: str | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.forgotten = False
@@ -111,11 +113,11 @@ class LocalBackend:
         await self.start()
         wanted = {svc.key(spec.name): spec for svc in services for spec in svc.revisions()}
         for key in [k for k in self._revs if k not in wanted]:
-            rev = self._revs.pop(key)
-            rev.desired = 0
-            rev.cancel_timer()
-            self._reconcile(rev)
-            rev.forgotten = True
+            gone = self._revs.pop(key)
+            gone.desired = 0
+            gone.cancel_timer()
+            self._reconcile(gone)
+            gone.forgotten = True
         for key, spec in wanted.items():
             rev = self._revs.get(key)
             if rev is None:
@@ -125,6 +127,7 @@ class LocalBackend:
                 rev.spec = spec
                 if rev.fingerprint != before:
                     rev.failures, rev.backoff_until, rev.message = 0, 0.0, None
+                    rev.last_crash = float("-inf")
                     rev.cancel_timer()
                 self._reconcile(rev)
 
@@ -151,7 +154,8 @@ class LocalBackend:
         ready = len(rev.endpoints)
         if rev.desired > 0 and rev.spec.command is None:
             return RevisionStatus(rev.desired, ready, "failed", "revision has no command")
-        if rev.failures and ready < rev.desired:
+        recent = time.monotonic() - rev.last_crash < self._backoff[2]
+        if recent and ready < rev.desired:
             return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)
         if ready != rev.desired or any(r.stopping for r in rev.replicas):
             return RevisionStatus(rev.desired, ready, "scaling")
@@ -162,7 +166,9 @@ class LocalBackend:
         rev = self._revs.get(key)
         if rev is None:
             return []
-        return [r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited]
+        return [
+            r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited
+        ]
 
     async def close(self) -> None:
         self._closed = True
@@ -261,7 +267,9 @@ class LocalBackend:
 
     async def _life(self, rev: _Revision, r: _Replica) -> None:
         key = rev.key
-        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
+        log_path = (
+            self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
+        )
         try:
             proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -311,13 +319,20 @@ class LocalBackend:
                 if not r.ready:
                     if not r.was_ready:
                         r.was_ready = True
-                        log.info("%s replica on %s ready after %.3fs", rev.key, r.endpoint, loop.time() - started)
+                        log.info(
+                            "%s replica on %s ready after %.3fs",
+                            rev.key,
+                            r.endpoint,
+                            loop.time() - started,
+                        )
                     self._set_ready(rev, r, True)
                     self._reconcile(rev)
             elif r.ready:
                 failures += 1
                 if failures >= self._failure_threshold:
-                    log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures)
+                    log.warning(
+                        "%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures
+                    )
                     self._set_ready(rev, r, False)
             elif not r.was_ready and loop.time() - started > self._start_timeout:
                 r.failure = f"replica not ready after {self._start_timeout:g}s"
@@ -347,8 +362,13 @@ class LocalBackend:
         rev.failures += 1
         delay = min(ceiling, initial * 2 ** min(rev.failures - 1, 30))
         rev.backoff_until = now + delay
+        rev.last_crash = time.monotonic()
         rev.message = f"{reason}: {tail[-1]}" if tail else reason
         log.warning(
-            "%s: %s; restarting in %gs%s", rev.key, reason, delay, "".join(f"\n  | {line}" for line in tail)
+            "%s: %s; restarting in %gs%s",
+            rev.key,
+            reason,
+            delay,
+            "".join(f"\n  | {line}" for line in tail),
         )
         rev.cancel_timer()

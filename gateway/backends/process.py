@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -40,11 +41,23 @@ def build_argv(command: tuple[str, ...] | str, port: int) -> list[str]:
     return [substitute(arg, port) for arg in command]
 
 
-def build_env(spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def build_env(
+    spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update((name, substitute(value, port)) for name, value in spec.env)
     env["PORT"] = str(port)
     return env
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
@@ -54,12 +67,8 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     loop's thread, which lives as long as the gateway. The signal is not inherited by the
     replica's own children (a shell's children, say): the next start's reaper kills the group.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         return None
 
     def preexec() -> None:
@@ -119,7 +128,9 @@ class ReplicaProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            log.write(f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode())
+            log.write(
+                f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode()
+            )
             log.flush()
             proc = await asyncio.create_subprocess_exec(
                 *argv,

@@ -76,8 +76,11 @@ def load(state_dir: Path) -> list[ReplicaRecord]:
             data = json.loads(path.read_text())
             entries.append(
                 ReplicaRecord(
-                    int(data["pid"]), int(data["pgid"]), int(data["start_time"]),
-                    tuple(data.get("argv", ())), str(data.get("key", "")),
+                    int(data["pid"]),
+                    int(data["pgid"]),
+                    int(data["start_time"]),
+                    tuple(data.get("argv", ())),
+                    str(data.get("key", "")),
                 )
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -106,7 +109,9 @@ async def reap(state_dir: Path, grace: float = 5.0) -> list[int]:
         else:
             forget(state_dir, entry.pid)
     for entry in leftovers:
-        log.warning("killing leftover replica %s (pid %d): %s", entry.key, entry.pid, " ".join(entry.argv))
+        log.warning(
+            "killing leftover replica %s (pid %d): %s", entry.key, entry.pid, " ".join(entry.argv)
+        )
         if not signal_group(entry.pgid, signal.SIGTERM):
             _kill(entry.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -118,6 +123,9 @@ async def reap(state_dir: Path, grace: float = 5.0) -> list[int]:
         if _alive(entry):
             _kill(entry.pid, signal.SIGKILL)
         forget(state_dir, entry.pid)
+    deadline = time.monotonic() + 1.0
+    while any(_alive(e) for e in leftovers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     return [e.pid for e in leftovers]
 
 
@@ -135,7 +143,9 @@ class StateLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RuntimeError(f"state directory {self._path.parent} is in use by another gateway") from None
+            raise RuntimeError(
+                f"state directory {self._path.parent} is in use by another gateway"
+            ) from None
         self._fd = fd
 
     def release(self) -> None:

@@ -14,7 +14,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_endpoint(url: str) -> Endpoint:
-    """``http://host:port`` (port defaults to 80) → Endpoint; BackendConfigError when malformed."""
+    """``http://host:port`` (port defaults to 80) → Endpoint; BackendConfigError if malformed."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     try:
         port = parts.port
@@ -26,7 +26,7 @@ def parse_endpoint(url: str) -> Endpoint:
 
 
 class StaticBackend:
-    """Publishes each revision's configured endpoints as ready; scaling is recorded, never acted on."""
+    """Publishes each revision's configured endpoints as ready; scale() is only recorded."""
 
     def __init__(self, services: Sequence[ServiceSpec] = ()) -> None:
         self._endpoints: dict[RevisionKey, EndpointSet] = {}
@@ -40,8 +40,11 @@ class StaticBackend:
             for svc in services
             for spec in svc.revisions()
         }
-        changed = [k for k in self._endpoints.keys() | endpoints.keys()
-                   if self._endpoints.get(k, frozenset()) != endpoints.get(k, frozenset())]
+        changed = [
+            k
+            for k in self._endpoints.keys() | endpoints.keys()
+            if self._endpoints.get(k, frozenset()) != endpoints.get(k, frozenset())
+        ]
         self._endpoints = endpoints
         self._desired = {k: v for k, v in self._desired.items() if k in endpoints}
         return changed
@@ -62,9 +65,9 @@ class StaticBackend:
         self._listeners.append(listener)
 
     def status(self, key: RevisionKey) -> RevisionStatus:
-        count = len(self._endpoints.get(key, ()))
         if key not in self._endpoints:
             return RevisionStatus(0, 0, "unknown", "no such revision")
+        count = len(self._endpoints[key])
         if count == 0:
             return RevisionStatus(0, 0, "failed", "revision has no endpoints")
         return RevisionStatus(count, count)

@@ -237,6 +237,8 @@ class ClientConnection(asyncio.Protocol):
 def route_and_build(server: ProxyServer, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> RequestCycle:
     """Read the head, pick the revision, build the upstream request head (or an error)."""
     try:
+        if method == b"CONNECT":
+            raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
         head = read_request_head(headers)
     except BadRequest as exc:
         return RequestCycle(conn, method, url, None, None, False, b"", (exc.status, str(exc)))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.backends.local import LocalBackend
 from gateway.config.model import RevisionSpec, ServiceSpec
@@ -15,7 +15,7 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 # A tiny HTTP/1.1 server on plain asyncio (fast to start); environment variables tell it how
 # to misbehave. GET /pid and /port answer with its pid and $PORT; /ready is 200 unless
 # READY_FILE is set and missing.
-REPLICA = r'''
+REPLICA = r"""
 import asyncio, os, signal, sys, time
 
 port = int(sys.argv[1])
@@ -36,7 +36,8 @@ async def handle(reader, writer):
     if path == "/ready" and ready_file and not os.path.exists(ready_file):
         status = b"503 Service Unavailable"
     body = {"/pid": str(os.getpid()), "/port": os.environ.get("PORT", "")}.get(path, "ok").encode()
-    writer.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(body), body))
+    head = b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body))
+    writer.write(head + body)
     await writer.drain()
     writer.close()
 
@@ -53,7 +54,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 
 def alive(pid: int) -> bool:
@@ -65,7 +66,9 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
+async def wait_until(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -73,8 +76,8 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, inte
         await asyncio.sleep(interval)
 
 
-def service(name: str = "iris", namespace: str = "default", **revision: object) -> ServiceSpec:
-    return ServiceSpec(name=name, namespace=namespace, default=RevisionSpec("default", **revision))  # type: ignore[arg-type]
+def service(name: str = "iris", namespace: str = "default", **revision: Any) -> ServiceSpec:
+    return ServiceSpec(name=name, namespace=namespace, default=RevisionSpec("default", **revision))
 
 
 class Recorder:
@@ -99,7 +102,6 @@ async def get(endpoint: Endpoint, path: str) -> str:
     return data.split(b"\r\n\r\n", 1)[1].decode()
 
 
-def make_backend(tmp_path: Path, **options: object) -> LocalBackend:
+def make_backend(tmp_path: Path, **options: Any) -> LocalBackend:
     options.setdefault("grace_period", 1.0)
-    return LocalBackend(tmp_path / "state", **options)  # type: ignore[arg-type]
-
+    return LocalBackend(tmp_path / "state", **options)

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ BOTH_LOOPS = True  # the gateway runs on uvloop; the default loop must work as w
 KEY = service().key("default")
 
 
-async def started(backend: LocalBackend, replicas: int, **revision: object) -> Recorder:
+async def started(backend: LocalBackend, replicas: int, **revision: Any) -> Recorder:
     recorder = Recorder()
     backend.watch(recorder)
     await backend.sync([service(**revision)])
@@ -41,7 +42,7 @@ async def test_tcp_readiness_port_substitution_and_log(tmp_path: Path, replica_s
     log_file = tmp_path / "state" / "logs" / "default_iris-default-0.log"
     listened = float(log_file.read_text().split("listening")[-1].split()[1])
     ready_at = recorder.calls[-1][2]
-    print(f"\nscale→ready {ready_at - began:.3f}s, listening→ready {1000 * (ready_at - listened):.1f}ms")
+    print(f"\nscale→ready {ready_at - began:.3f}s, listen→ready {ready_at - listened:.4f}s")
     assert ready_at - listened < 0.1
     assert backend.status(KEY).state == "ok" and backend.status(KEY).ready == 1
     (pid,) = backend.pids(KEY)
@@ -54,8 +55,15 @@ async def test_tcp_readiness_port_substitution_and_log(tmp_path: Path, replica_s
 async def test_http_readiness_path(tmp_path: Path, replica_script: str) -> None:
     flag = tmp_path / "ready-flag"
     backend = make_backend(tmp_path, probe_period=0.05)
-    await backend.sync([service(command=("{python}", replica_script, "{port}"),
-                                readiness_path="/ready", env=(("READY_FILE", str(flag)),))])
+    await backend.sync(
+        [
+            service(
+                command=("{python}", replica_script, "{port}"),
+                readiness_path="/ready",
+                env=(("READY_FILE", str(flag)),),
+            )
+        ]
+    )
     await backend.scale(KEY, 1)
     await wait_until(lambda: backend.pids(KEY))
     await asyncio.sleep(0.4)  # listening, but /ready answers 503
@@ -105,7 +113,9 @@ async def test_scale_up_down_drains_least_loaded_first(tmp_path: Path, replica_s
 
 async def test_sigterm_then_sigkill(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path, grace_period=0.3)
-    await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("IGNORE_TERM", "1"),))
+    await started(
+        backend, 1, command=("{python}", replica_script, "{port}"), env=(("IGNORE_TERM", "1"),)
+    )
     (pid,) = backend.pids(KEY)
     began = time.monotonic()
     await backend.scale(KEY, 0)
@@ -121,7 +131,9 @@ async def test_crash_is_replaced_with_backoff(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="gateway.backends.local")
     backend = make_backend(tmp_path, backoff_initial=0.3)
-    await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("CRASH_AFTER", "0.1"),))
+    await started(
+        backend, 1, command=("{python}", replica_script, "{port}"), env=(("CRASH_AFTER", "0.1"),)
+    )
     (first,) = backend.pids(KEY)
     await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
     crashed = time.monotonic()
@@ -137,7 +149,9 @@ async def test_crash_is_replaced_with_backoff(
 
 async def test_replica_failing_at_start(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path)
-    await backend.sync([service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))])
+    await backend.sync(
+        [service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))]
+    )
     await backend.scale(KEY, 1)
     await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
     assert backend.status(KEY).message == "replica exited with code 1: boom: no model"
@@ -146,10 +160,16 @@ async def test_replica_failing_at_start(tmp_path: Path, replica_script: str) -> 
 
 async def test_unstartable_and_never_ready(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path, start_timeout=0.3)
-    await backend.sync([
-        service("bad", command=("{python}", "-c", "pass"), workdir=str(tmp_path / "missing")),
-        service("slow", command=("{python}", replica_script, "{port}"), env=(("LISTEN_DELAY", "60"),)),
-    ])
+    await backend.sync(
+        [
+            service("bad", command=("{python}", "-c", "pass"), workdir=str(tmp_path / "missing")),
+            service(
+                "slow",
+                command=("{python}", replica_script, "{port}"),
+                env=(("LISTEN_DELAY", "60"),),
+            ),
+        ]
+    )
     bad, slow = service("bad").key("default"), service("slow").key("default")
     await backend.scale(bad, 1)
     await backend.scale(slow, 1)

@@ -36,8 +36,14 @@ GATEWAY = textwrap.dedent("""
 async def test_replicas_die_with_a_killed_gateway(tmp_path: Path, replica_script: str) -> None:
     state = tmp_path / "state"
     gateway = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", GATEWAY, str(state), f"exec {sys.executable} {replica_script} $PORT",
-        stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        sys.executable,
+        "-c",
+        GATEWAY,
+        str(state),
+        f"exec {sys.executable} {replica_script} $PORT",
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert gateway.stdout is not None
     line = await asyncio.wait_for(gateway.stdout.readline(), 10)
@@ -53,24 +59,28 @@ async def test_replicas_die_with_a_killed_gateway(tmp_path: Path, replica_script
     await backend.close()
 
 
-def leftover(replica_script: str, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, replica_script, str(port)],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+def leftover(replica_script: str, out: Path, **env: str) -> subprocess.Popen[bytes]:
+    with out.open("wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, replica_script, "0"],
+            start_new_session=True,
+            stdout=fh,
+            env={**os.environ, **env},
+        )
+
+
+def listening(folder: Path) -> bool:
+    return all("listening" in out.read_text() for out in folder.glob("*.out"))
 
 
 async def test_start_reaps_recorded_leftovers(tmp_path: Path, replica_script: str) -> None:
     state = tmp_path / "state"
-    stubborn = subprocess.Popen(
-        [sys.executable, replica_script, "0"], start_new_session=True,
-        env={**os.environ, "IGNORE_TERM": "1"}, stdout=subprocess.DEVNULL,
-    )
-    polite = leftover(replica_script, 0)
+    stubborn = leftover(replica_script, tmp_path / "stubborn.out", IGNORE_TERM="1")
+    polite = leftover(replica_script, tmp_path / "polite.out")
     try:
         for proc in (stubborn, polite):
-            await wait_until(lambda: reaper.proc_start_time(proc.pid) is not None)
-            assert reaper.record(state, proc.pid, proc.pid, proc.args, "default/iris-default")  # type: ignore[arg-type]
+            await wait_until(lambda: listening(tmp_path))
+            assert reaper.record(state, proc.pid, proc.pid, ["replica.py"], "default/iris-default")
         backend = make_backend(tmp_path, grace_period=0.3)
         await backend.start()
         assert not alive(stubborn.pid) and not alive(polite.pid)
@@ -85,7 +95,7 @@ async def test_start_reaps_recorded_leftovers(tmp_path: Path, replica_script: st
 
 async def test_recycled_pid_is_not_killed(tmp_path: Path, replica_script: str) -> None:
     state = tmp_path / "state"
-    bystander = leftover(replica_script, 0)
+    bystander = leftover(replica_script, tmp_path / "bystander.out")
     try:
         await wait_until(lambda: reaper.proc_start_time(bystander.pid) is not None)
         assert reaper.record(state, bystander.pid, bystander.pid, ["x"], "default/iris-default")

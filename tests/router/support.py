@@ -130,9 +130,41 @@ async def start_replica(name: str = "r1") -> Replica:
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def start_raw(handler: RawHandler) -> tuple[asyncio.base_events.Server, int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+class RawServer:
+    """A replica speaking raw bytes; `close()` ends every handler so no task outlives the test."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.handler = handler
+        self.server: asyncio.base_events.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        self.writers.add(writer)
+        try:
+            await self.handler(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self.tasks.discard(task)
+
+    def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        for task in self.tasks:
+            task.cancel()
+
+
+async def start_raw(handler: RawHandler) -> tuple[RawServer, int]:
+    raw = RawServer(handler)
+    raw.server = await asyncio.start_server(raw._run, "127.0.0.1", 0)
+    return raw, raw.server.sockets[0].getsockname()[1]
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:
