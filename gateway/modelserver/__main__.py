@@ -10,7 +10,8 @@ from .server import add_arguments, main_from_args
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="gateway modelserver", description="Serve an ONNX model over KServe's V1 and V2 REST protocols."
+        prog="gateway modelserver",
+        description="Serve an ONNX model over KServe's V1 and V2 REST protocols.",
     )
     add_arguments(parser)
     return main_from_args(parser.parse_args(argv))

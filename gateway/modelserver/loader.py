@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gateway.modelserver")
 
-Hook = Callable[[], None]
+Hook = Callable[[], object]
 
 
 class ModelSlot:

@@ -31,7 +31,7 @@ class TensorSpec:
         """Whether a tensor of ``shape`` fits: same rank, fixed dimensions equal."""
         if len(shape) != len(self.shape):
             return False
-        return all(want < 0 or want == got for want, got in zip(self.shape, shape))
+        return all(want < 0 or want == got for want, got in zip(self.shape, shape, strict=True))
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -59,7 +59,9 @@ class OnnxModel:
         for arg in session.get_inputs():
             spec = _spec(arg)
             if spec is None:
-                raise ModelLoadError(f"input {arg.name!r} has type {arg.type}, which V2 cannot carry")
+                raise ModelLoadError(
+                    f"input {arg.name!r} has type {arg.type}, which V2 cannot carry"
+                )
             inputs.append(spec)
         # Outputs V2 cannot carry (sequences, maps) are left out rather than refusing the model.
         outputs = [spec for spec in map(_spec, session.get_outputs()) if spec is not None]
@@ -77,13 +79,17 @@ class OnnxModel:
             with open(path, "rb") as file:
                 data = file.read()
         except OSError as exc:
-            raise ModelLoadError(f"cannot read model file {os.fspath(path)}: {exc.strerror or exc}") from exc
+            raise ModelLoadError(
+                f"cannot read model file {os.fspath(path)}: {exc.strerror or exc}"
+            ) from exc
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise ModelLoadError(f"cannot load model file {os.fspath(path)}: {_first_line(exc)}") from exc
+            raise ModelLoadError(
+                f"cannot load model file {os.fspath(path)}: {_first_line(exc)}"
+            ) from exc
         return cls(session)
 
     def input(self, name: str) -> TensorSpec | None:
@@ -104,4 +110,3 @@ class OnnxModel:
 
 def _clean(exc: BaseException) -> str:
     return " ".join(str(exc).split())
-

@@ -61,18 +61,31 @@ def _url_host(host: str) -> str:
 
 def _log_config() -> dict[str, object]:
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["gateway.modelserver"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["gateway.modelserver"] = {
+        "handlers": ["default"],
+        "level": "INFO",
+        "propagate": False,
+    }
     return config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--model --name --port --host --log-level`` to ``parser``."""
-    parser.add_argument("--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve")
-    parser.add_argument("--name", required=True, help="model name used in the URLs (/v2/models/NAME)")
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT", 8080)), help="port (default: $PORT or 8080)"
+        "--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument(
+        "--name", required=True, help="model name used in the URLs (/v2/models/NAME)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", 8080)),
+        help="port (default: $PORT or 8080)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
     parser.add_argument(
         "--log-level",
         default="warning",

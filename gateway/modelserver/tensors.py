@@ -49,7 +49,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None = None) -> InferRequest:
+def parse_infer_request(
+    model: OnnxModel, body: bytes, header_length: str | None = None
+) -> InferRequest:
     """Decode and check an inference request against the model's inputs and outputs."""
     header, tail = split_body(body, header_length)
     content = parse_json(header)
@@ -70,7 +72,9 @@ def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None
         size = _binary_size(entry, spec.name)
         if size is not None:
             if offset + size > len(tail):
-                raise BadRequest(f"input {spec.name!r}: binary_data_size {size} runs past the end of the body")
+                raise BadRequest(
+                    f"input {spec.name!r}: binary_data_size {size} runs past the end of the body"
+                )
             flat = _from_binary(spec.name, datatype, tail[offset : offset + size], math.prod(shape))
             offset += size
         elif "data" in entry:
@@ -86,7 +90,9 @@ def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None
     return InferRequest(request_id, inputs, _requested_outputs(model, content))
 
 
-def _check_input_header(model: OnnxModel, index: int, entry: Any) -> tuple[TensorSpec, list[int], str]:
+def _check_input_header(
+    model: OnnxModel, index: int, entry: Any
+) -> tuple[TensorSpec, list[int], str]:
     if not isinstance(entry, dict):
         raise BadRequest(f"inputs[{index}] must be an object")
     name = entry.get("name")
@@ -99,17 +105,23 @@ def _check_input_header(model: OnnxModel, index: int, entry: Any) -> tuple[Tenso
     datatype = entry.get("datatype")
     if datatype is None:
         raise BadRequest(f"input {name!r}: missing 'datatype'")
-    if datatype not in V2_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
     if datatype != spec.datatype:
-        raise BadRequest(f"input {name!r}: datatype {datatype} does not match the model's {spec.datatype}")
+        raise BadRequest(
+            f"input {name!r}: datatype {datatype} does not match the model's {spec.datatype}"
+        )
     shape = entry.get("shape")
     if shape is None:
         raise BadRequest(f"input {name!r}: missing 'shape'")
     if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
+        raise BadRequest(
+            f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}"
+        )
     if not spec.accepts(shape):
-        raise BadRequest(f"input {name!r}: shape {shape} does not fit the model's {list(spec.shape)}")
+        raise BadRequest(
+            f"input {name!r}: shape {shape} does not fit the model's {list(spec.shape)}"
+        )
     return spec, shape, datatype
 
 
@@ -136,25 +148,35 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
         raise BadRequest(f"input {name!r}: 'data' is not a regular (flat or nested) list") from exc
     if raw.size != count:
         raise BadRequest(f"input {name!r}: shape needs {count} values, 'data' has {raw.size}")
-    if raw.size and not _fits(raw, datatype):
+    flat = _convert(data, raw, datatype) if raw.size else raw.astype(numpy_from_v2(datatype))
+    if flat is None:
         raise BadRequest(f"input {name!r}: 'data' holds values that are not {datatype}")
-    if datatype == "BYTES":
-        return raw.astype(object).reshape(-1)
-    return raw.astype(numpy_from_v2(datatype)).reshape(-1)
+    return flat.reshape(-1)
 
 
-def _fits(raw: np.ndarray, datatype: str) -> bool:
+def _convert(data: list[Any], raw: np.ndarray, datatype: str) -> np.ndarray | None:
     kind = raw.dtype.kind
     if datatype == "BYTES":
-        return kind == "U"
+        return raw.astype(object) if kind == "U" else None
     if datatype == "BOOL":
-        return kind == "b"
+        return raw if kind == "b" else None
+    dtype = numpy_from_v2(datatype)
     if datatype.startswith("FP"):
-        return kind in "iuf"
-    if kind not in "iu":
-        return False
-    limits = np.iinfo(numpy_from_v2(datatype))
-    return bool(raw.min() >= limits.min and raw.max() <= limits.max)
+        return raw.astype(dtype) if kind in "iuf" else None
+    if kind in "iu":
+        limits = np.iinfo(dtype)
+        return raw.astype(dtype) if raw.min() >= limits.min and raw.max() <= limits.max else None
+    if kind in "fO":
+        # NumPy turns a mix of large and negative (or huge) integers into float or object,
+        # so look at the Python values themselves: they must all be ints that fit.
+        values = np.asarray(data, dtype=object).reshape(-1).tolist()
+        if not all(type(value) is int for value in values):
+            return None
+        try:
+            return np.array(values, dtype=dtype)
+        except OverflowError:
+            return None
+    return None
 
 
 def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
@@ -186,7 +208,9 @@ def _unpack_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
             raise BadRequest(f"input {name!r}: BYTES element is not UTF-8 text") from exc
         offset += length
     if len(items) != count:
-        raise BadRequest(f"input {name!r}: shape needs {count} values, binary data has {len(items)}")
+        raise BadRequest(
+            f"input {name!r}: shape needs {count} values, binary data has {len(items)}"
+        )
     flat = np.empty(count, dtype=object)
     flat[:] = items
     return flat

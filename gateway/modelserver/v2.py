@@ -32,7 +32,9 @@ def routes(service: ModelService) -> list[BaseRoute]:
     """The V2 endpoints for ``service``, each model route also under ``/versions/{version}``."""
 
     async def server_metadata(request: Request) -> Response:
-        return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+        return json_response(
+            {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+        )
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -89,7 +91,8 @@ def _infer(service: ModelService, model: OnnxModel, body: bytes, headers: Header
     header: dict[str, object] = {"model_name": service.name, "model_version": service.version}
     if request.id is not None:
         header["id"] = request.id
-    tensors = [(out.name, array, out.binary) for out, array in zip(request.outputs, arrays)]
+    pairs = zip(request.outputs, arrays, strict=True)
+    tensors = [(output.name, array, output.binary) for output, array in pairs]
     content, json_length = encode_infer_response(header, tensors)
     response_headers = {}
     if json_length is not None:

@@ -36,4 +36,3 @@ def identity_url(identity_path: str) -> Iterator[str]:
     with serve(create_app(identity_path, "identity")) as url:
         wait_ready(url)
         yield url
-

@@ -89,19 +89,37 @@ def test_infer_selects_outputs(iris_url: str) -> None:
 def test_infer_empty_batch(iris_url: str) -> None:
     response = infer(iris_url, {"inputs": [seed_input(shape=[0, 4], data=[])]})
     assert response.status_code == 200
-    assert response.json()["outputs"][0] == {"name": "label", "datatype": "INT64", "shape": [0], "data": []}
+    assert response.json()["outputs"][0] == {
+        "name": "label",
+        "datatype": "INT64",
+        "shape": [0],
+        "data": [],
+    }
 
 
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ({"inputs": [seed_input(name="features")]}, "unknown input 'features'; the model's inputs are: input"),
-        ({"inputs": [seed_input(datatype="FP64")]}, "datatype FP64 does not match the model's FP32"),
+        (
+            {"inputs": [seed_input(name="features")]},
+            "unknown input 'features'; the model's inputs are: input",
+        ),
+        (
+            {"inputs": [seed_input(datatype="FP64")]},
+            "datatype FP64 does not match the model's FP32",
+        ),
         ({"inputs": [seed_input(datatype="FLOAT32")]}, "unknown datatype 'FLOAT32'"),
+        ({"inputs": [seed_input(datatype=["FP32"])]}, "unknown datatype ['FP32']"),
         ({"inputs": [{"name": "input", "shape": [2, 4], "data": [1] * 8}]}, "missing 'datatype'"),
-        ({"inputs": [seed_input(shape=[2, 3], data=[1.0] * 6)]}, "shape [2, 3] does not fit the model's [-1, 4]"),
+        (
+            {"inputs": [seed_input(shape=[2, 3], data=[1.0] * 6)]},
+            "shape [2, 3] does not fit the model's [-1, 4]",
+        ),
         ({"inputs": [seed_input(shape=[8])]}, "shape [8] does not fit"),
-        ({"inputs": [seed_input(shape=[2, -4])]}, "'shape' must be a list of non-negative integers"),
+        (
+            {"inputs": [seed_input(shape=[2, -4])]},
+            "'shape' must be a list of non-negative integers",
+        ),
         ({"inputs": [seed_input(shape="2x4")]}, "'shape' must be a list of non-negative integers"),
         ({"inputs": [{"name": "input", "datatype": "FP32", "data": [1] * 8}]}, "missing 'shape'"),
         ({"inputs": [seed_input(data=[1.0] * 7)]}, "shape needs 8 values, 'data' has 7"),
@@ -119,7 +137,10 @@ def test_infer_empty_batch(iris_url: str) -> None:
         ({"inputs": [seed_input()], "outputs": [{"name": "score"}]}, "unknown output 'score'"),
         ({"inputs": [seed_input()], "outputs": [{}]}, "outputs[0]: missing 'name'"),
         (
-            {"inputs": [seed_input()], "outputs": [{"name": "label", "parameters": {"classification": 2}}]},
+            {
+                "inputs": [seed_input()],
+                "outputs": [{"name": "label", "parameters": {"classification": 2}}],
+            },
             "classification extension is not supported",
         ),
     ],
@@ -132,7 +153,8 @@ def test_infer_bad_input(iris_url: str, body: dict[str, Any], needle: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("content", "needle"), [(b"{oops", "malformed JSON"), (b'"inputs"', "JSON object"), (b"\xff\xfe", "malformed JSON")]
+    ("content", "needle"),
+    [(b"{oops", "malformed JSON"), (b'"inputs"', "JSON object"), (b"\xff\xfe", "malformed JSON")],
 )
 def test_infer_malformed_body(iris_url: str, content: bytes, needle: str) -> None:
     response = httpx.post(f"{iris_url}/v2/models/iris/infer", content=content)
@@ -157,8 +179,12 @@ def test_infer_missing_input(identity_url: str) -> None:
         ("BYTES", [1, 2], "not BYTES"),
     ],
 )
-def test_infer_values_out_of_datatype(identity_url: str, datatype: str, data: list[Any], needle: str) -> None:
-    body = {"inputs": [{"name": f"in_{datatype}", "shape": [1, 2], "datatype": datatype, "data": data}]}
+def test_infer_values_out_of_datatype(
+    identity_url: str, datatype: str, data: list[Any], needle: str
+) -> None:
+    body = {
+        "inputs": [{"name": f"in_{datatype}", "shape": [1, 2], "datatype": datatype, "data": data}]
+    }
     response = infer(identity_url, body, model="identity")
     assert response.status_code == 400
     assert needle in response.json()["error"]
@@ -208,12 +234,19 @@ def test_all_datatypes_round_trip_as_json(identity_url: str) -> None:
         "FP64": [1e-300, 1e300],
         "BYTES": ["héllo", ""],
     }
-    inputs = [{"name": f"in_{t}", "shape": [1, 2], "datatype": t, "data": v} for t, v in values.items()]
+    inputs = [
+        {"name": f"in_{t}", "shape": [1, 2], "datatype": t, "data": v} for t, v in values.items()
+    ]
     response = infer(identity_url, {"inputs": inputs}, model="identity")
     assert response.status_code == 200, response.text
     outputs = {output["name"]: output for output in response.json()["outputs"]}
     for datatype, data in values.items():
-        assert outputs[f"out_{datatype}"] == {"name": f"out_{datatype}", "datatype": datatype, "shape": [1, 2], "data": data}
+        assert outputs[f"out_{datatype}"] == {
+            "name": f"out_{datatype}",
+            "datatype": datatype,
+            "shape": [1, 2],
+            "data": data,
+        }
 
 
 def test_identity_metadata_lists_every_datatype(identity_url: str) -> None:

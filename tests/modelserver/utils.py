@@ -27,7 +27,9 @@ def serve(app: Starlette) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, loop="asyncio")
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", access_log=False, loop="asyncio"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -50,7 +52,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
 
 def wait_ready(url: str, timeout: float = 10.0) -> None:
     def ready() -> bool:
-        return httpx.get(f"{url}/v2/health/ready").status_code == 200
+        try:
+            return httpx.get(f"{url}/v2/health/ready").status_code == 200
+        except httpx.TransportError:
+            return False
 
     wait_for(ready, f"{url} to be ready", timeout)
 
@@ -62,7 +67,7 @@ def free_port() -> int:
 
 
 def write_identity_model(path: Path) -> Path:
-    """A model passing each V2 datatype through: input ``in_T`` to output ``out_T``, shape [-1, 2]."""
+    """A model passing every V2 datatype through: ``in_T`` to ``out_T``, shape [-1, 2]."""
     import onnx
     from onnx import helper
 
@@ -84,8 +89,14 @@ def write_identity_model(path: Path) -> Path:
     graph = helper.make_graph(
         [helper.make_node("Identity", [f"in_{t}"], [f"out_{t}"]) for t in element_types],
         "identity",
-        [helper.make_tensor_value_info(f"in_{t}", e, ["batch", 2]) for t, e in element_types.items()],
-        [helper.make_tensor_value_info(f"out_{t}", e, ["batch", 2]) for t, e in element_types.items()],
+        [
+            helper.make_tensor_value_info(f"in_{t}", e, ["batch", 2])
+            for t, e in element_types.items()
+        ],
+        [
+            helper.make_tensor_value_info(f"out_{t}", e, ["batch", 2])
+            for t, e in element_types.items()
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -1,0 +1,106 @@
+"""``python -m gateway.modelserver`` as a real process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.modelserver.server import add_arguments
+
+from .utils import SEED_ROWS, free_port, wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.modelserver", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_to_end(*args: str) -> tuple[int, str]:
+    process = spawn(*args)
+    _, stderr = process.communicate(timeout=30)
+    return process.returncode, stderr
+
+
+def test_serves_until_sigterm(iris_path: str) -> None:
+    port = free_port()
+    process = spawn("--model", iris_path, "--name", "iris", "--port", str(port))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, timeout=30)
+        response = httpx.post(f"{url}/v1/models/iris:predict", json={"instances": SEED_ROWS})
+        assert response.json() == {"predictions": [1, 1]}
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    # uvicorn shuts down cleanly, then re-raises the signal so the exit status tells why.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert "Traceback" not in stderr
+    assert f"serving model 'iris' from {iris_path} on http://127.0.0.1:{port}" in stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "does not exist"),
+        (b"", "is empty"),
+        (b"this is not protobuf", "cannot load model file"),
+    ],
+)
+def test_bad_model_file_is_one_line_and_exit_1(
+    tmp_path: Path, content: bytes | None, needle: str
+) -> None:
+    model = tmp_path / "model.onnx"
+    if content is not None:
+        model.write_bytes(content)
+    code, stderr = run_to_end("--model", str(model), "--name", "m", "--port", str(free_port()))
+    assert code == 1
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("gateway modelserver: error: ")
+    assert needle in last and str(model) in last
+
+
+def test_directory_is_not_a_model(tmp_path: Path) -> None:
+    code, stderr = run_to_end("--model", str(tmp_path), "--name", "m")
+    assert code == 1
+    assert stderr.strip() == f"gateway modelserver: error: model file {tmp_path} is not a file"
+
+
+def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9123")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--model", "m.onnx", "--name", "m"])
+    assert (args.model, args.name, args.host, args.port, args.log_level) == (
+        "m.onnx",
+        "m",
+        "127.0.0.1",
+        9123,
+        "warning",
+    )
+    args = parser.parse_args(
+        ["--model", "m.onnx", "--name", "m", "--port", "80", "--host", "0.0.0.0"]
+    )
+    assert (args.port, args.host) == (80, "0.0.0.0")
