@@ -1,0 +1,148 @@
+"""The assembled gateway: reload swaps routes atomically, bad configs are refused, admin API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.admin import create_admin_app
+from gateway.app import Gateway
+from gateway.config import ConfigError, load
+from tests.router.support import Replica, start_replica
+
+HOST = "iris.default.example.com"
+
+
+def write_config(path: Path, default: str, canary: str | None = None, percent: int = 0, extra: str = "") -> None:
+    canary_part = f"""
+  canary:
+    endpoints: ["{canary}"]
+  canaryTrafficPercent: {percent}""" if canary else ""
+    path.write_text(
+        f"""apiVersion: serving-gateway/v1
+kind: GatewayConfig
+spec:
+  backend: static
+---
+apiVersion: elasticserving.paddlepaddle.org/v1
+kind: PaddleService
+metadata:
+  name: iris
+spec:
+  default:
+    endpoints: ["{default}"]{canary_part}
+{extra}"""
+    )
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[tuple[Replica, Replica]]:
+    a, b = await start_replica("a"), await start_replica("b")
+    yield a, b
+    await a.runner.cleanup()
+    await b.runner.cleanup()
+
+
+async def start(path: Path, tmp_path: Path) -> tuple[Gateway, httpx.AsyncClient, httpx.AsyncClient]:
+    gw = Gateway(load([str(path)]), [str(path)], state_dir=tmp_path / "state")
+    await gw.start(listen="127.0.0.1:0")
+    port = gw.proxy.sockets[0][1]
+    data = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Host": HOST}, timeout=10)
+    admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_admin_app(gw)), base_url="http://admin")
+    return gw, data, admin
+
+
+async def test_reload_swaps_routes_and_in_flight_requests_complete(replicas: tuple[Replica, Replica], tmp_path: Path) -> None:
+    a, b = replicas
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, a.url)
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        slow = asyncio.create_task(data.get("/slow?sleep=0.5"))
+        await asyncio.sleep(0.1)
+        write_config(cfg, a.url, b.url, percent=100)
+        r = await admin.post("/admin/reload")
+        assert r.status_code == 200 and r.json()["reloaded"] is True
+        finished = await slow
+        assert finished.status_code == 200 and finished.json()["replica"] == "a"
+        r = await data.get("/")
+        assert r.json()["replica"] == "b" and r.headers["x-gateway-revision"] == "iris-canary"
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("key: [unclosed", "gw.yaml"),
+        ("---\nkind: Mystery\napiVersion: x/v1\nmetadata: {name: m}", "Mystery"),
+        ("  canaryTrafficPercent: 150", "canaryTrafficPercent"),
+    ],
+)
+async def test_bad_reload_is_refused_and_old_config_keeps_serving(
+    replicas: tuple[Replica, Replica], tmp_path: Path, bad: str, words: str
+) -> None:
+    a, b = replicas
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, a.url)
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        if bad.startswith("  canary"):
+            write_config(cfg, a.url, b.url, percent=150)
+        else:
+            cfg.write_text(cfg.read_text() + "\n" + bad + "\n")
+        r = await admin.post("/admin/reload")
+        assert r.status_code == 400
+        assert words in r.json()["error"]
+        with pytest.raises(ConfigError):
+            await gw.reload()
+        r = await data.get("/")
+        assert r.status_code == 200 and r.json()["replica"] == "a"
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)
+
+
+async def test_admin_endpoints(replicas: tuple[Replica, Replica], tmp_path: Path) -> None:
+    a, b = replicas
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, a.url, b.url, percent=30)
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        for _ in range(10):
+            assert (await data.get("/")).status_code == 200
+        assert (await admin.get("/healthz")).status_code == 200
+        assert (await admin.get("/readyz")).status_code == 200
+        doc = (await admin.get("/admin/services")).json()
+        svc = doc["services"][0]
+        assert svc["host"] == HOST
+        revs = {r["name"]: r for r in svc["revisions"]}
+        assert revs["iris-default"]["percent"] == 70 and revs["iris-canary"]["percent"] == 30
+        assert revs["iris-default"]["endpoints"] == [a.url]
+        assert revs["iris-canary"]["ready"] == 1
+        for field in ("desired", "stable", "panic", "panicking", "queued"):
+            assert field in revs["iris-default"]
+        text = (await admin.get("/metrics")).text
+        assert 'gateway_requests_total{code="200",revision="iris-default",service="iris"} 7.0' in text
+        assert 'gateway_requests_total{code="200",revision="iris-canary",service="iris"} 3.0' in text
+        assert "gateway_request_duration_seconds_bucket" in text
+        for name in (
+            "gateway_revision_ready_replicas",
+            "gateway_revision_desired_replicas",
+            "gateway_revision_concurrency",
+            "gateway_revision_panic",
+            "gateway_activator_queued_requests",
+            "gateway_cold_start_seconds",
+        ):
+            assert name in text
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)

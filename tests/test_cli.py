@@ -1,0 +1,145 @@
+"""The `gateway` command as a user runs it: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.router.support import Replica, start_replica
+from tests.test_app import write_config
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "iris.default.example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_validate_prints_routing_table_for_shipped_sample() -> None:
+    r = run_cli("validate", "-f", "config/examples/paddleservice-sample.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "paddleservice-sample.paddleservice-system.example.com" in r.stdout
+    assert "50" in r.stdout
+
+
+def test_validate_names_file_document_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "x.yaml"
+    bad.write_text(
+        "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: foo}\n"
+        "spec:\n  default: {command: 'true'}\n  canary: {command: 'true'}\n  canaryTrafficPercent: 150\n"
+    )
+    r = run_cli("validate", "-f", str(bad))
+    assert r.returncode != 0
+    assert f"{bad}: document 1 (PaddleService/foo): spec.canaryTrafficPercent" in r.stderr
+    assert "150" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_validate_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    r = run_cli("validate", "-f", str(tmp_path / "nope.yaml"))
+    assert r.returncode != 0
+    assert "nope.yaml" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_with_bad_config_exits_nonzero(tmp_path: Path) -> None:
+    bad = tmp_path / "x.yaml"
+    bad.write_text("kind: [\n")
+    r = run_cli("serve", "-f", str(bad), "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}")
+    assert r.returncode != 0 and "x.yaml" in r.stderr and "Traceback" not in r.stderr
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], port: int, admin: int, config: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.admin = admin
+        self.config = config
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[Replica]:
+    r = await start_replica("a")
+    yield r
+    await r.runner.cleanup()
+
+
+@pytest.fixture
+def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, replica.url)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}",
+         "--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"gateway did not become ready: {proc.communicate()[0]}")
+    yield Served(proc, port, admin, cfg)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
+async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served) -> None:
+    async with httpx.AsyncClient(timeout=10) as c:
+        slow = asyncio.create_task(c.get(f"http://127.0.0.1:{served.port}/s?sleep=0.7", headers={"Host": HOST}))
+        await asyncio.sleep(0.2)
+        served.proc.send_signal(signal.SIGTERM)
+        r = await slow
+        assert r.status_code == 200 and r.json()["replica"] == "a"
+    code = await asyncio.get_running_loop().run_in_executor(None, served.proc.wait, 15)
+    assert code == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{served.port}/", headers={"Host": HOST}, timeout=1)
+
+
+async def test_sighup_reloads_and_status_prints_revisions(served: Served, replica: Replica) -> None:
+    write_config(served.config, replica.url, replica.url, percent=25)
+    os.kill(served.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        doc = httpx.get(f"http://127.0.0.1:{served.admin}/admin/services", timeout=2).json()
+        if len(doc["services"][0]["revisions"]) == 2:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("SIGHUP did not reload the config")
+    r = await asyncio.get_running_loop().run_in_executor(None, lambda: run_cli("status", "--admin", f"127.0.0.1:{served.admin}"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["HOST", "TRAFFIC", "READY"]
+    assert any(line.startswith(f"canary-{HOST}") and " 25% " in line and " 1/" in line for line in lines), r.stdout
+    assert any(line.startswith(f"default-{HOST}") and " 75% " in line for line in lines), r.stdout
+
+
+def test_status_without_gateway_is_a_clear_error() -> None:
+    r = run_cli("status", "--admin", f"127.0.0.1:{free_port()}")
+    assert r.returncode == 1 and "cannot read" in r.stderr
