@@ -125,9 +125,7 @@ class Decider:
 
         desired = stable_pods
         if self.panic_time is not None:
-            desired = max(desired, panic_pods)
-            if desired > self.max_panic_pods:
-                self.max_panic_pods = desired
+            self.max_panic_pods = max(self.max_panic_pods, stable_pods, panic_pods)
             desired = self.max_panic_pods
 
         if spec.reachable and self._delay is not None:

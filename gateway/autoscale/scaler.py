@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gateway.autoscale.kpa import Decider
 from gateway.autoscale.metrics import RevisionStats
@@ -36,10 +36,8 @@ class ScalingBackend(Protocol):
     def ready_endpoints(self, key: RevisionKey) -> EndpointSet: ...
 
 
-def _initial_target(scaling: RevisionScaling) -> int:
-    if scaling.fixed:
-        return scaling.min_scale
-    n = max(scaling.min_scale, scaling.initial_scale)
+def _bounded(scaling: RevisionScaling, n: int) -> int:
+    n = max(scaling.min_scale, n)
     return min(n, scaling.max_scale) if scaling.max_scale > 0 else n
 
 
@@ -56,20 +54,33 @@ class RevisionScaler:
         activation_timeout: float = ACTIVATION_TIMEOUT,
     ) -> None:
         self.scaling = scaling
-        self.stats = stats if stats is not None else RevisionStats(scaling.stable_window, scaling.panic_window)
+        if stats is None:
+            stats = RevisionStats(scaling.stable_window, scaling.panic_window)
+        self.stats = stats
         self.decider = Decider(scaling.decider_spec(), ready, now)
         self.activation_timeout = activation_timeout
-        self.desired = _initial_target(scaling)
         self.ready = ready
         self.decider_desired = -1  # Knative's DesiredScale: -1 until the first valid decision
         tbc = scaling.target_burst_capacity
-        self.excess_burst_capacity = int(tbc) if tbc in (0, -1) else int(scaling.initial_scale * scaling.total_value - tbc)
+        self.excess_burst_capacity = (
+            int(tbc) if tbc in (0, -1) else int(scaling.initial_scale * scaling.total_value - tbc)
+        )
         self.stable: float | None = None
         self.panic: float | None = None
         self.state: State = "activating"
         self._state_since = now
         self._initialised = False
         self._proxy_since: float | None = now
+        self._poked_at: float | None = None
+        if scaling.fixed:
+            self.desired = scaling.min_scale
+        elif ready > 0:
+            # Replicas already serve (a restart): keep them, as Knative keeps an active PA.
+            self.desired = _bounded(scaling, ready)
+            self.state = "active"
+            self._initialised = True
+        else:
+            self.desired = _bounded(scaling, scaling.initial_scale)
 
     @property
     def panicking(self) -> bool:
@@ -82,16 +93,21 @@ class RevisionScaler:
 
     def update(self, scaling: RevisionScaling) -> None:
         """Take new parameters; decider state, windows' data and the state machine are kept."""
-        if (scaling.stable_window, scaling.panic_window) != (self.stats.stable_window, self.stats.panic_window):
-            self.stats.reconfigure(scaling.stable_window, scaling.panic_window)
+        windows = (scaling.stable_window, scaling.panic_window)
+        if windows != (self.stats.stable_window, self.stats.panic_window):
+            self.stats.reconfigure(*windows)
         self.decider.update(scaling.decider_spec())
         self.scaling = scaling
 
     def poke(self, now: float, ready: int) -> int | None:
-        """Tick at once if the revision is at zero (a request arrived); else do nothing."""
-        if self.desired == 0 or self.decider_desired == 0:
-            return self.tick(now, ready)
-        return None
+        """Tick at once if the revision is at zero (a request arrived); else do nothing.
+
+        At most one poke a second ticks, as Knative's activator reports at most once a second.
+        """
+        if self.desired != 0 or (self._poked_at is not None and now - self._poked_at < 1.0):
+            return None
+        self._poked_at = now
+        return self.tick(now, ready)
 
     def tick(self, now: float, ready: int | None) -> int | None:
         """One decision: the replica count to ask for now, or None to leave the backend as it is.
@@ -100,7 +116,8 @@ class RevisionScaler:
         """
         if ready is not None:
             self.ready = ready
-        self.stats.observe(now, ready)
+        # Replicas on their way out (scaled to zero) are not scraped in Knative either.
+        self.stats.observe(now, None if ready is None else ready if self.desired > 0 else 0)
         scaling = self.scaling
         averages = self.stats.rps(now) if scaling.metric == "rps" else self.stats.concurrency(now)
         if averages is None and scaling.target_burst_capacity == -1:
@@ -120,6 +137,8 @@ class RevisionScaler:
         if not apply:
             return None
         self.desired = want
+        if want == 0:
+            self.stats.has_replicas = False
         return want
 
     def _scale(self, now: float, desired: int) -> tuple[int, bool]:
@@ -188,6 +207,7 @@ class ScalerStatus:
     panicking: bool
     excess_burst_capacity: int
     state: State
+    activator_in_path: bool
     in_flight: int
 
 
@@ -236,6 +256,7 @@ class Autoscaler:
             panicking=rs.panicking,
             excess_burst_capacity=rs.excess_burst_capacity,
             state=rs.state,
+            activator_in_path=rs.activator_in_path,
             in_flight=rs.stats.in_flight,
         )
 
@@ -258,12 +279,11 @@ class Autoscaler:
                 )
         if configs:
             self.tick_interval = min(s.tick_interval for s in configs.values())
-        self._wake.set()
 
     def poke(self, key: RevisionKey) -> None:
         """Ask for an immediate tick of ``key`` if it is at zero. Cheap; for the request path."""
         rs = self._scalers.get(key)
-        if rs is not None and (rs.desired == 0 or rs.decider_desired == 0):
+        if rs is not None and rs.desired == 0:
             self._poked.add(key)
             self._wake.set()
 
@@ -272,7 +292,11 @@ class Autoscaler:
         self._poked.clear()
         now = self._clock()
         for key, rs in list(self._scalers.items()):
-            rs.tick(now, self._ready(key))
+            try:
+                rs.tick(now, self._ready(key))
+            except Exception:
+                log.exception("autoscaling %s", key)
+                continue
             await self._apply(key, rs)
 
     async def tick_poked(self) -> None:
@@ -289,8 +313,8 @@ class Autoscaler:
 
     async def run(self) -> None:
         """Tick every ``tick_interval`` and on pokes, until cancelled."""
-        sleeper: asyncio.Future[None] | None = None
-        waiter: asyncio.Future[bool] | None = None
+        sleeper: asyncio.Future[Any] | None = None
+        waiter: asyncio.Future[Any] | None = None
         try:
             while True:
                 if sleeper is None:
@@ -306,9 +330,10 @@ class Autoscaler:
                 if sleeper in done:
                     sleeper = None
         finally:
-            for task in (sleeper, waiter):
-                if task is not None:
-                    task.cancel()
+            pending = [task for task in (sleeper, waiter) if task is not None]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _ready(self, key: RevisionKey) -> int | None:
         try:

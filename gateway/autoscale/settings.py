@@ -73,6 +73,7 @@ class RevisionScaling:
 
         stable = _pick(spec.stable_window, settings.stable_window)
         panic_pct = _pick(spec.panic_window_percentage, settings.panic_window_percentage)
+        threshold_pct = _pick(spec.panic_threshold_percentage, settings.panic_threshold_percentage)
         return cls(
             min_scale=spec.min_scale,
             max_scale=spec.max_scale,
@@ -82,13 +83,15 @@ class RevisionScaling:
             target_value=max(MIN_TARGET, total * utilization),
             total_value=total,
             target_burst_capacity=_pick(spec.target_burst_capacity, settings.target_burst_capacity),
-            panic_threshold=_pick(spec.panic_threshold_percentage, settings.panic_threshold_percentage) / 100.0,
+            panic_threshold=threshold_pct / 100.0,
             stable_window=stable,
             panic_window=panic_window_seconds(stable, panic_pct),
             max_scale_up_rate=settings.max_scale_up_rate,
             max_scale_down_rate=settings.max_scale_down_rate,
             scale_down_delay=_pick(spec.scale_down_delay, settings.scale_down_delay),
-            scale_to_zero_grace_period=_pick(spec.scale_to_zero_grace_period, settings.scale_to_zero_grace_period),
+            scale_to_zero_grace_period=_pick(
+                spec.scale_to_zero_grace_period, settings.scale_to_zero_grace_period
+            ),
             enable_scale_to_zero=settings.enable_scale_to_zero,
             tick_interval=settings.tick_interval,
             fixed=spec.autoscaler_class == "fixed",

@@ -16,7 +16,7 @@ def _round6(value: float) -> float:
     whole = math.trunc(scaled)
     if abs(scaled - whole) >= 0.5:
         whole += 1 if scaled > 0 else -1
-    return whole / _PRECISION + 0.0  # + 0.0 turns -0.0 into 0.0
+    return whole / _PRECISION  # whole is an int, so never -0.0
 
 
 class WindowAverage:
@@ -94,7 +94,7 @@ class WindowAverage:
         return self._span(self._last, self._bucket(now)) > self._window
 
     def resize(self, window: float, now: float) -> None:
-        """Change the window length, keeping the newest ``min(old, new)`` buckets if still valid at ``now``."""
+        """Change the window length; the newest ``min(old, new)`` buckets stay if valid at ``now``."""
         if window <= 0:
             raise ValueError(f"window must be > 0, got {window}")
         if window == self._window:

@@ -4,7 +4,8 @@ Knative's activator semantics (KPA.md §9.3) without its locks: each replica adm
 ``containerConcurrency`` requests at once (0 = unlimited); requests that find no replica with
 capacity wait in a bounded FIFO until one frees up or appears. Load balancing as Knative's
 throttler: power of two choices when unlimited, first-available when cc <= 3, round-robin
-otherwise. Every operation on the request path is O(1) (O(log n) for first-available).
+otherwise. One of the two choices is the next replica in round-robin order and wins ties, so
+sequential requests (and the static backend's idle endpoints) rotate evenly. Every operation on the request path is O(1) (O(log n) for first-available).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable
 
 from gateway.types import Endpoint, EndpointSet
 
@@ -53,7 +53,7 @@ class Throttler:
         self._waiters: deque[asyncio.Future[Tracker]] = deque()
         self.queued = 0
         self._next_index = 0
-        self.on_capacity: Callable[[], None] | None = None
+        self._rr = 0
 
     # -- endpoints ------------------------------------------------------------------------------
     def update_endpoints(self, endpoints: EndpointSet) -> None:
@@ -133,7 +133,8 @@ class Throttler:
             if n == 1:
                 t = up[0]
             else:
-                a = up[random.randrange(n)]
+                self._rr += 1
+                a = up[self._rr % n]
                 b = up[random.randrange(n)]
                 t = a if a.in_flight <= b.in_flight else b
             t.in_flight += 1

@@ -112,3 +112,15 @@ def test_removed_endpoint_releases_safely() -> None:
     t.release(held)
     assert all(t.try_acquire().endpoint == E[1] for _ in range(5))  # type: ignore[union-attr]
     assert t.try_acquire() is None
+
+
+def test_unlimited_rotates_when_idle() -> None:
+    t = Throttler(0, 10)
+    t.update_endpoints(frozenset(E[:3]))
+    seen = []
+    for _ in range(9):
+        tr = t.try_acquire()
+        assert tr is not None
+        seen.append(tr.endpoint)
+        t.release(tr)
+    assert all(seen.count(e) == 3 for e in E[:3])
