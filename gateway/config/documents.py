@@ -99,11 +99,3 @@ def read_file(file: str, problems: list[str]) -> list[RawDocument]:
         index += 1
         documents.append(RawDocument(file, directory, index, body))
     return documents
-
-
-def read_documents(paths: Sequence[str], problems: list[str]) -> tuple[list[RawDocument], list[str]]:
-    files = expand_paths(paths, problems)
-    documents: list[RawDocument] = []
-    for file in files:
-        documents.extend(read_file(file, problems))
-    return documents, files

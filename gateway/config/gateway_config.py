@@ -8,7 +8,12 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.config.errors import DocContext
-from gateway.config.model import ActivatorSettings, AutoscalerSettings, GatewaySettings, ProxySettings
+from gateway.config.model import (
+    ActivatorSettings,
+    AutoscalerSettings,
+    GatewaySettings,
+    ProxySettings,
+)
 from gateway.config.values import (
     boolean,
     byte_size,
@@ -102,7 +107,15 @@ _PROXY: dict[str, tuple[str, Reader]] = {
 }
 
 _SPEC_KEYS = (
-    "domain", "listen", "adminListen", "backend", "redis", "stateDir", "autoscaler", "activator", "proxy",
+    "domain",
+    "listen",
+    "adminListen",
+    "backend",
+    "redis",
+    "stateDir",
+    "autoscaler",
+    "activator",
+    "proxy",
 )
 
 
@@ -162,9 +175,11 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
         "redis": ("redis", _redis_url),
         "stateDir": (
             "state_dir",
-            lambda c, p, v: None
-            if (text := string(c, p, v)) is None
-            else os.path.normpath(os.path.join(c.directory, os.path.expanduser(text))),
+            lambda c, p, v: (
+                None
+                if (text := string(c, p, v)) is None
+                else os.path.normpath(os.path.join(c.directory, os.path.expanduser(text)))
+            ),
         ),
     }
     kwargs: dict[str, Any] = {}
@@ -174,6 +189,8 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
             if parsed is not None:
                 kwargs[name] = parsed
     kwargs["autoscaler"] = _autoscaler(ctx, spec.get("autoscaler"))
-    kwargs["activator"] = replace(ActivatorSettings(), **_section(ctx, "spec.activator", spec.get("activator"), _ACTIVATOR))
+    kwargs["activator"] = replace(
+        ActivatorSettings(), **_section(ctx, "spec.activator", spec.get("activator"), _ACTIVATOR)
+    )
     kwargs["proxy"] = replace(ProxySettings(), **_section(ctx, "spec.proxy", spec.get("proxy"), _PROXY))
     return GatewaySettings(**kwargs)

@@ -13,8 +13,14 @@ TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
 _METADATA_KEYS = ("name", "namespace", "labels", "annotations")
 # Written by the API server; present in `kubectl get -o yaml` output and meaningless here.
 _SERVER_METADATA_KEYS = (
-    "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-    "finalizers", "ownerReferences",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "finalizers",
+    "ownerReferences",
 )
 
 

@@ -18,8 +18,19 @@ from typing import Any, cast
 
 from gateway.config.errors import DocContext
 from gateway.config.gateway_config import BACKENDS
-from gateway.config.manifest import RevisionFields, Translated, check_top_level, read_metadata
-from gateway.config.model import BackendKind, RevisionSpec, ScalingSpec, ServiceSpec, Source
+from gateway.config.manifest import (
+    RevisionFields,
+    Translated,
+    check_top_level,
+    read_metadata,
+)
+from gateway.config.model import (
+    BackendKind,
+    RevisionSpec,
+    ScalingSpec,
+    ServiceSpec,
+    Source,
+)
 from gateway.config.revision import (
     GATEWAY_REVISION_KEYS,
     read_gateway_keys,
@@ -36,7 +47,15 @@ from gateway.config.scaling import (
     read_target_utilization,
     read_window,
 )
-from gateway.config.values import check_keys, choice, duration, integer, join, mapping, string
+from gateway.config.values import (
+    check_keys,
+    choice,
+    duration,
+    integer,
+    join,
+    mapping,
+    string,
+)
 from gateway.types import RevisionName
 
 API_VERSION = "elasticserving.paddlepaddle.org/v1"
@@ -47,7 +66,13 @@ DEFAULT_CANARY_PERCENT = 50
 SHELL = ("/bin/bash", "-c")
 
 _SPEC_KEYS = (
-    "default", "canary", "canaryTrafficPercent", "service", "resources", "runtimeVersion", "backend",
+    "default",
+    "canary",
+    "canaryTrafficPercent",
+    "service",
+    "resources",
+    "runtimeVersion",
+    "backend",
     "timeout",
 )
 _IGNORED_SPEC_KEYS = ("volumes", "volumeMounts")
@@ -86,7 +111,9 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     canary = _revision(ctx, "spec.canary", spec["canary"], "canary", resources) if has_canary else None
     percent = _canary_percent(ctx, spec.get("canaryTrafficPercent"), has_canary)
     scaling = _scaling(ctx, spec.get("service"), meta.annotations)
-    backend = choice(ctx, "spec.backend", spec["backend"], BACKENDS) if spec.get("backend") is not None else None
+    backend = (
+        choice(ctx, "spec.backend", spec["backend"], BACKENDS) if spec.get("backend") is not None else None
+    )
     timeout = None
     if spec.get("timeout") is not None:
         timeout = duration(ctx, "spec.timeout", spec["timeout"], ok=lambda v: v > 0, expect="> 0")
@@ -103,13 +130,11 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
         timeout=timeout,
         source=Source(ctx.file, ctx.index, KIND, meta.name),
     )
-    fields: dict[RevisionName, RevisionFields] = {
-        name: RevisionFields(
-            base, join(base, "command"), join(base, "endpoints"), join(base, "containerImage")
-        )
-        for name, base in (("default", "spec.default"), ("canary", "spec.canary"))
-    }
-    return Translated(service, ctx, fields)
+    return Translated(service, ctx, {"default": _fields("spec.default"), "canary": _fields("spec.canary")})
+
+
+def _fields(base: str) -> RevisionFields:
+    return RevisionFields(base, join(base, "command"), join(base, "endpoints"), join(base, "containerImage"))
 
 
 def _revision(
@@ -123,7 +148,11 @@ def _revision(
     kwargs = read_gateway_keys(ctx, path, found)
     if found.get("containerImage") is not None:
         repository = string(ctx, join(path, "containerImage"), found["containerImage"])
-        tag = string(ctx, join(path, "tag"), found["tag"], scalars=True) if found.get("tag") is not None else None
+        tag = (
+            string(ctx, join(path, "tag"), found["tag"], scalars=True)
+            if found.get("tag") is not None
+            else None
+        )
         if "image" in found:
             ctx.error(join(path, "image"), "give either containerImage (with tag) or image, not both")
         if repository is not None:

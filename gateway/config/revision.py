@@ -23,8 +23,16 @@ _RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-
 _ENV_NAME = re.compile(r"[^=\s]+")
 # The gateway's own revision keys, accepted in PaddleService revisions next to ElasticServing's.
 GATEWAY_REVISION_KEYS = (
-    "command", "endpoints", "readinessPath", "env", "workdir", "image", "accelerator",
-    "acceleratorCount", "nodeSelector", "tolerations",
+    "command",
+    "endpoints",
+    "readinessPath",
+    "env",
+    "workdir",
+    "image",
+    "accelerator",
+    "acceleratorCount",
+    "nodeSelector",
+    "tolerations",
 )
 
 
@@ -99,20 +107,20 @@ def read_env(ctx: DocContext, path: str, value: object) -> tuple[tuple[str, str]
     elif isinstance(value, list):
         for i, entry in enumerate(value):
             item_path = join(path, i)
-            found = mapping(ctx, item_path, entry)
-            if found is None:
+            item = mapping(ctx, item_path, entry)
+            if item is None:
                 continue
-            if "valueFrom" in found:
+            if "valueFrom" in item:
                 ctx.warn(join(item_path, "valueFrom"), "not supported by the gateway, variable skipped")
                 continue
-            unknown = {k: v for k, v in found.items() if k not in ("name", "value")}
-            for key in unknown:
-                ctx.warn(join(item_path, key), "unknown key, ignored")
-            if "name" not in found:
+            for key in item:
+                if key not in ("name", "value"):
+                    ctx.warn(join(item_path, key), "unknown key, ignored")
+            if "name" not in item:
                 ctx.error(join(item_path, "name"), "required")
                 continue
-            name = _env_name(ctx, join(item_path, "name"), found["name"])
-            text = _env_value(ctx, join(item_path, "value"), found.get("value"))
+            name = _env_name(ctx, join(item_path, "name"), item["name"])
+            text = _env_value(ctx, join(item_path, "value"), item.get("value"))
             if name is not None and text is not None:
                 pairs.append((name, text))
     else:

@@ -1,4 +1,4 @@
-"""Per-service scaling: Knative's per-revision ranges, `autoscaling.knative.dev/*` annotations, ScalingSpec."""
+"""Per-service scaling: Knative's per-revision ranges and `autoscaling.knative.dev/*` annotations."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ class ScalingDraft:
             if not key.startswith(ANNOTATION_PREFIX):
                 continue
             path = join("metadata.annotations", key)
-            entry = _ANNOTATIONS.get(key[len(ANNOTATION_PREFIX):])
+            entry = _ANNOTATIONS.get(key[len(ANNOTATION_PREFIX) :])
             if entry is None:
                 ctx.warn(path, "autoscaling annotation not supported by the gateway, ignored")
                 continue

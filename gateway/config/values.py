@@ -1,4 +1,4 @@
-"""Readers for single values: each checks one YAML value, reports a precise problem, returns None on failure."""
+"""Readers for single values: each checks one value, reports a precise problem, returns None on failure."""
 
 from __future__ import annotations
 
@@ -15,13 +15,32 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(e[+-]?\d+|E[+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?")
+_QUANTITY = re.compile(
+    r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(e[+-]?\d+|E[+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?"
+)
 _QUANTITY_FACTOR = {
-    None: 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+    None: 1.0,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
 }
 
-DNS_LABEL_RULE = "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+DNS_LABEL_RULE = (
+    "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, "
+    "at most 63 characters)"
+)
 
 
 def describe(value: object) -> str:
@@ -263,9 +282,13 @@ def dns_label(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def domain(ctx: DocContext, path: str, value: object) -> str | None:
-    if isinstance(value, str) and len(value) <= 253 and _DNS_NAME.fullmatch(value):
-        if all(len(part) <= 63 for part in value.split(".")):
-            return value
+    if (
+        isinstance(value, str)
+        and len(value) <= 253
+        and _DNS_NAME.fullmatch(value)
+        and all(len(part) <= 63 for part in value.split("."))
+    ):
+        return value
     ctx.error(path, f"must be a lowercase DNS name like example.com, got {describe(value)}")
     return None
 
@@ -274,8 +297,10 @@ def listen_address(ctx: DocContext, path: str, value: object) -> str | None:
     """HOST:PORT; HOST may be empty (all interfaces) or a bracketed IPv6 address; port 0 picks a free one."""
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
-        host_ok = host == "" or _DNS_NAME.fullmatch(host.lower()) is not None or (
-            host.startswith("[") and host.endswith("]") and ":" in host
+        host_ok = (
+            host == ""
+            or _DNS_NAME.fullmatch(host.lower()) is not None
+            or (host.startswith("[") and host.endswith("]") and ":" in host)
         )
         if sep and host_ok and port.isdigit() and int(port) <= 65535:
             return value

@@ -1,0 +1,107 @@
+"""Checks that need every document: duplicate services, colliding hosts, runnable revisions.
+
+Which backend runs a service (its own `spec.backend`, else the GatewayConfig's, else local) is only
+known after all files are read, so what a revision must give is checked here:
+
+- static: `endpoints` (error without them).
+- kubernetes: a container image (error without one).
+- local: a `command` (error without one) — except that a revision with a container image and no
+  command is a warning, not an error: it runs only on the kubernetes backend, and under the local
+  backend it has no replicas, so its requests get 503. This keeps manifests written for a cluster
+  (ElasticServing's `sample_service.yaml`, TensorFlow SimpleMLServices) loadable, and `gateway
+  validate` says plainly what will happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.config.manifest import RevisionFields, Translated
+from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec
+
+TAGS = ("default", "canary")
+
+
+def service_hosts(name: str, namespace: str, domain: str) -> list[tuple[str, str]]:
+    """(host, what) pairs a service claims: its own host and both tag hosts, lowercase."""
+    hosts = [(f"{name}.{namespace}.{domain}".lower(), "host")]
+    hosts += [(f"{tag}-{name}.{namespace}.{domain}".lower(), f"{tag} tag host") for tag in TAGS]
+    return hosts
+
+
+def check_duplicates(translated: Sequence[Translated], settings: GatewaySettings) -> None:
+    seen: dict[tuple[str, str], Translated] = {}
+    claimed: dict[str, tuple[str, Translated]] = {}
+    for item in translated:
+        service = item.service
+        first = seen.setdefault((service.namespace, service.name), item)
+        if first is not item:
+            item.ctx.error(
+                "metadata.name",
+                f"service {service.namespace}/{service.name} is already defined in {first.ctx.label}",
+            )
+            continue
+        for host, what in service_hosts(service.name, service.namespace, settings.domain):
+            owner = claimed.setdefault(host, (what, item))
+            if owner[1] is not item:
+                item.ctx.error(
+                    "metadata.name",
+                    f"{what} {host} collides with the {owner[0]} of {owner[1].ctx.label}",
+                )
+
+
+def effective_backend(item: Translated, settings: GatewaySettings) -> BackendKind:
+    return item.service.backend or settings.backend
+
+
+def check_runnable(translated: Sequence[Translated], settings: GatewaySettings) -> None:
+    for item in translated:
+        backend = effective_backend(item, settings)
+        for revision in item.service.revisions():
+            _check_revision(item, revision, item.fields[revision.name], backend)
+        if backend == "local":
+            for path, message in item.local_notes:
+                item.ctx.warn(path, message)
+
+
+def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFields, backend: str) -> None:
+    ctx, kind = item.ctx, item.ctx.kind
+    if backend == "static":
+        if revision.endpoints:
+            return
+        if fields.endpoints is None:
+            ctx.error(
+                fields.base,
+                f"the static backend needs endpoints, which this {kind} cannot give; "
+                "use a PaddleService with endpoints",
+            )
+        else:
+            ctx.error(fields.endpoints, "required for the static backend (a list of base URLs)")
+    elif backend == "kubernetes":
+        if revision.image:
+            return
+        if fields.image is None:
+            ctx.error(
+                fields.base,
+                "the kubernetes backend needs a container image, and this revision has none "
+                "(the built-in model server runs only under the local backend)",
+            )
+        else:
+            ctx.error(fields.image, "required for the kubernetes backend")
+    else:
+        if revision.endpoints and fields.endpoints is not None:
+            ctx.warn(
+                fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)"
+            )
+        if revision.command:
+            return
+        if revision.image:
+            ctx.warn(
+                fields.base,
+                f"has a container image ({revision.image}) and no command: it runs only on the kubernetes "
+                "backend; under the local backend it has no replicas and requests get 503",
+            )
+        elif fields.command is None:
+            ctx.error(fields.base, "nothing to run under the local backend")
+        else:
+            ctx.error(fields.command, "required for the local backend (an argv list or a shell string)")

@@ -1,0 +1,277 @@
+"""InferenceService (serving.kserve.io/v1beta1): an ONNX predictor served by the built-in model server.
+
+`spec.predictor.model` with `modelFormat.name: onnx` (or the older `spec.predictor.onnx`) and a
+local `storageUri` (`file:///abs.onnx`, `file://relative`, a plain path relative to the config file,
+or a folder holding `model.onnx` or exactly one `.onnx` file) becomes
+`python -m gateway modelserver --model ABS --name NAME --port {port}`. A predictor may instead give
+`containers[0]` with its own command. Other formats and remote URIs are errors: nothing here
+downloads models or runs framework servers.
+
+KServe's `canaryTrafficPercent` splits traffic between the previous and the latest rollout of one
+predictor; a single manifest has no previous rollout, so the field is validated and reported as a
+warning (use a PaddleService with `default` and `canary` to split). Transformers and explainers are
+reported as warnings and not run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from gateway.config.container import read_containers
+from gateway.config.errors import DocContext
+from gateway.config.manifest import (
+    RevisionFields,
+    Translated,
+    check_top_level,
+    read_metadata,
+)
+from gateway.config.model import RevisionSpec, ServiceSpec, Source
+from gateway.config.revision import (
+    read_env,
+    read_resources,
+    read_string_map,
+    read_tolerations,
+)
+from gateway.config.scaling import (
+    ScalingDraft,
+    read_container_concurrency,
+    read_scale,
+    read_target,
+)
+from gateway.config.values import (
+    check_keys,
+    choice,
+    describe,
+    integer,
+    join,
+    mapping,
+    string,
+)
+
+API_VERSION = "serving.kserve.io/v1beta1"
+KIND = "InferenceService"
+READINESS_PATH = "/v2/health/ready"
+
+_OTHER_FORMATS = (
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "tensorflow",
+    "pytorch",
+    "triton",
+    "pmml",
+    "paddle",
+    "huggingface",
+)
+_PREDICTOR_KEYS = (
+    "model",
+    "onnx",
+    "containers",
+    "minReplicas",
+    "maxReplicas",
+    "scaleTarget",
+    "scaleMetric",
+    "containerConcurrency",
+    "timeout",
+    "canaryTrafficPercent",
+    "nodeSelector",
+    "tolerations",
+    "serviceAccountName",
+    *_OTHER_FORMATS,
+)
+_MODEL_KEYS = (
+    "modelFormat",
+    "storageUri",
+    "runtime",
+    "protocolVersion",
+    "resources",
+    "env",
+    "name",
+    "runtimeVersion",
+)
+_UNSUPPORTED_HINT = (
+    "only onnx models in local files are served by the built-in model server "
+    "(or give containers[0] with a command)"
+)
+
+
+def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
+    errors = ctx.error_count
+    meta = read_metadata(ctx, body)
+    spec = check_top_level(ctx, body)
+    if meta is None or spec is None:
+        return None
+    check_keys(ctx, "spec", spec, ("predictor", "transformer", "explainer"), strict=False)
+    for key in ("transformer", "explainer"):
+        if spec.get(key) is not None:
+            ctx.warn(join("spec", key), "not supported by the gateway, ignored; only the predictor is served")
+    if spec.get("predictor") is None:
+        ctx.error("spec.predictor", "required")
+        return None
+    predictor = mapping(ctx, "spec.predictor", spec["predictor"])
+    if predictor is None:
+        return None
+    check_keys(ctx, "spec.predictor", predictor, _PREDICTOR_KEYS, strict=False)
+    if predictor.get("serviceAccountName") is not None:
+        ctx.warn("spec.predictor.serviceAccountName", "not supported by the gateway, ignored")
+    kwargs, fields = _runnable(ctx, predictor, meta.name)
+    for key, name, reader in (
+        ("nodeSelector", "node_selector", read_string_map),
+        ("tolerations", "tolerations", read_tolerations),
+    ):
+        if predictor.get(key) is not None and kwargs is not None:
+            kwargs[name] = reader(ctx, join("spec.predictor", key), predictor[key])
+    draft = ScalingDraft("spec.predictor", min_scale=1)
+    _scaling(ctx, predictor, draft)
+    draft.apply_annotations(ctx, meta.annotations)
+    scaling = draft.finish(ctx)
+    timeout = None
+    if predictor.get("timeout") is not None:
+        timeout = integer(ctx, "spec.predictor.timeout", predictor["timeout"], lo=1)
+    _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
+    if ctx.error_count > errors or kwargs is None or scaling is None or fields is None:
+        return None
+    default = RevisionSpec(name="default", **{k: v for k, v in kwargs.items() if v is not None})
+    service = ServiceSpec(
+        name=meta.name,
+        namespace=meta.namespace,
+        default=default,
+        scaling=scaling,
+        timeout=None if timeout is None else float(timeout),
+        source=Source(ctx.file, ctx.index, KIND, meta.name),
+    )
+    return Translated(service, ctx, {"default": fields})
+
+
+def _canary_percent(ctx: DocContext, value: object) -> None:
+    path = "spec.predictor.canaryTrafficPercent"
+    if value is not None and integer(ctx, path, value, lo=0, hi=100) is not None:
+        ctx.warn(
+            path,
+            "ignored: there is no previous revision to split with; all traffic goes to this predictor "
+            "(a PaddleService with default and canary splits traffic)",
+        )
+
+
+def _runnable(
+    ctx: DocContext, predictor: dict[str, object], name: str
+) -> tuple[dict[str, Any] | None, RevisionFields | None]:
+    given = [
+        key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None
+    ]
+    if not given:
+        ctx.error("spec.predictor", "needs model (with modelFormat onnx and storageUri), onnx, or containers")
+        return None, None
+    if len(given) > 1:
+        ctx.error("spec.predictor", f"give exactly one of model, onnx or containers, got {', '.join(given)}")
+        return None, None
+    key = given[0]
+    path = join("spec.predictor", key)
+    if key == "containers":
+        fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image")
+        return read_containers(ctx, path, predictor[key]), fields
+    if key in _OTHER_FORMATS:
+        ctx.error(path, f"{_UNSUPPORTED_HINT}, got a {key} predictor")
+        return None, None
+    found = mapping(ctx, path, predictor[key])
+    if found is None:
+        return None, None
+    check_keys(ctx, path, found, _MODEL_KEYS, strict=False)
+    if key == "model" and not _is_onnx(ctx, join(path, "modelFormat"), found.get("modelFormat")):
+        return None, None
+    if found.get("runtime") is not None:
+        ctx.warn(join(path, "runtime"), "ignored: the built-in ONNX model server serves this model")
+    if found.get("protocolVersion") is not None:
+        choice(ctx, join(path, "protocolVersion"), found["protocolVersion"], ("v1", "v2", "grpc-v2"))
+    if found.get("storageUri") is None:
+        ctx.error(join(path, "storageUri"), "required (a local .onnx file)")
+        return None, None
+    model = resolve_model(ctx, join(path, "storageUri"), found["storageUri"])
+    kwargs: dict[str, Any] = {
+        "command": (
+            sys.executable,
+            "-m",
+            "gateway",
+            "modelserver",
+            "--model",
+            model,
+            "--name",
+            name,
+            "--port",
+            "{port}",
+        ),
+        "readiness_path": READINESS_PATH,
+        "workdir": ctx.directory,
+        "resources": read_resources(ctx, join(path, "resources"), found.get("resources")),
+    }
+    if found.get("env") is not None:
+        kwargs["env"] = read_env(ctx, join(path, "env"), found["env"])
+    return (None if model is None else kwargs), RevisionFields("spec.predictor", None, None, None)
+
+
+def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:
+    if value is None:
+        ctx.error(path, "required (name: onnx)")
+        return False
+    found = mapping(ctx, path, value)
+    if found is None:
+        return False
+    fmt = found.get("name")
+    if isinstance(fmt, str) and fmt.lower() == "onnx":
+        return True
+    ctx.error(join(path, "name"), f"{_UNSUPPORTED_HINT}, got {describe(fmt)}")
+    return False
+
+
+def resolve_model(ctx: DocContext, path: str, value: object) -> str | None:
+    """The absolute path of the .onnx file a storageUri names, relative paths from the config's folder."""
+    uri = string(ctx, path, value)
+    if uri is None:
+        return None
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        if scheme.lower() != "file":
+            ctx.error(path, f"{_UNSUPPORTED_HINT}; remote URIs are not downloaded, got {uri!r}")
+            return None
+        uri = rest
+    candidate = os.path.normpath(os.path.join(ctx.directory, os.path.expanduser(uri)))
+    if os.path.isdir(candidate):
+        named = os.path.join(candidate, "model.onnx")
+        if os.path.isfile(named):
+            return named
+        found = sorted(f for f in os.listdir(candidate) if f.endswith(".onnx"))
+        if len(found) == 1:
+            return os.path.join(candidate, found[0])
+        ctx.error(
+            path, f"folder {candidate} must hold model.onnx or exactly one .onnx file, found {len(found)}"
+        )
+        return None
+    if not os.path.isfile(candidate):
+        ctx.error(path, f"model file not found: {candidate}")
+        return None
+    if not candidate.endswith(".onnx"):
+        ctx.error(path, f"{_UNSUPPORTED_HINT}; must name an .onnx file, got {uri!r}")
+        return None
+    return candidate
+
+
+def _scaling(ctx: DocContext, predictor: dict[str, object], draft: ScalingDraft) -> None:
+    for key, name, reader in (
+        ("minReplicas", "min_scale", read_scale),
+        ("maxReplicas", "max_scale", read_scale),
+        ("scaleTarget", "target", read_target),
+        ("containerConcurrency", "container_concurrency", read_container_concurrency),
+    ):
+        if predictor.get(key) is not None:
+            path = join("spec.predictor", key)
+            draft.set(name, reader(ctx, path, predictor[key]), path)
+    metric = predictor.get("scaleMetric")
+    if metric is not None:
+        path = "spec.predictor.scaleMetric"
+        found = choice(ctx, path, metric, ("concurrency", "rps", "cpu", "memory"))
+        if found in ("cpu", "memory"):
+            ctx.warn(path, f"{found} is not measured by the gateway; scaling on concurrency")
+        elif found is not None:
+            draft.set("metric", found, path)

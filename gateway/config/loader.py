@@ -1,0 +1,122 @@
+"""`load()`: files and folders of YAML documents to one checked Config, or every problem at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from gateway.config import gateway_config, kserve, paddle, simpleml
+from gateway.config.checks import check_duplicates, check_runnable
+from gateway.config.documents import RawDocument, expand_paths, read_file
+from gateway.config.errors import ConfigError, DocContext
+from gateway.config.manifest import Translated
+from gateway.config.model import Config, GatewaySettings
+from gateway.config.values import describe
+
+Translator = Callable[[DocContext, dict[str, object]], Translated | None]
+
+_SERVICE_KINDS: dict[str, tuple[str, Translator]] = {
+    paddle.KIND: (paddle.API_VERSION, paddle.translate),
+    kserve.KIND: (kserve.API_VERSION, kserve.translate),
+    simpleml.KIND: (simpleml.API_VERSION, simpleml.translate),
+}
+_SKIPPED_KINDS = {"Namespace": "v1"}
+SUPPORTED_KINDS = {gateway_config.KIND: gateway_config.API_VERSION} | {
+    kind: version for kind, (version, _) in _SERVICE_KINDS.items()
+}
+
+
+def _supported() -> str:
+    kinds = [f"{kind} ({version})" for kind, version in SUPPORTED_KINDS.items()]
+    kinds += [f"{kind} ({version}, skipped)" for kind, version in _SKIPPED_KINDS.items()]
+    return ", ".join(kinds)
+
+
+def _context(doc: RawDocument, problems: list[str], warnings: list[str]) -> DocContext | None:
+    """A context naming the document by kind/name, or None when it is not a usable manifest."""
+    ctx = DocContext(doc.file, doc.index, doc.directory, problems, warnings)
+    body = doc.body
+    if not isinstance(body, dict):
+        ctx.error("", f"must be a mapping with apiVersion and kind, got {describe(body)}")
+        return None
+    kind = body.get("kind")
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+        ctx.name = metadata["name"]
+    if kind is None:
+        ctx.error("kind", f"required; supported: {_supported()}")
+        return None
+    if isinstance(kind, str):
+        ctx.kind = kind
+    if not isinstance(kind, str) or (kind not in SUPPORTED_KINDS and kind not in _SKIPPED_KINDS):
+        ctx.error("kind", f"unknown kind {describe(kind)}; supported: {_supported()}")
+        return None
+    expected = SUPPORTED_KINDS.get(kind) or _SKIPPED_KINDS[kind]
+    version = body.get("apiVersion")
+    if version is None:
+        ctx.error("apiVersion", f"required, expected {expected}")
+        return None
+    if version != expected:
+        ctx.error("apiVersion", f"must be {expected} for {kind}, got {describe(version)}")
+        return None
+    return ctx
+
+
+class _Collector:
+    """What the documents read so far add up to."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.settings: GatewaySettings | None = None
+        self.settings_label = ""
+        self.translated: list[Translated] = []
+
+    def add(self, doc: RawDocument) -> None:
+        if doc.body is None:
+            return
+        ctx = _context(doc, self.problems, self.warnings)
+        if ctx is None or ctx.kind in _SKIPPED_KINDS or not isinstance(doc.body, dict):
+            return
+        try:
+            if ctx.kind == gateway_config.KIND:
+                self._add_settings(ctx, doc.body)
+                return
+            result = _SERVICE_KINDS[str(ctx.kind)][1](ctx, doc.body)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # A shape no reader anticipated: report it with its place rather than as a traceback.
+            ctx.error("", f"cannot read this document ({type(exc).__name__}: {exc})")
+            return
+        if result is not None:
+            self.translated.append(result)
+
+    def _add_settings(self, ctx: DocContext, body: dict[str, object]) -> None:
+        found = gateway_config.translate(ctx, body)
+        if self.settings is not None:
+            ctx.error("", f"only one GatewayConfig is allowed; the first is {self.settings_label}")
+        else:
+            self.settings, self.settings_label = found, ctx.label
+
+
+def load(paths: Sequence[str]) -> Config:
+    """Read, translate and check every document under `paths` (YAML files or folders of them).
+
+    Raises ConfigError listing every problem found; warnings are returned in Config.warnings.
+    """
+    collector = _Collector()
+    files = expand_paths(paths, collector.problems)
+    for file in files:
+        syntax: list[str] = []
+        for doc in read_file(file, syntax):
+            collector.add(doc)
+        collector.problems.extend(syntax)
+    settings = collector.settings or GatewaySettings()
+    check_duplicates(collector.translated, settings)
+    check_runnable(collector.translated, settings)
+    if collector.problems:
+        raise ConfigError(collector.problems, collector.warnings)
+    return Config(
+        gateway=settings,
+        services=tuple(item.service for item in collector.translated),
+        warnings=tuple(collector.warnings),
+        files=tuple(files),
+    )

@@ -1,0 +1,168 @@
+"""SimpleMLService (tensorstack.dev/v1beta1): a fixed number of replicas, never autoscaled.
+
+`spec.custom.spec.containers[0]` runs `command + args` under the local backend. `spec.tensorflow` and
+`spec.pytorch` become the container command TensorStack's controller would set (TensorFlow Serving /
+TorchServe in the given image): they run only on the kubernetes backend, so under the local backend
+they validate with the same warning as any image-only revision. `spec.storage` and `spec.scheduler`
+are reported as warnings: the gateway neither downloads models nor picks schedulers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config.container import read_container_port, read_containers
+from gateway.config.errors import DocContext
+from gateway.config.manifest import (
+    RevisionFields,
+    Translated,
+    check_top_level,
+    read_metadata,
+)
+from gateway.config.model import RevisionSpec, ServiceSpec, Source
+from gateway.config.revision import read_resources, read_string_map, read_tolerations
+from gateway.config.scaling import ScalingDraft
+from gateway.config.values import check_keys, integer, join, mapping, string
+
+API_VERSION = "tensorstack.dev/v1beta1"
+KIND = "SimpleMLService"
+DEFAULT_PORT = 8080
+DEFAULT_MODEL_PATH = "/var/lib/t9k/model"
+
+_SPEC_KEYS = ("replicas", "storage", "tensorflow", "pytorch", "custom", "service", "scheduler")
+_FRAMEWORK_KEYS = ("image", "resources", "modelsFlag")
+_POD_KEYS = ("containers", "nodeSelector", "tolerations")
+
+
+def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
+    errors = ctx.error_count
+    meta = read_metadata(ctx, body)
+    spec = check_top_level(ctx, body)
+    if meta is None or spec is None:
+        return None
+    check_keys(ctx, "spec", spec, _SPEC_KEYS, strict=False)
+    replicas = 1 if spec.get("replicas") is None else integer(ctx, "spec.replicas", spec["replicas"], lo=1)
+    model_path = _storage(ctx, spec.get("storage"))
+    if spec.get("scheduler") is not None:
+        ctx.warn("spec.scheduler", "ignored: replicas are placed by the gateway's backend")
+    given = [key for key in ("custom", "tensorflow", "pytorch") if spec.get(key) is not None]
+    kwargs: dict[str, Any] | None = None
+    fields = RevisionFields("spec", None, None, None)
+    if not given:
+        ctx.error("spec", "needs one of custom, tensorflow or pytorch")
+    elif len(given) > 1:
+        ctx.error("spec", f"give exactly one of custom, tensorflow or pytorch, got {', '.join(given)}")
+    elif given[0] == "custom":
+        kwargs = _custom(ctx, spec["custom"])
+        base = "spec.custom.spec.containers[0]"
+        fields = RevisionFields(base, join(base, "command"), None, join(base, "image"))
+    else:
+        kwargs = _framework(ctx, given[0], spec[given[0]], meta.name, model_path)
+        base = join("spec", given[0])
+        fields = RevisionFields(base, None, None, join(base, "image"))
+    translated_notes: list[tuple[str, str]] = []
+    if spec.get("service") is not None and kwargs is not None:
+        port = _service_port(ctx, spec["service"])
+        if port is not None:
+            kwargs["container_port"] = port
+            translated_notes.append(
+                (
+                    "spec.service.ports",
+                    "the local backend gives each replica its own port through {port} and PORT",
+                )
+            )
+    draft = ScalingDraft("spec.replicas", autoscaler_class="fixed", min_scale=replicas, max_scale=replicas)
+    draft.apply_annotations(ctx, meta.annotations)
+    scaling = draft.finish(ctx)
+    if ctx.error_count > errors or kwargs is None or scaling is None or replicas is None:
+        return None
+    kwargs.setdefault("container_port", DEFAULT_PORT)
+    service = ServiceSpec(
+        name=meta.name,
+        namespace=meta.namespace,
+        default=RevisionSpec(name="default", workdir=ctx.directory, **kwargs),
+        scaling=scaling,
+        source=Source(ctx.file, ctx.index, KIND, meta.name),
+    )
+    return Translated(service, ctx, {"default": fields}, translated_notes)
+
+
+def _storage(ctx: DocContext, value: object) -> str:
+    if value is None:
+        return DEFAULT_MODEL_PATH
+    ctx.warn("spec.storage", "not applicable: the gateway does not download or mount model storage")
+    found = mapping(ctx, "spec.storage", value)
+    for kind in ("s3", "pvc"):
+        source = found.get(kind) if found else None
+        if isinstance(source, dict) and isinstance(source.get("containerPath"), str):
+            return str(source["containerPath"])
+    return DEFAULT_MODEL_PATH
+
+
+def _custom(ctx: DocContext, value: object) -> dict[str, Any] | None:
+    custom = mapping(ctx, "spec.custom", value)
+    if custom is None:
+        return None
+    check_keys(ctx, "spec.custom", custom, ("spec",), strict=False)
+    if custom.get("spec") is None:
+        ctx.error("spec.custom.spec", "required (a pod spec with containers)")
+        return None
+    pod = mapping(ctx, "spec.custom.spec", custom["spec"])
+    if pod is None:
+        return None
+    for key in pod:
+        if key not in _POD_KEYS:
+            ctx.warn(join("spec.custom.spec", key), "pod setting not supported by the gateway, ignored")
+    if pod.get("containers") is None:
+        ctx.error("spec.custom.spec.containers", "required (at least one container)")
+        return None
+    kwargs = read_containers(ctx, "spec.custom.spec.containers", pod["containers"])
+    if kwargs is None:
+        return None
+    kwargs.pop("workdir", None)
+    if pod.get("nodeSelector") is not None:
+        kwargs["node_selector"] = read_string_map(ctx, "spec.custom.spec.nodeSelector", pod["nodeSelector"])
+    if pod.get("tolerations") is not None:
+        kwargs["tolerations"] = read_tolerations(ctx, "spec.custom.spec.tolerations", pod["tolerations"])
+    return {key: item for key, item in kwargs.items() if item is not None}
+
+
+def _framework(
+    ctx: DocContext, kind: str, value: object, name: str, model_path: str
+) -> dict[str, Any] | None:
+    path = join("spec", kind)
+    found = mapping(ctx, path, value)
+    if found is None:
+        return None
+    check_keys(ctx, path, found, _FRAMEWORK_KEYS, strict=False)
+    if found.get("image") is None:
+        ctx.error(join(path, "image"), "required")
+        return None
+    image = string(ctx, join(path, "image"), found["image"])
+    resources = read_resources(ctx, join(path, "resources"), found.get("resources"))
+    if kind == "tensorflow":
+        command: tuple[str, ...] = ("/usr/bin/tensorflow_model_server",)
+        args: tuple[str, ...] = (
+            "--port=9090",
+            f"--rest_api_port={DEFAULT_PORT}",
+            f"--model_name={name}",
+            f"--model_base_path={model_path}",
+        )
+    else:
+        flag = found.get("modelsFlag")
+        models = string(ctx, join(path, "modelsFlag"), flag) if flag is not None else None
+        command = ("torchserve",)
+        args = ("--start", f"--model-store={model_path}") + (("--models", models) if models else ())
+    if image is None or resources is None:
+        return None
+    return {"image": image, "container_command": command, "args": args, "resources": resources}
+
+
+def _service_port(ctx: DocContext, value: object) -> int | None:
+    service = mapping(ctx, "spec.service", value)
+    if service is None:
+        return None
+    check_keys(ctx, "spec.service", service, ("ports",), strict=False)
+    if service.get("ports") is None:
+        return None
+    return read_container_port(ctx, "spec.service.ports", service["ports"])

@@ -1,0 +1,95 @@
+"""The routing table `gateway validate` prints: hosts, revisions and their share, backend, scale bounds."""
+
+from __future__ import annotations
+
+from gateway.config.model import Config, ServiceSpec
+from gateway.config.values import format_duration
+
+_HEADER = ("HOST", "REVISION", "TRAFFIC", "BACKEND", "SCALE", "TARGET / CONCURRENCY")
+
+
+def _scale(service: ServiceSpec) -> str:
+    scaling = service.scaling
+    high = str(scaling.max_scale) if scaling.max_scale else "inf"
+    return f"{scaling.min_scale}..{high} {scaling.autoscaler_class}"
+
+
+def _target(service: ServiceSpec, config: Config) -> str:
+    scaling = service.scaling
+    if scaling.autoscaler_class == "fixed":
+        target = "-"
+    elif scaling.target is not None:
+        target = f"{scaling.target:g} {scaling.metric}"
+    else:
+        defaults = config.gateway.autoscaler
+        value = (
+            defaults.requests_per_second_target_default
+            if scaling.metric == "rps"
+            else defaults.container_concurrency_target_default
+        )
+        target = f"{value:g} {scaling.metric} (default)"
+    limit = f"cc {scaling.container_concurrency}" if scaling.container_concurrency else "cc unlimited"
+    return f"{target} / {limit}"
+
+
+def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]:
+    domain = config.gateway.domain
+    host = f"{service.name}.{service.namespace}.{domain}"
+    backend = service.backend or config.gateway.backend
+    shares = {"default": 100 - service.canary_percent, "canary": service.canary_percent}
+    rows: list[tuple[str, ...]] = []
+    for i, revision in enumerate(service.revisions()):
+        key = service.key(revision.name)
+        rows.append(
+            (
+                host if i == 0 else "",
+                key.name,
+                f"{shares[revision.name]}%",
+                backend if i == 0 else "",
+                _scale(service) if i == 0 else "",
+                _target(service, config) if i == 0 else "",
+            )
+        )
+    for revision in service.revisions():
+        tag_host = f"{revision.name}-{service.name}.{service.namespace}.{domain}"
+        rows.append((f"  {tag_host}", service.key(revision.name).name, "tag", "", "", ""))
+    return rows
+
+
+def _align(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def routing_table(config: Config) -> str:
+    """A readable summary of what a config routes where, followed by its warnings."""
+    settings = config.gateway
+    lines = [
+        (
+            f"domain {settings.domain}, backend {settings.backend}, listen {settings.listen}, "
+            f"admin {settings.admin_listen}, stable window "
+            f"{format_duration(settings.autoscaler.stable_window)}"
+        ),
+        "",
+    ]
+    if not config.services:
+        lines.append("(no services)")
+    else:
+        rows: list[tuple[str, ...]] = [_HEADER]
+        starts: dict[int, ServiceSpec] = {}
+        for service in config.services:
+            starts[len(rows)] = service
+            rows.extend(_service_rows(service, config))
+        for i, line in enumerate(_align(rows)):
+            first = starts.get(i)
+            if first is not None:
+                lines.append("")
+                if first.source is not None:
+                    lines.append(f"# {first.namespace}/{first.name} from {first.source}")
+            lines.append(line)
+    if config.warnings:
+        lines += ["", f"warnings ({len(config.warnings)}):"]
+        lines += [f"  - {warning}" for warning in config.warnings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.config import load
+from tests.config.support import paddle, problems, write
+
+GATEWAY = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: {backend}\n"
+IMAGE_ONLY = "default:\n  containerImage: registry/model\n  tag: v1\n  arg: python serve.py\n"
+
+
+def test_duplicate_service_names_both_documents(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.yaml", paddle("foo", namespace="team"))
+    second = write(tmp_path, "b.yaml", paddle("bar") + "---\n" + paddle("foo", namespace="team"))
+    assert problems([first, second]) == [
+        (
+            f"{second}: document 2 (PaddleService/foo): metadata.name: service team/foo is already defined in "
+            f"{first}: document 1 (PaddleService/foo)"
+        )
+    ]
+
+
+def test_same_name_in_other_namespaces_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo") + "---\n" + paddle("foo", namespace="other"))
+    assert [(s.namespace, s.name) for s in load([path]).services] == [("default", "foo"), ("other", "foo")]
+
+
+def test_service_colliding_with_a_default_tag_host(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "a.yaml", paddle("x", namespace="n") + "---\n" + paddle("default-x", namespace="n")
+    )
+    assert problems([path]) == [
+        (
+            f"{path}: document 2 (PaddleService/default-x): metadata.name: host default-x.n.example.com "
+            f"collides with the default tag host of {path}: document 1 (PaddleService/x)"
+        )
+    ]
+
+
+def test_tag_host_colliding_with_an_earlier_service(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.yaml", paddle("canary-x", namespace="n"))
+    second = write(tmp_path, "b.yaml", paddle("x", namespace="n"))
+    assert problems([first, second]) == [
+        (
+            f"{second}: document 1 (PaddleService/x): metadata.name: canary tag host canary-x.n.example.com "
+            f"collides with the host of {first}: document 1 (PaddleService/canary-x)"
+        )
+    ]
+
+
+def test_different_namespaces_do_not_collide_on_tag_hosts(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "a.yaml", paddle("x", namespace="n") + "---\n" + paddle("default-x", namespace="m")
+    )
+    assert len(load([path]).services) == 2
+
+
+def test_image_only_revision_under_local_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", IMAGE_ONLY))
+    config = load([path])
+    assert config.services[0].default.image == "registry/model:v1"
+    assert config.services[0].default.command is None
+    assert config.warnings == (
+        (
+            f"{path}: document 1 (PaddleService/foo): spec.default: has a container image (registry/model:v1) "
+            "and no command: it runs only on the kubernetes backend; under the local backend it has no "
+            "replicas and requests get 503"
+        ),
+    )
+
+
+def test_local_backend_needs_a_command(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", "default:\n  readinessPath: /ready\n"))
+    assert problems([path]) == [
+        (
+            f"{path}: document 1 (PaddleService/foo): spec.default.command: required for the local backend "
+            "(an argv list or a shell string)"
+        )
+    ]
+
+
+def test_local_backend_warns_that_endpoints_are_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", "default:\n  command: x\n  endpoints: ['http://a:1']\n"))
+    assert load([path]).warnings == (
+        (
+            f"{path}: document 1 (PaddleService/foo): spec.default.endpoints: ignored under the local backend "
+            "(set spec.backend: static to use them)"
+        ),
+    )
+
+
+def test_static_backend_needs_endpoints(tmp_path: Path) -> None:
+    gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="static"))
+    path = write(
+        tmp_path, "a.yaml", paddle("foo", "default:\n  command: x\ncanary:\n  endpoints: ['http://a:1']\n")
+    )
+    assert problems([path, gateway]) == [
+        (
+            f"{path}: document 1 (PaddleService/foo): spec.default.endpoints: required for the static backend "
+            "(a list of base URLs)"
+        )
+    ]
+
+
+def test_kubernetes_backend_needs_an_image(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", "backend: kubernetes\ndefault:\n  command: x\n"))
+    assert problems([path]) == [
+        f"{path}: document 1 (PaddleService/foo): spec.default.containerImage: required for the kubernetes backend"
+    ]
+
+
+def test_per_service_backend_overrides_the_gateway(tmp_path: Path) -> None:
+    gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="kubernetes"))
+    spec = "backend: local\ndefault:\n  command: x\n"
+    path = write(tmp_path, "a.yaml", paddle("foo", spec) + "---\n" + paddle("bar", IMAGE_ONLY))
+    config = load([gateway, path])
+    assert [s.backend for s in config.services] == ["local", None]
+    assert config.warnings == ()

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load
+from tests.config.support import one_service, problems, write
+
+LABEL = "document 1 (InferenceService/iris)"
+
+
+def isvc(predictor: str, extra: str = "", meta: str = "") -> str:
+    indented = "".join(f"    {line}\n" for line in predictor.strip("\n").splitlines())
+    return (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        f"metadata:\n  name: iris\n{meta}spec:\n  predictor:\n{indented}{extra}"
+    )
+
+
+ONNX = "model:\n  modelFormat: {name: onnx}\n  storageUri: models/iris.onnx\n"
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "models" / "iris.onnx"
+    path.parent.mkdir()
+    path.write_bytes(b"not really onnx")
+    return path
+
+
+def test_onnx_model_runs_the_builtin_model_server(tmp_path: Path, model: Path) -> None:
+    service = one_service(load([write(tmp_path, "x.yaml", isvc(ONNX))]), "iris")
+    default = service.default
+    assert default.command == (
+        sys.executable,
+        "-m",
+        "gateway",
+        "modelserver",
+        "--model",
+        str(model),
+        "--name",
+        "iris",
+        "--port",
+        "{port}",
+    )
+    assert default.readiness_path == "/v2/health/ready"
+    assert default.workdir == str(tmp_path)
+    assert service.canary is None
+    assert service.scaling.min_scale == 1
+    assert service.scaling.max_scale == 0
+    assert service.scaling.autoscaler_class == "kpa"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["file://models/iris.onnx", "models", "./models/", "file://{abs}", "file://{abs_dir}", "{abs}"],
+)
+def test_storage_uri_forms(tmp_path: Path, model: Path, uri: str) -> None:
+    uri = uri.format(abs=model, abs_dir=model.parent)
+    text = isvc(f"onnx:\n  storageUri: {uri}\n")
+    service = one_service(load([write(tmp_path, "x.yaml", text)]), "iris")
+    assert service.default.command is not None and str(model) in service.default.command
+
+
+def test_folder_with_one_onnx_file(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "classifier.onnx").write_bytes(b"x")
+    text = isvc("model:\n  modelFormat: {name: onnx}\n  storageUri: m\n")
+    service = one_service(load([write(tmp_path, "x.yaml", text)]), "iris")
+    assert service.default.command is not None
+    assert str(tmp_path / "m" / "classifier.onnx") in service.default.command
+
+
+def test_folder_with_two_onnx_files(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.onnx").write_bytes(b"x")
+    (tmp_path / "m" / "b.onnx").write_bytes(b"x")
+    path = write(tmp_path, "x.yaml", isvc("model:\n  modelFormat: {name: onnx}\n  storageUri: m\n"))
+    assert problems([path]) == [
+        (
+            f"{path}: {LABEL}: spec.predictor.model.storageUri: folder {tmp_path / 'm'} must hold model.onnx "
+            "or exactly one .onnx file, found 2"
+        )
+    ]
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.yaml", isvc(ONNX))
+    assert problems([path]) == [
+        f"{path}: {LABEL}: spec.predictor.model.storageUri: model file not found: {tmp_path / 'models' / 'iris.onnx'}"
+    ]
+
+
+HINT = "only onnx models in local files are served by the built-in model server (or give containers[0] with a command)"
+
+
+@pytest.mark.parametrize(
+    ("predictor", "message"),
+    [
+        (
+            "model:\n  modelFormat: {name: sklearn}\n  storageUri: gs://x",
+            f"spec.predictor.model.modelFormat.name: {HINT}, got 'sklearn'",
+        ),
+        (
+            "sklearn:\n  storageUri: gs://kfserving-samples/models/sklearn/iris",
+            f"spec.predictor.sklearn: {HINT}, got a sklearn predictor",
+        ),
+        (
+            "model:\n  modelFormat: {name: onnx}\n  storageUri: s3://bucket/iris.onnx",
+            f"spec.predictor.model.storageUri: {HINT}; remote URIs are not downloaded, got 's3://bucket/iris.onnx'",
+        ),
+        (
+            "onnx:\n  storageUri: https://example.com/iris.onnx",
+            f"spec.predictor.onnx.storageUri: {HINT}; remote URIs are not downloaded, got 'https://example.com/iris.onnx'",
+        ),
+        ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: onnx)"),
+        (
+            "model:\n  modelFormat: {name: onnx}",
+            "spec.predictor.model.storageUri: required (a local .onnx file)",
+        ),
+        ("model: onnx", "spec.predictor.model: must be a mapping, got 'onnx'"),
+        (
+            "minReplicas: 1",
+            "spec.predictor: needs model (with modelFormat onnx and storageUri), onnx, or containers",
+        ),
+        (
+            "model: {modelFormat: {name: onnx}, storageUri: m.onnx}\ncontainers: []",
+            "spec.predictor: give exactly one of model, onnx or containers, got model, containers",
+        ),
+        ("containers: {name: a}", "spec.predictor.containers: must be a list, got a mapping"),
+    ],
+)
+def test_unsupported_predictors(tmp_path: Path, predictor: str, message: str) -> None:
+    path = write(tmp_path, "x.yaml", isvc(predictor))
+    assert problems([path]) == [f"{path}: {LABEL}: {message}"]
+
+
+def test_missing_predictor(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: iris\nspec: {}\n"
+    )
+    path = write(tmp_path, "x.yaml", text)
+    assert problems([path]) == [f"{path}: {LABEL}: spec.predictor: required"]
+
+
+def test_scaling_fields_and_timeout(tmp_path: Path, model: Path) -> None:
+    predictor = ONNX + (
+        "minReplicas: 0\nmaxReplicas: 5\nscaleTarget: 20\nscaleMetric: rps\ncontainerConcurrency: 8\ntimeout: 30\n"
+        "model_extra: 1\n"
+    )
+    path = write(tmp_path, "x.yaml", isvc(predictor))
+    config = load([path])
+    service = one_service(config, "iris")
+    assert (service.scaling.min_scale, service.scaling.max_scale) == (0, 5)
+    assert service.scaling.target == 20.0
+    assert service.scaling.metric == "rps"
+    assert service.scaling.container_concurrency == 8
+    assert service.timeout == 30.0
+    assert config.warnings == (
+        f"{path}: {LABEL}: spec.predictor.model_extra: unknown key, ignored (did you mean model?)",
+    )
+
+
+def test_bad_scaling_fields(tmp_path: Path, model: Path) -> None:
+    predictor = ONNX + "minReplicas: 3\nmaxReplicas: 2\ncontainerConcurrency: -1\ntimeout: 0\n"
+    path = write(tmp_path, "x.yaml", isvc(predictor))
+    assert problems([path]) == [
+        f"{path}: {LABEL}: spec.predictor.containerConcurrency: must be 0..1000, got -1",
+        f"{path}: {LABEL}: spec.predictor.maxReplicas: must be 0 (unbounded) or >= the minimum scale 3, got 2",
+        f"{path}: {LABEL}: spec.predictor.timeout: must be >= 1, got 0",
+    ]
+
+
+def test_warnings_for_what_is_not_served(tmp_path: Path, model: Path) -> None:
+    predictor = ONNX + "scaleMetric: cpu\ncanaryTrafficPercent: 10\n"
+    extra = "  transformer:\n    containers: [{image: t}]\n"
+    path = write(tmp_path, "x.yaml", isvc(predictor, extra))
+    config = load([path])
+    assert config.services[0].scaling.metric == "concurrency"
+    assert config.warnings == (
+        f"{path}: {LABEL}: spec.transformer: not supported by the gateway, ignored; only the predictor is served",
+        f"{path}: {LABEL}: spec.predictor.scaleMetric: cpu is not measured by the gateway; scaling on concurrency",
+        (
+            f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: ignored: there is no previous revision to split "
+            "with; all traffic goes to this predictor (a PaddleService with default and canary splits traffic)"
+        ),
+    )
+
+
+def test_canary_percent_is_still_validated(tmp_path: Path, model: Path) -> None:
+    path = write(tmp_path, "x.yaml", isvc(ONNX + "canaryTrafficPercent: 150\n"))
+    assert problems([path]) == [
+        f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: must be 0..100, got 150"
+    ]
+
+
+def test_annotations_override_predictor_fields(tmp_path: Path, model: Path) -> None:
+    meta = '  annotations:\n    autoscaling.knative.dev/min-scale: "0"\n    autoscaling.knative.dev/target: "5"\n'
+    path = write(tmp_path, "x.yaml", isvc(ONNX + "minReplicas: 2\nscaleTarget: 50\n", meta=meta))
+    scaling = one_service(load([path]), "iris").scaling
+    assert (scaling.min_scale, scaling.target) == (0, 5.0)
+
+
+def test_custom_container(tmp_path: Path) -> None:
+    predictor = """
+containers:
+  - name: kserve-container
+    image: registry/custom:1
+    command: [python, serve.py]
+    args: [--port, "{port}"]
+    env: [{name: MODEL, value: iris}]
+    ports: [{containerPort: 8080}]
+    resources: {requests: {cpu: "1"}}
+    readinessProbe: {httpGet: {path: /ready}}
+"""
+    service = one_service(load([write(tmp_path, "x.yaml", isvc(predictor))]), "iris")
+    default = service.default
+    assert default.command == ("python", "serve.py", "--port", "{port}")
+    assert default.image == "registry/custom:1"
+    assert default.container_command == ("python", "serve.py")
+    assert default.args == ("--port", "{port}")
+    assert default.env == (("MODEL", "iris"),)
+    assert default.container_port == 8080
+    assert default.resources == {"requests": {"cpu": "1"}}
+    assert default.readiness_path == "/ready"
+
+
+def test_onnx_under_kubernetes_has_no_image(tmp_path: Path, model: Path) -> None:
+    gateway = write(
+        tmp_path,
+        "gw.yaml",
+        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: kubernetes\n",
+    )
+    path = write(tmp_path, "x.yaml", isvc(ONNX))
+    assert problems([gateway, path]) == [
+        (
+            f"{path}: {LABEL}: spec.predictor: the kubernetes backend needs a container image, and this revision has "
+            "none (the built-in model server runs only under the local backend)"
+        )
+    ]
+
+
+def test_onnx_under_static_cannot_give_endpoints(tmp_path: Path, model: Path) -> None:
+    gateway = write(
+        tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: static\n"
+    )
+    path = write(tmp_path, "x.yaml", isvc(ONNX))
+    assert problems([gateway, path]) == [
+        (
+            f"{path}: {LABEL}: spec.predictor: the static backend needs endpoints, which this InferenceService cannot "
+            "give; use a PaddleService with endpoints"
+        )
+    ]

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.config import load, routing_table
+from tests.config.support import paddle, write
+
+
+def test_routing_table_lists_hosts_revisions_and_warnings(tmp_path: Path) -> None:
+    spec = """\
+    canaryTrafficPercent: 20
+    default:
+      command: python a.py
+    canary:
+      containerImage: registry/b
+    service:
+      minScale: 1
+      maxScale: 4
+      target: 0
+    """
+    path = write(tmp_path, "x.yaml", paddle("foo", spec, namespace="team"))
+    table = routing_table(load([path]))
+    lines = table.splitlines()
+    assert lines[0].startswith("domain example.com, backend local, listen 0.0.0.0:8080")
+    host_line = next(line for line in lines if line.startswith("foo.team.example.com"))
+    assert host_line.split() == [
+        "foo.team.example.com",
+        "foo-default",
+        "80%",
+        "local",
+        "1..4",
+        "kpa",
+        "100",
+        "concurrency",
+        "(default)",
+        "/",
+        "cc",
+        "unlimited",
+    ]
+    canary_line = next(line for line in lines if "foo-canary" in line and "20%" in line)
+    assert canary_line.split() == ["foo-canary", "20%"]
+    assert any(line.split() == ["default-foo.team.example.com", "foo-default", "tag"] for line in lines)
+    assert any(line.split() == ["canary-foo.team.example.com", "foo-canary", "tag"] for line in lines)
+    assert f"# team/foo from {path}: document 1 (PaddleService/foo)" in lines
+    assert "warnings (1):" in lines
+    assert lines[-1].startswith(
+        f"  - {path}: document 1 (PaddleService/foo): spec.canary: has a container image"
+    )
+
+
+def test_routing_table_without_services(tmp_path: Path) -> None:
+    path = write(tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\n")
+    assert "(no services)" in routing_table(load([path]))

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import parse_duration
+from gateway.config.values import format_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("60s", 60.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("2h", 7200.0),
+        ("1h2m3s", 3723.0),
+        ("1.5s", 1.5),
+        ("250us", 0.00025),
+        (10, 10.0),
+        (2.5, 2.5),
+        ("70", 70.0),
+        (" 5s ", 5.0),
+        ("-1s", -1.0),
+    ],
+)
+def test_parse_duration(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text", ["abc", "", "10x", "s", "1m 30s", "1.2.3s", True, None, [1], {"s": 1}, "nan"]
+)
+def test_parse_duration_rejects(text: object) -> None:
+    assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(60.0, "1m"), (10.0, "10s"), (7200.0, "2h"), (0.5, "0.5s"), (90.0, "90s")]
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
