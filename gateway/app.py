@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.autoscale.scaler import Autoscaler
+from gateway.autoscale.settings import RevisionScaling
 from gateway.backends import create_backend
 from gateway.backends.base import Backend, RevisionStatus
 from gateway.config import load
@@ -43,8 +45,8 @@ class Gateway:
         self.revision_backend: dict[RevisionKey, str] = {}
         self.services: dict[RevisionKey, ServiceSpec] = {}
         self.proxy = ProxyServer(RouteTable({}, []), config.gateway.proxy)
-        self.autoscaler: object | None = None
-        self._stopped = asyncio.Event()
+        self.autoscaler = Autoscaler(self, tick_interval=config.gateway.autoscaler.tick_interval)
+        self._autoscaler_task: asyncio.Task[None] | None = None
 
     # -- building -------------------------------------------------------------------------------
     def _backend_for(self, kind: BackendKind) -> Backend:
@@ -123,21 +125,44 @@ class Gateway:
         await self._configure_scaling(config)
 
     async def _configure_scaling(self, config: Config) -> None:
-        """Until the autoscaler drives them, scalable revisions run minScale replicas (at least 1)."""
-        for key, spec in self.services.items():
-            kind = self.revision_backend[key]
-            if kind == "static":
-                continue
-            n = max(1, spec.scaling.min_scale)
-            if spec.scaling.max_scale:
-                n = min(n, spec.scaling.max_scale)
-            await self.backends[kind].scale(key, n)
+        """Every revision a backend can scale gets a KPA scaler; the data plane feeds its stats."""
+        defaults = config.gateway.autoscaler
+        scalable = {
+            key: RevisionScaling.resolve(defaults, spec.scaling)
+            for key, spec in self.services.items()
+            if self.revision_backend[key] != "static"
+        }
+        self.autoscaler.update(scalable)
+        for key, rt in self.runtimes.items():
+            if key in scalable:
+                rt.stats = self.autoscaler.stats(key)
+                rt.poke = self._poker(key)
+            else:
+                rt.stats = None
+                rt.poke = None
+
+    def _poker(self, key: RevisionKey) -> Callable[[], None]:
+        autoscaler = self.autoscaler
+        return lambda: autoscaler.poke(key)
+
+    # -- the autoscaler's view of the backends (ScalingBackend) ----------------------------------
+    async def scale(self, key: RevisionKey, replicas: int) -> None:
+        kind = self.revision_backend.get(key)
+        if kind is not None:
+            await self.backends[kind].scale(key, replicas)
+
+    def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
+        kind = self.revision_backend.get(key)
+        if kind is None or kind not in self.backends:
+            return frozenset()
+        return self.backends[kind].ready_endpoints(key)
 
     # -- running --------------------------------------------------------------------------------
     async def start(self, listen: str | None = None) -> None:
         await self.apply(self.config)
         host, port = split_hostport(listen or self.config.gateway.listen, "listen")
         await self.proxy.start(host, port)
+        self._autoscaler_task = asyncio.get_running_loop().create_task(self.autoscaler.run())
 
     async def reload(self) -> Config:
         """Re-read the files; a bad config raises ConfigError and changes nothing."""
@@ -149,11 +174,14 @@ class Gateway:
     async def stop(self, drain_timeout: float | None = None) -> None:
         timeout = self.config.gateway.proxy.drain_timeout if drain_timeout is None else drain_timeout
         await self.proxy.drain(timeout)
+        if self._autoscaler_task is not None:
+            self._autoscaler_task.cancel()
+            await asyncio.gather(self._autoscaler_task, return_exceptions=True)
+            self._autoscaler_task = None
         for backend in self.backends.values():
             await backend.close()
         for rt in self.runtimes.values():
             rt.close()
-        self._stopped.set()
 
     # -- views ----------------------------------------------------------------------------------
     def status(self, key: RevisionKey) -> RevisionStatus:
@@ -162,11 +190,18 @@ class Gateway:
             return RevisionStatus(desired=0, ready=0)
         return self.backends[kind].status(key)
 
+    def scaling(self, key: RevisionKey) -> tuple[int, float | None, float | None, bool]:
+        """(desired, stable, panic, panicking): from the autoscaler, or the backend for static."""
+        if key in self.autoscaler:
+            st = self.autoscaler.status(key)
+            return st.desired, st.stable, st.panic, st.panicking
+        return self.status(key).desired, None, None, False
+
     def views(self) -> list[RevisionView]:
         out = []
         for key, rt in self.runtimes.items():
-            st = self.status(key)
-            out.append(RevisionView(rt, ready=rt.throttler.ready, desired=st.desired, stable=None, panic=None, panicking=False))
+            desired, stable, panic, panicking = self.scaling(key)
+            out.append(RevisionView(rt, rt.throttler.ready, desired, stable, panic, panicking))
         return out
 
     def describe(self) -> dict[str, object]:
@@ -180,6 +215,7 @@ class Gateway:
                 key = spec.key(rev.name)
                 rt = self.runtimes[key]
                 st = self.status(key)
+                desired, stable, panic, panicking = self.scaling(key)
                 percent = spec.canary_percent if rev.name == "canary" else (100 - spec.canary_percent if spec.canary else 100)
                 revisions.append(
                     {
@@ -190,14 +226,14 @@ class Gateway:
                         "backend": self.revision_backend.get(key),
                         "endpoints": sorted(e.url for e in rt.throttler.trackers),
                         "ready": rt.throttler.ready,
-                        "desired": st.desired,
+                        "desired": desired,
                         "state": st.state,
                         "message": st.message,
                         "in_flight": sum(t.in_flight for t in rt.throttler.trackers.values()),
                         "queued": rt.throttler.queued,
-                        "stable": None,
-                        "panic": None,
-                        "panicking": False,
+                        "stable": stable,
+                        "panic": panic,
+                        "panicking": panicking,
                     }
                 )
             services.append({"name": spec.name, "namespace": spec.namespace, "host": base, "revisions": revisions})

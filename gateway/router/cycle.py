@@ -34,7 +34,7 @@ class RequestCycle:
         "conn", "method", "url", "head", "rt", "keep_alive", "upstream_head", "phase", "started",
         "sent_at", "tracker", "upstream", "body_buf", "body_buffered", "body_done", "body_seen",
         "replay", "attempts", "waiter", "cold", "wait_started", "response_started", "resp_chunked",
-        "resp_close", "close_framed", "upgraded", "pending", "reusable", "status", "head_only", "timeout", "error",
+        "resp_close", "close_framed", "upgraded", "pending", "reusable", "status", "head_only", "timeout", "error", "counted",
     )
 
     def __init__(
@@ -80,6 +80,7 @@ class RequestCycle:
         self.status = 0
         self.head_only = method == b"HEAD"
         self.timeout = rt.request_timeout if rt is not None else 0.0
+        self.counted = False  # entered the revision's concurrency stats
 
     # -- start ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,6 +92,7 @@ class RequestCycle:
         assert rt is not None
         if rt.stats is not None:
             rt.stats.request_in(self.started)
+            self.counted = True
         tracker = rt.throttler.try_acquire()
         if tracker is not None:
             self.dispatch(tracker)
@@ -449,10 +451,11 @@ class RequestCycle:
             if self.tracker is not None:
                 rt.throttler.release(self.tracker)
                 self.tracker = None
-            now = time.monotonic()
-            if rt.stats is not None and self.error is None:
-                rt.stats.request_out(now)
-            rt.record(status, now - self.started)
+            if self.started:
+                now = time.monotonic()
+                if self.counted and rt.stats is not None:
+                    rt.stats.request_out(now)
+                rt.record(status, now - self.started)
         self.conn.cycle_done(self)
 
     def abort(self) -> None:
