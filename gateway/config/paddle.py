@@ -190,10 +190,9 @@ def _scaling(ctx: DocContext, value: object, annotations: dict[str, str]) -> Sca
         metric="concurrency",
         target=100.0,
         container_concurrency=100,
-        target_utilization=70.0,
-        stable_window=60.0,
-        panic_window_percentage=10.0,
-        panic_threshold_percentage=200.0,
+        # window 60s, panicWindow 10, panicThreshold 200, targetUtilization 70 are ElasticServing's
+        # defaults and Knative's too: left unset here they come from GatewayConfig.spec.autoscaler,
+        # whose defaults are those same values, so a gateway-wide setting also reaches them.
     )
     found = None if value is None else mapping(ctx, "spec.service", value)
     if found is not None:

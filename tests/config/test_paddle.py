@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.autoscale.settings import RevisionScaling
 from gateway.config import ScalingSpec, load
+from gateway.config.model import AutoscalerSettings
 from tests.config.support import one_service, paddle, problems, write
 
 LABEL = "document 1 (PaddleService/foo)"
@@ -24,16 +26,24 @@ def test_elasticserving_defaults(tmp_path: Path) -> None:
         metric="concurrency",
         target=100.0,
         container_concurrency=100,
-        target_utilization=70.0,
-        stable_window=60.0,
-        panic_window_percentage=10.0,
-        panic_threshold_percentage=200.0,
     )
+    effective = RevisionScaling.resolve(AutoscalerSettings(), service.scaling)
+    assert effective.stable_window == 60.0
+    assert effective.panic_window == 6.0  # panicWindow 10 % of 60 s
+    assert effective.panic_threshold == 2.0  # panicThreshold 200 %
+    assert effective.total_value == 100.0 and effective.target_value == 70.0  # target 100, utilisation 70 %
     limits = {"cpu": "0.2", "memory": "512Mi"}
     assert service.default.resources == {"requests": limits, "limits": limits}
     assert service.canary is not None and service.canary.resources == service.default.resources
     assert service.backend is None
     assert service.timeout is None
+
+
+def test_gateway_autoscaler_settings_reach_services_that_do_not_set_them(tmp_path: Path) -> None:
+    gateway = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  autoscaler:\n    stableWindow: 20s\n---\n"
+    config = load([write(tmp_path, "x.yaml", gateway + paddle("foo"))])
+    effective = RevisionScaling.resolve(config.gateway.autoscaler, one_service(config).scaling)
+    assert effective.stable_window == 20.0 and effective.panic_window == 2.0
 
 
 def test_no_canary_means_zero_percent(tmp_path: Path) -> None:
