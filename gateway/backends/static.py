@@ -1,16 +1,27 @@
-"""The static backend: revisions served by fixed, already-running endpoints (`spec.endpoints`)."""
+"""The static backend: revisions served by fixed, already-running endpoints (`spec.endpoints`).
+
+Endpoints count as ready from the start. A revision with a ``readinessPath`` is probed every
+``probe_period``: an endpoint failing ``failure_threshold`` probes in a row leaves the ready set and
+returns on its first passing probe. Without a path the data plane's own handling applies (an
+endpoint that refuses a connection is skipped until it accepts one again).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from urllib.parse import urlsplit
+
+import aiohttp
 
 from gateway.backends.base import EndpointListener, RevisionStatus
 from gateway.backends.errors import BackendConfigError
 from gateway.config.model import ServiceSpec
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80}
+log = logging.getLogger(__name__)
 
 
 def parse_endpoint(url: str) -> Endpoint:
@@ -28,10 +39,20 @@ def parse_endpoint(url: str) -> Endpoint:
 class StaticBackend:
     """Publishes each revision's configured endpoints as ready; scale() is only recorded."""
 
-    def __init__(self, services: Sequence[ServiceSpec] = ()) -> None:
+    def __init__(
+        self, services: Sequence[ServiceSpec] = (), *, probe_period: float = 1.0, failure_threshold: int = 2, probe_timeout: float = 1.0
+    ) -> None:
         self._endpoints: dict[RevisionKey, EndpointSet] = {}
+        self._paths: dict[RevisionKey, str] = {}
+        self._down: dict[RevisionKey, set[Endpoint]] = {}
+        self._failures: dict[tuple[RevisionKey, Endpoint], int] = {}
         self._desired: dict[RevisionKey, int] = {}
         self._listeners: list[EndpointListener] = []
+        self._probe_period = probe_period
+        self._failure_threshold = failure_threshold
+        self._probe_timeout = probe_timeout
+        self._prober: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._apply(services)
 
     def _apply(self, services: Sequence[ServiceSpec]) -> list[RevisionKey]:
@@ -40,6 +61,13 @@ class StaticBackend:
             for svc in services
             for spec in svc.revisions()
         }
+        self._paths = {
+            svc.key(spec.name): spec.readiness_path
+            for svc in services
+            for spec in svc.revisions()
+            if spec.readiness_path
+        }
+        self._down = {k: v & endpoints[k] for k, v in self._down.items() if k in endpoints and k in self._paths}
         changed = [
             k
             for k in self._endpoints.keys() | endpoints.keys()
@@ -51,15 +79,59 @@ class StaticBackend:
 
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
         for key in self._apply(services):
-            for listener in list(self._listeners):
-                listener(key, self.ready_endpoints(key))
+            self._notify(key)
+        if self._paths and self._prober is None:
+            self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
+
+    def _notify(self, key: RevisionKey) -> None:
+        ready = self.ready_endpoints(key)
+        for listener in list(self._listeners):
+            listener(key, ready)
+
+    async def _probe_forever(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._probe_timeout)
+        connector = aiohttp.TCPConnector(force_close=True, limit=0)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+        while True:
+            checks = [(key, ep, path) for key, path in self._paths.items() for ep in self._endpoints.get(key, ())]
+            results = await asyncio.gather(*(self._check(ep, path) for _, ep, path in checks))
+            changed = set()
+            for (key, ep, _), ok in zip(checks, results):
+                down = self._down.setdefault(key, set())
+                if ok:
+                    self._failures.pop((key, ep), None)
+                    if ep in down:
+                        down.discard(ep)
+                        changed.add(key)
+                        log.info("%s: endpoint %s passes its readiness probe again", key, ep)
+                else:
+                    n = self._failures.get((key, ep), 0) + 1
+                    self._failures[(key, ep)] = n
+                    if n >= self._failure_threshold and ep not in down:
+                        down.add(ep)
+                        changed.add(key)
+                        log.warning("%s: endpoint %s failed %d readiness probes; not routing to it", key, ep, n)
+            for key in changed:
+                self._notify(key)
+            await asyncio.sleep(self._probe_period)
+
+    async def _check(self, endpoint: Endpoint, path: str) -> bool:
+        assert self._session is not None
+        try:
+            async with self._session.get(f"{endpoint.url}{path}", allow_redirects=False) as resp:
+                await resp.read()
+                return 200 <= resp.status < 300
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return False
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         if key in self._endpoints:
             self._desired[key] = max(0, replicas)
 
     def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
-        return self._endpoints.get(key, frozenset())
+        endpoints = self._endpoints.get(key, frozenset())
+        down = self._down.get(key)
+        return endpoints - down if down else endpoints
 
     def watch(self, listener: EndpointListener) -> None:
         self._listeners.append(listener)
@@ -70,7 +142,18 @@ class StaticBackend:
         count = len(self._endpoints[key])
         if count == 0:
             return RevisionStatus(0, 0, "failed", "revision has no endpoints")
+        down = self._down.get(key)
+        if down:
+            names = ", ".join(sorted(str(e) for e in down))
+            return RevisionStatus(count, count - len(down), "degraded", f"failing readiness: {names}")
         return RevisionStatus(count, count)
 
     async def close(self) -> None:
         self._listeners.clear()
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
+            self._prober = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

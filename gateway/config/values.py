@@ -309,6 +309,14 @@ def listen_address(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def http_url(ctx: DocContext, path: str, value: object) -> str | None:
+    """An endpoint base URL. Only plain http and no path: the gateway forwards the request's own path
+    and speaks plain HTTP/1.1 to replicas, so anything else would be silently ignored."""
+    if isinstance(value, str) and value.lower().startswith("https://"):
+        ctx.error(path, f"https endpoints are not supported (the gateway speaks plain HTTP to replicas), got {describe(value)}")
+        return None
+    if isinstance(value, str) and urlsplit(value).path not in ("", "/"):
+        ctx.error(path, f"must be a base URL without a path (the request's own path is forwarded), got {describe(value)}")
+        return None
     if isinstance(value, str):
         try:
             parts = urlsplit(value)
@@ -324,5 +332,5 @@ def http_url(ctx: DocContext, path: str, value: object) -> str | None:
             and not parts.fragment
         ):
             return value.rstrip("/")
-    ctx.error(path, f"must be an http(s) base URL like http://10.0.0.5:8000, got {describe(value)}")
+    ctx.error(path, f"must be an http base URL like http://10.0.0.5:8000, got {describe(value)}")
     return None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from gateway.backends import BackendConfigError, create_backend
 from gateway.backends.local import LocalBackend
 from gateway.backends.static import StaticBackend, parse_endpoint
+from gateway.config.model import RevisionSpec, ServiceSpec
 from gateway.types import Endpoint
 from tests.backends.support import Recorder, service
 
@@ -61,3 +63,58 @@ def test_create_backend(tmp_path: Path) -> None:
         create_backend("kubernetes", state_dir=str(tmp_path))
     with pytest.raises(BackendConfigError, match="got 'docker'"):
         create_backend("docker", state_dir=str(tmp_path))
+
+
+async def test_readiness_path_takes_failing_endpoints_out_and_back() -> None:
+    from aiohttp import web
+
+    healthy = {"a": True, "b": True}
+
+    def app(name: str) -> web.Application:
+        async def health(request: web.Request) -> web.Response:
+            return web.Response(status=200 if healthy[name] else 503)
+
+        a = web.Application()
+        a.router.add_get("/healthz", health)
+        return a
+
+    runners, urls = [], []
+    for name in ("a", "b"):
+        runner = web.AppRunner(app(name), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")  # type: ignore[union-attr]
+    svc = ServiceSpec(
+        name="svc",
+        namespace="default",
+        default=RevisionSpec(name="default", endpoints=tuple(urls), readiness_path="/healthz"),
+        backend="static",
+    )
+    backend = StaticBackend(probe_period=0.05, failure_threshold=2)
+    seen: list[int] = []
+    backend.watch(lambda key, eps: seen.append(len(eps)))
+    try:
+        await backend.sync([svc])
+        key = svc.key("default")
+        assert len(backend.ready_endpoints(key)) == 2
+        healthy["b"] = False
+        for _ in range(100):
+            if len(backend.ready_endpoints(key)) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert [e.url for e in backend.ready_endpoints(key)] == [urls[0]]
+        status = backend.status(key)
+        assert status.state == "degraded" and urls[1].removeprefix("http://") in (status.message or "")
+        healthy["b"] = True
+        for _ in range(100):
+            if len(backend.ready_endpoints(key)) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(backend.ready_endpoints(key)) == 2
+        assert seen[-2:] == [1, 2]
+    finally:
+        await backend.close()
+        for runner in runners:
+            await runner.cleanup()

@@ -460,15 +460,23 @@ def test_wrong_types_at_the_top(tmp_path: Path, text: str, message: str) -> None
         ("default:\n  command: x\n  endpoints: []", "spec.default.endpoints: must list at least one URL"),
         (
             "default:\n  command: x\n  endpoints: ['ftp://a:1']",
-            "spec.default.endpoints[0]: must be an http(s) base URL like http://10.0.0.5:8000, got 'ftp://a:1'",
+            "spec.default.endpoints[0]: must be an http base URL like http://10.0.0.5:8000, got 'ftp://a:1'",
         ),
         (
             "default:\n  command: x\n  endpoints: ['http://a:99999']",
-            "spec.default.endpoints[0]: must be an http(s) base URL like http://10.0.0.5:8000, got 'http://a:99999'",
+            "spec.default.endpoints[0]: must be an http base URL like http://10.0.0.5:8000, got 'http://a:99999'",
         ),
         (
             "default:\n  command: x\n  endpoints: ['http://a:1/?q=1']",
-            "spec.default.endpoints[0]: must be an http(s) base URL like http://10.0.0.5:8000, got 'http://a:1/?q=1'",
+            "spec.default.endpoints[0]: must be an http base URL like http://10.0.0.5:8000, got 'http://a:1/?q=1'",
+        ),
+        (
+            "default:\n  command: x\n  endpoints: ['https://a:1']",
+            "spec.default.endpoints[0]: https endpoints are not supported (the gateway speaks plain HTTP to replicas), got 'https://a:1'",
+        ),
+        (
+            "default:\n  command: x\n  endpoints: ['http://a:1/v1']",
+            "spec.default.endpoints[0]: must be a base URL without a path (the request's own path is forwarded), got 'http://a:1/v1'",
         ),
     ],
 )
