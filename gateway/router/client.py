@@ -209,6 +209,8 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.idle_since = time.monotonic()
+        # Pauses on behalf of the finished cycle's upload end with it.
+        self.resume_reading(self.UPSTREAM | self.BUFFER)
         if self.pipeline:
             nxt = self.pipeline.popleft()
             self.cycle = nxt

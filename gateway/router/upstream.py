@@ -102,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.pending_release = reusable
             return
         if reusable and not self.stray and not self.closed and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()  # it may have been paused for a slow client
             self.reused = True
             self.idle_since = time.monotonic()
             self.pools.put(self)

@@ -245,3 +245,32 @@ async def test_all_endpoints_refusing_gives_502(tmp_path: object) -> None:
                 assert r.json()["revision"] == "iris-default"
     finally:
         await gw.stop(drain_timeout=1)
+
+
+async def test_slow_reader_then_keepalive_reuse(gw_port: int, replica: Replica) -> None:
+    """Flow control pauses the replica's connection for a slow client; the pool must not keep it paused."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", gw_port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    size = 8 * 1024 * 1024
+    writer.write(f"GET /stream?size={size} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"content-length: 8388608" in head.lower()
+    got = 0
+    while got < size:
+        chunk = await asyncio.wait_for(reader.read(32768), 5)
+        assert chunk
+        got += len(chunk)
+        await asyncio.sleep(0.001)
+    assert got == size
+    for _ in range(3):
+        writer.write(f"GET /again HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+        assert json.loads(await reader.readexactly(length))["path"] == "/again"
+    async with httpx.AsyncClient(timeout=5) as c:
+        assert (await c.get(f"http://127.0.0.1:{gw_port}/other", headers={"Host": HOST})).status_code == 200
+    writer.close()
