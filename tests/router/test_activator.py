@@ -1,0 +1,133 @@
+"""The activator path of the proxy: requests held while a revision has no replica, then released."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gateway.config.model import Config, GatewaySettings, ProxySettings, RevisionSpec, ServiceSpec
+from gateway.router.revision import RevisionRuntime
+from gateway.router.routes import RouteTable
+from gateway.router.server import ProxyServer
+from gateway.types import Endpoint
+from tests.router.support import Replica, start_replica
+
+HOST = "held.default.example.com"
+
+
+class Held:
+    def __init__(self, server: ProxyServer, rt: RevisionRuntime, pokes: list[int]) -> None:
+        self.server = server
+        self.rt = rt
+        self.pokes = pokes
+        self.url = f"http://127.0.0.1:{server.sockets[0][1]}"
+
+
+async def held(*, queue_depth: int = 100, activation_timeout: float = 5.0, request_timeout: float = 30.0, cc: int = 0) -> Held:
+    spec = ServiceSpec(name="held", namespace="default", default=RevisionSpec(name="default"))
+    rt = RevisionRuntime(
+        spec.key("default"),
+        container_concurrency=cc,
+        queue_depth=queue_depth,
+        scalable=True,
+        request_timeout=request_timeout,
+        activation_timeout=activation_timeout,
+    )
+    pokes: list[int] = []
+    rt.poke = lambda: pokes.append(1)
+    config = Config(gateway=GatewaySettings(), services=(spec,))
+    server = ProxyServer(RouteTable.build(config, {spec.key("default"): rt}), ProxySettings())
+    await server.start("127.0.0.1", 0)
+    return Held(server, rt, pokes)
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[Replica]:
+    r = await start_replica("r1")
+    yield r
+    await r.runner.cleanup()
+
+
+async def test_requests_wait_for_a_replica_and_are_marked_cold(replica: Replica) -> None:
+    h = await held()
+    try:
+        async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
+            pending = [asyncio.create_task(c.post("/p", content=b"body")) for _ in range(5)]
+            await asyncio.sleep(0.2)
+            assert h.rt.throttler.queued == 5 and h.pokes
+            assert not any(t.done() for t in pending)
+            h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
+            done = await asyncio.gather(*pending)
+        assert all(r.status_code == 200 and r.json()["body_len"] == 4 for r in done)
+        assert all(r.headers["x-gateway-cold-start"] == "true" for r in done)
+        assert h.rt.cold_starts.count == 5
+        assert h.rt.throttler.queued == 0
+    finally:
+        await h.server.close()
+
+
+async def test_queue_full_gives_503_with_retry_after() -> None:
+    h = await held(queue_depth=2)
+    try:
+        async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
+            waiting = [asyncio.create_task(c.get("/")) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            r = await c.get("/")
+            assert r.status_code == 503
+            assert r.headers["retry-after"] == "1"
+            assert r.json() == {"error": "too many requests waiting for this revision", "service": "held", "revision": "held-default"}
+            for t in waiting:
+                t.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+    finally:
+        await h.server.close()
+
+
+async def test_activation_timeout_gives_504_and_frees_the_queue() -> None:
+    h = await held(activation_timeout=0.3)
+    try:
+        async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
+            r = await c.get("/")
+        assert r.status_code == 504
+        assert "waiting for a replica" in r.json()["error"]
+        await asyncio.sleep(0)
+        assert h.rt.throttler.queued == 0
+    finally:
+        await h.server.close()
+
+
+async def test_client_leaving_while_queued_gives_its_place_up(replica: Replica) -> None:
+    h = await held(queue_depth=1)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.server.sockets[0][1])
+        writer.write(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        assert h.rt.throttler.queued == 1
+        writer.transport.abort()
+        await asyncio.sleep(0.1)
+        assert h.rt.throttler.queued == 0
+        h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
+        async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
+            assert (await c.get("/")).status_code == 200
+        assert replica.requests == 1  # the abandoned request never reached the replica
+        assert all(t.in_flight == 0 for t in h.rt.throttler.trackers.values())
+    finally:
+        await h.server.close()
+
+
+async def test_breaker_releases_a_burst_at_capacity(replica: Replica) -> None:
+    h = await held(cc=2)
+    try:
+        async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
+            burst = [asyncio.create_task(c.get("/?sleep=0.05")) for _ in range(12)]
+            await asyncio.sleep(0.1)
+            h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
+            results = await asyncio.gather(*burst)
+        assert all(r.status_code == 200 for r in results)
+        assert replica.max_in_flight == 2
+    finally:
+        await h.server.close()
