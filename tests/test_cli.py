@@ -143,3 +143,95 @@ async def test_sighup_reloads_and_status_prints_revisions(served: Served, replic
 def test_status_without_gateway_is_a_clear_error() -> None:
     r = run_cli("status", "--admin", f"127.0.0.1:{free_port()}")
     assert r.returncode == 1 and "cannot read" in r.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _replica_pids(marker: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if marker.encode() in cmd and b"sh\x00-c" not in cmd:
+                pids.append(int(entry))
+    return pids
+
+
+def _start_local(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str], int]:
+    replica = ROOT / "tests/e2e/sleepy_replica.py"
+    cfg = tmp_path / "local.yaml"
+    # A shell-string command: PR_SET_PDEATHSIG reaches only the shell, so the replica proper can
+    # outlive a SIGKILLed gateway; the next start must find and stop it.
+    cfg.write_text(
+        f"""apiVersion: elasticserving.paddlepaddle.org/v1
+kind: PaddleService
+metadata: {{name: orphan}}
+spec:
+  default:
+    command: "{sys.executable} {replica} {{port}} {marker}; true"
+  service: {{minScale: 2, maxScale: 2}}
+"""
+    )
+    admin = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{free_port()}",
+         "--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            doc = httpx.get(f"http://127.0.0.1:{admin}/admin/services", timeout=0.5).json()
+            if doc["services"][0]["revisions"][0]["ready"] == 2:
+                return proc, admin
+        except (httpx.HTTPError, KeyError, IndexError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("replicas did not become ready")
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def test_sigterm_stops_every_replica(tmp_path: Path) -> None:
+    marker = f"orphan-test-{os.getpid()}-term"
+    proc, _ = _start_local(tmp_path, marker)
+    pids = _replica_pids(marker)
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert _wait_gone(pids, 5) == []
+
+
+def test_sigkilled_gateway_leaves_nothing_after_the_next_start(tmp_path: Path) -> None:
+    marker = f"orphan-test-{os.getpid()}-kill"
+    proc, _ = _start_local(tmp_path, marker)
+    pids = _replica_pids(marker)
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(10)
+    survivors = _wait_gone(pids, 1.0)
+    # Whatever survived the kill (shell children escape the parent-death signal) is reaped on restart.
+    proc2, _ = _start_local(tmp_path, marker)
+    try:
+        assert _wait_gone(survivors, 10) == []
+        assert len(_replica_pids(marker)) == 2  # only the new run's replicas
+    finally:
+        proc2.send_signal(signal.SIGTERM)
+        proc2.wait(20)
+    assert _replica_pids(marker) == []

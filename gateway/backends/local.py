@@ -271,7 +271,7 @@ class LocalBackend:
             self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
         )
         try:
-            proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path)
+            proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path, state_dir=self._state_dir)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._release(rev, r)
             if not r.stopping:

@@ -41,12 +41,18 @@ def build_argv(command: tuple[str, ...] | str, port: int) -> list[str]:
     return [substitute(arg, port) for arg in command]
 
 
+STATE_ENV = "SERVING_GATEWAY_STATE_DIR"
+"""Set in every replica's environment (inherited by its children): how the reaper finds them."""
+
+
 def build_env(
-    spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None
+    spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None, state_dir: Path | None = None
 ) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update((name, substitute(value, port)) for name, value in spec.env)
     env["PORT"] = str(port)
+    if state_dir is not None:
+        env[STATE_ENV] = str(Path(state_dir).resolve())
     return env
 
 
@@ -119,7 +125,13 @@ class ReplicaProcess:
 
     @classmethod
     async def spawn(
-        cls, spec: RevisionSpec, port: int, log_path: Path, *, env: Mapping[str, str] | None = None
+        cls,
+        spec: RevisionSpec,
+        port: int,
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        state_dir: Path | None = None,
     ) -> ReplicaProcess:
         """Start the revision's command on `port`; OSError/ValueError if it cannot be started."""
         if spec.command is None:
@@ -138,7 +150,7 @@ class ReplicaProcess:
                 stdout=log,
                 stderr=log,
                 cwd=spec.workdir or os.getcwd(),
-                env=build_env(spec, port, env),
+                env=build_env(spec, port, env, state_dir),
                 start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()),
             )

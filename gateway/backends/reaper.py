@@ -3,6 +3,10 @@
 Each started replica is recorded as ``pids/{pid}.json`` holding its pid, process group, command
 line and kernel start time (``/proc/<pid>/stat`` field 22). A record is only acted on when the
 live process still has that start time, so a recycled pid is never killed.
+
+A replica whose group leader died with the gateway (the parent-death signal reaches only the
+process we started, not a shell's children) has no live record any more; those are found by the
+``SERVING_GATEWAY_STATE_DIR`` variable every replica and its children inherit.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gateway.backends.process import signal_group
+from gateway.backends.process import STATE_ENV, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,35 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
+def strays(state_dir: Path) -> list[ReplicaRecord]:
+    """Live processes carrying this state directory in their environment (not this process)."""
+    token = f"{STATE_ENV}={Path(state_dir).resolve()}".encode()
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if token not in environ.split(b"\0"):
+            continue
+        start = proc_start_time(pid)
+        if start is not None:
+            found.append(ReplicaRecord(pid, os.getpgid(pid) if _pgid_ok(pid) else pid, start, (), "stray"))
+    return found
+
+
+def _pgid_ok(pid: int) -> bool:
+    try:
+        os.getpgid(pid)
+    except OSError:
+        return False
+    return True
+
+
 async def reap(state_dir: Path, grace: float = 5.0) -> list[int]:
     """Kill the process groups of recorded replicas that are still alive; return their pids."""
     leftovers = []
@@ -108,6 +141,8 @@ async def reap(state_dir: Path, grace: float = 5.0) -> list[int]:
             leftovers.append(entry)
         else:
             forget(state_dir, entry.pid)
+    known = {e.pid for e in leftovers}
+    leftovers.extend(e for e in strays(state_dir) if e.pid not in known)
     for entry in leftovers:
         log.warning(
             "killing leftover replica %s (pid %d): %s", entry.key, entry.pid, " ".join(entry.argv)
