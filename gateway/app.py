@@ -41,8 +41,8 @@ class Gateway:
         self.paths = list(paths)
         self.state_dir = Path(state_dir or config.gateway.state_dir or default_state_dir())
         self.runtimes: dict[RevisionKey, RevisionRuntime] = {}
-        self.backends: dict[str, Backend] = {}
-        self.revision_backend: dict[RevisionKey, str] = {}
+        self.backends: dict[BackendKind, Backend] = {}
+        self.revision_backend: dict[RevisionKey, BackendKind] = {}
         self.services: dict[RevisionKey, ServiceSpec] = {}
         self.proxy = ProxyServer(RouteTable({}, []), config.gateway.proxy)
         self.autoscaler = Autoscaler(self, tick_interval=config.gateway.autoscaler.tick_interval)
@@ -107,7 +107,7 @@ class Gateway:
             if old_kind is not None and old_kind != kind:
                 await self.backends[old_kind].scale(key, 0)
             self.revision_backend[key] = kind
-        by_kind: dict[str, list[ServiceSpec]] = {}
+        by_kind: dict[BackendKind, list[ServiceSpec]] = {}
         for spec, kind in wanted.values():
             if spec not in by_kind.setdefault(kind, []):
                 by_kind[kind].append(spec)

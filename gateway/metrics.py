@@ -31,7 +31,7 @@ class RevisionView:
 
 
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
-    out = []
+    out: list[tuple[str, float]] = []
     running = 0
     for bound, count in zip(h.bounds, h.counts):
         running += count

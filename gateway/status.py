@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import httpx
 
@@ -17,9 +18,9 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def rows(doc: dict[str, object]) -> list[tuple[str, ...]]:
-    out = []
-    for service in doc.get("services", []):  # type: ignore[union-attr]
+def rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for service in doc.get("services", []):
         for rev in service["revisions"]:
             state = rev.get("state") or "ok"
             if rev.get("panicking"):
@@ -41,7 +42,7 @@ def rows(doc: dict[str, object]) -> list[tuple[str, ...]]:
     return out
 
 
-def render(doc: dict[str, object]) -> str:
+def render(doc: dict[str, Any]) -> str:
     table = [COLUMNS, *rows(doc)]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
     lines = []

@@ -121,7 +121,7 @@ class StaticBackend:
             async with self._session.get(f"{endpoint.url}{path}", allow_redirects=False) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:

@@ -22,7 +22,7 @@ class RawDocument:
     body: object
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # no PyYAML stubs installed
     """SafeLoader that refuses duplicate keys in a mapping instead of keeping the last one."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -37,7 +37,7 @@ class _Loader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
                 seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
 def expand_paths(paths: Sequence[str], problems: list[str]) -> list[str]:

@@ -148,7 +148,7 @@ class RequestCycle:
     async def _connect(self, tracker: Tracker) -> None:
         try:
             conn = await self.conn.server.pools.connect(tracker.endpoint)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if self.phase == DONE:
                 return
             self._connect_failed(tracker, exc)

@@ -97,7 +97,7 @@ class RevisionRuntime:
             await asyncio.sleep(delay)
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port), 1.0)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 delay = min(delay * 2, 2.0)
                 continue
             writer.close()

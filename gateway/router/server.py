@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 from gateway.config.model import ProxySettings
@@ -40,7 +41,7 @@ class ProxyServer:
         """Atomic: requests already routed keep the revision they were given."""
         self.routes = routes
 
-    async def start(self, host: str, port: int, *, sock: object | None = None) -> None:
+    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> None:
         loop = asyncio.get_running_loop()
         if sock is not None:
             self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=2048)

@@ -26,7 +26,7 @@ spec:
       containerPath: /var/lib/t9k/model
   tensorflow:
     image: t9kpublic/tensorflow-serving:2.6.0
-    resources: 
+    resources:
       requests:
         cpu: 1
         memory: 1Gi

@@ -212,7 +212,7 @@ async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> 
             if not chunk:
                 break
             chunks.append(chunk)
-    except (asyncio.TimeoutError, ConnectionResetError):
+    except (TimeoutError, ConnectionResetError):
         pass
     writer.close()
     return b"".join(chunks)
