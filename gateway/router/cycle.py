@@ -162,9 +162,10 @@ class RequestCycle:
         rt = self.rt
         assert rt is not None
         self.tracker = None
-        rt.throttler.release(tracker)
+        self.conn.server.pools.drop(tracker.endpoint)
         if not isinstance(exc, asyncio.TimeoutError):
-            rt.endpoint_failed(tracker.endpoint)
+            rt.endpoint_failed(tracker.endpoint)  # before the release, so no waiter is handed it
+        rt.throttler.release(tracker)
         if self.attempts >= MAX_ATTEMPTS:
             if isinstance(exc, asyncio.TimeoutError):
                 self.fail(504, f"timed out connecting to replica {tracker.endpoint}")
@@ -362,11 +363,18 @@ class RequestCycle:
             self.finish(101)
             self.conn.close()
             return
+        if self.response_started and self.close_framed:
+            self.reusable = False
+            self.on_response_complete()
+            return
+        if upstream is not None:
+            # A replica that drops a request mid-way has likely died: its idle connections are
+            # dead too, and while it dies its listening socket may still accept and then reset.
+            # Out of rotation (before this cycle frees its slot) until it accepts connections again.
+            self.conn.server.pools.drop(upstream.endpoint)
+            if self.rt is not None:
+                self.rt.endpoint_failed(upstream.endpoint)
         if self.response_started:
-            if self.close_framed:
-                self.reusable = False
-                self.on_response_complete()
-                return
             # The head has left: the only honest signal is closing the client connection.
             self.pending = b""
             self.finish(502)

@@ -84,10 +84,10 @@ class RevisionRuntime:
                 self.on_endpoint_dropped(endpoint)
 
     def endpoint_failed(self, endpoint: Endpoint) -> None:
-        """A replica refused a connection: out of rotation until it accepts one again."""
+        """A replica refused a connection or dropped a request: out of rotation until it accepts one again."""
         if endpoint not in self.throttler.trackers or endpoint in self._probes:
             return
-        log.warning("%s: replica %s refused a connection; skipping it until it answers", self.key, endpoint)
+        log.warning("%s: replica %s failed; skipping it until it accepts connections again", self.key, endpoint)
         self.throttler.mark_down(endpoint)
         self._probes[endpoint] = asyncio.get_running_loop().create_task(self._probe(endpoint))
 
