@@ -368,19 +368,8 @@ class RequestCycle:
             self.on_response_complete()
             return
         if upstream is not None:
-            # A replica that drops a request mid-way has likely died: its idle connections are
-            # dead too, and while it dies its listening socket may still accept and then reset.
-            # Out of rotation (before this cycle frees its slot) until it accepts connections again.
-            self.conn.server.pools.drop(upstream.endpoint)
-            if self.rt is not None:
-                self.rt.endpoint_failed(upstream.endpoint)
-        if self.response_started:
-            # The head has left: the only honest signal is closing the client connection.
-            self.pending = b""
-            self.finish(502)
-            self.conn.abort()
-            return
-        if upstream is not None and self._may_retry(upstream):
+            self.conn.server.pools.drop(upstream.endpoint)  # its other idle connections are suspect too
+        if not self.response_started and upstream is not None and self._may_retry(upstream):
             tracker = self.tracker
             assert tracker is not None
             log.debug("%s: reused connection closed before any response, retrying", self.rt.key if self.rt else "")
@@ -392,6 +381,17 @@ class RequestCycle:
             else:
                 self.phase = CONNECTING
                 asyncio.get_running_loop().create_task(self._connect(tracker))
+            return
+        if upstream is not None and self.rt is not None:
+            # A replica that drops a request it cannot be given again has likely died; while it
+            # dies its listening socket may still accept and then reset. Out of rotation (before
+            # this cycle frees its slot) until it accepts connections again.
+            self.rt.endpoint_failed(upstream.endpoint)
+        if self.response_started:
+            # The head has left: the only honest signal is closing the client connection.
+            self.pending = b""
+            self.finish(502)
+            self.conn.abort()
             return
         detail = f": {exc}" if exc else ""
         self.fail(502, f"replica closed the connection before responding{detail}")
