@@ -95,6 +95,7 @@ class Gateway:
                     activation_timeout=settings.activator.activation_timeout,
                 )
                 rt.on_endpoint_dropped = self._dropped
+                rt.backend_state = self._state_reader(key)
                 self.runtimes[key] = rt
             else:
                 rt.throttler.set_concurrency(cc)
@@ -140,6 +141,13 @@ class Gateway:
             else:
                 rt.stats = None
                 rt.poke = None
+
+    def _state_reader(self, key: RevisionKey) -> Callable[[], tuple[str, str | None]]:
+        def read() -> tuple[str, str | None]:
+            st = self.status(key)
+            return st.state, st.message
+
+        return read
 
     def _poker(self, key: RevisionKey) -> Callable[[], None]:
         autoscaler = self.autoscaler

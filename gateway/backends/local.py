@@ -152,8 +152,10 @@ class LocalBackend:
         if rev is None:
             return RevisionStatus(0, 0, "unknown", "no such revision")
         ready = len(rev.endpoints)
-        if rev.desired > 0 and rev.spec.command is None:
-            return RevisionStatus(rev.desired, ready, "failed", "revision has no command")
+        if rev.spec.command is None:
+            return RevisionStatus(
+                rev.desired, ready, "failed", "no command to run (the local backend runs commands, not container images)"
+            )
         recent = time.monotonic() - rev.last_crash < self._backoff[2]
         if recent and ready < rev.desired:
             return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)

@@ -6,10 +6,13 @@ known after all files are read, so what a revision must give is checked here:
 - static: `endpoints` (error without them).
 - kubernetes: a container image (error without one).
 - local: a `command` (error without one) — except that a revision with a container image and no
-  command is a warning, not an error: it runs only on the kubernetes backend, and under the local
-  backend it has no replicas, so its requests get 503. This keeps manifests written for a cluster
-  (ElasticServing's `sample_service.yaml`, TensorFlow SimpleMLServices) loadable, and `gateway
-  validate` says plainly what will happen.
+  command is a warning, not an error: the local backend runs commands, not images, so it has no
+  replicas and its requests get an immediate 503 naming the reason. This keeps manifests written
+  for a cluster (ElasticServing's `sample_service.yaml`, TensorFlow SimpleMLServices) loadable,
+  and `gateway validate` says plainly what will happen.
+
+The kubernetes backend is not available yet: choosing it is an error (its image checks stay, so
+the messages are complete once it lands).
 """
 
 from __future__ import annotations
@@ -54,9 +57,18 @@ def effective_backend(item: Translated, settings: GatewaySettings) -> BackendKin
     return item.service.backend or settings.backend
 
 
+KUBERNETES_UNAVAILABLE = (
+    "the kubernetes backend is not available in this version of the gateway; use local (replicas as "
+    "processes on this machine) or static (endpoints that already run)"
+)
+
+
 def check_runnable(translated: Sequence[Translated], settings: GatewaySettings) -> None:
     for item in translated:
         backend = effective_backend(item, settings)
+        if backend == "kubernetes":
+            where = "spec.backend" if item.service.backend else "spec.backend (from GatewayConfig)"
+            item.ctx.error(where, KUBERNETES_UNAVAILABLE)
         for revision in item.service.revisions():
             _check_revision(item, revision, item.fields[revision.name], backend)
         if backend == "local":
@@ -98,8 +110,8 @@ def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFi
         if revision.image:
             ctx.warn(
                 fields.base,
-                f"has a container image ({revision.image}) and no command: it runs only on the kubernetes "
-                "backend; under the local backend it has no replicas and requests get 503",
+                f"has a container image ({revision.image}) and no command: the local backend runs commands, "
+                "not images, so this revision has no replicas and its requests get 503; add a command to run it here",
             )
         elif fields.command is None:
             ctx.error(fields.base, "nothing to run under the local backend")

@@ -2,8 +2,8 @@
 
 `spec.custom.spec.containers[0]` runs `command + args` under the local backend. `spec.tensorflow` and
 `spec.pytorch` become the container command TensorStack's controller would set (TensorFlow Serving /
-TorchServe in the given image): they run only on the kubernetes backend, so under the local backend
-they validate with the same warning as any image-only revision. `spec.storage` and `spec.scheduler`
+TorchServe in the given image): they need a container runtime (the kubernetes backend, not available
+yet), so under the local backend they validate with the same warning as any image-only revision. `spec.storage` and `spec.scheduler`
 are reported as warnings: the gateway neither downloads models nor picks schedulers.
 """
 

@@ -116,6 +116,10 @@ class RequestCycle:
         if not self.wait_started:
             self.wait_started = time.monotonic()
         if throttler.ready == 0:
+            state = rt.backend_state() if rt.backend_state is not None else ("ok", None)
+            if state[0] == "failed":
+                self.fail(503, f"revision cannot start: {state[1]}")
+                return
             self.cold = True
             if rt.poke is not None:
                 rt.poke()
@@ -487,7 +491,11 @@ class RequestCycle:
         if rt is None or self.upgraded:
             return
         if self.phase == QUEUED and self.waiter is not None and now - self.wait_started > rt.activation_timeout:
-            self.fail(504, "timed out waiting for a replica to become available")
+            message = "timed out waiting for a replica to become available"
+            state = rt.backend_state() if rt.backend_state is not None else ("ok", None)
+            if state[1]:
+                message += f" (revision {state[0]}: {state[1]})"
+            self.fail(504, message)
         elif self.phase == SENT and now - self.sent_at > settings_response_start:
             self.fail(504, "timed out waiting for the replica's response")
         elif self.timeout and now - self.started > self.timeout:

@@ -66,6 +66,8 @@ class RevisionRuntime:
         self.stats: ConcurrencyRecorder | None = None
         self.poke: Callable[[], None] | None = None
         self.on_endpoint_dropped: Callable[[Endpoint], None] | None = None
+        # (state, message) from the backend, read only when a request finds no replica.
+        self.backend_state: Callable[[], tuple[str, str | None]] | None = None
         self._probes: dict[Endpoint, asyncio.Task[None]] = {}
 
     def record(self, status: int, duration: float) -> None:

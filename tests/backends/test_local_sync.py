@@ -65,7 +65,7 @@ async def test_revision_without_command_is_failed(tmp_path: Path) -> None:
     await backend.sync([service(endpoints=("http://h:1",))])
     await backend.scale(KEY, 1)
     status = backend.status(KEY)
-    assert (status.state, status.message) == ("failed", "revision has no command")
+    assert (status.state, status.message) == ("failed", "no command to run (the local backend runs commands, not container images)")
     await backend.close()
 
 

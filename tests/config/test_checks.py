@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import load
+from gateway.config.checks import KUBERNETES_UNAVAILABLE
 from tests.config.support import paddle, problems, write
 
 GATEWAY = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: {backend}\n"
@@ -63,8 +64,8 @@ def test_image_only_revision_under_local_is_a_warning(tmp_path: Path) -> None:
     assert config.warnings == (
         (
             f"{path}: document 1 (PaddleService/foo): spec.default: has a container image (registry/model:v1) "
-            "and no command: it runs only on the kubernetes backend; under the local backend it has no "
-            "replicas and requests get 503"
+            "and no command: the local backend runs commands, not images, so this revision has no replicas "
+            "and its requests get 503; add a command to run it here"
         ),
     )
 
@@ -102,17 +103,29 @@ def test_static_backend_needs_endpoints(tmp_path: Path) -> None:
     ]
 
 
-def test_kubernetes_backend_needs_an_image(tmp_path: Path) -> None:
+def test_kubernetes_backend_is_refused_and_needs_an_image(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", paddle("foo", "backend: kubernetes\ndefault:\n  command: x\n"))
+    label = f"{path}: document 1 (PaddleService/foo)"
     assert problems([path]) == [
-        f"{path}: document 1 (PaddleService/foo): spec.default.containerImage: required for the kubernetes backend"
+        f"{label}: spec.backend: {KUBERNETES_UNAVAILABLE}",
+        f"{label}: spec.default.containerImage: required for the kubernetes backend",
     ]
 
 
 def test_per_service_backend_overrides_the_gateway(tmp_path: Path) -> None:
-    gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="kubernetes"))
+    gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="static"))
     spec = "backend: local\ndefault:\n  command: x\n"
-    path = write(tmp_path, "a.yaml", paddle("foo", spec) + "---\n" + paddle("bar", IMAGE_ONLY))
+    static = "default:\n  endpoints: ['http://127.0.0.1:9000']\n"
+    path = write(tmp_path, "a.yaml", paddle("foo", spec) + "---\n" + paddle("bar", static))
     config = load([gateway, path])
     assert [s.backend for s in config.services] == ["local", None]
+    assert config.gateway.backend == "static"
     assert config.warnings == ()
+
+
+def test_kubernetes_from_gateway_config_is_refused_on_each_service(tmp_path: Path) -> None:
+    gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="kubernetes"))
+    path = write(tmp_path, "a.yaml", paddle("bar", IMAGE_ONLY))
+    assert problems([gateway, path]) == [
+        f"{path}: document 1 (PaddleService/bar): spec.backend (from GatewayConfig): {KUBERNETES_UNAVAILABLE}"
+    ]

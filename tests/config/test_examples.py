@@ -54,7 +54,7 @@ def test_elasticserving_sample_service() -> None:
     )
     assert service.canary is not None and service.canary.image == "jinmionhaobaidu/resnetcanary:latest"
     assert len(config.warnings) == 2
-    assert all("runs only on the kubernetes backend" in warning for warning in config.warnings)
+    assert all("the local backend runs commands, not images" in warning for warning in config.warnings)
 
 
 def test_lac_example_uses_kpa_shorthand_and_string_numbers() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load
+from gateway.config.checks import KUBERNETES_UNAVAILABLE
 from tests.config.support import one_service, problems, write
 
 LABEL = "document 1 (InferenceService/iris)"
@@ -235,10 +236,11 @@ def test_onnx_under_kubernetes_has_no_image(tmp_path: Path, model: Path) -> None
     )
     path = write(tmp_path, "x.yaml", isvc(ONNX))
     assert problems([gateway, path]) == [
+        f"{path}: {LABEL}: spec.backend (from GatewayConfig): {KUBERNETES_UNAVAILABLE}",
         (
             f"{path}: {LABEL}: spec.predictor: the kubernetes backend needs a container image, and this revision has "
             "none (the built-in model server runs only under the local backend)"
-        )
+        ),
     ]
 
 

@@ -7,8 +7,8 @@ from tests.config.support import one_service, problems, write
 
 HEAD = "apiVersion: tensorstack.dev/v1beta1\nkind: SimpleMLService\nmetadata:\n  name: {name}\n"
 IMAGE_WARNING = (
-    "has a container image (t9kpublic/tensorflow-serving:2.6.0) and no command: it runs only on the "
-    "kubernetes backend; under the local backend it has no replicas and requests get 503"
+    "has a container image (t9kpublic/tensorflow-serving:2.6.0) and no command: the local backend runs "
+    "commands, not images, so this revision has no replicas and its requests get 503; add a command to run it here"
 )
 
 # The first example of TensorStack's manual, unchanged.

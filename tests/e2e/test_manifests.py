@@ -127,3 +127,42 @@ spec:
     assert len(failures) <= 1, errors  # cc 1: the victim held at most one request
     assert len(statuses) > 30
     assert failures in ([], [502])
+
+
+async def test_revision_that_cannot_start_answers_503_at_once_with_the_reason(serve: Start) -> None:
+    _, base = await serve([str(ROOT / "config/examples/paddleservice-sample.yaml")])
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.post(
+            f"{base}/image/prediction",
+            headers={"Host": "paddleservice-sample.paddleservice-system.example.com"},
+            json={"feed": [{"image": "daisy.jpg"}], "fetch": ["score"]},
+        )
+    assert time.monotonic() - started < 2
+    assert r.status_code == 503
+    assert "the local backend runs commands, not container images" in r.json()["error"]
+
+
+async def test_crash_looping_revision_times_out_with_the_crash_reason(serve: Start, tmp_path: Path) -> None:
+    cfg = tmp_path / "crash.yaml"
+    cfg.write_text(
+        """apiVersion: serving-gateway/v1
+kind: GatewayConfig
+spec:
+  activator: {activationTimeout: 1.5s}
+---
+apiVersion: elasticserving.paddlepaddle.org/v1
+kind: PaddleService
+metadata: {name: crashy}
+spec:
+  default:
+    command: "echo model file missing >&2; exit 3"
+"""
+    )
+    _, base = await serve([str(cfg)])
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.get(f"{base}/", headers={"Host": "crashy.default.example.com"})
+    assert r.status_code == 504
+    error = r.json()["error"]
+    assert "timed out waiting for a replica" in error
+    assert "crash-backoff" in error and "code 3" in error and "model file missing" in error
