@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def create_admin_app(gateway: Gateway) -> Starlette:
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(gateway.views))
+    registry.register(GatewayCollector(gateway.views, lambda: gateway.proxy.unrouted))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 
+from gateway import __version__
 from gateway.config import ConfigError, load, routing_table
 
 log = logging.getLogger("gateway")
@@ -24,6 +26,7 @@ def _paths_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Serving Gateway: Host routing, canary split, scale from zero.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
@@ -37,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     _paths_arg(validate)
 
     status = sub.add_parser("status", help="print every revision's traffic, replicas and load")
-    status.add_argument("--admin", default="127.0.0.1:9090", metavar="HOST:PORT", help="the gateway's admin address")
+    status.add_argument(
+        "--admin", default="127.0.0.1:9090", metavar="HOST:PORT", help="the gateway's admin address (default %(default)s)"
+    )
 
     from gateway.modelserver.server import add_arguments
 
@@ -61,6 +66,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `gateway validate ... | head`: the reader left; that is not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.files)

@@ -41,8 +41,9 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
 
 
 class GatewayCollector(Collector):
-    def __init__(self, views: Callable[[], Iterable[RevisionView]]) -> None:
+    def __init__(self, views: Callable[[], Iterable[RevisionView]], unrouted: Callable[[], dict[int, int]]) -> None:
         self._views = views
+        self._unrouted = unrouted
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -58,6 +59,8 @@ class GatewayCollector(Collector):
         panic = GaugeMetricFamily("gateway_revision_panic", "1 while the revision's autoscaler is in panic mode", labels=labels)
         queued = GaugeMetricFamily("gateway_activator_queued_requests", "Requests waiting for a replica", labels=labels)
         in_flight = GaugeMetricFamily("gateway_revision_in_flight_requests", "Requests being served or waiting", labels=labels)
+        for code, count in sorted(self._unrouted().items()):
+            requests.add_metric(["", "", str(code)], count)  # answered before a revision was chosen
         for view in self._views():
             rt = view.runtime
             lv = [rt.service_label, rt.revision_label]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-COLUMNS = ("HOST", "TRAFFIC", "READY", "IN-FLIGHT", "QUEUED", "STABLE", "PANIC", "STATE")
+COLUMNS = ("HOST", "REVISION", "TRAFFIC", "READY", "IN-FLIGHT", "QUEUED", "STABLE", "PANIC", "STATE")
 
 
 def _fmt(value: object) -> str:
@@ -29,7 +29,8 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
                 state += f" ({rev['message']})"
             out.append(
                 (
-                    rev["host"],
+                    service["host"],
+                    rev["name"],
                     f"{rev['percent']}%",
                     f"{rev['ready']}/{rev['desired']}",
                     _fmt(rev.get("in_flight")),

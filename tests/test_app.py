@@ -133,6 +133,9 @@ async def test_admin_endpoints(replicas: tuple[Replica, Replica], tmp_path: Path
         assert 'gateway_requests_total{code="200",revision="iris-default",service="iris"} 7.0' in text
         assert 'gateway_requests_total{code="200",revision="iris-canary",service="iris"} 3.0' in text
         assert "gateway_request_duration_seconds_bucket" in text
+        await data.get("/", headers={"Host": "nobody.default.example.com"})
+        text = (await admin.get("/metrics")).text
+        assert 'gateway_requests_total{code="404",revision="",service=""} 1.0' in text
         for name in (
             "gateway_revision_ready_replicas",
             "gateway_revision_desired_replicas",

@@ -135,9 +135,14 @@ async def test_sighup_reloads_and_status_prints_revisions(served: Served, replic
     r = await asyncio.get_running_loop().run_in_executor(None, lambda: run_cli("status", "--admin", f"127.0.0.1:{served.admin}"))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split()[:3] == ["HOST", "TRAFFIC", "READY"]
-    assert any(line.startswith(f"canary-{HOST}") and " 25% " in line and " 1/" in line for line in lines), r.stdout
-    assert any(line.startswith(f"default-{HOST}") and " 75% " in line for line in lines), r.stdout
+    assert lines[0].split()[:4] == ["HOST", "REVISION", "TRAFFIC", "READY"]
+    assert any(line.split()[:4] == [HOST, "iris-canary", "25%", "1/1"] for line in lines), r.stdout
+    assert any(line.split()[:3] == [HOST, "iris-default", "75%"] for line in lines), r.stdout
+
+
+def test_version() -> None:
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == "gateway 0.1.0"
 
 
 def test_status_without_gateway_is_a_clear_error() -> None:

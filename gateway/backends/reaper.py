@@ -121,7 +121,12 @@ def strays(state_dir: Path) -> list[ReplicaRecord]:
             continue
         start = proc_start_time(pid)
         if start is not None:
-            found.append(ReplicaRecord(pid, os.getpgid(pid) if _pgid_ok(pid) else pid, start, (), "stray"))
+            try:
+                argv = tuple(a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a)
+            except OSError:
+                argv = ()
+            pgid = os.getpgid(pid) if _pgid_ok(pid) else pid
+            found.append(ReplicaRecord(pid, pgid, start, argv, "(child of a replica whose record is gone)"))
     return found
 
 

@@ -82,6 +82,8 @@ _AUTOSCALER: dict[str, tuple[str, Reader]] = {
     ),
     "containerConcurrencyTargetDefault": ("container_concurrency_target_default", _at_least_hundredth),
     "targetUtilization": ("target_utilization", _utilization),
+    # Knative's own name for it (container-concurrency-target-percentage)
+    "containerConcurrencyTargetPercentage": ("target_utilization", _utilization),
     "requestsPerSecondTargetDefault": ("requests_per_second_target_default", _at_least_hundredth),
     "enableScaleToZero": ("enable_scale_to_zero", boolean),
     "initialScale": ("initial_scale", lambda c, p, v: integer(c, p, v, lo=0)),
@@ -140,6 +142,11 @@ def _section(
 
 def _redis_url(ctx: DocContext, path: str, value: object) -> str | None:
     if isinstance(value, str) and value.split("://", 1)[0] in ("redis", "rediss", "unix") and "://" in value:
+        ctx.warn(
+            path,
+            "sharing load between gateway replicas through Redis is not implemented yet: "
+            "each gateway scales on the traffic it sees itself",
+        )
         return value
     ctx.error(path, f"must be a redis://HOST:PORT URL, got {describe(value)}")
     return None

@@ -32,6 +32,11 @@ def _target(service: ServiceSpec, config: Config) -> str:
     return f"{target} / {limit}"
 
 
+def _static_target(service: ServiceSpec) -> str:
+    cc = service.scaling.container_concurrency
+    return f"cc {cc} per endpoint" if cc else "cc unlimited"
+
+
 def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]:
     domain = config.gateway.domain
     host = f"{service.name}.{service.namespace}.{domain}"
@@ -46,8 +51,8 @@ def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]
                 key.name,
                 f"{shares[revision.name]}%",
                 backend if i == 0 else "",
-                _scale(service) if i == 0 else "",
-                _target(service, config) if i == 0 else "",
+                (_scale(service) if backend != "static" else "fixed endpoints") if i == 0 else "",
+                _static_target(service) if backend == "static" and i == 0 else _target(service, config) if i == 0 else "",
             )
         )
     for revision in service.revisions():

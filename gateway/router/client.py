@@ -148,6 +148,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.cycle is None or self.cycle.phase == 4:
             self.write(error_response(status, message, close=True))
+            unrouted = self.server.unrouted
+            unrouted[status] = unrouted.get(status, 0) + 1
         self.close()
         if self.parsing is not None:
             self.parsing.abort()

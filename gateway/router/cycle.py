@@ -468,6 +468,9 @@ class RequestCycle:
                 if self.counted and rt.stats is not None:
                     rt.stats.request_out(now)
                 rt.record(status, now - self.started)
+        else:
+            unrouted = self.conn.server.unrouted  # 400/404/431… answered before any revision was chosen
+            unrouted[status] = unrouted.get(status, 0) + 1
         self.conn.cycle_done(self)
 
     def abort(self) -> None:

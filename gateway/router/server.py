@@ -28,6 +28,7 @@ class ProxyServer:
         self.settings = settings
         self.pools = Pools(keepalive=settings.upstream_keepalive_timeout, connect_timeout=settings.connect_timeout)
         self.connections: set[ClientConnection] = set()
+        self.unrouted: dict[int, int] = {}  # status -> count of requests no revision answered
         self.draining = False
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None

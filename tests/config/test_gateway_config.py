@@ -231,3 +231,15 @@ def test_gateway_config_after_the_services_still_applies(tmp_path: Path) -> None
     assert config.gateway.backend == "static"
     assert config.gateway.domain == "svc.local"
     assert config.services[0].default.endpoints == ("http://10.0.0.1:80",)
+
+
+def test_redis_is_accepted_with_a_warning_that_it_is_not_shared_yet(tmp_path: Path) -> None:
+    path = write(tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  redis: redis://10.0.0.1:6379\n")
+    config = load([path])
+    assert config.gateway.redis == "redis://10.0.0.1:6379"
+    assert any("spec.redis" in w and "not implemented yet" in w for w in config.warnings)
+
+
+def test_knative_name_for_target_utilization_is_accepted(tmp_path: Path) -> None:
+    body = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  autoscaler:\n    containerConcurrencyTargetPercentage: 80\n"
+    assert load([write(tmp_path, "gw.yaml", body)]).gateway.autoscaler.target_utilization == 80.0
