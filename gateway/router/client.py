@@ -11,7 +11,7 @@ import httptools
 
 from gateway.router.cycle import RequestCycle
 from gateway.router.errors import error_response
-from gateway.router.headers import BadRequest, normalise_host, read_request_head
+from gateway.router.headers import BadRequest, RequestHead, normalise_host, read_request_head
 
 if TYPE_CHECKING:
     from gateway.router.server import ProxyServer
@@ -238,12 +238,33 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
 
+def absolute_form(url: bytes, head: RequestHead) -> bytes:
+    """``GET http://host/path``: route by the URI's authority (RFC 9112 §3.2.2), forward origin-form."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        raise BadRequest("request target must be a path or an absolute http URI")
+    authority, slash, path = rest.partition(b"/")
+    authority, query_sep, query = authority.partition(b"?")
+    if not authority or b"@" in authority:
+        raise BadRequest("absolute request target without a usable host")
+    target = b"/" + path if slash else b"/"
+    if query_sep:
+        target += b"?" + query
+    if normalise_host(authority) != normalise_host(head.host):
+        head.lines = [line for line in head.lines if line[:5].lower() != b"host:"]
+        head.lines.append(b"host: " + authority + b"\r\n")
+        head.host = authority
+    return target
+
+
 def route_and_build(server: ProxyServer, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> RequestCycle:
     """Read the head, pick the revision, build the upstream request head (or an error)."""
     try:
         if method == b"CONNECT":
             raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
         head = read_request_head(headers)
+        if url[:1] != b"/" and url != b"*":
+            url = absolute_form(url, head)
     except BadRequest as exc:
         return RequestCycle(conn, method, url, None, None, False, b"", (exc.status, str(exc)))
     found = server.routes.lookup(normalise_host(head.host))

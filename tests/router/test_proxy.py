@@ -274,3 +274,16 @@ async def test_slow_reader_then_keepalive_reuse(gw_port: int, replica: Replica) 
     async with httpx.AsyncClient(timeout=5) as c:
         assert (await c.get(f"http://127.0.0.1:{gw_port}/other", headers={"Host": HOST})).status_code == 200
     writer.close()
+
+
+async def test_absolute_form_target_is_routed_by_its_authority_and_forwarded_as_a_path(gw_port: int) -> None:
+    raw = await raw_exchange(
+        gw_port,
+        f"GET http://{HOST}/v1/models?x=1 HTTP/1.1\r\nHost: something.else\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert raw.startswith(b"HTTP/1.1 200")
+    doc = body_json(raw)
+    assert doc["path"] == "/v1/models?x=1"
+    assert doc["headers"]["host"] == HOST  # type: ignore[index]
+    raw = await raw_exchange(gw_port, f"GET ftp://{HOST}/x HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    assert raw.startswith(b"HTTP/1.1 400")
