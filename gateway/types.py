@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 RevisionName = Literal["default", "canary"]
 
@@ -25,9 +25,8 @@ class RevisionKey:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One replica's address."""
+class Endpoint(NamedTuple):
+    """One replica's address. A tuple: hashed and compared in C on the request path."""
 
     host: str
     port: int

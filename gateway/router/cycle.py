@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gateway.router.errors import error_response, reason
-from gateway.router.headers import RequestHead, read_response_head
+from gateway.router.headers import RequestHead, ResponseHead
 from gateway.router.revision import RevisionRuntime
 from gateway.router.throttler import QueueFull, Tracker
 from gateway.router.upstream import UpstreamConnection
@@ -266,7 +266,7 @@ class RequestCycle:
         self.conn.resume_reading(self.conn.UPSTREAM)
 
     # -- response relay -------------------------------------------------------------------------
-    def on_response_head(self, status: int, reason_: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    def on_response_head(self, status: int, reason_: bytes, resp: ResponseHead, keep_alive: bool) -> None:
         if self.phase == DONE:
             return
         self.phase = STREAMING
@@ -274,7 +274,6 @@ class RequestCycle:
         self.reusable = keep_alive
         rt = self.rt
         assert rt is not None
-        resp = read_response_head(headers)
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason_ or reason(status))]
         parts.extend(resp.lines)
         parts.append(rt.header)

@@ -112,41 +112,48 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     return RequestHead(host, lines, content_length, chunked, expect, tag, xff, has_xfp, has_xfh, upgrade)
 
 
-@dataclass(slots=True)
 class ResponseHead:
-    lines: list[bytes]
-    content_length: int  # -1 when absent
-    chunked: bool
-    upgrade: bytes | None
+    """A response head read header by header as the parser delivers them (no second pass)."""
 
+    __slots__ = ("lines", "content_length", "chunked", "upgrade", "connection")
 
-def read_response_head(headers: list[tuple[bytes, bytes]]) -> ResponseHead:
-    lines: list[bytes] = []
-    names: list[bytes] = []
-    content_length = -1
-    chunked = False
-    connection_tokens: list[bytes] = []
-    upgrade = None
-    for name, value in headers:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []  # forwarded header lines, each "name: value\r\n"
+        self.content_length = -1  # -1 when absent
+        self.chunked = False
+        self.upgrade: bytes | None = None
+        self.connection: bytes | None = None
+
+    def add(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
-                chunked = chunked or b"chunked" in value.lower()
+                self.chunked = self.chunked or b"chunked" in value.lower()
             elif lname == b"connection":
-                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+                self.connection = value if self.connection is None else self.connection + b"," + value
             elif lname == b"upgrade":
-                upgrade = value
-            continue
-        if lname == b"content-length":
+                self.upgrade = value
+        elif lname == b"content-length":
             if value.strip().isdigit():
-                content_length = int(value)
-            continue
-        lines.append(name + b": " + value + b"\r\n")
-        names.append(lname)
-    extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close"}
-    if extra:
-        lines = [line for line, n in zip(lines, names) if n not in extra]
-    return ResponseHead(lines, content_length, chunked, upgrade)
+                self.content_length = int(value)
+        else:
+            self.lines.append(name + b": " + value + b"\r\n")
+
+    def finish(self) -> ResponseHead:
+        """Drop the headers the replica's Connection header names as hop-by-hop."""
+        if self.connection is not None:
+            tokens = {t.strip().lower() for t in self.connection.split(b",")}
+            extra = {t for t in tokens if t and t not in HOP_BY_HOP and t != b"close"}
+            if extra:
+                self.lines = [line for line in self.lines if line.split(b":", 1)[0].lower() not in extra]
+        return self
+
+
+def read_response_head(headers: list[tuple[bytes, bytes]]) -> ResponseHead:
+    head = ResponseHead()
+    for name, value in headers:
+        head.add(name, value)
+    return head.finish()
 
 
 def normalise_host(host: bytes) -> bytes:

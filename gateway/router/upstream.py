@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
+from gateway.router.headers import ResponseHead
 from gateway.types import Endpoint
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class ResponseSink(Protocol):
     """What an upstream connection reports to the request cycle that borrowed it."""
 
-    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+    def on_response_head(self, status: int, reason: bytes, head: ResponseHead, keep_alive: bool) -> None: ...
     def on_response_body(self, data: bytes) -> None: ...
     def on_response_complete(self) -> None: ...
     def on_upstream_raw(self, data: bytes) -> None: ...
@@ -35,7 +36,7 @@ class UpstreamConnection(asyncio.Protocol):
         "transport",
         "parser",
         "sink",
-        "headers",
+        "head",
         "reason",
         "idle_since",
         "closed",
@@ -56,7 +57,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.head = ResponseHead()
         self.reason = b""
         self.idle_since = 0.0
         self.closed = False
@@ -88,7 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.dirty:
             self.parser = httptools.HttpResponseParser(self)
             self.dirty = False
-        self.headers = []
+        self.head = ResponseHead()
         self.reason = b""
         self.bytes_received = 0
         self.skip_body = head_only
@@ -172,7 +173,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.head.add(name, value)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -180,14 +181,14 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:
             return
         if 100 <= status < 200 and status != 101:
-            self.headers = []
+            self.head = ResponseHead()
             self.reason = b""
             return  # interim response: dropped (the gateway answers Expect itself)
-        headers = self.headers
-        self.headers = []
+        head = self.head.finish()
+        self.head = ResponseHead()
         if status == 101:
             self.upgraded = True
-        sink.on_response_head(status, self.reason, headers, self.parser.should_keep_alive())
+        sink.on_response_head(status, self.reason, head, self.parser.should_keep_alive())
         if status != 101 and self.skip_body and self.sink is sink:
             self.message_done = True
             self.dirty = True
