@@ -42,6 +42,7 @@ class RevisionScaling:
     tick_interval: float
     fixed: bool
     reachable: bool = True
+    activation_scale: int = 0
 
     @classmethod
     def resolve(
@@ -96,6 +97,7 @@ class RevisionScaling:
             tick_interval=settings.tick_interval,
             fixed=spec.autoscaler_class == "fixed",
             reachable=reachable,
+            activation_scale=spec.activation_scale or 0,
         )
 
     def decider_spec(self) -> DeciderSpec:
@@ -109,6 +111,7 @@ class RevisionScaling:
             max_scale_up_rate=self.max_scale_up_rate,
             max_scale_down_rate=self.max_scale_down_rate,
             scale_down_delay=self.scale_down_delay,
+            activation_scale=self.activation_scale,
             reachable=self.reachable,
             tick_interval=self.tick_interval,
         )

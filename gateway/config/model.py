@@ -87,6 +87,7 @@ class ScalingSpec:
     initial_scale: int | None = None
     scale_down_delay: float | None = None
     scale_to_zero_grace_period: float | None = None
+    activation_scale: int | None = None  # Knative's activation-scale: the least replicas a scale from zero asks for
 
 
 @dataclass(frozen=True)

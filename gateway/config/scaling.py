@@ -90,6 +90,8 @@ _ANNOTATIONS: dict[str, tuple[str, Reader]] = {
     "targetBurstCapacity": ("target_burst_capacity", read_target_burst_capacity),
     "scale-down-delay": ("scale_down_delay", read_scale_down_delay),
     "scaleDownDelay": ("scale_down_delay", read_scale_down_delay),
+    "activation-scale": ("activation_scale", lambda c, p, v: integer(c, p, v, lo=2)),
+    "activationScale": ("activation_scale", lambda c, p, v: integer(c, p, v, lo=2)),
 }
 
 
@@ -142,6 +144,10 @@ class ScalingDraft:
                 self.path("max_scale"),
                 f"must be 0 (unbounded) or >= the minimum scale {low}, got {high}",
             )
+        activation = values.get("activation_scale")
+        if activation is not None and (activation < low or (high and activation > high)):
+            bounds = f"{low}..{high}" if high else f">= {low}"
+            ctx.error(self.path("activation_scale"), f"must be within the scale bounds ({bounds}), got {activation}")
         if ctx.error_count > errors:
             return None
         return ScalingSpec(**values)

@@ -295,7 +295,7 @@ def test_bad_and_unknown_annotations(tmp_path: Path) -> None:
     meta = """\
   annotations:
     autoscaling.knative.dev/max-scale: many
-    autoscaling.knative.dev/activation-scale: "3"
+    autoscaling.knative.dev/scale-to-zero-pod-retention-period: "1m"
 """
     path = write(tmp_path, "x.yaml", paddle("foo", extra_meta=meta))
     assert problems([path]) == [
@@ -307,7 +307,7 @@ def test_bad_and_unknown_annotations(tmp_path: Path) -> None:
     ok = write(tmp_path, "ok.yaml", paddle("foo", extra_meta=meta.replace("many", "4")))
     assert load([ok]).warnings == (
         (
-            f"{ok}: {LABEL}: metadata.annotations[autoscaling.knative.dev/activation-scale]: "
+            f"{ok}: {LABEL}: metadata.annotations[autoscaling.knative.dev/scale-to-zero-pod-retention-period]: "
             "autoscaling annotation not supported by the gateway, ignored"
         ),
     )
@@ -533,3 +533,27 @@ def test_backend_and_timeout(tmp_path: Path) -> None:
     assert service.backend == "static"
     assert service.timeout == 60.0
     assert service.default.endpoints == ("http://10.0.0.1:8000",)
+
+
+def test_activation_scale_annotation_reaches_the_decider(tmp_path: Path) -> None:
+    meta = "  annotations:\n    autoscaling.knative.dev/activation-scale: \"3\"\n"
+    text = paddle("foo").replace("metadata:\n  name: foo\n", "metadata:\n  name: foo\n" + meta)
+    service = one_service(load([write(tmp_path, "x.yaml", text)]))
+    assert service.scaling.activation_scale == 3
+    assert RevisionScaling.resolve(AutoscalerSettings(), service.scaling).decider_spec().activation_scale == 3
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("1", "must be >= 2, got 1"),
+        ("9", "must be within the scale bounds (0..4), got 9"),
+    ],
+)
+def test_activation_scale_is_checked(tmp_path: Path, value: str, message: str) -> None:
+    meta = f"  annotations:\n    autoscaling.knative.dev/activation-scale: \"{value}\"\n"
+    text = paddle("foo", "default:\n  command: x\nservice:\n  maxScale: 4\n").replace(
+        "metadata:\n  name: foo\n", "metadata:\n  name: foo\n" + meta
+    )
+    path = write(tmp_path, "x.yaml", text)
+    assert problems([path]) == [f"{path}: {LABEL}: metadata.annotations[autoscaling.knative.dev/activation-scale]: {message}"]
