@@ -240,3 +240,22 @@ def test_sigkilled_gateway_leaves_nothing_after_the_next_start(tmp_path: Path) -
         proc2.send_signal(signal.SIGTERM)
         proc2.wait(20)
     assert _replica_pids(marker) == []
+
+
+@pytest.mark.parametrize("which", ["--listen", "--admin-listen"])
+def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = "--admin-listen" if which == "--listen" else "--listen"
+        r = run_cli("serve", "-f", "config/examples/static-canary.yaml", which, f"127.0.0.1:{port}", other, "127.0.0.1:0",
+                    "--state-dir", str(tmp_path))
+    assert r.returncode == 1
+    assert "cannot start" in r.stderr and str(port) in r.stderr and "in use" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_serve_with_a_malformed_listen_address(tmp_path: Path) -> None:
+    r = run_cli("serve", "-f", "config/examples/static-canary.yaml", "--listen", "nonsense", "--state-dir", str(tmp_path))
+    assert r.returncode == 1 and "expected HOST:PORT, got 'nonsense'" in r.stderr
