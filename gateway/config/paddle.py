@@ -209,4 +209,8 @@ def _scaling(ctx: DocContext, value: object, annotations: dict[str, str]) -> Sca
                 draft.set("target", float(target), "spec.service.target")
                 draft.set("container_concurrency", target, "spec.service.target")
     draft.apply_annotations(ctx, annotations)
+    if draft.values.get("metric") == "rps" and "target" not in draft.paths:
+        # ElasticServing's default target (100) is a concurrency; on request rate Knative's
+        # requests-per-second default (200) applies, and nothing caps concurrency.
+        draft.values.update(target=None, container_concurrency=0)
     return draft.finish(ctx)

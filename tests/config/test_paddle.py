@@ -557,3 +557,14 @@ def test_activation_scale_is_checked(tmp_path: Path, value: str, message: str) -
     )
     path = write(tmp_path, "x.yaml", text)
     assert problems([path]) == [f"{path}: {LABEL}: metadata.annotations[autoscaling.knative.dev/activation-scale]: {message}"]
+
+
+def test_rps_metric_without_target_uses_knatives_rps_default(tmp_path: Path) -> None:
+    spec = "default:\n  command: x\nservice:\n  metric: rps\n"
+    service = one_service(load([write(tmp_path, "x.yaml", paddle("foo", spec))]))
+    assert service.scaling.metric == "rps"
+    assert service.scaling.target is None and service.scaling.container_concurrency == 0
+    effective = RevisionScaling.resolve(AutoscalerSettings(), service.scaling)
+    assert effective.total_value == 200.0 and effective.target_value == pytest.approx(140.0)
+    explicit = one_service(load([write(tmp_path, "y.yaml", paddle("foo", spec + "  target: 50\n"))]))
+    assert explicit.scaling.target == 50.0 and explicit.scaling.container_concurrency == 50
