@@ -71,9 +71,10 @@ def _raw_pods(value: float, target: float) -> float:
 class Decider:
     """Knative's per-revision autoscaler: stable/panic modes, rate limits, scale-down delay."""
 
-    def __init__(self, spec: DeciderSpec, ready_pods: int, now: float) -> None:
+    def __init__(self, spec: DeciderSpec, ready_pods: int | None, now: float) -> None:
         self.spec = spec
-        ready = max(0, ready_pods)
+        # A ready-count error at construction (None) counts as 0 ready (§4.2, TestNewFail).
+        ready = max(0, ready_pods) if ready_pods is not None else 0
         # After a restart the history is gone: hold the current scale until data accumulates.
         self.panic_time: float | None = now if ready > 1 else None
         self.max_panic_pods: int = ready
