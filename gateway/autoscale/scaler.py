@@ -166,8 +166,11 @@ class RevisionScaler:
                 return 0, False  # marks the revision inactive; replicas go on the next ticks
             return 1, True
         grace = scaling.scale_to_zero_grace_period
-        if since >= grace:
+        retention = scaling.scale_to_zero_pod_retention if scaling.reachable else 0.0
+        if since >= max(grace, retention):
             return 0, True
+        if retention > 0 and since < retention:
+            return 0, False  # keep the last replica for the retention period
         if self._proxy_since is not None and now - self._proxy_since >= grace:
             return 0, True
         return 0, False

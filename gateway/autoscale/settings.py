@@ -43,6 +43,7 @@ class RevisionScaling:
     fixed: bool
     reachable: bool = True
     activation_scale: int = 0
+    scale_to_zero_pod_retention: float = 0.0
 
     @classmethod
     def resolve(
@@ -98,6 +99,9 @@ class RevisionScaling:
             fixed=spec.autoscaler_class == "fixed",
             reachable=reachable,
             activation_scale=spec.activation_scale or 0,
+            scale_to_zero_pod_retention=_pick(
+                spec.scale_to_zero_pod_retention_period, settings.scale_to_zero_pod_retention_period
+            ),
         )
 
     def decider_spec(self) -> DeciderSpec:

@@ -72,6 +72,10 @@ _AUTOSCALER: dict[str, tuple[str, Reader]] = {
     "maxScaleUpRate": ("max_scale_up_rate", _rate),
     "maxScaleDownRate": ("max_scale_down_rate", _rate),
     "scaleToZeroGracePeriod": ("scale_to_zero_grace_period", _positive_duration),
+    "scaleToZeroPodRetentionPeriod": (
+        "scale_to_zero_pod_retention_period",
+        lambda c, p, v: duration(c, p, v, ok=lambda s: 0 <= s <= 3600, expect="0s..1h"),
+    ),
     "scaleDownDelay": (
         "scale_down_delay",
         lambda c, p, v: duration(c, p, v, ok=lambda s: s >= 0, expect=">= 0s", whole_seconds=True),

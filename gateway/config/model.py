@@ -24,6 +24,7 @@ class AutoscalerSettings:
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
     scale_to_zero_grace_period: float = 30.0
+    scale_to_zero_pod_retention_period: float = 0.0
     scale_down_delay: float = 0.0
     target_burst_capacity: float = 211.0
     container_concurrency_target_default: float = 100.0
@@ -87,6 +88,7 @@ class ScalingSpec:
     initial_scale: int | None = None
     scale_down_delay: float | None = None
     scale_to_zero_grace_period: float | None = None
+    scale_to_zero_pod_retention_period: float | None = None
     activation_scale: int | None = None  # Knative's activation-scale: the least replicas a scale from zero asks for
 
 

@@ -65,6 +65,10 @@ def read_scale_down_delay(ctx: DocContext, path: str, value: object) -> float | 
     return duration(ctx, path, value, ok=lambda v: 0 <= v <= 3600, expect="0s..1h", whole_seconds=True)
 
 
+def read_retention(ctx: DocContext, path: str, value: object) -> float | None:
+    return duration(ctx, path, value, ok=lambda v: 0 <= v <= 3600, expect="0s..1h")
+
+
 def read_container_concurrency(ctx: DocContext, path: str, value: object) -> int | None:
     return integer(ctx, path, value, lo=0, hi=1000)
 
@@ -90,6 +94,8 @@ _ANNOTATIONS: dict[str, tuple[str, Reader]] = {
     "targetBurstCapacity": ("target_burst_capacity", read_target_burst_capacity),
     "scale-down-delay": ("scale_down_delay", read_scale_down_delay),
     "scaleDownDelay": ("scale_down_delay", read_scale_down_delay),
+    "scale-to-zero-pod-retention-period": ("scale_to_zero_pod_retention_period", read_retention),
+    "scaleToZeroPodRetentionPeriod": ("scale_to_zero_pod_retention_period", read_retention),
     "activation-scale": ("activation_scale", lambda c, p, v: integer(c, p, v, lo=2)),
     "activationScale": ("activation_scale", lambda c, p, v: integer(c, p, v, lo=2)),
 }

@@ -348,3 +348,18 @@ async def test_request_right_after_scale_to_zero_scales_up_at_once() -> None:
     a.poke(KEY)
     await a.tick_poked()
     assert backend.scales()[-1] == (93.0, 1)
+
+
+async def test_pod_retention_keeps_the_last_replica_past_the_grace_period() -> None:
+    # As the grace-period test above, with a 120 s retention: inactive at 62 s, zero at 182 s.
+    a, backend, clock = await make(scaling(scale_to_zero_pod_retention=120.0))
+    await tick_until(a, clock, 180)
+    assert backend.replicas[KEY] == 1
+    await tick_until(a, clock, 184)
+    assert backend.scales() == [(0.0, 1), (182.0, 0)]
+
+
+async def test_pod_retention_is_ignored_when_unreachable() -> None:
+    a, backend, clock = await make(scaling(scale_to_zero_pod_retention=120.0, reachable=False))
+    await tick_until(a, clock, 100)
+    assert backend.replicas[KEY] == 0

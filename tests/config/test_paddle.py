@@ -295,7 +295,7 @@ def test_bad_and_unknown_annotations(tmp_path: Path) -> None:
     meta = """\
   annotations:
     autoscaling.knative.dev/max-scale: many
-    autoscaling.knative.dev/scale-to-zero-pod-retention-period: "1m"
+    autoscaling.knative.dev/metric-aggregation-algorithm: weighted-exponential
 """
     path = write(tmp_path, "x.yaml", paddle("foo", extra_meta=meta))
     assert problems([path]) == [
@@ -307,7 +307,7 @@ def test_bad_and_unknown_annotations(tmp_path: Path) -> None:
     ok = write(tmp_path, "ok.yaml", paddle("foo", extra_meta=meta.replace("many", "4")))
     assert load([ok]).warnings == (
         (
-            f"{ok}: {LABEL}: metadata.annotations[autoscaling.knative.dev/scale-to-zero-pod-retention-period]: "
+            f"{ok}: {LABEL}: metadata.annotations[autoscaling.knative.dev/metric-aggregation-algorithm]: "
             "autoscaling annotation not supported by the gateway, ignored"
         ),
     )
@@ -568,3 +568,19 @@ def test_rps_metric_without_target_uses_knatives_rps_default(tmp_path: Path) -> 
     assert effective.total_value == 200.0 and effective.target_value == pytest.approx(140.0)
     explicit = one_service(load([write(tmp_path, "y.yaml", paddle("foo", spec + "  target: 50\n"))]))
     assert explicit.scaling.target == 50.0 and explicit.scaling.container_concurrency == 50
+
+
+def test_pod_retention_from_annotation_and_gateway_config(tmp_path: Path) -> None:
+    meta = "  annotations:\n    autoscaling.knative.dev/scale-to-zero-pod-retention-period: 2m\n"
+    gateway = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  autoscaler:\n    scaleToZeroPodRetentionPeriod: 30s\n---\n"
+    config = load([write(tmp_path, "x.yaml", gateway + paddle("foo", extra_meta=meta) + "---\n" + paddle("bar"))])
+    settings = config.gateway.autoscaler
+    assert settings.scale_to_zero_pod_retention_period == 30.0
+    foo = RevisionScaling.resolve(settings, one_service(config, "foo").scaling)
+    bar = RevisionScaling.resolve(settings, one_service(config, "bar").scaling)
+    assert foo.scale_to_zero_pod_retention == 120.0 and bar.scale_to_zero_pod_retention == 30.0
+    bad = write(tmp_path, "bad.yaml", paddle("foo", extra_meta=meta.replace("2m", "2h")))
+    assert problems([bad]) == [
+        f"{bad}: {LABEL}: metadata.annotations[autoscaling.knative.dev/scale-to-zero-pod-retention-period]: "
+        "must be 0s..1h, got 2h"
+    ]
