@@ -104,7 +104,11 @@ class RequestCycle:
         assert rt is not None
         throttler = rt.throttler
         if not rt.scalable and throttler.reachable == 0:
-            self.fail(502, "no replica of this revision is reachable")
+            tracker = throttler.take_down() if self.attempts < MAX_ATTEMPTS else None
+            if tracker is None:
+                self.fail(502, "no replica of this revision is reachable")
+            else:
+                self.dispatch(tracker)
             return
         try:
             waiter = throttler.wait()

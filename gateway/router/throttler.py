@@ -167,6 +167,18 @@ class Throttler:
             return t
         return None
 
+    def take_down(self) -> Tracker | None:
+        """A slot on a replica marked down (the degraded path: nothing else is up).
+
+        For fixed endpoints a replica that dropped one request is usually still alive; trying it
+        beats failing every request until its probe comes back. O(replicas), off the normal path.
+        """
+        for t in self.trackers.values():
+            if t.down and (self.cc == 0 or t.in_flight < self.cc):
+                t.in_flight += 1
+                return t
+        return None
+
     def release(self, tracker: Tracker) -> None:
         tracker.in_flight -= 1
         cc = self.cc

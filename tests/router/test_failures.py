@@ -285,3 +285,32 @@ async def test_reused_connection_closed_by_replica_is_retried_for_get(tmp_path: 
     finally:
         await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
         server.close()
+
+
+async def test_single_static_endpoint_that_dropped_a_request_keeps_serving(tmp_path: object) -> None:
+    """A replica that drops one request is skipped only while another one is up."""
+    served = 0
+
+    async def flaky(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        while True:
+            head = await read_head(reader)
+            if head.startswith(b"POST /drop"):
+                await reader.readexactly(3)
+                writer.transport.abort()
+                return
+            served += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, port = await start_raw(flaky)
+    gw, gport = await gateway_for(f"http://127.0.0.1:{port}", tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gport}", headers={"Host": HOST}, timeout=5) as c:
+            assert (await c.post("/drop", content=b"abc")).status_code == 502
+            r = await c.get("/next")
+            assert r.status_code == 200 and r.text == "ok"
+        assert served == 1
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        server.close()
