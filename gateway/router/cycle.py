@@ -452,6 +452,7 @@ class RequestCycle:
             service=rt.service_label if rt else None,
             revision=rt.revision_label if rt else None,
             close=not self.keep_alive or self.conn.server.draining,
+            extra_headers=rt.header if rt else b"",
         )
         self.status = status
         self.conn.write(body)

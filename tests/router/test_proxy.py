@@ -243,6 +243,7 @@ async def test_all_endpoints_refusing_gives_502(tmp_path: object) -> None:
                 r = await c.get("/")
                 assert r.status_code == 502
                 assert r.json()["revision"] == "iris-default"
+                assert r.headers["x-gateway-revision"] == "iris-default"
     finally:
         await gw.stop(drain_timeout=1)
 
