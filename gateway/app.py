@@ -59,11 +59,8 @@ class Gateway:
         return backend
 
     def _in_flight(self, endpoint: Endpoint) -> int:
-        for rt in self.runtimes.values():
-            tracker = rt.throttler.trackers.get(endpoint)
-            if tracker is not None:
-                return tracker.in_flight
-        return 0
+        """For the local backend's drain (control plane, so a scan over revisions is fine)."""
+        return sum(rt.throttler.in_flight(endpoint) for rt in self.runtimes.values())
 
     def _endpoints_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
         rt = self.runtimes.get(key)

@@ -47,6 +47,8 @@ class Throttler:
         self.cc = container_concurrency
         self.queue_depth = queue_depth
         self.trackers: dict[Endpoint, Tracker] = {}
+        # Replicas that left the ready set while still serving: drained before they are stopped.
+        self.retired: dict[Endpoint, Tracker] = {}
         self._up: list[Tracker] = []  # unlimited: candidates for power of two choices
         self._ring: deque[Tracker] = deque()  # cc > 3: replicas with spare capacity, round-robin
         self._heap: list[Tracker] = []  # 1 <= cc <= 3: replicas with spare capacity, lowest index first
@@ -61,6 +63,8 @@ class Throttler:
             if endpoint not in endpoints:
                 tracker.removed = True
                 del self.trackers[endpoint]
+                if tracker.in_flight > 0:
+                    self.retired[endpoint] = tracker
         for endpoint in sorted(endpoints, key=lambda e: (e.host, e.port)):
             if endpoint not in self.trackers:
                 self.trackers[endpoint] = Tracker(endpoint, self._next_index)
@@ -179,8 +183,17 @@ class Throttler:
                 return t
         return None
 
+    def in_flight(self, endpoint: Endpoint) -> int:
+        """Requests on a replica, including one that already left the ready set (draining)."""
+        tracker = self.trackers.get(endpoint) or self.retired.get(endpoint)
+        return tracker.in_flight if tracker is not None else 0
+
     def release(self, tracker: Tracker) -> None:
         tracker.in_flight -= 1
+        if tracker.removed:
+            if tracker.in_flight == 0:
+                self.retired.pop(tracker.endpoint, None)
+            return
         cc = self.cc
         if cc and not tracker.listed and not tracker.removed and not tracker.down and tracker.in_flight < cc:
             tracker.listed = True

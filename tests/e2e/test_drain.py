@@ -1,0 +1,61 @@
+"""Scale-down drains: a replica leaving gets no new requests and is stopped only after its own finish."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.app import Gateway
+from gateway.config import load
+
+REPLICA = Path(__file__).with_name("sleepy_replica.py")
+
+
+def write(path: Path, replicas: int) -> None:
+    # The sleepy replica dies at once on SIGTERM: only a real drain saves its in-flight requests.
+    path.write_text(
+        f"""apiVersion: tensorstack.dev/v1beta1
+kind: SimpleMLService
+metadata: {{name: sleepy}}
+spec:
+  replicas: {replicas}
+  custom:
+    spec:
+      containers:
+      - name: c
+        command: ["{sys.executable}", "{REPLICA}", "{{port}}"]
+"""
+    )
+
+
+async def test_scale_down_waits_for_in_flight_requests(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    write(cfg, 2)
+    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
+    await gw.start(listen="127.0.0.1:0")
+    key = next(iter(gw.runtimes))
+    try:
+        deadline = time.monotonic() + 20
+        while len(gw.ready_endpoints(key)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(gw.ready_endpoints(key)) == 2
+        base = f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
+        async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=20) as c:
+            pending = [asyncio.create_task(c.get("/work?ms=4000")) for _ in range(4)]
+            await asyncio.sleep(0.3)
+            write(cfg, 1)
+            await gw.reload()
+            results = await asyncio.gather(*pending)
+            assert [r.status_code for r in results] == [200] * 4
+            assert len({r.json()["pid"] for r in results}) == 2  # both replicas were serving
+            deadline = time.monotonic() + 20
+            while len(gw.backends["local"].pids(key)) != 1 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.05)
+            assert len(gw.backends["local"].pids(key)) == 1  # type: ignore[attr-defined]
+            assert (await c.get("/work?ms=1")).status_code == 200
+    finally:
+        await gw.stop(drain_timeout=2)
