@@ -49,7 +49,8 @@ class GatewayCollector(Collector):
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["service", "revision"]
+        # namespace keeps two services of the same name in different namespaces apart
+        labels = ["namespace", "service", "revision"]
         requests = CounterMetricFamily("gateway_requests", "Requests answered, by status code", labels=labels + ["code"])
         duration = HistogramMetricFamily("gateway_request_duration_seconds", "Time from request head to last response byte", labels=labels)
         cold = HistogramMetricFamily("gateway_cold_start_seconds", "Time requests waited for a revision to scale up from zero", labels=labels)
@@ -60,10 +61,10 @@ class GatewayCollector(Collector):
         queued = GaugeMetricFamily("gateway_activator_queued_requests", "Requests waiting for a replica", labels=labels)
         in_flight = GaugeMetricFamily("gateway_revision_in_flight_requests", "Requests being served or waiting", labels=labels)
         for code, count in sorted(self._unrouted().items()):
-            requests.add_metric(["", "", str(code)], count)  # answered before a revision was chosen
+            requests.add_metric(["", "", "", str(code)], count)  # answered before a revision was chosen
         for view in self._views():
             rt = view.runtime
-            lv = [rt.service_label, rt.revision_label]
+            lv = [rt.key.namespace, rt.service_label, rt.revision_label]
             for code, count in sorted(rt.codes.items()):
                 requests.add_metric(lv + [str(code)], count)
             duration.add_metric(lv, _buckets(rt.durations), rt.durations.sum)

@@ -130,12 +130,12 @@ async def test_admin_endpoints(replicas: tuple[Replica, Replica], tmp_path: Path
         for field in ("desired", "stable", "panic", "panicking", "queued"):
             assert field in revs["iris-default"]
         text = (await admin.get("/metrics")).text
-        assert 'gateway_requests_total{code="200",revision="iris-default",service="iris"} 7.0' in text
-        assert 'gateway_requests_total{code="200",revision="iris-canary",service="iris"} 3.0' in text
+        assert 'gateway_requests_total{code="200",namespace="default",revision="iris-default",service="iris"} 7.0' in text
+        assert 'gateway_requests_total{code="200",namespace="default",revision="iris-canary",service="iris"} 3.0' in text
         assert "gateway_request_duration_seconds_bucket" in text
         await data.get("/", headers={"Host": "nobody.default.example.com"})
         text = (await admin.get("/metrics")).text
-        assert 'gateway_requests_total{code="404",revision="",service=""} 1.0' in text
+        assert 'gateway_requests_total{code="404",namespace="",revision="",service=""} 1.0' in text
         for name in (
             "gateway_revision_ready_replicas",
             "gateway_revision_desired_replicas",
@@ -145,6 +145,32 @@ async def test_admin_endpoints(replicas: tuple[Replica, Replica], tmp_path: Path
             "gateway_cold_start_seconds",
         ):
             assert name in text
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)
+
+
+async def test_same_service_name_in_two_namespaces_gives_distinct_series(replicas: tuple[Replica, Replica], tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    a, b = replicas
+    cfg = tmp_path / "gw.yaml"
+    doc = "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {{name: x, namespace: {ns}}}\nspec:\n  default:\n    endpoints: [\"{url}\"]\n"
+    cfg.write_text(
+        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec: {backend: static}\n---\n"
+        + doc.format(ns="ns-a", url=a.url) + "---\n" + doc.format(ns="ns-b", url=b.url)
+    )
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        for ns in ("ns-a", "ns-b"):
+            assert (await data.get("/", headers={"Host": f"x.{ns}.example.com"})).status_code == 200
+        text = (await admin.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            keys = [(s.name, tuple(sorted(s.labels.items()))) for s in family.samples]
+            assert len(keys) == len(set(keys)), f"duplicate series in {family.name}"
+        assert 'gateway_requests_total{code="200",namespace="ns-a",revision="x-default",service="x"} 1.0' in text
+        assert 'gateway_requests_total{code="200",namespace="ns-b",revision="x-default",service="x"} 1.0' in text
     finally:
         await data.aclose()
         await admin.aclose()
