@@ -174,13 +174,20 @@ class RequestCycle:
         if not isinstance(exc, asyncio.TimeoutError):
             rt.endpoint_failed(tracker.endpoint)  # before the release, so no waiter is handed it
         rt.throttler.release(tracker)
+        timed_out = isinstance(exc, asyncio.TimeoutError)
         if self.attempts >= MAX_ATTEMPTS:
-            if isinstance(exc, asyncio.TimeoutError):
+            if timed_out:
                 self.fail(504, f"timed out connecting to replica {tracker.endpoint}")
             else:
                 self.fail(502, f"could not connect to replica {tracker.endpoint}: {exc}")
             return
         nxt = rt.throttler.try_acquire()
+        if timed_out and (nxt is None or nxt.endpoint == tracker.endpoint):
+            # Another try would wait the whole connect timeout again on the same replica.
+            if nxt is not None:
+                rt.throttler.release(nxt)
+            self.fail(504, f"timed out connecting to replica {tracker.endpoint}")
+            return
         if nxt is not None:
             self.dispatch(nxt)
         elif rt.scalable:

@@ -314,3 +314,36 @@ async def test_single_static_endpoint_that_dropped_a_request_keeps_serving(tmp_p
     finally:
         await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
         server.close()
+
+
+async def test_connect_timeout_is_waited_once_per_replica(tmp_path: object) -> None:
+    import socket
+    import time
+
+    # A listener whose backlog is full: further SYNs are dropped, so connects hang.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    gw, gport = await gateway_for(f"http://127.0.0.1:{port}", tmp_path, connect_timeout=0.5)
+    try:
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.get(f"http://127.0.0.1:{gport}/", headers={"Host": HOST})
+        took = time.monotonic() - started
+        assert r.status_code == 504 and "timed out connecting" in r.json()["error"]
+        assert took < 1.2, took
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        for s in fillers:
+            s.close()
+        full.close()
