@@ -47,6 +47,7 @@ class Gateway:
         self.proxy = ProxyServer(RouteTable({}, []), config.gateway.proxy)
         self.autoscaler = Autoscaler(self, tick_interval=config.gateway.autoscaler.tick_interval)
         self._autoscaler_task: asyncio.Task[None] | None = None
+        self._retired: list[RevisionRuntime] = []
 
     # -- building -------------------------------------------------------------------------------
     def _backend_for(self, kind: BackendKind) -> Backend:
@@ -59,8 +60,13 @@ class Gateway:
         return backend
 
     def _in_flight(self, endpoint: Endpoint) -> int:
-        """For the local backend's drain (control plane, so a scan over revisions is fine)."""
-        return sum(rt.throttler.in_flight(endpoint) for rt in self.runtimes.values())
+        """For the local backend's drain (control plane, so a scan over revisions is fine).
+
+        Revisions removed by a reload still count until their last request has finished.
+        """
+        self._retired = [rt for rt in self._retired if rt.busy()]
+        runtimes = [*self.runtimes.values(), *self._retired]
+        return sum(rt.throttler.in_flight(endpoint) for rt in runtimes)
 
     def _endpoints_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
         rt = self.runtimes.get(key)
@@ -116,9 +122,20 @@ class Gateway:
             self.runtimes[key].set_endpoints(self.backends[wanted[key][1]].ready_endpoints(key))
         self.proxy.swap_routes(RouteTable.build(config, self.runtimes))
         for key in [k for k in self.runtimes if k not in wanted]:
-            self.runtimes.pop(key).close()
+            gone = self.runtimes.pop(key)
+            gone.close()
+            self._retired.append(gone)
             self.services.pop(key, None)
             self.revision_backend.pop(key, None)
+        if config.gateway.proxy != self.config.gateway.proxy:
+            self.proxy.configure(config.gateway.proxy)
+        for what, old, new in (
+            ("listen", self.config.gateway.listen, config.gateway.listen),
+            ("adminListen", self.config.gateway.admin_listen, config.gateway.admin_listen),
+            ("stateDir", self.config.gateway.state_dir, config.gateway.state_dir),
+        ):
+            if old != new:
+                log.warning("spec.%s changed from %s to %s: takes effect on the next start, not on reload", what, old, new)
         self.config = config
         await self._configure_scaling(config)
 

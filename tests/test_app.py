@@ -175,3 +175,20 @@ async def test_same_service_name_in_two_namespaces_gives_distinct_series(replica
         await data.aclose()
         await admin.aclose()
         await gw.stop(drain_timeout=1)
+
+
+async def test_reload_applies_new_proxy_limits(replicas: tuple[Replica, Replica], tmp_path: Path) -> None:
+    a, _ = replicas
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, a.url)
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        assert (await data.post("/", content=b"x" * 100)).status_code == 200
+        cfg.write_text(cfg.read_text().replace("  backend: static\n", "  backend: static\n  proxy:\n    maxBodyBytes: 10\n"))
+        assert (await admin.post("/admin/reload")).status_code == 200
+        r = await data.post("/", content=b"x" * 100)
+        assert r.status_code == 413
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)

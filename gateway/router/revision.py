@@ -108,6 +108,11 @@ class RevisionRuntime:
         log.info("%s: replica %s answers again", self.key, endpoint)
         self.throttler.mark_up(endpoint)
 
+    def busy(self) -> bool:
+        """Requests still in flight or waiting on this revision."""
+        throttler = self.throttler
+        return bool(throttler.queued or throttler.retired or any(t.in_flight for t in throttler.trackers.values()))
+
     def close(self) -> None:
         for task in self._probes.values():
             task.cancel()

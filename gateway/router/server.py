@@ -33,6 +33,12 @@ class ProxyServer:
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
+    def configure(self, settings: ProxySettings) -> None:
+        """New limits and timeouts (reload); connections read them on their next check."""
+        self.settings = settings
+        self.pools.keepalive = settings.upstream_keepalive_timeout
+        self.pools.connect_timeout = settings.connect_timeout
+
     def make_cycle(
         self, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> RequestCycle:
@@ -64,10 +70,9 @@ class ProxyServer:
         return max(0.02, min(0.5, shortest / 4))
 
     async def _sweep_forever(self) -> None:
-        interval = self._sweep_interval()
         last_pool_sweep = 0.0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._sweep_interval())
             now = time.monotonic()
             for conn in list(self.connections):
                 try:

@@ -59,3 +59,28 @@ async def test_scale_down_waits_for_in_flight_requests(tmp_path: Path) -> None:
             assert (await c.get("/work?ms=1")).status_code == 200
     finally:
         await gw.stop(drain_timeout=2)
+
+
+async def test_removing_a_service_on_reload_lets_its_requests_finish(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    write(cfg, 1)
+    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
+    await gw.start(listen="127.0.0.1:0")
+    key = next(iter(gw.runtimes))
+    try:
+        deadline = time.monotonic() + 20
+        while len(gw.ready_endpoints(key)) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        base = f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
+        async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=20) as c:
+            pending = asyncio.create_task(c.get("/work?ms=2500"))
+            await asyncio.sleep(0.3)
+            other = tmp_path / "other.yaml"
+            other.write_text(cfg.read_text().replace("name: sleepy", "name: other"))
+            gw.paths = [str(other)]
+            await gw.reload()
+            assert (await c.get("/")).status_code == 404  # the route is gone at once
+            r = await pending
+            assert r.status_code == 200  # but the request it was serving finished
+    finally:
+        await gw.stop(drain_timeout=2)
