@@ -55,7 +55,7 @@ class Gateway:
         if backend is None:
             options = {"in_flight": self._in_flight} if kind == "local" else {}
             backend = create_backend(kind, state_dir=str(self.state_dir), **options)
-            backend.watch(self._endpoints_changed)
+            backend.watch(lambda key, endpoints: self._endpoints_changed(kind, key, endpoints))
             self.backends[kind] = backend
         return backend
 
@@ -68,9 +68,10 @@ class Gateway:
         runtimes = [*self.runtimes.values(), *self._retired]
         return sum(rt.throttler.in_flight(endpoint) for rt in runtimes)
 
-    def _endpoints_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
+    def _endpoints_changed(self, kind: BackendKind, key: RevisionKey, endpoints: EndpointSet) -> None:
         rt = self.runtimes.get(key)
-        if rt is not None:
+        # A revision that moved to another backend still hears from the old one while it drains.
+        if rt is not None and self.revision_backend.get(key) == kind:
             rt.set_endpoints(endpoints)
 
     def _dropped(self, endpoint: Endpoint) -> None:

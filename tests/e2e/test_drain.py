@@ -84,3 +84,34 @@ async def test_removing_a_service_on_reload_lets_its_requests_finish(tmp_path: P
             assert r.status_code == 200  # but the request it was serving finished
     finally:
         await gw.stop(drain_timeout=2)
+
+
+async def test_moving_a_service_from_local_to_static_keeps_the_static_endpoints(tmp_path: Path) -> None:
+    from tests.router.support import start_replica
+
+    static = await start_replica("static")
+    cfg = tmp_path / "gw.yaml"
+    write(cfg, 1)
+    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
+    await gw.start(listen="127.0.0.1:0")
+    key = next(iter(gw.runtimes))
+    try:
+        deadline = time.monotonic() + 20
+        while len(gw.ready_endpoints(key)) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cfg.write_text(
+            "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: sleepy}\n"
+            f"spec:\n  backend: static\n  default:\n    endpoints: [\"{static.url}\"]\n"
+        )
+        await gw.reload()
+        deadline = time.monotonic() + 20
+        while gw.backends["local"].pids(key) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+        assert gw.backends["local"].pids(key) == []  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
+        async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=5) as c:
+            r = await c.get("/x")
+        assert r.status_code == 200 and r.json()["replica"] == "static"
+    finally:
+        await gw.stop(drain_timeout=2)
+        await static.runner.cleanup()
