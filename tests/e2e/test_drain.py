@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 
 from gateway.app import Gateway
 from gateway.config import load
+from gateway.types import RevisionKey
 
 REPLICA = Path(__file__).with_name("sleepy_replica.py")
 
@@ -32,18 +35,26 @@ spec:
     )
 
 
-async def test_scale_down_waits_for_in_flight_requests(tmp_path: Path) -> None:
-    cfg = tmp_path / "gw.yaml"
-    write(cfg, 2)
+@contextlib.asynccontextmanager
+async def serving(cfg: Path, tmp_path: Path, ready: int) -> AsyncIterator[tuple[Gateway, RevisionKey, str]]:
+    """A gateway on `cfg` with `ready` replicas of its one revision up; stopped afterwards."""
     gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
     await gw.start(listen="127.0.0.1:0")
     key = next(iter(gw.runtimes))
     try:
         deadline = time.monotonic() + 20
-        while len(gw.ready_endpoints(key)) < 2 and time.monotonic() < deadline:
+        while len(gw.ready_endpoints(key)) < ready and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert len(gw.ready_endpoints(key)) == 2
-        base = f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
+        assert len(gw.ready_endpoints(key)) == ready
+        yield gw, key, f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
+    finally:
+        await gw.stop(drain_timeout=2)
+
+
+async def test_scale_down_waits_for_in_flight_requests(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    write(cfg, 2)
+    async with serving(cfg, tmp_path, 2) as (gw, key, base):
         async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=20) as c:
             pending = [asyncio.create_task(c.get("/work?ms=4000")) for _ in range(4)]
             await asyncio.sleep(0.3)
@@ -57,21 +68,12 @@ async def test_scale_down_waits_for_in_flight_requests(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
             assert len(gw.backends["local"].pids(key)) == 1  # type: ignore[attr-defined]
             assert (await c.get("/work?ms=1")).status_code == 200
-    finally:
-        await gw.stop(drain_timeout=2)
 
 
 async def test_removing_a_service_on_reload_lets_its_requests_finish(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     write(cfg, 1)
-    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
-    await gw.start(listen="127.0.0.1:0")
-    key = next(iter(gw.runtimes))
-    try:
-        deadline = time.monotonic() + 20
-        while len(gw.ready_endpoints(key)) < 1 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        base = f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
+    async with serving(cfg, tmp_path, 1) as (gw, _, base):
         async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=20) as c:
             pending = asyncio.create_task(c.get("/work?ms=2500"))
             await asyncio.sleep(0.3)
@@ -82,8 +84,6 @@ async def test_removing_a_service_on_reload_lets_its_requests_finish(tmp_path: P
             assert (await c.get("/")).status_code == 404  # the route is gone at once
             r = await pending
             assert r.status_code == 200  # but the request it was serving finished
-    finally:
-        await gw.stop(drain_timeout=2)
 
 
 async def test_moving_a_service_from_local_to_static_keeps_the_static_endpoints(tmp_path: Path) -> None:
@@ -92,26 +92,19 @@ async def test_moving_a_service_from_local_to_static_keeps_the_static_endpoints(
     static = await start_replica("static")
     cfg = tmp_path / "gw.yaml"
     write(cfg, 1)
-    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
-    await gw.start(listen="127.0.0.1:0")
-    key = next(iter(gw.runtimes))
     try:
-        deadline = time.monotonic() + 20
-        while len(gw.ready_endpoints(key)) < 1 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        cfg.write_text(
-            "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: sleepy}\n"
-            f"spec:\n  backend: static\n  default:\n    endpoints: [\"{static.url}\"]\n"
-        )
-        await gw.reload()
-        deadline = time.monotonic() + 20
-        while gw.backends["local"].pids(key) and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            await asyncio.sleep(0.05)
-        assert gw.backends["local"].pids(key) == []  # type: ignore[attr-defined]
-        base = f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
-        async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=5) as c:
-            r = await c.get("/x")
-        assert r.status_code == 200 and r.json()["replica"] == "static"
+        async with serving(cfg, tmp_path, 1) as (gw, key, base):
+            cfg.write_text(
+                "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: sleepy}\n"
+                f"spec:\n  backend: static\n  default:\n    endpoints: [\"{static.url}\"]\n"
+            )
+            await gw.reload()
+            deadline = time.monotonic() + 20
+            while gw.backends["local"].pids(key) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.05)
+            assert gw.backends["local"].pids(key) == []  # type: ignore[attr-defined]
+            async with httpx.AsyncClient(base_url=base, headers={"Host": "sleepy.default.example.com"}, timeout=5) as c:
+                r = await c.get("/x")
+            assert r.status_code == 200 and r.json()["replica"] == "static"
     finally:
-        await gw.stop(drain_timeout=2)
         await static.runner.cleanup()
