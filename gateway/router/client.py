@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from gateway.router.cycle import RequestCycle
+from gateway.router.cycle import DONE, RequestCycle
 from gateway.router.errors import error_response
 from gateway.router.headers import BadRequest, RequestHead, normalise_host, read_request_head
 
@@ -146,7 +146,7 @@ class ClientConnection(asyncio.Protocol):
         """A request we cannot parse: answer once (if no response is under way) and close."""
         if self.closed:
             return
-        if self.cycle is None or self.cycle.phase == 4:
+        if self.cycle is None or self.cycle.phase == DONE:
             self.write(error_response(status, message, close=True))
             unrouted = self.server.unrouted
             unrouted[status] = unrouted.get(status, 0) + 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 
 from gateway.config.model import ProxySettings
@@ -48,14 +47,11 @@ class ProxyServer:
         """Atomic: requests already routed keep the revision they were given."""
         self.routes = routes
 
-    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> None:
+    async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        if sock is not None:
-            self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=2048)
-        else:
-            self._server = await loop.create_server(
-                lambda: ClientConnection(self), host or None, port, backlog=2048, reuse_address=True
-            )
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), host or None, port, backlog=2048, reuse_address=True
+        )
         self._sweeper = loop.create_task(self._sweep_forever())
 
     @property
