@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,6 +28,7 @@ from gateway.config.values import (
     listen_address,
     mapping,
     number,
+    sequence,
     string,
 )
 
@@ -110,6 +112,10 @@ _PROXY: dict[str, tuple[str, Reader]] = {
     "connectTimeout": ("connect_timeout", _positive_duration),
     "responseStartTimeout": ("response_start_timeout", _positive_duration),
     "drainTimeout": ("drain_timeout", _positive_duration),
+    "maxResponseHeaderBytes": ("max_response_header_bytes", byte_size),
+    "maxConnections": ("max_connections", lambda c, p, v: integer(c, p, v, lo=1)),
+    "trustedProxies": ("trusted_proxies", lambda c, p, v: _cidrs(c, p, v)),
+    "sendTimeout": ("send_timeout", _positive_duration),
 }
 
 _SPEC_KEYS = (
@@ -142,6 +148,22 @@ def _section(
             if parsed is not None:
                 kwargs[name] = parsed
     return kwargs
+
+
+def _cidrs(ctx: DocContext, path: str, value: object) -> tuple[str, ...] | None:
+    items = sequence(ctx, path, value)
+    if items is None:
+        return None
+    found = []
+    for i, item in enumerate(items):
+        text = string(ctx, join(path, i), item)
+        if text is None:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+        except ValueError:
+            ctx.error(join(path, i), f"must be an IP address or CIDR such as 10.0.0.0/8, got {describe(item)}")
+    return tuple(found)
 
 
 def _redis_url(ctx: DocContext, path: str, value: object) -> str | None:

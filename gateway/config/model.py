@@ -53,8 +53,13 @@ class ProxySettings:
     keepalive_timeout: float = 75.0
     upstream_keepalive_timeout: float = 4.0
     connect_timeout: float = 5.0
-    response_start_timeout: float = 300.0
+    response_start_timeout: float = 300.0  # from the end of the request body to the response head
     drain_timeout: float = 30.0
+    max_response_header_bytes: int = 64 * 1024
+    max_connections: int = 0  # 0: derived from the process's file descriptor limit at start
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-Proto/-Host, Forwarded, X-Real-IP are kept
+    send_timeout: float = 60.0  # a client that reads nothing of its response for this long is cut off
+    buffer_bytes: int = 256 * 1024  # not configurable: bytes held per direction before reading pauses
 
 
 @dataclass(frozen=True)

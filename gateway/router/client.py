@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -10,11 +11,19 @@ from typing import TYPE_CHECKING
 import httptools
 
 from gateway.router.cycle import DONE, RequestCycle
-from gateway.router.errors import error_response
-from gateway.router.headers import BadRequest, RequestHead, normalise_host, read_request_head
+from gateway.router.headers import BadRequest
 
 if TYPE_CHECKING:
+    from gateway.config.model import ProxySettings
     from gateway.router.server import ProxyServer
+
+log = logging.getLogger(__name__)
+
+LINGER = 2.0  # seconds to keep reading (and dropping) a client's bytes after answering it with a close
+
+
+class StopParsing(Exception):
+    """Raised from a parser callback: the request just read is the connection's last."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -22,11 +31,12 @@ class ClientConnection(asyncio.Protocol):
     PIPELINE = 1
     BUFFER = 2
     UPSTREAM = 4
+    STOPPED = 8  # nothing more will be parsed on this connection
 
     __slots__ = (
-        "server", "transport", "parser", "peer", "url", "headers", "head_size", "in_head",
-        "head_started", "idle_since", "cycle", "parsing", "pipeline", "paused", "write_paused",
-        "upgraded", "closed", "http10",
+        "server", "transport", "parser", "peer", "trusted", "trusted_for", "url", "headers", "head_size", "head_raw",
+        "head_marks", "in_head", "fresh", "head_started", "idle_since", "cycle", "parsing", "pipeline", "paused",
+        "write_paused", "write_paused_since", "upgraded", "held", "stopped", "closed", "closed_at", "http10", "latest", "lingering",
     )
 
     def __init__(self, server: ProxyServer) -> None:
@@ -34,19 +44,32 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
+        self.trusted = False  # the peer is one of spec.proxy.trustedProxies
+        self.trusted_for: ProxySettings | None = None  # the settings `trusted` was computed with
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_size = 0
-        self.in_head = False
+        self.head_size = 0  # request line and header bytes of the head being read, as the parser reports them
+        self.head_raw = 0  # bytes of reads that fell entirely inside that head (a header line still growing)
+        self.head_marks = 0  # message begins and head ends seen: tells whether a read crossed a head's border
+        self.in_head = True  # the header timeout runs from accept
+        self.fresh = True  # no byte received yet
         self.head_started = 0.0
         self.idle_since = 0.0
         self.cycle: RequestCycle | None = None  # the one whose response is being written
         self.parsing: RequestCycle | None = None  # the one whose body is being read
         self.pipeline: deque[RequestCycle] = deque()
+        self.latest: RequestCycle | None = None  # the last request whose head was read
         self.paused = 0
         self.write_paused = False
-        self.upgraded = False
+        self.write_paused_since = 0.0
+        self.upgraded = False  # a 101 was relayed: bytes are spliced both ways
+        # Bytes after an Upgrade request's head, held until its replica answers: spliced after a
+        # 101, parsed as the next request otherwise. Never sent upstream before the 101.
+        self.held: bytearray | None = None
+        self.stopped = False
         self.closed = False
+        self.closed_at = 0.0
+        self.lingering = False
         self.http10 = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -59,7 +82,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        self.server.connection_closed(self)
         if self.parsing is not None and self.parsing is not self.cycle:
             self.parsing.abort()
         if self.cycle is not None:
@@ -68,19 +91,46 @@ class ClientConnection(asyncio.Protocol):
             cycle.abort()
         self.pipeline.clear()
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
+    def is_trusted(self) -> bool:
+        settings = self.server.settings
+        if self.trusted_for is not settings:
+            self.trusted_for = settings
+            self.trusted = self.server.trusts(self.peer)
+        return self.trusted
+
+    def close(self, linger: bool = False) -> None:
+        """Close after what was written has left; with `linger`, the client may still be sending.
+
+        Closing a socket with unread input resets the connection, and a reset can destroy the
+        answer just written (a 413 or 400, say). So, as nginx's lingering close: send FIN, keep
+        reading and dropping what arrives until the client closes too, for at most LINGER seconds.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.closed_at = time.monotonic()
+        transport = self.transport
+        if linger and transport.can_write_eof():
+            self.lingering = True
+            transport.write_eof()
+            self.paused = 0
+            transport.resume_reading()
+        else:
+            transport.close()
 
     def abort(self) -> None:
         if not self.closed:
             self.closed = True
-            self.transport.abort()
+            self.closed_at = time.monotonic()
+        self.transport.abort()
 
     def write(self, data: bytes) -> None:
         if not self.closed:
             self.transport.write(data)
+
+    def idle(self) -> bool:
+        """Nothing in progress: no request being answered or read, no partial head."""
+        return self.cycle is None and self.parsing is None and (not self.in_head or self.fresh)
 
     # -- flow control ---------------------------------------------------------------------------
     def pause_reading(self, reason: int) -> None:
@@ -96,63 +146,116 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.write_paused_since = time.monotonic()
         cycle = self.cycle
-        if cycle is not None and cycle.upstream is not None and cycle.upstream.transport is not None:
-            cycle.upstream.transport.pause_reading()
+        if cycle is not None:
+            cycle.pause_response()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         cycle = self.cycle
-        if cycle is not None and cycle.upstream is not None and cycle.upstream.transport is not None:
-            cycle.upstream.transport.resume_reading()
+        if cycle is not None:
+            cycle.resume_response()
 
     # -- data -----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # lingering: dropped
         if self.upgraded:
             if self.cycle is not None:
                 self.cycle.on_client_raw(data)
             return
+        if self.held is not None:
+            self._hold(data)
+            return
+        if self.stopped:
+            return
+        self.fresh = False
         if not self.in_head and self.parsing is None:
             self.in_head = True
             self.head_started = time.monotonic()
-            self.head_size = 0
-        if self.in_head:
-            self.head_size += len(data)
-            if self.head_size > 2 * self.server.settings.max_header_bytes + 65536:
-                self._reject(431, "request header too large")
-                return
+        marks = self.head_marks
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
-            cycle = self.cycle
-            if cycle is None or cycle.head is None or cycle.head.upgrade is None:
-                self._reject(400, "unsupported upgrade or CONNECT request")
-                return
-            self.parsing = None
-            self.upgraded = True  # from here on bytes are spliced, never parsed
-            if offset < len(data):
-                cycle.on_client_raw(data[offset:])
+            self._upgrade_requested(data[offset:])
+            return
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__ or exc
+            cause = exc.__context__
+            if isinstance(cause, StopParsing):
+                return
             if isinstance(cause, BadRequest):
                 self._reject(cause.status, str(cause))
             else:
+                log.debug("request parser callback failed", exc_info=cause)
                 self._reject(400, "invalid HTTP request")
+            return
         except httptools.HttpParserError as exc:
             self._reject(400, f"invalid HTTP request: {exc}")
+            return
+        if self.in_head and self.head_marks == marks and not self.stopped:
+            # The whole read was inside one head: a header line the parser is still collecting.
+            self.head_raw += len(data)
+            if self.head_raw > self.server.settings.max_header_bytes:
+                self._reject(431, "request header too large")
 
-    def _reject(self, status: int, message: str) -> None:
-        """A request we cannot parse: answer once (if no response is under way) and close."""
+    def _upgrade_requested(self, rest: bytes) -> None:
+        """The parser stopped after an Upgrade request; what follows waits for the replica's answer."""
+        last = self.latest
+        if last is None or last.head is None or last.head.upgrade is None:
+            self._reject(400, "unsupported upgrade or CONNECT request")
+            return
+        self.held = bytearray()
+        self._hold(rest)
+        if last.phase == DONE and self.cycle is None:  # answered already (an error): what was held is the next request
+            self._resume_parsing()
+
+    def _hold(self, data: bytes) -> None:
+        held = self.held
+        assert held is not None
+        held += data
+        if len(held) > self.server.settings.buffer_bytes:
+            self.pause_reading(self.BUFFER)
+
+    def start_splice(self) -> bytes:
+        """The replica answered 101: from now on bytes pass through; returns what was held."""
+        self.upgraded = True
+        held = bytes(self.held or b"")
+        self.held = None
+        self.resume_reading(self.BUFFER)
+        return held
+
+    def _resume_parsing(self) -> None:
+        """The upgrade was declined: parse what the client sent after it as its next request."""
+        held = bytes(self.held or b"")
+        self.held = None
         if self.closed:
             return
-        if self.cycle is None or self.cycle.phase == DONE:
-            self.write(error_response(status, message, close=True))
-            unrouted = self.server.unrouted
-            unrouted[status] = unrouted.get(status, 0) + 1
-        self.close()
-        if self.parsing is not None:
-            self.parsing.abort()
+        self.parser = httptools.HttpRequestParser(self)
+        self.in_head = False
+        self.resume_reading(self.BUFFER)
+        if held:
+            self.data_received(held)
+
+    def _reject(self, status: int, message: str) -> None:
+        """Input we cannot parse: answer every request accepted before it, then `status`, then close."""
+        if self.closed or self.stopped:
+            return
+        self.stopped = True
+        self.in_head = False
+        self.pause_reading(self.STOPPED)
+        parsing = self.parsing
+        self.parsing = None
+        if parsing is not None:
+            parsing.reject(status, message)  # its body was cut short by the bad bytes
+            return
+        cycle = RequestCycle(self, b"", b"", None, None, False, b"", (status, message))
+        if self.cycle is None:
+            self.cycle = cycle
+            cycle.start()
+        else:
+            self.pipeline.append(cycle)
 
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -160,27 +263,30 @@ class ClientConnection(asyncio.Protocol):
         self.headers = []
         self.in_head = True
         self.head_size = 0
+        self.head_raw = 0
+        self.head_marks += 1
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
         if len(self.url) > self.server.settings.max_header_bytes:
             raise BadRequest("request line too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        self.head_size += len(name) + len(value)
+        self.head_size += len(name) + len(value) + 4
         if self.head_size > self.server.settings.max_header_bytes:
             raise BadRequest("request header too large", 431)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.head_marks += 1
         parser = self.parser
         method = parser.get_method()
-        version = parser.get_http_version()
-        self.http10 = version == "1.0"
+        self.http10 = parser.get_http_version() == "1.0"
         keep_alive = parser.should_keep_alive() and not self.server.draining
         cycle = self.server.make_cycle(self, method, self.url, self.headers, keep_alive)
-        self.parsing = cycle
+        self.parsing = self.latest = cycle
         if self.cycle is None:
             self.cycle = cycle
             cycle.start()
@@ -195,20 +301,26 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         cycle = self.parsing
         self.parsing = None
-        if cycle is not None:
-            cycle.on_request_complete()
+        if cycle is None:
+            return
+        cycle.on_request_complete()
+        if not cycle.keep_alive and (cycle.head is None or cycle.head.upgrade is None):
+            # Connection: close (or an error that ends the connection): nothing after it is read,
+            # so garbage behind it cannot cost the answer to this request.
+            self.stopped = True
+            raise StopParsing()
 
     # -- sequencing -----------------------------------------------------------------------------
     def cycle_done(self, cycle: RequestCycle) -> None:
         if cycle is not self.cycle:
             return
         self.cycle = None
+        if cycle.upgraded:
+            return  # the splice ends when either side closes
         if not cycle.keep_alive or self.closed:
-            if cycle.upgraded:
-                return
             if self.parsing is cycle:
                 self.parsing = None
-            self.close()
+            self.close(linger=self.stopped or not cycle.body_done)
             return
         self.idle_since = time.monotonic()
         # Pauses on behalf of the finished cycle's upload end with it.
@@ -221,75 +333,34 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading(self.PIPELINE)
         else:
             self.resume_reading(self.PIPELINE)
-            if self.server.draining:
+            if self.held is not None:
+                self._resume_parsing()
+            elif self.server.draining:
                 self.close()
 
     def expire(self, now: float) -> None:
-        """Called by the sweeper: header-read, keep-alive and request timeouts."""
+        """Called by the sweeper: header-read, keep-alive, send and request timeouts."""
         settings = self.server.settings
+        if self.closed:
+            # Closing waits for the write buffer to drain; a peer that never reads must not hold it.
+            if now - self.closed_at > settings.send_timeout:
+                self.transport.abort()
+            elif self.lingering and now - self.closed_at > LINGER and not self.transport.get_write_buffer_size():
+                self.lingering = False
+                self.transport.close()
+            return
+        if self.write_paused and now - self.write_paused_since > settings.send_timeout:
+            self.abort()  # the client read nothing for sendTimeout: its request's slot is freed
+            return
         cycle = self.cycle
         if cycle is not None:
             cycle.expire(now, settings.response_start_timeout)
             return
         if self.in_head:
             if now - self.head_started > settings.header_timeout:
-                self._reject(408, "timed out reading the request header")
-        elif self.parsing is None and now - self.idle_since > settings.keepalive_timeout:
+                if self.fresh:
+                    self.close()  # never said a word: nothing to answer
+                else:
+                    self._reject(408, "timed out reading the request header")
+        elif self.parsing is None and self.held is None and now - self.idle_since > settings.keepalive_timeout:
             self.close()
-
-
-def absolute_form(url: bytes, head: RequestHead) -> bytes:
-    """``GET http://host/path``: route by the URI's authority (RFC 9112 §3.2.2), forward origin-form."""
-    scheme, sep, rest = url.partition(b"://")
-    if not sep or scheme.lower() not in (b"http", b"https"):
-        raise BadRequest("request target must be a path or an absolute http URI")
-    authority, slash, path = rest.partition(b"/")
-    authority, query_sep, query = authority.partition(b"?")
-    if not authority or b"@" in authority:
-        raise BadRequest("absolute request target without a usable host")
-    target = b"/" + path if slash else b"/"
-    if query_sep:
-        target += b"?" + query
-    if normalise_host(authority) != normalise_host(head.host):
-        head.lines = [line for line in head.lines if line[:5].lower() != b"host:"]
-        head.lines.append(b"host: " + authority + b"\r\n")
-        head.host = authority
-    return target
-
-
-def route_and_build(server: ProxyServer, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> RequestCycle:
-    """Read the head, pick the revision, build the upstream request head (or an error)."""
-    try:
-        if method == b"CONNECT":
-            raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
-        head = read_request_head(headers)
-        if url[:1] != b"/" and url != b"*":
-            url = absolute_form(url, head)
-    except BadRequest as exc:
-        return RequestCycle(conn, method, url, None, None, False, b"", (exc.status, str(exc)))
-    found = server.routes.lookup(normalise_host(head.host))
-    if found is None:
-        host = head.host.decode("latin-1")
-        return RequestCycle(conn, method, url, head, None, keep_alive, b"", (404, f"no service for host {host!r}"))
-    route, pinned = found
-    rt = pinned if pinned is not None else route.choose(head.tag)
-    if head.content_length > server.settings.max_body_bytes:
-        return RequestCycle(conn, method, url, head, rt, False, b"", (413, "request body larger than the limit"))
-    if head.upgrade is not None:
-        keep_alive = False
-    parts = [method, b" ", url, b" HTTP/1.1\r\n"]
-    parts.extend(head.lines)
-    peer = conn.peer
-    parts.append(b"x-forwarded-for: " + (head.forwarded_for + b", " + peer if head.forwarded_for else peer) + b"\r\n")
-    if not head.has_forwarded_proto:
-        parts.append(b"x-forwarded-proto: http\r\n")
-    if not head.has_forwarded_host:
-        parts.append(b"x-forwarded-host: " + head.host + b"\r\n")
-    if head.chunked:
-        parts.append(b"transfer-encoding: chunked\r\n")
-    elif head.content_length >= 0:
-        parts.append(b"content-length: %d\r\n" % head.content_length)
-    if head.upgrade is not None:
-        parts.append(b"connection: upgrade\r\nupgrade: " + head.upgrade + b"\r\n")
-    parts.append(b"\r\n")
-    return RequestCycle(conn, method, url, head, rt, keep_alive, b"".join(parts))

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from gateway.resources import is_local_shortage
 from gateway.router.errors import error_response, reason
 from gateway.router.headers import RequestHead, ResponseHead
 from gateway.router.revision import RevisionRuntime
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 REPLAY_LIMIT = 64 * 1024
-BUFFER_LIMIT = 256 * 1024
 MAX_ATTEMPTS = 3
 
 # Phases, in order; the sweeper reads them to apply timeouts.
@@ -170,6 +170,11 @@ class RequestCycle:
         rt = self.rt
         assert rt is not None
         self.tracker = None
+        if is_local_shortage(exc):
+            # The gateway is out of descriptors or buffers; the replica is not to blame.
+            rt.throttler.release(tracker)
+            self.fail(503, f"the gateway cannot open a connection right now: {exc}")
+            return
         self.conn.server.pools.drop(tracker.endpoint)
         if not isinstance(exc, asyncio.TimeoutError):
             rt.endpoint_failed(tracker.endpoint)  # before the release, so no waiter is handed it
@@ -215,8 +220,9 @@ class RequestCycle:
         if self.body_done and head.chunked:
             data += b"0\r\n\r\n"
         transport.write(data)
-        self.sent_at = time.monotonic()
         self.phase = SENT
+        if self.body_done:
+            self.sent_at = time.monotonic()  # the response-start timeout runs from the end of the request
         if self.conn.write_paused:
             transport.pause_reading()
 
@@ -244,11 +250,13 @@ class RequestCycle:
             return
         self.body_buf.append(data)
         self.body_buffered += len(data)
-        if self.body_buffered > BUFFER_LIMIT:
+        if self.body_buffered > self.conn.server.settings.buffer_bytes:
             self.conn.pause_reading(self.conn.BUFFER)
 
     def on_request_complete(self) -> None:
         self.body_done = True
+        if self.phase == SENT:
+            self.sent_at = time.monotonic()
         if self.phase == DONE or self.head is None or not self.head.chunked:
             return
         if self.replay is not None:
@@ -260,15 +268,10 @@ class RequestCycle:
             self.body_buf.append(b"0\r\n\r\n")
 
     def on_client_raw(self, data: bytes) -> None:
-        """Bytes after an upgrade request: spliced once the replica agreed to switch."""
+        """Client bytes after the replica switched protocols: spliced as they are."""
         upstream = self.upstream
-        if self.upgraded and upstream is not None and upstream.transport is not None:
+        if upstream is not None and upstream.transport is not None:
             upstream.transport.write(data)
-        else:
-            self.body_buf.append(data)
-            self.body_buffered += len(data)
-            if self.body_buffered > BUFFER_LIMIT:
-                self.conn.pause_reading(self.conn.BUFFER)
 
     def pause_request(self) -> None:
         self.conn.pause_reading(self.conn.UPSTREAM)
@@ -276,13 +279,39 @@ class RequestCycle:
     def resume_request(self) -> None:
         self.conn.resume_reading(self.conn.UPSTREAM)
 
+    def pause_response(self) -> None:
+        """The client's write buffer is full: stop reading the replica until it drains."""
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.pause_reading()
+
+    def resume_response(self) -> None:
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.resume_reading()
+
+    def reject(self, status: int, message: str) -> None:
+        """The client's bytes after this request's head were not HTTP: this is the connection's last answer."""
+        self.keep_alive = False
+        if self.phase == DONE:
+            return
+        if self.started:
+            self.fail(status, message)  # under way: the replica must not get a request cut short
+        else:
+            self.error = (status, message)  # waiting behind pipelined requests: answered in turn
+            self.body_done = True
     # -- response relay -------------------------------------------------------------------------
     def on_response_head(self, status: int, reason_: bytes, resp: ResponseHead, keep_alive: bool) -> None:
         if self.phase == DONE:
             return
+        upgrade = self.head.upgrade if self.head is not None else None
+        if status == 101 and upgrade is None:
+            self.on_upstream_error("replica switched protocols without being asked to")
+            return
         self.phase = STREAMING
         self.status = status
-        self.reusable = keep_alive
+        # A declined upgrade: the replica may still expect the other protocol; never reuse it.
+        self.reusable = keep_alive and upgrade is None
         rt = self.rt
         assert rt is not None
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason_ or reason(status))]
@@ -298,14 +327,9 @@ class RequestCycle:
             parts.append(b"connection: upgrade\r\nupgrade: " + (resp.upgrade or b"websocket") + b"\r\n\r\n")
             conn.write(b"".join(parts))
             self.response_started = True
-            conn.upgraded = True
-            if self.body_buf:
-                data = b"".join(self.body_buf)
-                self.body_buf = []
-                self.body_buffered = 0
-                conn.resume_reading(conn.BUFFER)
-                if self.upstream is not None and self.upstream.transport is not None:
-                    self.upstream.transport.write(data)
+            held = conn.start_splice()
+            if held and self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.write(held)
             return
         no_body = self.head_only or status in (204, 304)
         if no_body:
@@ -321,8 +345,6 @@ class RequestCycle:
             else:
                 self.resp_chunked = True
                 parts.append(b"transfer-encoding: chunked\r\n")
-        if self.head is not None and self.head.upgrade is not None:
-            self.keep_alive = False  # the client may already be sending frames
         if not self.keep_alive or conn.server.draining:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
@@ -510,7 +532,7 @@ class RequestCycle:
             if state[1]:
                 message += f" (revision {state[0]}: {state[1]})"
             self.fail(504, message)
-        elif self.phase == SENT and now - self.sent_at > settings_response_start:
+        elif self.phase == SENT and self.body_done and now - self.sent_at > settings_response_start:
             self.fail(504, "timed out waiting for the replica's response")
         elif self.timeout and now - self.started > self.timeout:
             self.fail(504, "request timed out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 HOP_BY_HOP = frozenset(
@@ -17,6 +18,25 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
     }
 )
+
+
+# Names a client's ``Connection`` header may not strip: the framing, the routing key and what the
+# gateway sets itself.
+PROTECTED = frozenset({b"host", b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# Client-supplied claims about the original request; forwarded only from a trusted proxy.
+FORWARDING = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"})
+
+# RFC 9112 §3.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
+_HOST = re.compile(
+    rb"(?:\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]{0,5})?"
+)
+
+
+def valid_host(host: bytes) -> bool:
+    """``reg-name | IP-literal [":" port]``: no userinfo, path, spaces or control bytes."""
+    return _HOST.fullmatch(host) is not None
 
 
 class BadRequest(Exception):
@@ -36,6 +56,7 @@ class RequestHead:
     expect_continue: bool
     tag: bytes | None
     forwarded_for: bytes | None
+    forwarding: list[bytes]  # X-Forwarded-Proto/-Host, Forwarded, X-Real-IP lines: kept for trusted peers only
     has_forwarded_proto: bool
     has_forwarded_host: bool
     upgrade: bytes | None
@@ -48,6 +69,8 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     """
     lines: list[bytes] = []
     names: list[bytes] = []
+    forwarding: list[bytes] = []
+    forwarding_names: list[bytes] = []
     host: bytes | None = None
     content_length = -1
     cl_count = 0
@@ -89,10 +112,12 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         elif lname == b"x-forwarded-for":
             xff = value if xff is None else xff + b", " + value
             continue
-        elif lname == b"x-forwarded-proto":
-            has_xfp = True
-        elif lname == b"x-forwarded-host":
-            has_xfh = True
+        elif lname in FORWARDING:
+            has_xfp = has_xfp or lname == b"x-forwarded-proto"
+            has_xfh = has_xfh or lname == b"x-forwarded-host"
+            forwarding.append(name + b": " + value + b"\r\n")
+            forwarding_names.append(lname)
+            continue
         lines.append(name + b": " + value + b"\r\n")
         names.append(lname)
     chunked = False
@@ -104,12 +129,17 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         chunked = True
     if host is None:
         raise BadRequest("missing Host header")
-    extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close"}
+    host = host.strip(b" \t")
+    if not valid_host(host):
+        raise BadRequest("invalid Host header " + repr(host.decode("latin-1")[:100]) + ": expected host[:port]")
+    extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close" and t not in PROTECTED}
     if extra:
         lines = [line for line, n in zip(lines, names) if n not in extra]
+        if forwarding:
+            forwarding = [line for line, n in zip(forwarding, forwarding_names) if n not in extra]
     if upgrade is not None and b"upgrade" not in connection_tokens:
         upgrade = None
-    return RequestHead(host, lines, content_length, chunked, expect, tag, xff, has_xfp, has_xfh, upgrade)
+    return RequestHead(host, lines, content_length, chunked, expect, tag, xff, forwarding, has_xfp, has_xfh, upgrade)
 
 
 class ResponseHead:

@@ -14,12 +14,26 @@ class Pools:
 
     Idle connections older than ``keepalive`` are closed by ``sweep()`` (called about once a
     second) and skipped by ``get()``, keeping reuse clear of the replica's own idle timeout.
+    At most ``max_idle`` idle connections per replica and ``max_idle_total`` in all: past those a
+    returned connection is closed, so idle sockets never eat the descriptors clients need.
     """
 
-    def __init__(self, keepalive: float = 4.0, connect_timeout: float = 5.0, max_idle: int = 512) -> None:
+    def __init__(
+        self,
+        keepalive: float = 4.0,
+        connect_timeout: float = 5.0,
+        max_idle: int = 512,
+        max_idle_total: int = 4096,
+        max_response_head: int = 64 * 1024,
+        buffer_bytes: int = 256 * 1024,
+    ) -> None:
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
+        self.max_idle_total = max_idle_total
+        self.max_response_head = max_response_head
+        self.buffer_bytes = buffer_bytes
+        self.idle_count = 0
         self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
 
     def get(self, endpoint: Endpoint) -> UpstreamConnection | None:
@@ -29,6 +43,7 @@ class Pools:
         deadline = time.monotonic() - self.keepalive
         while stack:
             conn = stack.pop()
+            self.idle_count -= 1
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
             if conn.idle_since < deadline:
@@ -41,10 +56,11 @@ class Pools:
         stack = self._idle.get(conn.endpoint)
         if stack is None:
             stack = self._idle[conn.endpoint] = []
-        if len(stack) >= self.max_idle:
+        if len(stack) >= self.max_idle or self.idle_count >= self.max_idle_total:
             conn.close()
             return
         stack.append(conn)
+        self.idle_count += 1
 
     async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
@@ -63,6 +79,7 @@ class Pools:
                     conn.close()
                 else:
                     keep.append(conn)
+            self.idle_count -= len(stack) - len(keep)
             if keep:
                 self._idle[endpoint] = keep
             else:
@@ -70,7 +87,9 @@ class Pools:
 
     def drop(self, endpoint: Endpoint) -> None:
         """Close the idle connections of a replica that left the ready set."""
-        for conn in self._idle.pop(endpoint, []):
+        stack = self._idle.pop(endpoint, [])
+        self.idle_count -= len(stack)
+        for conn in stack:
             conn.close()
 
     def close(self) -> None:
@@ -78,3 +97,4 @@ class Pools:
             for conn in stack:
                 conn.close()
         self._idle.clear()
+        self.idle_count = 0

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 
 from gateway.config.model import ProxySettings
-from gateway.router.client import ClientConnection, route_and_build
+from gateway.resources import default_max_connections
+from gateway.router.client import ClientConnection
 from gateway.router.cycle import RequestCycle
+from gateway.router.listener import Listener, bind
 from gateway.router.pools import Pools
 from gateway.router.routes import RouteTable
+from gateway.router.routing import route_and_build
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +28,53 @@ class ProxyServer:
 
     def __init__(self, routes: RouteTable, settings: ProxySettings) -> None:
         self.routes = routes
-        self.settings = settings
-        self.pools = Pools(keepalive=settings.upstream_keepalive_timeout, connect_timeout=settings.connect_timeout)
+        self.pools = Pools()
         self.connections: set[ClientConnection] = set()
         self.unrouted: dict[int, int] = {}  # status -> count of requests no revision answered
         self.draining = False
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: Listener | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.configure(settings)
 
     def configure(self, settings: ProxySettings) -> None:
         """New limits and timeouts (reload); connections read them on their next check."""
         self.settings = settings
-        self.pools.keepalive = settings.upstream_keepalive_timeout
-        self.pools.connect_timeout = settings.connect_timeout
+        self.max_connections = settings.max_connections or default_max_connections()
+        self._trusted = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
+        pools = self.pools
+        pools.keepalive = settings.upstream_keepalive_timeout
+        pools.connect_timeout = settings.connect_timeout
+        pools.max_idle_total = max(16, self.max_connections // 4)
+        pools.max_response_head = settings.max_response_header_bytes
+        pools.buffer_bytes = settings.buffer_bytes
+        if self._listener is not None:
+            self._listener.limit = self.max_connections
+            self._listener.below_limit()
+
+    def trusts(self, peer: bytes) -> bool:
+        """Is `peer` (a client's address) one of spec.proxy.trustedProxies? Once per connection."""
+        if not self._trusted or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer.decode())
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._trusted)
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if self._listener is not None:
+            self._listener.below_limit()
+
+    @property
+    def connections_limited(self) -> int:
+        return self._listener.limited if self._listener is not None else 0
+
+    @property
+    def accept_shortages(self) -> int:
+        return self._listener.shortages if self._listener is not None else 0
 
     def make_cycle(
         self, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
@@ -49,16 +87,16 @@ class ProxyServer:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self), host or None, port, backlog=2048, reuse_address=True
-        )
+        socks = bind(host, port, backlog=2048)
+        self._listener = Listener(socks, lambda: ClientConnection(self), lambda: len(self.connections), self.max_connections)
+        self._listener.start()
         self._sweeper = loop.create_task(self._sweep_forever())
 
     @property
     def sockets(self) -> list[tuple[str, int]]:
-        if self._server is None:
+        if self._listener is None:
             return []
-        return [s.getsockname()[:2] for s in self._server.sockets]
+        return [s.getsockname()[:2] for s in self._listener.socks if s.fileno() >= 0]
 
     def _sweep_interval(self) -> float:
         s = self.settings
@@ -83,10 +121,10 @@ class ProxyServer:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish (at most `timeout` s), then close all."""
         self.draining = True
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for conn in list(self.connections):
-            if conn.cycle is None and conn.parsing is None and not conn.in_head:
+            if conn.idle():
                 conn.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(c.cycle is not None or c.parsing is not None for c in self.connections):
@@ -97,8 +135,8 @@ class ProxyServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for conn in list(self.connections):
             conn.abort()
         self.pools.close()

@@ -29,8 +29,17 @@ class ResponseSink(Protocol):
     def resume_request(self) -> None: ...
 
 
+class HeadTooLarge(Exception):
+    """The replica's response head passed spec.proxy.maxResponseHeaderBytes."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "head_limit",
+        "head_size",
+        "head_raw",
+        "head_marks",
+        "in_head",
         "endpoint",
         "pools",
         "transport",
@@ -54,6 +63,11 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, endpoint: Endpoint, pools: Pools) -> None:
         self.endpoint = endpoint
         self.pools = pools
+        self.head_limit = pools.max_response_head
+        self.head_size = 0  # status line and header bytes of the response head being read
+        self.head_raw = 0  # bytes of reads that fell entirely inside that head
+        self.head_marks = 0  # head begins and ends: tells whether a read crossed a head's border
+        self.in_head = False
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
@@ -74,7 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- lifecycle ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=self.pools.buffer_bytes)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -91,6 +105,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.dirty = False
         self.head = ResponseHead()
         self.reason = b""
+        self.in_head = True
+        self.head_size = self.head_raw = 0
         self.bytes_received = 0
         self.skip_body = head_only
         self.message_done = False
@@ -142,16 +158,24 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_raw(data)
             return
         self.bytes_received += len(data)
+        marks = self.head_marks
         self.feeding = True
         try:
             self.parser.feed_data(data)
+            if self.in_head and self.head_marks == marks:
+                # The whole read was inside the head: a header line the parser is still collecting.
+                self.head_raw += len(data)
+                if self.head_raw > self.head_limit:
+                    raise HeadTooLarge()
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self.upgraded = True
             if self.sink is not None and offset < len(data):
                 self.sink.on_upstream_raw(data[offset:])
-        except httptools.HttpParserError as exc:
-            if self.message_done:
+        except (httptools.HttpParserError, HeadTooLarge) as exc:
+            if isinstance(exc, HeadTooLarge) or isinstance(exc.__context__, HeadTooLarge):
+                sink.on_upstream_error(f"replica sent a response head larger than {self.head_limit} bytes")
+            elif self.message_done:
                 self.stray = True
             else:
                 sink.on_upstream_error(f"invalid response from replica: {exc}")
@@ -168,14 +192,25 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.message_done:
             self.stray = True
+        self.in_head = True
+        self.head_size = self.head_raw = 0
+        self.head_marks += 1
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
+        self.head_size += len(status)
+        if self.head_size > self.head_limit:
+            raise HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.head_limit:
+            raise HeadTooLarge()
         self.head.add(name, value)
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_marks += 1
         status = self.parser.get_status_code()
         sink = self.sink
         if sink is None:

@@ -220,3 +220,23 @@ async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> 
 
 def body_json(response: bytes) -> dict[str, object]:
     return json.loads(response.split(b"\r\n\r\n", 1)[1])
+
+
+async def read_response(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """One response with a Content-Length body (what the gateway's own errors and the test replicas send)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await asyncio.wait_for(reader.readexactly(length), timeout)
+
+
+async def one_response(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send `data` on a new connection and return the first response."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        return await read_response(reader, timeout)
+    finally:
+        writer.close()
