@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def create_admin_app(gateway: Gateway) -> Starlette:
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(gateway.views, lambda: gateway.proxy.unrouted))
+    registry.register(GatewayCollector(gateway.views, lambda: gateway.proxy.unrouted, gateway.proxy.connections_view))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

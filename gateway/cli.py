@@ -108,6 +108,9 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         log.warning("%s", warning)
+    from gateway.resources import raise_fd_limit
+
+    raise_fd_limit()  # before the listener derives spec.proxy.maxConnections from it
     try:
         import uvloop
 
@@ -148,7 +151,14 @@ async def _serve(config: object, args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     listen = ", ".join(f"{h}:{p}" for h, p in gw.proxy.sockets)
-    log.info("serving %d services on %s (admin %s:%d)", len(gw.config.services), listen, admin_host, admin_port)
+    log.info(
+        "serving %d services on %s (admin %s:%d), at most %d client connections",
+        len(gw.config.services),
+        listen,
+        admin_host,
+        admin_port,
+        gw.proxy.max_connections,
+    )
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait([stop_wait, admin_task], return_when=asyncio.FIRST_COMPLETED)
     if admin_task.done() and not stop.is_set():

@@ -8,6 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.router.revision import Histogram, RevisionRuntime
+from gateway.types import ConnectionsView
 
 
 class RevisionView:
@@ -41,9 +42,15 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
 
 
 class GatewayCollector(Collector):
-    def __init__(self, views: Callable[[], Iterable[RevisionView]], unrouted: Callable[[], dict[int, int]]) -> None:
+    def __init__(
+        self,
+        views: Callable[[], Iterable[RevisionView]],
+        unrouted: Callable[[], dict[int, int]],
+        connections: Callable[[], ConnectionsView] | None = None,
+    ) -> None:
         self._views = views
         self._unrouted = unrouted
+        self._connections = connections
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -77,3 +84,15 @@ class GatewayCollector(Collector):
             queued.add_metric(lv, rt.throttler.queued)
             in_flight.add_metric(lv, sum(t.in_flight for t in rt.throttler.trackers.values()) + rt.throttler.queued)
         yield from (requests, duration, cold, ready, desired, conc, panic, queued, in_flight)
+        if self._connections is not None:
+            c = self._connections()
+            yield GaugeMetricFamily("gateway_client_connections", "Open client connections", value=c.open)
+            yield GaugeMetricFamily("gateway_client_connections_limit", "Client connections at which accepting stops", value=c.limit)
+            yield CounterMetricFamily(
+                "gateway_connection_limit_reached",
+                "Times accepting stopped because the connection limit was reached (new clients wait in the listen backlog)",
+                value=c.limit_reached,
+            )
+            yield CounterMetricFamily(
+                "gateway_accept_errors", "Accepts that failed for lack of file descriptors or buffers", value=c.accept_shortages
+            )

@@ -40,3 +40,12 @@ class Endpoint(NamedTuple):
 
 
 EndpointSet = frozenset[Endpoint]
+
+
+class ConnectionsView(NamedTuple):
+    """The data-plane listener's connection accounting."""
+
+    open: int
+    limit: int  # spec.proxy.maxConnections, or what the descriptor limit allows
+    limit_reached: int  # times accepting stopped because `limit` connections were open
+    accept_shortages: int  # accepts that failed for lack of descriptors or buffers

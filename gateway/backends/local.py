@@ -316,7 +316,9 @@ class LocalBackend:
             ok = await self._prober.check(r.endpoint.port, rev.spec.readiness_path)
             if r.stopping or proc.exited:
                 return
-            if ok:
+            if ok is None:
+                pass  # the gateway could not probe (out of descriptors): the replica is not to blame
+            elif ok:
                 failures = 0
                 if not r.ready:
                     if not r.was_ready:

@@ -6,6 +6,8 @@ import asyncio
 
 import aiohttp
 
+from gateway.resources import is_local_shortage
+
 
 class Prober:
     """Probes replicas on 127.0.0.1; one aiohttp session, created inside the running loop."""
@@ -26,29 +28,29 @@ class Prober:
             )
         return self._session
 
-    async def check(self, port: int, path: str | None) -> bool:
-        """True when the replica on `port` is ready."""
+    async def check(self, port: int, path: str | None) -> bool | None:
+        """True when the replica on `port` is ready; None when the gateway itself is out of descriptors."""
         if path is None:
             return await self._tcp(port)
         return await self._http(port, path if path.startswith("/") else f"/{path}")
 
-    async def _http(self, port: int, path: str) -> bool:
+    async def _http(self, port: int, path: str) -> bool | None:
         try:
             async with self._client().get(
                 f"http://{self._host}:{port}{path}", allow_redirects=False
             ) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            return False
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return None if is_local_shortage(exc) else False
 
-    async def _tcp(self, port: int) -> bool:
+    async def _tcp(self, port: int) -> bool | None:
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(self._host, port), self._timeout
             )
-        except (OSError, TimeoutError):
-            return False
+        except (OSError, TimeoutError) as exc:
+            return None if is_local_shortage(exc) else False
         writer.close()
         try:
             await writer.wait_closed()

@@ -18,6 +18,7 @@ import aiohttp
 from gateway.backends.base import EndpointListener, RevisionStatus
 from gateway.backends.errors import BackendConfigError
 from gateway.config.model import ServiceSpec
+from gateway.resources import is_local_shortage
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 _DEFAULT_PORTS = {"http": 80}
@@ -98,6 +99,8 @@ class StaticBackend:
             changed = set()
             for (key, ep, _), ok in zip(checks, results):
                 down = self._down.setdefault(key, set())
+                if ok is None:
+                    continue  # the gateway could not probe (out of descriptors): no verdict on the endpoint
                 if ok:
                     self._failures.pop((key, ep), None)
                     if ep in down:
@@ -115,14 +118,14 @@ class StaticBackend:
                 self._notify(key)
             await asyncio.sleep(self._probe_period)
 
-    async def _check(self, endpoint: Endpoint, path: str) -> bool:
+    async def _check(self, endpoint: Endpoint, path: str) -> bool | None:
         assert self._session is not None
         try:
             async with self._session.get(f"{endpoint.url}{path}", allow_redirects=False) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return False
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return None if is_local_shortage(exc) else False
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         if key in self._endpoints:

@@ -15,6 +15,7 @@ from gateway.router.listener import Listener, bind
 from gateway.router.pools import Pools
 from gateway.router.routes import RouteTable
 from gateway.router.routing import route_and_build
+from gateway.types import ConnectionsView
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,14 @@ class ProxyServer:
         if self._listener is not None:
             self._listener.below_limit()
 
-    @property
-    def connections_limited(self) -> int:
-        return self._listener.limited if self._listener is not None else 0
-
-    @property
-    def accept_shortages(self) -> int:
-        return self._listener.shortages if self._listener is not None else 0
+    def connections_view(self) -> ConnectionsView:
+        listener = self._listener
+        return ConnectionsView(
+            open=len(self.connections),
+            limit=self.max_connections,
+            limit_reached=listener.limited if listener is not None else 0,
+            accept_shortages=listener.shortages if listener is not None else 0,
+        )
 
     def make_cycle(
         self, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool

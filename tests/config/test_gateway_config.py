@@ -58,6 +58,10 @@ proxy:
   keepaliveTimeout: 1m
   upstreamKeepaliveTimeout: 3s
   connectTimeout: 2s
+  maxResponseHeaderBytes: 16Ki
+  maxConnections: 5000
+  trustedProxies: [10.0.0.0/8, "192.168.1.7", "fd00::/8"]
+  sendTimeout: 20s
   responseStartTimeout: 10m
   drainTimeout: 15s
 """
@@ -93,6 +97,10 @@ proxy:
     assert settings.proxy.max_body_bytes == 1024 * 1024
     assert settings.proxy.response_start_timeout == 600.0
     assert settings.proxy.upstream_keepalive_timeout == 3.0
+    assert settings.proxy.max_response_header_bytes == 16 * 1024
+    assert settings.proxy.max_connections == 5000
+    assert settings.proxy.trusted_proxies == ("10.0.0.0/8", "192.168.1.7/32", "fd00::/8")
+    assert settings.proxy.send_timeout == 20.0
 
 
 def test_empty_spec_gives_defaults(tmp_path: Path) -> None:
@@ -189,6 +197,17 @@ def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
             "spec.proxy.maxBodyBytes: must be a byte size like 65536 or 64Ki, got 'lots'",
         ),
         ("proxy:\n  connectTimeout: 1y", "spec.proxy.connectTimeout: must be a duration like 60s, got '1y'"),
+        ("proxy:\n  maxConnections: 0", "spec.proxy.maxConnections: must be >= 1, got 0"),
+        (
+            "proxy:\n  maxResponseHeaderBytes: big",
+            "spec.proxy.maxResponseHeaderBytes: must be a byte size like 65536 or 64Ki, got 'big'",
+        ),
+        (
+            "proxy:\n  trustedProxies: [10.0.0.0/8, 10.0.0.300]",
+            "spec.proxy.trustedProxies[1]: must be an IP address or CIDR such as 10.0.0.0/8, got '10.0.0.300'",
+        ),
+        ("proxy:\n  trustedProxies: 10.0.0.0/8", "spec.proxy.trustedProxies: must be a list, got '10.0.0.0/8'"),
+        ("proxy:\n  sendTimeout: 0s", "spec.proxy.sendTimeout: must be > 0, got 0s"),
         ("listen: localhost", "spec.listen: must be HOST:PORT like 0.0.0.0:8080, got 'localhost'"),
         (
             "adminListen: 1.2.3.4:99999",

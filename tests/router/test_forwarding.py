@@ -1,0 +1,147 @@
+"""Host validation and the forwarding headers replicas can trust (issue 7, item 6)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.config.model import ProxySettings
+from tests.router.support import (
+    Replica,
+    body_json,
+    config,
+    one_response,
+    raw_exchange,
+    start_gateway,
+    start_replica,
+    static_service,
+)
+
+HOST = b"iris.default.example.com"
+CLAIMS = (
+    b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.org\r\n"
+    b"Forwarded: for=203.0.113.9;proto=https\r\nX-Real-IP: 203.0.113.9\r\nX-Forwarded-For: 203.0.113.9\r\n"
+)
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[Replica]:
+    r = await start_replica("r1")
+    yield r
+    await r.runner.cleanup()
+
+
+async def gateway(replica: Replica, tmp_path: object, trusted: tuple[str, ...] = ()) -> tuple[object, int]:
+    return await start_gateway(
+        config(static_service("iris", [replica.url]), proxy=ProxySettings(trusted_proxies=trusted)), str(tmp_path)
+    )
+
+
+def seen_headers(response: bytes) -> dict[str, str]:
+    assert response.startswith(b"HTTP/1.1 200"), response[:300]
+    return json.loads(response.split(b"\r\n\r\n", 1)[1])["headers"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"default-iris.default.example.com:80@evil.com",
+        b"default-iris.default.example.com:evil.com/../x",
+        b"iris.default.example.com/x",
+        b"iris.default.example.com:80:80",
+        b"iris.default.example.com:999999",
+        b"user@iris.default.example.com",
+        b"iris.default.example.com\\x",
+        b"iris default.example.com",
+        b"[::1",
+    ],
+)
+async def test_a_host_that_is_not_host_and_port_is_400(replica: Replica, tmp_path: object, host: bytes) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        out = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400"), out[:300]
+        assert "invalid Host header" in str(body_json(out)["error"])
+        assert replica.requests == 0
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("host", [b"iris.default.example.com", b"IRIS.default.example.com.:8080", b"default-iris.default.example.com:"])
+async def test_valid_hosts_still_route(replica: Replica, tmp_path: object, host: bytes) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        out = await one_response(port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert seen_headers(out)["host"] == host.decode()
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_an_absolute_target_with_userinfo_or_a_bad_authority_is_400(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        for target in (b"http://x@iris.default.example.com/", b"http://iris.default.example.com:80:80/"):
+            out = await raw_exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 400"), out[:300]
+        assert replica.requests == 0
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_an_untrusted_client_cannot_claim_scheme_host_or_address(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        out = await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + CLAIMS + b"\r\n")
+        headers = seen_headers(out)
+        assert headers["x-forwarded-proto"] == "http"
+        assert headers["x-forwarded-host"] == HOST.decode()
+        assert "forwarded" not in headers and "x-real-ip" not in headers
+        assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"  # appended, as nginx's $proxy_add_x_forwarded_for
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_a_trusted_proxy_s_forwarding_headers_are_kept(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path, trusted=("10.0.0.0/8", "127.0.0.1/32"))
+    try:
+        out = await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + CLAIMS + b"\r\n")
+        headers = seen_headers(out)
+        assert headers["x-forwarded-proto"] == "https"
+        assert headers["x-forwarded-host"] == "shop.example.org"
+        assert headers["forwarded"] == "for=203.0.113.9;proto=https"
+        assert headers["x-real-ip"] == "203.0.113.9"
+        assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+        plain = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"))
+        assert plain["x-forwarded-proto"] == "http" and plain["x-forwarded-host"] == HOST.decode()
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_a_peer_outside_the_trusted_networks_is_untrusted(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path, trusted=("10.0.0.0/8",))
+    try:
+        headers = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + CLAIMS + b"\r\n"))
+        assert headers["x-forwarded-proto"] == "http" and "x-real-ip" not in headers
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_connection_cannot_strip_host_framing_or_what_the_gateway_sets(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        out = await one_response(
+            port,
+            b"POST / HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: host, content-length, x-forwarded-for, "
+            b"x-forwarded-proto, x-forwarded-host, transfer-encoding, x-private\r\nX-Private: 1\r\n"
+            b"Content-Length: 5\r\n\r\nhello",
+        )
+        headers = seen_headers(out)
+        assert headers["host"] == HOST.decode()
+        assert headers["content-length"] == "5" and b'"body_len": 5' in out
+        assert headers["x-forwarded-for"] == "127.0.0.1"
+        assert headers["x-forwarded-proto"] == "http" and headers["x-forwarded-host"] == HOST.decode()
+        assert "x-private" not in headers
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]

@@ -1,0 +1,103 @@
+"""responseStartTimeout runs from the end of the request body; sendTimeout cuts clients that read nothing (issue 7, item 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.config.model import ProxySettings
+from tests.router.support import (
+    Replica,
+    body_json,
+    config,
+    read_head,
+    read_response,
+    start_gateway,
+    start_raw,
+    start_replica,
+    static_service,
+)
+
+HOST = b"iris.default.example.com"
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[Replica]:
+    r = await start_replica("r1")
+    yield r
+    await r.runner.cleanup()
+
+
+async def test_a_slow_upload_is_not_a_slow_response(replica: Replica, tmp_path: object) -> None:
+    """40 bytes over ~1.2 s with a 0.5 s response-start timeout: the clock starts when the body is in."""
+    proxy = ProxySettings(response_start_timeout=0.5)
+    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy), str(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 40\r\n\r\n")
+        for _ in range(10):
+            await asyncio.sleep(0.12)  # the client's own pace: this is the scenario, not a wait for the gateway
+            writer.write(b"abcd")
+        out = await read_response(reader)
+        assert out.startswith(b"HTTP/1.1 200"), out[:300]
+        assert b'"body_len": 40' in out
+        writer.close()
+    finally:
+        await gw.stop(drain_timeout=1)
+
+
+async def test_the_response_start_timeout_still_applies_once_the_body_is_in(tmp_path: object) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await reader.readexactly(5)
+        await reader.read()  # never answers
+
+    raw, port = await start_raw(silent)
+    proxy = ProxySettings(response_start_timeout=0.3)
+    gw, gw_port = await start_gateway(config(static_service("iris", [f"http://127.0.0.1:{port}"]), proxy=proxy), str(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 5\r\n\r\nhello")
+        out = await read_response(reader)
+        assert out.startswith(b"HTTP/1.1 504") and "response" in str(body_json(out)["error"])
+        writer.close()
+    finally:
+        await gw.stop(drain_timeout=1)
+        raw.close()
+
+
+async def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_slot(replica: Replica, tmp_path: object) -> None:
+    """containerConcurrency 1: a reader that never reads would pin the only slot for the whole request timeout."""
+    proxy = ProxySettings(send_timeout=0.5)
+    gw, port = await start_gateway(config(static_service("iris", [replica.url], cc=1), proxy=proxy), str(tmp_path))
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.transport.pause_reading()  # this client reads nothing at all
+        writer.write(b"GET /stream?size=67108864 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
+        rt = gw.proxy.routes.services[0].default
+        while not any(t.in_flight for t in rt.throttler.trackers.values()):
+            await asyncio.sleep(0.01)
+        # A second client waits for the slot, and gets it once the first one is cut off.
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(b"GET /next HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
+        out = await read_response(r2, timeout=10)
+        assert out.startswith(b"HTTP/1.1 200") and b'"path": "/next"' in out
+        writer.transport.resume_reading()  # what the first client gets now ends well short of 64 MiB
+        received = 0
+        try:
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), 5):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < 64 * 1024 * 1024
+        w2.close()
+        writer.close()
+    finally:
+        await gw.stop(drain_timeout=1)
