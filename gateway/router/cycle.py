@@ -217,8 +217,7 @@ class RequestCycle:
             self.conn.resume_reading(self.conn.BUFFER)
         else:
             data = self.upstream_head
-        if self.body_done and head.chunked:
-            data += b"0\r\n\r\n"
+        # A chunked body's last chunk is in body_buf (or the replay) already: on_request_complete put it there.
         transport.write(data)
         self.phase = SENT
         if self.body_done:

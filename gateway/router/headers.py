@@ -34,9 +34,18 @@ _HOST = re.compile(
 )
 
 
+_REG_NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;="
+
+
 def valid_host(host: bytes) -> bool:
     """``reg-name | IP-literal [":" port]``: no userinfo, path, spaces or control bytes."""
-    return _HOST.fullmatch(host) is not None
+    # Fast path, once per request: a name of plain characters, with or without a port.
+    if not host.translate(None, _REG_NAME_CHARS):
+        return True
+    name, sep, port = host.rpartition(b":")
+    if sep and name and (not port or (port.isdigit() and len(port) <= 5)) and not name.translate(None, _REG_NAME_CHARS):
+        return True
+    return _HOST.fullmatch(host) is not None  # IP literals, percent-encoding, and everything invalid
 
 
 class BadRequest(Exception):

@@ -158,3 +158,41 @@ async def test_bad_chunk_in_the_body_of_a_request_under_way_is_400(gw_port: int,
     raw = await read_all(reader)
     writer.close()
     assert statuses(raw) == [400], raw[:600]
+
+
+async def test_a_chunked_body_complete_before_the_replica_connection_is_terminated_once(tmp_path: object) -> None:
+    """Head and whole chunked body in one write, replica connection not yet open: one "0" chunk upstream, not two.
+
+    A second terminator would sit on the pooled connection and be parsed by the replica as the
+    start of the next request (the soak caught an aiohttp replica answering it with a 400).
+    """
+    from tests.router.support import read_response, start_raw
+
+    extra: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        while (size := int((await reader.readuntil(b"\r\n")).strip(), 16)) != 0:
+            await reader.readexactly(size + 2)
+        assert await reader.readexactly(2) == b"\r\n"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        try:
+            extra.append(await asyncio.wait_for(reader.read(100), 0.3))
+        except TimeoutError:
+            extra.append(b"")
+
+    raw, port = await start_raw(handler)
+    gw, gw_port = await start_gateway(config(static_service("iris", [f"http://127.0.0.1:{port}"])), str(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+        writer.write(b"POST /up HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        out = await read_response(reader)
+        assert statuses(out) == [200]
+        writer.close()
+        while not extra:
+            await asyncio.sleep(0.01)
+        assert extra == [b""], f"the replica got bytes after the request: {extra[0]!r}"
+    finally:
+        await gw.stop(drain_timeout=1)
+        raw.close()

@@ -80,3 +80,17 @@ def test_response_head_framing() -> None:
 )
 def test_normalise_host(raw: bytes, want: bytes) -> None:
     assert normalise_host(raw) == want
+
+
+def test_valid_host_fast_path_agrees_with_the_grammar() -> None:
+    """The translate() fast path must accept exactly what the RFC 3986 regex accepts."""
+    import random
+
+    from gateway.router.headers import _HOST, valid_host
+
+    alphabet = b"aZ09-._~!$&'()*+,;=%:@/[]\\ \t\x00\x7fv"
+    rng = random.Random(7)
+    samples = [b"iris.default.example.com", b"a:", b":80", b"a:1:2", b"[::1]:80", b"a%41:8", b"x:123456", b""]
+    samples += [bytes(rng.choice(alphabet) for _ in range(rng.randrange(1, 12))) for _ in range(20000)]
+    for host in samples:
+        assert valid_host(host) == (_HOST.fullmatch(host) is not None), host
