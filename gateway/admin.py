@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway.config import ConfigError
 from gateway.metrics import GatewayCollector
 
 if TYPE_CHECKING:
@@ -40,11 +39,8 @@ def create_admin_app(gateway: Gateway) -> Starlette:
         return JSONResponse(gateway.describe())
 
     async def reload(request: Request) -> Response:
-        try:
-            config = await gateway.reload()
-        except ConfigError as exc:
-            return JSONResponse({"reloaded": False, "error": str(exc), "problems": exc.problems}, status_code=400)
-        return JSONResponse({"reloaded": True, "services": len(config.services), "warnings": list(config.warnings)})
+        outcome = await gateway.reloader.request("POST /admin/reload")
+        return JSONResponse(outcome.document(), status_code=200 if outcome.ok else 400)
 
     return Starlette(
         routes=[

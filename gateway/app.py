@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.autoscale.scaler import Autoscaler
@@ -13,8 +14,9 @@ from gateway.autoscale.settings import RevisionScaling
 from gateway.backends import create_backend
 from gateway.backends.base import Backend, RevisionStatus
 from gateway.config import load
-from gateway.config.model import BackendKind, Config, ServiceSpec
+from gateway.config.model import BackendKind, Config, GatewaySettings, ServiceSpec
 from gateway.metrics import RevisionView
+from gateway.reloads import Reloader
 from gateway.router.revision import RevisionRuntime
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
@@ -35,6 +37,20 @@ def default_state_dir() -> Path:
     return Path(base) / "serving-gateway"
 
 
+@dataclass
+class ApplyReport:
+    """What a configuration change did, for the log and the reload's answer."""
+
+    added: int
+    changed: int
+    removed: int
+    total: int
+    warnings: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.total} services: {self.added} added, {self.changed} changed, {self.removed} removed"
+
+
 class Gateway:
     def __init__(self, config: Config, paths: Sequence[str] = (), *, state_dir: str | Path | None = None) -> None:
         self.config = config
@@ -44,9 +60,12 @@ class Gateway:
         self.backends: dict[BackendKind, Backend] = {}
         self.revision_backend: dict[RevisionKey, BackendKind] = {}
         self.services: dict[RevisionKey, ServiceSpec] = {}
-        self.proxy = ProxyServer(RouteTable({}, []), config.gateway.proxy)
+        self.proxy = ProxyServer(RouteTable({}, {}), config.gateway.proxy)
+        self._specs: dict[tuple[str, str], ServiceSpec] = {}  # as applied, by (namespace, name)
+        self._applied = False
         self.autoscaler = Autoscaler(self, tick_interval=config.gateway.autoscaler.tick_interval)
         self._autoscaler_task: asyncio.Task[None] | None = None
+        self.reloader = Reloader(self)
         self._retired: list[RevisionRuntime] = []
 
     # -- building -------------------------------------------------------------------------------
@@ -77,85 +96,141 @@ class Gateway:
     def _dropped(self, endpoint: Endpoint) -> None:
         self.proxy.pools.drop(endpoint)
 
-    async def apply(self, config: Config) -> None:
-        """Bring runtimes, backends and the route table to `config`; the table swap is atomic."""
+    async def apply(self, config: Config) -> ApplyReport:
+        """Bring runtimes, backends and the route table to `config`; the table swap is atomic.
+
+        Work is O(changed services): a service whose digest is unchanged keeps its very spec
+        object, runtime, route and backend state, and is not looked at again. A change of the
+        gateway-wide settings that services depend on (domain, backend, autoscaler, activator)
+        re-applies every service.
+        """
         settings = config.gateway
-        wanted: dict[RevisionKey, tuple[ServiceSpec, BackendKind]] = {}
+        old = self.config.gateway
+        full = not self._applied or (settings.domain, settings.backend, settings.autoscaler, settings.activator) != (
+            old.domain,
+            old.backend,
+            old.autoscaler,
+            old.activator,
+        )
+        previous = self._specs
+        specs: dict[tuple[str, str], ServiceSpec] = {}
+        changed: list[ServiceSpec] = []
         for spec in config.services:
-            kind = spec.backend or settings.backend
-            for rev in spec.revisions():
-                wanted[spec.key(rev.name)] = (spec, kind)
-        for key, (spec, kind) in wanted.items():
-            rt = self.runtimes.get(key)
-            timeout = spec.timeout or settings.activator.request_timeout
-            cc = spec.scaling.container_concurrency
-            if rt is None:
-                rt = RevisionRuntime(
-                    key,
-                    container_concurrency=cc,
-                    queue_depth=settings.activator.queue_depth,
-                    scalable=kind != "static",
-                    request_timeout=timeout,
-                    activation_timeout=settings.activator.activation_timeout,
-                )
-                rt.on_endpoint_dropped = self._dropped
-                rt.backend_state = self._state_reader(key)
-                self.runtimes[key] = rt
+            was = previous.get(spec.ident)
+            if was is not None and not full and was.digest == spec.digest and was.digest:
+                spec = was  # unchanged: the same object, so every later comparison is by identity
             else:
-                rt.throttler.set_concurrency(cc)
-                rt.throttler.queue_depth = settings.activator.queue_depth
-                rt.scalable = kind != "static"
-                rt.request_timeout = timeout
-                rt.activation_timeout = settings.activator.activation_timeout
-            self.services[key] = spec
-            old_kind = self.revision_backend.get(key)
-            if old_kind is not None and old_kind != kind:
-                await self.backends[old_kind].scale(key, 0)
-            self.revision_backend[key] = kind
-        by_kind: dict[BackendKind, list[ServiceSpec]] = {}
-        for spec, kind in wanted.values():
-            if spec not in by_kind.setdefault(kind, []):
-                by_kind[kind].append(spec)
-        for kind in set(by_kind) | set(self.backends):
-            backend = self._backend_for(kind) if kind in by_kind else self.backends[kind]
-            await backend.sync(by_kind.get(kind, []))
-        for key in wanted:
-            self.runtimes[key].set_endpoints(self.backends[wanted[key][1]].ready_endpoints(key))
-        self.proxy.swap_routes(RouteTable.build(config, self.runtimes))
-        for key in [k for k in self.runtimes if k not in wanted]:
-            gone = self.runtimes.pop(key)
-            gone.close()
-            self._retired.append(gone)
+                changed.append(spec)
+            specs[spec.ident] = spec
+        removed = [spec for ident, spec in previous.items() if ident not in specs]
+        if len(changed) < len(config.services):
+            config = replace(config, services=tuple(specs.values()))
+        report = ApplyReport(
+            added=sum(1 for spec in changed if spec.ident not in previous),
+            changed=sum(1 for spec in changed if spec.ident in previous),
+            removed=len(removed),
+            total=len(specs),
+        )
+        gone_keys = [spec.key(rev.name) for spec in removed for rev in spec.revisions()]
+        for spec in changed:
+            was = previous.get(spec.ident)
+            if was is not None and was.canary is not None and spec.canary is None:
+                gone_keys.append(was.key("canary"))
+        await self._apply_services(settings, changed, removed)
+        routes = RouteTable.build(config, self.runtimes) if full else self.proxy.routes.updated(changed, removed, self.runtimes)
+        self.proxy.swap_routes(routes)
+        for key in gone_keys:
+            gone = self.runtimes.pop(key, None)
+            if gone is not None:
+                gone.close()
+                self._retired.append(gone)
             self.services.pop(key, None)
             self.revision_backend.pop(key, None)
-        if config.gateway.proxy != self.config.gateway.proxy:
-            self.proxy.configure(config.gateway.proxy)
-        for what, old, new in (
-            ("listen", self.config.gateway.listen, config.gateway.listen),
-            ("adminListen", self.config.gateway.admin_listen, config.gateway.admin_listen),
-            ("stateDir", self.config.gateway.state_dir, config.gateway.state_dir),
-        ):
-            if old != new:
-                log.warning("spec.%s changed from %s to %s: takes effect on the next start, not on reload", what, old, new)
+            self.autoscaler.remove(key)
+        if settings.proxy != old.proxy:
+            self.proxy.configure(settings.proxy)
+        report.warnings.extend(self._restart_only_changes(old, settings))
         self.config = config
-        await self._configure_scaling(config)
+        self._specs = specs
+        self._applied = True
+        self._configure_scaling(settings, changed)
+        return report
 
-    async def _configure_scaling(self, config: Config) -> None:
-        """Every revision a backend can scale gets a KPA scaler; the data plane feeds its stats."""
-        defaults = config.gateway.autoscaler
-        scalable = {
-            key: RevisionScaling.resolve(defaults, spec.scaling)
-            for key, spec in self.services.items()
-            if self.revision_backend[key] != "static"
-        }
-        self.autoscaler.update(scalable)
-        for key, rt in self.runtimes.items():
-            if key in scalable:
-                rt.stats = self.autoscaler.stats(key)
-                rt.poke = self._poker(key)
-            else:
-                rt.stats = None
-                rt.poke = None
+    async def _apply_services(self, settings: GatewaySettings, changed: list[ServiceSpec], removed: list[ServiceSpec]) -> None:
+        """Runtimes and backends of the changed services; the removed ones leave their backends."""
+        changed_by_kind: dict[BackendKind, list[ServiceSpec]] = {}
+        removed_by_kind: dict[BackendKind, list[ServiceSpec]] = {}
+        for spec in removed:
+            kind = self.revision_backend.get(spec.key("default"))
+            if kind is not None:
+                removed_by_kind.setdefault(kind, []).append(spec)
+        for spec in changed:
+            kind = spec.backend or settings.backend
+            old_kind = self.revision_backend.get(spec.key("default"))
+            if old_kind is not None and old_kind != kind:
+                removed_by_kind.setdefault(old_kind, []).append(self._specs[spec.ident])
+            changed_by_kind.setdefault(kind, []).append(spec)
+            timeout = spec.timeout or settings.activator.request_timeout
+            cc = spec.scaling.container_concurrency
+            for rev in spec.revisions():
+                key = spec.key(rev.name)
+                rt = self.runtimes.get(key)
+                if rt is None:
+                    rt = RevisionRuntime(
+                        key,
+                        container_concurrency=cc,
+                        queue_depth=settings.activator.queue_depth,
+                        scalable=kind != "static",
+                        request_timeout=timeout,
+                        activation_timeout=settings.activator.activation_timeout,
+                    )
+                    rt.on_endpoint_dropped = self._dropped
+                    rt.backend_state = self._state_reader(key)
+                    self.runtimes[key] = rt
+                else:
+                    rt.throttler.set_concurrency(cc)
+                    rt.throttler.queue_depth = settings.activator.queue_depth
+                    rt.scalable = kind != "static"
+                    rt.request_timeout = timeout
+                    rt.activation_timeout = settings.activator.activation_timeout
+                self.services[key] = spec
+                self.revision_backend[key] = kind
+        for kind in set(changed_by_kind) | set(removed_by_kind):
+            backend = self._backend_for(kind) if kind in changed_by_kind else self.backends[kind]
+            await backend.update(changed_by_kind.get(kind, []), removed_by_kind.get(kind, []))
+        for kind, specs in changed_by_kind.items():
+            backend = self.backends[kind]
+            for spec in specs:
+                for rev in spec.revisions():
+                    key = spec.key(rev.name)
+                    self.runtimes[key].set_endpoints(backend.ready_endpoints(key))
+
+    def _restart_only_changes(self, old: GatewaySettings, new: GatewaySettings) -> list[str]:
+        warnings = []
+        for what, before, after in (
+            ("listen", old.listen, new.listen),
+            ("adminListen", old.admin_listen, new.admin_listen),
+            ("stateDir", old.state_dir, new.state_dir),
+        ):
+            if self._applied and before != after:
+                warnings.append(f"spec.{what} changed from {before} to {after}: takes effect on the next start, not on reload")
+        return warnings
+
+    def _configure_scaling(self, settings: GatewaySettings, changed: list[ServiceSpec]) -> None:
+        """Every revision a backend can scale gets a KPA scaler; the data plane feeds its stats. O(changed)."""
+        defaults = settings.autoscaler
+        for spec in changed:
+            for rev in spec.revisions():
+                key = spec.key(rev.name)
+                rt = self.runtimes[key]
+                if self.revision_backend[key] != "static":
+                    self.autoscaler.set(key, RevisionScaling.resolve(defaults, spec.scaling))
+                    rt.stats = self.autoscaler.stats(key)
+                    rt.poke = self._poker(key)
+                else:
+                    self.autoscaler.remove(key)
+                    rt.stats = None
+                    rt.poke = None
 
     def _state_reader(self, key: RevisionKey) -> Callable[[], tuple[str, str | None]]:
         def read() -> tuple[str, str | None]:
@@ -187,12 +262,14 @@ class Gateway:
         await self.proxy.start(host, port)
         self._autoscaler_task = asyncio.get_running_loop().create_task(self.autoscaler.run())
 
-    async def reload(self) -> Config:
-        """Re-read the files; a bad config raises ConfigError and changes nothing."""
-        config = load(self.paths)
-        await self.apply(config)
-        log.info("configuration reloaded: %d services", len(config.services))
-        return config
+    async def reload(self) -> tuple[Config, ApplyReport]:
+        """Re-read the files (in a worker thread: parsing never stalls the data plane) and apply them.
+
+        A bad config raises ConfigError and changes nothing.
+        """
+        config = await asyncio.to_thread(load, self.paths)
+        report = await self.apply(config)
+        return config, report
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         timeout = self.config.gateway.proxy.drain_timeout if drain_timeout is None else drain_timeout

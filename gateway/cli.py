@@ -138,14 +138,12 @@ async def _serve(config: object, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
-    def reload() -> None:
-        async def run() -> None:
-            try:
-                await gw.reload()
-            except ConfigError as exc:
-                log.error("reload refused, the previous configuration keeps serving:\n%s", exc)
+    reloads: set[asyncio.Task[object]] = set()
 
-        loop.create_task(run())
+    def reload() -> None:
+        task: asyncio.Task[object] = loop.create_task(gw.reloader.request("SIGHUP"))  # logs its outcome
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -265,23 +265,27 @@ class Autoscaler:
 
     def update(self, configs: Mapping[RevisionKey, RevisionScaling]) -> None:
         """Match the set of revisions to ``configs``: add new ones, drop missing, update the rest."""
-        now = self._clock()
-        for key in list(self._scalers):
-            if key not in configs:
-                del self._scalers[key]
-                self._sent.pop(key, None)
-                self._poked.discard(key)
+        for key in [k for k in self._scalers if k not in configs]:
+            self.remove(key)
         for key, scaling in configs.items():
-            existing = self._scalers.get(key)
-            if existing is not None:
-                existing.update(scaling)
-            else:
-                ready = self._ready(key) or 0
-                self._scalers[key] = RevisionScaler(
-                    scaling, now, ready, activation_timeout=self._activation_timeout
-                )
+            self.set(key, scaling)
         if configs:
             self.tick_interval = min(s.tick_interval for s in configs.values())
+
+    def set(self, key: RevisionKey, scaling: RevisionScaling) -> None:
+        """Add a revision, or give it new parameters (its windows' data and state are kept)."""
+        existing = self._scalers.get(key)
+        if existing is not None:
+            existing.update(scaling)
+        else:
+            ready = self._ready(key) or 0
+            self._scalers[key] = RevisionScaler(scaling, self._clock(), ready, activation_timeout=self._activation_timeout)
+        self.tick_interval = scaling.tick_interval  # GatewayConfig's, the same for every revision
+
+    def remove(self, key: RevisionKey) -> None:
+        if self._scalers.pop(key, None) is not None:
+            self._sent.pop(key, None)
+            self._poked.discard(key)
 
     def poke(self, key: RevisionKey) -> None:
         """Ask for an immediate tick of ``key`` if it is at zero. Cheap; for the request path."""

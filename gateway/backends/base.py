@@ -29,6 +29,9 @@ class Backend(Protocol):
         Revisions that left the config are scaled to zero and forgotten; new ones start at zero.
         """
 
+    async def update(self, changed: Sequence[ServiceSpec], removed: Sequence[ServiceSpec]) -> None:
+        """`sync` for a reload that knows what changed: O(changed) work, unchanged services untouched."""
+
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         """Ask for `replicas` replicas of a revision; returns once the request is recorded."""
 

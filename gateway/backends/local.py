@@ -95,6 +95,7 @@ class LocalBackend:
         self._prober = Prober(timeout=probe_timeout)
         self._lock = reaper.StateLock(self._state_dir)
         self._revs: dict[RevisionKey, _Revision] = {}
+        self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._listeners: list[EndpointListener] = []
         self._ports: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,14 +111,33 @@ class LocalBackend:
         await reaper.reap(self._state_dir, grace=min(self._grace, 5.0))
 
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
+        current = self._services
+        wanted = {svc.ident for svc in services}
+        changed = [svc for svc in services if current.get(svc.ident) is not svc]
+        await self.update(changed, [svc for ident, svc in current.items() if ident not in wanted])
+
+    async def update(self, changed: Sequence[ServiceSpec], removed: Sequence[ServiceSpec]) -> None:
+        """O(changed): an unchanged service is not looked at (it is the same object as last time)."""
         await self.start()
-        wanted = {svc.key(spec.name): spec for svc in services for spec in svc.revisions()}
-        for key in [k for k in self._revs if k not in wanted]:
-            gone = self._revs.pop(key)
-            gone.desired = 0
-            gone.cancel_timer()
-            self._reconcile(gone)
-            gone.forgotten = True
+        gone = [svc.key(rev.name) for svc in removed for rev in svc.revisions()]
+        for svc in removed:
+            self._services.pop(svc.ident, None)
+        wanted: dict[RevisionKey, RevisionSpec] = {}
+        for svc in changed:
+            old = self._services.get(svc.ident)
+            if old is not None:
+                keep = {rev.name for rev in svc.revisions()}
+                gone += [old.key(rev.name) for rev in old.revisions() if rev.name not in keep]
+            self._services[svc.ident] = svc
+            wanted.update((svc.key(rev.name), rev) for rev in svc.revisions())
+        for key in gone:
+            rev = self._revs.pop(key, None)
+            if rev is None:
+                continue
+            rev.desired = 0
+            rev.cancel_timer()
+            self._reconcile(rev)
+            rev.forgotten = True
         for key, spec in wanted.items():
             rev = self._revs.get(key)
             if rev is None:

@@ -54,32 +54,60 @@ class StaticBackend:
         self._probe_timeout = probe_timeout
         self._prober: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._apply(services)
+        self._services: dict[tuple[str, str], ServiceSpec] = {}
+        self._apply(*self._diff(services))
 
-    def _apply(self, services: Sequence[ServiceSpec]) -> list[RevisionKey]:
-        endpoints = {
-            svc.key(spec.name): frozenset(parse_endpoint(url) for url in spec.endpoints)
-            for svc in services
-            for spec in svc.revisions()
-        }
-        self._paths = {
-            svc.key(spec.name): spec.readiness_path
-            for svc in services
-            for spec in svc.revisions()
-            if spec.readiness_path
-        }
-        self._down = {k: v & endpoints[k] for k, v in self._down.items() if k in endpoints and k in self._paths}
-        changed = [
-            k
-            for k in self._endpoints.keys() | endpoints.keys()
-            if self._endpoints.get(k, frozenset()) != endpoints.get(k, frozenset())
-        ]
-        self._endpoints = endpoints
-        self._desired = {k: v for k, v in self._desired.items() if k in endpoints}
-        return changed
+    def _diff(self, services: Sequence[ServiceSpec]) -> tuple[list[ServiceSpec], list[ServiceSpec]]:
+        """(changed, removed) against what was applied; an unchanged service is the very same object."""
+        current = self._services
+        wanted = {svc.ident for svc in services}
+        changed = [svc for svc in services if current.get(svc.ident) is not svc]
+        removed = [svc for ident, svc in current.items() if ident not in wanted]
+        return changed, removed
+
+    def _apply(self, changed: Sequence[ServiceSpec], removed: Sequence[ServiceSpec]) -> list[RevisionKey]:
+        """O(changed): revisions of removed services go, changed ones get their new endpoints."""
+        touched: list[RevisionKey] = []
+        gone = [svc.key(rev.name) for svc in removed for rev in svc.revisions()]
+        for svc in changed:
+            old = self._services.get(svc.ident)
+            if old is not None:
+                keep = {rev.name for rev in svc.revisions()}
+                gone += [old.key(rev.name) for rev in old.revisions() if rev.name not in keep]
+            for rev in svc.revisions():
+                key = svc.key(rev.name)
+                endpoints = frozenset(parse_endpoint(url) for url in rev.endpoints)
+                if self._endpoints.get(key) != endpoints:
+                    touched.append(key)
+                    self._endpoints[key] = endpoints
+                if rev.readiness_path:
+                    self._paths[key] = rev.readiness_path
+                    down = self._down.get(key)
+                    if down:
+                        self._down[key] = down & endpoints
+                else:
+                    self._paths.pop(key, None)
+                    if self._down.pop(key, None):
+                        touched.append(key)
+            self._services[svc.ident] = svc
+        for svc in removed:
+            self._services.pop(svc.ident, None)
+        for key in gone:
+            if self._endpoints.pop(key, None):
+                touched.append(key)
+            self._paths.pop(key, None)
+            self._down.pop(key, None)
+            self._desired.pop(key, None)
+        if gone and self._failures:
+            dropped = set(gone)
+            self._failures = {k: v for k, v in self._failures.items() if k[0] not in dropped}
+        return touched
 
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
-        for key in self._apply(services):
+        await self.update(*self._diff(services))
+
+    async def update(self, changed: Sequence[ServiceSpec], removed: Sequence[ServiceSpec]) -> None:
+        for key in dict.fromkeys(self._apply(changed, removed)):
             self._notify(key)
         if self._paths and self._prober is None:
             self._prober = asyncio.get_running_loop().create_task(self._probe_forever())

@@ -116,7 +116,7 @@ def load(paths: Sequence[str]) -> Config:
         raise ConfigError(collector.problems, collector.warnings)
     return Config(
         gateway=settings,
-        services=tuple(item.service for item in collector.translated),
+        services=tuple(item.service.digested() for item in collector.translated),
         warnings=tuple(collector.warnings),
         files=tuple(files),
     )

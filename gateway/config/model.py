@@ -5,7 +5,8 @@ Durations are seconds (float). Percentages are kept as the user wrote them (70 m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from gateway.types import RevisionKey, RevisionName
@@ -141,6 +142,17 @@ class ServiceSpec:
     backend: BackendKind | None = None  # None: GatewayConfig's backend
     timeout: float | None = None  # request timeout override (seconds)
     source: Source | None = None
+    # Of everything above but `source`: equal digests, equal services (set by `digested()`).
+    digest: str = field(default="", compare=False, repr=False)
+
+    def digested(self) -> ServiceSpec:
+        """This spec with its digest filled in: reloads compare services by digest, not field by field."""
+        what = (self.name, self.namespace, self.default, self.canary, self.canary_percent, self.scaling, self.backend, self.timeout)
+        return replace(self, digest=hashlib.blake2b(repr(what).encode(), digest_size=16).hexdigest())
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
 
     def revisions(self) -> tuple[RevisionSpec, ...]:
         return (self.default,) if self.canary is None else (self.default, self.canary)

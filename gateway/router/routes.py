@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from gateway.config.model import Config, ServiceSpec
 from gateway.router.revision import RevisionRuntime
@@ -32,31 +32,62 @@ class ServiceRoute:
         return self.default
 
 
+def hosts_of(spec: ServiceSpec, domain: str) -> tuple[bytes, ...]:
+    base = f"{spec.name}.{spec.namespace}.{domain}"
+    if spec.canary is None:
+        return (base.encode(), f"default-{base}".encode())
+    return (base.encode(), f"default-{base}".encode(), f"canary-{base}".encode())
+
+
 class RouteTable:
     """Host lookup is one dict get; tag hosts map straight to their revision."""
 
-    __slots__ = ("hosts", "services")
+    __slots__ = ("hosts", "by_service", "domain")
 
-    def __init__(self, hosts: dict[bytes, tuple[ServiceRoute, RevisionRuntime | None]], services: list[ServiceRoute]) -> None:
+    def __init__(
+        self,
+        hosts: dict[bytes, tuple[ServiceRoute, RevisionRuntime | None]],
+        by_service: dict[tuple[str, str], ServiceRoute],
+        domain: str = "",
+    ) -> None:
         self.hosts = hosts
-        self.services = services
+        self.by_service = by_service
+        self.domain = domain
+
+    @property
+    def services(self) -> list[ServiceRoute]:
+        return list(self.by_service.values())
 
     def lookup(self, host: bytes) -> tuple[ServiceRoute, RevisionRuntime | None] | None:
         return self.hosts.get(host)
 
     @classmethod
     def build(cls, config: Config, runtimes: Mapping[RevisionKey, RevisionRuntime]) -> RouteTable:
-        domain = config.gateway.domain.lower()
-        hosts: dict[bytes, tuple[ServiceRoute, RevisionRuntime | None]] = {}
-        services = []
-        for spec in config.services:
+        return cls({}, {}, config.gateway.domain.lower()).updated(config.services, (), runtimes)
+
+    def updated(
+        self, changed: Sequence[ServiceSpec], removed: Sequence[ServiceSpec], runtimes: Mapping[RevisionKey, RevisionRuntime]
+    ) -> RouteTable:
+        """A new table: this one with `removed` gone and `changed` (re)built; O(changed) plus a dict copy."""
+        domain = self.domain
+        hosts = dict(self.hosts)
+        by_service = dict(self.by_service)
+        for spec in removed:
+            for host in hosts_of(spec, domain):
+                hosts.pop(host, None)
+            by_service.pop(spec.ident, None)
+        for spec in changed:
+            old = by_service.get(spec.ident)
+            if old is not None:
+                for host in hosts_of(old.spec, domain):
+                    hosts.pop(host, None)
             default = runtimes[spec.key("default")]
             canary = runtimes[spec.key("canary")] if spec.canary is not None else None
             route = ServiceRoute(spec, default, canary)
-            services.append(route)
-            base = f"{spec.name}.{spec.namespace}.{domain}"
-            hosts[base.encode()] = (route, None)
-            hosts[f"default-{base}".encode()] = (route, default)
+            by_service[spec.ident] = route
+            names = hosts_of(spec, domain)
+            hosts[names[0]] = (route, None)
+            hosts[names[1]] = (route, default)
             if canary is not None:
-                hosts[f"canary-{base}".encode()] = (route, canary)
-        return cls(hosts, services)
+                hosts[names[2]] = (route, canary)
+        return RouteTable(hosts, by_service, domain)

@@ -154,3 +154,50 @@ def test_source_is_recorded(tmp_path: Path) -> None:
     (service,) = load([path]).services
     assert service.source is not None
     assert str(service.source) == f"{path}: document 2 (PaddleService/foo)"
+
+
+def billion_laughs(levels: int) -> str:
+    """A PaddleService whose `tolerations` expand to 10**levels entries through nested aliases."""
+    lines = ["  l0: &l0 [{key: a, operator: Exists}, {key: b, operator: Exists}, {key: c, operator: Exists}, "
+             "{key: d, operator: Exists}, {key: e, operator: Exists}, {key: f, operator: Exists}, {key: g, operator: Exists}, "
+             "{key: h, operator: Exists}, {key: i, operator: Exists}, {key: j, operator: Exists}]"]
+    for i in range(1, levels):
+        lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return (
+        "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: bomb}\n"
+        "x-anchors:\n" + "\n".join(lines) + "\n"
+        f"spec:\n  default:\n    command: ['true']\n    tolerations: *l{levels - 1}\n"
+    )
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    import time
+
+    path = write(tmp_path, "bomb.yaml", paddle("ok") + "---\n" + billion_laughs(9))
+    started = time.monotonic()
+    found = problems([path])
+    assert time.monotonic() - started < 2
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{path}: document 2 (PaddleService/bomb): line 9, column 1: refused: aliases expand this document to ")
+    assert "more than" in found[0] and "per byte" in found[0]
+
+
+def test_modest_aliases_are_fine(tmp_path: Path) -> None:
+    text = paddle("a", spec="  default:\n    command: ['true']\n    env: &env [{name: A, value: '1'}]\n  canary:\n    command: ['true']\n    env: *env\n  canaryTrafficPercent: 10\n")
+    config = load([write(tmp_path, "x.yaml", text)])
+    assert config.services[0].canary is not None and config.services[0].canary.env == (("A", "1"),)
+
+
+def test_recursive_aliases_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.yaml", "kind: PaddleService\nmetadata: {name: loop}\nspec: &s {default: *s}\n")
+    found = problems([path])
+    assert len(found) == 1 and "refused: recursive aliases" in found[0] and "(PaddleService/loop)" in found[0], found
+
+
+def test_libyaml_is_used_when_pyyaml_has_it() -> None:
+    import yaml
+
+    from gateway.config import documents
+
+    if hasattr(yaml, "CSafeLoader"):
+        assert issubclass(documents._Loader, yaml.CSafeLoader)
