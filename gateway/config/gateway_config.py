@@ -113,9 +113,10 @@ _PROXY: dict[str, tuple[str, Reader]] = {
     "responseStartTimeout": ("response_start_timeout", _positive_duration),
     "drainTimeout": ("drain_timeout", _positive_duration),
     "maxResponseHeaderBytes": ("max_response_header_bytes", byte_size),
-    "maxConnections": ("max_connections", lambda c, p, v: integer(c, p, v, lo=1)),
+    "maxConnections": ("max_connections", lambda c, p, v: _max_connections(c, p, v)),
     "trustedProxies": ("trusted_proxies", lambda c, p, v: _cidrs(c, p, v)),
     "sendTimeout": ("send_timeout", _positive_duration),
+    "bodyTimeout": ("body_timeout", _positive_duration),
 }
 
 _SPEC_KEYS = (
@@ -148,6 +149,13 @@ def _section(
             if parsed is not None:
                 kwargs[name] = parsed
     return kwargs
+
+
+def _max_connections(ctx: DocContext, path: str, value: object) -> int | None:
+    if value == 0:
+        ctx.error(path, "must be >= 1, got 0 (leave it out to derive it from the open-file limit)")
+        return None
+    return integer(ctx, path, value, lo=1)
 
 
 def _cidrs(ctx: DocContext, path: str, value: object) -> tuple[str, ...] | None:

@@ -60,6 +60,7 @@ class ProxySettings:
     max_connections: int = 0  # 0: derived from the process's file descriptor limit at start
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-Proto/-Host, Forwarded, X-Real-IP are kept
     send_timeout: float = 60.0  # a client that reads nothing of its response for this long is cut off
+    body_timeout: float = 60.0  # a client that sends nothing of its request body for this long gets 408
     buffer_bytes: int = 256 * 1024  # not configurable: bytes held per direction before reading pauses
 
 

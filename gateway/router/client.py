@@ -36,7 +36,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "server", "transport", "parser", "peer", "trusted", "trusted_for", "url", "headers", "head_size", "head_raw",
         "head_marks", "in_head", "fresh", "head_started", "idle_since", "cycle", "parsing", "pipeline", "paused",
-        "write_paused", "write_paused_since", "upgraded", "held", "stopped", "closed", "closed_at", "http10", "latest", "lingering",
+        "write_paused", "write_paused_since", "upgraded", "held", "stopped", "closed", "closed_at", "http10", "latest", "lingering", "body_at",
     )
 
     def __init__(self, server: ProxyServer) -> None:
@@ -70,6 +70,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.closed_at = 0.0
         self.lingering = False
+        self.body_at = 0.0  # when the request body being read last advanced
         self.http10 = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -287,6 +288,7 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not self.server.draining
         cycle = self.server.make_cycle(self, method, self.url, self.headers, keep_alive)
         self.parsing = self.latest = cycle
+        self.body_at = time.monotonic()
         if self.cycle is None:
             self.cycle = cycle
             cycle.start()
@@ -296,6 +298,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.parsing is not None:
+            self.body_at = time.monotonic()
             self.parsing.on_request_body(body)
 
     def on_message_complete(self) -> None:
@@ -352,6 +355,12 @@ class ClientConnection(asyncio.Protocol):
         if self.write_paused and now - self.write_paused_since > settings.send_timeout:
             self.abort()  # the client read nothing for sendTimeout: its request's slot is freed
             return
+        if self.parsing is not None and not self.stopped:
+            if self.paused:
+                self.body_at = now  # we stopped reading it (flow control): not the client's delay
+            elif now - self.body_at > settings.body_timeout:
+                self._reject(408, "timed out reading the request body")  # nginx's client_body_timeout
+                return
         cycle = self.cycle
         if cycle is not None:
             cycle.expire(now, settings.response_start_timeout)

@@ -425,6 +425,8 @@ class RequestCycle:
         if self.response_started:
             # The head has left: the only honest signal is closing the client connection.
             self.pending = b""
+            if self.rt is not None:
+                self.rt.report(502, f"replica closed the connection in the middle of its response: {exc or 'EOF'}")
             self.finish(502)
             self.conn.abort()
             return
@@ -449,6 +451,8 @@ class RequestCycle:
         if upstream is not None:
             upstream.abort()
         if self.response_started:
+            if self.rt is not None:
+                self.rt.report(502, message)
             self.finish(502)
             self.conn.abort()
         else:
@@ -467,11 +471,13 @@ class RequestCycle:
             waiter = self.waiter
             self.waiter = None
             waiter.cancel()
+        rt = self.rt
+        if rt is not None and status >= 502:
+            rt.report(status, message)  # the replica's (or the gateway's) failure, not the client's
         if self.response_started:
             self.finish(status)
             self.conn.abort()
             return
-        rt = self.rt
         if not self.body_done:
             self.keep_alive = False
         body = error_response(

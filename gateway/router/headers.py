@@ -30,7 +30,7 @@ FORWARDING = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
 _HOST = re.compile(
     rb"(?:\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
     rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
-    rb"(?::[0-9]{0,5})?"
+    rb"(?::(?P<port>[0-9]{0,5}))?"
 )
 
 
@@ -43,9 +43,14 @@ def valid_host(host: bytes) -> bool:
     if not host.translate(None, _REG_NAME_CHARS):
         return True
     name, sep, port = host.rpartition(b":")
-    if sep and name and (not port or (port.isdigit() and len(port) <= 5)) and not name.translate(None, _REG_NAME_CHARS):
+    if sep and name and (not port or (port.isdigit() and int(port) <= 65535)) and not name.translate(None, _REG_NAME_CHARS):
         return True
-    return _HOST.fullmatch(host) is not None  # IP literals, percent-encoding, and everything invalid
+    return grammar_ok(host)  # IP literals, percent-encoding, and everything invalid
+
+
+def grammar_ok(host: bytes) -> bool:
+    match = _HOST.fullmatch(host)
+    return match is not None and int(match.group("port") or 0) <= 65535
 
 
 class BadRequest(Exception):

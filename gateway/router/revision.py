@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Protocol
@@ -12,6 +13,8 @@ from gateway.router.throttler import Throttler
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 log = logging.getLogger(__name__)
+
+REPORT_EVERY = 10.0  # seconds between two warnings about one revision's failed requests
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
@@ -69,6 +72,19 @@ class RevisionRuntime:
         # (state, message) from the backend, read only when a request finds no replica.
         self.backend_state: Callable[[], tuple[str, str | None]] | None = None
         self._probes: dict[Endpoint, asyncio.Task[None]] = {}
+        self._reported_at = float("-inf")
+        self._unreported = 0
+
+    def report(self, status: int, message: str) -> None:
+        """Log a failed request (502/503/504) as a warning, at most once per REPORT_EVERY per revision."""
+        now = time.monotonic()
+        if now - self._reported_at < REPORT_EVERY:
+            self._unreported += 1
+            return
+        more = f" (and {self._unreported} more failed requests since the last report)" if self._unreported else ""
+        log.warning("%s: %d %s%s", self.key, status, message, more)
+        self._reported_at = now
+        self._unreported = 0
 
     def record(self, status: int, duration: float) -> None:
         codes = self.codes

@@ -8,7 +8,7 @@ import logging
 import time
 
 from gateway.config.model import ProxySettings
-from gateway.resources import default_max_connections
+from gateway.resources import default_max_connections, fd_limit
 from gateway.router.client import ClientConnection
 from gateway.router.cycle import RequestCycle
 from gateway.router.listener import Listener, bind
@@ -40,7 +40,16 @@ class ProxyServer:
     def configure(self, settings: ProxySettings) -> None:
         """New limits and timeouts (reload); connections read them on their next check."""
         self.settings = settings
-        self.max_connections = settings.max_connections or default_max_connections()
+        allowed = default_max_connections()
+        self.max_connections = settings.max_connections or allowed
+        if settings.max_connections > allowed:
+            log.warning(
+                "spec.proxy.maxConnections is %d but the open-file limit (%d) leaves room for about %d client "
+                "connections: past that, accepts wait and connects to replicas fail with 503",
+                settings.max_connections,
+                fd_limit(),
+                allowed,
+            )
         self._trusted = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
         pools = self.pools
         pools.keepalive = settings.upstream_keepalive_timeout
@@ -102,7 +111,9 @@ class ProxyServer:
 
     def _sweep_interval(self) -> float:
         s = self.settings
-        shortest = min(s.header_timeout, s.keepalive_timeout, s.response_start_timeout, s.upstream_keepalive_timeout)
+        shortest = min(
+            s.header_timeout, s.keepalive_timeout, s.response_start_timeout, s.upstream_keepalive_timeout, s.send_timeout, s.body_timeout
+        )
         return max(0.02, min(0.5, shortest / 4))
 
     async def _sweep_forever(self) -> None:

@@ -62,6 +62,7 @@ proxy:
   maxConnections: 5000
   trustedProxies: [10.0.0.0/8, "192.168.1.7", "fd00::/8"]
   sendTimeout: 20s
+  bodyTimeout: 15s
   responseStartTimeout: 10m
   drainTimeout: 15s
 """
@@ -101,6 +102,7 @@ proxy:
     assert settings.proxy.max_connections == 5000
     assert settings.proxy.trusted_proxies == ("10.0.0.0/8", "192.168.1.7/32", "fd00::/8")
     assert settings.proxy.send_timeout == 20.0
+    assert settings.proxy.body_timeout == 15.0
 
 
 def test_empty_spec_gives_defaults(tmp_path: Path) -> None:
@@ -197,7 +199,12 @@ def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
             "spec.proxy.maxBodyBytes: must be a byte size like 65536 or 64Ki, got 'lots'",
         ),
         ("proxy:\n  connectTimeout: 1y", "spec.proxy.connectTimeout: must be a duration like 60s, got '1y'"),
-        ("proxy:\n  maxConnections: 0", "spec.proxy.maxConnections: must be >= 1, got 0"),
+        (
+            "proxy:\n  maxConnections: 0",
+            "spec.proxy.maxConnections: must be >= 1, got 0 (leave it out to derive it from the open-file limit)",
+        ),
+        ("proxy:\n  maxConnections: -5", "spec.proxy.maxConnections: must be >= 1, got -5"),
+        ("proxy:\n  bodyTimeout: never", "spec.proxy.bodyTimeout: must be a duration like 60s, got 'never'"),
         (
             "proxy:\n  maxResponseHeaderBytes: big",
             "spec.proxy.maxResponseHeaderBytes: must be a byte size like 65536 or 64Ki, got 'big'",

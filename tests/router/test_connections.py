@@ -172,6 +172,7 @@ async def test_a_descriptor_shortage_is_503_and_never_marks_the_replica_down(spa
     assert out.startswith(b"HTTP/1.1 200")
     log = gw.output()
     assert "skipping it" not in log, log[-2000:]
+    assert "spec.proxy.maxConnections is 1000 but the open-file limit (128) leaves room for about 28" in log
 
 
 def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one(spawn: object, replica: Replica) -> None:

@@ -52,6 +52,7 @@ def seen_headers(response: bytes) -> dict[str, str]:
         b"iris.default.example.com/x",
         b"iris.default.example.com:80:80",
         b"iris.default.example.com:999999",
+        b"iris.default.example.com:99999",
         b"user@iris.default.example.com",
         b"iris.default.example.com\\x",
         b"iris default.example.com",

@@ -56,7 +56,9 @@ async def test_a_response_head_past_the_limit_is_502_and_the_replica_cut_off(tmp
 
 
 @pytest.mark.parametrize("size, status", [(900, 200), (1500, 502)])
-async def test_max_response_header_bytes_is_configurable(tmp_path: object, size: int, status: int) -> None:
+async def test_max_response_header_bytes_is_configurable(
+    tmp_path: object, size: int, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             await read_head(reader)
@@ -75,6 +77,10 @@ async def test_max_response_header_bytes_is_configurable(tmp_path: object, size:
             if status == 502:
                 assert body_json(out)["error"] == "replica sent a response head larger than 1024 bytes"
         writer.close()
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "response head" in r.getMessage()]
+        assert len(warned) == (1 if status == 502 else 0), "logged, at most once per revision every few seconds"
+        if warned:
+            assert warned[0] == "default/iris-default: 502 replica sent a response head larger than 1024 bytes"
     finally:
         await gw.stop(drain_timeout=1)
         raw.close()

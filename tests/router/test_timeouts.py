@@ -101,3 +101,44 @@ async def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_slot(replica
         writer.close()
     finally:
         await gw.stop(drain_timeout=1)
+
+
+async def test_a_client_that_stops_sending_its_body_gets_408(replica: Replica, tmp_path: object) -> None:
+    """nginx's client_body_timeout: the client's stall is a 408, not the replica's 504."""
+    proxy = ProxySettings(body_timeout=0.4)
+    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy), str(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /up HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 100\r\n\r\n0123456789")
+        out = await read_response(reader)
+        assert out.startswith(b"HTTP/1.1 408") and "request body" in str(body_json(out)["error"])
+        assert await asyncio.wait_for(reader.read(), 5) == b"", "the connection closes after it"
+        writer.close()
+    finally:
+        await gw.stop(drain_timeout=1)
+
+
+async def test_a_body_the_gateway_stopped_reading_is_not_the_client_s_delay(tmp_path: object) -> None:
+    """A replica that reads slowly pauses the upload (flow control): no 408 for the client meanwhile."""
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await asyncio.sleep(1.0)  # reads nothing for longer than bodyTimeout: the gateway pauses the upload
+        got = 0
+        while got < 8 * 1024 * 1024:
+            got += len(await reader.read(256 * 1024))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    raw, port = await start_raw(slow)
+    proxy = ProxySettings(body_timeout=0.3)
+    gw, gw_port = await start_gateway(config(static_service("iris", [f"http://127.0.0.1:{port}"]), proxy=proxy), str(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+        writer.write(b"POST /up HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 8388608\r\n\r\n" + b"x" * 8388608)
+        out = await read_response(reader, timeout=20)
+        assert out.startswith(b"HTTP/1.1 200"), out[:300]
+        writer.close()
+    finally:
+        await gw.stop(drain_timeout=1)
+        raw.close()
