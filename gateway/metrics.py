@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.router.revision import Histogram, RevisionRuntime
+from gateway.router.revision import COLD_START_BUCKETS, DURATION_BUCKETS, Histogram, RevisionRuntime
 from gateway.types import ConnectionsView
 
 
@@ -74,8 +74,10 @@ class GatewayCollector(Collector):
             lv = [rt.key.namespace, rt.service_label, rt.revision_label]
             for code, count in sorted(rt.codes.items()):
                 requests.add_metric(lv + [str(code)], count)
-            duration.add_metric(lv, _buckets(rt.durations), rt.durations.sum)
-            cold.add_metric(lv, _buckets(rt.cold_starts), rt.cold_starts.sum)
+            durations = rt.durations or Histogram(DURATION_BUCKETS)
+            cold_starts = rt.cold_starts or Histogram(COLD_START_BUCKETS)
+            duration.add_metric(lv, _buckets(durations), durations.sum)
+            cold.add_metric(lv, _buckets(cold_starts), cold_starts.sum)
             ready.add_metric(lv, view.ready)
             desired.add_metric(lv, view.desired)
             conc.add_metric(lv + ["stable"], view.stable or 0.0)

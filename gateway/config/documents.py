@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,39 +148,58 @@ def _yaml_problem(file: str, index: int, exc: yaml.YAMLError) -> str:
 
 def read_file(file: str, problems: list[str]) -> list[RawDocument]:
     """Every document of one file; documents before a syntax error are kept, the rest are lost."""
+    return list(read_documents(file, problems))
+
+
+def read_documents(file: str, problems: list[str]) -> Iterator[RawDocument]:
+    """The documents of one file as they are parsed, so a caller can translate and drop each in turn."""
     try:
         with open(file, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         problems.append(f"{file}: cannot read: {exc.strerror or exc}")
-        return []
+        return
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(f"{file}: not UTF-8 text (byte {exc.start})")
-        return []
+        return
     directory = os.path.dirname(os.path.abspath(file))
-    documents, error = _documents(_Loader, text, file, directory)
-    if error is not None and not isinstance(error, TooLarge) and _Base is not yaml.SafeLoader:
-        documents, error = _documents(_PyLoader, text, file, directory)
-    if error is not None:
-        problems.append(_yaml_problem(file, len(documents) + 1, error))
-    return documents
+    count = 0
+    try:
+        for doc in _documents(_Loader, text, file, directory):
+            count += 1
+            yield doc
+        return
+    except yaml.YAMLError as exc:
+        error = exc
+    if not isinstance(error, TooLarge) and _Base is not yaml.SafeLoader:
+        # Re-read with PyYAML's own parser, for its wording of the problem (same line and column).
+        seen = 0
+        try:
+            for doc in _documents(_PyLoader, text, file, directory):
+                seen += 1
+                if seen > count:
+                    count += 1
+                    yield doc
+            return
+        except yaml.YAMLError as exc:
+            error = exc
+    problems.append(_yaml_problem(file, count + 1, error))
 
 
-def _documents(cls: type, text: str, file: str, directory: str) -> tuple[list[RawDocument], yaml.YAMLError | None]:
-    documents: list[RawDocument] = []
+def _documents(cls: type, text: str, file: str, directory: str) -> Iterator[RawDocument]:
+    """Raises yaml.YAMLError at the first document that cannot be read."""
     loader = cls(text)
+    index = 0
     try:
         while loader.check_node():
             node = loader.get_node()
             body = None if node is None else _construct(loader, node, text)
-            documents.append(RawDocument(file, directory, len(documents) + 1, body))
-    except yaml.YAMLError as exc:
-        return documents, exc
+            index += 1
+            yield RawDocument(file, directory, index, body)
     finally:
         loader.dispose()
-    return documents, None
 
 
 def _construct(loader: Any, node: Node, text: str) -> object:

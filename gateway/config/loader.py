@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from gateway.config import gateway_config, kserve, paddle, simpleml
 from gateway.config.checks import check_duplicates, check_runnable
-from gateway.config.documents import RawDocument, expand_paths, read_file
+from gateway.config.documents import RawDocument, expand_paths, read_documents
 from gateway.config.errors import ConfigError, DocContext
 from gateway.config.manifest import Translated
 from gateway.config.model import Config, GatewaySettings
@@ -20,6 +20,7 @@ _SERVICE_KINDS: dict[str, tuple[str, Translator]] = {
     simpleml.KIND: (simpleml.API_VERSION, simpleml.translate),
 }
 _SKIPPED_KINDS = {"Namespace": "v1"}
+PROGRESS_EVERY = 256
 SUPPORTED_KINDS = {gateway_config.KIND: gateway_config.API_VERSION} | {
     kind: version for kind, (version, _) in _SERVICE_KINDS.items()
 }
@@ -97,17 +98,22 @@ class _Collector:
             self.settings, self.settings_label = found, ctx.label
 
 
-def load(paths: Sequence[str]) -> Config:
+def load(paths: Sequence[str], *, every_documents: Callable[[], None] | None = None) -> Config:
     """Read, translate and check every document under `paths` (YAML files or folders of them).
 
     Raises ConfigError listing every problem found; warnings are returned in Config.warnings.
+    `every_documents` is called after each PROGRESS_EVERY documents.
     """
     collector = _Collector()
     files = expand_paths(paths, collector.problems)
+    count = 0
     for file in files:
         syntax: list[str] = []
-        for doc in read_file(file, syntax):
+        for doc in read_documents(file, syntax):
             collector.add(doc)
+            count += 1
+            if every_documents is not None and count % PROGRESS_EVERY == 0:
+                every_documents()
         collector.problems.extend(syntax)
     settings = collector.settings or GatewaySettings()
     check_duplicates(collector.translated, settings)

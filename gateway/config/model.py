@@ -77,7 +77,7 @@ class GatewaySettings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScalingSpec:
     """Per-service autoscaling; ``None`` means "use the GatewayConfig autoscaler default"."""
 
@@ -99,7 +99,7 @@ class ScalingSpec:
     activation_scale: int | None = None  # Knative's activation-scale: the least replicas a scale from zero asks for
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RevisionSpec:
     name: RevisionName
     command: tuple[str, ...] | str | None = None  # argv list or shell string (local backend)
@@ -119,7 +119,7 @@ class RevisionSpec:
     resources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """Where a document came from, for error messages."""
 
@@ -132,7 +132,7 @@ class Source:
         return f"{self.file}: document {self.index} ({self.kind}/{self.name})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     namespace: str
@@ -146,14 +146,17 @@ class ServiceSpec:
     # Of everything above but `source`: equal digests, equal services (set by `digested()`).
     digest: str = field(default="", compare=False, repr=False)
 
+    # (namespace, name), made once: a reload that keeps this spec allocates nothing for it.
+    ident: tuple[str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ident", (self.namespace, self.name))
+
     def digested(self) -> ServiceSpec:
         """This spec with its digest filled in: reloads compare services by digest, not field by field."""
         what = (self.name, self.namespace, self.default, self.canary, self.canary_percent, self.scaling, self.backend, self.timeout)
-        return replace(self, digest=hashlib.blake2b(repr(what).encode(), digest_size=16).hexdigest())
-
-    @property
-    def ident(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
+        digest = hashlib.blake2b(repr(what).encode(), digest_size=16).hexdigest()
+        return replace(self, digest=digest)
 
     def revisions(self) -> tuple[RevisionSpec, ...]:
         return (self.default,) if self.canary is None else (self.default, self.canary)

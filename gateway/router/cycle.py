@@ -120,7 +120,7 @@ class RequestCycle:
         if not self.wait_started:
             self.wait_started = time.monotonic()
         if throttler.ready == 0:
-            state = rt.backend_state() if rt.backend_state is not None else ("ok", None)
+            state = rt.backend_state(rt.key) if rt.backend_state is not None else ("ok", None)
             if state[0] == "failed":
                 self.fail(503, f"revision cannot start: {state[1]}")
                 return
@@ -140,7 +140,7 @@ class RequestCycle:
             return
         self.waiter = None
         if self.cold:
-            rt.cold_starts.observe(time.monotonic() - self.wait_started)
+            rt.record_cold_start(time.monotonic() - self.wait_started)
         self.dispatch(tracker)
 
     def dispatch(self, tracker: Tracker) -> None:
@@ -533,7 +533,7 @@ class RequestCycle:
             return
         if self.phase == QUEUED and self.waiter is not None and now - self.wait_started > rt.activation_timeout:
             message = "timed out waiting for a replica to become available"
-            state = rt.backend_state() if rt.backend_state is not None else ("ok", None)
+            state = rt.backend_state(rt.key) if rt.backend_state is not None else ("ok", None)
             if state[1]:
                 message += f" (revision {state[0]}: {state[1]})"
             self.fail(504, message)

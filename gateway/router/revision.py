@@ -45,6 +45,12 @@ class Histogram:
 class RevisionRuntime:
     """Everything the request path touches for one revision, bound once (no label lookups per request)."""
 
+    __slots__ = (
+        "key", "service_label", "revision_label", "header", "throttler", "scalable", "request_timeout",
+        "activation_timeout", "codes", "durations", "cold_starts", "stats", "poke", "on_endpoint_dropped",
+        "backend_state", "_probes", "_reported_at", "_unreported",
+    )
+
     def __init__(
         self,
         key: RevisionKey,
@@ -64,14 +70,15 @@ class RevisionRuntime:
         self.request_timeout = request_timeout
         self.activation_timeout = activation_timeout
         self.codes: dict[int, int] = {}
-        self.durations = Histogram(DURATION_BUCKETS)
-        self.cold_starts = Histogram(COLD_START_BUCKETS)
+        # Made on the first request: most of 10,000 revisions may never see one.
+        self.durations: Histogram | None = None
+        self.cold_starts: Histogram | None = None
         self.stats: ConcurrencyRecorder | None = None
         self.poke: Callable[[], None] | None = None
         self.on_endpoint_dropped: Callable[[Endpoint], None] | None = None
-        # (state, message) from the backend, read only when a request finds no replica.
-        self.backend_state: Callable[[], tuple[str, str | None]] | None = None
-        self._probes: dict[Endpoint, asyncio.Task[None]] = {}
+        # (state, message) of a revision from the backend, read only when a request finds no replica.
+        self.backend_state: Callable[[RevisionKey], tuple[str, str | None]] | None = None
+        self._probes: dict[Endpoint, asyncio.Task[None]] | None = None  # made on the first failure
         self._reported_at = float("-inf")
         self._unreported = 0
 
@@ -89,13 +96,21 @@ class RevisionRuntime:
     def record(self, status: int, duration: float) -> None:
         codes = self.codes
         codes[status] = codes.get(status, 0) + 1
-        self.durations.observe(duration)
+        durations = self.durations
+        if durations is None:
+            durations = self.durations = Histogram(DURATION_BUCKETS)
+        durations.observe(duration)
+
+    def record_cold_start(self, waited: float) -> None:
+        if self.cold_starts is None:
+            self.cold_starts = Histogram(COLD_START_BUCKETS)
+        self.cold_starts.observe(waited)
 
     def set_endpoints(self, endpoints: EndpointSet) -> None:
         gone = set(self.throttler.trackers) - endpoints
         self.throttler.update_endpoints(endpoints)
         for endpoint in gone:
-            task = self._probes.pop(endpoint, None)
+            task = self._probes.pop(endpoint, None) if self._probes else None
             if task is not None:
                 task.cancel()
             if self.on_endpoint_dropped is not None:
@@ -103,6 +118,8 @@ class RevisionRuntime:
 
     def endpoint_failed(self, endpoint: Endpoint) -> None:
         """A replica refused a connection or dropped a request: out of rotation until it accepts one again."""
+        if self._probes is None:
+            self._probes = {}
         if endpoint not in self.throttler.trackers or endpoint in self._probes:
             return
         log.warning("%s: replica %s failed; skipping it until it accepts connections again", self.key, endpoint)
@@ -120,7 +137,7 @@ class RevisionRuntime:
                 continue
             writer.close()
             break
-        self._probes.pop(endpoint, None)
+        self._probes.pop(endpoint, None)  # type: ignore[union-attr]  # made by endpoint_failed
         log.info("%s: replica %s answers again", self.key, endpoint)
         self.throttler.mark_up(endpoint)
 
@@ -130,6 +147,6 @@ class RevisionRuntime:
         return bool(throttler.queued or throttler.retired or any(t.in_flight for t in throttler.trackers.values()))
 
     def close(self) -> None:
-        for task in self._probes.values():
+        for task in (self._probes or {}).values():
             task.cancel()
-        self._probes.clear()
+        self._probes = None
