@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LINGER = 2.0  # seconds to keep reading (and dropping) a client's bytes after answering it with a close
+SLICE = 16 * 1024  # bytes fed to the parser at a time between requests (see _parse)
+WORK_PER_TURN = 512  # parser events (requests, body pieces) one connection may cause per turn of the loop
 
 
 class StopParsing(Exception):
@@ -34,9 +36,9 @@ class ClientConnection(asyncio.Protocol):
     STOPPED = 8  # nothing more will be parsed on this connection
 
     __slots__ = (
-        "server", "transport", "parser", "peer", "trusted", "trusted_for", "url", "headers", "head_size", "head_raw",
-        "head_marks", "in_head", "fresh", "head_started", "idle_since", "cycle", "parsing", "pipeline", "paused",
-        "write_paused", "write_paused_since", "upgraded", "held", "stopped", "closed", "closed_at", "http10", "latest", "lingering", "body_at",
+        "server", "transport", "parser", "peer", "trusted", "trusted_for", "url", "headers", "head_size", "in_head", "fresh", "head_started", "idle_since", "cycle", "parsing", "pipeline", "paused",
+        "write_paused", "write_paused_since", "upgraded", "held", "stopped", "closed", "closed_at", "http10", "latest", "lingering", "body_at", "marks", "stalled", "work", "backlog", "scheduled",
+        "advancing",
     )
 
     def __init__(self, server: ProxyServer) -> None:
@@ -49,8 +51,12 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0  # request line and header bytes of the head being read, as the parser reports them
-        self.head_raw = 0  # bytes of reads that fell entirely inside that head (a header line still growing)
-        self.head_marks = 0  # message begins and head ends seen: tells whether a read crossed a head's border
+        self.marks = 0  # parser events seen: a slice that adds none is a line the parser is still collecting
+        self.stalled = 0  # bytes fed since the parser last reported anything
+        self.work = 0  # parser events this turn of the loop (see _parse)
+        self.backlog: bytearray | None = None  # received, to be parsed on a later turn
+        self.scheduled = False  # a _continue is due
+        self.advancing = False  # an _advance_now is due
         self.in_head = True  # the header timeout runs from accept
         self.fresh = True  # no byte received yet
         self.head_started = 0.0
@@ -157,6 +163,8 @@ class ClientConnection(asyncio.Protocol):
         cycle = self.cycle
         if cycle is not None:
             cycle.resume_response()
+        else:
+            self._advance()  # answers held back while the client was not reading
 
     # -- data -----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -171,35 +179,109 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.stopped:
             return
+        if self.backlog is not None:
+            self._defer(data)  # earlier bytes still wait their turn
+            return
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Feed the parser a slice at a time; stop once a request waits behind the one being answered.
+
+        As nginx reads a pipelined request only when the previous one is answered: a client's bytes
+        never turn into thousands of request objects at once, and one client's flood cannot keep
+        the loop from everyone else (after WORK_PER_TURN parser events the rest waits a turn).
+        """
         self.fresh = False
         if not self.in_head and self.parsing is None:
             self.in_head = True
             self.head_started = time.monotonic()
-        marks = self.head_marks
+        size = len(data)
+        pos = 0
+        while pos < size:
+            if self.pipeline or self.work >= WORK_PER_TURN:
+                self._defer(data[pos:])
+                return
+            parsing = self.parsing
+            step = SLICE
+            if parsing is not None and parsing.body_left > 0:
+                step = max(step, parsing.body_left)  # the rest of a Content-Length body in one go
+            end = pos + step
+            chunk = data if pos == 0 and end >= size else data[pos:end]
+            if not self._feed(chunk, data[end:] if end < size else b""):
+                return
+            pos = end
+
+    def _feed(self, chunk: bytes, rest: bytes) -> bool:
+        """One parser call; False when the connection stopped being parsed (error, upgrade, close)."""
+        marks = self.marks
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(chunk)
         except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
-            self._upgrade_requested(data[offset:])
-            return
+            offset = exc.args[0] if exc.args else len(chunk)
+            self._upgrade_requested(chunk[offset:] + rest)
+            return False
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, StopParsing):
-                return
+                return False
             if isinstance(cause, BadRequest):
                 self._reject(cause.status, str(cause))
             else:
                 log.debug("request parser callback failed", exc_info=cause)
                 self._reject(400, "invalid HTTP request")
-            return
+            return False
         except httptools.HttpParserError as exc:
             self._reject(400, f"invalid HTTP request: {exc}")
+            return False
+        finally:
+            parsing = self.parsing
+            if parsing is not None:
+                parsing.flush_body()  # the body bytes of this call, to the replica in one write
+        if self.marks == marks:
+            # Nothing came out of the whole slice: the parser is collecting a header line, a
+            # trailer or a chunk line. Those count against the head limit, however they arrive.
+            self.stalled += len(chunk)
+            if self.stalled > self.server.settings.max_header_bytes:
+                if self.in_head:
+                    self._reject(431, "request header too large")
+                else:
+                    self._reject(400, "request trailers or chunk line too long")
+                return False
+        else:
+            self.stalled = 0
+        return not self.stopped
+
+    def _defer(self, data: bytes) -> None:
+        """Keep bytes for later: behind a queued request, or for the next turn of the loop."""
+        if self.backlog is None:
+            self.backlog = bytearray(data)
+        else:
+            self.backlog += data
+        if len(self.backlog) > self.server.settings.buffer_bytes:
+            self.pause_reading(self.BUFFER)
+        if not self.pipeline:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._continue)
+
+    def _continue(self) -> None:
+        """A later turn of the loop: parse what was kept."""
+        self.scheduled = False
+        self.work = 0
+        if self.closed or self.stopped or self.pipeline:
             return
-        if self.in_head and self.head_marks == marks and not self.stopped:
-            # The whole read was inside one head: a header line the parser is still collecting.
-            self.head_raw += len(data)
-            if self.head_raw > self.server.settings.max_header_bytes:
-                self._reject(431, "request header too large")
+        data = self.backlog
+        self.backlog = None
+        if data is None:
+            return
+        self.resume_reading(self.BUFFER)
+        if self.upgraded or self.held is not None:
+            self.data_received(bytes(data))
+        else:
+            self._parse(bytes(data))
 
     def _upgrade_requested(self, rest: bytes) -> None:
         """The parser stopped after an Upgrade request; what follows waits for the replica's answer."""
@@ -228,16 +310,17 @@ class ClientConnection(asyncio.Protocol):
         return held
 
     def _resume_parsing(self) -> None:
-        """The upgrade was declined: parse what the client sent after it as its next request."""
-        held = bytes(self.held or b"")
+        """The upgrade was declined: what the client sent after it is its next request (parsed next turn)."""
+        held = self.held
         self.held = None
         if self.closed:
             return
         self.parser = httptools.HttpRequestParser(self)
         self.in_head = False
-        self.resume_reading(self.BUFFER)
         if held:
-            self.data_received(held)
+            self._defer(bytes(held))
+        else:
+            self.resume_reading(self.BUFFER)
 
     def _reject(self, status: int, message: str) -> None:
         """Input we cannot parse: answer every request accepted before it, then `status`, then close."""
@@ -245,63 +328,65 @@ class ClientConnection(asyncio.Protocol):
             return
         self.stopped = True
         self.in_head = False
+        self.backlog = None
         self.pause_reading(self.STOPPED)
         parsing = self.parsing
         self.parsing = None
         if parsing is not None:
             parsing.reject(status, message)  # its body was cut short by the bad bytes
             return
-        cycle = RequestCycle(self, b"", b"", None, None, False, b"", (status, message))
-        if self.cycle is None:
-            self.cycle = cycle
-            cycle.start()
-        else:
-            self.pipeline.append(cycle)
+        self.pipeline.append(RequestCycle(self, b"", b"", None, None, False, b"", (status, message)))
+        self._advance()
 
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
         self.in_head = True
+        self.head_started = time.monotonic()  # headerTimeout runs per request, also when pipelined
         self.head_size = 0
-        self.head_raw = 0
-        self.head_marks += 1
+        self.marks += 1
+        self.work += 1
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.head_size += len(url)
+        self.marks += 1
         if len(self.url) > self.server.settings.max_header_bytes:
             raise BadRequest("request line too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         self.head_size += len(name) + len(value) + 4
+        self.marks += 1
         if self.head_size > self.server.settings.max_header_bytes:
             raise BadRequest("request header too large", 431)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self.head_marks += 1
+        self.marks += 1
         parser = self.parser
         method = parser.get_method()
-        self.http10 = parser.get_http_version() == "1.0"
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise BadRequest(f"HTTP/{version} is not supported on this port: HTTP/1.1 or 1.0", 505)
+        self.http10 = version == "1.0"
         keep_alive = parser.should_keep_alive() and not self.server.draining
         cycle = self.server.make_cycle(self, method, self.url, self.headers, keep_alive)
         self.parsing = self.latest = cycle
         self.body_at = time.monotonic()
-        if self.cycle is None:
-            self.cycle = cycle
-            cycle.start()
-        else:
-            self.pipeline.append(cycle)
-            self.pause_reading(self.PIPELINE)
+        self.pipeline.append(cycle)
+        self._advance()
 
     def on_body(self, body: bytes) -> None:
+        self.marks += 1
+        self.work += 1
         if self.parsing is not None:
             self.body_at = time.monotonic()
             self.parsing.on_request_body(body)
 
     def on_message_complete(self) -> None:
+        self.marks += 1
         cycle = self.parsing
         self.parsing = None
         if cycle is None:
@@ -311,9 +396,22 @@ class ClientConnection(asyncio.Protocol):
             # Connection: close (or an error that ends the connection): nothing after it is read,
             # so garbage behind it cannot cost the answer to this request.
             self.stopped = True
+            self.pause_reading(self.STOPPED)
             raise StopParsing()
 
     # -- sequencing -----------------------------------------------------------------------------
+    def _advance(self) -> None:
+        """Start the next request when nothing is being answered and the client takes what it is sent."""
+        if self.cycle is not None or self.closed:
+            return
+        if self.pipeline:
+            if not self.write_paused:
+                nxt = self.pipeline.popleft()
+                self.cycle = nxt
+                nxt.start()  # may finish at once (an error) and come back through cycle_done
+        elif self.backlog is not None:
+            self._schedule()
+
     def cycle_done(self, cycle: RequestCycle) -> None:
         if cycle is not self.cycle:
             return
@@ -325,21 +423,30 @@ class ClientConnection(asyncio.Protocol):
                 self.parsing = None
             self.close(linger=self.stopped or not cycle.body_done)
             return
+        if self.server.starved and not self.pipeline and self.backlog is None and self.held is None:
+            self.close()  # at the connection limit with clients waiting: an idle keep-alive connection yields
+            return
         self.idle_since = time.monotonic()
         # Pauses on behalf of the finished cycle's upload end with it.
         self.resume_reading(self.UPSTREAM | self.BUFFER)
         if self.pipeline:
-            nxt = self.pipeline.popleft()
-            self.cycle = nxt
-            nxt.start()
-            if not self.pipeline:
-                self.resume_reading(self.PIPELINE)
-        else:
-            self.resume_reading(self.PIPELINE)
-            if self.held is not None:
-                self._resume_parsing()
-            elif self.server.draining:
-                self.close()
+            self._advance_soon()
+        elif self.held is not None:
+            self._resume_parsing()
+        elif self.backlog is not None:
+            self._schedule()
+        elif self.server.draining:
+            self.close()
+
+    def _advance_soon(self) -> None:
+        """The next pipelined request starts on the next turn: no recursion through answers made at once."""
+        if not self.advancing:
+            self.advancing = True
+            asyncio.get_running_loop().call_soon(self._advance_now)
+
+    def _advance_now(self) -> None:
+        self.advancing = False
+        self._advance()
 
     def expire(self, now: float) -> None:
         """Called by the sweeper: header-read, keep-alive, send and request timeouts."""

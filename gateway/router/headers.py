@@ -24,7 +24,24 @@ HOP_BY_HOP = frozenset(
 # gateway sets itself.
 PROTECTED = frozenset({b"host", b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 # Client-supplied claims about the original request; forwarded only from a trusted proxy.
-FORWARDING = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"})
+FORWARDING = frozenset(
+    {
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-forwarded-scheme",
+        b"x-forwarded-ssl",
+        b"x-original-url",
+        b"x-original-host",
+        b"x-rewrite-url",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+    }
+)
 
 # RFC 9112 §3.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
 _HOST = re.compile(
@@ -126,7 +143,8 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         elif lname == b"x-forwarded-for":
             xff = value if xff is None else xff + b", " + value
             continue
-        elif lname in FORWARDING:
+        elif lname in FORWARDING or (b"_" in lname and lname.replace(b"_", b"-") in FORWARDING):
+            # (X_Forwarded_Proto: some frameworks read underscores as dashes)
             has_xfp = has_xfp or lname == b"x-forwarded-proto"
             has_xfh = has_xfh or lname == b"x-forwarded-host"
             forwarding.append(name + b": " + value + b"\r\n")
@@ -153,6 +171,10 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
             forwarding = [line for line, n in zip(forwarding, forwarding_names) if n not in extra]
     if upgrade is not None and b"upgrade" not in connection_tokens:
         upgrade = None
+    if upgrade is not None and (content_length > 0 or chunked):
+        # The parser stops at an upgrade request's head whatever its framing says, so its body
+        # would be read as the next request: refused, as no WebSocket or h2c client sends one.
+        raise BadRequest("an Upgrade request with a body is not supported")
     return RequestHead(host, lines, content_length, chunked, expect, tag, xff, forwarding, has_xfp, has_xfh, upgrade)
 
 

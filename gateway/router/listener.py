@@ -61,8 +61,11 @@ class Listener:
         factory: Callable[[], asyncio.Protocol],
         open_count: Callable[[], int],
         limit: int,
+        reclaim: Callable[[], object] = lambda: None,
     ) -> None:
         self.socks = socks
+        self.reclaim = reclaim  # closes idle keep-alive connections to make room
+        self.full = False  # stopped at the limit with a client waiting: connections going idle should close
         self.factory = factory
         self.open_count = open_count
         self.limit = limit
@@ -85,6 +88,7 @@ class Listener:
         if self._accepting or self._closed:
             return
         self._accepting = True
+        self.full = False
         for sock in self.socks:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
@@ -102,6 +106,8 @@ class Listener:
     def _accept(self, listening: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
             if self.open_count() + self.pending >= self.limit:
+                self.full = True
+                self.reclaim()  # idle keep-alive connections make room as they close
                 self.limited += 1
                 self._warn("limit", "%d client connections open (spec.proxy.maxConnections): not accepting until one closes", self.limit)
                 self.pause()

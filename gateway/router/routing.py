@@ -39,7 +39,10 @@ def route_and_build(
         if method == b"CONNECT":
             raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
         head = read_request_head(headers)
-        if url[:1] != b"/" and url != b"*":
+        if url == b"*":
+            if method != b"OPTIONS":
+                raise BadRequest("the request target * is for OPTIONS only")
+        elif url[:1] != b"/":
             url = absolute_form(url, head)
     except BadRequest as exc:
         return RequestCycle(conn, method, url, None, None, False, b"", (exc.status, str(exc)))

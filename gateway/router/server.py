@@ -73,6 +73,23 @@ class ProxyServer:
             address = address.ipv4_mapped
         return any(address in network for network in self._trusted)
 
+    def reclaim_idle(self, most: int = 32) -> None:
+        """At the connection limit: close the keep-alive connections idle longest (as nginx does).
+
+        O(connections), only when the limit is reached. Closing is asynchronous, so the caller
+        stops accepting until the connections are gone and `connection_closed` resumes it.
+        """
+        idle = [c for c in self.connections if not c.closed and c.cycle is None and c.parsing is None and not c.in_head and c.backlog is None]
+        idle.sort(key=lambda c: c.idle_since)
+        for conn in idle[:most]:
+            conn.close()
+
+    @property
+    def starved(self) -> bool:
+        """Clients wait to be accepted: a connection going idle between requests should make room."""
+        listener = self._listener
+        return listener is not None and listener.full
+
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         if self._listener is not None:
@@ -99,7 +116,9 @@ class ProxyServer:
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         socks = bind(host, port, backlog=2048)
-        self._listener = Listener(socks, lambda: ClientConnection(self), lambda: len(self.connections), self.max_connections)
+        self._listener = Listener(
+            socks, lambda: ClientConnection(self), lambda: len(self.connections), self.max_connections, self.reclaim_idle
+        )
         self._listener.start()
         self._sweeper = loop.create_task(self._sweep_forever())
 

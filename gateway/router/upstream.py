@@ -37,8 +37,8 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "head_limit",
         "head_size",
-        "head_raw",
-        "head_marks",
+        "stalled",
+        "marks",
         "in_head",
         "endpoint",
         "pools",
@@ -65,8 +65,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.pools = pools
         self.head_limit = pools.max_response_head
         self.head_size = 0  # status line and header bytes of the response head being read
-        self.head_raw = 0  # bytes of reads that fell entirely inside that head
-        self.head_marks = 0  # head begins and ends: tells whether a read crossed a head's border
+        self.stalled = 0  # bytes read since the parser last reported anything (a line still growing)
+        self.marks = 0  # parser events: a read that adds none is a line the parser is still collecting
         self.in_head = False
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -106,7 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head = ResponseHead()
         self.reason = b""
         self.in_head = True
-        self.head_size = self.head_raw = 0
+        self.head_size = self.stalled = 0
         self.bytes_received = 0
         self.skip_body = head_only
         self.message_done = False
@@ -158,15 +158,17 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_raw(data)
             return
         self.bytes_received += len(data)
-        marks = self.head_marks
+        marks = self.marks
         self.feeding = True
         try:
             self.parser.feed_data(data)
-            if self.in_head and self.head_marks == marks:
-                # The whole read was inside the head: a header line the parser is still collecting.
-                self.head_raw += len(data)
-                if self.head_raw > self.head_limit:
+            if self.marks == marks:
+                # Nothing came out of the whole read: a header or trailer line still growing.
+                self.stalled += len(data)
+                if self.stalled > self.head_limit:
                     raise HeadTooLarge()
+            else:
+                self.stalled = 0
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self.upgraded = True
@@ -174,7 +176,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self.sink.on_upstream_raw(data[offset:])
         except (httptools.HttpParserError, HeadTooLarge) as exc:
             if isinstance(exc, HeadTooLarge) or isinstance(exc.__context__, HeadTooLarge):
-                sink.on_upstream_error(f"replica sent a response head larger than {self.head_limit} bytes")
+                what = "a response head" if self.in_head else "response trailers"
+                sink.on_upstream_error(f"replica sent {what} larger than {self.head_limit} bytes")
             elif self.message_done:
                 self.stray = True
             else:
@@ -193,16 +196,18 @@ class UpstreamConnection(asyncio.Protocol):
         if self.message_done:
             self.stray = True
         self.in_head = True
-        self.head_size = self.head_raw = 0
-        self.head_marks += 1
+        self.head_size = self.stalled = 0
+        self.marks += 1
 
     def on_status(self, status: bytes) -> None:
+        self.marks += 1
         self.reason += status
         self.head_size += len(status)
         if self.head_size > self.head_limit:
             raise HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.marks += 1
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.head_limit:
             raise HeadTooLarge()
@@ -210,7 +215,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self.head_marks += 1
+        self.marks += 1
         status = self.parser.get_status_code()
         sink = self.sink
         if sink is None:
@@ -230,12 +235,14 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
+        self.marks += 1
         if self.message_done:
             self.stray = True
         elif self.sink is not None:
             self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        self.marks += 1
         if self.message_done:
             return
         status = self.parser.get_status_code()

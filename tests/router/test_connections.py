@@ -49,14 +49,13 @@ async def test_a_connection_that_sends_nothing_is_closed_after_header_timeout(re
         await gw.stop(drain_timeout=1)
 
 
-async def test_at_the_connection_limit_new_clients_wait_and_established_ones_are_served(replica: Replica, tmp_path: Path) -> None:
+async def test_at_the_connection_limit_new_clients_wait_and_busy_connections_are_served(replica: Replica, tmp_path: Path) -> None:
     proxy = ProxySettings(max_connections=4, header_timeout=30)
     gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy), str(tmp_path))
     silent = []
     try:
         a_reader, a_writer = await asyncio.open_connection("127.0.0.1", port)
-        a_writer.write(REQUEST)
-        assert (await read_response(a_reader)).startswith(b"HTTP/1.1 200")
+        a_writer.write(b"GET /?sleep=0.6 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")  # busy while the limit is hit
         for _ in range(3):
             silent.append(await asyncio.open_connection("127.0.0.1", port))
         while len(gw.proxy.connections) < 4:
@@ -65,13 +64,33 @@ async def test_at_the_connection_limit_new_clients_wait_and_established_ones_are
         b_writer.write(REQUEST)
         with pytest.raises(TimeoutError):
             await read_response(b_reader, timeout=0.3)
-        a_writer.write(REQUEST)  # an established connection keeps being served
-        assert (await read_response(a_reader)).startswith(b"HTTP/1.1 200")
+        assert (await read_response(a_reader)).startswith(b"HTTP/1.1 200"), "a busy connection is never reclaimed"
         view = gw.proxy.connections_view()
-        assert view.open == 4 and view.limit == 4 and view.limit_reached >= 1
-        silent.pop()[1].close()  # one leaves: the waiting client is taken
+        assert view.limit == 4 and view.limit_reached >= 1
+        # A's connection is now an idle keep-alive one: reclaimed for the waiting client, as nginx does.
         assert (await read_response(b_reader, timeout=5)).startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(a_reader.read(), 5) == b"", "the idle keep-alive connection was closed"
         a_writer.close()
+        b_writer.close()
+    finally:
+        for _, writer in silent:
+            writer.close()
+        await gw.stop(drain_timeout=1)
+
+
+async def test_at_the_connection_limit_a_client_waits_until_a_connection_closes(replica: Replica, tmp_path: Path) -> None:
+    proxy = ProxySettings(max_connections=3, header_timeout=30)
+    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy), str(tmp_path))
+    silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    try:
+        while len(gw.proxy.connections) < 3:
+            await asyncio.sleep(0.01)
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", port)
+        b_writer.write(REQUEST)
+        with pytest.raises(TimeoutError):
+            await read_response(b_reader, timeout=0.3)  # nothing idle to reclaim: it waits
+        silent.pop()[1].close()
+        assert (await read_response(b_reader, timeout=5)).startswith(b"HTTP/1.1 200")
         b_writer.close()
     finally:
         for _, writer in silent:

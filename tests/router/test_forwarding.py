@@ -146,3 +146,44 @@ async def test_connection_cannot_strip_host_framing_or_what_the_gateway_sets(rep
         assert "x-private" not in headers
     finally:
         await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_other_forwarding_claims_are_dropped_from_untrusted_clients(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    claims = (
+        b"X-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /admin\r\nX-Forwarded-Scheme: https\r\nX-Original-URL: /admin\r\n"
+        b"True-Client-IP: 1.2.3.4\r\nX-Client-IP: 1.2.3.4\r\nX_Forwarded_Proto: https\r\nX-Kept: yes\r\n"
+    )
+    try:
+        headers = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + claims + b"\r\n"))
+        for name in ("x-forwarded-port", "x-forwarded-prefix", "x-forwarded-scheme", "x-original-url", "true-client-ip", "x-client-ip"):
+            assert name not in headers, name
+        assert not any("_" in name for name in headers), headers
+        assert headers["x-kept"] == "yes" and headers["x-forwarded-proto"] == "http"
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "request_line, status",
+    [(b"GET / HTTP/2.0", 505), (b"GET / HTTP/0.9", 505), (b"GET * HTTP/1.1", 400), (b"OPTIONS * HTTP/1.1", 0)],
+)
+async def test_request_line_versions_and_star(replica: Replica, tmp_path: object, request_line: bytes, status: int) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        out = await raw_exchange(port, request_line + b"\r\nHost: " + HOST + b"\r\nConnection: close\r\n\r\n")
+        if status:
+            assert out.startswith(b"HTTP/1.1 %d" % status), out[:200]
+        else:  # OPTIONS * is the replica's to answer
+            assert b"x-gateway-revision: iris-default" in out and not out.startswith(b"HTTP/1.1 400"), out[:200]
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_expect_100_continue_is_ignored_for_http_1_0(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    try:
+        out = await raw_exchange(port, b"POST / HTTP/1.0\r\nHost: " + HOST + b"\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok")
+        assert out.startswith(b"HTTP/1.1 200") and b"100 Continue" not in out, out[:200]
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
