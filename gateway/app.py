@@ -33,9 +33,15 @@ def split_hostport(value: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def default_state_dir() -> Path:
+def default_state_dir(listen: str | None = None) -> Path:
+    """``$XDG_STATE_HOME/serving-gateway`` (or ``~/.local/state/...``), one folder per data-plane address,
+    so two gateways on different ports run side by side with default settings."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "serving-gateway"
+    root = Path(base) / "serving-gateway"
+    if listen is None:
+        return root
+    host, port = split_hostport(listen, "listen")
+    return root / f"{host or '0.0.0.0'}-{port}".replace(":", "_")
 
 
 @dataclass
@@ -67,7 +73,7 @@ class Gateway:
     def __init__(self, config: Config, paths: Sequence[str] = (), *, state_dir: str | Path | None = None) -> None:
         self.config = config
         self.paths = list(paths)
-        self.state_dir = Path(state_dir or config.gateway.state_dir or default_state_dir())
+        self.state_dir = Path(state_dir or config.gateway.state_dir or default_state_dir(config.gateway.listen))
         self.runtimes: dict[RevisionKey, RevisionRuntime] = {}
         self.backends: dict[BackendKind, Backend] = {}
         self.revision_backend: dict[RevisionKey, BackendKind] = {}

@@ -121,15 +121,24 @@ def serve(args: argparse.Namespace) -> int:
 
 async def _serve(config: object, args: argparse.Namespace) -> int:
     from gateway.admin import admin_server
-    from gateway.app import Gateway, split_hostport
+    from gateway.app import Gateway, default_state_dir, split_hostport
+    from gateway.errors import GatewayError
 
     assert hasattr(config, "gateway")
-    gw = Gateway(config, args.files, state_dir=args.state_dir)  # type: ignore[arg-type]
+    listen = args.listen or config.gateway.listen
     try:
-        admin_host, admin_port = split_hostport(args.admin_listen or gw.config.gateway.admin_listen, "admin listen")
+        # Both addresses are checked before anything is bound or started.
+        split_hostport(listen, "listen")
+        admin_host, admin_port = split_hostport(args.admin_listen or config.gateway.admin_listen, "admin listen")
+    except ValueError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
+    state_dir = args.state_dir or config.gateway.state_dir or default_state_dir(listen)
+    gw = Gateway(config, args.files, state_dir=state_dir)  # type: ignore[arg-type]
+    try:
         admin_sock = bind_socket(admin_host, admin_port)
-        await gw.start(listen=args.listen)
-    except (OSError, ValueError) as exc:
+        await gw.start(listen=listen)
+    except (OSError, ValueError, GatewayError) as exc:
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         await gw.stop(drain_timeout=0)
         return 1

@@ -259,3 +259,68 @@ def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> N
 def test_serve_with_a_malformed_listen_address(tmp_path: Path) -> None:
     r = run_cli("serve", "-f", "config/examples/static-canary.yaml", "--listen", "nonsense", "--state-dir", str(tmp_path))
     assert r.returncode == 1 and "expected HOST:PORT, got 'nonsense'" in r.stderr
+
+
+def _local_config(path: Path) -> None:
+    replica = ROOT / "tests" / "e2e" / "sleepy_replica.py"
+    path.write_text(
+        "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: sleepy}\n"
+        f"spec:\n  default: {{command: ['{sys.executable}', '{replica}', '{{port}}']}}\n  service: {{minScale: 0}}\n"
+    )
+
+
+def _serve(cfg: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[str], int]:
+    admin = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{free_port()}",
+         "--admin-listen", f"127.0.0.1:{admin}", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
+    )
+    return proc, admin
+
+
+def _ready(admin: int, proc: subprocess.Popen[str]) -> bool:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    return False
+
+
+def test_two_gateways_with_default_settings_run_side_by_side(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    _local_config(cfg)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state-home")}
+    first, admin1 = _serve(cfg, env)
+    second, admin2 = _serve(cfg, env)
+    try:
+        assert _ready(admin1, first) and _ready(admin2, second), (first.poll(), second.poll())
+        dirs = sorted(p.name for p in (tmp_path / "state-home" / "serving-gateway").iterdir())
+        assert len(dirs) == 2 and all(d.startswith("127.0.0.1-") for d in dirs), dirs
+    finally:
+        for proc in (first, second):
+            proc.terminate()
+            out = proc.communicate(timeout=20)[0]
+            assert "Traceback" not in out, out
+
+
+def test_a_state_directory_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    _local_config(cfg)
+    state = str(tmp_path / "shared")
+    first, admin1 = _serve(cfg, dict(os.environ), "--state-dir", state)
+    try:
+        assert _ready(admin1, first)
+        second, _ = _serve(cfg, dict(os.environ), "--state-dir", state)
+        out = second.communicate(timeout=30)[0]
+        assert second.returncode == 1
+        lines = [line for line in out.splitlines() if "cannot start" in line]
+        assert lines == [f"gateway: cannot start: state directory {state} is in use by another gateway; "
+                         "give this one its own with --state-dir DIR (or GatewayConfig spec.stateDir)"], out
+        assert "Traceback" not in out
+    finally:
+        first.terminate()
+        first.communicate(timeout=20)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.backends.process import STATE_ENV, signal_group
+from gateway.errors import StateDirInUse
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,9 @@ class StateLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RuntimeError(
-                f"state directory {self._path.parent} is in use by another gateway"
+            raise StateDirInUse(
+                f"state directory {self._path.parent} is in use by another gateway; "
+                "give this one its own with --state-dir DIR (or GatewayConfig spec.stateDir)"
             ) from None
         self._fd = fd
 

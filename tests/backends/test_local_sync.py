@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.backends.local import LocalBackend
+from gateway.errors import StateDirInUse
 from tests.backends.support import Recorder, alive, make_backend, service, wait_until
 
 KEY = service().key("default")
@@ -53,7 +54,7 @@ async def test_one_backend_per_state_dir(tmp_path: Path) -> None:
     first = make_backend(tmp_path)
     await first.sync([])
     second = make_backend(tmp_path)
-    with pytest.raises(RuntimeError, match="in use"):
+    with pytest.raises(StateDirInUse, match="in use"):
         await second.sync([])
     await first.close()
     await second.sync([])
