@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import functools
 import os
 import signal
@@ -144,16 +145,21 @@ class ReplicaProcess:
                 f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode()
             )
             log.flush()
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=spec.workdir or os.getcwd(),
-                env=build_env(spec, port, env, state_dir),
-                start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
-            )
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=spec.workdir or os.getcwd(),
+                    env=build_env(spec, port, env, state_dir),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent(os.getpid()),
+                )
+            except OSError as exc:
+                # Name the program: "[Errno 2] No such file or directory" alone does not say what is missing.
+                where = f" (in {spec.workdir})" if exc.errno == errno.ENOENT and spec.workdir and not os.path.isabs(argv[0]) else ""
+                raise OSError(exc.errno, f"cannot run {argv[0]!r}{where}: {exc.strerror}") from exc
         return cls(proc, argv, log_path)
 
     @property

@@ -23,6 +23,16 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 REPLAY_LIMIT = 64 * 1024
 MAX_ATTEMPTS = 3
 
+# Backend states in which a revision without a ready replica will not get one soon.
+UNAVAILABLE = frozenset({"failed", "crash-backoff"})
+
+
+def unavailable_message(state: tuple[str, str | None]) -> str:
+    if state[0] == "crash-backoff":
+        return f"revision's replicas keep failing (crash back-off): {state[1]}"
+    return f"revision cannot start: {state[1]}"
+
+
 # Phases, in order; the sweeper reads them to apply timeouts.
 QUEUED, CONNECTING, SENT, STREAMING, DONE = range(5)
 
@@ -123,8 +133,8 @@ class RequestCycle:
             self.wait_started = time.monotonic()
         if throttler.ready == 0:
             state = rt.backend_state(rt.key) if rt.backend_state is not None else ("ok", None)
-            if state[0] == "failed":
-                self.fail(503, f"revision cannot start: {state[1]}")
+            if state[0] in UNAVAILABLE:
+                self.fail(503, unavailable_message(state))
                 return
             self.cold = True
             if rt.poke is not None:
@@ -555,6 +565,11 @@ class RequestCycle:
         rt = self.rt
         if rt is None or self.upgraded:
             return
+        if self.phase == QUEUED and self.waiter is not None and rt.throttler.ready == 0 and rt.backend_state is not None:
+            state = rt.backend_state(rt.key)  # a revision that cannot start: say so now, not at the timeout
+            if state[0] in UNAVAILABLE:
+                self.fail(503, unavailable_message(state))
+                return
         if self.phase == QUEUED and self.waiter is not None and now - self.wait_started > rt.activation_timeout:
             message = "timed out waiting for a replica to become available"
             state = rt.backend_state(rt.key) if rt.backend_state is not None else ("ok", None)
