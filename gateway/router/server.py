@@ -10,7 +10,7 @@ import time
 from gateway.config.model import ProxySettings
 from gateway.resources import default_max_connections, fd_limit
 from gateway.router.client import ClientConnection
-from gateway.router.cycle import RequestCycle
+from gateway.router.cycle import CONNECTING, QUEUED, RequestCycle
 from gateway.router.listener import Listener, bind
 from gateway.router.pools import Pools
 from gateway.router.routes import RouteTable
@@ -161,6 +161,16 @@ class ProxyServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(c.cycle is not None or c.parsing is not None for c in self.connections):
             await asyncio.sleep(0.05)
+        # Requests still waiting for a replica get a 503 they can retry elsewhere, not a reset.
+        answered = False
+        for conn in list(self.connections):
+            cycle = conn.cycle
+            if cycle is not None and cycle.phase in (QUEUED, CONNECTING) and not cycle.response_started and cycle.started:
+                cycle.keep_alive = False
+                cycle.fail(503, "the gateway is shutting down before a replica could take this request")
+                answered = True
+        if answered:
+            await asyncio.sleep(0.1)  # their answers leave before the connections are cut
         await self.close()
 
     async def close(self) -> None:

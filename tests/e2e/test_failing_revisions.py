@@ -82,3 +82,20 @@ async def test_a_request_already_waiting_when_the_replica_dies_gets_503_not_504(
         assert r.status_code == 503, r.text
         assert "out of memory" in r.json()["error"]
         assert time.monotonic() - started < 10
+
+
+async def test_requests_held_at_shutdown_get_503_not_a_reset(serve: Callable[[list[str]], object]) -> None:
+    """SIGTERM's drain ends with requests still waiting for a replica that never came: 503, Retry-After."""
+    code = "import time; time.sleep(60)"  # starts, never listens
+    gw, client, _ = await serve([sys.executable, "-c", code])  # type: ignore[misc]
+    async with client:
+        import asyncio
+
+        waiting = asyncio.create_task(client.get("/"))
+        rt = gw.proxy.routes.services[0].default
+        while not rt.throttler.queued:
+            await asyncio.sleep(0.01)
+        await gw.stop(drain_timeout=0.3)
+        r = await waiting
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "shutting down" in r.json()["error"]
