@@ -95,6 +95,8 @@ def validate(files: list[str]) -> int:
         config = load(files)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        for warning in exc.warnings:  # a typo's "did you mean" may be what explains the error
+            print(f"warning: {warning}", file=sys.stderr)
         return 1
     print(routing_table(config))
     return 0

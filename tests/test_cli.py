@@ -324,3 +324,15 @@ def test_a_state_directory_in_use_is_one_clear_line(tmp_path: Path) -> None:
     finally:
         first.terminate()
         first.communicate(timeout=20)
+
+
+def test_validate_prints_warnings_beside_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "x.yaml"
+    bad.write_text(
+        "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: foo}\n"
+        "spec:\n  default: {command: 'serve {port}'}\n  target: 5\n  canaryTrafficPercent: 150\n"
+    )
+    r = run_cli("validate", "-f", str(bad))
+    assert r.returncode == 1
+    assert "spec.canaryTrafficPercent" in r.stderr
+    assert "warning: " in r.stderr and "spec.target: unknown key, ignored (did you mean spec.service.target?)" in r.stderr

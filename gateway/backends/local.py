@@ -48,6 +48,7 @@ class _Revision:
         self.backoff_until = 0.0
         self.last_crash = float("-inf")
         self.message: str | None = None
+        self.starting: str | None = None  # why a starting replica is not ready yet (its failing probe)
         self.timer: asyncio.TimerHandle | None = None
         self.forgotten = False
 
@@ -79,6 +80,7 @@ class LocalBackend:
         probe_timeout: float = 1.0,
         failure_threshold: int = 3,
         start_timeout: float = 120.0,
+        not_ready_note: float = 5.0,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         backoff_reset: float = 60.0,
@@ -90,6 +92,7 @@ class LocalBackend:
         self._probe_period = probe_period
         self._failure_threshold = failure_threshold
         self._start_timeout = start_timeout
+        self._not_ready_note = not_ready_note  # first note of a starting replica's failing probe, then every 30 s
         self._backoff = (backoff_initial, backoff_max, backoff_reset)
         self._in_flight = in_flight
         self._prober = Prober(timeout=probe_timeout)
@@ -180,7 +183,7 @@ class LocalBackend:
         if recent and ready < rev.desired:
             return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)
         if ready != rev.desired or any(r.stopping for r in rev.replicas):
-            return RevisionStatus(rev.desired, ready, "scaling")
+            return RevisionStatus(rev.desired, ready, "scaling", rev.starting if ready < rev.desired else None)
         return RevisionStatus(rev.desired, ready)
 
     def pids(self, key: RevisionKey) -> list[int]:
@@ -332,8 +335,19 @@ class LocalBackend:
         loop = asyncio.get_running_loop()
         started = loop.time()
         failures = 0
+        note_at = self._not_ready_note
         while not proc.exited:
             ok = await self._prober.check(r.endpoint.port, rev.spec.readiness_path)
+            waited = loop.time() - started
+            if ok is False and not r.was_ready and waited >= note_at:
+                note_at = waited + 30.0
+                path = rev.spec.readiness_path
+                probed = f"GET http://127.0.0.1:{r.endpoint.port}{path}" if path else f"a TCP connect to 127.0.0.1:{r.endpoint.port}"
+                rev.starting = (
+                    f"replica not ready after {waited:.0f}s: {probed} fails "
+                    "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
+                )
+                log.warning("%s: %s", rev.key, rev.starting)
             if r.stopping or proc.exited:
                 return
             if ok is None:
@@ -343,6 +357,7 @@ class LocalBackend:
                 if not r.ready:
                     if not r.was_ready:
                         r.was_ready = True
+                        rev.starting = None
                         log.info(
                             "%s replica on %s ready after %.3fs",
                             rev.key,

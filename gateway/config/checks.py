@@ -76,6 +76,13 @@ def check_runnable(translated: Sequence[Translated], settings: GatewaySettings) 
                 item.ctx.warn(path, message)
 
 
+def _gets_its_port(revision: RevisionSpec) -> bool:
+    command = revision.command
+    texts = [command] if isinstance(command, str) else list(command or ())
+    texts += [value for _, value in revision.env]
+    return any("{port}" in text or "$PORT" in text or "${PORT}" in text for text in texts)
+
+
 def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFields, backend: str) -> None:
     ctx, kind = item.ctx, item.ctx.kind
     if backend == "static":
@@ -106,6 +113,13 @@ def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFi
                 fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)"
             )
         if revision.command:
+            if not _gets_its_port(revision):
+                ctx.warn(
+                    fields.command or fields.base,
+                    "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it "
+                    "(put {port} in the command, or read the PORT environment variable); a fixed port never "
+                    "becomes ready",
+                )
             return
         if revision.image:
             ctx.warn(

@@ -89,13 +89,20 @@ _SERVICE_READERS: dict[str, tuple[str, Any]] = {
 }
 
 
+_SERVICE_KEYS = (*_SERVICE_READERS, "target")
+# Where a key belongs when it is written at the wrong level of the document.
+_AT_SPEC = {k: f"spec.{k}" for k in _SPEC_KEYS}
+_AT_SERVICE = {k: f"spec.service.{k}" for k in _SERVICE_KEYS}
+_AT_REVISION = {k: f"spec.default.{k}" for k in _REVISION_KEYS}
+
+
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     errors = ctx.error_count
     meta = read_metadata(ctx, body)
     spec = check_top_level(ctx, body)
     if meta is None or spec is None:
         return None
-    check_keys(ctx, "spec", spec, _SPEC_KEYS + _IGNORED_SPEC_KEYS, strict=False)
+    check_keys(ctx, "spec", spec, _SPEC_KEYS + _IGNORED_SPEC_KEYS, strict=False, elsewhere=_AT_SERVICE | _AT_REVISION)
     for key in _IGNORED_SPEC_KEYS:
         if key in spec:
             ctx.warn(join("spec", key), "not supported by the gateway, ignored")
@@ -144,7 +151,7 @@ def _revision(
     if found is None:
         return None
     errors = ctx.error_count
-    check_keys(ctx, path, found, _REVISION_KEYS, strict=False)
+    check_keys(ctx, path, found, _REVISION_KEYS, strict=False, elsewhere=_AT_SERVICE | _AT_SPEC)
     kwargs = read_gateway_keys(ctx, path, found)
     if found.get("containerImage") is not None:
         repository = string(ctx, join(path, "containerImage"), found["containerImage"])
@@ -196,7 +203,7 @@ def _scaling(ctx: DocContext, value: object, annotations: dict[str, str]) -> Sca
     )
     found = None if value is None else mapping(ctx, "spec.service", value)
     if found is not None:
-        check_keys(ctx, "spec.service", found, (*_SERVICE_READERS, "target"), strict=False)
+        check_keys(ctx, "spec.service", found, _SERVICE_KEYS, strict=False, elsewhere=_AT_REVISION | _AT_SPEC)
         for key, (name, reader) in _SERVICE_READERS.items():
             if found.get(key) is not None:
                 path = join("spec.service", key)

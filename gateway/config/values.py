@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from gateway.config.errors import DocContext
@@ -89,13 +89,26 @@ def sequence(ctx: DocContext, path: str, value: object) -> list[object] | None:
 
 
 def check_keys(
-    ctx: DocContext, path: str, found: dict[str, object], allowed: Collection[str], *, strict: bool
+    ctx: DocContext,
+    path: str,
+    found: dict[str, object],
+    allowed: Collection[str],
+    *,
+    strict: bool,
+    elsewhere: Mapping[str, str] | None = None,
 ) -> None:
-    """Unknown keys are errors in our own documents (typos) and warnings in foreign manifests."""
+    """Unknown keys are errors in our own documents (typos) and warnings in foreign manifests.
+
+    `elsewhere` maps keys that are valid at another level of the same document to their full path,
+    so a key indented at the wrong level is pointed to where it belongs.
+    """
     for key in found:
         if key in allowed:
             continue
-        close = difflib.get_close_matches(key, list(allowed), n=1)
+        if elsewhere and key in elsewhere:
+            close = [elsewhere[key]]
+        else:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
         if strict:
             hint = f" (did you mean {close[0]}?)" if close else f"; expected one of: {', '.join(allowed)}"
             ctx.error(join(path, key), f"unknown key{hint}")

@@ -178,3 +178,19 @@ async def test_unstartable_and_never_ready(tmp_path: Path, replica_script: str) 
     await wait_until(lambda: backend.status(slow).state == "crash-backoff", timeout=3)
     assert backend.status(slow).message == "replica not ready after 0.3s"
     await backend.close()
+
+
+async def test_a_replica_on_a_fixed_port_is_reported_with_the_probe_that_fails(
+    tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ElasticServing users write `--port 9292`: the gateway's probe of its own port keeps failing, and says so."""
+    backend = make_backend(tmp_path, not_ready_note=0.3)
+    fixed = (replica_script, "0")  # listens on a port of its own choosing, never on {port}
+    await backend.sync([service(command=("{python}", *fixed))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).message is not None, timeout=10)
+    status = backend.status(KEY)
+    assert status.state == "scaling" and status.ready == 0
+    assert "not ready after" in status.message and "a TCP connect to 127.0.0.1:" in status.message  # type: ignore[operator]
+    assert any("{port} or $PORT" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    await backend.close()

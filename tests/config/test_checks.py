@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.config import load
 from gateway.config.checks import KUBERNETES_UNAVAILABLE
 from tests.config.support import paddle, problems, write
@@ -81,7 +83,7 @@ def test_local_backend_needs_a_command(tmp_path: Path) -> None:
 
 
 def test_local_backend_warns_that_endpoints_are_ignored(tmp_path: Path) -> None:
-    path = write(tmp_path, "a.yaml", paddle("foo", "default:\n  command: x\n  endpoints: ['http://a:1']\n"))
+    path = write(tmp_path, "a.yaml", paddle("foo", "default:\n  command: x {port}\n  endpoints: ['http://a:1']\n"))
     assert load([path]).warnings == (
         (
             f"{path}: document 1 (PaddleService/foo): spec.default.endpoints: ignored under the local backend "
@@ -93,7 +95,7 @@ def test_local_backend_warns_that_endpoints_are_ignored(tmp_path: Path) -> None:
 def test_static_backend_needs_endpoints(tmp_path: Path) -> None:
     gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="static"))
     path = write(
-        tmp_path, "a.yaml", paddle("foo", "default:\n  command: x\ncanary:\n  endpoints: ['http://a:1']\n")
+        tmp_path, "a.yaml", paddle("foo", "default:\n  command: x {port}\ncanary:\n  endpoints: ['http://a:1']\n")
     )
     assert problems([path, gateway]) == [
         (
@@ -104,7 +106,7 @@ def test_static_backend_needs_endpoints(tmp_path: Path) -> None:
 
 
 def test_kubernetes_backend_is_refused_and_needs_an_image(tmp_path: Path) -> None:
-    path = write(tmp_path, "a.yaml", paddle("foo", "backend: kubernetes\ndefault:\n  command: x\n"))
+    path = write(tmp_path, "a.yaml", paddle("foo", "backend: kubernetes\ndefault:\n  command: x {port}\n"))
     label = f"{path}: document 1 (PaddleService/foo)"
     assert problems([path]) == [
         f"{label}: spec.backend: {KUBERNETES_UNAVAILABLE}",
@@ -114,7 +116,7 @@ def test_kubernetes_backend_is_refused_and_needs_an_image(tmp_path: Path) -> Non
 
 def test_per_service_backend_overrides_the_gateway(tmp_path: Path) -> None:
     gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="static"))
-    spec = "backend: local\ndefault:\n  command: x\n"
+    spec = "backend: local\ndefault:\n  command: x {port}\n"
     static = "default:\n  endpoints: ['http://127.0.0.1:9000']\n"
     path = write(tmp_path, "a.yaml", paddle("foo", spec) + "---\n" + paddle("bar", static))
     config = load([gateway, path])
@@ -129,3 +131,22 @@ def test_kubernetes_from_gateway_config_is_refused_on_each_service(tmp_path: Pat
     assert problems([gateway, path]) == [
         f"{path}: document 1 (PaddleService/bar): spec.backend (from GatewayConfig): {KUBERNETES_UNAVAILABLE}"
     ]
+
+
+@pytest.mark.parametrize(
+    "command, warned",
+    [
+        ("[serve, --port, '9292']", True),  # ElasticServing users write the port they configured
+        ("'serve --port 9292'", True),
+        ("[serve, --port, '{port}']", False),
+        ("'serve --port $PORT'", False),
+        ("'serve --port ${PORT}'", False),
+    ],
+)
+def test_a_local_command_that_cannot_get_its_port_is_warned(tmp_path: Path, command: str, warned: bool) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", f"default:\n  command: {command}\n  port: 9292\n"))
+    warnings = load([path]).warnings
+    found = [w for w in warnings if "uses neither {port} nor $PORT" in w]
+    assert len(found) == (1 if warned else 0), warnings
+    if warned:
+        assert found[0].startswith(f"{path}: document 1 (PaddleService/foo): spec.default.command: ")

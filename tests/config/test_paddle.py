@@ -11,7 +11,7 @@ from gateway.config.model import AutoscalerSettings
 from tests.config.support import one_service, paddle, problems, write
 
 LABEL = "document 1 (PaddleService/foo)"
-COMMAND = "  command: [python, serve.py]\n"
+COMMAND = "  command: [python, serve.py, '{port}']\n"
 
 
 def test_elasticserving_defaults(tmp_path: Path) -> None:
@@ -507,7 +507,7 @@ def test_several_problems_in_one_document_are_all_reported(tmp_path: Path) -> No
 
 
 def test_unknown_keys_in_a_paddleservice_are_warnings(tmp_path: Path) -> None:
-    spec = "default:\n  command: x\n  comand: y\nservce: {}\nvolumes: []\n"
+    spec = "default:\n  command: x {port}\n  comand: y\nservce: {}\nvolumes: []\n"
     path = write(tmp_path, "x.yaml", paddle("foo", spec) + "extra: 1\n")
     config = load([path])
     assert config.warnings == (
@@ -584,3 +584,17 @@ def test_pod_retention_from_annotation_and_gateway_config(tmp_path: Path) -> Non
         f"{bad}: {LABEL}: metadata.annotations[autoscaling.knative.dev/scale-to-zero-pod-retention-period]: "
         "must be 0s..1h, got 2h"
     ]
+
+
+@pytest.mark.parametrize(
+    "spec, key, where",
+    [
+        ("default:\n  command: x {port}\ntarget: 5\n", "spec.target", "spec.service.target"),
+        ("default:\n  command: x {port}\n  minScale: 1\n", "spec.default.minScale", "spec.service.minScale"),
+        ("default:\n  command: x {port}\nservice:\n  containerImage: a\n", "spec.service.containerImage", "spec.default.containerImage"),
+        ("default:\n  command: x {port}\n  canaryTrafficPercent: 5\n", "spec.default.canaryTrafficPercent", "spec.canaryTrafficPercent"),
+    ],
+)
+def test_a_key_at_the_wrong_level_is_pointed_to_where_it_belongs(tmp_path: Path, spec: str, key: str, where: str) -> None:
+    config = load([write(tmp_path, "x.yaml", paddle("foo", spec))])
+    assert any(w.endswith(f"{key}: unknown key, ignored (did you mean {where}?)") for w in config.warnings), config.warnings

@@ -10,7 +10,7 @@ def test_routing_table_lists_hosts_revisions_and_warnings(tmp_path: Path) -> Non
     spec = """\
     canaryTrafficPercent: 20
     default:
-      command: python a.py
+      command: python a.py --port {port}
     canary:
       containerImage: registry/b
     service:
