@@ -233,6 +233,7 @@ class Autoscaler:
         self._activation_timeout = activation_timeout
         self._scalers: dict[RevisionKey, RevisionScaler] = {}
         self._sent: dict[RevisionKey, int] = {}
+        self._panicking: set[RevisionKey] = set()
         self._poked: set[RevisionKey] = set()
         self._wake = asyncio.Event()
 
@@ -285,6 +286,7 @@ class Autoscaler:
     def remove(self, key: RevisionKey) -> None:
         if self._scalers.pop(key, None) is not None:
             self._sent.pop(key, None)
+            self._panicking.discard(key)
             self._poked.discard(key)
 
     def poke(self, key: RevisionKey) -> None:
@@ -351,8 +353,26 @@ class Autoscaler:
 
     async def _apply(self, key: RevisionKey, rs: RevisionScaler) -> None:
         target = rs.desired
-        if self._sent.get(key) == target:
+        panicking = rs.panicking
+        if panicking != (key in self._panicking):
+            # Once per transition, never per request or tick.
+            if panicking:
+                self._panicking.add(key)
+                log.info("%s: panic mode entered (panic concurrency %s over the window, %d ready)", key, _fmt(rs.panic), rs.ready)
+            else:
+                self._panicking.discard(key)
+                log.info("%s: panic mode left (stable concurrency %s)", key, _fmt(rs.stable))
+        before = self._sent.get(key)
+        if before == target:
             return
+        if before is not None or target:
+            if before is None:
+                why = "initial scale"
+            elif target == 0:
+                why = "no traffic for the stable window and the grace period"
+            else:
+                why = f"stable concurrency {_fmt(rs.stable)}, panic {_fmt(rs.panic)}{', panicking' if panicking else ''}"
+            log.info("%s: scale %s -> %d (%s)", key, "none" if before is None else before, target, why)
         try:
             await self._backend.scale(key, target)
         except Exception:
@@ -360,3 +380,7 @@ class Autoscaler:
             return
         if key in self._scalers:
             self._sent[key] = target
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"

@@ -364,6 +364,9 @@ class LocalBackend:
                             r.endpoint,
                             loop.time() - started,
                         )
+                        if rev.message is not None:
+                            log.info("%s: recovered from crash back-off (last failure: %s)", rev.key, rev.message)
+                            rev.message = None
                     self._set_ready(rev, r, True)
                     self._reconcile(rev)
             elif r.ready:

@@ -363,3 +363,27 @@ async def test_pod_retention_is_ignored_when_unreachable() -> None:
     a, backend, clock = await make(scaling(scale_to_zero_pod_retention=120.0, reachable=False))
     await tick_until(a, clock, 100)
     assert backend.replicas[KEY] == 0
+
+
+async def test_decisions_are_logged_once_each_with_their_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.autoscale.scaler")
+    a, backend, clock = await make(scaling(target_burst_capacity=0))
+    await tick_until(a, clock, 2)
+    stats = a.stats(KEY)
+    for _ in range(200):
+        stats.request_in(clock.t)
+    await tick_until(a, clock, 10)
+    for _ in range(200):
+        stats.request_out(clock.t)
+    await tick_until(a, clock, 200)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.autoscale.scaler"]
+    assert lines == [
+        "default/iris-default: scale none -> 1 (initial scale)",
+        "default/iris-default: panic mode entered (panic concurrency 100.0 over the window, 1 ready)",
+        "default/iris-default: scale 1 -> 2 (stable concurrency 100.0, panic 100.0, panicking)",
+        "default/iris-default: scale 2 -> 3 (stable concurrency 150.0, panic 200.0, panicking)",
+        "default/iris-default: panic mode left (stable concurrency 13.3)",
+        "default/iris-default: scale 3 -> 1 (stable concurrency 13.3, panic 0.0)",
+        "default/iris-default: scale 1 -> 0 (no traffic for the stable window and the grace period)",
+    ]
+    assert len(lines) < 10, "once per decision, never per tick"

@@ -143,13 +143,14 @@ async def test_revision_that_cannot_start_answers_503_at_once_with_the_reason(se
     assert "the local backend runs commands, not container images" in r.json()["error"]
 
 
-async def test_crash_looping_revision_times_out_with_the_crash_reason(serve: Start, tmp_path: Path) -> None:
+async def test_crash_looping_revision_answers_503_at_once_with_the_crash_reason(serve: Start, tmp_path: Path) -> None:
+    """Issue 8: a revision in crash back-off answers 503 now, not 504 when the activation timeout ends."""
     cfg = tmp_path / "crash.yaml"
     cfg.write_text(
         """apiVersion: serving-gateway/v1
 kind: GatewayConfig
 spec:
-  activator: {activationTimeout: 1.5s}
+  activator: {activationTimeout: 100s}
 ---
 apiVersion: elasticserving.paddlepaddle.org/v1
 kind: PaddleService
@@ -162,7 +163,6 @@ spec:
     _, base = await serve([str(cfg)])
     async with httpx.AsyncClient(timeout=10) as c:
         r = await c.get(f"{base}/", headers={"Host": "crashy.default.example.com"})
-    assert r.status_code == 504
+    assert r.status_code == 503 and r.headers["retry-after"]
     error = r.json()["error"]
-    assert "timed out waiting for a replica" in error
-    assert "crash-backoff" in error and "code 3" in error and "model file missing" in error
+    assert "crash back-off" in error and "code 3" in error and "model file missing" in error
