@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -188,6 +189,34 @@ async def test_reload_applies_new_proxy_limits(replicas: tuple[Replica, Replica]
         assert (await admin.post("/admin/reload")).status_code == 200
         r = await data.post("/", content=b"x" * 100)
         assert r.status_code == 413
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)
+
+
+async def test_reload_answers_and_logs_its_outcome_and_every_warning(
+    replicas: tuple[Replica, Replica], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8 B5: a refused POST is logged; warnings reach the POST's answer, not only the log."""
+    caplog.set_level(logging.INFO, logger="gateway.reloads")
+    a, b = replicas
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, a.url)
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        cfg.write_text(cfg.read_text().replace("backend: static", "backend: static\n  listen: 127.0.0.1:1234"))
+        r = await admin.post("/admin/reload")
+        doc = r.json()
+        assert r.status_code == 200 and doc["reloaded"] is True and doc["generation"] == 1
+        assert doc["changes"] == "1 services: 0 added, 0 changed, 0 removed"
+        assert any("spec.listen changed" in w and "next start" in w for w in doc["warnings"]), doc
+        write_config(cfg, a.url, b.url, percent=150)
+        r = await admin.post("/admin/reload")
+        assert r.status_code == 400 and r.json()["generation"] == 2 and "canaryTrafficPercent" in r.json()["error"]
+        logged = [rec.getMessage() for rec in caplog.records]
+        assert any(m.startswith("reload 2 refused, the previous configuration keeps serving") for m in logged), logged
+        assert any(m.startswith("reload 1: 1 services") for m in logged), logged
     finally:
         await data.aclose()
         await admin.aclose()

@@ -194,3 +194,23 @@ async def test_a_replica_on_a_fixed_port_is_reported_with_the_probe_that_fails(
     assert "not ready after" in status.message and "a TCP connect to 127.0.0.1:" in status.message  # type: ignore[operator]
     assert any("{port} or $PORT" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     await backend.close()
+
+
+async def test_recovery_from_crash_back_off_is_logged(tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.backends.local")
+    marker = tmp_path / "crashed-once"
+    code = (
+        f"import os, runpy, sys; m = {str(marker)!r}\n"
+        "if not os.path.exists(m):\n    open(m, 'w').close(); print('first start fails', flush=True); sys.exit(2)\n"
+        f"sys.argv = [{replica_script!r}, sys.argv[1]]; runpy.run_path({replica_script!r}, run_name='__main__')"
+    )
+    backend = make_backend(tmp_path, backoff_initial=0.1)
+    await backend.sync([service(command=("{python}", "-c", code, "{port}"))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.ready_endpoints(KEY), timeout=15)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("restarting in" in m for m in messages), messages
+    recovered = [m for m in messages if "recovered from crash back-off" in m]
+    assert len(recovered) == 1 and "first start fails" in recovered[0], messages
+    assert backend.status(KEY).message is None
+    await backend.close()
