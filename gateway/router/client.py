@@ -182,6 +182,12 @@ class ClientConnection(asyncio.Protocol):
         if self.backlog is not None:
             self._defer(data)  # earlier bytes still wait their turn
             return
+        if len(data) <= SLICE and not self.pipeline and self.work < WORK_PER_TURN:
+            # The common case, one call: a read that fits one slice, nothing queued. (A new
+            # request's first byte starts its header clock in on_message_begin.)
+            self.fresh = False
+            self._feed(data, b"")
+            return
         self._parse(data)
 
     def _parse(self, data: bytes) -> None:
@@ -214,6 +220,7 @@ class ClientConnection(asyncio.Protocol):
     def _feed(self, chunk: bytes, rest: bytes) -> bool:
         """One parser call; False when the connection stopped being parsed (error, upgrade, close)."""
         marks = self.marks
+        size = self.head_size
         try:
             self.parser.feed_data(chunk)
         except httptools.HttpParserUpgrade as exc:
@@ -235,9 +242,9 @@ class ClientConnection(asyncio.Protocol):
             return False
         finally:
             parsing = self.parsing
-            if parsing is not None:
+            if parsing is not None and parsing.outbox:
                 parsing.flush_body()  # the body bytes of this call, to the replica in one write
-        if self.marks == marks:
+        if self.marks == marks and self.head_size == size:
             # Nothing came out of the whole slice: the parser is collecting a header line, a
             # trailer or a chunk line. Those count against the head limit, however they arrive.
             self.stalled += len(chunk)
@@ -350,15 +357,13 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_size += len(url)
-        self.marks += 1
+        self.head_size += len(url)  # a growing head_size is progress (see _feed)
         if len(self.url) > self.server.settings.max_header_bytes:
             raise BadRequest("request line too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         self.head_size += len(name) + len(value) + 4
-        self.marks += 1
         if self.head_size > self.server.settings.max_header_bytes:
             raise BadRequest("request header too large", 431)
 
@@ -374,9 +379,14 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not self.server.draining
         cycle = self.server.make_cycle(self, method, self.url, self.headers, keep_alive)
         self.parsing = self.latest = cycle
-        self.body_at = time.monotonic()
-        self.pipeline.append(cycle)
-        self._advance()
+        if not cycle.body_done:
+            self.body_at = time.monotonic()
+        if self.cycle is None and not self.pipeline and not self.write_paused:
+            self.cycle = cycle
+            cycle.start()
+        else:
+            self.pipeline.append(cycle)
+            self._advance()
 
     def on_body(self, body: bytes) -> None:
         self.marks += 1

@@ -54,9 +54,24 @@ _HOST = re.compile(
 _REG_NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;="
 
 
+_NONE: list[bytes] = []  # shared and never appended to: most requests carry no forwarding header
+_SEEN_VALID: dict[bytes, bool] = {}  # hosts already found valid: a request's check is one dict lookup
+
+
 def valid_host(host: bytes) -> bool:
     """``reg-name | IP-literal [":" port]``: no userinfo, path, spaces or control bytes."""
-    # Fast path, once per request: a name of plain characters, with or without a port.
+    if host in _SEEN_VALID:
+        return True
+    if _check_host(host):
+        if len(_SEEN_VALID) >= 4096:
+            _SEEN_VALID.clear()  # bounded: a client cycling through hosts only costs the check
+        _SEEN_VALID[host] = True
+        return True
+    return False
+
+
+def _check_host(host: bytes) -> bool:
+    # A name of plain characters, with or without a port.
     if not host.translate(None, _REG_NAME_CHARS):
         return True
     name, sep, port = host.rpartition(b":")
@@ -100,8 +115,8 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     """
     lines: list[bytes] = []
     names: list[bytes] = []
-    forwarding: list[bytes] = []
-    forwarding_names: list[bytes] = []
+    forwarding: list[bytes] = _NONE  # made on the first forwarding header
+    forwarding_names: list[bytes] = _NONE
     host: bytes | None = None
     content_length = -1
     cl_count = 0
@@ -147,6 +162,8 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
             # (X_Forwarded_Proto: some frameworks read underscores as dashes)
             has_xfp = has_xfp or lname == b"x-forwarded-proto"
             has_xfh = has_xfh or lname == b"x-forwarded-host"
+            if forwarding is _NONE:
+                forwarding, forwarding_names = [], []
             forwarding.append(name + b": " + value + b"\r\n")
             forwarding_names.append(lname)
             continue
@@ -162,7 +179,7 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     if host is None:
         raise BadRequest("missing Host header")
     host = host.strip(b" \t")
-    if not valid_host(host):
+    if host not in _SEEN_VALID and not valid_host(host):
         raise BadRequest("invalid Host header " + repr(host.decode("latin-1")[:100]) + ": expected host[:port]")
     extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close" and t not in PROTECTED}
     if extra:

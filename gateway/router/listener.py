@@ -66,6 +66,7 @@ class Listener:
         self.socks = socks
         self.reclaim = reclaim  # closes idle keep-alive connections to make room
         self.full = False  # stopped at the limit with a client waiting: connections going idle should close
+        self.on_full: Callable[[bool], object] = lambda full: None
         self.factory = factory
         self.open_count = open_count
         self.limit = limit
@@ -88,7 +89,9 @@ class Listener:
         if self._accepting or self._closed:
             return
         self._accepting = True
-        self.full = False
+        if self.full:
+            self.full = False
+            self.on_full(False)
         for sock in self.socks:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
@@ -107,6 +110,7 @@ class Listener:
         for _ in range(ACCEPT_BATCH):
             if self.open_count() + self.pending >= self.limit:
                 self.full = True
+                self.on_full(True)
                 self.reclaim()  # idle keep-alive connections make room as they close
                 self.limited += 1
                 self._warn("limit", "%d client connections open (spec.proxy.maxConnections): not accepting until one closes", self.limit)

@@ -33,6 +33,7 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.unrouted: dict[int, int] = {}  # status -> count of requests no revision answered
         self.draining = False
+        self.starved = False  # clients wait to be accepted: a connection going idle should make room
         self._listener: Listener | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.configure(settings)
@@ -84,11 +85,8 @@ class ProxyServer:
         for conn in idle[:most]:
             conn.close()
 
-    @property
-    def starved(self) -> bool:
-        """Clients wait to be accepted: a connection going idle between requests should make room."""
-        listener = self._listener
-        return listener is not None and listener.full
+    def _set_starved(self, full: bool) -> None:
+        self.starved = full
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
@@ -119,6 +117,7 @@ class ProxyServer:
         self._listener = Listener(
             socks, lambda: ClientConnection(self), lambda: len(self.connections), self.max_connections, self.reclaim_idle
         )
+        self._listener.on_full = self._set_starved
         self._listener.start()
         self._sweeper = loop.create_task(self._sweep_forever())
 

@@ -64,8 +64,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.endpoint = endpoint
         self.pools = pools
         self.head_limit = pools.max_response_head
-        self.head_size = 0  # status line and header bytes of the response head being read
-        self.stalled = 0  # bytes read since the parser last reported anything (a line still growing)
+        self.head_size = 0  # bytes read while the response head was still incomplete
+        self.stalled = 0  # bytes read since the parser last reported anything (a trailer line still growing)
         self.marks = 0  # parser events: a read that adds none is a line the parser is still collecting
         self.in_head = False
         self.transport: asyncio.Transport | None = None
@@ -162,8 +162,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.feeding = True
         try:
             self.parser.feed_data(data)
-            if self.marks == marks:
-                # Nothing came out of the whole read: a header or trailer line still growing.
+            # Bounds without a per-header cost: a head still incomplete after this read counts the
+            # whole read (so a head is cut at most one read past the limit); a read from which the
+            # parser reported nothing is a trailer line (or chunk line) still growing.
+            if self.in_head:
+                self.head_size += len(data)
+                if self.head_size > self.head_limit:
+                    raise HeadTooLarge()
+            elif self.marks == marks:
                 self.stalled += len(data)
                 if self.stalled > self.head_limit:
                     raise HeadTooLarge()
@@ -200,20 +206,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.marks += 1
 
     def on_status(self, status: bytes) -> None:
-        self.marks += 1
         self.reason += status
-        self.head_size += len(status)
-        if self.head_size > self.head_limit:
-            raise HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.marks += 1
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.head_limit:
-            raise HeadTooLarge()
-        self.head.add(name, value)
+        self.head.add(name, value)  # the head's size is bounded in data_received, not per header
 
     def on_headers_complete(self) -> None:
+        if len(self.reason) + sum(map(len, self.head.lines)) > self.head_limit:
+            raise HeadTooLarge()  # exact, once per head; data_received bounds a head still arriving
         self.in_head = False
         self.marks += 1
         status = self.parser.get_status_code()
