@@ -275,10 +275,11 @@ class Gateway:
 
     # -- running --------------------------------------------------------------------------------
     async def start(self, listen: str | None = None) -> None:
+        host, port = split_hostport(listen or self.config.gateway.listen, "listen")
+        self.proxy.bind(host, port)  # a busy port is reported before anything else is started
         await self.apply(self.config)
         settle_heap()
-        host, port = split_hostport(listen or self.config.gateway.listen, "listen")
-        await self.proxy.start(host, port)
+        await self.proxy.start()
         self._autoscaler_task = asyncio.get_running_loop().create_task(self.autoscaler.run())
 
     async def reload(self) -> tuple[Config, ApplyReport]:

@@ -33,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     _paths_arg(serve)
     serve.add_argument("--listen", metavar="HOST:PORT", help="data plane address (default from config, 0.0.0.0:8080)")
     serve.add_argument("--admin-listen", metavar="HOST:PORT", help="admin address (default from config, 127.0.0.1:9090)")
-    serve.add_argument("--state-dir", metavar="DIR", help="replica logs and pid records (default ~/.local/state/serving-gateway)")
+    serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="replica logs, pid records and a lock (default ~/.local/state/serving-gateway/HOST-PORT of --listen)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     validate = sub.add_parser("validate", help="check config files and print the routing table")
@@ -106,7 +110,12 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = load(args.files)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        first, *rest = exc.problems or [str(exc)]
+        print(f"gateway: cannot start: {first}", file=sys.stderr)
+        for problem in rest:
+            print(f"  {problem}", file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
         return 1
     for warning in config.warnings:
         log.warning("%s", warning)

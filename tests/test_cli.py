@@ -336,3 +336,56 @@ def test_validate_prints_warnings_beside_errors(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "spec.canaryTrafficPercent" in r.stderr
     assert "warning: " in r.stderr and "spec.target: unknown key, ignored (did you mean spec.service.target?)" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("empty-folder", "folder has no *.yaml or *.yml files"),
+        ("missing-file", "no such file or folder"),
+        ("bad-host", "cannot listen on nosuchhost.invalid:"),
+        ("state-dir-is-a-file", "cannot use state directory"),
+    ],
+)
+def test_every_start_up_failure_is_one_clear_line(tmp_path: Path, case: str, words: str) -> None:
+    cfg = tmp_path / "gw.yaml"
+    _local_config(cfg)
+    listen = f"127.0.0.1:{free_port()}"
+    args = ["-f", str(cfg), "--state-dir", str(tmp_path / "state")]
+    if case == "empty-folder":
+        (tmp_path / "empty").mkdir()
+        args = ["-f", str(tmp_path / "empty")]
+    elif case == "missing-file":
+        args = ["-f", str(tmp_path / "nope.yaml")]
+    elif case == "bad-host":
+        listen = f"nosuchhost.invalid:{free_port()}"
+    else:
+        (tmp_path / "afile").write_text("x")
+        args = ["-f", str(cfg), "--state-dir", str(tmp_path / "afile")]
+    r = run_cli("serve", *args, "--listen", listen, "--admin-listen", f"127.0.0.1:{free_port()}")
+    assert r.returncode == 1
+    first = r.stderr.strip().splitlines()[0]
+    assert first.startswith("gateway: cannot start: ") and words in first, r.stderr
+    assert "Traceback" not in r.stderr and "[Errno" not in r.stderr
+
+
+def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    _local_config(cfg)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state-home")}
+    first, admin1 = _serve(cfg, env)
+    try:
+        assert _ready(admin1, first)
+        port = next(
+            int(p.name.rsplit("-", 1)[1]) for p in (tmp_path / "state-home" / "serving-gateway").iterdir()
+        )
+        r = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}",
+             "--admin-listen", f"127.0.0.1:{free_port()}"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+        )
+        assert r.returncode == 1
+        assert r.stderr.strip() == f"gateway: cannot start: cannot listen on 127.0.0.1:{port}: Address already in use", r.stderr
+    finally:
+        first.terminate()
+        first.communicate(timeout=20)

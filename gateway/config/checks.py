@@ -116,9 +116,9 @@ def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFi
             if not _gets_its_port(revision):
                 ctx.warn(
                     fields.command or fields.base,
-                    "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it "
-                    "(put {port} in the command, or read the PORT environment variable); a fixed port never "
-                    "becomes ready",
+                    "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it, "
+                    "given as {port} in the command and as the PORT environment variable; unless the program "
+                    "reads PORT itself, a fixed port never becomes ready",
                 )
             return
         if revision.image:

@@ -29,7 +29,7 @@ UNAVAILABLE = frozenset({"failed", "crash-backoff"})
 
 def unavailable_message(state: tuple[str, str | None]) -> str:
     if state[0] == "crash-backoff":
-        return f"revision's replicas keep failing (crash back-off): {state[1]}"
+        return f"revision's replicas are failing (crash back-off): {state[1]}"
     return f"revision cannot start: {state[1]}"
 
 

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from gateway.errors import GatewayError
 from gateway.resources import LOCAL_ERRNOS
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,11 @@ LOG_EVERY = 10.0  # seconds between two warnings of the same kind
 
 def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
     """Non-blocking listening sockets for every address `host` resolves to (all interfaces when empty)."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    where = f"{host or '*'}:{port}"
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise GatewayError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     socks: list[socket.socket] = []
     seen = set()
     try:
@@ -42,7 +47,7 @@ def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
             try:
                 sock.bind(addr)
             except OSError as exc:
-                raise OSError(exc.errno, f"error while attempting to bind on address {addr!r}: {exc.strerror}") from None
+                raise GatewayError(f"cannot listen on {where}: {exc.strerror}") from None
             sock.listen(backlog)
             sock.setblocking(False)
     except BaseException:

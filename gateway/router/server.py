@@ -111,15 +111,22 @@ class ProxyServer:
         """Atomic: requests already routed keep the revision they were given."""
         self.routes = routes
 
-    async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
+    def bind(self, host: str, port: int) -> None:
+        """Take the listening sockets (GatewayError naming the address if they cannot be had); accept nothing yet."""
         socks = bind(host, port, backlog=2048)
         self._listener = Listener(
             socks, lambda: ClientConnection(self), lambda: len(self.connections), self.max_connections, self.reclaim_idle
         )
         self._listener.on_full = self._set_starved
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Start accepting (binding first when `host` and `port` are given)."""
+        if self._listener is None:
+            assert host is not None and port is not None
+            self.bind(host, port)
+        assert self._listener is not None
         self._listener.start()
-        self._sweeper = loop.create_task(self._sweep_forever())
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     @property
     def sockets(self) -> list[tuple[str, int]]:
