@@ -14,10 +14,11 @@ from gateway.config import load
 from tests.router.support import Replica, start_replica
 
 
-def write_services(path: Path, n: int, url: str, percent: int = 20, changed: int = -1) -> None:
+def write_services(path: Path, n: int, url: str, percent: int = 20, changed: int | None = -1) -> None:
+    """`percent` for service `changed`, or for every service when `changed` is None."""
     parts = ["apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: static\n"]
     for i in range(n):
-        p = percent if i == changed else 20
+        p = percent if changed is None or i == changed else 20
         parts.append(
             "---\napiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\n"
             f"metadata: {{name: svc-{i}, namespace: bench}}\n"
@@ -74,6 +75,30 @@ async def test_a_large_reload_never_stalls_the_data_plane(replica: Replica, tmp_
         latencies = await probing
         assert outcome.ok and outcome.report == "2000 services: 0 added, 1 changed, 0 removed"
         assert max(latencies) < 0.25, f"worst probe {max(latencies):.3f} s during the reload"
+    finally:
+        await gw.stop(drain_timeout=1)
+
+
+async def test_a_reload_that_changes_every_service_does_not_stall_either(replica: Replica, tmp_path: Path) -> None:
+    """Applying 2,000 changed services runs in slices with turns of the loop between; no full collection meanwhile."""
+    import gc
+
+    cfg = tmp_path / "gw.yaml"
+    write_services(cfg, 2000, replica.url)
+    gw = await serving(cfg, tmp_path)
+    try:
+        thresholds = gc.get_threshold()
+        stop = asyncio.Event()
+        probing = asyncio.create_task(probe_latencies(gw.proxy.sockets[0][1], b"svc-1999.bench.example.com", stop))
+        await asyncio.sleep(0.1)
+        write_services(cfg, 2000, replica.url, percent=45, changed=None)
+        outcome = await gw.reloader.request("test")
+        stop.set()
+        latencies = await probing
+        assert outcome.report == "2000 services: 0 added, 2000 changed, 0 removed"
+        assert max(latencies) < 0.25, f"worst probe {max(latencies):.3f} s during the reload"
+        assert gw.proxy.routes.by_service[("bench", "svc-7")].percent == 45
+        assert gc.get_threshold() == thresholds, "the collector's settings are restored"
     finally:
         await gw.stop(drain_timeout=1)
 
