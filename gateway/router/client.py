@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LINGER = 2.0  # seconds to keep reading (and dropping) a client's bytes after answering it with a close
+DISCARD_LIMIT = 1 << 20  # bytes read and dropped after a connection's last request before reading stops
 SLICE = 16 * 1024  # bytes fed to the parser at a time between requests (see _parse)
-WORK_PER_TURN = 512  # parser events (requests, body pieces) one connection may cause per turn of the loop
+WORK_PER_TURN = 128  # parser events (requests, body pieces) one connection may cause per turn of the loop
 
 
 class StopParsing(Exception):
@@ -34,11 +35,12 @@ class ClientConnection(asyncio.Protocol):
     BUFFER = 2
     UPSTREAM = 4
     STOPPED = 8  # nothing more will be parsed on this connection
+    BACKLOG = 16  # bytes already received wait to be parsed
 
     __slots__ = (
         "server", "transport", "parser", "peer", "trusted", "trusted_for", "url", "headers", "head_size", "in_head", "fresh", "head_started", "idle_since", "cycle", "parsing", "pipeline", "paused",
         "write_paused", "write_paused_since", "upgraded", "held", "stopped", "closed", "closed_at", "http10", "latest", "lingering", "body_at", "marks", "stalled", "work", "backlog", "scheduled",
-        "advancing",
+        "advancing", "backlog_pos", "discarded",
     )
 
     def __init__(self, server: ProxyServer) -> None:
@@ -54,7 +56,9 @@ class ClientConnection(asyncio.Protocol):
         self.marks = 0  # parser events seen: a slice that adds none is a line the parser is still collecting
         self.stalled = 0  # bytes fed since the parser last reported anything
         self.work = 0  # parser events this turn of the loop (see _parse)
-        self.backlog: bytearray | None = None  # received, to be parsed on a later turn
+        self.backlog: bytearray | None = None  # received, to be parsed on a later turn (from backlog_pos)
+        self.backlog_pos = 0
+        self.discarded = 0
         self.scheduled = False  # a _continue is due
         self.advancing = False  # an _advance_now is due
         self.in_head = True  # the header timeout runs from accept
@@ -178,6 +182,11 @@ class ClientConnection(asyncio.Protocol):
             self._hold(data)
             return
         if self.stopped:
+            # Read and dropped, so that a client that leaves is noticed and its request aborted;
+            # past a megabyte of it, reading stops.
+            self.discarded += len(data)
+            if self.discarded > DISCARD_LIMIT:
+                self.pause_reading(self.STOPPED)
             return
         if self.backlog is not None:
             self._defer(data)  # earlier bytes still wait their turn
@@ -190,7 +199,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self._parse(data)
 
-    def _parse(self, data: bytes) -> None:
+    def _parse(self, data: bytes | bytearray, pos: int = 0) -> None:
+        # `data` is a fresh read, or the backlog taken by _continue (then kept again without a copy).
         """Feed the parser a slice at a time; stop once a request waits behind the one being answered.
 
         As nginx reads a pipelined request only when the previous one is answered: a client's bytes
@@ -202,18 +212,22 @@ class ClientConnection(asyncio.Protocol):
             self.in_head = True
             self.head_started = time.monotonic()
         size = len(data)
-        pos = 0
         while pos < size:
             if self.pipeline or self.work >= WORK_PER_TURN:
-                self._defer(data[pos:])
+                if isinstance(data, bytearray) and self.backlog is None:
+                    self.backlog = data  # kept where it is: no copy of what remains
+                    self.backlog_pos = pos
+                    self._backlog_changed()
+                else:
+                    self._defer(data[pos:])
                 return
             parsing = self.parsing
             step = SLICE
             if parsing is not None and parsing.body_left > 0:
                 step = max(step, parsing.body_left)  # the rest of a Content-Length body in one go
             end = pos + step
-            chunk = data if pos == 0 and end >= size else data[pos:end]
-            if not self._feed(chunk, data[end:] if end < size else b""):
+            chunk = data if pos == 0 and end >= size and isinstance(data, bytes) else bytes(data[pos:end])
+            if not self._feed(chunk, bytes(data[end:]) if end < size else b""):
                 return
             pos = end
 
@@ -258,15 +272,27 @@ class ClientConnection(asyncio.Protocol):
             self.stalled = 0
         return not self.stopped
 
-    def _defer(self, data: bytes) -> None:
+    def _defer(self, data: bytes | bytearray) -> None:
         """Keep bytes for later: behind a queued request, or for the next turn of the loop."""
-        if self.backlog is None:
+        backlog = self.backlog
+        if backlog is None:
             self.backlog = bytearray(data)
+            self.backlog_pos = 0
         else:
-            self.backlog += data
-        if len(self.backlog) > self.server.settings.buffer_bytes:
-            self.pause_reading(self.BUFFER)
-        if not self.pipeline:
+            if self.backlog_pos:
+                del backlog[: self.backlog_pos]  # once per read: what was parsed goes
+                self.backlog_pos = 0
+            backlog += data
+        self._backlog_changed()
+
+    def _backlog_changed(self) -> None:
+        """Read no more while a buffer's worth waits (nginx reads a pipelined request when there is room)."""
+        backlog = self.backlog
+        if backlog is not None and len(backlog) - self.backlog_pos > self.server.settings.buffer_bytes:
+            self.pause_reading(self.BACKLOG)
+        else:
+            self.resume_reading(self.BACKLOG)
+        if backlog is not None and not self.pipeline:
             self._schedule()
 
     def _schedule(self) -> None:
@@ -281,14 +307,14 @@ class ClientConnection(asyncio.Protocol):
         if self.closed or self.stopped or self.pipeline:
             return
         data = self.backlog
-        self.backlog = None
         if data is None:
             return
-        self.resume_reading(self.BUFFER)
+        self.backlog = None  # taken: _parse keeps what it does not get to (the same bytearray)
+        self.resume_reading(self.BACKLOG)
         if self.upgraded or self.held is not None:
-            self.data_received(bytes(data))
+            self.data_received(bytes(data[self.backlog_pos :]))
         else:
-            self._parse(bytes(data))
+            self._parse(data, self.backlog_pos)
 
     def _upgrade_requested(self, rest: bytes) -> None:
         """The parser stopped after an Upgrade request; what follows waits for the replica's answer."""
@@ -336,7 +362,7 @@ class ClientConnection(asyncio.Protocol):
         self.stopped = True
         self.in_head = False
         self.backlog = None
-        self.pause_reading(self.STOPPED)
+        self.resume_reading(self.BACKLOG)
         parsing = self.parsing
         self.parsing = None
         if parsing is not None:
@@ -406,7 +432,6 @@ class ClientConnection(asyncio.Protocol):
             # Connection: close (or an error that ends the connection): nothing after it is read,
             # so garbage behind it cannot cost the answer to this request.
             self.stopped = True
-            self.pause_reading(self.STOPPED)
             raise StopParsing()
 
     # -- sequencing -----------------------------------------------------------------------------
@@ -419,6 +444,8 @@ class ClientConnection(asyncio.Protocol):
                 nxt = self.pipeline.popleft()
                 self.cycle = nxt
                 nxt.start()  # may finish at once (an error) and come back through cycle_done
+                if not self.pipeline and self.backlog is not None:
+                    self._schedule()  # the rest of its body may be waiting there
         elif self.backlog is not None:
             self._schedule()
 

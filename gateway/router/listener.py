@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from gateway.resources import LOCAL_ERRNOS
 log = logging.getLogger(__name__)
 
 ACCEPT_BATCH = 64
+WAIT_CHECK = 0.1  # seconds between two looks for a waiting client while at the connection limit
 SHORTAGE_PAUSE = 0.1
 LOG_EVERY = 10.0  # seconds between two warnings of the same kind
 
@@ -82,6 +84,7 @@ class Listener:
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._retry: asyncio.TimerHandle | None = None
+        self._watching = False
         self._logged = {"limit": 0.0, "shortage": 0.0}
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
@@ -114,12 +117,8 @@ class Listener:
     def _accept(self, listening: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
             if self.open_count() + self.pending >= self.limit:
-                self.full = True
-                self.on_full(True)
-                self.reclaim()  # idle keep-alive connections make room as they close
-                self.limited += 1
-                self._warn("limit", "%d client connections open (spec.proxy.maxConnections): not accepting until one closes", self.limit)
                 self.pause()
+                self._start_watching()
                 return
             try:
                 sock, _ = listening.accept()
@@ -140,6 +139,29 @@ class Listener:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pending += 1
             self._loop.create_task(self._attach(sock))
+
+    def _watch_waiting(self) -> None:
+        """At the limit: is a client waiting in the backlog? Only then do idle connections yield.
+
+        Checked with a zero-timeout select (the listening socket is not read while paused), now and
+        every WAIT_CHECK seconds until accepting resumes.
+        """
+        if self._accepting or self._closed:
+            self._watching = False
+            return
+        if any(select.select([sock], [], [], 0)[0] for sock in self.socks):
+            if not self.full:
+                self.full = True
+                self.on_full(True)
+                self.limited += 1
+                self._warn("limit", "%d client connections open (spec.proxy.maxConnections): not accepting until one closes", self.limit)
+            self.reclaim()  # idle keep-alive connections make room as they close
+        self._loop.call_later(WAIT_CHECK, self._watch_waiting)
+
+    def _start_watching(self) -> None:
+        if not self._watching:
+            self._watching = True
+            self._watch_waiting()
 
     def _resume_after_shortage(self) -> None:
         self._retry = None

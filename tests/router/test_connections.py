@@ -200,3 +200,26 @@ def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one(spawn: object, r
     assert re.search(r"Max open files\s+4096\s+4096", limits), limits
     text = httpx.get(f"http://127.0.0.1:{gw.admin}/metrics").text
     assert metric(text, "gateway_client_connections_limit") == (4096 - 256) * 4 // 9
+
+
+async def test_at_the_limit_with_nobody_waiting_keep_alive_clients_are_left_alone(replica: Replica, tmp_path: Path) -> None:
+    """Idle connections yield only to a client that waits; four busy keep-alive clients of four slots lose nothing."""
+    proxy = ProxySettings(max_connections=4)
+    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy), str(tmp_path))
+
+    async def client() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        done = 0
+        for _ in range(60):
+            writer.write(b"POST / HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 2\r\n\r\nok")
+            out = await read_response(reader)
+            assert out.startswith(b"HTTP/1.1 200")
+            done += 1
+        writer.close()
+        return done
+
+    try:
+        assert await asyncio.gather(*(client() for _ in range(4))) == [60] * 4
+        assert gw.proxy.connections_view().limit_reached == 0
+    finally:
+        await gw.stop(drain_timeout=1)

@@ -119,6 +119,8 @@ def drain():
 threading.Thread(target=drain, daemon=True).start()
 if kind == "pipelined":
     block = b"GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n" * 10000
+elif kind == "pipelined-to-a-replica":
+    block = b"GET / HTTP/1.1\\r\\nHost: web.default.example.com\\r\\n\\r\\n" * 2000
 else:
     s.sendall(b"POST / HTTP/1.1\\r\\nHost: web.default.example.com\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")
     block = b"1\\r\\na\\r\\n" * 50000
@@ -131,20 +133,23 @@ except OSError:
 """
 
 
-@pytest.mark.parametrize("kind", ["pipelined", "tiny-chunks"])
+@pytest.mark.parametrize("kind", ["pipelined", "pipelined-to-a-replica", "tiny-chunks"])
 async def test_one_client_s_flood_does_not_stall_the_others(gw: Gateway, kind: str) -> None:
     flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port_of(gw)), kind, "2"])
     try:
         await asyncio.sleep(0.3)
         worst = 0.0
+        held = 0  # bytes a connection received and has not parsed yet
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
+            held = max([held] + [len(c.backlog) - c.backlog_pos for c in gw.proxy.connections if c.backlog is not None])
             started = time.monotonic()
             out = await one_response(port_of(gw), b"GET /probe HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", timeout=10)
             assert out.startswith(b"HTTP/1.1 200")
             worst = max(worst, time.monotonic() - started)
             await asyncio.sleep(0.05)
         assert worst < 0.5, f"another client waited {worst:.2f} s during the flood"
+        assert held <= 2 * gw.config.gateway.proxy.buffer_bytes + 256 * 1024, f"{held} bytes waiting to be parsed"
     finally:
         flooder.kill()
         flooder.wait()
@@ -235,3 +240,40 @@ async def test_a_client_that_leaves_while_its_next_request_is_queued_frees_its_s
     finally:
         await gw.stop(drain_timeout=1)
         await replica.runner.cleanup()
+
+
+@pytest.mark.parametrize("ending", [b"Connection: close\r\n", b""], ids=["connection-close", "http-1.0"])
+async def test_a_client_that_leaves_after_its_last_request_frees_its_slot(tmp_path: Path, ending: bytes) -> None:
+    """Reading goes on after a connection's last request, so a client that leaves is noticed (nginx: 499)."""
+    replica = await start_replica("slow")
+    gw, port = await start_gateway(config(static_service("web", [replica.url])), str(tmp_path))
+    try:
+        version = b"HTTP/1.1" if ending else b"HTTP/1.0"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /?sleep=3 " + version + b"\r\nHost: " + HOST + b"\r\n" + ending + b"\r\n")
+        rt = gw.proxy.routes.services[0].default
+        while not any(t.in_flight for t in rt.throttler.trackers.values()):
+            await asyncio.sleep(0.01)
+        writer.close()
+        started = time.monotonic()
+        while any(t.in_flight for t in rt.throttler.trackers.values()):
+            assert time.monotonic() - started < 1.5, "the slot is held until the replica answers"
+            await asyncio.sleep(0.02)
+        assert rt.codes.get(499) == 1
+    finally:
+        await gw.stop(drain_timeout=1)
+        await replica.runner.cleanup()
+
+
+async def test_a_queued_request_s_body_arriving_with_it_is_delivered(gw: Gateway, replica: Replica) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw))
+    body = b"a" * 20000
+    writer.write(
+        b"GET /?sleep=0.2 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
+        b"POST /p HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 20000\r\n\r\n" + body
+    )
+    first = await read_response(reader, timeout=5)
+    second = await read_response(reader, timeout=5)
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), second[:200]
+    assert b'"body_len": 20000' in second
+    writer.close()
