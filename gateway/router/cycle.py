@@ -45,7 +45,7 @@ class RequestCycle:
         "sent_at", "tracker", "upstream", "body_buf", "body_buffered", "body_done", "body_seen",
         "replay", "attempts", "waiter", "cold", "wait_started", "response_started", "resp_chunked",
         "resp_close", "close_framed", "upgraded", "pending", "reusable", "status", "head_only", "timeout", "error", "counted",
-        "outbox",
+        "outbox", "out",
     )
 
     def __init__(
@@ -76,7 +76,8 @@ class RequestCycle:
         self.body_buffered = 0
         self.body_done = head is None or (head.content_length <= 0 and not head.chunked)
         self.body_seen = 0
-        self.outbox: list[bytes] = []  # body bytes from the current parser call, framed and sent together
+        self.outbox: list[bytes] = []
+        self.out: list[bytes] = []  # response pieces of the current read of the replica  # body bytes from the current parser call, framed and sent together
         self.replay: list[bytes] | None = []
         self.attempts = 0
         self.waiter: asyncio.Future[Tracker] | None = None
@@ -312,6 +313,9 @@ class RequestCycle:
     def resume_request(self) -> None:
         self.conn.resume_reading(self.conn.UPSTREAM)
 
+    def client_write_paused(self) -> bool:
+        return self.conn.write_paused
+
     def pause_response(self) -> None:
         """The client's write buffer is full: stop reading the replica until it drains."""
         upstream = self.upstream
@@ -392,13 +396,17 @@ class RequestCycle:
             return
         if self.resp_chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        if self.pending:
-            data = self.pending + data
-            self.pending = b""
-        self.conn.write(data)
+        self.out.append(data)  # written once per read of the replica (flush), not once per chunk
 
     def flush(self) -> None:
-        if self.pending:
+        """After each read of the replica: what it produced for the client, in one write."""
+        out = self.out
+        if out:
+            self.out = []
+            data = self.pending + (out[0] if len(out) == 1 else b"".join(out))
+            self.pending = b""
+            self.conn.write(data)
+        elif self.pending:
             pending = self.pending
             self.pending = b""
             self.conn.write(pending)
@@ -410,7 +418,12 @@ class RequestCycle:
         if self.phase == DONE:
             return
         tail = b"0\r\n\r\n" if self.resp_chunked else b""
-        if self.pending or tail:
+        out = self.out
+        if out:
+            self.out = []
+            self.conn.write(self.pending + b"".join(out) + tail)
+            self.pending = b""
+        elif self.pending or tail:
             self.conn.write(self.pending + tail)
             self.pending = b""
         upstream = self.upstream
@@ -459,6 +472,7 @@ class RequestCycle:
         if self.response_started:
             # The head has left: the only honest signal is closing the client connection.
             self.pending = b""
+            self.out = []
             if self.rt is not None:
                 self.rt.report(502, f"replica closed the connection in the middle of its response: {exc or 'EOF'}")
             self.finish(502)

@@ -24,6 +24,7 @@ class ResponseSink(Protocol):
     def on_upstream_raw(self, data: bytes) -> None: ...
     def on_upstream_lost(self, exc: Exception | None) -> None: ...
     def on_upstream_error(self, message: str) -> None: ...
+    def client_write_paused(self) -> bool: ...
     def flush(self) -> None: ...
     def pause_request(self) -> None: ...
     def resume_request(self) -> None: ...
@@ -33,6 +34,14 @@ class HeadTooLarge(Exception):
     """The replica's response head passed spec.proxy.maxResponseHeaderBytes."""
 
 
+class TooManyInterim(Exception):
+    """The replica keeps sending 1xx responses instead of an answer."""
+
+
+MAX_INTERIM = 16  # 1xx responses to one request (103 Early Hints, 100 Continue) before it is a 502
+WORK_PER_TURN = 256  # parser events one replica connection may cause per turn of the loop
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "head_limit",
@@ -40,6 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         "stalled",
         "marks",
         "in_head",
+        "interim",
         "endpoint",
         "pools",
         "transport",
@@ -68,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.stalled = 0  # bytes read since the parser last reported anything (a trailer line still growing)
         self.marks = 0  # parser events: a read that adds none is a line the parser is still collecting
         self.in_head = False
+        self.interim = 0  # 1xx responses to the current request
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
@@ -106,7 +117,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head = ResponseHead()
         self.reason = b""
         self.in_head = True
-        self.head_size = self.stalled = 0
+        self.head_size = self.stalled = self.interim = 0
         self.bytes_received = 0
         self.skip_body = head_only
         self.message_done = False
@@ -181,7 +192,9 @@ class UpstreamConnection(asyncio.Protocol):
             if self.sink is not None and offset < len(data):
                 self.sink.on_upstream_raw(data[offset:])
         except (httptools.HttpParserError, HeadTooLarge) as exc:
-            if isinstance(exc, HeadTooLarge) or isinstance(exc.__context__, HeadTooLarge):
+            if isinstance(exc.__context__, TooManyInterim):
+                sink.on_upstream_error(f"replica sent more than {MAX_INTERIM} interim (1xx) responses")
+            elif isinstance(exc, HeadTooLarge) or isinstance(exc.__context__, HeadTooLarge):
                 what = "a response head" if self.in_head else "response trailers"
                 sink.on_upstream_error(f"replica sent {what} larger than {self.head_limit} bytes")
             elif self.message_done:
@@ -196,6 +209,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.release(reusable)
         elif self.sink is not None:
             self.sink.flush()
+            if self.marks - marks > WORK_PER_TURN and self.transport is not None:
+                # A replica streaming tiny pieces: let the loop serve others before reading on.
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._resume_turn)
+
+    def _resume_turn(self) -> None:
+        sink = self.sink
+        if self.transport is not None and not self.closed and sink is not None and not sink.client_write_paused():
+            self.transport.resume_reading()
 
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -223,6 +245,9 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             self.head = ResponseHead()
             self.reason = b""
+            self.interim += 1
+            if self.interim > MAX_INTERIM:
+                raise TooManyInterim()
             return  # interim response: dropped (the gateway answers Expect itself)
         head = self.head.finish()
         self.head = ResponseHead()

@@ -277,3 +277,62 @@ async def test_a_queued_request_s_body_arriving_with_it_is_delivered(gw: Gateway
     assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), second[:200]
     assert b'"body_len": 20000' in second
     writer.close()
+
+
+async def test_a_replica_streaming_tiny_chunks_does_not_stall_other_services(tmp_path: Path) -> None:
+    other = await start_replica("other")
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        block = b"1\r\na\r\n" * 20000
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            writer.write(block)
+            await writer.drain()
+
+    raw, port = await start_raw(drip)
+    services = (static_service("web", [f"http://127.0.0.1:{port}"]), static_service("calm", [other.url]))
+    gw, gw_port = await start_gateway(config(*services), str(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
+        drained = asyncio.create_task(_drain(reader))
+        await asyncio.sleep(0.3)
+        worst = 0.0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: calm.default.example.com\r\n\r\n", timeout=10)
+            assert out.startswith(b"HTTP/1.1 200")
+            worst = max(worst, time.monotonic() - started)
+            await asyncio.sleep(0.05)
+        assert worst < 0.5, f"another service's request waited {worst:.2f} s"
+        writer.close()
+        drained.cancel()
+    finally:
+        await gw.stop(drain_timeout=1)
+        raw.close()
+        await other.runner.cleanup()
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(1 << 20):
+        pass
+
+
+async def test_a_flood_of_interim_responses_is_a_502(tmp_path: Path) -> None:
+    async def hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        for _ in range(100000):
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+            await writer.drain()
+
+    raw, port = await start_raw(hints)
+    gw, gw_port = await start_gateway(config(static_service("web", [f"http://127.0.0.1:{port}"])), str(tmp_path))
+    try:
+        out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", timeout=5)
+        assert out.startswith(b"HTTP/1.1 502") and b"interim" in out, out[:300]
+    finally:
+        await gw.stop(drain_timeout=1)
+        raw.close()
