@@ -54,6 +54,15 @@ _HOST = re.compile(
 _REG_NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;="
 
 
+def _claims_forwarding(lname: bytes) -> bool:
+    """Other names proxies use for the original request (X-Forwarded-Uri, X-Envoy-*, X_Forwarded_Proto...)."""
+    if b"_" in lname:
+        lname = lname.replace(b"_", b"-")  # some frameworks read underscores as dashes
+        if lname in FORWARDING or lname == b"x-forwarded-for":
+            return True
+    return lname.startswith((b"x-forwarded-", b"x-envoy-", b"x-original-")) or lname == b"x-host"
+
+
 _NONE: list[bytes] = []  # shared and never appended to: most requests carry no forwarding header
 _SEEN_VALID: dict[bytes, bool] = {}  # hosts already found valid: a request's check is one dict lookup
 
@@ -135,7 +144,7 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
             elif lname == b"connection":
                 connection_tokens.extend(t.strip().lower() for t in value.split(b","))
             elif lname == b"upgrade":
-                upgrade = value
+                upgrade = value.strip() or None  # an empty Upgrade is none (the parser reads it so too)
             continue
         if lname == b"host":
             if host is not None:
@@ -158,8 +167,7 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         elif lname == b"x-forwarded-for":
             xff = value if xff is None else xff + b", " + value
             continue
-        elif lname in FORWARDING or (b"_" in lname and lname.replace(b"_", b"-") in FORWARDING):
-            # (X_Forwarded_Proto: some frameworks read underscores as dashes)
+        elif lname in FORWARDING or (lname[:1] == b"x" and _claims_forwarding(lname)):
             has_xfp = has_xfp or lname == b"x-forwarded-proto"
             has_xfh = has_xfh or lname == b"x-forwarded-host"
             if forwarding is _NONE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -187,3 +188,39 @@ async def test_expect_100_continue_is_ignored_for_http_1_0(replica: Replica, tmp
         assert out.startswith(b"HTTP/1.1 200") and b"100 Continue" not in out, out[:200]
     finally:
         await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_every_x_forwarded_style_claim_is_dropped_from_untrusted_clients(replica: Replica, tmp_path: object) -> None:
+    gw, port = await gateway(replica, tmp_path)
+    claims = (
+        b"X-Forwarded-Uri: /admin\r\nX-Forwarded-Method: DELETE\r\nX-Forwarded-Server: x\r\nX-Envoy-External-Address: 1.2.3.4\r\n"
+        b"X-Original-Forwarded-For: 1.2.3.4\r\nX-Host: evil.example.com\r\nX_Forwarded_For: 1.2.3.4\r\n"
+    )
+    try:
+        headers = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + claims + b"\r\n"))
+        leaked = [n for n in headers if n.startswith(("x-forwarded-", "x-envoy-", "x-original-", "x-host", "x_"))]
+        assert sorted(leaked) == ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"], headers
+        assert headers["x-forwarded-for"] == "127.0.0.1"
+    finally:
+        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+
+
+async def test_an_empty_upgrade_header_is_no_upgrade(tmp_path: object) -> None:
+    """Gateway and parser must agree: with an empty Upgrade the request is a plain one, and a 101 is refused."""
+    from tests.router.support import read_head, start_raw
+
+    async def switcher(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        assert b"upgrade" not in head.lower().split(b"\r\n\r\n")[0].replace(b"connection: close", b""), head
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    raw, port = await start_raw(switcher)
+    gw, gw_port = await start_gateway(config(static_service("iris", [f"http://127.0.0.1:{port}"])), str(tmp_path))
+    try:
+        out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: Upgrade\r\nUpgrade: \r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 502") and b"switched protocols" in out, out[:300]
+    finally:
+        await gw.stop(drain_timeout=1)
+        raw.close()
