@@ -31,7 +31,6 @@ class StopParsing(Exception):
 
 class ClientConnection(asyncio.Protocol):
     # Reasons to stop reading from the client; reading resumes when none is left.
-    PIPELINE = 1
     BUFFER = 2
     UPSTREAM = 4
     STOPPED = 8  # nothing more will be parsed on this connection
