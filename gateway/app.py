@@ -312,7 +312,7 @@ class Gateway:
         thresholds = gc.get_threshold()
         gc.set_threshold(thresholds[0], thresholds[1], 1 << 30)
         try:
-            config = await asyncio.to_thread(load, self.paths, every_documents=gc.freeze)
+            config = await asyncio.to_thread(load, self.paths, every_documents=gc.freeze, previous=dict(self._specs))
             report = await self.apply(config)
         finally:
             settle_heap()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gateway.config import gateway_config, kserve, paddle, simpleml
 from gateway.config.checks import check_duplicates, check_runnable
 from gateway.config.documents import RawDocument, expand_paths, read_documents
 from gateway.config.errors import ConfigError, DocContext
 from gateway.config.manifest import Translated
-from gateway.config.model import Config, GatewaySettings
+from gateway.config.model import Config, GatewaySettings, ServiceSpec
 from gateway.config.values import describe
 
 Translator = Callable[[DocContext, dict[str, object]], Translated | None]
@@ -65,7 +65,8 @@ def _context(doc: RawDocument, problems: list[str], warnings: list[str]) -> DocC
 class _Collector:
     """What the documents read so far add up to."""
 
-    def __init__(self) -> None:
+    def __init__(self, previous: Mapping[tuple[str, str], ServiceSpec] | None = None) -> None:
+        self.previous = previous or {}
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.settings: GatewaySettings | None = None
@@ -88,6 +89,11 @@ class _Collector:
             ctx.error("", f"cannot read this document ({type(exc).__name__}: {exc})")
             return
         if result is not None:
+            spec = result.service.digested()
+            was = self.previous.get(spec.ident)
+            # An unchanged service keeps the object it had: the new one is dropped at once, so a
+            # reload of 10,000 services holds one new spec at a time, not 10,000 short-lived ones.
+            result.service = was if was is not None and was.digest == spec.digest else spec
             self.translated.append(result)
 
     def _add_settings(self, ctx: DocContext, body: dict[str, object]) -> None:
@@ -98,13 +104,18 @@ class _Collector:
             self.settings, self.settings_label = found, ctx.label
 
 
-def load(paths: Sequence[str], *, every_documents: Callable[[], None] | None = None) -> Config:
+def load(
+    paths: Sequence[str],
+    *,
+    every_documents: Callable[[], None] | None = None,
+    previous: Mapping[tuple[str, str], ServiceSpec] | None = None,
+) -> Config:
     """Read, translate and check every document under `paths` (YAML files or folders of them).
 
     Raises ConfigError listing every problem found; warnings are returned in Config.warnings.
     `every_documents` is called after each PROGRESS_EVERY documents.
     """
-    collector = _Collector()
+    collector = _Collector(previous)
     files = expand_paths(paths, collector.problems)
     count = 0
     for file in files:
@@ -122,7 +133,7 @@ def load(paths: Sequence[str], *, every_documents: Callable[[], None] | None = N
         raise ConfigError(collector.problems, collector.warnings)
     return Config(
         gateway=settings,
-        services=tuple(item.service.digested() for item in collector.translated),
+        services=tuple(item.service for item in collector.translated),
         warnings=tuple(collector.warnings),
         files=tuple(files),
     )

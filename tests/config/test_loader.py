@@ -201,3 +201,16 @@ def test_libyaml_is_used_when_pyyaml_has_it() -> None:
 
     if hasattr(yaml, "CSafeLoader"):
         assert issubclass(documents._Loader, yaml.CSafeLoader)
+
+
+def test_a_reload_keeps_the_very_spec_of_an_unchanged_service(tmp_path: Path) -> None:
+    """Unchanged services come back as the objects they were (the new copy is dropped as it is made)."""
+    path = write(tmp_path, "x.yaml", paddle("a") + "---\n" + paddle("b"))
+    first = load([path])
+    previous = {spec.ident: spec for spec in first.services}
+    write(tmp_path, "x.yaml", paddle("a") + "---\n" + paddle("b", spec="default:\n  command: [python, other.py, '{port}']\n"))
+    second = load([path], previous=previous)
+    a1, b1 = first.services
+    a2, b2 = second.services
+    assert a2 is a1, "unchanged: the same object"
+    assert b2 is not b1 and b2.digest != b1.digest and b2.default.command == ("python", "other.py", "{port}")
