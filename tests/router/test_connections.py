@@ -12,7 +12,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,18 +20,11 @@ import pytest
 
 from gateway.config.model import ProxySettings
 from tests.nginx import free_port
-from tests.router.support import Replica, config, one_response, read_response, start_gateway, start_replica, static_service
+from tests.router.support import Replica, config, one_response, read_response, start_gateway, static_service
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = b"iris.default.example.com"
 REQUEST = b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
-
-
-@pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
 
 
 async def test_a_connection_that_sends_nothing_is_closed_after_header_timeout(replica: Replica, tmp_path: Path) -> None:

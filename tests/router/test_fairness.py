@@ -37,13 +37,6 @@ HOST = b"web.default.example.com"
 
 
 @pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
-
-
-@pytest.fixture
 async def gw(replica: Replica, tmp_path: Path) -> AsyncIterator[Gateway]:
     gateway, _ = await start_gateway(config(static_service("web", [replica.url])), str(tmp_path))
     yield gateway

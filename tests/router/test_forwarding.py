@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,7 +15,6 @@ from tests.router.support import (
     one_response,
     raw_exchange,
     start_gateway,
-    start_replica,
     static_service,
 )
 
@@ -25,13 +23,6 @@ CLAIMS = (
     b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.org\r\n"
     b"Forwarded: for=203.0.113.9;proto=https\r\nX-Real-IP: 203.0.113.9\r\nX-Forwarded-For: 203.0.113.9\r\n"
 )
-
-
-@pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
 
 
 async def gateway(replica: Replica, tmp_path: object, trusted: tuple[str, ...] = ()) -> tuple[object, int]:

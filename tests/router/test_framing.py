@@ -9,17 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.config.model import ProxySettings
-from tests.router.support import Replica, config, start_gateway, start_replica, static_service
+from tests.router.support import Replica, config, start_gateway, static_service
 
 HOST = b"iris.default.example.com"
 GOOD = b"GET /first HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
-
-
-@pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-
-import pytest
 
 from gateway.config.model import ProxySettings
 from tests.router.support import (
@@ -17,18 +14,10 @@ from tests.router.support import (
     read_response,
     start_gateway,
     start_raw,
-    start_replica,
     static_service,
 )
 
 HOST = b"iris.default.example.com"
-
-
-@pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
 
 
 async def test_a_slow_upload_is_not_a_slow_response(replica: Replica, tmp_path: object) -> None:
