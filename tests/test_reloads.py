@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.app import Gateway
 from gateway.config import load
+from gateway.reloads import ReloadOutcome
 from tests.router.support import Replica, start_replica
 
 
@@ -57,6 +58,17 @@ async def probe_latencies(port: int, host: bytes, stop: asyncio.Event) -> list[f
     return latencies
 
 
+async def reload_while_probing(gw: Gateway, edit: Callable[[], None]) -> tuple[ReloadOutcome, list[float]]:
+    """Edit the config and reload while a probe asks the last of 2,000 services every 10 ms."""
+    stop = asyncio.Event()
+    probing = asyncio.create_task(probe_latencies(gw.proxy.sockets[0][1], b"svc-1999.bench.example.com", stop))
+    await asyncio.sleep(0.1)
+    edit()
+    outcome = await gw.reloader.request("test")
+    stop.set()
+    return outcome, await probing
+
+
 async def test_a_large_reload_never_stalls_the_data_plane(replica: Replica, tmp_path: Path) -> None:
     """2,000 services: reading, parsing and validating run in a worker thread; the loop keeps serving.
 
@@ -66,13 +78,7 @@ async def test_a_large_reload_never_stalls_the_data_plane(replica: Replica, tmp_
     write_services(cfg, 2000, replica.url)
     gw = await serving(cfg, tmp_path)
     try:
-        stop = asyncio.Event()
-        probing = asyncio.create_task(probe_latencies(gw.proxy.sockets[0][1], b"svc-1999.bench.example.com", stop))
-        await asyncio.sleep(0.1)
-        write_services(cfg, 2000, replica.url, percent=50, changed=7)
-        outcome = await gw.reloader.request("test")
-        stop.set()
-        latencies = await probing
+        outcome, latencies = await reload_while_probing(gw, lambda: write_services(cfg, 2000, replica.url, percent=50, changed=7))
         assert outcome.ok and outcome.report == "2000 services: 0 added, 1 changed, 0 removed"
         assert max(latencies) < 0.25, f"worst probe {max(latencies):.3f} s during the reload"
     finally:
@@ -88,13 +94,7 @@ async def test_a_reload_that_changes_every_service_does_not_stall_either(replica
     gw = await serving(cfg, tmp_path)
     try:
         thresholds = gc.get_threshold()
-        stop = asyncio.Event()
-        probing = asyncio.create_task(probe_latencies(gw.proxy.sockets[0][1], b"svc-1999.bench.example.com", stop))
-        await asyncio.sleep(0.1)
-        write_services(cfg, 2000, replica.url, percent=45, changed=None)
-        outcome = await gw.reloader.request("test")
-        stop.set()
-        latencies = await probing
+        outcome, latencies = await reload_while_probing(gw, lambda: write_services(cfg, 2000, replica.url, percent=45, changed=None))
         assert outcome.report == "2000 services: 0 added, 2000 changed, 0 removed"
         assert max(latencies) < 0.25, f"worst probe {max(latencies):.3f} s during the reload"
         assert gw.proxy.routes.by_service[("bench", "svc-7")].percent == 45

@@ -86,7 +86,9 @@ async def test_a_request_already_waiting_when_the_replica_dies_gets_503_not_504(
 
 async def test_requests_held_at_shutdown_get_503_not_a_reset(serve: Callable[[list[str]], object]) -> None:
     """SIGTERM's drain ends with requests still waiting for a replica that never came: 503, Retry-After."""
-    code = "import time; time.sleep(60)"  # starts, never listens
+    # The replica process (not this test) stays up without ever listening, so the request waits in
+    # the activator; the test stops the gateway 0.3 s later, which kills the replica.
+    code = "import time; time.sleep(60)"
     gw, client, _ = await serve([sys.executable, "-c", code])  # type: ignore[misc]
     async with client:
         import asyncio
