@@ -19,7 +19,12 @@ log = logging.getLogger("gateway")
 
 def _paths_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-f", "--file", dest="files", action="append", required=True, metavar="PATH",
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="PATH",
         help="YAML file (multi-document) or folder of them; repeatable",
     )
 

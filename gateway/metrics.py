@@ -59,11 +59,17 @@ class GatewayCollector(Collector):
         # namespace keeps two services of the same name in different namespaces apart
         labels = ["namespace", "service", "revision"]
         requests = CounterMetricFamily("gateway_requests", "Requests answered, by status code", labels=labels + ["code"])
-        duration = HistogramMetricFamily("gateway_request_duration_seconds", "Time from request head to last response byte", labels=labels)
-        cold = HistogramMetricFamily("gateway_cold_start_seconds", "Time requests waited for a revision to scale up from zero", labels=labels)
+        duration = HistogramMetricFamily(
+            "gateway_request_duration_seconds", "Time from request head to last response byte", labels=labels
+        )
+        cold = HistogramMetricFamily(
+            "gateway_cold_start_seconds", "Time requests waited for a revision to scale up from zero", labels=labels
+        )
         ready = GaugeMetricFamily("gateway_revision_ready_replicas", "Replicas passing readiness", labels=labels)
         desired = GaugeMetricFamily("gateway_revision_desired_replicas", "Replicas the autoscaler asks for", labels=labels)
-        conc = GaugeMetricFamily("gateway_revision_concurrency", "Average concurrent requests over the window", labels=labels + ["window"])
+        conc = GaugeMetricFamily(
+            "gateway_revision_concurrency", "Average concurrent requests over the window", labels=labels + ["window"]
+        )
         panic = GaugeMetricFamily("gateway_revision_panic", "1 while the revision's autoscaler is in panic mode", labels=labels)
         queued = GaugeMetricFamily("gateway_activator_queued_requests", "Requests waiting for a replica", labels=labels)
         in_flight = GaugeMetricFamily("gateway_revision_in_flight_requests", "Requests being served or waiting", labels=labels)
@@ -89,7 +95,9 @@ class GatewayCollector(Collector):
         if self._connections is not None:
             c = self._connections()
             yield GaugeMetricFamily("gateway_client_connections", "Open client connections", value=c.open)
-            yield GaugeMetricFamily("gateway_client_connections_limit", "Client connections at which accepting stops", value=c.limit)
+            yield GaugeMetricFamily(
+                "gateway_client_connections_limit", "Client connections at which accepting stops", value=c.limit
+            )
             yield CounterMetricFamily(
                 "gateway_connection_limit_reached",
                 "Times accepting stopped because the connection limit was reached (new clients wait in the listen backlog)",

@@ -149,9 +149,7 @@ class GatewayProc:
             m = READY_RE.match(line)
             if m:
                 stamp = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time
-                out.append(
-                    {"t_log": stamp, "revision": m.group(2), "endpoint": m.group(3), "ready_after": float(m.group(4))}
-                )
+                out.append({"t_log": stamp, "revision": m.group(2), "endpoint": m.group(3), "ready_after": float(m.group(4))})
         return out
 
 
@@ -346,9 +344,7 @@ class Monitor:
                     # processes: 100 % = one core
                     "cpu_gateway_pct": round(100 * (cur["gw"] - prev["gw"]) / dt, 1),
                     "cpu_loadgen_pct": round(100 * (cur["lg"] - prev["lg"]) / dt, 1),
-                    "cpu_replicas_pct": round(
-                        100 * sum(v - rep_prev.get(pid, 0.0) for pid, v in rep_now.items()) / dt, 1
-                    ),
+                    "cpu_replicas_pct": round(100 * sum(v - rep_prev.get(pid, 0.0) for pid, v in rep_now.items()) / dt, 1),
                 }
             prev, rep_prev = cur, rep_now
             try:
@@ -417,9 +413,7 @@ async def run_burst(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if rev0["ready"] != 0 or rev0["desired"] != 0:
                 raise BenchError(f"revision not at zero before the load: {rev0}")
             connector = aiohttp.TCPConnector(limit=args.connections, limit_per_host=args.connections)
-            async with aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=args.timeout)
-            ) as session:
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=args.timeout)) as session:
                 t0 = time.time()
                 mon = Monitor(gw, mon_session, t0, 0.25)
                 mon_task = asyncio.create_task(mon.run())
@@ -537,9 +531,7 @@ def analyse(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         steps.append(s)
     total = lat_summary(reqs)
     first = min(reqs, key=lambda r: r["sched"])
-    n_sec = math.ceil(
-        max([r.get("start", 0) + r.get("latency", 0) for r in reqs] + [samples[-1]["t"] if samples else 0])
-    )
+    n_sec = math.ceil(max([r.get("start", 0) + r.get("latency", 0) for r in reqs] + [samples[-1]["t"] if samples else 0]))
     seconds = []
     for sec in range(n_sec + 1):
         started = [r for r in reqs if "start" in r and sec <= r["start"] < sec + 1]
@@ -697,9 +689,7 @@ async def direct_first_request(work: Path) -> dict[str, Any]:
             deadline = time.time() + 60
             while True:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise BenchError(
-                        f"standalone modelserver not ready: {(work / 'modelserver.log').read_text()[-1000:]}"
-                    )
+                    raise BenchError(f"standalone modelserver not ready: {(work / 'modelserver.log').read_text()[-1000:]}")
                 try:
                     async with s.get(f"{base}/v2/health/ready") as r:
                         if r.status == 200:
@@ -771,9 +761,7 @@ def plot(path: Path, result: dict[str, Any], summary: dict[str, Any], args: argp
     samples, secs = result["burst"]["samples"], summary["seconds"]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
     x = [s["second"] + 0.5 for s in secs]
-    ax1.step(
-        [s["second"] for s in secs], [s["sent"] for s in secs], where="post", color="tab:blue", label="requests sent /s"
-    )
+    ax1.step([s["second"] for s in secs], [s["sent"] for s in secs], where="post", color="tab:blue", label="requests sent /s")
     ax1.set_ylabel("requests sent per second", color="tab:blue")
     ax1b = ax1.twinx()
     ax1b.plot(x, [s["p95_ms"] for s in secs], "o-", color="tab:red", ms=3, label="p95 latency (by send second)")
@@ -858,10 +846,7 @@ def report(summary: dict[str, Any], result: dict[str, Any], args: argparse.Names
     )
     print("\nreplicas (ready, desired, panicking) changes:")
     print(
-        "  "
-        + ", ".join(
-            f"{x['t']:.1f}s {x['ready']}/{x['desired']}{'P' if x['panicking'] else ''}" for x in summary["timeline"]
-        )
+        "  " + ", ".join(f"{x['t']:.1f}s {x['ready']}/{x['desired']}{'P' if x['panicking'] else ''}" for x in summary["timeline"])
     )
     print("\nper replica: start(s) ready_after(s) max_in_flight served source")
     for r in result["burst"]["replicas"]:
@@ -911,9 +896,7 @@ def main() -> int:
     )
     p.add_argument("--connections", type=int, default=2000, help="aiohttp connector limit")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request timeout")
-    p.add_argument(
-        "--demo-runs", type=int, default=None, help="cold starts of config/demo.yaml (default 5, --quick 1; 0 = skip)"
-    )
+    p.add_argument("--demo-runs", type=int, default=None, help="cold starts of config/demo.yaml (default 5, --quick 1; 0 = skip)")
     p.add_argument("--out", default=str(HERE / "results"), help="output folder")
     args = p.parse_args()
     args.steps = [float(x) for x in args.steps.split(",")]

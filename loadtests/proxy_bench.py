@@ -76,8 +76,12 @@ class Stack:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, env=env,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
             )
         proc = Proc(name, popen, log, argv)
         self.procs.append(proc)
@@ -213,8 +217,7 @@ def backend_conf(d: Path, port: int, www: Path) -> str:
 def proxy_conf(d: Path, port: int, backend_port: int) -> str:
     top, http = nginx_common(d, "proxy")
     return (
-        top + "http {\n" + http
-        + f"    upstream backend {{\n        server 127.0.0.1:{backend_port};\n        keepalive 64;\n"
+        top + "http {\n" + http + f"    upstream backend {{\n        server 127.0.0.1:{backend_port};\n        keepalive 64;\n"
         "        keepalive_requests 1000000;\n    }\n"
         f"    server {{\n        listen 127.0.0.1:{port} backlog=4096;\n"
         "        location / {\n"
@@ -266,8 +269,16 @@ def to_ms(text: str) -> float:
 
 def run_wrk(cmd_prefix: list[str], port: int, conns: int, duration: float, log: list[dict[str, Any]]) -> dict[str, Any]:
     argv = cmd_prefix + [
-        "wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", "--timeout", "5s",
-        "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/",
+        "wrk",
+        "-t1",
+        f"-c{conns}",
+        f"-d{duration:g}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-H",
+        f"Host: {HOST}",
+        f"http://127.0.0.1:{port}/",
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, start_new_session=True, timeout=duration + 30, check=False)
     out = proc.stdout
@@ -459,8 +470,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--slow-interval", type=float, default=0.005, help="slow reader: pause between reads (default 5 ms)")
     p.add_argument("--proxy-cpu", type=int, default=0, help="CPU for the gateway and the nginx proxy (default 0)")
     p.add_argument("--load-cpu", type=int, default=1, help="CPU for the backend and wrk (default 1)")
-    p.add_argument("--gateway-cmd", default=f"{shlex.quote(sys.executable)} -m gateway",
-                   help="how to run the gateway (default: this python -m gateway)")
+    p.add_argument(
+        "--gateway-cmd",
+        default=f"{shlex.quote(sys.executable)} -m gateway",
+        help="how to run the gateway (default: this python -m gateway)",
+    )
     p.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, dump stats to FILE")
     p.add_argument("--out", default=str(HERE / "results" / "proxy_bench.json"), help="JSON results path")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
@@ -586,10 +600,23 @@ def run(
     gw_base = shlex.split(args.gateway_cmd)
     if args.profile:
         gw_base = [sys.executable, "-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m", "gateway"]
-    argv = pin(proxy_cpu) + gw_base + [
-        "serve", "-f", str(d / "gateway.yaml"), "--listen", f"127.0.0.1:{ports['gateway']}",
-        "--admin-listen", f"127.0.0.1:{ports['admin']}", "--state-dir", str(d / "state"), "--log-level", "warning",
-    ]
+    argv = (
+        pin(proxy_cpu)
+        + gw_base
+        + [
+            "serve",
+            "-f",
+            str(d / "gateway.yaml"),
+            "--listen",
+            f"127.0.0.1:{ports['gateway']}",
+            "--admin-listen",
+            f"127.0.0.1:{ports['admin']}",
+            "--state-dir",
+            str(d / "state"),
+            "--log-level",
+            "warning",
+        ]
+    )
     cmds["gateway"] = shlex.join(argv)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -600,10 +627,22 @@ def run(
     result["gateway_rss_idle_mib"] = round(proc_mem(gw_pid)["VmRSS"], 1)
     targets = ["direct", "nginx", "gateway"]
     wrk = pin(load_cpu)
-    cmds["wrk_throughput"] = shlex.join(wrk + ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration:g}s",
-                                               "--latency", "-H", f"Host: {HOST}", "http://127.0.0.1:PORT/"])
-    cmds["wrk_latency"] = shlex.join(wrk + ["wrk", "-t1", "-c1", f"-d{args.lat_duration:g}s", "--latency",
-                                            "-H", f"Host: {HOST}", "http://127.0.0.1:PORT/"])
+    cmds["wrk_throughput"] = shlex.join(
+        wrk
+        + [
+            "wrk",
+            "-t1",
+            f"-c{args.connections}",
+            f"-d{args.duration:g}s",
+            "--latency",
+            "-H",
+            f"Host: {HOST}",
+            "http://127.0.0.1:PORT/",
+        ]
+    )
+    cmds["wrk_latency"] = shlex.join(
+        wrk + ["wrk", "-t1", "-c1", f"-d{args.lat_duration:g}s", "--latency", "-H", f"Host: {HOST}", "http://127.0.0.1:PORT/"]
+    )
 
     ours = {p.popen.pid for p in stack.procs}
     foreign: list[str] = result.setdefault("foreign_processes", [])
@@ -638,8 +677,11 @@ def run(
             check(res, name, "throughput")
             rps[name].append(res["rps"])
             tput_lat[name].append({k: res.get(k, 0.0) for k in ("p50_ms", "p99_ms")})
-            print(f"{res['rps']:>10.0f} req/s  p50 {res.get('p50_ms', 0):.3f} ms  p99 {res.get('p99_ms', 0):.3f} ms",
-                  " ".join(res["problems"]), flush=True)
+            print(
+                f"{res['rps']:>10.0f} req/s  p50 {res.get('p50_ms', 0):.3f} ms  p99 {res.get('p99_ms', 0):.3f} ms",
+                " ".join(res["problems"]),
+                flush=True,
+            )
     tput = {
         n: {
             "rps_median": statistics.median(rps[n]),
@@ -669,11 +711,13 @@ def run(
             res.update(phase="latency", target=name, round=r + 1)
             check(res, name, "latency")
             lat[name].append({k: res.get(k, 0.0) for k in ("p50_ms", "p90_ms", "p99_ms")} | {"rps": res["rps"]})
-            print(f"latency round {r + 1}/{args.lat_rounds}: {name:8s} p50 {res.get('p50_ms', 0):.3f} ms  "
-                  f"p99 {res.get('p99_ms', 0):.3f} ms  ({res['rps']:.0f} req/s at -c1)", flush=True)
+            print(
+                f"latency round {r + 1}/{args.lat_rounds}: {name:8s} p50 {res.get('p50_ms', 0):.3f} ms  "
+                f"p99 {res.get('p99_ms', 0):.3f} ms  ({res['rps']:.0f} req/s at -c1)",
+                flush=True,
+            )
     latency = {
-        n: {k: round(statistics.median(x[k] for x in lat[n]), 4) for k in ("p50_ms", "p90_ms", "p99_ms", "rps")}
-        for n in targets
+        n: {k: round(statistics.median(x[k] for x in lat[n]), 4) for k in ("p50_ms", "p90_ms", "p99_ms", "rps")} for n in targets
     }
     for n in ("nginx", "gateway"):
         latency[n]["added_p50_ms"] = round(latency[n]["p50_ms"] - latency["direct"]["p50_ms"], 4)
@@ -687,11 +731,15 @@ def run(
     result["gateway_mem_after_latency_mib"] = {k: round(v, 1) for k, v in mem_after.items()}
 
     # 4. 100 MiB to a slow reader through the gateway
-    print(f"slow reader: /big ({args.big_mib} MiB, {args.slow_chunk // 1024} KiB every "
-          f"{args.slow_interval * 1000:g} ms) through the gateway ...", flush=True)
+    print(
+        f"slow reader: /big ({args.big_mib} MiB, {args.slow_chunk // 1024} KiB every "
+        f"{args.slow_interval * 1000:g} ms) through the gateway ...",
+        flush=True,
+    )
     expected_s = big_size / args.slow_chunk * args.slow_interval
-    stream = slow_download(ports["gateway"], "/big", args.slow_chunk, args.slow_interval, gw_pid,
-                           timeout=max(60.0, 4 * expected_s))
+    stream = slow_download(
+        ports["gateway"], "/big", args.slow_chunk, args.slow_interval, gw_pid, timeout=max(60.0, 4 * expected_s)
+    )
     stream["complete"] = stream["received"] == big_size and stream["content_length"] == big_size
     stream["sha256_ok"] = stream["sha256"] == big_sha
     peak = max(stream["rss_peak_sampled_mib"], stream["hwm_after_mib"] if stream["hwm_reset"] else 0.0)
@@ -702,7 +750,8 @@ def run(
         result["problems"].append(f"slow stream: {stream['error']}")
     if stream["status"] != 200 or not stream["complete"] or not stream["sha256_ok"]:
         result["problems"].append(
-            f"slow stream: status {stream['status']}, {stream['received']} of {big_size} bytes, sha256 ok={stream['sha256_ok']}")
+            f"slow stream: status {stream['status']}, {stream['received']} of {big_size} bytes, sha256 ok={stream['sha256_ok']}"
+        )
     # Still serving after that? Several requests: the pool is LIFO, so the first ones reuse the
     # upstream connection that carried /big.
     after_stream = []
@@ -718,19 +767,27 @@ def run(
     # 5. verdict
     after = result["gateway_mem_after_load_mib"]
     checks = {
-        "throughput_ratio": (ratio >= TARGETS["throughput_ratio_min"],
-                             f"{ratio:.0%} >= 30% (aim 50%); per round "
-                             + " ".join(f"{x:.0%}" for x in per_round)),
-        "added_p50": (latency["gateway"]["added_p50_ms"] <= TARGETS["added_p50_ms_max"],
-                      (f"{latency['gateway']['added_p50_ms']:.3f} ms <= 0.3 ms (nginx adds "
-                       f"{latency['nginx']['added_p50_ms']:.3f}; gateway - nginx "
-                       f"{latency['gateway']['over_nginx_p50_ms']:+.3f})")),
-        "added_p99": (latency["gateway"]["added_p99_ms"] <= TARGETS["added_p99_ms_max"],
-                      (f"{latency['gateway']['added_p99_ms']:.3f} ms <= 1 ms (nginx adds "
-                       f"{latency['nginx']['added_p99_ms']:.3f}; gateway - nginx "
-                       f"{latency['gateway']['over_nginx_p99_ms']:+.3f})")),
-        "rss_after_load": (after["VmHWM"] <= TARGETS["rss_after_load_mib_max"],
-                           f"HWM {after['VmHWM']:.1f} MiB <= 150 MiB"),
+        "throughput_ratio": (
+            ratio >= TARGETS["throughput_ratio_min"],
+            f"{ratio:.0%} >= 30% (aim 50%); per round " + " ".join(f"{x:.0%}" for x in per_round),
+        ),
+        "added_p50": (
+            latency["gateway"]["added_p50_ms"] <= TARGETS["added_p50_ms_max"],
+            (
+                f"{latency['gateway']['added_p50_ms']:.3f} ms <= 0.3 ms (nginx adds "
+                f"{latency['nginx']['added_p50_ms']:.3f}; gateway - nginx "
+                f"{latency['gateway']['over_nginx_p50_ms']:+.3f})"
+            ),
+        ),
+        "added_p99": (
+            latency["gateway"]["added_p99_ms"] <= TARGETS["added_p99_ms_max"],
+            (
+                f"{latency['gateway']['added_p99_ms']:.3f} ms <= 1 ms (nginx adds "
+                f"{latency['nginx']['added_p99_ms']:.3f}; gateway - nginx "
+                f"{latency['gateway']['over_nginx_p99_ms']:+.3f})"
+            ),
+        ),
+        "rss_after_load": (after["VmHWM"] <= TARGETS["rss_after_load_mib_max"], f"HWM {after['VmHWM']:.1f} MiB <= 150 MiB"),
         "rss_stream_peak": (peak < TARGETS["rss_stream_peak_mib_max"], f"{peak:.1f} MiB < 120 MiB"),
     }
     result["checks"] = {k: {"ok": ok, "detail": detail} for k, (ok, detail) in checks.items()}
@@ -749,32 +806,44 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     m = result["machine"]
     print()
     print(f"proxy_bench  nproc={m['nproc']}  python {m['python']}  {m['nginx']}  {m['cpu_model']}")
-    print(f"throughput: wrk -t1 -c{args.connections} -d{args.duration:g}s x {args.rounds} rounds (median); "
-          f"latency: wrk -c1 -d{args.lat_duration:g}s x {args.lat_rounds} (median)")
+    print(
+        f"throughput: wrk -t1 -c{args.connections} -d{args.duration:g}s x {args.rounds} rounds (median); "
+        f"latency: wrk -c1 -d{args.lat_duration:g}s x {args.lat_rounds} (median)"
+    )
     print()
-    print(f"{'target':9s} {'req/s':>9s} {'(min..max)':>15s} {'vs nginx':>8s} {'p50':>8s} {'p99':>8s} "
-          f"{'c1 p50':>8s} {'c1 p99':>8s} {'+p50':>7s} {'+p99':>7s}")
+    print(
+        f"{'target':9s} {'req/s':>9s} {'(min..max)':>15s} {'vs nginx':>8s} {'p50':>8s} {'p99':>8s} "
+        f"{'c1 p50':>8s} {'c1 p99':>8s} {'+p50':>7s} {'+p99':>7s}"
+    )
     for n in ("direct", "nginx", "gateway"):
         share = t[n]["rps_median"] / t["nginx"]["rps_median"] if t["nginx"]["rps_median"] else 0.0
         added50 = f"{lat[n]['added_p50_ms']:+.3f}" if "added_p50_ms" in lat[n] else "-"
         added99 = f"{lat[n]['added_p99_ms']:+.3f}" if "added_p99_ms" in lat[n] else "-"
         spread = f"{t[n]['rps_min']:.0f}..{t[n]['rps_max']:.0f}"
-        print(f"{n:9s} {t[n]['rps_median']:>9.0f} {spread:>15s} {share:>8.0%} {t[n]['p50_ms_median']:>8.3f} "
-              f"{t[n]['p99_ms_median']:>8.3f} {lat[n]['p50_ms']:>8.3f} {lat[n]['p99_ms']:>8.3f} "
-              f"{added50:>7s} {added99:>7s}")
+        print(
+            f"{n:9s} {t[n]['rps_median']:>9.0f} {spread:>15s} {share:>8.0%} {t[n]['p50_ms_median']:>8.3f} "
+            f"{t[n]['p99_ms_median']:>8.3f} {lat[n]['p50_ms']:>8.3f} {lat[n]['p99_ms']:>8.3f} "
+            f"{added50:>7s} {added99:>7s}"
+        )
     print(f"(ms; p50/p99 under -c{args.connections}; c1 = one connection; +p50/+p99 = c1 added over direct)")
     s = result["slow_stream"]
     a = result["gateway_mem_after_load_mib"]
     print()
-    print(f"gateway memory: idle {result['gateway_rss_idle_mib']:.1f} MiB, after load RSS {a['VmRSS']:.1f} MiB "
-          f"(peak HWM {a['VmHWM']:.1f} MiB)")
-    print(f"slow reader /big: {s['received'] / MIB:.1f} of {s['content_length'] / MIB:.1f} MiB in {s['seconds']} s, "
-          f"sha256 {'ok' if s['sha256_ok'] else 'MISMATCH'}; gateway RSS {s['rss_before_mib']:.1f} -> peak "
-          f"{s['rss_peak_mib']:.1f} MiB (sampled {s['rss_peak_sampled_mib']:.1f}, HWM {s['hwm_after_mib']:.1f})")
+    print(
+        f"gateway memory: idle {result['gateway_rss_idle_mib']:.1f} MiB, after load RSS {a['VmRSS']:.1f} MiB "
+        f"(peak HWM {a['VmHWM']:.1f} MiB)"
+    )
+    print(
+        f"slow reader /big: {s['received'] / MIB:.1f} of {s['content_length'] / MIB:.1f} MiB in {s['seconds']} s, "
+        f"sha256 {'ok' if s['sha256_ok'] else 'MISMATCH'}; gateway RSS {s['rss_before_mib']:.1f} -> peak "
+        f"{s['rss_peak_mib']:.1f} MiB (sampled {s['rss_peak_sampled_mib']:.1f}, HWM {s['hwm_after_mib']:.1f})"
+    )
     print(f"GET / through the gateway after the stream: {', '.join(s.get('requests_after', []))}")
     if result.get("foreign_processes"):
-        print(f"WARNING: {len(result['foreign_processes'])} foreign load process(es) ran during the bench "
-              "(see foreign_processes in the JSON): numbers are skewed")
+        print(
+            f"WARNING: {len(result['foreign_processes'])} foreign load process(es) ran during the bench "
+            "(see foreign_processes in the JSON): numbers are skewed"
+        )
     print()
     for name, c in result["checks"].items():
         print(f"  [{'PASS' if c['ok'] else 'MISS'}] {name:16s} {c['detail']}")

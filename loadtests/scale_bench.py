@@ -49,8 +49,8 @@ def write_config(path: Path, n: int, backend: int, percent: int, every: bool = F
             "---\napiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\n"
             f"metadata:\n  name: svc-{i}\n  namespace: bench\nspec:\n"
             f"  canaryTrafficPercent: {p}\n"
-            f"  default:\n    endpoints: [\"http://127.0.0.1:{backend}\"]\n"
-            f"  canary:\n    endpoints: [\"http://127.0.0.1:{backend}\"]\n"
+            f'  default:\n    endpoints: ["http://127.0.0.1:{backend}"]\n'
+            f'  canary:\n    endpoints: ["http://127.0.0.1:{backend}"]\n'
         )
     path.write_text("".join(parts))
 
@@ -116,9 +116,23 @@ async def measure(n: int, cmd: list[str], tmp: Path, backend: int) -> dict[str, 
     log = (tmp / f"gateway-{n}.log").open("wb")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [*cmd, "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-         "--state-dir", str(tmp / f"state-{n}"), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            *cmd,
+            "serve",
+            "-f",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin-listen",
+            f"127.0.0.1:{admin}",
+            "--state-dir",
+            str(tmp / f"state-{n}"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     result: dict[str, object] = {"services": n}
     try:
@@ -154,7 +168,10 @@ async def measure(n: int, cmd: list[str], tmp: Path, backend: int) -> dict[str, 
             write_config(cfg, n, backend, 40)
             t0 = time.monotonic()
             answers = await asyncio.gather(
-                *(session.post(f"http://127.0.0.1:{admin}/admin/reload", timeout=aiohttp.ClientTimeout(total=1200)) for _ in range(10))
+                *(
+                    session.post(f"http://127.0.0.1:{admin}/admin/reload", timeout=aiohttp.ClientTimeout(total=1200))
+                    for _ in range(10)
+                )
             )
             docs = [await a.json() for a in answers]
             t1 = time.monotonic()

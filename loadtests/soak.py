@@ -126,7 +126,14 @@ class Soak:
         while time.monotonic() < self.deadline:
             try:
                 self.ok[kind] += await body(i)
-            except (Wrong, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, aiohttp.ClientError) as exc:
+            except (
+                Wrong,
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ValueError,
+                aiohttp.ClientError,
+            ) as exc:
                 self.wrong[kind] += 1
                 if len(self.errors) < 20:
                     self.errors.append(f"{kind}: {exc!r:.300}")
@@ -173,8 +180,13 @@ class Soak:
             payload = os.urandom(256 * 1024)
             path = f"/up/{worker}/{i}"
             if i % 2:
-                chunks = b"".join(b"%x\r\n%b\r\n" % (len(payload[k : k + 50_000]), payload[k : k + 50_000]) for k in range(0, len(payload), 50_000))
-                writer.write(f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
+                chunks = b"".join(
+                    b"%x\r\n%b\r\n" % (len(payload[k : k + 50_000]), payload[k : k + 50_000])
+                    for k in range(0, len(payload), 50_000)
+                )
+                writer.write(
+                    f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n"
+                )
             else:
                 writer.write(self.req("POST", path, body=payload))
             status, _, body = await read_response(reader)
@@ -287,7 +299,10 @@ class Soak:
     async def bad(self, worker: int) -> None:
         cases = [
             (b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nBad Header\r\n\r\n", b"400"),
-            (b"POST / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
+            (
+                b"POST / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"400",
+            ),
             (b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b":80@evil.com\r\n\r\n", b"400"),
             (b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
             (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + os.urandom(64), b"400"),
@@ -347,7 +362,9 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> tuple[Soak, list
         t0 = time.monotonic()
         while time.monotonic() < soak.deadline:
             rss, fds = sample(pid)
-            samples.append({"t": round(time.monotonic() - t0, 2), "rss_mib": round(rss, 2), "fds": fds, "ok": sum(soak.ok.values())})
+            samples.append(
+                {"t": round(time.monotonic() - t0, 2), "rss_mib": round(rss, 2), "fds": fds, "ok": sum(soak.ok.values())}
+            )
             await asyncio.sleep(1)
 
     tasks = [
@@ -386,8 +403,22 @@ def main() -> int:
     )
     replica = start([sys.executable, str(HERE / "soak_replica.py"), str(replica_port)], tmp / "replica.log", 1)
     gateway = start(
-        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}", "--admin-listen",
-         f"127.0.0.1:{admin}", "--state-dir", str(tmp / "state"), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "-f",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin-listen",
+            f"127.0.0.1:{admin}",
+            "--state-dir",
+            str(tmp / "state"),
+            "--log-level",
+            "warning",
+        ],
         tmp / "gateway.log",
         0,
     )
@@ -417,12 +448,20 @@ def main() -> int:
         "answered_correctly": dict(soak.ok),
         "wrong": wrong,
         "errors": soak.errors,
-        "rss_mib": {"start": samples[0]["rss_mib"], "after_warmup": after[0]["rss_mib"] if after else None,
-                    "max_after_warmup": max(s["rss_mib"] for s in after) if after else None, "end": samples[-1]["rss_mib"],
-                    "growth_after_warmup": round(rss_growth, 2)},
-        "fds": {"start": samples[0]["fds"], "max_warmup": max(s["fds"] for s in warm) if warm else None,
-                "max_after_warmup": max(s["fds"] for s in after) if after else None, "end": samples[-1]["fds"],
-                "growth_after_warmup": fd_growth},
+        "rss_mib": {
+            "start": samples[0]["rss_mib"],
+            "after_warmup": after[0]["rss_mib"] if after else None,
+            "max_after_warmup": max(s["rss_mib"] for s in after) if after else None,
+            "end": samples[-1]["rss_mib"],
+            "growth_after_warmup": round(rss_growth, 2),
+        },
+        "fds": {
+            "start": samples[0]["fds"],
+            "max_warmup": max(s["fds"] for s in warm) if warm else None,
+            "max_after_warmup": max(s["fds"] for s in after) if after else None,
+            "end": samples[-1]["fds"],
+            "growth_after_warmup": fd_growth,
+        },
         "flat": flat,
         "processes_alive": alive,
         "samples": samples,
@@ -433,10 +472,14 @@ def main() -> int:
     for kind, count in sorted(soak.ok.items()):
         print(f"  {kind:32s} {count:8d} answered correctly   {soak.wrong.get(kind, 0):4d} wrong")
     r, f = result["rss_mib"], result["fds"]
-    print(f"  RSS MiB: start {r['start']:.1f}, after warm-up {r['after_warmup']}, max after {r['max_after_warmup']}, end {r['end']:.1f}"
-          f" (growth {r['growth_after_warmup']:+.1f})")
-    print(f"  open fds: start {f['start']}, max in warm-up {f['max_warmup']}, max after {f['max_after_warmup']}, end {f['end']}"
-          f" (growth {f['growth_after_warmup']:+d})")
+    print(
+        f"  RSS MiB: start {r['start']:.1f}, after warm-up {r['after_warmup']}, max after {r['max_after_warmup']}, end {r['end']:.1f}"
+        f" (growth {r['growth_after_warmup']:+.1f})"
+    )
+    print(
+        f"  open fds: start {f['start']}, max in warm-up {f['max_warmup']}, max after {f['max_after_warmup']}, end {f['end']}"
+        f" (growth {f['growth_after_warmup']:+d})"
+    )
     for error in soak.errors:
         print("  error:", error)
     print(f"  results: {args.out}")

@@ -46,9 +46,7 @@ def _rename_outputs(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
     graph = model.graph
     if len(graph.output) != len(names):
         raise SystemExit(f"expected {len(names)} outputs, got {[o.name for o in graph.output]}")
-    mapping = {
-        out.name: new for out, new in zip(graph.output, names, strict=True) if out.name != new
-    }
+    mapping = {out.name: new for out, new in zip(graph.output, names, strict=True) if out.name != new}
     for node in graph.node:
         for i, name in enumerate(node.output):
             if name in mapping:
@@ -67,9 +65,7 @@ def verify(model_bytes: bytes) -> None:
         raise SystemExit(f"unexpected graph signature: outputs {outputs}")
     label, probabilities = session.run(None, {"input": SEED_ROWS})
     if label.dtype != np.int64 or label.tolist() != SEED_LABELS:
-        raise SystemExit(
-            f"seed rows predicted {label.tolist()} ({label.dtype}), want {SEED_LABELS}"
-        )
+        raise SystemExit(f"seed rows predicted {label.tolist()} ({label.dtype}), want {SEED_LABELS}")
     if probabilities.shape != (2, 3):
         raise SystemExit(f"probabilities shape {probabilities.shape}, want (2, 3)")
 

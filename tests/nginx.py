@@ -31,7 +31,9 @@ class Nginx:
         self.port = free_port()
         self.access_log = prefix / "access.log"
         user = "user root root;\n" if os.geteuid() == 0 else ""
-        temp = "".join(f"    {kind}_temp_path {prefix}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temp = "".join(
+            f"    {kind}_temp_path {prefix}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         (prefix / "nginx.conf").write_text(
             f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n"
             "events { worker_connections 1024; }\n"

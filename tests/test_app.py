@@ -19,10 +19,14 @@ HOST = "iris.default.example.com"
 
 
 def write_config(path: Path, default: str, canary: str | None = None, percent: int = 0, extra: str = "") -> None:
-    canary_part = f"""
+    canary_part = (
+        f"""
   canary:
     endpoints: ["{canary}"]
-  canaryTrafficPercent: {percent}""" if canary else ""
+  canaryTrafficPercent: {percent}"""
+        if canary
+        else ""
+    )
     path.write_text(
         f"""apiVersion: serving-gateway/v1
 kind: GatewayConfig
@@ -152,15 +156,19 @@ async def test_admin_endpoints(replicas: tuple[Replica, Replica], tmp_path: Path
         await gw.stop(drain_timeout=1)
 
 
-async def test_same_service_name_in_two_namespaces_gives_distinct_series(replicas: tuple[Replica, Replica], tmp_path: Path) -> None:
+async def test_same_service_name_in_two_namespaces_gives_distinct_series(
+    replicas: tuple[Replica, Replica], tmp_path: Path
+) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     a, b = replicas
     cfg = tmp_path / "gw.yaml"
-    doc = "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {{name: x, namespace: {ns}}}\nspec:\n  default:\n    endpoints: [\"{url}\"]\n"
+    doc = 'apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {{name: x, namespace: {ns}}}\nspec:\n  default:\n    endpoints: ["{url}"]\n'
     cfg.write_text(
         "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec: {backend: static}\n---\n"
-        + doc.format(ns="ns-a", url=a.url) + "---\n" + doc.format(ns="ns-b", url=b.url)
+        + doc.format(ns="ns-a", url=a.url)
+        + "---\n"
+        + doc.format(ns="ns-b", url=b.url)
     )
     gw, data, admin = await start(cfg, tmp_path)
     try:

@@ -86,9 +86,24 @@ def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
     write_config(cfg, replica.url)
     port, admin = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}",
-         "--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "-f",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin-listen",
+            f"127.0.0.1:{admin}",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -189,9 +204,23 @@ spec:
     )
     admin = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{free_port()}",
-         "--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "-f",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--admin-listen",
+            f"127.0.0.1:{admin}",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -249,8 +278,17 @@ def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> N
         busy.listen()
         port = busy.getsockname()[1]
         other = "--admin-listen" if which == "--listen" else "--listen"
-        r = run_cli("serve", "-f", "config/examples/static-canary.yaml", which, f"127.0.0.1:{port}", other, "127.0.0.1:0",
-                    "--state-dir", str(tmp_path))
+        r = run_cli(
+            "serve",
+            "-f",
+            "config/examples/static-canary.yaml",
+            which,
+            f"127.0.0.1:{port}",
+            other,
+            "127.0.0.1:0",
+            "--state-dir",
+            str(tmp_path),
+        )
     assert r.returncode == 1
     assert "cannot start" in r.stderr and str(port) in r.stderr and "in use" in r.stderr
     assert "Traceback" not in r.stderr
@@ -272,9 +310,24 @@ def _local_config(path: Path) -> None:
 def _serve(cfg: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[str], int]:
     admin = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{free_port()}",
-         "--admin-listen", f"127.0.0.1:{admin}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "-f",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--admin-listen",
+            f"127.0.0.1:{admin}",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
     return proc, admin
 
@@ -318,8 +371,10 @@ def test_a_state_directory_in_use_is_one_clear_line(tmp_path: Path) -> None:
         out = second.communicate(timeout=30)[0]
         assert second.returncode == 1
         lines = [line for line in out.splitlines() if "cannot start" in line]
-        assert lines == [f"gateway: cannot start: state directory {state} is in use by another gateway; "
-                         "give this one its own with --state-dir DIR (or GatewayConfig spec.stateDir)"], out
+        assert lines == [
+            f"gateway: cannot start: state directory {state} is in use by another gateway; "
+            "give this one its own with --state-dir DIR (or GatewayConfig spec.stateDir)"
+        ], out
         assert "Traceback" not in out
     finally:
         first.terminate()
@@ -376,13 +431,25 @@ def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: P
     first, admin1 = _serve(cfg, env)
     try:
         assert _ready(admin1, first)
-        port = next(
-            int(p.name.rsplit("-", 1)[1]) for p in (tmp_path / "state-home" / "serving-gateway").iterdir()
-        )
+        port = next(int(p.name.rsplit("-", 1)[1]) for p in (tmp_path / "state-home" / "serving-gateway").iterdir())
         r = subprocess.run(
-            [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}",
-             "--admin-listen", f"127.0.0.1:{free_port()}"],
-            capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "-f",
+                str(cfg),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--admin-listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
         )
         assert r.returncode == 1
         assert r.stderr.strip() == f"gateway: cannot start: cannot listen on 127.0.0.1:{port}: Address already in use", r.stderr

@@ -94,7 +94,9 @@ async def test_a_reload_that_changes_every_service_does_not_stall_either(replica
     gw = await serving(cfg, tmp_path)
     try:
         thresholds = gc.get_threshold()
-        outcome, latencies = await reload_while_probing(gw, lambda: write_services(cfg, 2000, replica.url, percent=45, changed=None))
+        outcome, latencies = await reload_while_probing(
+            gw, lambda: write_services(cfg, 2000, replica.url, percent=45, changed=None)
+        )
         assert outcome.report == "2000 services: 0 added, 2000 changed, 0 removed"
         assert max(latencies) < 0.25, f"worst probe {max(latencies):.3f} s during the reload"
         assert gw.proxy.routes.by_service[("bench", "svc-7")].percent == 45

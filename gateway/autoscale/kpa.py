@@ -78,9 +78,7 @@ class Decider:
         # After a restart the history is gone: hold the current scale until data accumulates.
         self.panic_time: float | None = now if ready > 1 else None
         self.max_panic_pods: int = ready
-        self._delay = (
-            _MaxWindow(spec.scale_down_delay, spec.tick_interval) if spec.scale_down_delay > 0 else None
-        )
+        self._delay = _MaxWindow(spec.scale_down_delay, spec.tick_interval) if spec.scale_down_delay > 0 else None
 
     @property
     def panicking(self) -> bool:
@@ -90,9 +88,7 @@ class Decider:
         """Replace the spec; panic state and the delay window are kept as they are."""
         self.spec = spec
 
-    def scale(
-        self, now: float, stable: float | None, panic: float | None, ready_pods: int | None
-    ) -> ScaleResult:
+    def scale(self, now: float, stable: float | None, panic: float | None, ready_pods: int | None) -> ScaleResult:
         """Decide the pod count at ``now`` from the stable and panic averages and the ready pods."""
         if ready_pods is None or stable is None or panic is None:
             return INVALID

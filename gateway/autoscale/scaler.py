@@ -62,9 +62,7 @@ class RevisionScaler:
         self.ready = ready
         self.decider_desired = -1  # Knative's DesiredScale: -1 until the first valid decision
         tbc = scaling.target_burst_capacity
-        self.excess_burst_capacity = (
-            int(tbc) if tbc in (0, -1) else int(scaling.initial_scale * scaling.total_value - tbc)
-        )
+        self.excess_burst_capacity = int(tbc) if tbc in (0, -1) else int(scaling.initial_scale * scaling.total_value - tbc)
         self.stable: float | None = None
         self.panic: float | None = None
         self.state: State = "activating"

@@ -91,9 +91,7 @@ class RevisionScaling:
             max_scale_up_rate=settings.max_scale_up_rate,
             max_scale_down_rate=settings.max_scale_down_rate,
             scale_down_delay=_pick(spec.scale_down_delay, settings.scale_down_delay),
-            scale_to_zero_grace_period=_pick(
-                spec.scale_to_zero_grace_period, settings.scale_to_zero_grace_period
-            ),
+            scale_to_zero_grace_period=_pick(spec.scale_to_zero_grace_period, settings.scale_to_zero_grace_period),
             enable_scale_to_zero=settings.enable_scale_to_zero,
             tick_interval=settings.tick_interval,
             fixed=spec.autoscaler_class == "fixed",
@@ -121,9 +119,7 @@ class RevisionScaling:
         )
 
 
-def resolve_scaling(
-    settings: AutoscalerSettings, spec: ScalingSpec | None = None, *, reachable: bool = True
-) -> RevisionScaling:
+def resolve_scaling(settings: AutoscalerSettings, spec: ScalingSpec | None = None, *, reachable: bool = True) -> RevisionScaling:
     """Shorthand for :meth:`RevisionScaling.resolve`."""
     return RevisionScaling.resolve(settings, spec, reachable=reachable)
 

@@ -29,9 +29,5 @@ def create_backend(kind: str, *, state_dir: str, **options: Any) -> Backend:
             raise BackendConfigError(f"static backend: unknown options {sorted(options)}")
         return StaticBackend(services)
     if kind == "kubernetes":
-        raise BackendConfigError(
-            "spec.backend: kubernetes is not implemented yet; use local or static"
-        )
-    raise BackendConfigError(
-        f"spec.backend: must be one of local, static, kubernetes; got {kind!r}"
-    )
+        raise BackendConfigError("spec.backend: kubernetes is not implemented yet; use local or static")
+    raise BackendConfigError(f"spec.backend: must be one of local, static, kubernetes; got {kind!r}")

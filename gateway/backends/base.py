@@ -41,8 +41,7 @@ class Backend(Protocol):
     def watch(self, listener: EndpointListener) -> None:
         """Call `listener(key, endpoints)` whenever a revision's set of ready endpoints changes."""
 
-    def status(self, key: RevisionKey) -> RevisionStatus:
-        ...
+    def status(self, key: RevisionKey) -> RevisionStatus: ...
 
     async def close(self) -> None:
         """Stop every replica this backend started (scale all to zero) and release resources."""

@@ -191,9 +191,7 @@ class LocalBackend:
         rev = self._revs.get(key)
         if rev is None:
             return []
-        return [
-            r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited
-        ]
+        return [r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited]
 
     async def close(self) -> None:
         self._closed = True
@@ -292,9 +290,7 @@ class LocalBackend:
 
     async def _life(self, rev: _Revision, r: _Replica) -> None:
         key = rev.key
-        log_path = (
-            self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
-        )
+        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
         try:
             proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path, state_dir=self._state_dir)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -342,7 +338,9 @@ class LocalBackend:
             if ok is False and not r.was_ready and waited >= note_at:
                 note_at = waited + 30.0
                 path = rev.spec.readiness_path
-                probed = f"GET http://127.0.0.1:{r.endpoint.port}{path}" if path else f"a TCP connect to 127.0.0.1:{r.endpoint.port}"
+                probed = (
+                    f"GET http://127.0.0.1:{r.endpoint.port}{path}" if path else f"a TCP connect to 127.0.0.1:{r.endpoint.port}"
+                )
                 rev.starting = (
                     f"replica not ready after {waited:.0f}s: {probed} fails "
                     "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
@@ -372,9 +370,7 @@ class LocalBackend:
             elif r.ready:
                 failures += 1
                 if failures >= self._failure_threshold:
-                    log.warning(
-                        "%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures
-                    )
+                    log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures)
                     self._set_ready(rev, r, False)
             elif not r.was_ready and loop.time() - started > self._start_timeout:
                 r.failure = f"replica not ready after {self._start_timeout:g}s"

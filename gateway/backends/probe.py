@@ -36,9 +36,7 @@ class Prober:
 
     async def _http(self, port: int, path: str) -> bool | None:
         try:
-            async with self._client().get(
-                f"http://{self._host}:{port}{path}", allow_redirects=False
-            ) as resp:
+            async with self._client().get(f"http://{self._host}:{port}{path}", allow_redirects=False) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -46,9 +44,7 @@ class Prober:
 
     async def _tcp(self, port: int) -> bool | None:
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._host, port), self._timeout
-            )
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self._host, port), self._timeout)
         except (OSError, TimeoutError) as exc:
             return None if is_local_shortage(exc) else False
         writer.close()

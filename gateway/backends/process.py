@@ -141,9 +141,7 @@ class ReplicaProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            log.write(
-                f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode()
-            )
+            log.write(f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode())
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -158,7 +156,9 @@ class ReplicaProcess:
                 )
             except OSError as exc:
                 # Name the program: "[Errno 2] No such file or directory" alone does not say what is missing.
-                where = f" (in {spec.workdir})" if exc.errno == errno.ENOENT and spec.workdir and not os.path.isabs(argv[0]) else ""
+                where = (
+                    f" (in {spec.workdir})" if exc.errno == errno.ENOENT and spec.workdir and not os.path.isabs(argv[0]) else ""
+                )
                 raise OSError(exc.errno, f"cannot run {argv[0]!r}{where}: {exc.strerror}") from exc
         return cls(proc, argv, log_path)
 

@@ -150,9 +150,7 @@ async def reap(state_dir: Path, grace: float = 5.0) -> list[int]:
     known = {e.pid for e in leftovers}
     leftovers.extend(e for e in strays(state_dir) if e.pid not in known)
     for entry in leftovers:
-        log.warning(
-            "killing leftover replica %s (pid %d): %s", entry.key, entry.pid, " ".join(entry.argv)
-        )
+        log.warning("killing leftover replica %s (pid %d): %s", entry.key, entry.pid, " ".join(entry.argv))
         if not signal_group(entry.pgid, signal.SIGTERM):
             _kill(entry.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

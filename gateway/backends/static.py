@@ -41,7 +41,12 @@ class StaticBackend:
     """Publishes each revision's configured endpoints as ready; scale() is only recorded."""
 
     def __init__(
-        self, services: Sequence[ServiceSpec] = (), *, probe_period: float = 1.0, failure_threshold: int = 2, probe_timeout: float = 1.0
+        self,
+        services: Sequence[ServiceSpec] = (),
+        *,
+        probe_period: float = 1.0,
+        failure_threshold: int = 2,
+        probe_timeout: float = 1.0,
     ) -> None:
         self._endpoints: dict[RevisionKey, EndpointSet] = {}
         self._paths: dict[RevisionKey, str] = {}

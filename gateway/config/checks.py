@@ -91,8 +91,7 @@ def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFi
         if fields.endpoints is None:
             ctx.error(
                 fields.base,
-                f"the static backend needs endpoints, which this {kind} cannot give; "
-                "use a PaddleService with endpoints",
+                f"the static backend needs endpoints, which this {kind} cannot give; use a PaddleService with endpoints",
             )
         else:
             ctx.error(fields.endpoints, "required for the static backend (a list of base URLs)")
@@ -109,9 +108,7 @@ def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFi
             ctx.error(fields.image, "required for the kubernetes backend")
     else:
         if revision.endpoints and fields.endpoints is not None:
-            ctx.warn(
-                fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)"
-            )
+            ctx.warn(fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)")
         if revision.command:
             if not _gets_its_port(revision):
                 ctx.warn(

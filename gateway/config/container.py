@@ -66,9 +66,7 @@ def read_container(ctx: DocContext, path: str, value: object) -> dict[str, Any] 
             "a path inside the container, ignored; the local backend runs in the config file's folder",
         )
     kwargs: dict[str, Any] = {"workdir": ctx.directory}
-    command = (
-        read_args(ctx, join(path, "command"), found["command"]) if found.get("command") is not None else ()
-    )
+    command = read_args(ctx, join(path, "command"), found["command"]) if found.get("command") is not None else ()
     args = read_args(ctx, join(path, "args"), found["args"]) if found.get("args") is not None else ()
     if command is not None and args is not None:
         kwargs["container_command"] = command

@@ -119,9 +119,7 @@ def expand_paths(paths: Sequence[str], problems: list[str]) -> list[str]:
     for path in paths:
         if os.path.isdir(path):
             found = sorted(
-                name
-                for name in os.listdir(path)
-                if name.endswith(YAML_SUFFIXES) and os.path.isfile(os.path.join(path, name))
+                name for name in os.listdir(path) if name.endswith(YAML_SUFFIXES) and os.path.isfile(os.path.join(path, name))
             )
             if not found:
                 problems.append(f"{path}: folder has no *.yaml or *.yml files")

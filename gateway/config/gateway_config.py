@@ -132,9 +132,7 @@ _SPEC_KEYS = (
 )
 
 
-def _section(
-    ctx: DocContext, path: str, value: object, fields: dict[str, tuple[str, Reader]]
-) -> dict[str, Any]:
+def _section(ctx: DocContext, path: str, value: object, fields: dict[str, tuple[str, Reader]]) -> dict[str, Any]:
     if value is None:
         return {}
     found = mapping(ctx, path, value)
@@ -230,8 +228,6 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
             if parsed is not None:
                 kwargs[name] = parsed
     kwargs["autoscaler"] = _autoscaler(ctx, spec.get("autoscaler"))
-    kwargs["activator"] = replace(
-        ActivatorSettings(), **_section(ctx, "spec.activator", spec.get("activator"), _ACTIVATOR)
-    )
+    kwargs["activator"] = replace(ActivatorSettings(), **_section(ctx, "spec.activator", spec.get("activator"), _ACTIVATOR))
     kwargs["proxy"] = replace(ProxySettings(), **_section(ctx, "spec.proxy", spec.get("proxy"), _PROXY))
     return GatewaySettings(**kwargs)

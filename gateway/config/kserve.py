@@ -92,8 +92,7 @@ _MODEL_KEYS = (
     "runtimeVersion",
 )
 _UNSUPPORTED_HINT = (
-    "only onnx models in local files are served by the built-in model server "
-    "(or give containers[0] with a command)"
+    "only onnx models in local files are served by the built-in model server (or give containers[0] with a command)"
 )
 
 
@@ -155,12 +154,8 @@ def _canary_percent(ctx: DocContext, value: object) -> None:
         )
 
 
-def _runnable(
-    ctx: DocContext, predictor: dict[str, object], name: str
-) -> tuple[dict[str, Any] | None, RevisionFields | None]:
-    given = [
-        key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None
-    ]
+def _runnable(ctx: DocContext, predictor: dict[str, object], name: str) -> tuple[dict[str, Any] | None, RevisionFields | None]:
+    given = [key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None]
     if not given:
         ctx.error("spec.predictor", "needs model (with modelFormat onnx and storageUri), onnx, or containers")
         return None, None
@@ -244,9 +239,7 @@ def resolve_model(ctx: DocContext, path: str, value: object) -> str | None:
         found = sorted(f for f in os.listdir(candidate) if f.endswith(".onnx"))
         if len(found) == 1:
             return os.path.join(candidate, found[0])
-        ctx.error(
-            path, f"folder {candidate} must hold model.onnx or exactly one .onnx file, found {len(found)}"
-        )
+        ctx.error(path, f"folder {candidate} must hold model.onnx or exactly one .onnx file, found {len(found)}")
         return None
     if not os.path.isfile(candidate):
         ctx.error(path, f"model file not found: {candidate}")

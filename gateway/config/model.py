@@ -154,7 +154,16 @@ class ServiceSpec:
 
     def digested(self) -> ServiceSpec:
         """This spec with its digest filled in: reloads compare services by digest, not field by field."""
-        what = (self.name, self.namespace, self.default, self.canary, self.canary_percent, self.scaling, self.backend, self.timeout)
+        what = (
+            self.name,
+            self.namespace,
+            self.default,
+            self.canary,
+            self.canary_percent,
+            self.scaling,
+            self.backend,
+            self.timeout,
+        )
         digest = hashlib.blake2b(repr(what).encode(), digest_size=16).hexdigest()
         return replace(self, digest=digest)
 

@@ -118,9 +118,7 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     canary = _revision(ctx, "spec.canary", spec["canary"], "canary", resources) if has_canary else None
     percent = _canary_percent(ctx, spec.get("canaryTrafficPercent"), has_canary)
     scaling = _scaling(ctx, spec.get("service"), meta.annotations)
-    backend = (
-        choice(ctx, "spec.backend", spec["backend"], BACKENDS) if spec.get("backend") is not None else None
-    )
+    backend = choice(ctx, "spec.backend", spec["backend"], BACKENDS) if spec.get("backend") is not None else None
     timeout = None
     if spec.get("timeout") is not None:
         timeout = duration(ctx, "spec.timeout", spec["timeout"], ok=lambda v: v > 0, expect="> 0")
@@ -155,11 +153,7 @@ def _revision(
     kwargs = read_gateway_keys(ctx, path, found)
     if found.get("containerImage") is not None:
         repository = string(ctx, join(path, "containerImage"), found["containerImage"])
-        tag = (
-            string(ctx, join(path, "tag"), found["tag"], scalars=True)
-            if found.get("tag") is not None
-            else None
-        )
+        tag = string(ctx, join(path, "tag"), found["tag"], scalars=True) if found.get("tag") is not None else None
         if "image" in found:
             ctx.error(join(path, "image"), "give either containerImage (with tag) or image, not both")
         if repository is not None:

@@ -127,9 +127,7 @@ def _custom(ctx: DocContext, value: object) -> dict[str, Any] | None:
     return {key: item for key, item in kwargs.items() if item is not None}
 
 
-def _framework(
-    ctx: DocContext, kind: str, value: object, name: str, model_path: str
-) -> dict[str, Any] | None:
+def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path: str) -> dict[str, Any] | None:
     path = join("spec", kind)
     found = mapping(ctx, path, value)
     if found is None:

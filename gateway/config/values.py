@@ -15,9 +15,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_QUANTITY = re.compile(
-    r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(e[+-]?\d+|E[+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?"
-)
+_QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(e[+-]?\d+|E[+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?")
 _QUANTITY_FACTOR = {
     None: 1.0,
     "n": 1e-9,
@@ -38,8 +36,7 @@ _QUANTITY_FACTOR = {
 }
 
 DNS_LABEL_RULE = (
-    "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, "
-    "at most 63 characters)"
+    "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
 )
 
 
@@ -187,9 +184,7 @@ def number(
     return found
 
 
-def integer(
-    ctx: DocContext, path: str, value: object, *, lo: int | None = None, hi: int | None = None
-) -> int | None:
+def integer(ctx: DocContext, path: str, value: object, *, lo: int | None = None, hi: int | None = None) -> int | None:
     if lo is not None and hi is not None:
         expect = f"{lo}..{hi}"
     elif lo is not None:

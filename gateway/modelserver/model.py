@@ -59,9 +59,7 @@ class OnnxModel:
         for arg in session.get_inputs():
             spec = _spec(arg)
             if spec is None:
-                raise ModelLoadError(
-                    f"input {arg.name!r} has type {arg.type}, which V2 cannot carry"
-                )
+                raise ModelLoadError(f"input {arg.name!r} has type {arg.type}, which V2 cannot carry")
             inputs.append(spec)
         # Outputs V2 cannot carry (sequences, maps) are left out rather than refusing the model.
         outputs = [spec for spec in map(_spec, session.get_outputs()) if spec is not None]
@@ -79,17 +77,13 @@ class OnnxModel:
             with open(path, "rb") as file:
                 data = file.read()
         except OSError as exc:
-            raise ModelLoadError(
-                f"cannot read model file {os.fspath(path)}: {exc.strerror or exc}"
-            ) from exc
+            raise ModelLoadError(f"cannot read model file {os.fspath(path)}: {exc.strerror or exc}") from exc
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise ModelLoadError(
-                f"cannot load model file {os.fspath(path)}: {_first_line(exc)}"
-            ) from exc
+            raise ModelLoadError(f"cannot load model file {os.fspath(path)}: {_first_line(exc)}") from exc
         return cls(session)
 
     def input(self, name: str) -> TensorSpec | None:

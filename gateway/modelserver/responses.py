@@ -30,9 +30,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return content
 
 
-def json_response(
-    content: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(render_json(content), status_code=status, headers=headers, media_type=JSON)
 
 

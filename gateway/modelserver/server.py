@@ -21,9 +21,7 @@ __all__ = ["add_arguments", "create_app", "main_from_args", "run"]
 logger = logging.getLogger("gateway.modelserver")
 
 
-def run(
-    model: str, name: str, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning"
-) -> None:
+def run(model: str, name: str, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning") -> None:
     """Serve ``model`` as ``name`` until SIGINT/SIGTERM; blocks.
 
     Liveness answers at once and readiness once the model has loaded. If the model
@@ -71,21 +69,15 @@ def _log_config() -> dict[str, object]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--model --name --port --host --log-level`` to ``parser``."""
-    parser.add_argument(
-        "--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve"
-    )
-    parser.add_argument(
-        "--name", required=True, help="model name used in the URLs (/v2/models/NAME)"
-    )
+    parser.add_argument("--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve")
+    parser.add_argument("--name", required=True, help="model name used in the URLs (/v2/models/NAME)")
     parser.add_argument(
         "--port",
         type=int,
         default=int(os.environ.get("PORT", 8080)),
         help="port (default: $PORT or 8080)",
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument(
         "--log-level",
         default="warning",

@@ -24,9 +24,7 @@ class ModelService:
     tests use it to make an inference deliberately slow.
     """
 
-    def __init__(
-        self, name: str, version: str, slot: ModelSlot, *, before_infer: Hook | None = None
-    ) -> None:
+    def __init__(self, name: str, version: str, slot: ModelSlot, *, before_infer: Hook | None = None) -> None:
         self.name = name
         self.version = version
         self.slot = slot
@@ -41,9 +39,7 @@ class ModelService:
         if name != self.name:
             raise ModelNotFound(f"model {name!r} not found; this server serves {self.name!r}")
         if version is not None and version != self.version:
-            raise ModelNotFound(
-                f"model {name!r} has no version {version!r}; it has {self.version!r}"
-            )
+            raise ModelNotFound(f"model {name!r} has no version {version!r}; it has {self.version!r}")
 
     def model(self, name: str, version: str | None = None) -> OnnxModel:
         """The loaded model; :class:`ModelNotFound` or :class:`ModelNotReady` otherwise."""

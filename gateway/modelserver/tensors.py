@@ -43,15 +43,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     except ValueError:
         length = -1
     if not 0 <= length <= len(body):
-        raise BadRequest(
-            f"Inference-Header-Content-Length is {header_length!r}; the body has {len(body)} bytes"
-        )
+        raise BadRequest(f"Inference-Header-Content-Length is {header_length!r}; the body has {len(body)} bytes")
     return body[:length], body[length:]
 
 
-def parse_infer_request(
-    model: OnnxModel, body: bytes, header_length: str | None = None
-) -> InferRequest:
+def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None = None) -> InferRequest:
     """Decode and check an inference request against the model's inputs and outputs."""
     header, tail = split_body(body, header_length)
     content = parse_json(header)
@@ -72,9 +68,7 @@ def parse_infer_request(
         size = _binary_size(entry, spec.name)
         if size is not None:
             if offset + size > len(tail):
-                raise BadRequest(
-                    f"input {spec.name!r}: binary_data_size {size} runs past the end of the body"
-                )
+                raise BadRequest(f"input {spec.name!r}: binary_data_size {size} runs past the end of the body")
             flat = _from_binary(spec.name, datatype, tail[offset : offset + size], math.prod(shape))
             offset += size
         elif "data" in entry:
@@ -90,9 +84,7 @@ def parse_infer_request(
     return InferRequest(request_id, inputs, _requested_outputs(model, content))
 
 
-def _check_input_header(
-    model: OnnxModel, index: int, entry: Any
-) -> tuple[TensorSpec, list[int], str]:
+def _check_input_header(model: OnnxModel, index: int, entry: Any) -> tuple[TensorSpec, list[int], str]:
     if not isinstance(entry, dict):
         raise BadRequest(f"inputs[{index}] must be an object")
     name = entry.get("name")
@@ -108,20 +100,14 @@ def _check_input_header(
     if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
     if datatype != spec.datatype:
-        raise BadRequest(
-            f"input {name!r}: datatype {datatype} does not match the model's {spec.datatype}"
-        )
+        raise BadRequest(f"input {name!r}: datatype {datatype} does not match the model's {spec.datatype}")
     shape = entry.get("shape")
     if shape is None:
         raise BadRequest(f"input {name!r}: missing 'shape'")
     if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise BadRequest(
-            f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}"
-        )
+        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
     if not spec.accepts(shape):
-        raise BadRequest(
-            f"input {name!r}: shape {shape} does not fit the model's {list(spec.shape)}"
-        )
+        raise BadRequest(f"input {name!r}: shape {shape} does not fit the model's {list(spec.shape)}")
     return spec, shape, datatype
 
 
@@ -186,8 +172,7 @@ def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray
     assert itemsize is not None
     if len(raw) != count * itemsize:
         raise BadRequest(
-            f"input {name!r}: binary_data_size is {len(raw)} bytes; "
-            f"the shape needs {count} x {itemsize} = {count * itemsize}"
+            f"input {name!r}: binary_data_size is {len(raw)} bytes; the shape needs {count} x {itemsize} = {count * itemsize}"
         )
     return np.frombuffer(raw, dtype=numpy_from_v2(datatype))
 
@@ -208,9 +193,7 @@ def _unpack_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
             raise BadRequest(f"input {name!r}: BYTES element is not UTF-8 text") from exc
         offset += length
     if len(items) != count:
-        raise BadRequest(
-            f"input {name!r}: shape needs {count} values, binary data has {len(items)}"
-        )
+        raise BadRequest(f"input {name!r}: shape needs {count} values, binary data has {len(items)}")
     flat = np.empty(count, dtype=object)
     flat[:] = items
     return flat
@@ -243,9 +226,7 @@ def _requested_outputs(model: OnnxModel, content: dict[str, Any]) -> tuple[Reque
     return tuple(requested)
 
 
-def encode_infer_response(
-    header: dict[str, Any], outputs: list[tuple[str, np.ndarray, bool]]
-) -> tuple[bytes, int | None]:
+def encode_infer_response(header: dict[str, Any], outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:
     """Render a response; the second value is the JSON length when binary data follows it."""
     entries = []
     chunks = []
@@ -262,9 +243,7 @@ def encode_infer_response(
     try:
         head = render_json({**header, "outputs": entries})
     except ValueError as exc:
-        raise ModelServerError(
-            "an output holds NaN or Infinity, which JSON cannot carry; ask for binary_data"
-        ) from exc
+        raise ModelServerError("an output holds NaN or Infinity, which JSON cannot carry; ask for binary_data") from exc
     if not chunks:
         return head, None
     return head + b"".join(chunks), len(head)

@@ -55,19 +55,12 @@ def _predict(service: ModelService, model: OnnxModel, body: bytes) -> bytes:
     try:
         array = np.asarray(instances, dtype=spec.dtype)
     except (ValueError, TypeError) as exc:
-        raise BadRequest(
-            f"'instances' cannot be read as {spec.datatype} for input {spec.name!r}: {exc}"
-        ) from exc
+        raise BadRequest(f"'instances' cannot be read as {spec.datatype} for input {spec.name!r}: {exc}") from exc
     if not spec.accepts(array.shape):
-        raise BadRequest(
-            f"'instances' have shape {list(array.shape)}; "
-            f"input {spec.name!r} needs {list(spec.shape)}"
-        )
+        raise BadRequest(f"'instances' have shape {list(array.shape)}; input {spec.name!r} needs {list(spec.shape)}")
     service.before_infer()
     (predictions,) = model.run({spec.name: array}, [model.outputs[0].name])
     try:
         return render_json({"predictions": predictions.tolist()})
     except ValueError as exc:
-        raise ModelServerError(
-            "the predictions hold NaN or Infinity, which JSON cannot carry"
-        ) from exc
+        raise ModelServerError("the predictions hold NaN or Infinity, which JSON cannot carry") from exc

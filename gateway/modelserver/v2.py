@@ -32,9 +32,7 @@ def routes(service: ModelService) -> list[BaseRoute]:
     """The V2 endpoints for ``service``, each model route also under ``/versions/{version}``."""
 
     async def server_metadata(request: Request) -> Response:
-        return json_response(
-            {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
-        )
+        return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -56,9 +54,7 @@ def routes(service: ModelService) -> list[BaseRoute]:
 
     async def model_ready(request: Request) -> Response:
         service.check(request.path_params["model"], request.path_params.get("version"))
-        return json_response(
-            {"name": service.name, "ready": service.ready}, 200 if service.ready else 503
-        )
+        return json_response({"name": service.name, "ready": service.ready}, 200 if service.ready else 503)
 
     async def infer(request: Request) -> Response:
         model = service.model(request.path_params["model"], request.path_params.get("version"))

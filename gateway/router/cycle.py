@@ -41,11 +41,41 @@ class RequestCycle:
     """Owns one request: routing decision, replica slot, upstream connection, response relay."""
 
     __slots__ = (
-        "conn", "method", "url", "head", "rt", "keep_alive", "upstream_head", "phase", "started",
-        "sent_at", "tracker", "upstream", "body_buf", "body_buffered", "body_done", "body_seen",
-        "replay", "attempts", "waiter", "cold", "wait_started", "response_started", "resp_chunked",
-        "resp_close", "close_framed", "upgraded", "pending", "reusable", "status", "head_only", "timeout", "error", "counted",
-        "outbox", "out",
+        "conn",
+        "method",
+        "url",
+        "head",
+        "rt",
+        "keep_alive",
+        "upstream_head",
+        "phase",
+        "started",
+        "sent_at",
+        "tracker",
+        "upstream",
+        "body_buf",
+        "body_buffered",
+        "body_done",
+        "body_seen",
+        "replay",
+        "attempts",
+        "waiter",
+        "cold",
+        "wait_started",
+        "response_started",
+        "resp_chunked",
+        "resp_close",
+        "close_framed",
+        "upgraded",
+        "pending",
+        "reusable",
+        "status",
+        "head_only",
+        "timeout",
+        "error",
+        "counted",
+        "outbox",
+        "out",
     )
 
     def __init__(
@@ -77,7 +107,9 @@ class RequestCycle:
         self.body_done = head is None or (head.content_length <= 0 and not head.chunked)
         self.body_seen = 0
         self.outbox: list[bytes] = []
-        self.out: list[bytes] = []  # response pieces of the current read of the replica  # body bytes from the current parser call, framed and sent together
+        self.out: list[
+            bytes
+        ] = []  # response pieces of the current read of the replica  # body bytes from the current parser call, framed and sent together
         self.replay: list[bytes] | None = []
         self.attempts = 0
         self.waiter: asyncio.Future[Tracker] | None = None
@@ -337,6 +369,7 @@ class RequestCycle:
         else:
             self.error = (status, message)  # waiting behind pipelined requests: answered in turn
             self.body_done = True
+
     # -- response relay -------------------------------------------------------------------------
     def on_response_head(self, status: int, reason_: bytes, resp: ResponseHead, keep_alive: bool) -> None:
         if self.phase == DONE:

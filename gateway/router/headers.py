@@ -22,7 +22,9 @@ HOP_BY_HOP = frozenset(
 
 # Names a client's ``Connection`` header may not strip: the framing, the routing key and what the
 # gateway sets itself.
-PROTECTED = frozenset({b"host", b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+PROTECTED = frozenset(
+    {b"host", b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
 # Client-supplied claims about the original request; forwarded only from a trusted proxy.
 FORWARDING = frozenset(
     {

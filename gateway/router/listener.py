@@ -127,7 +127,9 @@ class Listener:
             except OSError as exc:
                 if exc.errno in LOCAL_ERRNOS:
                     self.shortages += 1
-                    self._warn("shortage", "cannot accept a connection: %s; pausing accepts for %gs", exc.strerror, SHORTAGE_PAUSE)
+                    self._warn(
+                        "shortage", "cannot accept a connection: %s; pausing accepts for %gs", exc.strerror, SHORTAGE_PAUSE
+                    )
                     self.pause()
                     self._retry = self._loop.call_later(SHORTAGE_PAUSE, self._resume_after_shortage)
                     return
@@ -154,7 +156,9 @@ class Listener:
                 self.full = True
                 self.on_full(True)
                 self.limited += 1
-                self._warn("limit", "%d client connections open (spec.proxy.maxConnections): not accepting until one closes", self.limit)
+                self._warn(
+                    "limit", "%d client connections open (spec.proxy.maxConnections): not accepting until one closes", self.limit
+                )
             self.reclaim()  # idle keep-alive connections make room as they close
         self._loop.call_later(WAIT_CHECK, self._watch_waiting)
 

@@ -46,9 +46,24 @@ class RevisionRuntime:
     """Everything the request path touches for one revision, bound once (no label lookups per request)."""
 
     __slots__ = (
-        "key", "service_label", "revision_label", "header", "throttler", "scalable", "request_timeout",
-        "activation_timeout", "codes", "durations", "cold_starts", "stats", "poke", "on_endpoint_dropped",
-        "backend_state", "_probes", "_reported_at", "_unreported",
+        "key",
+        "service_label",
+        "revision_label",
+        "header",
+        "throttler",
+        "scalable",
+        "request_timeout",
+        "activation_timeout",
+        "codes",
+        "durations",
+        "cold_starts",
+        "stats",
+        "poke",
+        "on_endpoint_dropped",
+        "backend_state",
+        "_probes",
+        "_reported_at",
+        "_unreported",
     )
 
     def __init__(

@@ -80,7 +80,11 @@ class ProxyServer:
         O(connections), only when the limit is reached. Closing is asynchronous, so the caller
         stops accepting until the connections are gone and `connection_closed` resumes it.
         """
-        idle = [c for c in self.connections if not c.closed and c.cycle is None and c.parsing is None and not c.in_head and c.backlog is None]
+        idle = [
+            c
+            for c in self.connections
+            if not c.closed and c.cycle is None and c.parsing is None and not c.in_head and c.backlog is None
+        ]
         idle.sort(key=lambda c: c.idle_since)
         for conn in idle[:most]:
             conn.close()
@@ -137,7 +141,12 @@ class ProxyServer:
     def _sweep_interval(self) -> float:
         s = self.settings
         shortest = min(
-            s.header_timeout, s.keepalive_timeout, s.response_start_timeout, s.upstream_keepalive_timeout, s.send_timeout, s.body_timeout
+            s.header_timeout,
+            s.keepalive_timeout,
+            s.response_start_timeout,
+            s.upstream_keepalive_timeout,
+            s.send_timeout,
+            s.body_timeout,
         )
         return max(0.02, min(0.5, shortest / 4))
 

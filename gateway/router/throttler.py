@@ -44,7 +44,17 @@ class Tracker:
 
 class Throttler:
     __slots__ = (
-        "cc", "queue_depth", "trackers", "retired", "_up", "_ring", "_heap", "_waiters", "queued", "_next_index", "_rr",
+        "cc",
+        "queue_depth",
+        "trackers",
+        "retired",
+        "_up",
+        "_ring",
+        "_heap",
+        "_waiters",
+        "queued",
+        "_next_index",
+        "_rr",
     )
 
     def __init__(self, container_concurrency: int, queue_depth: int) -> None:

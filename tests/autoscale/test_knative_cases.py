@@ -104,33 +104,52 @@ INVALID = dict(desired=0, ebc=0, valid=False)
 
 SCENARIOS = [
     # TestAutoscalerScaleDownDelay/simple (zero-time clock, ready 0, delay 5 min)
-    Scenario("TestAutoscalerScaleDownDelay/simple", delay_spec(), built_with=0, built_at=0.0, steps=(
-        S(2.0, 40, 40, 0, 4, 0),
-        S(300.0, 0, 0, 0, 4, 0),  # less than the delay: hold 4
-        S(302.0, 0, 0, 0, 0, 0),  # the 4 scrolled out
-    )),
+    Scenario(
+        "TestAutoscalerScaleDownDelay/simple",
+        delay_spec(),
+        built_with=0,
+        built_at=0.0,
+        steps=(
+            S(2.0, 40, 40, 0, 4, 0),
+            S(300.0, 0, 0, 0, 4, 0),  # less than the delay: hold 4
+            S(302.0, 0, 0, 0, 0, 0),  # the 4 scrolled out
+        ),
+    ),
     # TestAutoscalerScaleDownDelay/simple then /gradual (same decider)
-    Scenario("TestAutoscalerScaleDownDelay/gradual", delay_spec(), built_with=0, built_at=0.0, steps=(
-        S(2.0, 40, 40, 0, 4, 0),
-        S(300.0, 0, 0, 0, 4, 0),
-        S(302.0, 0, 0, 0, 0, 0),
-        S(540.0, 40, 40, 0, 4, 0),
-        S(600.0, 30, 30, 0, 4, 0),  # 4 still dominates
-        S(660.0, 0, 0, 0, 4, 0),
-        S(840.0, 0, 0, 0, 3, 0),  # 4 scrolls out, 3 remains
-        S(900.0, 0, 0, 0, 0, 0),  # everything scrolled out
-    )),
+    Scenario(
+        "TestAutoscalerScaleDownDelay/gradual",
+        delay_spec(),
+        built_with=0,
+        built_at=0.0,
+        steps=(
+            S(2.0, 40, 40, 0, 4, 0),
+            S(300.0, 0, 0, 0, 4, 0),
+            S(302.0, 0, 0, 0, 0, 0),
+            S(540.0, 40, 40, 0, 4, 0),
+            S(600.0, 30, 30, 0, 4, 0),  # 4 still dominates
+            S(660.0, 0, 0, 0, 4, 0),
+            S(840.0, 0, 0, 0, 3, 0),  # 4 scrolls out, 3 remains
+            S(900.0, 0, 0, 0, 0, 0),  # everything scrolled out
+        ),
+    ),
     # TestAutoscalerScaleDownDelayNotReachable: Update to unreachable bypasses the delay window
-    Scenario("TestAutoscalerScaleDownDelayNotReachable", delay_spec(), built_with=0, built_at=0.0, steps=(
-        S(2.0, 40, 40, 0, 4, 0),
-        S(60.0, 0, 0, 0, 4, 0),
-        S(2.0, 0, 0, 0, 0, 0, update=delay_spec(reachable=False)),
-    )),
+    Scenario(
+        "TestAutoscalerScaleDownDelayNotReachable",
+        delay_spec(),
+        built_with=0,
+        built_at=0.0,
+        steps=(
+            S(2.0, 40, 40, 0, 4, 0),
+            S(60.0, 0, 0, 0, 4, 0),
+            S(2.0, 0, 0, 0, 0, 0, update=delay_spec(reachable=False)),
+        ),
+    ),
     # TestAutoscalerScaleDownDelayZero: no delay window -> immediate scale-down within the slot
     Scenario(
         "TestAutoscalerScaleDownDelayZero",
         delay_spec(scale_down_delay=0.0, reachable=False),
-        built_with=0, built_at=0.0,
+        built_with=0,
+        built_at=0.0,
         steps=(S(0.0, 40, 40, 0, 4, 0), S(0.5, 20, 20, 0, 2, 0)),
     ),
     # Variant of TestAutoscalerScaleDownDelayZero with Reachable=True (KPA.md §11: built with
@@ -138,94 +157,127 @@ SCENARIOS = [
     Scenario(
         "TestAutoscalerScaleDownDelayZero (reachable variant)",
         delay_spec(scale_down_delay=0.0),
-        built_with=0, built_at=0.0,
+        built_with=0,
+        built_at=0.0,
         steps=(S(0.0, 40, 40, 0, 4, 0), S(0.5, 20, 20, 0, 2, 0)),
     ),
     # TestAutoscalerNoDataNoAutoscale: metric client error -> invalid
-    Scenario("TestAutoscalerNoDataNoAutoscale", kspec(10, 100), steps=(
-        S(T0, None, None, 1, **INVALID),
-    )),
+    Scenario("TestAutoscalerNoDataNoAutoscale", kspec(10, 100), steps=(S(T0, None, None, 1, **INVALID),)),
     # TestAutoscalerMetrics (decision part; OTel gauges not restated): panic gauge -> panicking
-    Scenario("TestAutoscalerMetrics", kspec(10, 100), steps=(
-        S(T0, 50, 50, 1, 5, kebc(10, 100, 50, 1), panicking=True),
-    )),
+    Scenario("TestAutoscalerMetrics", kspec(10, 100), steps=(S(T0, 50, 50, 1, 5, kebc(10, 100, 50, 1), panicking=True),)),
     # TestAutoscalerMetricsWithRPS: RPS averages are handed over as stable/panic
-    Scenario("TestAutoscalerMetricsWithRPS", kspec(10, 100), steps=(
-        S(T0 + 61, 100, 99, 1, 10, kebc(10, 100, 99, 1), panicking=True),
-    )),
-    # TestAutoscalerStableModeIncreaseWithConcurrencyDefault
-    Scenario("TestAutoscalerStableModeIncreaseWithConcurrencyDefault", kspec(10, 101), steps=(
-        S(T0, 50, 10, 1, 5, kebc(10, 101, 10, 1)),
-        S(T0 + 0.001, 100, 10, 1, 10, kebc(10, 101, 10, 1)),
-    )),
-    # TestAutoscalerStableModeIncreaseWithRPS
-    Scenario("TestAutoscalerStableModeIncreaseWithRPS", kspec(10, 101), steps=(
-        S(T0, 50, 50, 1, 5, kebc(10, 101, 50, 1)),
-        S(T0 + 0.001, 100, 99, 1, 10, kebc(10, 101, 99, 1)),
-    )),
-    # TestAutoscalerUnpanicAfterSlowIncrease
-    Scenario("TestAutoscalerUnpanicAfterSlowIncrease", kspec(1, 98), steps=(
-        S(T0, 11, 25, 10, 25, kebc(1, 98, 25, 10), panic_time=T0),
-        S(T0 + 30, 30, 41, 40, 41, kebc(1, 98, 41, 40), panic_time=T0),  # panic time must not move
-        S(T0 + 30 + 30 + TICK, 50, 56, 55, 50, kebc(1, 98, 56, 55), panic_time=None),  # un-panic
-    )),
-    # TestAutoscalerExtendPanicWindow
-    Scenario("TestAutoscalerExtendPanicWindow", kspec(1, 98), steps=(
-        S(T0, 11, 25, 10, 25, kebc(1, 98, 25, 10), panic_time=T0),
-        S(T0 + 30, 30, 80, 40, 80, kebc(1, 98, 80, 40), panic_time=T0 + 30),
-    )),
-    # TestAutoscalerStableModeDecrease
-    Scenario("TestAutoscalerStableModeDecrease", kspec(10, 98), steps=(
-        S(T0, 100, 100, 8, 10, kebc(10, 98, 100, 8)),
-        S(T0 + 0.001, 50, 50, 8, 5, kebc(10, 98, 50, 8)),
-    )),
-    # TestAutoscalerStableModeNoTrafficScaleToZero
-    Scenario("TestAutoscalerStableModeNoTrafficScaleToZero", kspec(10, 75), steps=(
-        S(T0, 1, 0, 1, 1, kebc(10, 75, 0, 1)),
-        S(T0 + 0.001, 0, 0, 1, 0, kebc(10, 75, 0, 1)),
-    )),
-    # TestAutoscalerActivationScale: 0 is never lifted; 1 is lifted to activation scale 2
-    Scenario("TestAutoscalerActivationScale", kspec(10, 75, activation_scale=2), steps=(
-        S(T0, 0, 0, 1, 0, kebc(10, 75, 0, 1)),
-        S(T0 + 0.001, 1, 0, 1, 2, kebc(10, 75, 0, 1)),
-    )),
-    # TestAutoscalerPanicModeExponentialTrackAndStabilize
-    Scenario("TestAutoscalerPanicModeExponentialTrackAndStabilize", kspec(1, 101), steps=(
-        S(T0, 6, 6, 1, 6, kebc(1, 101, 6, 1)),
-        S(T0 + 0.5, 36, 36, 6, 36, kebc(1, 101, 36, 6), panic_time=T0 + 0.5),
-        S(T0 + 1.5, 216, 216, 36, 216, kebc(1, 101, 216, 36), panic_time=T0 + 1.5),
-        S(T0 + 1.5, 1296, 1296, 216, 1296, kebc(1, 101, 1296, 216), panic_time=T0 + 1.5),
-        S(T0 + 2.5, 1296, 1296, 1296, 1296, kebc(1, 101, 1296, 1296)),
-    )),
-    # TestAutoscalerScale table (fresh decider built with 1 ready pod; scaled at baseScale)
-    Scenario("TestAutoscalerScale/AutoscalerNoDataAtZeroNoAutoscale", kspec(10, 100), steps=(
-        S(T0, 0, 0, 1, 0, kebc(10, 100, 0, 1)),
-    )),
-    Scenario("TestAutoscalerScale/AutoscalerNoDataAtZeroNoAutoscaleWithExplicitEPs", kspec(10, 100), steps=(
-        S(T0, 0, 0, 1, 0, kebc(10, 100, 0, 1)),
-    )),
-    Scenario("TestAutoscalerScale/AutoscalerStableModeUnlimitedTBC", kspec(181, -1), steps=(
-        S(T0, 21, 26, 1, 1, -1),
-    )),
-    Scenario("TestAutoscalerScale/Autoscaler0TBC", kspec(10, 0), steps=(
-        S(T0, 50, 49, 1, 5, 0),
-    )),
-    Scenario("TestAutoscalerScale/AutoscalerStableModeNoChange", kspec(10, 100), steps=(
-        S(T0, 50, 50, 1, 5, kebc(10, 100, 50, 1)),
-    )),
     Scenario(
-        "TestAutoscalerScale/AutoscalerPanicStableLargerThanPanic", kspec(1, 100),
-        panic_time=T0 - 5, max_panic_pods=5,
+        "TestAutoscalerMetricsWithRPS", kspec(10, 100), steps=(S(T0 + 61, 100, 99, 1, 10, kebc(10, 100, 99, 1), panicking=True),)
+    ),
+    # TestAutoscalerStableModeIncreaseWithConcurrencyDefault
+    Scenario(
+        "TestAutoscalerStableModeIncreaseWithConcurrencyDefault",
+        kspec(10, 101),
+        steps=(
+            S(T0, 50, 10, 1, 5, kebc(10, 101, 10, 1)),
+            S(T0 + 0.001, 100, 10, 1, 10, kebc(10, 101, 10, 1)),
+        ),
+    ),
+    # TestAutoscalerStableModeIncreaseWithRPS
+    Scenario(
+        "TestAutoscalerStableModeIncreaseWithRPS",
+        kspec(10, 101),
+        steps=(
+            S(T0, 50, 50, 1, 5, kebc(10, 101, 50, 1)),
+            S(T0 + 0.001, 100, 99, 1, 10, kebc(10, 101, 99, 1)),
+        ),
+    ),
+    # TestAutoscalerUnpanicAfterSlowIncrease
+    Scenario(
+        "TestAutoscalerUnpanicAfterSlowIncrease",
+        kspec(1, 98),
+        steps=(
+            S(T0, 11, 25, 10, 25, kebc(1, 98, 25, 10), panic_time=T0),
+            S(T0 + 30, 30, 41, 40, 41, kebc(1, 98, 41, 40), panic_time=T0),  # panic time must not move
+            S(T0 + 30 + 30 + TICK, 50, 56, 55, 50, kebc(1, 98, 56, 55), panic_time=None),  # un-panic
+        ),
+    ),
+    # TestAutoscalerExtendPanicWindow
+    Scenario(
+        "TestAutoscalerExtendPanicWindow",
+        kspec(1, 98),
+        steps=(
+            S(T0, 11, 25, 10, 25, kebc(1, 98, 25, 10), panic_time=T0),
+            S(T0 + 30, 30, 80, 40, 80, kebc(1, 98, 80, 40), panic_time=T0 + 30),
+        ),
+    ),
+    # TestAutoscalerStableModeDecrease
+    Scenario(
+        "TestAutoscalerStableModeDecrease",
+        kspec(10, 98),
+        steps=(
+            S(T0, 100, 100, 8, 10, kebc(10, 98, 100, 8)),
+            S(T0 + 0.001, 50, 50, 8, 5, kebc(10, 98, 50, 8)),
+        ),
+    ),
+    # TestAutoscalerStableModeNoTrafficScaleToZero
+    Scenario(
+        "TestAutoscalerStableModeNoTrafficScaleToZero",
+        kspec(10, 75),
+        steps=(
+            S(T0, 1, 0, 1, 1, kebc(10, 75, 0, 1)),
+            S(T0 + 0.001, 0, 0, 1, 0, kebc(10, 75, 0, 1)),
+        ),
+    ),
+    # TestAutoscalerActivationScale: 0 is never lifted; 1 is lifted to activation scale 2
+    Scenario(
+        "TestAutoscalerActivationScale",
+        kspec(10, 75, activation_scale=2),
+        steps=(
+            S(T0, 0, 0, 1, 0, kebc(10, 75, 0, 1)),
+            S(T0 + 0.001, 1, 0, 1, 2, kebc(10, 75, 0, 1)),
+        ),
+    ),
+    # TestAutoscalerPanicModeExponentialTrackAndStabilize
+    Scenario(
+        "TestAutoscalerPanicModeExponentialTrackAndStabilize",
+        kspec(1, 101),
+        steps=(
+            S(T0, 6, 6, 1, 6, kebc(1, 101, 6, 1)),
+            S(T0 + 0.5, 36, 36, 6, 36, kebc(1, 101, 36, 6), panic_time=T0 + 0.5),
+            S(T0 + 1.5, 216, 216, 36, 216, kebc(1, 101, 216, 36), panic_time=T0 + 1.5),
+            S(T0 + 1.5, 1296, 1296, 216, 1296, kebc(1, 101, 1296, 216), panic_time=T0 + 1.5),
+            S(T0 + 2.5, 1296, 1296, 1296, 1296, kebc(1, 101, 1296, 1296)),
+        ),
+    ),
+    # TestAutoscalerScale table (fresh decider built with 1 ready pod; scaled at baseScale)
+    Scenario(
+        "TestAutoscalerScale/AutoscalerNoDataAtZeroNoAutoscale", kspec(10, 100), steps=(S(T0, 0, 0, 1, 0, kebc(10, 100, 0, 1)),)
+    ),
+    Scenario(
+        "TestAutoscalerScale/AutoscalerNoDataAtZeroNoAutoscaleWithExplicitEPs",
+        kspec(10, 100),
+        steps=(S(T0, 0, 0, 1, 0, kebc(10, 100, 0, 1)),),
+    ),
+    Scenario("TestAutoscalerScale/AutoscalerStableModeUnlimitedTBC", kspec(181, -1), steps=(S(T0, 21, 26, 1, 1, -1),)),
+    Scenario("TestAutoscalerScale/Autoscaler0TBC", kspec(10, 0), steps=(S(T0, 50, 49, 1, 5, 0),)),
+    Scenario(
+        "TestAutoscalerScale/AutoscalerStableModeNoChange", kspec(10, 100), steps=(S(T0, 50, 50, 1, 5, kebc(10, 100, 50, 1)),)
+    ),
+    Scenario(
+        "TestAutoscalerScale/AutoscalerPanicStableLargerThanPanic",
+        kspec(1, 100),
+        panic_time=T0 - 5,
+        max_panic_pods=5,
         steps=(S(T0, 50, 30, 5, 50, kebc(1, 100, 30, 5)),),  # stable wins in panic
     ),
     Scenario(
-        "TestAutoscalerScale/AutoscalerPanicStableLessThanPanic", kspec(1, 100),
-        panic_time=T0 - 5, max_panic_pods=5,
+        "TestAutoscalerScale/AutoscalerPanicStableLessThanPanic",
+        kspec(1, 100),
+        panic_time=T0 - 5,
+        max_panic_pods=5,
         steps=(S(T0, 20, 30, 5, 30, kebc(1, 100, 30, 5)),),  # panic wins
     ),
-    Scenario("TestAutoscalerScale/AutoscalerStableModeNoChangeAlreadyScaled", kspec(10, 100), steps=(
-        S(T0, 50, 50, 5, 5, kebc(10, 100, 50, 5)),
-    )),
+    Scenario(
+        "TestAutoscalerScale/AutoscalerStableModeNoChangeAlreadyScaled",
+        kspec(10, 100),
+        steps=(S(T0, 50, 50, 5, 5, kebc(10, 100, 50, 5)),),
+    ),
     Scenario(
         "TestAutoscalerScale/AutoscalerStableModeIncreaseWithSmallScaleUpRate",
         kspec(1, 1982, max_scale_up_rate=1.1),
@@ -241,43 +293,74 @@ SCENARIOS = [
         kspec(10, 1982, max_scale_down_rate=1.1, reachable=False),
         steps=(S(T0, 1, 1, 100, 1, kebc(10, 1982, 1, 100)),),  # no scale-down limit
     ),
-    Scenario("TestAutoscalerScale/AutoscalerPanicModeDoublePodCount", kspec(10, 84), steps=(
-        S(T0, 50, 100, 1, 10, kebc(10, 84, 100, 1)),
-    )),
+    Scenario(
+        "TestAutoscalerScale/AutoscalerPanicModeDoublePodCount",
+        kspec(10, 84),
+        steps=(S(T0, 50, 100, 1, 10, kebc(10, 84, 100, 1)),),
+    ),
     # TestAutoscalerPanicThenUnPanicScaleDown
-    Scenario("TestAutoscalerPanicThenUnPanicScaleDown", kspec(10, 93), steps=(
-        S(T0, 100, 100, 1, 10, kebc(10, 93, 100, 1)),
-        S(T0 + 1, 100, 1000, 10, 100, kebc(10, 93, 1000, 10)),
-        S(T0 + 1 + 30, 1, 1, 10, 100, kebc(10, 93, 1, 10)),  # still in panic: hold
-        S(T0 + 1 + 61, 1, 1, 10, 1, kebc(10, 93, 1, 10)),  # after the stable window
-    )),
+    Scenario(
+        "TestAutoscalerPanicThenUnPanicScaleDown",
+        kspec(10, 93),
+        steps=(
+            S(T0, 100, 100, 1, 10, kebc(10, 93, 100, 1)),
+            S(T0 + 1, 100, 1000, 10, 100, kebc(10, 93, 1000, 10)),
+            S(T0 + 1 + 30, 1, 1, 10, 100, kebc(10, 93, 1, 10)),  # still in panic: hold
+            S(T0 + 1 + 61, 1, 1, 10, 1, kebc(10, 93, 1, 10)),  # after the stable window
+        ),
+    ),
     # TestAutoscalerRateLimitScaleUp
-    Scenario("TestAutoscalerRateLimitScaleUp", kspec(10, 61), steps=(
-        S(T0, 1000, 1001, 1, 10, kebc(10, 61, 1001, 1)),
-        S(T0 + 0.001, 1000, 1001, 10, 100, kebc(10, 61, 1001, 10)),
-    )),
+    Scenario(
+        "TestAutoscalerRateLimitScaleUp",
+        kspec(10, 61),
+        steps=(
+            S(T0, 1000, 1001, 1, 10, kebc(10, 61, 1001, 1)),
+            S(T0 + 0.001, 1000, 1001, 10, 100, kebc(10, 61, 1001, 10)),
+        ),
+    ),
     # TestAutoscalerRateLimitScaleDown
-    Scenario("TestAutoscalerRateLimitScaleDown", kspec(10, 61), steps=(
-        S(T0, 1, 1, 100, 10, kebc(10, 61, 1, 100)),
-        S(T0 + 0.001, 1, 1, 10, 1, kebc(10, 61, 1, 10)),
-    )),
+    Scenario(
+        "TestAutoscalerRateLimitScaleDown",
+        kspec(10, 61),
+        steps=(
+            S(T0, 1, 1, 100, 10, kebc(10, 61, 1, 100)),
+            S(T0 + 0.001, 1, 1, 10, 1, kebc(10, 61, 1, 10)),
+        ),
+    ),
     # TestCantCountPods: pod counter error -> invalid
-    Scenario("TestCantCountPods", kspec(10, 81), steps=(
-        S(T0, 1000, 888, None, **INVALID),
-    )),
+    Scenario("TestCantCountPods", kspec(10, 81), steps=(S(T0, 1000, 888, None, **INVALID),)),
     # TestAutoscalerUseOnePodAsMinimumIfEndpointsNotFound: 0 ready -> rate limits use 1, EBC uses 0
-    Scenario("TestAutoscalerUseOnePodAsMinimumIfEndpointsNotFound", kspec(10, 81), steps=(
-        S(T0, 1000, 888, 0, 10, kebc(10, 81, 888, 0)),
-    )),
+    Scenario(
+        "TestAutoscalerUseOnePodAsMinimumIfEndpointsNotFound",
+        kspec(10, 81),
+        steps=(S(T0, 1000, 888, 0, 10, kebc(10, 81, 888, 0)),),
+    ),
     # TestAutoscalerUpdateTarget: Update replaces the whole spec (Reachable unset -> False)
-    Scenario("TestAutoscalerUpdateTarget", kspec(10, 77), steps=(
-        S(T0, 100, 101, 1, 10, kebc(10, 77, 101, 1)),
-        S(T0 + 0.001, 100, 101, 10, 100, kebc(1, 71, 101, 10), update=DeciderSpec(
-            target_value=1.0, total_value=1 / TU, target_burst_capacity=71.0, panic_threshold=2.0,
-            stable_window=STABLE_WINDOW, max_scale_up_rate=10.0, max_scale_down_rate=10.0,
-            reachable=False,
-        )),
-    )),
+    Scenario(
+        "TestAutoscalerUpdateTarget",
+        kspec(10, 77),
+        steps=(
+            S(T0, 100, 101, 1, 10, kebc(10, 77, 101, 1)),
+            S(
+                T0 + 0.001,
+                100,
+                101,
+                10,
+                100,
+                kebc(1, 71, 101, 10),
+                update=DeciderSpec(
+                    target_value=1.0,
+                    total_value=1 / TU,
+                    target_burst_capacity=71.0,
+                    panic_threshold=2.0,
+                    stable_window=STABLE_WINDOW,
+                    max_scale_up_rate=10.0,
+                    max_scale_down_rate=10.0,
+                    reachable=False,
+                ),
+            ),
+        ),
+    ),
 ]
 
 
@@ -337,8 +420,13 @@ def test_ebc_exact_without_tolerance() -> None:
 )
 def test_construction(knative: str, ready: int | None, panicking: bool, max_panic_pods: int) -> None:
     s = DeciderSpec(
-        target_value=100.0, total_value=120.0, target_burst_capacity=11.0, panic_threshold=220.0,
-        stable_window=STABLE_WINDOW, max_scale_up_rate=10.0, max_scale_down_rate=10.0,
+        target_value=100.0,
+        total_value=120.0,
+        target_burst_capacity=11.0,
+        panic_threshold=220.0,
+        stable_window=STABLE_WINDOW,
+        max_scale_up_rate=10.0,
+        max_scale_down_rate=10.0,
     )
     d = Decider(s, ready, T0)
     assert d.panicking is panicking, knative
@@ -381,10 +469,13 @@ WINDOW_MAX = [
     ("windowing out 4", [5, 8, 5, 7, 5, 5, 1], None, [5, 8, 8, 8, 8, 8, 7]),
     ("windowing out 5", [5, 8, 5, 7, 5, 5, 1, 4, 4, 4], None, [5, 8, 8, 8, 8, 8, 7, 7, 5, 5]),
     ("windowing out 6", [5, 8, 5, 7, 5, 5, 1, 4, 4, 4, 4], None, [5, 8, 8, 8, 8, 8, 7, 7, 5, 5, 4]),
-    ("windowing out 7", [5, 8, 5, 7, 5, 5, 1, 4, 4, 4, 4, 9], None,
-     [5, 8, 8, 8, 8, 8, 7, 7, 5, 5, 4, 9]),
-    ("windowing out 8", [5, 8, 5, 7, 5, 5, 1, 4, 4, 4, 4, 9, 3, 4, 2, 1, 0], None,
-     [5, 8, 8, 8, 8, 8, 7, 7, 5, 5, 4, 9, 9, 9, 9, 9, 4]),
+    ("windowing out 7", [5, 8, 5, 7, 5, 5, 1, 4, 4, 4, 4, 9], None, [5, 8, 8, 8, 8, 8, 7, 7, 5, 5, 4, 9]),
+    (
+        "windowing out 8",
+        [5, 8, 5, 7, 5, 5, 1, 4, 4, 4, 4, 9, 3, 4, 2, 1, 0],
+        None,
+        [5, 8, 8, 8, 8, 8, 7, 7, 5, 5, 4, 9, 9, 9, 9, 9, 4],
+    ),
     ("multiple with same index, ascending", [1, 2, 3, 4, 5, 6, 7], _same, [1, 2, 3, 4, 5, 6, 7]),
     ("multiple with same index, descending", [7, 6, 5, 4, 3, 2, 1], _same, [7, 7, 7, 7, 7, 7, 7]),
 ]
@@ -407,9 +498,15 @@ def test_window_max_through_decider(name: str, values: list[int], index: Any, ex
     # undelayed desired count (target 1, 1 ready pod: no scale-down floor, no panic).
     index = index or (lambda i: i)
     s = DeciderSpec(
-        target_value=1.0, total_value=1.0, target_burst_capacity=0.0, panic_threshold=1000.0,
-        stable_window=60.0, max_scale_up_rate=1000.0, max_scale_down_rate=2.0,
-        scale_down_delay=5.0, tick_interval=1.0,
+        target_value=1.0,
+        total_value=1.0,
+        target_burst_capacity=0.0,
+        panic_threshold=1000.0,
+        stable_window=60.0,
+        max_scale_up_rate=1000.0,
+        max_scale_down_rate=2.0,
+        scale_down_delay=5.0,
+        tick_interval=1.0,
     )
     d = Decider(s, 1, T0)
     got = [d.scale(T0 + index(i), v, v, 1).desired_pods for i, v in enumerate(values)]
@@ -457,84 +554,185 @@ def bucket_sum(w: WindowAverage, now: float) -> float:
 #      | ("resize", window, dt) | ("nbuckets", n) | ("window", w) | ("first_unset",) | ("same_buckets", w, dt)
 BUCKETS: list[tuple[str, float, float, str, list[tuple[Any, ...]]]] = [
     # TestTimedFloat64BucketsSimple/"granularity = 1s" (window 2 min; values per bucket)
-    ("TestTimedFloat64BucketsSimple/granularity=1s", 120.0, 1.0, "aligned1", [
-        ("empty", 0, True),
-        ("rec", 0, 1.0), ("rec", 0.1, 10.0), ("rec", 1, 1.0), ("rec", 3, 1.0),
-        ("nonzero", 60, {0: 11.0, 1: 1.0, 3: 1.0}),
-        ("avg", 60, 13 / 4),  # derived: the same data seen through the public average
-    ]),
-    ("TestTimedFloat64BucketsSimple/granularity=5s", 120.0, 5.0, "aligned5", [
-        ("empty", 0, True),
-        ("rec", 0, 1.0), ("rec", 3, 11.0), ("rec", 6, 1.0),
-        ("nonzero", 60, {0: 12.0, 5: 1.0}),
-        ("avg", 60, 13 / 2),  # derived
-    ]),
-    ("TestTimedFloat64BucketsSimple/empty", 120.0, 1.0, "aligned1", [
-        ("empty", 0, True), ("nonzero", 60, {}), ("avg", 60, 0.0),
-    ]),
+    (
+        "TestTimedFloat64BucketsSimple/granularity=1s",
+        120.0,
+        1.0,
+        "aligned1",
+        [
+            ("empty", 0, True),
+            ("rec", 0, 1.0),
+            ("rec", 0.1, 10.0),
+            ("rec", 1, 1.0),
+            ("rec", 3, 1.0),
+            ("nonzero", 60, {0: 11.0, 1: 1.0, 3: 1.0}),
+            ("avg", 60, 13 / 4),  # derived: the same data seen through the public average
+        ],
+    ),
+    (
+        "TestTimedFloat64BucketsSimple/granularity=5s",
+        120.0,
+        5.0,
+        "aligned5",
+        [
+            ("empty", 0, True),
+            ("rec", 0, 1.0),
+            ("rec", 3, 11.0),
+            ("rec", 6, 1.0),
+            ("nonzero", 60, {0: 12.0, 5: 1.0}),
+            ("avg", 60, 13 / 2),  # derived
+        ],
+    ),
+    (
+        "TestTimedFloat64BucketsSimple/empty",
+        120.0,
+        1.0,
+        "aligned1",
+        [
+            ("empty", 0, True),
+            ("nonzero", 60, {}),
+            ("avg", 60, 0.0),
+        ],
+    ),
     # TestTimedFloat64BucketsManyReps (window 1 min; 5 values per second for 5 seconds)
-    ("TestTimedFloat64BucketsManyReps", 60.0, 1.0, "aligned1",
-     [("rec", p + 1, float(p + t)) for p in range(5) for t in range(5)]
-     + [("sum", 5, 100.0), ("sum", 5, 100.0), ("avg", 5, 20.0)]),
+    (
+        "TestTimedFloat64BucketsManyReps",
+        60.0,
+        1.0,
+        "aligned1",
+        [("rec", p + 1, float(p + t)) for p in range(5) for t in range(5)]
+        + [("sum", 5, 100.0), ("sum", 5, 100.0), ("avg", 5, 20.0)],
+    ),
     # TestTimedFloat64BucketsManyRepsWithNonMonotonicalOrder
-    ("TestTimedFloat64BucketsManyRepsWithNonMonotonicalOrder", 60.0, 1.0, "aligned1",
-     [("rec", d, float(p + t)) for p, d in enumerate([0, 3, 2, 1, 4]) for t in range(5)]
-     + [("sum", 4, 100.0), ("sum", 4, 100.0), ("avg", 4, 20.0)]),
+    (
+        "TestTimedFloat64BucketsManyRepsWithNonMonotonicalOrder",
+        60.0,
+        1.0,
+        "aligned1",
+        [("rec", d, float(p + t)) for p, d in enumerate([0, 3, 2, 1, 4]) for t in range(5)]
+        + [("sum", 4, 100.0), ("sum", 4, 100.0), ("avg", 4, 20.0)],
+    ),
     # TestTimedFloat64BucketsWindowAverage (window 5 s)
-    ("TestTimedFloat64BucketsWindowAverage", 5.0, 1.0, "now", [
-        ("rec", 0, 1.0), ("avg", 0, 1.0),  # firstWrite is honoured (not 0.2)
-        ("rec", 1, 2.0), ("rec", 2, 3.0), ("rec", 3, 4.0), ("rec", 4, 5.0),
-        ("avg", 4, 15 / 5),
-        ("avg", 3.6, 15 / 5),  # now lags behind
-        ("avg", 6, (15 - 1 - 2) / (5 - 2)),  # short hole
-        ("avg", 10, 0.0),  # long hole
-        ("rec", 6, 91.0), ("avg", 6, (15 - 1 - 2 + 91) / 5),  # write after a hole
-        ("rec", 60, 1984.0), ("avg", 60, 1984.0),  # much farther: fresh start
-        ("rec", 57, 4.0), ("avg", 60, (4 + 1984) / 4),  # earlier time moves firstWrite back
-        ("rec", 61, 5.0), ("avg", 61, (4 + 1984 + 5) / 5),
-        ("rec", 58, 10.0), ("avg", 61, (4 + 10 + 1984 + 5) / 5),  # earlier time again
-        ("rec", 55, 10.0), ("avg", 61, (4 + 10 + 1984 + 5) / 5),  # too early: ignored
-        ("rec", 56, 10.0), ("avg", 61, (4 + 10 + 1984 + 5) / 5),  # exactly a window back: ignored
-        ("rec", 66, 10.0), ("avg", 66, 10.0),  # exactly `window` of silence clears the data
-    ]),
+    (
+        "TestTimedFloat64BucketsWindowAverage",
+        5.0,
+        1.0,
+        "now",
+        [
+            ("rec", 0, 1.0),
+            ("avg", 0, 1.0),  # firstWrite is honoured (not 0.2)
+            ("rec", 1, 2.0),
+            ("rec", 2, 3.0),
+            ("rec", 3, 4.0),
+            ("rec", 4, 5.0),
+            ("avg", 4, 15 / 5),
+            ("avg", 3.6, 15 / 5),  # now lags behind
+            ("avg", 6, (15 - 1 - 2) / (5 - 2)),  # short hole
+            ("avg", 10, 0.0),  # long hole
+            ("rec", 6, 91.0),
+            ("avg", 6, (15 - 1 - 2 + 91) / 5),  # write after a hole
+            ("rec", 60, 1984.0),
+            ("avg", 60, 1984.0),  # much farther: fresh start
+            ("rec", 57, 4.0),
+            ("avg", 60, (4 + 1984) / 4),  # earlier time moves firstWrite back
+            ("rec", 61, 5.0),
+            ("avg", 61, (4 + 1984 + 5) / 5),
+            ("rec", 58, 10.0),
+            ("avg", 61, (4 + 10 + 1984 + 5) / 5),  # earlier time again
+            ("rec", 55, 10.0),
+            ("avg", 61, (4 + 10 + 1984 + 5) / 5),  # too early: ignored
+            ("rec", 56, 10.0),
+            ("avg", 61, (4 + 10 + 1984 + 5) / 5),  # exactly a window back: ignored
+            ("rec", 66, 10.0),
+            ("avg", 66, 10.0),  # exactly `window` of silence clears the data
+        ],
+    ),
     # TestDescendingRecord
-    ("TestDescendingRecord", 5.0, 1.0, "now",
-     [("rec", s, 5.0) for s in range(8, -1, -1)] + [("avg", 5, 5.0)]),
+    ("TestDescendingRecord", 5.0, 1.0, "now", [("rec", s, 5.0) for s in range(8, -1, -1)] + [("avg", 5, 5.0)]),
     # TestTimedFloat64BucketsHoles
-    ("TestTimedFloat64BucketsHoles", 5.0, 1.0, "now",
-     [("rec", i, float(i + 1)) for i in range(5)]
-     + [("sum", 4, 15.0), ("avg", 4, 15 / 5),
-        ("rec", 8, 2.0), ("sum", 8, 7.0),  # seconds 5..7 became 0; [3] = 2, [4] = 5
-        ("avg", 8, 7 / 5)]),  # derived
+    (
+        "TestTimedFloat64BucketsHoles",
+        5.0,
+        1.0,
+        "now",
+        [("rec", i, float(i + 1)) for i in range(5)]
+        + [
+            ("sum", 4, 15.0),
+            ("avg", 4, 15 / 5),
+            ("rec", 8, 2.0),
+            ("sum", 8, 7.0),  # seconds 5..7 became 0; [3] = 2, [4] = 5
+            ("avg", 8, 7 / 5),
+        ],
+    ),  # derived
     # TestTimedFloat64BucketsResizeWindow
-    ("TestTimedFloat64BucketsResizeWindow", 5.0, 1.0, "now",
-     [("rec", i, float(i + 1)) for i in range(6)]
-     + [("sum", 5, 20.0), ("avg", 5, 20 / 5),
-        ("resize", 10.0, 5), ("nbuckets", 10), ("window", 10.0),
-        ("sum", 5, 20.0), ("avg", 5, 20 / 5),  # at most 5 buckets were known
-        ("rec", 6, 7.0), ("sum", 6, 27.0), ("avg", 6, round(27 / 6, 6)),
-        ("resize", 4.0, 6), ("nbuckets", 4), ("window", 4.0),
-        ("sum", 6, 27.0 - 2 - 3), ("avg", 6, (27 - 2 - 3) / 4),
-        ("same_buckets", 4.0, 6)]),  # idempotent
+    (
+        "TestTimedFloat64BucketsResizeWindow",
+        5.0,
+        1.0,
+        "now",
+        [("rec", i, float(i + 1)) for i in range(6)]
+        + [
+            ("sum", 5, 20.0),
+            ("avg", 5, 20 / 5),
+            ("resize", 10.0, 5),
+            ("nbuckets", 10),
+            ("window", 10.0),
+            ("sum", 5, 20.0),
+            ("avg", 5, 20 / 5),  # at most 5 buckets were known
+            ("rec", 6, 7.0),
+            ("sum", 6, 27.0),
+            ("avg", 6, round(27 / 6, 6)),
+            ("resize", 4.0, 6),
+            ("nbuckets", 4),
+            ("window", 4.0),
+            ("sum", 6, 27.0 - 2 - 3),
+            ("avg", 6, (27 - 2 - 3) / 4),
+            ("same_buckets", 4.0, 6),
+        ],
+    ),  # idempotent
     # TestTimedFloat64BucketsWindowUpdate3sGranularity (2 buckets of 3 s)
-    ("TestTimedFloat64BucketsWindowUpdate3sGranularity", 5.0, 3.0, "aligned3", [
-        ("nbuckets", 2),
-        ("rec", 0, 10.0), ("rec", 1, 2.0), ("rec", 2, 3.0), ("rec", 3, 4.0), ("rec", 4, 5.0),
-        ("rec", 5, 6.0), ("rec", 6, 7.0),  # overrides the first bucket (10+2+3)
-        ("sum", 6, 4 + 5 + 6 + 7.0),
-        ("resize", 10.0, 6), ("nbuckets", 4), ("window", 10.0),
-        ("sum", 6, 22.0),
-        ("rec", 9.3, 42.0), ("sum", 9, 64.0),
-        ("resize", 4.0, 9), ("nbuckets", 2),
-        ("sum", 9, 42 + 7.0),  # oldest bucket dropped
-        ("same_buckets", 4.0, 9),
-    ]),
+    (
+        "TestTimedFloat64BucketsWindowUpdate3sGranularity",
+        5.0,
+        3.0,
+        "aligned3",
+        [
+            ("nbuckets", 2),
+            ("rec", 0, 10.0),
+            ("rec", 1, 2.0),
+            ("rec", 2, 3.0),
+            ("rec", 3, 4.0),
+            ("rec", 4, 5.0),
+            ("rec", 5, 6.0),
+            ("rec", 6, 7.0),  # overrides the first bucket (10+2+3)
+            ("sum", 6, 4 + 5 + 6 + 7.0),
+            ("resize", 10.0, 6),
+            ("nbuckets", 4),
+            ("window", 10.0),
+            ("sum", 6, 22.0),
+            ("rec", 9.3, 42.0),
+            ("sum", 9, 64.0),
+            ("resize", 4.0, 9),
+            ("nbuckets", 2),
+            ("sum", 9, 42 + 7.0),  # oldest bucket dropped
+            ("same_buckets", 4.0, 9),
+        ],
+    ),
     # TestTimedFloat64BucketsWindowUpdateNoOp (last write a minute before the resize)
-    ("TestTimedFloat64BucketsWindowUpdateNoOp", 5.0, 1.0, "now", [
-        ("rec", -60, 19.82), ("first_is_last",),
-        ("resize", 10.0, 0), ("first_unset",),
-        ("avg", -60, 0.0), ("empty", 0, True),  # derived: nothing valid survives
-    ]),
+    (
+        "TestTimedFloat64BucketsWindowUpdateNoOp",
+        5.0,
+        1.0,
+        "now",
+        [
+            ("rec", -60, 19.82),
+            ("first_is_last",),
+            ("resize", 10.0, 0),
+            ("first_unset",),
+            ("avg", -60, 0.0),
+            ("empty", 0, True),  # derived: nothing valid survives
+        ],
+    ),
     # TestRoundToNDigits (the 6-digit precision the average uses), through a single write
     ("TestRoundToNDigits/6:3.6e-17", 5.0, 1.0, "now", [("rec", 0, 3.6e-17), ("avg", 0, 0.0)]),
     ("TestRoundToNDigits/-3.6e-17 (Go: 3 digits; here 6)", 5.0, 1.0, "now", [("rec", 0, -3.6e-17), ("avg", 0, 0.0)]),

@@ -77,8 +77,14 @@ def test_target_value_floor() -> None:
 def test_windows_and_thresholds_from_spec() -> None:
     r = resolve_scaling(
         DEFAULTS,
-        ScalingSpec(stable_window=25, panic_window_percentage=10, panic_threshold_percentage=150,
-                    target_burst_capacity=-1, scale_down_delay=120, scale_to_zero_grace_period=5),
+        ScalingSpec(
+            stable_window=25,
+            panic_window_percentage=10,
+            panic_threshold_percentage=150,
+            target_burst_capacity=-1,
+            scale_down_delay=120,
+            scale_to_zero_grace_period=5,
+        ),
     )
     assert (r.stable_window, r.panic_window) == (25.0, 3.0)
     assert r.panic_threshold == 1.5
@@ -100,7 +106,8 @@ def test_fixed_class_and_bounds() -> None:
 
 def test_decider_spec() -> None:
     r = RevisionScaling.resolve(
-        AutoscalerSettings(max_scale_up_rate=10, tick_interval=1.0), ScalingSpec(scale_down_delay=30),
+        AutoscalerSettings(max_scale_up_rate=10, tick_interval=1.0),
+        ScalingSpec(scale_down_delay=30),
         reachable=False,
     )
     assert r.decider_spec() == DeciderSpec(

@@ -66,9 +66,7 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
-async def wait_until(
-    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01
-) -> None:
+async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -113,9 +113,7 @@ async def test_scale_up_down_drains_least_loaded_first(tmp_path: Path, replica_s
 
 async def test_sigterm_then_sigkill(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path, grace_period=0.3)
-    await started(
-        backend, 1, command=("{python}", replica_script, "{port}"), env=(("IGNORE_TERM", "1"),)
-    )
+    await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("IGNORE_TERM", "1"),))
     (pid,) = backend.pids(KEY)
     began = time.monotonic()
     await backend.scale(KEY, 0)
@@ -126,14 +124,10 @@ async def test_sigterm_then_sigkill(tmp_path: Path, replica_script: str) -> None
     await backend.close()
 
 
-async def test_crash_is_replaced_with_backoff(
-    tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_crash_is_replaced_with_backoff(tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="gateway.backends.local")
     backend = make_backend(tmp_path, backoff_initial=0.3)
-    await started(
-        backend, 1, command=("{python}", replica_script, "{port}"), env=(("CRASH_AFTER", "0.1"),)
-    )
+    await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("CRASH_AFTER", "0.1"),))
     (first,) = backend.pids(KEY)
     await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
     crashed = time.monotonic()
@@ -149,9 +143,7 @@ async def test_crash_is_replaced_with_backoff(
 
 async def test_replica_failing_at_start(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path)
-    await backend.sync(
-        [service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))]
-    )
+    await backend.sync([service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))])
     await backend.scale(KEY, 1)
     await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
     assert backend.status(KEY).message == "replica exited with code 1: boom: no model"
@@ -196,7 +188,9 @@ async def test_a_replica_on_a_fixed_port_is_reported_with_the_probe_that_fails(
     await backend.close()
 
 
-async def test_recovery_from_crash_back_off_is_logged(tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_recovery_from_crash_back_off_is_logged(
+    tmp_path: Path, replica_script: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="gateway.backends.local")
     marker = tmp_path / "crashed-once"
     code = (

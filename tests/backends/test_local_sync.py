@@ -40,9 +40,7 @@ async def test_changed_command_rolls_replicas(tmp_path: Path, replica_script: st
     (old,) = backend.ready_endpoints(KEY)
     (old_pid,) = backend.pids(KEY)
     await backend.sync([service(command=("{python}", replica_script, "{port}"), env=(("V", "2"),))])
-    await wait_until(
-        lambda: backend.ready_endpoints(KEY) and old not in backend.ready_endpoints(KEY)
-    )
+    await wait_until(lambda: backend.ready_endpoints(KEY) and old not in backend.ready_endpoints(KEY))
     assert any(len(eps) == 2 for _, eps, _ in recorder.calls)  # new ready before old left
     assert not any(len(eps) == 0 for _, eps, _ in recorder.calls)
     await wait_until(lambda: not alive(old_pid), timeout=3)
@@ -66,13 +64,14 @@ async def test_revision_without_command_is_failed(tmp_path: Path) -> None:
     await backend.sync([service(endpoints=("http://h:1",))])
     await backend.scale(KEY, 1)
     status = backend.status(KEY)
-    assert (status.state, status.message) == ("failed", "no command to run (the local backend runs commands, not container images)")
+    assert (status.state, status.message) == (
+        "failed",
+        "no command to run (the local backend runs commands, not container images)",
+    )
     await backend.close()
 
 
-async def test_scale_down_while_starting_and_a_failing_listener(
-    tmp_path: Path, replica_script: str
-) -> None:
+async def test_scale_down_while_starting_and_a_failing_listener(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path)
 
     def broken(*_: object) -> None:

@@ -52,12 +52,8 @@ async def test_static_backend_publishes_endpoints() -> None:
 
 
 def test_create_backend(tmp_path: Path) -> None:
-    assert isinstance(
-        create_backend("local", state_dir=str(tmp_path), grace_period=1.0), LocalBackend
-    )
-    static = create_backend(
-        "static", state_dir=str(tmp_path), services=[service(endpoints=("http://a:1",))]
-    )
+    assert isinstance(create_backend("local", state_dir=str(tmp_path), grace_period=1.0), LocalBackend)
+    static = create_backend("static", state_dir=str(tmp_path), services=[service(endpoints=("http://a:1",))])
     assert static.ready_endpoints(KEY) == {Endpoint("a", 1)}
     with pytest.raises(BackendConfigError, match="kubernetes is not implemented"):
         create_backend("kubernetes", state_dir=str(tmp_path))

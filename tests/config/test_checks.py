@@ -29,9 +29,7 @@ def test_same_name_in_other_namespaces_is_fine(tmp_path: Path) -> None:
 
 
 def test_service_colliding_with_a_default_tag_host(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "a.yaml", paddle("x", namespace="n") + "---\n" + paddle("default-x", namespace="n")
-    )
+    path = write(tmp_path, "a.yaml", paddle("x", namespace="n") + "---\n" + paddle("default-x", namespace="n"))
     assert problems([path]) == [
         (
             f"{path}: document 2 (PaddleService/default-x): metadata.name: host default-x.n.example.com "
@@ -52,9 +50,7 @@ def test_tag_host_colliding_with_an_earlier_service(tmp_path: Path) -> None:
 
 
 def test_different_namespaces_do_not_collide_on_tag_hosts(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "a.yaml", paddle("x", namespace="n") + "---\n" + paddle("default-x", namespace="m")
-    )
+    path = write(tmp_path, "a.yaml", paddle("x", namespace="n") + "---\n" + paddle("default-x", namespace="m"))
     assert len(load([path]).services) == 2
 
 
@@ -94,14 +90,9 @@ def test_local_backend_warns_that_endpoints_are_ignored(tmp_path: Path) -> None:
 
 def test_static_backend_needs_endpoints(tmp_path: Path) -> None:
     gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="static"))
-    path = write(
-        tmp_path, "a.yaml", paddle("foo", "default:\n  command: x {port}\ncanary:\n  endpoints: ['http://a:1']\n")
-    )
+    path = write(tmp_path, "a.yaml", paddle("foo", "default:\n  command: x {port}\ncanary:\n  endpoints: ['http://a:1']\n"))
     assert problems([path, gateway]) == [
-        (
-            f"{path}: document 1 (PaddleService/foo): spec.default.endpoints: required for the static backend "
-            "(a list of base URLs)"
-        )
+        (f"{path}: document 1 (PaddleService/foo): spec.default.endpoints: required for the static backend (a list of base URLs)")
     ]
 
 

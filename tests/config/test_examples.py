@@ -12,9 +12,7 @@ from gateway.config import load
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "config")
 IRIS = os.path.join(CONFIG, "models", "iris.onnx")
-SHIPPED = sorted(
-    glob.glob(os.path.join(CONFIG, "*.yaml")) + glob.glob(os.path.join(CONFIG, "examples", "*.yaml"))
-)
+SHIPPED = sorted(glob.glob(os.path.join(CONFIG, "*.yaml")) + glob.glob(os.path.join(CONFIG, "examples", "*.yaml")))
 
 
 def test_there_are_shipped_configs() -> None:

@@ -260,7 +260,9 @@ def test_gateway_config_after_the_services_still_applies(tmp_path: Path) -> None
 
 
 def test_redis_is_accepted_with_a_warning_that_it_is_not_shared_yet(tmp_path: Path) -> None:
-    path = write(tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  redis: redis://10.0.0.1:6379\n")
+    path = write(
+        tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  redis: redis://10.0.0.1:6379\n"
+    )
     config = load([path])
     assert config.gateway.redis == "redis://10.0.0.1:6379"
     assert any("spec.redis" in w and "not implemented yet" in w for w in config.warnings)

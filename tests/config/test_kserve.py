@@ -139,9 +139,7 @@ def test_unsupported_predictors(tmp_path: Path, predictor: str, message: str) ->
 
 
 def test_missing_predictor(tmp_path: Path) -> None:
-    text = (
-        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: iris\nspec: {}\n"
-    )
+    text = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: iris\nspec: {}\n"
     path = write(tmp_path, "x.yaml", text)
     assert problems([path]) == [f"{path}: {LABEL}: spec.predictor: required"]
 
@@ -159,9 +157,7 @@ def test_scaling_fields_and_timeout(tmp_path: Path, model: Path) -> None:
     assert service.scaling.metric == "rps"
     assert service.scaling.container_concurrency == 8
     assert service.timeout == 30.0
-    assert config.warnings == (
-        f"{path}: {LABEL}: spec.predictor.model_extra: unknown key, ignored (did you mean model?)",
-    )
+    assert config.warnings == (f"{path}: {LABEL}: spec.predictor.model_extra: unknown key, ignored (did you mean model?)",)
 
 
 def test_bad_scaling_fields(tmp_path: Path, model: Path) -> None:
@@ -192,9 +188,7 @@ def test_warnings_for_what_is_not_served(tmp_path: Path, model: Path) -> None:
 
 def test_canary_percent_is_still_validated(tmp_path: Path, model: Path) -> None:
     path = write(tmp_path, "x.yaml", isvc(ONNX + "canaryTrafficPercent: 150\n"))
-    assert problems([path]) == [
-        f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: must be 0..100, got 150"
-    ]
+    assert problems([path]) == [f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: must be 0..100, got 150"]
 
 
 def test_annotations_override_predictor_fields(tmp_path: Path, model: Path) -> None:
@@ -245,9 +239,7 @@ def test_onnx_under_kubernetes_has_no_image(tmp_path: Path, model: Path) -> None
 
 
 def test_onnx_under_static_cannot_give_endpoints(tmp_path: Path, model: Path) -> None:
-    gateway = write(
-        tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: static\n"
-    )
+    gateway = write(tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: static\n")
     path = write(tmp_path, "x.yaml", isvc(ONNX))
     assert problems([gateway, path]) == [
         (

@@ -26,9 +26,7 @@ def test_malformed_yaml_names_file_document_line_and_column(tmp_path: Path) -> N
 
 def test_malformed_yaml_exact_position(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", "a: b\n c: d: e\n")
-    assert problems([path]) == [
-        f"{path}: document 1: line 2, column 3: invalid YAML: mapping values are not allowed here"
-    ]
+    assert problems([path]) == [f"{path}: document 1: line 2, column 3: invalid YAML: mapping values are not allowed here"]
 
 
 def test_duplicate_yaml_key_is_reported_with_its_line(tmp_path: Path) -> None:
@@ -41,9 +39,7 @@ def test_duplicate_yaml_key_is_reported_with_its_line(tmp_path: Path) -> None:
 
 def test_empty_documents_are_skipped_but_counted(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", "---\n---\n" + paddle("foo", "default: 5\n"))
-    assert problems([path]) == [
-        f"{path}: document 2 (PaddleService/foo): spec.default: must be a mapping, got 5"
-    ]
+    assert problems([path]) == [f"{path}: document 2 (PaddleService/foo): spec.default: must be a mapping, got 5"]
 
 
 def test_namespace_documents_are_skipped(tmp_path: Path) -> None:
@@ -54,17 +50,13 @@ def test_namespace_documents_are_skipped(tmp_path: Path) -> None:
 
 def test_namespace_with_wrong_api_version(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", NAMESPACE.replace("v1", "v2", 1))
-    assert problems([path]) == [
-        f"{path}: document 1 (Namespace/team): apiVersion: must be v1 for Namespace, got 'v2'"
-    ]
+    assert problems([path]) == [f"{path}: document 1 (Namespace/team): apiVersion: must be v1 for Namespace, got 'v2'"]
 
 
 def test_unknown_kind_lists_supported_kinds(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n")
     (found,) = problems([path])
-    assert found.startswith(
-        f"{path}: document 1 (Deployment/d): kind: unknown kind 'Deployment'; supported: "
-    )
+    assert found.startswith(f"{path}: document 1 (Deployment/d): kind: unknown kind 'Deployment'; supported: ")
     for kind in ("GatewayConfig", "PaddleService", "InferenceService", "SimpleMLService", "Namespace"):
         assert kind in found
 
@@ -76,9 +68,7 @@ def test_missing_kind(tmp_path: Path) -> None:
 
 
 def test_missing_api_version(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "x.yaml", paddle("foo").replace("apiVersion: elasticserving.paddlepaddle.org/v1\n", "")
-    )
+    path = write(tmp_path, "x.yaml", paddle("foo").replace("apiVersion: elasticserving.paddlepaddle.org/v1\n", ""))
     assert problems([path]) == [
         f"{path}: document 1 (PaddleService/foo): apiVersion: required, expected elasticserving.paddlepaddle.org/v1"
     ]
@@ -158,9 +148,11 @@ def test_source_is_recorded(tmp_path: Path) -> None:
 
 def billion_laughs(levels: int) -> str:
     """A PaddleService whose `tolerations` expand to 10**levels entries through nested aliases."""
-    lines = ["  l0: &l0 [{key: a, operator: Exists}, {key: b, operator: Exists}, {key: c, operator: Exists}, "
-             "{key: d, operator: Exists}, {key: e, operator: Exists}, {key: f, operator: Exists}, {key: g, operator: Exists}, "
-             "{key: h, operator: Exists}, {key: i, operator: Exists}, {key: j, operator: Exists}]"]
+    lines = [
+        "  l0: &l0 [{key: a, operator: Exists}, {key: b, operator: Exists}, {key: c, operator: Exists}, "
+        "{key: d, operator: Exists}, {key: e, operator: Exists}, {key: f, operator: Exists}, {key: g, operator: Exists}, "
+        "{key: h, operator: Exists}, {key: i, operator: Exists}, {key: j, operator: Exists}]"
+    ]
     for i in range(1, levels):
         lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
     return (
@@ -178,12 +170,17 @@ def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path: Path) -> None:
     found = problems([path])
     assert time.monotonic() - started < 2
     assert len(found) == 1, found
-    assert found[0].startswith(f"{path}: document 2 (PaddleService/bomb): line 9, column 1: refused: aliases expand this document to ")
+    assert found[0].startswith(
+        f"{path}: document 2 (PaddleService/bomb): line 9, column 1: refused: aliases expand this document to "
+    )
     assert "more than" in found[0] and "per byte" in found[0]
 
 
 def test_modest_aliases_are_fine(tmp_path: Path) -> None:
-    text = paddle("a", spec="  default:\n    command: ['true']\n    env: &env [{name: A, value: '1'}]\n  canary:\n    command: ['true']\n    env: *env\n  canaryTrafficPercent: 10\n")
+    text = paddle(
+        "a",
+        spec="  default:\n    command: ['true']\n    env: &env [{name: A, value: '1'}]\n  canary:\n    command: ['true']\n    env: *env\n  canaryTrafficPercent: 10\n",
+    )
     config = load([write(tmp_path, "x.yaml", text)])
     assert config.services[0].canary is not None and config.services[0].canary.env == (("A", "1"),)
 

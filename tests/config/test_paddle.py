@@ -186,10 +186,7 @@ def test_target_zero_means_unlimited_concurrency(tmp_path: Path) -> None:
 )
 def test_autoscaler_classes(tmp_path: Path, value: str, expected: str) -> None:
     spec = f"default:\n{COMMAND}service:\n  autoscaler: {value}\n"
-    assert (
-        one_service(load([write(tmp_path, "x.yaml", paddle("foo", spec))])).scaling.autoscaler_class
-        == expected
-    )
+    assert one_service(load([write(tmp_path, "x.yaml", paddle("foo", spec))])).scaling.autoscaler_class == expected
 
 
 def test_unknown_autoscaler_class(tmp_path: Path) -> None:
@@ -203,16 +200,11 @@ def test_unknown_autoscaler_class(tmp_path: Path) -> None:
 
 
 def test_cpu_metric_is_a_warning_for_hpa_and_an_error_for_kpa(tmp_path: Path) -> None:
-    hpa = write(
-        tmp_path, "a.yaml", paddle("foo", f"default:\n{COMMAND}service:\n  autoscaler: hpa\n  metric: cpu\n")
-    )
+    hpa = write(tmp_path, "a.yaml", paddle("foo", f"default:\n{COMMAND}service:\n  autoscaler: hpa\n  metric: cpu\n"))
     config = load([hpa])
     assert config.services[0].scaling.metric == "concurrency"
     assert config.warnings == (
-        (
-            f"{hpa}: {LABEL}: spec.service.metric: cpu is measured by Kubernetes' HPA, not by the gateway; "
-            "scaling on concurrency"
-        ),
+        (f"{hpa}: {LABEL}: spec.service.metric: cpu is measured by Kubernetes' HPA, not by the gateway; scaling on concurrency"),
     )
     kpa = write(tmp_path, "b.yaml", paddle("foo", f"default:\n{COMMAND}service:\n  metric: cpu\n"))
     assert problems([kpa]) == [
@@ -299,10 +291,7 @@ def test_bad_and_unknown_annotations(tmp_path: Path) -> None:
 """
     path = write(tmp_path, "x.yaml", paddle("foo", extra_meta=meta))
     assert problems([path]) == [
-        (
-            f"{path}: {LABEL}: metadata.annotations[autoscaling.knative.dev/max-scale]: "
-            "must be an integer >= 0, got 'many'"
-        )
+        (f"{path}: {LABEL}: metadata.annotations[autoscaling.knative.dev/max-scale]: must be an integer >= 0, got 'many'")
     ]
     ok = write(tmp_path, "ok.yaml", paddle("foo", extra_meta=meta.replace("many", "4")))
     assert load([ok]).warnings == (
@@ -355,9 +344,7 @@ def test_annotation_max_below_spec_min_names_the_annotation(tmp_path: Path) -> N
         ),
     ],
 )
-def test_names_must_be_dns_labels(
-    tmp_path: Path, name: str, namespace: str | None, path_and_value: str
-) -> None:
+def test_names_must_be_dns_labels(tmp_path: Path, name: str, namespace: str | None, path_and_value: str) -> None:
     path = write(tmp_path, "x.yaml", paddle(name, namespace=namespace))
     assert problems([path]) == [f"{path}: document 1 (PaddleService/{name}): {path_and_value}"]
 
@@ -536,7 +523,7 @@ def test_backend_and_timeout(tmp_path: Path) -> None:
 
 
 def test_activation_scale_annotation_reaches_the_decider(tmp_path: Path) -> None:
-    meta = "  annotations:\n    autoscaling.knative.dev/activation-scale: \"3\"\n"
+    meta = '  annotations:\n    autoscaling.knative.dev/activation-scale: "3"\n'
     text = paddle("foo").replace("metadata:\n  name: foo\n", "metadata:\n  name: foo\n" + meta)
     service = one_service(load([write(tmp_path, "x.yaml", text)]))
     assert service.scaling.activation_scale == 3
@@ -551,7 +538,7 @@ def test_activation_scale_annotation_reaches_the_decider(tmp_path: Path) -> None
     ],
 )
 def test_activation_scale_is_checked(tmp_path: Path, value: str, message: str) -> None:
-    meta = f"  annotations:\n    autoscaling.knative.dev/activation-scale: \"{value}\"\n"
+    meta = f'  annotations:\n    autoscaling.knative.dev/activation-scale: "{value}"\n'
     text = paddle("foo", "default:\n  command: x\nservice:\n  maxScale: 4\n").replace(
         "metadata:\n  name: foo\n", "metadata:\n  name: foo\n" + meta
     )
@@ -572,7 +559,9 @@ def test_rps_metric_without_target_uses_knatives_rps_default(tmp_path: Path) -> 
 
 def test_pod_retention_from_annotation_and_gateway_config(tmp_path: Path) -> None:
     meta = "  annotations:\n    autoscaling.knative.dev/scale-to-zero-pod-retention-period: 2m\n"
-    gateway = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  autoscaler:\n    scaleToZeroPodRetentionPeriod: 30s\n---\n"
+    gateway = (
+        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  autoscaler:\n    scaleToZeroPodRetentionPeriod: 30s\n---\n"
+    )
     config = load([write(tmp_path, "x.yaml", gateway + paddle("foo", extra_meta=meta) + "---\n" + paddle("bar"))])
     settings = config.gateway.autoscaler
     assert settings.scale_to_zero_pod_retention_period == 30.0
@@ -591,8 +580,16 @@ def test_pod_retention_from_annotation_and_gateway_config(tmp_path: Path) -> Non
     [
         ("default:\n  command: x {port}\ntarget: 5\n", "spec.target", "spec.service.target"),
         ("default:\n  command: x {port}\n  minScale: 1\n", "spec.default.minScale", "spec.service.minScale"),
-        ("default:\n  command: x {port}\nservice:\n  containerImage: a\n", "spec.service.containerImage", "spec.default.containerImage"),
-        ("default:\n  command: x {port}\n  canaryTrafficPercent: 5\n", "spec.default.canaryTrafficPercent", "spec.canaryTrafficPercent"),
+        (
+            "default:\n  command: x {port}\nservice:\n  containerImage: a\n",
+            "spec.service.containerImage",
+            "spec.default.containerImage",
+        ),
+        (
+            "default:\n  command: x {port}\n  canaryTrafficPercent: 5\n",
+            "spec.default.canaryTrafficPercent",
+            "spec.canaryTrafficPercent",
+        ),
     ],
 )
 def test_a_key_at_the_wrong_level_is_pointed_to_where_it_belongs(tmp_path: Path, spec: str, key: str, where: str) -> None:

@@ -97,10 +97,7 @@ def test_tensorflow_sample_loads_with_warnings(tmp_path: Path) -> None:
 
 
 def test_pytorch(tmp_path: Path) -> None:
-    text = (
-        HEAD.format(name="torch")
-        + "spec:\n  pytorch:\n    image: torchserve:1\n    modelsFlag: resnet-18=resnet-18.mar\n"
-    )
+    text = HEAD.format(name="torch") + "spec:\n  pytorch:\n    image: torchserve:1\n    modelsFlag: resnet-18=resnet-18.mar\n"
     default = one_service(load([write(tmp_path, "x.yaml", text)]), "torch").default
     assert default.container_command == ("torchserve",)
     assert default.args == (

@@ -43,9 +43,7 @@ def test_routing_table_lists_hosts_revisions_and_warnings(tmp_path: Path) -> Non
     assert any(line.split() == ["canary-foo.team.example.com", "foo-canary", "tag"] for line in lines)
     assert f"# team/foo from {path}: document 1 (PaddleService/foo)" in lines
     assert "warnings (1):" in lines
-    assert lines[-1].startswith(
-        f"  - {path}: document 1 (PaddleService/foo): spec.canary: has a container image"
-    )
+    assert lines[-1].startswith(f"  - {path}: document 1 (PaddleService/foo): spec.canary: has a container image")
 
 
 def test_routing_table_without_services(tmp_path: Path) -> None:

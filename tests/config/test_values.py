@@ -27,15 +27,11 @@ def test_parse_duration(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize(
-    "text", ["abc", "", "10x", "s", "1m 30s", "1.2.3s", True, None, [1], {"s": 1}, "nan"]
-)
+@pytest.mark.parametrize("text", ["abc", "", "10x", "s", "1m 30s", "1.2.3s", True, None, [1], {"s": 1}, "nan"])
 def test_parse_duration_rejects(text: object) -> None:
     assert parse_duration(text) is None
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(60.0, "1m"), (10.0, "10s"), (7200.0, "2h"), (0.5, "0.5s"), (90.0, "90s")]
-)
+@pytest.mark.parametrize(("seconds", "text"), [(60.0, "1m"), (10.0, "10s"), (7200.0, "2h"), (0.5, "0.5s"), (90.0, "90s")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

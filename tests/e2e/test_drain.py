@@ -96,7 +96,7 @@ async def test_moving_a_service_from_local_to_static_keeps_the_static_endpoints(
         async with serving(cfg, tmp_path, 1) as (gw, key, base):
             cfg.write_text(
                 "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: sleepy}\n"
-                f"spec:\n  backend: static\n  default:\n    endpoints: [\"{static.url}\"]\n"
+                f'spec:\n  backend: static\n  default:\n    endpoints: ["{static.url}"]\n'
             )
             await gw.reload()
             deadline = time.monotonic() + 20

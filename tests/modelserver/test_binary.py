@@ -108,9 +108,7 @@ def identity_request(chunks: dict[str, bytes], **extra: Any) -> tuple[bytes, dic
 def test_every_datatype_round_trips_as_binary(identity_url: str) -> None:
     chunks = identity_chunks()
     content, headers = identity_request(chunks, parameters={"binary_data_output": True})
-    response = httpx.post(
-        f"{identity_url}/v2/models/identity/infer", content=content, headers=headers
-    )
+    response = httpx.post(f"{identity_url}/v2/models/identity/infer", content=content, headers=headers)
     assert response.status_code == 200, response.text
     body, tail = split_response(response)
     offset = 0
@@ -126,9 +124,7 @@ def test_every_datatype_round_trips_as_binary(identity_url: str) -> None:
 
 def test_nan_cannot_go_out_as_json(identity_url: str) -> None:
     content, headers = identity_request(identity_chunks(), outputs=[{"name": "out_FP32"}])
-    response = httpx.post(
-        f"{identity_url}/v2/models/identity/infer", content=content, headers=headers
-    )
+    response = httpx.post(f"{identity_url}/v2/models/identity/infer", content=content, headers=headers)
     assert response.status_code == 500
     assert "NaN or Infinity" in response.json()["error"]
 
@@ -144,9 +140,7 @@ def test_nan_cannot_go_out_as_json(identity_url: str) -> None:
         (None, SEED.tobytes(), -1, "binary_data_size must be a non-negative integer"),
     ],
 )
-def test_bad_binary_requests(
-    iris_url: str, header_length: str | None, tail: bytes, size: int, needle: str
-) -> None:
+def test_bad_binary_requests(iris_url: str, header_length: str | None, tail: bytes, size: int, needle: str) -> None:
     entry = seed_binary_input()
     entry["parameters"]["binary_data_size"] = size
     content, headers = binary_request({"inputs": [entry]}, tail)
@@ -175,9 +169,7 @@ def test_bad_binary_bytes_element(identity_url: str) -> None:
         }
     ]
     content, headers = binary_request({"inputs": inputs}, struct.pack("<I", 9) + b"ab")
-    response = httpx.post(
-        f"{identity_url}/v2/models/identity/infer", content=content, headers=headers
-    )
+    response = httpx.post(f"{identity_url}/v2/models/identity/infer", content=content, headers=headers)
     assert response.status_code == 400
     assert "BYTES element runs past its binary data" in response.json()["error"]
 
@@ -199,9 +191,7 @@ def test_compressed_request_and_response(iris_url: str, encoding: str) -> None:
     content = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
     headers = {"Content-Encoding": encoding, "Accept-Encoding": encoding}
     with httpx.Client() as client:
-        request = client.build_request(
-            "POST", f"{iris_url}/v2/models/iris/infer", content=content, headers=headers
-        )
+        request = client.build_request("POST", f"{iris_url}/v2/models/iris/infer", content=content, headers=headers)
         response = client.send(request, stream=True)
         compressed = b"".join(response.iter_raw())
     assert response.status_code == 200
@@ -211,14 +201,8 @@ def test_compressed_request_and_response(iris_url: str, encoding: str) -> None:
 
 
 def test_small_responses_are_not_compressed(iris_url: str) -> None:
-    header = {
-        "inputs": [
-            {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": SEED.ravel().tolist()}
-        ]
-    }
-    response = httpx.post(
-        f"{iris_url}/v2/models/iris/infer", json=header, headers={"Accept-Encoding": "gzip"}
-    )
+    header = {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": SEED.ravel().tolist()}]}
+    response = httpx.post(f"{iris_url}/v2/models/iris/infer", json=header, headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in response.headers
 
 
@@ -227,8 +211,6 @@ def test_small_responses_are_not_compressed(iris_url: str) -> None:
     [("br", "unsupported Content-Encoding 'br'"), ("gzip", "not valid gzip data")],
 )
 def test_bad_content_encoding(iris_url: str, encoding: str, needle: str) -> None:
-    response = httpx.post(
-        f"{iris_url}/v2/models/iris/infer", content=b"{}", headers={"Content-Encoding": encoding}
-    )
+    response = httpx.post(f"{iris_url}/v2/models/iris/infer", content=b"{}", headers={"Content-Encoding": encoding})
     assert response.status_code == 400
     assert needle in response.json()["error"]

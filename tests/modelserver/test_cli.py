@@ -68,9 +68,7 @@ def test_serves_until_sigterm(iris_path: str) -> None:
         (b"this is not protobuf", "cannot load model file"),
     ],
 )
-def test_bad_model_file_is_one_line_and_exit_1(
-    tmp_path: Path, content: bytes | None, needle: str
-) -> None:
+def test_bad_model_file_is_one_line_and_exit_1(tmp_path: Path, content: bytes | None, needle: str) -> None:
     model = tmp_path / "model.onnx"
     if content is not None:
         model.write_bytes(content)
@@ -100,7 +98,5 @@ def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         9123,
         "warning",
     )
-    args = parser.parse_args(
-        ["--model", "m.onnx", "--name", "m", "--port", "80", "--host", "0.0.0.0"]
-    )
+    args = parser.parse_args(["--model", "m.onnx", "--name", "m", "--port", "80", "--host", "0.0.0.0"])
     assert (args.port, args.host) == (80, "0.0.0.0")

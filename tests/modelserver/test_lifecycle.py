@@ -38,9 +38,7 @@ def test_not_ready_until_the_model_has_loaded(iris_path: str) -> None:
         release.set()
         wait_ready(url)
         assert client.get("/v2/models/iris/ready").status_code == 200
-        assert client.post("/v1/models/iris:predict", json=PREDICT).json() == {
-            "predictions": [1, 1]
-        }
+        assert client.post("/v1/models/iris:predict", json=PREDICT).json() == {"predictions": [1, 1]}
 
 
 def test_health_answers_during_a_slow_inference(iris_path: str) -> None:
@@ -86,9 +84,7 @@ def test_failed_load_keeps_the_server_live_but_not_ready(tmp_path: Path) -> None
 
 
 def test_load_in_foreground_raises_for_a_bad_file(tmp_path: Path) -> None:
-    with pytest.raises(
-        ModelLoadError, match=r"cannot read model file .*missing\.onnx: No such file"
-    ):
+    with pytest.raises(ModelLoadError, match=r"cannot read model file .*missing\.onnx: No such file"):
         create_app(str(tmp_path / "missing.onnx"), "m", load_in_background=False)
 
 
@@ -125,6 +121,4 @@ def test_outputs_v2_cannot_carry_are_left_out(tmp_path: Path) -> None:
     pytest.importorskip("onnx", reason="building test models needs the onnx package")
     model = ModelSlot(str(write_sequence_output_model(tmp_path / "seq.onnx"))).load()
     assert [spec.name for spec in model.outputs] == ["y"]
-    assert [spec.metadata() for spec in model.inputs] == [
-        {"name": "x", "datatype": "FP32", "shape": [3]}
-    ]
+    assert [spec.metadata() for spec in model.inputs] == [{"name": "x", "datatype": "FP32", "shape": [3]}]

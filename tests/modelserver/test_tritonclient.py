@@ -71,9 +71,7 @@ def test_infer_binary_by_default(client: httpclient.InferenceServerClient) -> No
 
 def test_infer_binary_outputs_from_json_input(client: httpclient.InferenceServerClient) -> None:
     outputs = [httpclient.InferRequestedOutput("probabilities", binary_data=True)]
-    result = client.infer(
-        "iris", [seed_input(binary_data=False)], model_version="1", outputs=outputs
-    )
+    result = client.infer("iris", [seed_input(binary_data=False)], model_version="1", outputs=outputs)
     assert [o["name"] for o in result.get_response()["outputs"]] == ["probabilities"]
     assert result.as_numpy("label") is None
     assert result.as_numpy("probabilities").shape == (2, 3)

@@ -179,12 +179,8 @@ def test_infer_missing_input(identity_url: str) -> None:
         ("BYTES", [1, 2], "not BYTES"),
     ],
 )
-def test_infer_values_out_of_datatype(
-    identity_url: str, datatype: str, data: list[Any], needle: str
-) -> None:
-    body = {
-        "inputs": [{"name": f"in_{datatype}", "shape": [1, 2], "datatype": datatype, "data": data}]
-    }
+def test_infer_values_out_of_datatype(identity_url: str, datatype: str, data: list[Any], needle: str) -> None:
+    body = {"inputs": [{"name": f"in_{datatype}", "shape": [1, 2], "datatype": datatype, "data": data}]}
     response = infer(identity_url, body, model="identity")
     assert response.status_code == 400
     assert needle in response.json()["error"]
@@ -234,9 +230,7 @@ def test_all_datatypes_round_trip_as_json(identity_url: str) -> None:
         "FP64": [1e-300, 1e300],
         "BYTES": ["héllo", ""],
     }
-    inputs = [
-        {"name": f"in_{t}", "shape": [1, 2], "datatype": t, "data": v} for t, v in values.items()
-    ]
+    inputs = [{"name": f"in_{t}", "shape": [1, 2], "datatype": t, "data": v} for t, v in values.items()]
     response = infer(identity_url, {"inputs": inputs}, model="identity")
     assert response.status_code == 200, response.text
     outputs = {output["name"]: output for output in response.json()["outputs"]}

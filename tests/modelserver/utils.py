@@ -27,9 +27,7 @@ def serve(app: Starlette) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", access_log=False, loop="asyncio"
-    )
+    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -89,14 +87,8 @@ def write_identity_model(path: Path) -> Path:
     graph = helper.make_graph(
         [helper.make_node("Identity", [f"in_{t}"], [f"out_{t}"]) for t in element_types],
         "identity",
-        [
-            helper.make_tensor_value_info(f"in_{t}", e, ["batch", 2])
-            for t, e in element_types.items()
-        ],
-        [
-            helper.make_tensor_value_info(f"out_{t}", e, ["batch", 2])
-            for t, e in element_types.items()
-        ],
+        [helper.make_tensor_value_info(f"in_{t}", e, ["batch", 2]) for t, e in element_types.items()],
+        [helper.make_tensor_value_info(f"out_{t}", e, ["batch", 2]) for t, e in element_types.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -78,7 +78,11 @@ async def test_queue_full_gives_503_with_retry_after() -> None:
             r = await c.get("/")
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1"
-            assert r.json() == {"error": "too many requests waiting for this revision", "service": "held", "revision": "held-default"}
+            assert r.json() == {
+                "error": "too many requests waiting for this revision",
+                "service": "held",
+                "revision": "held-default",
+            }
             for t in waiting:
                 t.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)

@@ -117,9 +117,24 @@ def spawn(tmp_path: Path) -> Iterator[object]:
         )
         port, admin = free_port(), free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "-f", str(cfg), "--listen", f"127.0.0.1:{port}",
-             "--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "-f",
+                str(cfg),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--admin-listen",
+                f"127.0.0.1:{admin}",
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile),
         )
         spawned = Spawned(proc, port, admin)
@@ -171,7 +186,9 @@ async def test_a_descriptor_shortage_is_503_and_never_marks_the_replica_down(spa
 
     async def one() -> bytes:
         try:
-            return await one_response(gw.port, b"GET /?sleep=0.3 HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: close\r\n\r\n", timeout=30)
+            return await one_response(
+                gw.port, b"GET /?sleep=0.3 HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: close\r\n\r\n", timeout=30
+            )
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             return repr(exc).encode()
 

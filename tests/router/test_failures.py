@@ -64,9 +64,24 @@ async def assert_still_serving(port: int) -> None:
         (b"CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: 10.0.0.1:443\r\n\r\n", 400, "CONNECT"),
         (b"CONNECT %s:80 HTTP/1.1\r\nHost: %s\r\n\r\n", 400, "CONNECT"),
     ],
-    ids=["cl+te", "two-cl", "two-equal-cl", "te-gzip", "te-identity", "cl-nan", "two-hosts", "no-host", "tls-garbage", "big-header", "connect", "connect-known-host"],
+    ids=[
+        "cl+te",
+        "two-cl",
+        "two-equal-cl",
+        "te-gzip",
+        "te-identity",
+        "cl-nan",
+        "two-hosts",
+        "no-host",
+        "tls-garbage",
+        "big-header",
+        "connect",
+        "connect-known-host",
+    ],
 )
-async def test_bad_requests_get_400_and_close(gw_port: int, replica: Replica, request_bytes: bytes, status: int, words: str) -> None:
+async def test_bad_requests_get_400_and_close(
+    gw_port: int, replica: Replica, request_bytes: bytes, status: int, words: str
+) -> None:
     data = request_bytes.replace(b"%s", HOST.encode())
     before = replica.requests
     raw = await raw_exchange(gw_port, data + b"GET /smuggled HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n")

@@ -47,7 +47,9 @@ def port_of(gw: Gateway) -> int:
     return gw.proxy.sockets[0][1]
 
 
-@pytest.mark.parametrize("framing", [b"Content-Length: %d\r\n" % 66, b"Transfer-Encoding: chunked\r\n"], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    "framing", [b"Content-Length: %d\r\n" % 66, b"Transfer-Encoding: chunked\r\n"], ids=["content-length", "chunked"]
+)
 async def test_an_upgrade_request_body_is_never_parsed_as_a_request(tmp_path: Path, framing: bytes) -> None:
     """A front proxy sees one request with a body; the replica must not see a second request in it."""
     seen: list[dict[str, str]] = []
@@ -58,7 +60,12 @@ async def test_an_upgrade_request_body_is_never_parsed_as_a_request(tmp_path: Pa
         body = smuggled if b"Content-Length" in framing else b"%x\r\n%b\r\n0\r\n\r\n" % (len(smuggled), smuggled)
         out = await one_response(
             gw_port,
-            b"POST /public HTTP/1.1\r\nHost: " + HOST + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + framing + b"\r\n" + body,
+            b"POST /public HTTP/1.1\r\nHost: "
+            + HOST
+            + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + framing
+            + b"\r\n"
+            + body,
         )
         assert out.startswith(b"HTTP/1.1 400") and b"Upgrade request with a body" in out, out[:300]
         await asyncio.sleep(0.1)

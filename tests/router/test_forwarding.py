@@ -62,7 +62,9 @@ async def test_a_host_that_is_not_host_and_port_is_400(replica: Replica, tmp_pat
         await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("host", [b"iris.default.example.com", b"IRIS.default.example.com.:8080", b"default-iris.default.example.com:"])
+@pytest.mark.parametrize(
+    "host", [b"iris.default.example.com", b"IRIS.default.example.com.:8080", b"default-iris.default.example.com:"]
+)
 async def test_valid_hosts_still_route(replica: Replica, tmp_path: object, host: bytes) -> None:
     gw, port = await gateway(replica, tmp_path)
     try:
@@ -148,7 +150,14 @@ async def test_other_forwarding_claims_are_dropped_from_untrusted_clients(replic
     )
     try:
         headers = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + claims + b"\r\n"))
-        for name in ("x-forwarded-port", "x-forwarded-prefix", "x-forwarded-scheme", "x-original-url", "true-client-ip", "x-client-ip"):
+        for name in (
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-forwarded-scheme",
+            "x-original-url",
+            "true-client-ip",
+            "x-client-ip",
+        ):
             assert name not in headers, name
         assert not any("_" in name for name in headers), headers
         assert headers["x-kept"] == "yes" and headers["x-forwarded-proto"] == "http"
@@ -175,7 +184,9 @@ async def test_request_line_versions_and_star(replica: Replica, tmp_path: object
 async def test_expect_100_continue_is_ignored_for_http_1_0(replica: Replica, tmp_path: object) -> None:
     gw, port = await gateway(replica, tmp_path)
     try:
-        out = await raw_exchange(port, b"POST / HTTP/1.0\r\nHost: " + HOST + b"\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok")
+        out = await raw_exchange(
+            port, b"POST / HTTP/1.0\r\nHost: " + HOST + b"\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
+        )
         assert out.startswith(b"HTTP/1.1 200") and b"100 Continue" not in out, out[:200]
     finally:
         await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]

@@ -17,7 +17,9 @@ GOOD = b"GET /first HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
 
 @pytest.fixture
 async def gw_port(replica: Replica, tmp_path: object) -> AsyncIterator[int]:
-    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=ProxySettings(max_header_bytes=8192)), str(tmp_path))
+    gw, port = await start_gateway(
+        config(static_service("iris", [replica.url]), proxy=ProxySettings(max_header_bytes=8192)), str(tmp_path)
+    )
     yield port
     await gw.stop(drain_timeout=1)
 
@@ -94,11 +96,17 @@ async def test_a_header_line_that_never_ends_is_431_once_past_the_limit(gw_port:
 
 BAD_AFTER_GOOD = {
     "header-without-colon": b"GET /second HTTP/1.1\r\nHost: " + HOST + b"\r\nBad Header\r\n\r\n",
-    "chunk-size-negative": b"POST /second HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-negative": b"POST /second HTTP/1.1\r\nHost: "
+    + HOST
+    + b"\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
     "chunk-size-3g": b"POST /second HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n3g\r\nabc\r\n0\r\n\r\n",
-    "chunk-size-0x3": b"POST /second HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+    "chunk-size-0x3": b"POST /second HTTP/1.1\r\nHost: "
+    + HOST
+    + b"\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
     "chunk-lf-only": b"POST /second HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n",
-    "chunk-size-17-hex-digits": b"POST /second HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000003\r\nabc\r\n0\r\n\r\n",
+    "chunk-size-17-hex-digits": b"POST /second HTTP/1.1\r\nHost: "
+    + HOST
+    + b"\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000003\r\nabc\r\n0\r\n\r\n",
     "tls-hello": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
 }
 

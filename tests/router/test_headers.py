@@ -45,7 +45,9 @@ def test_an_upgrade_request_with_a_body_is_refused(framing: tuple[bytes, bytes])
     """Its body would be parsed as the client's next request: smuggling past a front proxy's rules."""
     with pytest.raises(BadRequest, match="Upgrade request with a body"):
         read_request_head([(b"host", b"x"), (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket"), framing])
-    assert read_request_head([(b"host", b"x"), (b"Connection", b"Upgrade"), (b"Upgrade", b"h2c"), (b"Content-Length", b"0")]).upgrade
+    assert read_request_head(
+        [(b"host", b"x"), (b"Connection", b"Upgrade"), (b"Upgrade", b"h2c"), (b"Content-Length", b"0")]
+    ).upgrade
 
 
 def test_upgrade_without_connection_upgrade_is_ignored() -> None:
@@ -97,7 +99,19 @@ def test_valid_host_fast_path_agrees_with_the_grammar() -> None:
 
     alphabet = b"aZ09-._~!$&'()*+,;=%:@/[]\\ \t\x00\x7fv"
     rng = random.Random(7)
-    samples = [b"iris.default.example.com", b"a:", b":80", b"a:1:2", b"[::1]:80", b"a%41:8", b"x:123456", b"", b"x:65535", b"x:65536", b"x:99999"]
+    samples = [
+        b"iris.default.example.com",
+        b"a:",
+        b":80",
+        b"a:1:2",
+        b"[::1]:80",
+        b"a%41:8",
+        b"x:123456",
+        b"",
+        b"x:65535",
+        b"x:65536",
+        b"x:99999",
+    ]
     samples += [bytes(rng.choice(alphabet) for _ in range(rng.randrange(1, 12))) for _ in range(20000)]
     for host in samples:
         assert valid_host(host) == grammar_ok(host), host

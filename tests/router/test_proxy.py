@@ -84,7 +84,10 @@ async def test_unknown_host_is_404_json_and_never_proxied(gw_port: int, replica:
 
 async def test_open_proxy_absolute_uri_is_not_forwarded(gw_port: int, replica: Replica) -> None:
     before = replica.requests
-    resp = await raw_exchange(gw_port, f"GET http://127.0.0.1:{replica.port}/ HTTP/1.1\r\nHost: 127.0.0.1:{replica.port}\r\nConnection: close\r\n\r\n".encode())
+    resp = await raw_exchange(
+        gw_port,
+        f"GET http://127.0.0.1:{replica.port}/ HTTP/1.1\r\nHost: 127.0.0.1:{replica.port}\r\nConnection: close\r\n\r\n".encode(),
+    )
     assert resp.startswith(b"HTTP/1.1 404")
     assert replica.requests == before
 
@@ -133,7 +136,16 @@ async def test_head_204_304_have_no_body(client: httpx.AsyncClient, gw_port: int
 
 
 async def test_hop_by_hop_headers_are_stripped(client: httpx.AsyncClient) -> None:
-    r = await client.get("/", headers={"Connection": "keep-alive, X-Drop", "X-Drop": "1", "Keep-Alive": "timeout=1", "Proxy-Authorization": "x", "TE": "trailers"})
+    r = await client.get(
+        "/",
+        headers={
+            "Connection": "keep-alive, X-Drop",
+            "X-Drop": "1",
+            "Keep-Alive": "timeout=1",
+            "Proxy-Authorization": "x",
+            "TE": "trailers",
+        },
+    )
     seen = r.json()["headers"]
     for name in ("x-drop", "keep-alive", "proxy-authorization", "te"):
         assert name not in seen
@@ -176,13 +188,19 @@ async def test_expect_100_continue(gw_port: int) -> None:
 async def test_expect_with_oversized_body_gets_413_without_100(replica: Replica, tmp_path: object) -> None:
     from gateway.config.model import ProxySettings
 
-    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=ProxySettings(max_body_bytes=10)), str(tmp_path))
+    gw, port = await start_gateway(
+        config(static_service("iris", [replica.url]), proxy=ProxySettings(max_body_bytes=10)), str(tmp_path)
+    )
     try:
-        raw = await raw_exchange(port, f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n".encode())
+        raw = await raw_exchange(
+            port, f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
         assert raw.startswith(b"HTTP/1.1 413")
         assert b"100 Continue" not in raw
         assert body_json(raw)["service"] == "iris"
-        chunked = f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n"
+        chunked = (
+            f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n"
+        )
         raw = await raw_exchange(port, chunked.encode())
         assert raw.startswith(b"HTTP/1.1 413")
     finally:
@@ -213,7 +231,9 @@ async def test_knative_serving_tag_pins_revision(tmp_path: object) -> None:
             r = await c.get("/", headers={"Host": f"default-{HOST}"})
             assert r.json()["replica"] == "a"
             # An unknown tag falls back to the normal split: exactly 30 of 100.
-            got = [(await c.get("/", headers={"Host": HOST, "Knative-Serving-Tag": "nope"})).json()["replica"] for _ in range(100)]
+            got = [
+                (await c.get("/", headers={"Host": HOST, "Knative-Serving-Tag": "nope"})).json()["replica"] for _ in range(100)
+            ]
             assert 29 <= got.count("b") <= 31
     finally:
         await gw.stop(drain_timeout=1)

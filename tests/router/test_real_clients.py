@@ -45,8 +45,16 @@ async def test_curl_with_host_header(gw_port: tuple[int, Replica]) -> None:
     assert code == 0, err
     assert out.startswith("HTTP/1.1 200") and "x-gateway-revision: iris-default" in out
     code, out, err = await run(
-        tool("curl"), "-sS", "-H", f"Host: {HOST}", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
-        f"http://127.0.0.1:{port}/upload", stdin=b"z" * 300_000,
+        tool("curl"),
+        "-sS",
+        "-H",
+        f"Host: {HOST}",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "@-",
+        f"http://127.0.0.1:{port}/upload",
+        stdin=b"z" * 300_000,
     )
     assert code == 0, err
     doc = json.loads(out)

@@ -194,11 +194,12 @@ async def test_101_to_a_request_that_asked_no_upgrade_is_a_502(tmp_path: Path) -
     raw, port = await start_raw(switcher)
     gw, gw_port = await start_gateway(config(static_service("web", [f"http://127.0.0.1:{port}"])), str(tmp_path))
     try:
-        out = await raw_exchange(gw_port, b"GET / HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\nGET /next HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\n")
+        out = await raw_exchange(
+            gw_port, b"GET / HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\nGET /next HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\n"
+        )
         responses = out.split(b"HTTP/1.1 ")[1:]
         assert [r[:3] for r in responses] == [b"502", b"502"], out[:600]
         assert "switched protocols" in str(body_json(b"HTTP/1.1 " + responses[0].split(b"HTTP/1.1")[0])["error"])
     finally:
         await gw.stop(drain_timeout=1)
         raw.close()
-
