@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from gateway.autoscale.kpa import Decider
-from gateway.autoscale.metrics import RevisionStats
 from gateway.autoscale.settings import RevisionScaling
+from gateway.autoscale.stats import RevisionStats
 from gateway.types import EndpointSet, RevisionKey
 
 log = logging.getLogger(__name__)
@@ -141,19 +141,26 @@ class RevisionScaler:
 
     def _scale(self, now: float, desired: int) -> tuple[int, bool]:
         """Knative's KPA scaler: (want, whether to apply it)."""
-        scaling = self.scaling
         if desired < 0 and self.state != "activating":
             return desired, False
+        desired = self._within_bounds(desired)
+        if desired != 0:
+            return desired, True
+        if not self.scaling.enable_scale_to_zero:
+            return 1, True
+        return self._toward_zero(now)
+
+    def _within_bounds(self, desired: int) -> int:
+        scaling = self.scaling
         lo = scaling.min_scale if scaling.reachable else 0
         if scaling.initial_scale > 1 and not self._initialised and scaling.reachable:
             lo = max(lo, scaling.initial_scale)
         desired = max(desired, lo)
-        if scaling.max_scale > 0:
-            desired = min(desired, scaling.max_scale)
-        if desired != 0:
-            return desired, True
-        if not scaling.enable_scale_to_zero:
-            return 1, True
+        return min(desired, scaling.max_scale) if scaling.max_scale > 0 else desired
+
+    def _toward_zero(self, now: float) -> tuple[int, bool]:
+        """The decider wants zero: whether the state machine and grace periods let it go there yet."""
+        scaling = self.scaling
         since = now - self._state_since
         if self.state == "activating":
             if since > self.activation_timeout:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.autoscale.kpa import DeciderSpec
-from gateway.autoscale.metrics import panic_window_seconds
+from gateway.autoscale.stats import panic_window_seconds
 from gateway.config.model import AutoscalerSettings, Metric, ScalingSpec
 
 RPS_TARGET_UTILIZATION = 0.7
