@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.autoscale.scaler import Autoscaler
 from gateway.autoscale.settings import RevisionScaling
-from gateway.backends import create_backend
+from gateway.backends import BackendContext, create_backend
 from gateway.backends.base import Backend, RevisionStatus
 from gateway.config import load
 from gateway.config.model import BackendKind, Config, GatewaySettings, ServiceSpec
@@ -95,8 +95,7 @@ class Gateway:
     def _backend_for(self, kind: BackendKind) -> Backend:
         backend = self.backends.get(kind)
         if backend is None:
-            options = {"in_flight": self._in_flight} if kind == "local" else {}
-            backend = create_backend(kind, state_dir=str(self.state_dir), **options)
+            backend = create_backend(kind, BackendContext(state_dir=self.state_dir, in_flight=self._in_flight))
             backend.watch(lambda key, endpoints: self._endpoints_changed(kind, key, endpoints))
             self.backends[kind] = backend
         return backend

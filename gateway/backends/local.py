@@ -7,12 +7,12 @@ import logging
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.backends import reaper
-from gateway.backends.base import EndpointListener, RevisionStatus
+from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.probe import Prober
 from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail
 from gateway.config.model import RevisionSpec, ServiceSpec
@@ -20,7 +20,7 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 log = logging.getLogger(__name__)
 
-InFlight = Callable[[Endpoint], int]
+DRAIN_POLL = 0.02  # seconds between two looks at a draining replica's in-flight count (the router keeps no waiters)
 
 
 @dataclass(eq=False)
@@ -32,6 +32,7 @@ class _Replica:
     process: ReplicaProcess | None = None
     ready: bool = False
     was_ready: bool = False
+    probe_failures: int = 0  # failed probes in a row since the replica was last ready
     stopping: bool = False
     failure: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -49,7 +50,7 @@ class _Revision:
         self.last_crash = float("-inf")
         self.message: str | None = None
         self.starting: str | None = None  # why a starting replica is not ready yet (its failing probe)
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Task[None] | None = None  # the end of a crash back-off
         self.forgotten = False
 
     @property
@@ -68,6 +69,7 @@ class LocalBackend:
     `in_flight(endpoint)` (from the router) tells how many requests a replica still serves;
     a replica being scaled down leaves the ready set, then is polled until that count is 0
     (at most `grace_period`), then SIGTERM to its process group, SIGKILL `grace_period` later.
+    `clock` and `sleep` time probes, drains and back-offs (tests pass their own).
     """
 
     def __init__(
@@ -85,6 +87,9 @@ class LocalBackend:
         backoff_max: float = 60.0,
         backoff_reset: float = 60.0,
         in_flight: InFlight | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        prober: Prober | None = None,
     ) -> None:
         self._state_dir = Path(state_dir)
         self._grace = grace_period
@@ -95,7 +100,9 @@ class LocalBackend:
         self._not_ready_note = not_ready_note  # first note of a starting replica's failing probe, then every 30 s
         self._backoff = (backoff_initial, backoff_max, backoff_reset)
         self._in_flight = in_flight
-        self._prober = Prober(timeout=probe_timeout)
+        self._clock = clock
+        self._sleep = sleep
+        self._prober = prober or Prober(timeout=probe_timeout)
         self._lock = reaper.StateLock(self._state_dir)
         self._revs: dict[RevisionKey, _Revision] = {}
         self._services: dict[tuple[str, str], ServiceSpec] = {}
@@ -179,7 +186,7 @@ class LocalBackend:
             return RevisionStatus(
                 rev.desired, ready, "failed", "no command to run (the local backend runs commands, not container images)"
             )
-        recent = time.monotonic() - rev.last_crash < self._backoff[2]
+        recent = self._clock() - rev.last_crash < self._backoff[2]
         if recent and ready < rev.desired:
             return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)
         if ready != rev.desired or any(r.stopping for r in rev.replicas):
@@ -214,11 +221,10 @@ class LocalBackend:
             self._stop(rev, r)
         missing = rev.desired - len(fresh)
         if missing > 0 and rev.spec.command is not None and not self._closed and not rev.forgotten:
-            loop = asyncio.get_running_loop()
-            wait = rev.backoff_until - loop.time()
+            wait = rev.backoff_until - self._clock()
             if wait > 0:
                 if rev.timer is None:
-                    rev.timer = loop.call_later(wait, self._backoff_done, rev)
+                    rev.timer = self._spawn(self._after_backoff(rev, wait), f"back-off {rev.key}")
             else:
                 for _ in range(missing):
                     self._start(rev)
@@ -227,7 +233,8 @@ class LocalBackend:
         for r in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
             self._stop(rev, r)
 
-    def _backoff_done(self, rev: _Revision) -> None:
+    async def _after_backoff(self, rev: _Revision, wait: float) -> None:
+        await self._sleep(wait)
         rev.timer = None
         if not rev.forgotten:
             self._reconcile(rev)
@@ -250,17 +257,21 @@ class LocalBackend:
         slot = next(n for n in range(len(used) + 1) if n not in used)
         port = free_port(self._ports)
         self._ports.add(port)
-        loop = asyncio.get_running_loop()
-        r = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, loop.time())
+        r = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
         rev.replicas.append(r)
-        task = loop.create_task(self._life(rev, r), name=f"replica {rev.key}-{slot}")
+        self._spawn(self._life(rev, r), f"replica {rev.key}-{slot}")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("replica supervisor failed", exc_info=task.exception())
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     @staticmethod
     def _probe_done(task: asyncio.Future[None]) -> None:
@@ -328,63 +339,67 @@ class LocalBackend:
         self._reconcile(rev)
 
     async def _probe(self, rev: _Revision, r: _Replica, proc: ReplicaProcess) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        failures = 0
+        started = self._clock()
         note_at = self._not_ready_note
         while not proc.exited:
             ok = await self._prober.check(r.endpoint.port, rev.spec.readiness_path)
-            waited = loop.time() - started
+            waited = self._clock() - started
             if ok is False and not r.was_ready and waited >= note_at:
                 note_at = waited + 30.0
-                path = rev.spec.readiness_path
-                probed = (
-                    f"GET http://127.0.0.1:{r.endpoint.port}{path}" if path else f"a TCP connect to 127.0.0.1:{r.endpoint.port}"
-                )
-                rev.starting = (
-                    f"replica not ready after {waited:.0f}s: {probed} fails "
-                    "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
-                )
-                log.warning("%s: %s", rev.key, rev.starting)
+                self._note_not_ready(rev, r, waited)
             if r.stopping or proc.exited:
                 return
-            if ok is None:
-                pass  # the gateway could not probe (out of descriptors): the replica is not to blame
-            elif ok:
-                failures = 0
-                if not r.ready:
-                    if not r.was_ready:
-                        r.was_ready = True
-                        rev.starting = None
-                        log.info(
-                            "%s replica on %s ready after %.3fs",
-                            rev.key,
-                            r.endpoint,
-                            loop.time() - started,
-                        )
-                        if rev.message is not None:
-                            log.info("%s: recovered from crash back-off (last failure: %s)", rev.key, rev.message)
-                            rev.message = None
-                    self._set_ready(rev, r, True)
-                    self._reconcile(rev)
-            elif r.ready:
-                failures += 1
-                if failures >= self._failure_threshold:
-                    log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures)
-                    self._set_ready(rev, r, False)
-            elif not r.was_ready and loop.time() - started > self._start_timeout:
-                r.failure = f"replica not ready after {self._start_timeout:g}s"
-                proc.signal(signal.SIGKILL)
+            # ok None: the gateway could not probe (out of descriptors), the replica is not to blame
+            if ok:
+                self._probe_passed(rev, r, waited)
+            elif ok is False and not self._probe_failed(rev, r, proc, waited):
                 return
-            await asyncio.sleep(self._probe_period if r.was_ready else self._probe_interval)
+            await self._sleep(self._probe_period if r.was_ready else self._probe_interval)
+
+    def _note_not_ready(self, rev: _Revision, r: _Replica, waited: float) -> None:
+        path = rev.spec.readiness_path
+        port = r.endpoint.port
+        probed = f"GET http://127.0.0.1:{port}{path}" if path else f"a TCP connect to 127.0.0.1:{port}"
+        rev.starting = (
+            f"replica not ready after {waited:.0f}s: {probed} fails "
+            "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
+        )
+        log.warning("%s: %s", rev.key, rev.starting)
+
+    def _probe_passed(self, rev: _Revision, r: _Replica, waited: float) -> None:
+        r.probe_failures = 0
+        if r.ready:
+            return
+        if not r.was_ready:
+            r.was_ready = True
+            rev.starting = None
+            log.info("%s replica on %s ready after %.3fs", rev.key, r.endpoint, waited)
+            if rev.message is not None:
+                log.info("%s: recovered from crash back-off (last failure: %s)", rev.key, rev.message)
+                rev.message = None
+        self._set_ready(rev, r, True)
+        self._reconcile(rev)
+
+    def _probe_failed(self, rev: _Revision, r: _Replica, proc: ReplicaProcess, waited: float) -> bool:
+        """Count a failed probe; False when the replica never got ready in time and was killed."""
+        if r.ready:
+            r.probe_failures += 1
+            if r.probe_failures >= self._failure_threshold:
+                log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, r.probe_failures)
+                self._set_ready(rev, r, False)
+        elif not r.was_ready and waited > self._start_timeout:
+            r.failure = f"replica not ready after {self._start_timeout:g}s"
+            proc.signal(signal.SIGKILL)
+            return False
+        return True
 
     async def _drain(self, r: _Replica) -> None:
+        """Wait until the replica serves no request any more, at most the grace period."""
         if self._in_flight is None or not r.was_ready:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._grace
-        while self._load(r) > 0 and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        deadline = self._clock() + self._grace
+        while self._load(r) > 0 and self._clock() < deadline:
+            await self._sleep(DRAIN_POLL)
 
     def _release(self, rev: _Revision, r: _Replica) -> None:
         if r in rev.replicas:
@@ -394,13 +409,13 @@ class LocalBackend:
 
     def _crashed(self, rev: _Revision, r: _Replica, reason: str, tail: list[str]) -> None:
         initial, ceiling, reset = self._backoff
-        now = asyncio.get_running_loop().time()
+        now = self._clock()
         if now - r.created >= reset:
             rev.failures = 0
         rev.failures += 1
         delay = min(ceiling, initial * 2 ** min(rev.failures - 1, 30))
         rev.backoff_until = now + delay
-        rev.last_crash = time.monotonic()
+        rev.last_crash = now
         rev.message = f"{reason}: {tail[-1]}" if tail else reason
         log.warning(
             "%s: %s; restarting in %gs%s",

@@ -14,13 +14,13 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 # A tiny HTTP/1.1 server on plain asyncio (fast to start); environment variables tell it how
 # to misbehave. GET /pid and /port answer with its pid and $PORT; /ready is 200 unless
-# READY_FILE is set and missing.
+# READY_FILE is set and missing (each answer to /ready is logged). IGNORE_TERM: SIGTERM is logged, not obeyed.
 REPLICA = r"""
 import asyncio, os, signal, sys, time
 
 port = int(sys.argv[1])
 if os.environ.get("IGNORE_TERM"):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
 if os.environ.get("FAIL"):
     print("boom:", os.environ["FAIL"], flush=True)
     sys.exit(1)
@@ -35,6 +35,8 @@ async def handle(reader, writer):
     status = b"200 OK"
     if path == "/ready" and ready_file and not os.path.exists(ready_file):
         status = b"503 Service Unavailable"
+    if path == "/ready":
+        print("GET /ready", status.decode(), flush=True)
     body = {"/pid": str(os.getpid()), "/port": os.environ.get("PORT", "")}.get(path, "ok").encode()
     head = b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body))
     writer.write(head + body)
@@ -66,12 +68,34 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], object], within: float = 5.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+class ManualSleep:
+    """An injected sleep that returns only when the test calls `step()`: one sleeper, one round per step."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self.asleep = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.asleep.set()
+        await self._wake.wait()
+        self._wake.clear()
+
+    async def step(self) -> None:
+        """Wake the sleeper and wait until it sleeps again (its round is done)."""
+        await self.asleep.wait()
+        self.asleep.clear()
+        self._wake.set()
+        await self.asleep.wait()
 
 
 def service(name: str = "iris", namespace: str = "default", **revision: Any) -> ServiceSpec:
