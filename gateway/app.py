@@ -18,7 +18,7 @@ from gateway.config import load
 from gateway.config.model import BackendKind, Config, GatewaySettings, ServiceSpec
 from gateway.metrics import RevisionView
 from gateway.reloads import Reloader
-from gateway.router.revision import RevisionRuntime
+from gateway.router.revision import RevisionHooks, RevisionRuntime, RevisionSettings
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint, EndpointSet, RevisionKey
@@ -82,9 +82,8 @@ class Gateway:
         self.services: dict[RevisionKey, ServiceSpec] = {}
         self.proxy = ProxyServer(RouteTable({}, {}), config.gateway.proxy)
         self._specs: dict[tuple[str, str], ServiceSpec] = {}  # as applied, by (namespace, name)
-        # One bound method for every runtime, not one closure each (10,000 services, 20,000 runtimes).
-        self._state_of = self._backend_state
-        self._on_dropped = self._dropped
+        # One hooks value (bound methods) for every runtime, not closures each (10,000 services, 20,000 runtimes).
+        self._hooks = RevisionHooks(on_endpoint_dropped=self._dropped, backend_state=self._backend_state)
         self._applied = False
         self.autoscaler = Autoscaler(self, tick_interval=config.gateway.autoscaler.tick_interval)
         self._autoscaler_task: asyncio.Task[None] | None = None
@@ -184,7 +183,9 @@ class Gateway:
         await self._configure_scaling(settings, changed)
         return report
 
-    async def _apply_services(self, settings: GatewaySettings, changed: list[ServiceSpec], removed: list[ServiceSpec]) -> None:
+    async def _apply_services(
+        self, gateway_settings: GatewaySettings, changed: list[ServiceSpec], removed: list[ServiceSpec]
+    ) -> None:
         """Runtimes and backends of the changed services; the removed ones leave their backends."""
         changed_by_kind: dict[BackendKind, list[ServiceSpec]] = {}
         removed_by_kind: dict[BackendKind, list[ServiceSpec]] = {}
@@ -195,34 +196,28 @@ class Gateway:
         for i, spec in enumerate(changed):
             if i and i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a reload that changes 10,000 services lets requests through
-            kind = spec.backend or settings.backend
+            kind = spec.backend or gateway_settings.backend
             old_kind = self.revision_backend.get(spec.key("default"))
             if old_kind is not None and old_kind != kind:
                 removed_by_kind.setdefault(old_kind, []).append(self._specs[spec.ident])
             changed_by_kind.setdefault(kind, []).append(spec)
-            timeout = spec.timeout or settings.activator.request_timeout
+            timeout = spec.timeout or gateway_settings.activator.request_timeout
             cc = spec.scaling.container_concurrency
             for rev in spec.revisions():
                 key = spec.key(rev.name)
                 rt = self.runtimes.get(key)
+                settings = RevisionSettings(
+                    container_concurrency=cc,
+                    queue_depth=gateway_settings.activator.queue_depth,
+                    scalable=kind != "static",
+                    request_timeout=timeout,
+                    activation_timeout=gateway_settings.activator.activation_timeout,
+                )
                 if rt is None:
-                    rt = RevisionRuntime(
-                        key,
-                        container_concurrency=cc,
-                        queue_depth=settings.activator.queue_depth,
-                        scalable=kind != "static",
-                        request_timeout=timeout,
-                        activation_timeout=settings.activator.activation_timeout,
-                    )
-                    rt.on_endpoint_dropped = self._on_dropped
-                    rt.backend_state = self._state_of
+                    rt = RevisionRuntime(key, settings, self._hooks)
                     self.runtimes[key] = rt
                 else:
-                    rt.throttler.set_concurrency(cc)
-                    rt.throttler.queue_depth = settings.activator.queue_depth
-                    rt.scalable = kind != "static"
-                    rt.request_timeout = timeout
-                    rt.activation_timeout = settings.activator.activation_timeout
+                    rt.configure(settings, rt.hooks)
                 self.services[key] = spec
                 self.revision_backend[key] = kind
         for kind in set(changed_by_kind) | set(removed_by_kind):
@@ -264,12 +259,10 @@ class Gateway:
                 rt = self.runtimes[key]
                 if self.revision_backend[key] != "static":
                     self.autoscaler.set(key, RevisionScaling.resolve(defaults, spec.scaling))
-                    rt.stats = self.autoscaler.stats(key)
-                    rt.poke = self._poker(key)
+                    rt.configure(rt.settings, replace(self._hooks, stats=self.autoscaler.stats(key), poke=self._poker(key)))
                 else:
                     self.autoscaler.remove(key)
-                    rt.stats = None
-                    rt.poke = None
+                    rt.configure(rt.settings, self._hooks)
 
     def _backend_state(self, key: RevisionKey) -> tuple[str, str | None]:
         st = self.status(key)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway.config.model import Config, GatewaySettings, ProxySettings, RevisionSpec, ServiceSpec
-from gateway.router.revision import RevisionRuntime
+from gateway.router.revision import RevisionHooks, RevisionRuntime, RevisionSettings
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint
@@ -28,16 +28,18 @@ class Held:
 
 async def held(*, queue_depth: int = 100, activation_timeout: float = 5.0, request_timeout: float = 30.0, cc: int = 0) -> Held:
     spec = ServiceSpec(name="held", namespace="default", default=RevisionSpec(name="default"))
+    pokes: list[int] = []
     rt = RevisionRuntime(
         spec.key("default"),
-        container_concurrency=cc,
-        queue_depth=queue_depth,
-        scalable=True,
-        request_timeout=request_timeout,
-        activation_timeout=activation_timeout,
+        RevisionSettings(
+            container_concurrency=cc,
+            queue_depth=queue_depth,
+            scalable=True,
+            request_timeout=request_timeout,
+            activation_timeout=activation_timeout,
+        ),
+        RevisionHooks(poke=lambda: pokes.append(1)),
     )
-    pokes: list[int] = []
-    rt.poke = lambda: pokes.append(1)
     config = Config(gateway=GatewaySettings(), services=(spec,))
     server = ProxyServer(RouteTable.build(config, {spec.key("default"): rt}), ProxySettings())
     await server.start("127.0.0.1", 0)
