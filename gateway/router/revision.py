@@ -26,7 +26,7 @@ class ConcurrencyRecorder(Protocol):
     def request_out(self, now: float) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RevisionSettings:
     """How the data plane treats one revision's requests (from its spec and the gateway's settings)."""
 
@@ -37,7 +37,7 @@ class RevisionSettings:
     activation_timeout: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RevisionHooks:
     """How a revision's requests reach the control plane; every hook is optional."""
 
