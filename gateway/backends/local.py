@@ -189,7 +189,7 @@ class LocalBackend:
         recent = self._clock() - rev.last_crash < self._backoff[2]
         if recent and ready < rev.desired:
             return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)
-        if ready != rev.desired or any(r.stopping for r in rev.replicas):
+        if ready != rev.desired or any(replica.stopping for replica in rev.replicas):
             return RevisionStatus(rev.desired, ready, "scaling", rev.starting if ready < rev.desired else None)
         return RevisionStatus(rev.desired, ready)
 
@@ -198,7 +198,7 @@ class LocalBackend:
         rev = self._revs.get(key)
         if rev is None:
             return []
-        return [r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited]
+        return [replica.process.pid for replica in rev.replicas if replica.process is not None and not replica.process.exited]
 
     async def close(self) -> None:
         self._closed = True
@@ -214,11 +214,11 @@ class LocalBackend:
     # reconciliation
 
     def _reconcile(self, rev: _Revision) -> None:
-        active = [r for r in rev.replicas if not r.stopping]
-        fresh = [r for r in active if r.fingerprint == rev.fingerprint]
-        stale = [r for r in active if r.fingerprint != rev.fingerprint]
-        for r in sorted(fresh, key=self._stop_order)[: max(0, len(fresh) - rev.desired)]:
-            self._stop(rev, r)
+        active = [replica for replica in rev.replicas if not replica.stopping]
+        fresh = [replica for replica in active if replica.fingerprint == rev.fingerprint]
+        stale = [replica for replica in active if replica.fingerprint != rev.fingerprint]
+        for replica in sorted(fresh, key=self._stop_order)[: max(0, len(fresh) - rev.desired)]:
+            self._stop(rev, replica)
         missing = rev.desired - len(fresh)
         if missing > 0 and rev.spec.command is not None and not self._closed and not rev.forgotten:
             wait = rev.backoff_until - self._clock()
@@ -229,9 +229,9 @@ class LocalBackend:
                 for _ in range(missing):
                     self._start(rev)
         # rolling replacement: an old replica goes once a new one is ready to take its place
-        keep = max(0, rev.desired - sum(r.ready for r in fresh))
-        for r in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
-            self._stop(rev, r)
+        keep = max(0, rev.desired - sum(replica.ready for replica in fresh))
+        for replica in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
+            self._stop(rev, replica)
 
     async def _after_backoff(self, rev: _Revision, wait: float) -> None:
         await self._sleep(wait)
@@ -239,27 +239,27 @@ class LocalBackend:
         if not rev.forgotten:
             self._reconcile(rev)
 
-    def _stop_order(self, r: _Replica) -> tuple[bool, int, float]:
+    def _stop_order(self, replica: _Replica) -> tuple[bool, int, float]:
         # newest not-ready first, then the least loaded
-        return (r.ready, self._load(r) if r.ready else 0, -r.created)
+        return (replica.ready, self._load(replica) if replica.ready else 0, -replica.created)
 
-    def _load(self, r: _Replica) -> int:
+    def _load(self, replica: _Replica) -> int:
         if self._in_flight is None:
             return 0
         try:
-            return self._in_flight(r.endpoint)
+            return self._in_flight(replica.endpoint)
         except Exception:
-            log.exception("in_flight(%s) failed", r.endpoint)
+            log.exception("in_flight(%s) failed", replica.endpoint)
             return 0
 
     def _start(self, rev: _Revision) -> None:
-        used = {r.slot for r in rev.replicas}
+        used = {replica.slot for replica in rev.replicas}
         slot = next(n for n in range(len(used) + 1) if n not in used)
         port = free_port(self._ports)
         self._ports.add(port)
-        r = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
-        rev.replicas.append(r)
-        self._spawn(self._life(rev, r), f"replica {rev.key}-{slot}")
+        replica = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
+        rev.replicas.append(replica)
+        self._spawn(self._life(rev, replica), f"replica {rev.key}-{slot}")
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -278,14 +278,14 @@ class LocalBackend:
         if not task.cancelled() and task.exception() is not None:
             log.error("readiness prober failed", exc_info=task.exception())
 
-    def _stop(self, rev: _Revision, r: _Replica) -> None:
-        r.stopping = True
-        r.stop.set()
-        self._set_ready(rev, r, False)
+    def _stop(self, rev: _Revision, replica: _Replica) -> None:
+        replica.stopping = True
+        replica.stop.set()
+        self._set_ready(rev, replica, False)
 
-    def _set_ready(self, rev: _Revision, r: _Replica, ready: bool) -> None:
-        r.ready = ready
-        endpoints = frozenset(x.endpoint for x in rev.replicas if x.ready and not x.stopping)
+    def _set_ready(self, rev: _Revision, replica: _Replica, ready: bool) -> None:
+        replica.ready = ready
+        endpoints = frozenset(r.endpoint for r in rev.replicas if r.ready and not r.stopping)
         if endpoints == rev.endpoints:
             return
         rev.endpoints = endpoints
@@ -299,28 +299,28 @@ class LocalBackend:
 
     # one replica's life
 
-    async def _life(self, rev: _Revision, r: _Replica) -> None:
+    async def _life(self, rev: _Revision, replica: _Replica) -> None:
         key = rev.key
-        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
+        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{replica.slot}.log"
         try:
-            proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path, state_dir=self._state_dir)
+            proc = await ReplicaProcess.spawn(rev.spec, replica.endpoint.port, log_path, state_dir=self._state_dir)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self._release(rev, r)
-            if not r.stopping:
-                self._crashed(rev, r, f"replica failed to start: {exc}", [])
+            self._release(rev, replica)
+            if not replica.stopping:
+                self._crashed(rev, replica, f"replica failed to start: {exc}", [])
             self._reconcile(rev)
             return
-        r.process = proc
+        replica.process = proc
         reaper.record(self._state_dir, proc.pid, proc.pgid, proc.argv, str(key))
         exited = asyncio.ensure_future(proc.proc.wait())
-        stopped = asyncio.ensure_future(r.stop.wait())
-        probing = asyncio.ensure_future(self._probe(rev, r, proc))
+        stopped = asyncio.ensure_future(replica.stop.wait())
+        probing = asyncio.ensure_future(self._probe(rev, replica, proc))
         probing.add_done_callback(self._probe_done)
         try:
             await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
             probing.cancel()
             if not exited.done():
-                await self._drain(r)
+                await self._drain(replica)
                 await proc.terminate(self._grace)
             await exited
         except asyncio.CancelledError:
@@ -332,33 +332,33 @@ class LocalBackend:
             # stragglers of the group (children of a shell, say) go with the replica
             proc.signal(signal.SIGKILL)
             reaper.forget(self._state_dir, proc.pid)
-            self._release(rev, r)
-        if not r.stopping:
-            reason = r.failure or describe_exit(exited.result())
-            self._crashed(rev, r, reason, log_tail(proc.log_path))
+            self._release(rev, replica)
+        if not replica.stopping:
+            reason = replica.failure or describe_exit(exited.result())
+            self._crashed(rev, replica, reason, log_tail(proc.log_path))
         self._reconcile(rev)
 
-    async def _probe(self, rev: _Revision, r: _Replica, proc: ReplicaProcess) -> None:
+    async def _probe(self, rev: _Revision, replica: _Replica, proc: ReplicaProcess) -> None:
         started = self._clock()
         note_at = self._not_ready_note
         while not proc.exited:
-            ok = await self._prober.check(r.endpoint.port, rev.spec.readiness_path)
+            ok = await self._prober.check(replica.endpoint.port, rev.spec.readiness_path)
             waited = self._clock() - started
-            if ok is False and not r.was_ready and waited >= note_at:
+            if ok is False and not replica.was_ready and waited >= note_at:
                 note_at = waited + 30.0
-                self._note_not_ready(rev, r, waited)
-            if r.stopping or proc.exited:
+                self._note_not_ready(rev, replica, waited)
+            if replica.stopping or proc.exited:
                 return
             # ok None: the gateway could not probe (out of descriptors), the replica is not to blame
             if ok:
-                self._probe_passed(rev, r, waited)
-            elif ok is False and not self._probe_failed(rev, r, proc, waited):
+                self._probe_passed(rev, replica, waited)
+            elif ok is False and not self._probe_failed(rev, replica, proc, waited):
                 return
-            await self._sleep(self._probe_period if r.was_ready else self._probe_interval)
+            await self._sleep(self._probe_period if replica.was_ready else self._probe_interval)
 
-    def _note_not_ready(self, rev: _Revision, r: _Replica, waited: float) -> None:
+    def _note_not_ready(self, rev: _Revision, replica: _Replica, waited: float) -> None:
         path = rev.spec.readiness_path
-        port = r.endpoint.port
+        port = replica.endpoint.port
         probed = f"GET http://127.0.0.1:{port}{path}" if path else f"a TCP connect to 127.0.0.1:{port}"
         rev.starting = (
             f"replica not ready after {waited:.0f}s: {probed} fails "
@@ -366,51 +366,51 @@ class LocalBackend:
         )
         log.warning("%s: %s", rev.key, rev.starting)
 
-    def _probe_passed(self, rev: _Revision, r: _Replica, waited: float) -> None:
-        r.probe_failures = 0
-        if r.ready:
+    def _probe_passed(self, rev: _Revision, replica: _Replica, waited: float) -> None:
+        replica.probe_failures = 0
+        if replica.ready:
             return
-        if not r.was_ready:
-            r.was_ready = True
+        if not replica.was_ready:
+            replica.was_ready = True
             rev.starting = None
-            log.info("%s replica on %s ready after %.3fs", rev.key, r.endpoint, waited)
+            log.info("%s replica on %s ready after %.3fs", rev.key, replica.endpoint, waited)
             if rev.message is not None:
                 log.info("%s: recovered from crash back-off (last failure: %s)", rev.key, rev.message)
                 rev.message = None
-        self._set_ready(rev, r, True)
+        self._set_ready(rev, replica, True)
         self._reconcile(rev)
 
-    def _probe_failed(self, rev: _Revision, r: _Replica, proc: ReplicaProcess, waited: float) -> bool:
+    def _probe_failed(self, rev: _Revision, replica: _Replica, proc: ReplicaProcess, waited: float) -> bool:
         """Count a failed probe; False when the replica never got ready in time and was killed."""
-        if r.ready:
-            r.probe_failures += 1
-            if r.probe_failures >= self._failure_threshold:
-                log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, r.probe_failures)
-                self._set_ready(rev, r, False)
-        elif not r.was_ready and waited > self._start_timeout:
-            r.failure = f"replica not ready after {self._start_timeout:g}s"
+        if replica.ready:
+            replica.probe_failures += 1
+            if replica.probe_failures >= self._failure_threshold:
+                log.warning("%s replica on %s failed %d readiness probes", rev.key, replica.endpoint, replica.probe_failures)
+                self._set_ready(rev, replica, False)
+        elif not replica.was_ready and waited > self._start_timeout:
+            replica.failure = f"replica not ready after {self._start_timeout:g}s"
             proc.signal(signal.SIGKILL)
             return False
         return True
 
-    async def _drain(self, r: _Replica) -> None:
+    async def _drain(self, replica: _Replica) -> None:
         """Wait until the replica serves no request any more, at most the grace period."""
-        if self._in_flight is None or not r.was_ready:
+        if self._in_flight is None or not replica.was_ready:
             return
         deadline = self._clock() + self._grace
-        while self._load(r) > 0 and self._clock() < deadline:
+        while self._load(replica) > 0 and self._clock() < deadline:
             await self._sleep(DRAIN_POLL)
 
-    def _release(self, rev: _Revision, r: _Replica) -> None:
-        if r in rev.replicas:
-            rev.replicas.remove(r)
-        self._ports.discard(r.endpoint.port)
-        self._set_ready(rev, r, False)
+    def _release(self, rev: _Revision, replica: _Replica) -> None:
+        if replica in rev.replicas:
+            rev.replicas.remove(replica)
+        self._ports.discard(replica.endpoint.port)
+        self._set_ready(rev, replica, False)
 
-    def _crashed(self, rev: _Revision, r: _Replica, reason: str, tail: list[str]) -> None:
+    def _crashed(self, rev: _Revision, replica: _Replica, reason: str, tail: list[str]) -> None:
         initial, ceiling, reset = self._backoff
         now = self._clock()
-        if now - r.created >= reset:
+        if now - replica.created >= reset:
             rev.failures = 0
         rev.failures += 1
         delay = min(ceiling, initial * 2 ** min(rev.failures - 1, 30))
