@@ -216,3 +216,18 @@ async def test_recovery_from_crash_back_off_is_logged(
     assert len(recovered) == 1 and "first start fails" in recovered[0], messages
     assert backend.status(KEY).message is None
     await backend.close()
+
+
+async def test_crash_back_off_is_timed_by_the_injected_clock(tmp_path: Path, replica_script: str) -> None:
+    now = [1000.0]
+    backend = make_backend(tmp_path, clock=lambda: now[0], backoff_initial=30.0, backoff_reset=60.0)
+    await backend.sync([service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    assert backend.pids(KEY) == []  # no restart before the back-off ends, however long the test runs
+    now[0] += 59.0
+    assert backend.status(KEY).state == "crash-backoff"
+    now[0] += 1.0  # a minute after the crash it is no longer recent: the revision is just scaling
+    status = backend.status(KEY)
+    assert (status.state, status.desired, status.ready) == ("scaling", 1, 0)
+    await backend.close()
