@@ -8,11 +8,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.backends import reaper
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
+from gateway.backends.local_state import LocalReplica, LocalRevision
 from gateway.backends.probe import Prober
 from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail
 from gateway.config.model import RevisionSpec, ServiceSpec
@@ -21,46 +21,6 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 log = logging.getLogger(__name__)
 
 DRAIN_POLL = 0.02  # seconds between two looks at a draining replica's in-flight count (the router keeps no waiters)
-
-
-@dataclass(eq=False)
-class _Replica:
-    slot: int
-    endpoint: Endpoint
-    fingerprint: object
-    created: float
-    process: ReplicaProcess | None = None
-    ready: bool = False
-    was_ready: bool = False
-    probe_failures: int = 0  # failed probes in a row since the replica was last ready
-    stopping: bool = False
-    failure: str | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class _Revision:
-    def __init__(self, key: RevisionKey, spec: RevisionSpec) -> None:
-        self.key = key
-        self.spec = spec
-        self.desired = 0
-        self.replicas: list[_Replica] = []
-        self.endpoints: EndpointSet = frozenset()
-        self.failures = 0
-        self.backoff_until = 0.0
-        self.last_crash = float("-inf")
-        self.message: str | None = None
-        self.starting: str | None = None  # why a starting replica is not ready yet (its failing probe)
-        self.timer: asyncio.Task[None] | None = None  # the end of a crash back-off
-        self.forgotten = False
-
-    @property
-    def fingerprint(self) -> object:
-        return (self.spec.command, self.spec.env, self.spec.workdir)
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 class LocalBackend:
@@ -104,7 +64,7 @@ class LocalBackend:
         self._sleep = sleep
         self._prober = prober or Prober(timeout=probe_timeout)
         self._lock = reaper.StateLock(self._state_dir)
-        self._revs: dict[RevisionKey, _Revision] = {}
+        self._revs: dict[RevisionKey, LocalRevision] = {}
         self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._listeners: list[EndpointListener] = []
         self._ports: set[int] = set()
@@ -151,7 +111,7 @@ class LocalBackend:
         for key, spec in wanted.items():
             rev = self._revs.get(key)
             if rev is None:
-                self._revs[key] = _Revision(key, spec)
+                self._revs[key] = LocalRevision(key, spec)
             elif rev.spec != spec:
                 before = rev.fingerprint
                 rev.spec = spec
@@ -213,7 +173,7 @@ class LocalBackend:
 
     # reconciliation
 
-    def _reconcile(self, rev: _Revision) -> None:
+    def _reconcile(self, rev: LocalRevision) -> None:
         active = [replica for replica in rev.replicas if not replica.stopping]
         fresh = [replica for replica in active if replica.fingerprint == rev.fingerprint]
         stale = [replica for replica in active if replica.fingerprint != rev.fingerprint]
@@ -233,17 +193,17 @@ class LocalBackend:
         for replica in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
             self._stop(rev, replica)
 
-    async def _after_backoff(self, rev: _Revision, wait: float) -> None:
+    async def _after_backoff(self, rev: LocalRevision, wait: float) -> None:
         await self._sleep(wait)
         rev.timer = None
         if not rev.forgotten:
             self._reconcile(rev)
 
-    def _stop_order(self, replica: _Replica) -> tuple[bool, int, float]:
+    def _stop_order(self, replica: LocalReplica) -> tuple[bool, int, float]:
         # newest not-ready first, then the least loaded
         return (replica.ready, self._load(replica) if replica.ready else 0, -replica.created)
 
-    def _load(self, replica: _Replica) -> int:
+    def _load(self, replica: LocalReplica) -> int:
         if self._in_flight is None:
             return 0
         try:
@@ -252,12 +212,12 @@ class LocalBackend:
             log.exception("in_flight(%s) failed", replica.endpoint)
             return 0
 
-    def _start(self, rev: _Revision) -> None:
+    def _start(self, rev: LocalRevision) -> None:
         used = {replica.slot for replica in rev.replicas}
         slot = next(n for n in range(len(used) + 1) if n not in used)
         port = free_port(self._ports)
         self._ports.add(port)
-        replica = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
+        replica = LocalReplica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
         rev.replicas.append(replica)
         self._spawn(self._life(rev, replica), f"replica {rev.key}-{slot}")
 
@@ -278,12 +238,12 @@ class LocalBackend:
         if not task.cancelled() and task.exception() is not None:
             log.error("readiness prober failed", exc_info=task.exception())
 
-    def _stop(self, rev: _Revision, replica: _Replica) -> None:
+    def _stop(self, rev: LocalRevision, replica: LocalReplica) -> None:
         replica.stopping = True
         replica.stop.set()
         self._set_ready(rev, replica, False)
 
-    def _set_ready(self, rev: _Revision, replica: _Replica, ready: bool) -> None:
+    def _set_ready(self, rev: LocalRevision, replica: LocalReplica, ready: bool) -> None:
         replica.ready = ready
         endpoints = frozenset(r.endpoint for r in rev.replicas if r.ready and not r.stopping)
         if endpoints == rev.endpoints:
@@ -299,7 +259,7 @@ class LocalBackend:
 
     # one replica's life
 
-    async def _life(self, rev: _Revision, replica: _Replica) -> None:
+    async def _life(self, rev: LocalRevision, replica: LocalReplica) -> None:
         key = rev.key
         log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{replica.slot}.log"
         try:
@@ -338,7 +298,7 @@ class LocalBackend:
             self._crashed(rev, replica, reason, log_tail(proc.log_path))
         self._reconcile(rev)
 
-    async def _probe(self, rev: _Revision, replica: _Replica, proc: ReplicaProcess) -> None:
+    async def _probe(self, rev: LocalRevision, replica: LocalReplica, proc: ReplicaProcess) -> None:
         started = self._clock()
         note_at = self._not_ready_note
         while not proc.exited:
@@ -356,7 +316,7 @@ class LocalBackend:
                 return
             await self._sleep(self._probe_period if replica.was_ready else self._probe_interval)
 
-    def _note_not_ready(self, rev: _Revision, replica: _Replica, waited: float) -> None:
+    def _note_not_ready(self, rev: LocalRevision, replica: LocalReplica, waited: float) -> None:
         path = rev.spec.readiness_path
         port = replica.endpoint.port
         probed = f"GET http://127.0.0.1:{port}{path}" if path else f"a TCP connect to 127.0.0.1:{port}"
@@ -366,7 +326,7 @@ class LocalBackend:
         )
         log.warning("%s: %s", rev.key, rev.starting)
 
-    def _probe_passed(self, rev: _Revision, replica: _Replica, waited: float) -> None:
+    def _probe_passed(self, rev: LocalRevision, replica: LocalReplica, waited: float) -> None:
         replica.probe_failures = 0
         if replica.ready:
             return
@@ -380,7 +340,7 @@ class LocalBackend:
         self._set_ready(rev, replica, True)
         self._reconcile(rev)
 
-    def _probe_failed(self, rev: _Revision, replica: _Replica, proc: ReplicaProcess, waited: float) -> bool:
+    def _probe_failed(self, rev: LocalRevision, replica: LocalReplica, proc: ReplicaProcess, waited: float) -> bool:
         """Count a failed probe; False when the replica never got ready in time and was killed."""
         if replica.ready:
             replica.probe_failures += 1
@@ -393,7 +353,7 @@ class LocalBackend:
             return False
         return True
 
-    async def _drain(self, replica: _Replica) -> None:
+    async def _drain(self, replica: LocalReplica) -> None:
         """Wait until the replica serves no request any more, at most the grace period."""
         if self._in_flight is None or not replica.was_ready:
             return
@@ -401,13 +361,13 @@ class LocalBackend:
         while self._load(replica) > 0 and self._clock() < deadline:
             await self._sleep(DRAIN_POLL)
 
-    def _release(self, rev: _Revision, replica: _Replica) -> None:
+    def _release(self, rev: LocalRevision, replica: LocalReplica) -> None:
         if replica in rev.replicas:
             rev.replicas.remove(replica)
         self._ports.discard(replica.endpoint.port)
         self._set_ready(rev, replica, False)
 
-    def _crashed(self, rev: _Revision, replica: _Replica, reason: str, tail: list[str]) -> None:
+    def _crashed(self, rev: LocalRevision, replica: LocalReplica, reason: str, tail: list[str]) -> None:
         initial, ceiling, reset = self._backoff
         now = self._clock()
         if now - replica.created >= reset:
