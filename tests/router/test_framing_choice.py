@@ -17,7 +17,6 @@ from gateway.router.framing import (
 )
 from gateway.router.headers import read_response_head
 
-
 CL = (b"Content-Length", b"12")
 TE = (b"Transfer-Encoding", b"chunked")
 
