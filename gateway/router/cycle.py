@@ -12,7 +12,7 @@ import logging
 import time
 
 from gateway.resources import is_local_shortage
-from gateway.router.errors import error_response
+from gateway.router.error_responses import error_response
 from gateway.router.framing import NO_BODY
 from gateway.router.phases import CONNECTING, DONE, QUEUED, SENT
 from gateway.router.request import RequestRelay

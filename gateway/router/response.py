@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from gateway.router.errors import reason
+from gateway.router.error_responses import reason
 from gateway.router.framing import Framing, choose_framing
 from gateway.router.headers import ResponseHead
 from gateway.router.phases import DONE, STREAMING
