@@ -265,6 +265,9 @@ def _connection(steering: Steering) -> tuple[list[bytes], bytes | None]:
     return tokens, upgrade
 
 
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})  # what nearly every replica sends: names no header
+
+
 class ResponseHead:
     """A response head read header by header as the parser delivers them (no second pass)."""
 
@@ -294,8 +297,9 @@ class ResponseHead:
 
     def finish(self) -> ResponseHead:
         """Drop the headers the replica's Connection header names as hop-by-hop."""
-        if self.connection is not None:
-            tokens = {t.strip().lower() for t in self.connection.split(b",")}
+        connection = self.connection
+        if connection is not None and connection.lower() not in _PLAIN_CONNECTION:
+            tokens = {t.strip().lower() for t in connection.split(b",")}
             extra = {t for t in tokens if t and t not in HOP_BY_HOP and t != b"close"}
             if extra:
                 self.lines = [line for line in self.lines if line.split(b":", 1)[0].lower() not in extra]
