@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.config.errors import DocContext
-from gateway.config.revision import (
+from gateway.config.runnable import (
     read_args,
     read_env,
     read_port,

@@ -28,7 +28,7 @@ from gateway.config.manifest import (
     read_metadata,
 )
 from gateway.config.model import RevisionSpec, ServiceSpec, Source
-from gateway.config.revision import (
+from gateway.config.runnable import (
     read_env,
     read_resources,
     read_string_map,

@@ -31,7 +31,7 @@ from gateway.config.model import (
     ServiceSpec,
     Source,
 )
-from gateway.config.revision import (
+from gateway.config.runnable import (
     GATEWAY_REVISION_KEYS,
     read_gateway_keys,
     read_port,

@@ -20,7 +20,7 @@ from gateway.config.manifest import (
     read_metadata,
 )
 from gateway.config.model import RevisionSpec, ServiceSpec, Source
-from gateway.config.revision import read_resources, read_string_map, read_tolerations
+from gateway.config.runnable import read_resources, read_string_map, read_tolerations
 from gateway.config.scaling import ScalingDraft
 from gateway.config.values import check_keys, integer, join, mapping, string
 

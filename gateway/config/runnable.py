@@ -1,4 +1,7 @@
-"""Readers for what a revision runs: command, endpoints, env, resources, accelerators, placement."""
+"""What a revision runs, and where: readers for command, endpoints, env, resources, accelerators, placement.
+
+Configuration only; the data plane's live revision is `gateway.router.revision.RevisionRuntime`.
+"""
 
 from __future__ import annotations
 

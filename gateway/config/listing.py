@@ -1,4 +1,7 @@
-"""The routing table `gateway validate` prints: hosts, revisions and their share, backend, scale bounds."""
+"""The listing `gateway validate` prints (its "routing table"): hosts, revisions and their share, backend, scale bounds.
+
+Text for people, not the data plane's `RouteTable` (`gateway.router.routes`).
+"""
 
 from __future__ import annotations
 
