@@ -20,15 +20,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.config.manifest import RevisionFields, Translated
-from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec
+from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec, ServiceSpec
+from gateway.types import RevisionName
 
-TAGS = ("default", "canary")
+TAGS: tuple[RevisionName, ...] = ("default", "canary")
 
 
-def service_hosts(name: str, namespace: str, domain: str) -> list[tuple[str, str]]:
-    """(host, what) pairs a service claims: its own host and both tag hosts, lowercase."""
-    hosts = [(f"{name}.{namespace}.{domain}".lower(), "host")]
-    hosts += [(f"{tag}-{name}.{namespace}.{domain}".lower(), f"{tag} tag host") for tag in TAGS]
+def service_hosts(service: ServiceSpec, domain: str) -> list[tuple[str, str]]:
+    """(host, what) pairs a service claims: its own host and both tag hosts (with a canary or not), lowercase."""
+    hosts = [(service.host(domain).lower(), "host")]
+    hosts += [(service.tag_host(tag, domain).lower(), f"{tag} tag host") for tag in TAGS]
     return hosts
 
 
@@ -44,7 +45,7 @@ def check_duplicates(translated: Sequence[Translated], settings: GatewaySettings
                 f"service {service.namespace}/{service.name} is already defined in {first.ctx.label}",
             )
             continue
-        for host, what in service_hosts(service.name, service.namespace, settings.domain):
+        for host, what in service_hosts(service, settings.domain):
             owner = claimed.setdefault(host, (what, item))
             if owner[1] is not item:
                 item.ctx.error(
