@@ -85,47 +85,59 @@ def _gets_its_port(revision: RevisionSpec) -> bool:
 
 
 def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFields, backend: str) -> None:
-    ctx, kind = item.ctx, item.ctx.kind
     if backend == "static":
-        if revision.endpoints:
-            return
-        if fields.endpoints is None:
-            ctx.error(
-                fields.base,
-                f"the static backend needs endpoints, which this {kind} cannot give; use a PaddleService with endpoints",
-            )
-        else:
-            ctx.error(fields.endpoints, "required for the static backend (a list of base URLs)")
+        _check_static(item, revision, fields)
     elif backend == "kubernetes":
-        if revision.image:
-            return
-        if fields.image is None:
-            ctx.error(
-                fields.base,
-                "the kubernetes backend needs a container image, and this revision has none "
-                "(the built-in model server runs only under the local backend)",
-            )
-        else:
-            ctx.error(fields.image, "required for the kubernetes backend")
+        _check_kubernetes(item, revision, fields)
     else:
-        if revision.endpoints and fields.endpoints is not None:
-            ctx.warn(fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)")
-        if revision.command:
-            if not _gets_its_port(revision):
-                ctx.warn(
-                    fields.command or fields.base,
-                    "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it, "
-                    "given as {port} in the command and as the PORT environment variable; unless the program "
-                    "reads PORT itself, a fixed port never becomes ready",
-                )
-            return
-        if revision.image:
+        _check_local(item, revision, fields)
+
+
+def _check_static(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    if revision.endpoints:
+        return
+    if fields.endpoints is None:
+        item.ctx.error(
+            fields.base,
+            f"the static backend needs endpoints, which this {item.ctx.kind} cannot give; use a PaddleService with endpoints",
+        )
+    else:
+        item.ctx.error(fields.endpoints, "required for the static backend (a list of base URLs)")
+
+
+def _check_kubernetes(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    if revision.image:
+        return
+    if fields.image is None:
+        item.ctx.error(
+            fields.base,
+            "the kubernetes backend needs a container image, and this revision has none "
+            "(the built-in model server runs only under the local backend)",
+        )
+    else:
+        item.ctx.error(fields.image, "required for the kubernetes backend")
+
+
+def _check_local(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    ctx = item.ctx
+    if revision.endpoints and fields.endpoints is not None:
+        ctx.warn(fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)")
+    if revision.command:
+        if not _gets_its_port(revision):
             ctx.warn(
-                fields.base,
-                f"has a container image ({revision.image}) and no command: the local backend runs commands, "
-                "not images, so this revision has no replicas and its requests get 503; add a command to run it here",
+                fields.command or fields.base,
+                "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it, "
+                "given as {port} in the command and as the PORT environment variable; unless the program "
+                "reads PORT itself, a fixed port never becomes ready",
             )
-        elif fields.command is None:
-            ctx.error(fields.base, "nothing to run under the local backend")
-        else:
-            ctx.error(fields.command, "required for the local backend (an argv list or a shell string)")
+        return
+    if revision.image:
+        ctx.warn(
+            fields.base,
+            f"has a container image ({revision.image}) and no command: the local backend runs commands, "
+            "not images, so this revision has no replicas and its requests get 503; add a command to run it here",
+        )
+    elif fields.command is None:
+        ctx.error(fields.base, "nothing to run under the local backend")
+    else:
+        ctx.error(fields.command, "required for the local backend (an argv list or a shell string)")
