@@ -15,6 +15,7 @@ from gateway.autoscale.settings import RevisionScaling
 from gateway.backends import create_backend
 from gateway.backends.base import Backend, RevisionStatus
 from gateway.config import load
+from gateway.config.addresses import split_hostport
 from gateway.config.model import BackendKind, Config, GatewaySettings, ServiceSpec
 from gateway.metrics import RevisionView
 from gateway.reloads import Reloader
@@ -26,13 +27,6 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 250  # services applied between two turns of the event loop during a large reload
-
-
-def split_hostport(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{what}: expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
 
 
 def default_state_dir(listen: str | None = None) -> Path:

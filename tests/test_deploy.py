@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from gateway.app import split_hostport
 from gateway.config import load
+from gateway.config.addresses import split_hostport
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "deploy/kubernetes/serving-gateway.yaml"
