@@ -98,7 +98,8 @@ def route(
         url, head = read_target(method, url, headers)
     except BadRequest as exc:
         return Rejected(method, url, None, None, False, exc.status, str(exc))
-    found = state.routes.lookup(normalise_host(head.host))
+    hosts = state.routes.hosts  # keys are normalised: a Host sent as it is listed needs no normalising
+    found = hosts.get(head.host) or hosts.get(normalise_host(head.host))
     if found is None:
         return Rejected(method, url, head, None, keep_alive, 404, f"no service for host {head.host.decode('latin-1')!r}")
     route_, pinned = found
