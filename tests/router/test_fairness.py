@@ -168,7 +168,8 @@ async def test_an_endless_request_trailer_is_refused_once_past_the_head_limit(gw
         pass
     out = await asyncio.wait_for(reader.read(65536), 5)
     writer.close()
-    assert re.match(rb"HTTP/1\.1 4(00|31) ", out), out[:200]
+    assert out.startswith(b"HTTP/1.1 400 "), out[:200]
+    assert b"request trailers or chunk line too long" in out, out[:200]
     # What the sockets between client and gateway buffer, far from the 64 MB the client would send.
     assert sent < 16 * 1024 * 1024, f"the gateway read {sent} bytes of one trailer"
 

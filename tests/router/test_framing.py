@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,12 +15,8 @@ GOOD = b"GET /first HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
 
 
 @pytest.fixture
-async def gw_port(replica: Replica, tmp_path: object) -> AsyncIterator[int]:
-    gw, port = await start_gateway(
-        config(static_service("iris", [replica.url]), proxy=ProxySettings(max_header_bytes=8192)), str(tmp_path)
-    )
-    yield port
-    await gw.stop(drain_timeout=1)
+def proxy_settings() -> ProxySettings:
+    return ProxySettings(max_header_bytes=8192)
 
 
 def statuses(raw: bytes) -> list[int]:
