@@ -81,7 +81,7 @@ async def test_bad_requests_get_400_and_close(
     assert raw.startswith(b"HTTP/1.1 %d" % status), raw[:200]
     assert b"connection: close" in raw.lower()
     assert raw.count(b"HTTP/1.1") == 1, "the connection must close after the error"
-    assert words in body_json(raw)["error"]  # type: ignore[operator]
+    assert words in body_json(raw)["error"]
     assert replica.requests == before
     await assert_still_serving(gw_port)
 

@@ -38,14 +38,14 @@ ATTACK = (
 VICTIM = b"GET /my-page HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\n"
 
 
-async def exchange_until(port: int, data: bytes, responses: int, timeout: float = 5.0) -> bytes:
+async def exchange_until(port: int, data: bytes, responses: int) -> bytes:
     """Send `data`, read until `responses` complete responses arrived or the gateway closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     out = b""
     try:
         while out.count(b"HTTP/1.1 ") < responses or not complete(out):
-            chunk = await asyncio.wait_for(reader.read(65536), timeout)
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
             if not chunk:
                 break
             out += chunk
