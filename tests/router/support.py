@@ -211,19 +211,26 @@ async def start_gateway(cfg: Config, state_dir: str) -> tuple[Gateway, int]:
     return gw, gw.proxy.sockets[0][1]
 
 
-async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> bytes:
-    """Send raw bytes, read until the gateway closes the connection (or the timeout)."""
+async def raw_exchange(port: int, data: bytes, *, open_after: float | None = None) -> bytes:
+    """Send raw bytes, read until the gateway closes the connection, within 5 s.
+
+    With `open_after`, a connection the gateway keeps open is allowed too: reading stops after that
+    many seconds of silence.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     await writer.drain()
     chunks = []
     try:
         while True:
-            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            chunk = await asyncio.wait_for(reader.read(65536), open_after or 5.0)
             if not chunk:
                 break
             chunks.append(chunk)
-    except (TimeoutError, ConnectionResetError):
+    except TimeoutError:
+        if open_after is None:
+            raise AssertionError(f"the gateway kept the connection open; it sent {b''.join(chunks)[:300]!r}") from None
+    except ConnectionResetError:
         pass
     writer.close()
     return b"".join(chunks)

@@ -65,7 +65,7 @@ def complete(raw: bytes) -> bool:
 
 
 async def attack_then_victim(port: int) -> tuple[bytes, bytes]:
-    attacker = await raw_exchange(port, ATTACK, read_timeout=2.0)
+    attacker = await raw_exchange(port, ATTACK, open_after=2.0)
     victim = await exchange_until(port, VICTIM, 1)
     return attacker, victim
 
@@ -195,7 +195,8 @@ async def test_101_to_a_request_that_asked_no_upgrade_is_a_502(tmp_path: Path) -
     gw, gw_port = await start_gateway(config(static_service("web", [f"http://127.0.0.1:{port}"])), str(tmp_path))
     try:
         out = await raw_exchange(
-            gw_port, b"GET / HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\nGET /next HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\n"
+            gw_port,
+            b"GET / HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\nGET /next HTTP/1.1\r\nHost: " + WEB + b"\r\nConnection: close\r\n\r\n",
         )
         responses = out.split(b"HTTP/1.1 ")[1:]
         assert [r[:3] for r in responses] == [b"502", b"502"], out[:600]
