@@ -8,9 +8,10 @@ quick inner loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 def free_port() -> int:
@@ -23,11 +24,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_until(predicate: Callable[[], object], what: str = "the condition", *, within: float = 10.0) -> float:
-    """Poll `predicate` until it is true; return the seconds that took, or fail naming `what` after `within` s."""
+async def wait_until(
+    predicate: Callable[[], object | Awaitable[object]], what: str = "the condition", *, within: float = 10.0
+) -> float:
+    """Poll `predicate` until it is true; return the seconds that took, or fail naming `what` after `within` s.
+
+    `predicate` may be a coroutine function (a request to an admin endpoint, say).
+    """
     started = time.monotonic()
     while True:
-        if predicate():
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
             return time.monotonic() - started
         if time.monotonic() - started > within:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
