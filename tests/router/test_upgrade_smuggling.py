@@ -15,8 +15,11 @@ import struct
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.config import load
+from tests.conftest import wait_until
 from tests.nginx import Nginx
 from tests.router import plain_replica
 from tests.router.support import (
@@ -93,6 +96,7 @@ async def test_declined_upgrade_python_replica(tmp_path: Path) -> None:
         server.close()
 
 
+@pytest.mark.e2e
 async def test_declined_upgrade_nginx(tmp_path: Path) -> None:
     nginx = Nginx(
         tmp_path,
@@ -115,7 +119,8 @@ async def test_declined_upgrade_nginx(tmp_path: Path) -> None:
         assert b"SECRET" not in attacker + victim
         for response in attacker.split(b"HTTP/1.1 ")[2:]:
             assert response.startswith(b"404"), response[:300]
-        await asyncio.sleep(0.1)  # nginx logs a request when its response is done
+        # nginx logs a request when its response is done
+        await wait_until(lambda: any("/my-page" in line for line in nginx.requests()), "nginx to log the victim")
         logged = nginx.requests()
         assert not any("internal.local" in line or "/app" in line for line in logged), logged
         assert sum("/my-page" in line for line in logged) == 1, logged
@@ -124,6 +129,7 @@ async def test_declined_upgrade_nginx(tmp_path: Path) -> None:
         nginx.stop()
 
 
+@pytest.mark.e2e
 async def test_declined_upgrade_during_cold_start(tmp_path: Path) -> None:
     log = tmp_path / "requests.jsonl"
     cfg = tmp_path / "gw.yaml"
