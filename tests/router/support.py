@@ -129,7 +129,8 @@ def replica_app(replica: Replica) -> web.Application:
 
 async def start_replica(name: str = "r1") -> Replica:
     replica = Replica(name, None, 0)  # type: ignore[arg-type]
-    runner = web.AppRunner(replica_app(replica), access_log=None, handle_signals=False)
+    # Stopping does not wait for handlers still sleeping (a client that left, a response the test timed out).
+    runner = web.AppRunner(replica_app(replica), access_log=None, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

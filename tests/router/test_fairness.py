@@ -90,6 +90,7 @@ async def test_chained_declined_upgrades_are_answered_without_recursion(gw: Gate
     writer.close()
 
 
+@pytest.mark.e2e
 async def test_a_client_that_pipelines_without_reading_costs_bounded_memory(gw: Gateway) -> None:
     """20,000 pipelined requests, none of the answers read: the gateway stops answering (and reading)."""
     sock = socket.socket()
@@ -138,6 +139,7 @@ except OSError:
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["pipelined", "pipelined-to-a-replica", "tiny-chunks"])
 async def test_one_client_s_flood_does_not_stall_the_others(gw: Gateway, kind: str) -> None:
     flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, str(port_of(gw)), kind, "2")
@@ -207,6 +209,7 @@ async def test_an_endless_response_trailer_is_cut_off(tmp_path: Path) -> None:
         raw.close()
 
 
+@pytest.mark.e2e
 async def test_header_timeout_runs_per_request_on_a_long_pipeline(replica: Replica, tmp_path: Path) -> None:
     """Reads that always end in the middle of the next head must not add up to one 'slow' head."""
     proxy = ProxySettings(header_timeout=0.5)
@@ -278,6 +281,7 @@ async def test_a_queued_request_s_body_arriving_with_it_is_delivered(gw: Gateway
     writer.close()
 
 
+@pytest.mark.e2e
 async def test_a_replica_streaming_tiny_chunks_does_not_stall_other_services(tmp_path: Path) -> None:
     other = await start_replica("other")
 

@@ -57,6 +57,7 @@ async def test_sequential_large_posts_in_one_write_never_431(gw_port: int, repli
     writer.close()
 
 
+@pytest.mark.e2e
 async def test_thousands_of_pipelined_requests_in_one_write_are_all_answered(gw_port: int, replica: Replica) -> None:
     count = 4854
     reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)

@@ -61,6 +61,7 @@ async def test_curl_with_host_header(gw_port: tuple[int, Replica]) -> None:
     assert doc["body_len"] == 300_000 and doc["chunked"] is True
 
 
+@pytest.mark.e2e
 async def test_wrk_load_has_no_errors(gw_port: tuple[int, Replica]) -> None:
     port, replica = gw_port
     code, out, err = await run(tool("wrk"), "-t1", "-c16", "-d1s", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/")

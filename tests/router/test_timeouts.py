@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from gateway.config.model import ProxySettings
 from tests.conftest import wait_until
 from tests.router.support import (
@@ -22,6 +24,7 @@ from tests.router.support import (
 HOST = b"iris.default.example.com"
 
 
+@pytest.mark.e2e
 async def test_a_slow_upload_is_not_a_slow_response(replica: Replica, tmp_path: object) -> None:
     """40 bytes over ~1.2 s with a 0.5 s response-start timeout: the clock starts when the body is in."""
     proxy = ProxySettings(response_start_timeout=0.5)
@@ -108,6 +111,7 @@ async def test_a_client_that_stops_sending_its_body_gets_408(replica: Replica, t
         await gw.stop(drain_timeout=1)
 
 
+@pytest.mark.e2e
 async def test_a_body_the_gateway_stopped_reading_is_not_the_client_s_delay(tmp_path: object) -> None:
     """A replica that reads slowly pauses the upload (flow control): no 408 for the client meanwhile."""
 
