@@ -56,7 +56,7 @@ def test_validate_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_serve_with_bad_config_exits_nonzero(tmp_path: Path) -> None:
     bad = tmp_path / "x.yaml"
     bad.write_text("kind: [\n")
-    r = run_cli("serve", "-f", str(bad), "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}")
+    r = run_cli("serve", "-f", str(bad), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
     assert r.returncode != 0 and "x.yaml" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -202,7 +202,7 @@ spec:
             "-f",
             str(cfg),
             "--listen",
-            f"127.0.0.1:{free_port()}",
+            "127.0.0.1:0",
             "--admin-listen",
             f"127.0.0.1:{admin}",
             "--state-dir",
@@ -294,7 +294,17 @@ def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> N
 
 @pytest.mark.e2e
 def test_serve_with_a_malformed_listen_address(tmp_path: Path) -> None:
-    r = run_cli("serve", "-f", "config/examples/static-canary.yaml", "--listen", "nonsense", "--state-dir", str(tmp_path))
+    r = run_cli(
+        "serve",
+        "-f",
+        "config/examples/static-canary.yaml",
+        "--listen",
+        "nonsense",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        str(tmp_path),
+    )
     assert r.returncode == 1 and "expected HOST:PORT, got 'nonsense'" in r.stderr
 
 
@@ -307,6 +317,8 @@ def _local_config(path: Path) -> None:
 
 
 def _serve(cfg: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[str], int]:
+    # Real ports, not 0: the default state directory is named after the listen address, and the
+    # admin port is polled for readiness.
     admin = free_port()
     proc = subprocess.Popen(
         [
@@ -412,7 +424,7 @@ def test_validate_prints_warnings_beside_errors(tmp_path: Path) -> None:
 def test_every_start_up_failure_is_one_clear_line(tmp_path: Path, case: str, words: str) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
-    listen = f"127.0.0.1:{free_port()}"
+    listen = "127.0.0.1:0"
     args = ["-f", str(cfg), "--state-dir", str(tmp_path / "state")]
     if case == "empty-folder":
         (tmp_path / "empty").mkdir()
@@ -420,11 +432,11 @@ def test_every_start_up_failure_is_one_clear_line(tmp_path: Path, case: str, wor
     elif case == "missing-file":
         args = ["-f", str(tmp_path / "nope.yaml")]
     elif case == "bad-host":
-        listen = f"nosuchhost.invalid:{free_port()}"
+        listen = "nosuchhost.invalid:0"
     else:
         (tmp_path / "afile").write_text("x")
         args = ["-f", str(cfg), "--state-dir", str(tmp_path / "afile")]
-    r = run_cli("serve", *args, "--listen", listen, "--admin-listen", f"127.0.0.1:{free_port()}")
+    r = run_cli("serve", *args, "--listen", listen, "--admin-listen", "127.0.0.1:0")
     assert r.returncode == 1
     first = r.stderr.strip().splitlines()[0]
     assert first.startswith("gateway: cannot start: ") and words in first, r.stderr
@@ -451,7 +463,7 @@ def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: P
                 "--listen",
                 f"127.0.0.1:{port}",
                 "--admin-listen",
-                f"127.0.0.1:{free_port()}",
+                "127.0.0.1:0",
             ],
             capture_output=True,
             text=True,
