@@ -112,10 +112,10 @@ def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
 
 
 @pytest.mark.e2e
-async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served) -> None:
+async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served, replica: Replica) -> None:
     async with httpx.AsyncClient(timeout=10) as c:
         slow = asyncio.create_task(c.get(f"http://127.0.0.1:{served.port}/s?sleep=0.7", headers={"Host": HOST}))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: replica.in_flight == 1, "the request at the replica")
         served.proc.send_signal(signal.SIGTERM)
         r = await slow
         assert r.status_code == 200 and r.json()["replica"] == "a"

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config.model import ProxySettings
+from tests.conftest import wait_until
 from tests.router.support import (
     Replica,
     body_json,
@@ -219,6 +220,7 @@ async def test_close_delimited_response_is_rechunked(tmp_path: Path) -> None:
 async def test_client_gone_mid_upload_does_not_reuse_dirty_connection(tmp_path: Path) -> None:
     seen: list[bytes] = []
     connections = 0
+    cut: list[bytes] = []  # heads of requests whose body ended early (the connection closed)
 
     async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
@@ -236,6 +238,7 @@ async def test_client_gone_mid_upload_does_not_reuse_dirty_connection(tmp_path: 
             try:
                 await reader.readexactly(length)
             except (asyncio.IncompleteReadError, ConnectionError):
+                cut.append(seen[-1])
                 return
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             await writer.drain()
@@ -246,9 +249,9 @@ async def test_client_gone_mid_upload_does_not_reuse_dirty_connection(tmp_path: 
         reader, writer = await asyncio.open_connection("127.0.0.1", gport)
         writer.write(f"POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1000000\r\n\r\n".encode() + b"x" * 1000)
         await writer.drain()
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: seen == [b"POST /upload HTTP/1.1"], "the upload to reach the replica")
         writer.transport.abort()
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: cut == [b"POST /upload HTTP/1.1"], "the gateway to drop the upload's connection")
         async with httpx.AsyncClient(timeout=5) as c:
             r = await c.post(f"http://127.0.0.1:{gport}/next", headers={"Host": HOST}, content=b"abc")
         assert r.status_code == 200 and r.text == "ok"

@@ -113,7 +113,7 @@ async def test_bad_bytes_after_a_good_request_cost_it_nothing(gw_port: int, repl
     reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
     if later:
         writer.write(GOOD)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # kept: the client's own pace (the bad bytes in a later read) is the scenario
         writer.write(bad)
     else:
         writer.write(GOOD + bad)
@@ -133,7 +133,7 @@ async def test_garbage_after_a_connection_close_request_is_ignored(gw_port: int,
     reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
     if later:
         writer.write(first)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # kept: the client's own pace (the garbage in a later read) is the scenario
         try:
             writer.write(garbage)
         except ConnectionError:
@@ -149,7 +149,7 @@ async def test_garbage_after_a_connection_close_request_is_ignored(gw_port: int,
 async def test_bad_chunk_in_the_body_of_a_request_under_way_is_400(gw_port: int, replica: Replica) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
     writer.write(b"POST /up HTTP/1.1\r\nHost: " + HOST + b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # kept: the client's own pace (the bad chunk after the body started) is the scenario
     writer.write(b"zz\r\n")
     raw = await read_all(reader)
     writer.close()
