@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.autoscale.scaler import Autoscaler
 from gateway.backends import BackendContext
 from gateway.config import load
+from gateway.config.addresses import split_hostport
 from gateway.config.model import Config
 from gateway.reconcile import ApplyReport, Reconciler, Runtimes
 from gateway.reloads import Reloader
@@ -20,14 +21,7 @@ from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
-__all__ = ["ApplyReport", "Gateway", "default_state_dir", "settle_heap", "split_hostport"]
-
-
-def split_hostport(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{what}: expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+__all__ = ["ApplyReport", "Gateway", "default_state_dir", "settle_heap"]
 
 
 def default_state_dir(listen: str | None = None) -> Path:

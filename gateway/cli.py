@@ -137,7 +137,8 @@ def serve(args: argparse.Namespace) -> int:
 
 async def _serve(config: object, args: argparse.Namespace) -> int:
     from gateway.admin import admin_server
-    from gateway.app import Gateway, default_state_dir, split_hostport
+    from gateway.app import Gateway, default_state_dir
+    from gateway.config.addresses import split_hostport
     from gateway.errors import GatewayError
 
     assert hasattr(config, "gateway")

@@ -45,12 +45,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
+
+T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -153,8 +156,8 @@ class GatewayProc:
         return out
 
 
-async def wait_gateway(gw: GatewayProc, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_gateway(gw: GatewayProc, session: aiohttp.ClientSession, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if gw.proc is not None and gw.proc.poll() is not None:
             raise BenchError(f"gateway exited with {gw.proc.returncode} at start:\n{gw.log_text()[-2000:]}")
@@ -165,7 +168,7 @@ async def wait_gateway(gw: GatewayProc, session: aiohttp.ClientSession, timeout:
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.05)
-    raise BenchError(f"gateway not ready after {timeout:g}s:\n{gw.log_text()[-2000:]}")
+    raise BenchError(f"gateway not ready after {within:g}s:\n{gw.log_text()[-2000:]}")
 
 
 async def revision(session: aiohttp.ClientSession, gw: GatewayProc) -> dict[str, Any]:
@@ -292,7 +295,7 @@ spec:
 
 def schedule(steps: list[float], step_seconds: float) -> list[tuple[int, float]]:
     """(step index, offset in seconds) of every request: constant pacing within a step."""
-    out = []
+    out: list[tuple[int, float]] = []
     for i, rate in enumerate(steps):
         n = round(rate * step_seconds)
         out.extend((i, i * step_seconds + k / rate) for k in range(n))
@@ -418,13 +421,8 @@ async def run_burst(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 mon = Monitor(gw, mon_session, t0, 0.25)
                 mon_task = asyncio.create_task(mon.run())
                 url = f"{gw.base}/work?ms={args.ms}"
-                tasks = []
                 lg_cpu0 = sum(os.times()[:2])
-                for rec in requests:
-                    delay = t0 + rec["sched"] - time.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(fire(session, url, rec, t0)))
+                tasks = await fire_on_schedule(session, url, requests, t0)
                 t_fired = time.time() - t0
                 _done, pending = await asyncio.wait(tasks, timeout=args.timeout + 5) if tasks else (set(), set())
                 for t in pending:
@@ -455,14 +453,35 @@ async def run_burst(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "cold_start_sum": prom_value(metrics, "gateway_cold_start_seconds_sum"),
         },
     )
-    # replicas: exit files (exact, written on SIGTERM) merged with the last /stats polled
+    ready_lines = gw.ready_lines()
+    result["replicas"] = merge_replicas(mon.replicas, stats_dir, ready_lines, t0)
+    result["gateway_ready_lines"] = len(ready_lines)
+    return result
+
+
+async def fire_on_schedule(
+    session: aiohttp.ClientSession, url: str, requests: list[dict[str, Any]], t0: float
+) -> list[asyncio.Task[None]]:
+    """Start every request at its scheduled offset from t0 (late ones at once)."""
+    tasks = []
+    for rec in requests:
+        delay = t0 + rec["sched"] - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(session, url, rec, t0)))
+    return tasks
+
+
+def merge_replicas(
+    polled: dict[int, dict[str, Any]], stats_dir: Path, ready_lines: list[dict[str, Any]], t0: float
+) -> list[dict[str, Any]]:
+    """Replicas: exit files (exact, written on SIGTERM) merged with the last /stats polled; times from t0."""
     replicas: dict[int, dict[str, Any]] = {}
-    for pid, s in mon.replicas.items():
+    for pid, s in polled.items():
         replicas[pid] = {**s, "source": "poll"}
     for f in stats_dir.glob("replica-*.json"):
         s = json.loads(f.read_text())
         replicas[s["pid"]] = {**replicas.get(s["pid"], {}), **s, "source": "exit-file"}
-    ready_lines = gw.ready_lines()
     for r in replicas.values():
         for k in ("t_start", "t_listen", "t_first", "t_last", "t_exit"):
             if r.get(k) is not None:
@@ -471,9 +490,7 @@ async def run_burst(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if line["endpoint"].endswith(f":{r['port']}"):
                 r["gateway_ready_after"] = line["ready_after"]
                 r["gateway_ready_at"] = round(line["t_log"] - t0, 3)
-    result["replicas"] = sorted(replicas.values(), key=lambda r: r.get("t_start") or 0)
-    result["gateway_ready_lines"] = len(ready_lines)
-    return result
+    return sorted(replicas.values(), key=lambda r: r.get("t_start") or 0)
 
 
 # -- analysis -------------------------------------------------------------------------------------
@@ -635,7 +652,10 @@ async def demo_once(work: Path, warm_n: int) -> dict[str, Any]:
         raise BenchError("no 'ready after' line in the gateway log")
     ready = lines[0]
     t_spawn = ready["t_log"] - ready["ready_after"]
-    ms = lambda x: round(x * 1000, 1)
+
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000, 1)
+
     out.update(
         total_ms=ms(t_done - t_send),
         ttfb_ms=ms(t_headers - t_send),
@@ -723,7 +743,10 @@ async def run_demo(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         d.mkdir()
         runs.append(await demo_once(d, 20))
         direct.append(await direct_first_request(d))
-    med = lambda rows, k: round(float(np.median([r[k] for r in rows])), 1)
+
+    def med(rows: list[dict[str, Any]], k: str) -> float:
+        return round(float(np.median([r[k] for r in rows])), 1)
+
     median = {k: med(runs, k) for k in runs[0] if k.endswith("_ms")}
     median_direct = {k: med(direct, k) for k in direct[0]}
     return {
@@ -871,6 +894,15 @@ def report(summary: dict[str, Any], result: dict[str, Any], args: argparse.Names
         )
 
 
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """uvloop's run when it is installed, asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="4 s steps, one demo run")
@@ -910,12 +942,6 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -933,11 +959,11 @@ def main() -> int:
             work = Path(tmp)
             (work / "burst").mkdir()
             print(f"burst: steps {args.steps} rps x {args.step_seconds:g}s ...", flush=True)
-            result["burst"] = runner(run_burst(args, work / "burst"))
+            result["burst"] = run_loop(run_burst(args, work / "burst"))
             if args.demo_runs > 0:
                 print(f"demo cold start x {args.demo_runs} ...", flush=True)
                 (work / "demo").mkdir()
-                result["demo"] = runner(run_demo(args, work / "demo"))
+                result["demo"] = run_loop(run_demo(args, work / "demo"))
     except KeyboardInterrupt:
         print("interrupted; gateway stopped", file=sys.stderr)
         return 130

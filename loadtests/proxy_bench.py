@@ -330,24 +330,68 @@ def reset_hwm(pid: int) -> bool:
         return False
 
 
+class RssSampler:
+    """Samples a process's RSS every 100 ms in a thread, between `start()` and `stop()`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.samples.append(proc_mem(self.pid)["VmRSS"])
+            except OSError:
+                return
+            self.stopped.wait(0.1)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def read_response_head(sock: socket.socket) -> tuple[int, int, bytes]:
+    """Status, Content-Length (-1 without one) and the body bytes that came with the head."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(4096)
+        if not data:
+            raise BenchError("connection closed before the response head")
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = -1
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return status, length, rest
+
+
+def recv_exactly(sock: socket.socket, view: bytearray) -> int:
+    """Fill `view` (fewer bytes only at the end of the stream); the number of bytes read."""
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(memoryview(view)[got:], len(view) - got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
 def slow_download(port: int, path: str, chunk: int, interval: float, pid: int, timeout: float) -> dict[str, Any]:
     """Read `path` through `port` `chunk` bytes every `interval` s with a small receive buffer,
     sampling the gateway's RSS every 100 ms."""
-    samples: list[float] = []
-    stop = threading.Event()
-
-    def sampler() -> None:
-        while not stop.is_set():
-            try:
-                samples.append(proc_mem(pid)["VmRSS"])
-            except OSError:
-                return
-            stop.wait(0.1)
-
-    thread = threading.Thread(target=sampler, daemon=True)
+    sampler = RssSampler(pid)
     hwm_reset = reset_hwm(pid)
     before = proc_mem(pid)
-    thread.start()
+    sampler.start()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     sock.settimeout(10)
@@ -360,29 +404,12 @@ def slow_download(port: int, path: str, chunk: int, interval: float, pid: int, t
     try:
         sock.connect(("127.0.0.1", port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            data = sock.recv(4096)
-            if not data:
-                raise BenchError("connection closed before the response head")
-            buf += data
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
+        status, length, rest = read_response_head(sock)
         digest.update(rest)
         received = len(rest)
         view = bytearray(chunk)
         while True:
-            got = 0
-            while got < chunk:  # exactly `chunk` bytes per tick (or what is left)
-                n = sock.recv_into(memoryview(view)[got:], chunk - got)
-                if n == 0:
-                    break
-                got += n
+            got = recv_exactly(sock, view)  # exactly `chunk` bytes per tick (or what is left)
             if got:
                 digest.update(memoryview(view)[:got])
                 received += got
@@ -396,8 +423,7 @@ def slow_download(port: int, path: str, chunk: int, interval: float, pid: int, t
     finally:
         sock.close()
         elapsed = time.monotonic() - started
-        stop.set()
-        thread.join()
+        sampler.stop()
     after = proc_mem(pid)
     return {
         "status": status,
@@ -406,11 +432,11 @@ def slow_download(port: int, path: str, chunk: int, interval: float, pid: int, t
         "sha256": digest.hexdigest(),
         "seconds": round(elapsed, 2),
         "rss_before_mib": round(before["VmRSS"], 1),
-        "rss_peak_sampled_mib": round(max(samples or [0.0]), 1),
+        "rss_peak_sampled_mib": round(max(sampler.samples or [0.0]), 1),
         "hwm_after_mib": round(after["VmHWM"], 1),
         "hwm_reset": hwm_reset,
         "rss_after_mib": round(after["VmRSS"], 1),
-        "samples": len(samples),
+        "samples": len(sampler.samples),
         "error": error,
     }
 
@@ -574,11 +600,51 @@ def run(
 ) -> int:
     if cpu_note:
         print(f"note: {cpu_note}")
+    big_size = args.big_mib * MIB
+    big_sha, ports, gw_pid = start_targets(args, stack, d, result, proxy_cpu, load_cpu)
+    wrk = pin(load_cpu)
+    record_wrk_commands(args, result["commands"], wrk)
+    watch = Watch(stack, result)
+    watch.note_foreign()
+    # 1. warm-up (not reported): pools filled, code paths hot
+    if args.warmup > 0:
+        print(f"warm-up {args.warmup:g} s per target ...", flush=True)
+        for name in TARGET_NAMES:
+            watch.check(run_wrk(wrk, ports[name], args.connections, args.warmup, []), name, "warm-up")
+    ratio, per_round = measure_throughput(args, wrk, ports, wrk_log, watch, result)
+    result["gateway_mem_after_load_mib"] = {k: round(v, 1) for k, v in proc_mem(gw_pid).items()}
+    latency = measure_latency(args, wrk, ports, wrk_log, watch)
+    result["latency_c1"] = latency
+    result["gateway_mem_after_latency_mib"] = {k: round(v, 1) for k, v in proc_mem(gw_pid).items()}
+    peak = measure_slow_stream(args, stack, ports["gateway"], gw_pid, big_size, big_sha, result)
+    # 5. verdict
+    checks = verdict(ratio, per_round, latency, result["gateway_mem_after_load_mib"], peak)
+    result["checks"] = {k: {"ok": ok, "detail": detail} for k, (ok, detail) in checks.items()}
+    print_table(result, args)
+    if result["problems"]:
+        print("FAILED:\n  " + "\n  ".join(result["problems"]))
+        return 1
+    if args.fail_on_targets and not all(ok for ok, _ in checks.values()):
+        return 2
+    return 0
+
+
+TARGET_NAMES = ["direct", "nginx", "gateway"]
+
+
+def start_targets(
+    args: argparse.Namespace,
+    stack: Stack,
+    d: Path,
+    result: dict[str, Any],
+    proxy_cpu: int | None,
+    load_cpu: int | None,
+) -> tuple[str, dict[str, int], int]:
+    """The backend nginx, the nginx proxy and the gateway, started and ready: (sha256 of /big, ports, gateway pid)."""
     www = d / "www"
     www.mkdir()
     os.chmod(www, 0o755)
-    big_size = args.big_mib * MIB
-    big_sha = make_big(www / "big", big_size)
+    big_sha = make_big(www / "big", args.big_mib * MIB)
     os.chmod(www / "big", 0o644)
 
     ports = {"direct": free_port(), "nginx": free_port(), "gateway": free_port(), "admin": free_port()}
@@ -625,8 +691,10 @@ def run(
     wait_ready(stack, ports["gateway"], timeout=30)
     gw_pid = gateway.popen.pid
     result["gateway_rss_idle_mib"] = round(proc_mem(gw_pid)["VmRSS"], 1)
-    targets = ["direct", "nginx", "gateway"]
-    wrk = pin(load_cpu)
+    return big_sha, ports, gw_pid
+
+
+def record_wrk_commands(args: argparse.Namespace, cmds: dict[str, str], wrk: list[str]) -> None:
     cmds["wrk_throughput"] = shlex.join(
         wrk
         + [
@@ -644,29 +712,39 @@ def run(
         wrk + ["wrk", "-t1", "-c1", f"-d{args.lat_duration:g}s", "--latency", "-H", f"Host: {HOST}", "http://127.0.0.1:PORT/"]
     )
 
-    ours = {p.popen.pid for p in stack.procs}
-    foreign: list[str] = result.setdefault("foreign_processes", [])
 
-    def note_foreign() -> None:
-        for line in foreign_load(ours):
-            if line not in foreign:
-                foreign.append(line)
+class Watch:
+    """After each wrk run: foreign load noted, the stack still alive, the run's problems recorded."""
+
+    def __init__(self, stack: Stack, result: dict[str, Any]) -> None:
+        self.stack = stack
+        self.result = result
+        self.ours = {p.popen.pid for p in stack.procs}
+        self.foreign: list[str] = result.setdefault("foreign_processes", [])
+
+    def note_foreign(self) -> None:
+        for line in foreign_load(self.ours):
+            if line not in self.foreign:
+                self.foreign.append(line)
                 print(f"warning: another load on this machine: {line}", flush=True)
 
-    def check(res: dict[str, Any], name: str, phase: str) -> None:
-        note_foreign()
-        stack.check_alive()
+    def check(self, res: dict[str, Any], name: str, phase: str) -> None:
+        self.note_foreign()
+        self.stack.check_alive()
         for problem in res["problems"]:
-            result["problems"].append(f"{phase} {name}: {problem}")
+            self.result["problems"].append(f"{phase} {name}: {problem}")
 
-    note_foreign()
-    # 1. warm-up (not reported): pools filled, code paths hot
-    if args.warmup > 0:
-        print(f"warm-up {args.warmup:g} s per target ...", flush=True)
-        for name in targets:
-            check(run_wrk(wrk, ports[name], args.connections, args.warmup, []), name, "warm-up")
 
-    # 2. throughput, rotating order
+def measure_throughput(
+    args: argparse.Namespace,
+    wrk: list[str],
+    ports: dict[str, int],
+    wrk_log: list[dict[str, Any]],
+    watch: Watch,
+    result: dict[str, Any],
+) -> tuple[float, list[float]]:
+    """2. throughput, rotating order: (gateway/nginx ratio of the medians, ratio per round)."""
+    targets = TARGET_NAMES
     rps: dict[str, list[float]] = {n: [] for n in targets}
     tput_lat: dict[str, list[dict[str, float]]] = {n: [] for n in targets}
     for r in range(args.rounds):
@@ -674,7 +752,7 @@ def run(
             print(f"throughput round {r + 1}/{args.rounds}: {name:8s}", end=" ", flush=True)
             res = run_wrk(wrk, ports[name], args.connections, args.duration, wrk_log)
             res.update(phase="throughput", target=name, round=r + 1)
-            check(res, name, "throughput")
+            watch.check(res, name, "throughput")
             rps[name].append(res["rps"])
             tput_lat[name].append({k: res.get(k, 0.0) for k in ("p50_ms", "p99_ms")})
             print(
@@ -700,16 +778,20 @@ def run(
     # Same round = nginx and gateway measured a few seconds apart: less exposed to slow drifts.
     per_round = [g / n for g, n in zip(rps["gateway"], rps["nginx"]) if n]
     result["throughput_ratio_per_round"] = [round(x, 3) for x in per_round]
-    mem_after = proc_mem(gw_pid)
-    result["gateway_mem_after_load_mib"] = {k: round(v, 1) for k, v in mem_after.items()}
+    return ratio, per_round
 
-    # 3. latency at one connection
+
+def measure_latency(
+    args: argparse.Namespace, wrk: list[str], ports: dict[str, int], wrk_log: list[dict[str, Any]], watch: Watch
+) -> dict[str, dict[str, float]]:
+    """3. latency at one connection (medians per target, and what each proxy adds)."""
+    targets = TARGET_NAMES
     lat: dict[str, list[dict[str, float]]] = {n: [] for n in targets}
     for r in range(args.lat_rounds):
         for name in rotate(targets, r):
             res = run_wrk(wrk, ports[name], 1, args.lat_duration, wrk_log)
             res.update(phase="latency", target=name, round=r + 1)
-            check(res, name, "latency")
+            watch.check(res, name, "latency")
             lat[name].append({k: res.get(k, 0.0) for k in ("p50_ms", "p90_ms", "p99_ms")} | {"rps": res["rps"]})
             print(
                 f"latency round {r + 1}/{args.lat_rounds}: {name:8s} p50 {res.get('p50_ms', 0):.3f} ms  "
@@ -726,23 +808,23 @@ def run(
     # gateway - nginx is the gateway's own cost on top of what any proxy on that core adds.
     latency["gateway"]["over_nginx_p50_ms"] = round(latency["gateway"]["p50_ms"] - latency["nginx"]["p50_ms"], 4)
     latency["gateway"]["over_nginx_p99_ms"] = round(latency["gateway"]["p99_ms"] - latency["nginx"]["p99_ms"], 4)
-    result["latency_c1"] = latency
-    mem_after = proc_mem(gw_pid)
-    result["gateway_mem_after_latency_mib"] = {k: round(v, 1) for k, v in mem_after.items()}
+    return latency
 
-    # 4. 100 MiB to a slow reader through the gateway
+
+def measure_slow_stream(
+    args: argparse.Namespace, stack: Stack, port: int, gw_pid: int, big_size: int, big_sha: str, result: dict[str, Any]
+) -> float:
+    """4. 100 MiB to a slow reader through the gateway; the gateway's peak RSS meanwhile."""
     print(
         f"slow reader: /big ({args.big_mib} MiB, {args.slow_chunk // 1024} KiB every "
         f"{args.slow_interval * 1000:g} ms) through the gateway ...",
         flush=True,
     )
     expected_s = big_size / args.slow_chunk * args.slow_interval
-    stream = slow_download(
-        ports["gateway"], "/big", args.slow_chunk, args.slow_interval, gw_pid, timeout=max(60.0, 4 * expected_s)
-    )
+    stream = slow_download(port, "/big", args.slow_chunk, args.slow_interval, gw_pid, timeout=max(60.0, 4 * expected_s))
     stream["complete"] = stream["received"] == big_size and stream["content_length"] == big_size
     stream["sha256_ok"] = stream["sha256"] == big_sha
-    peak = max(stream["rss_peak_sampled_mib"], stream["hwm_after_mib"] if stream["hwm_reset"] else 0.0)
+    peak: float = max(stream["rss_peak_sampled_mib"], stream["hwm_after_mib"] if stream["hwm_reset"] else 0.0)
     stream["rss_peak_mib"] = peak
     result["slow_stream"] = stream
     stack.check_alive()
@@ -757,16 +839,19 @@ def run(
     after_stream = []
     for _ in range(3):
         try:
-            after_stream.append(str(http_get(ports["gateway"], "/", timeout=3.0)[0]))
+            after_stream.append(str(http_get(port, "/", timeout=3.0)[0]))
         except OSError as exc:
             after_stream.append(f"{type(exc).__name__}: {exc}")
     stream["requests_after"] = after_stream
     if any(x != "200" for x in after_stream):
         result["problems"].append(f"gateway after the slow stream, GET / x3: {after_stream}")
+    return peak
 
-    # 5. verdict
-    after = result["gateway_mem_after_load_mib"]
-    checks = {
+
+def verdict(
+    ratio: float, per_round: list[float], latency: dict[str, dict[str, float]], after: dict[str, float], peak: float
+) -> dict[str, tuple[bool, str]]:
+    return {
         "throughput_ratio": (
             ratio >= TARGETS["throughput_ratio_min"],
             f"{ratio:.0%} >= 30% (aim 50%); per round " + " ".join(f"{x:.0%}" for x in per_round),
@@ -790,14 +875,6 @@ def run(
         "rss_after_load": (after["VmHWM"] <= TARGETS["rss_after_load_mib_max"], f"HWM {after['VmHWM']:.1f} MiB <= 150 MiB"),
         "rss_stream_peak": (peak < TARGETS["rss_stream_peak_mib_max"], f"{peak:.1f} MiB < 120 MiB"),
     }
-    result["checks"] = {k: {"ok": ok, "detail": detail} for k, (ok, detail) in checks.items()}
-    print_table(result, args)
-    if result["problems"]:
-        print("FAILED:\n  " + "\n  ".join(result["problems"]))
-        return 1
-    if args.fail_on_targets and not all(ok for ok, _ in checks.values()):
-        return 2
-    return 0
 
 
 def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:

@@ -115,21 +115,19 @@ async def measure(n: int, cmd: list[str], tmp: Path, backend: int) -> dict[str, 
     port, admin = free_port(), free_port()
     log = (tmp / f"gateway-{n}.log").open("wb")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            *cmd,
-            "serve",
-            "-f",
-            str(cfg),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--admin-listen",
-            f"127.0.0.1:{admin}",
-            "--state-dir",
-            str(tmp / f"state-{n}"),
-            "--log-level",
-            "warning",
-        ],
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        "serve",
+        "-f",
+        str(cfg),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin-listen",
+        f"127.0.0.1:{admin}",
+        "--state-dir",
+        str(tmp / f"state-{n}"),
+        "--log-level",
+        "warning",
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -139,7 +137,7 @@ async def measure(n: int, cmd: list[str], tmp: Path, backend: int) -> dict[str, 
         host = "svc-0.bench.example.com"
         async with aiohttp.ClientSession() as session:
             while True:
-                if proc.poll() is not None:
+                if proc.returncode is not None:
                     raise RuntimeError(f"gateway exited {proc.returncode}: see {log.name}")
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
@@ -193,7 +191,7 @@ async def measure(n: int, cmd: list[str], tmp: Path, backend: int) -> dict[str, 
             result["rss_after_reloads_mib"] = round(rss_mib(proc.pid), 1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        await proc.wait()
         log.close()
     return result
 

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Literal, cast, overload
 
 import aiohttp
 
@@ -56,7 +57,12 @@ class Wrong(Exception):
     """A well-formed request got a wrong answer."""
 
 
+@overload
+async def read_response(reader: asyncio.StreamReader, digest: Literal[False] = False) -> tuple[int, dict[str, str], bytes]: ...
+@overload
+async def read_response(reader: asyncio.StreamReader, digest: Literal[True]) -> tuple[int, dict[str, str], str]: ...
 async def read_response(reader: asyncio.StreamReader, digest: bool = False) -> tuple[int, dict[str, str], bytes | str]:
+    """Status, headers and the body (with `digest`, "size:sha256" of the body instead)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
@@ -275,11 +281,12 @@ class Soak:
 
         async def one(i: int) -> int:
             reader, writer = await self.connect(rcvbuf=4096)
-            writer.transport.pause_reading()
+            transport = cast(asyncio.Transport, writer.transport)
+            transport.pause_reading()
             writer.write(self.req("GET", f"/stream?size={size}"))
             try:
                 await asyncio.sleep(5)
-                writer.transport.resume_reading()
+                transport.resume_reading()
                 got = 0
                 try:
                     while data := await asyncio.wait_for(reader.read(1 << 20), 5):

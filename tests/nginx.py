@@ -6,14 +6,9 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, wait_until_blocking
 
 
 def nginx_binary() -> str:
@@ -47,17 +42,21 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    self.stop()
-                    raise RuntimeError(f"nginx did not start: {err}") from None
-                time.sleep(0.02)
+        try:
+            wait_until_blocking(lambda: self.listening() or self.proc.poll() is not None, "nginx to listen")
+        except AssertionError:
+            pass
+        if not self.listening():
+            self.proc.kill()
+            err = self.proc.communicate()[1].decode()
+            raise RuntimeError(f"nginx did not start: {err}")
+
+    def listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+        except OSError:
+            return False
+        return True
 
     def requests(self) -> list[str]:
         """Access-log lines ``host request-line``; nginx writes each when its response is done."""

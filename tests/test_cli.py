@@ -8,24 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import free_port, wait_until, wait_until_blocking
 from tests.router.support import Replica, start_replica
 from tests.test_app import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "iris.default.example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -58,10 +52,11 @@ def test_validate_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "nope.yaml" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.e2e
 def test_serve_with_bad_config_exits_nonzero(tmp_path: Path) -> None:
     bad = tmp_path / "x.yaml"
     bad.write_text("kind: [\n")
-    r = run_cli("serve", "-f", str(bad), "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}")
+    r = run_cli("serve", "-f", str(bad), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
     assert r.returncode != 0 and "x.yaml" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -105,14 +100,7 @@ def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
         text=True,
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
+    if not _ready(admin, proc):
         proc.kill()
         pytest.fail(f"gateway did not become ready: {proc.communicate()[0]}")
     yield Served(proc, port, admin, cfg)
@@ -123,31 +111,33 @@ def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
         proc.stdout.close()
 
 
-async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served) -> None:
+@pytest.mark.e2e
+async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served, replica: Replica) -> None:
     async with httpx.AsyncClient(timeout=10) as c:
         slow = asyncio.create_task(c.get(f"http://127.0.0.1:{served.port}/s?sleep=0.7", headers={"Host": HOST}))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: replica.in_flight == 1, "the request at the replica")
         served.proc.send_signal(signal.SIGTERM)
         r = await slow
         assert r.status_code == 200 and r.json()["replica"] == "a"
-    code = await asyncio.get_running_loop().run_in_executor(None, served.proc.wait, 15)
+    code = await asyncio.to_thread(served.proc.wait, 15)
     assert code == 0
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{served.port}/", headers={"Host": HOST}, timeout=1)
+    async with httpx.AsyncClient(timeout=1) as c:
+        with pytest.raises(httpx.ConnectError):
+            await c.get(f"http://127.0.0.1:{served.port}/", headers={"Host": HOST})
 
 
+@pytest.mark.e2e
 async def test_sighup_reloads_and_status_prints_revisions(served: Served, replica: Replica) -> None:
     write_config(served.config, replica.url, replica.url, percent=25)
     os.kill(served.proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        doc = httpx.get(f"http://127.0.0.1:{served.admin}/admin/services", timeout=2).json()
-        if len(doc["services"][0]["revisions"]) == 2:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("SIGHUP did not reload the config")
-    r = await asyncio.get_running_loop().run_in_executor(None, lambda: run_cli("status", "--admin", f"127.0.0.1:{served.admin}"))
+    async with httpx.AsyncClient(timeout=2) as c:
+
+        async def reloaded() -> bool:
+            doc = (await c.get(f"http://127.0.0.1:{served.admin}/admin/services")).json()
+            return len(doc["services"][0]["revisions"]) == 2
+
+        await wait_until(reloaded, "SIGHUP to reload the config")
+    r = await asyncio.to_thread(run_cli, "status", "--admin", f"127.0.0.1:{served.admin}")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split()[:4] == ["HOST", "REVISION", "TRAFFIC", "READY"]
@@ -187,7 +177,7 @@ def _replica_pids(marker: str) -> list[int]:
     return pids
 
 
-def _start_local(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str], int]:
+def _start_local(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[bytes], int]:
     replica = ROOT / "tests/e2e/sleepy_replica.py"
     cfg = tmp_path / "local.yaml"
     # A shell-string command: PR_SET_PDEATHSIG reaches only the shell, so the replica proper can
@@ -212,7 +202,7 @@ spec:
             "-f",
             str(cfg),
             "--listen",
-            f"127.0.0.1:{free_port()}",
+            "127.0.0.1:0",
             "--admin-listen",
             f"127.0.0.1:{admin}",
             "--state-dir",
@@ -222,26 +212,32 @@ spec:
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def both_ready() -> bool:
         try:
             doc = httpx.get(f"http://127.0.0.1:{admin}/admin/services", timeout=0.5).json()
-            if doc["services"][0]["revisions"][0]["ready"] == 2:
-                return proc, admin
+            return bool(doc["services"][0]["revisions"][0]["ready"] == 2)
         except (httpx.HTTPError, KeyError, IndexError):
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("replicas did not become ready")
+            return False
+
+    try:
+        wait_until_blocking(both_ready, "two ready replicas", within=20)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, admin
 
 
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
+def _wait_gone(pids: list[int], within: float) -> list[int]:
+    """The pids still alive after waiting up to `within` seconds for all of them to end."""
+    try:
+        wait_until_blocking(lambda: not any(_alive(p) for p in pids), "the processes to end", within=within)
+    except AssertionError:
+        pass
     return [p for p in pids if _alive(p)]
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_every_replica(tmp_path: Path) -> None:
     marker = f"orphan-test-{os.getpid()}-term"
     proc, _ = _start_local(tmp_path, marker)
@@ -252,6 +248,7 @@ def test_sigterm_stops_every_replica(tmp_path: Path) -> None:
     assert _wait_gone(pids, 5) == []
 
 
+@pytest.mark.e2e
 def test_sigkilled_gateway_leaves_nothing_after_the_next_start(tmp_path: Path) -> None:
     marker = f"orphan-test-{os.getpid()}-kill"
     proc, _ = _start_local(tmp_path, marker)
@@ -271,6 +268,7 @@ def test_sigkilled_gateway_leaves_nothing_after_the_next_start(tmp_path: Path) -
     assert _replica_pids(marker) == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("which", ["--listen", "--admin-listen"])
 def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> None:
     with socket.socket() as busy:
@@ -294,8 +292,19 @@ def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> N
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.e2e
 def test_serve_with_a_malformed_listen_address(tmp_path: Path) -> None:
-    r = run_cli("serve", "-f", "config/examples/static-canary.yaml", "--listen", "nonsense", "--state-dir", str(tmp_path))
+    r = run_cli(
+        "serve",
+        "-f",
+        "config/examples/static-canary.yaml",
+        "--listen",
+        "nonsense",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        str(tmp_path),
+    )
     assert r.returncode == 1 and "expected HOST:PORT, got 'nonsense'" in r.stderr
 
 
@@ -308,6 +317,8 @@ def _local_config(path: Path) -> None:
 
 
 def _serve(cfg: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[str], int]:
+    # Real ports, not 0: the default state directory is named after the listen address, and the
+    # admin port is polled for readiness.
     admin = free_port()
     proc = subprocess.Popen(
         [
@@ -333,16 +344,22 @@ def _serve(cfg: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Pope
 
 
 def _ready(admin: int, proc: subprocess.Popen[str]) -> bool:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and proc.poll() is None:
+    """Whether the gateway answers /readyz within 20 s (False at once if it exits)."""
+
+    def answers() -> bool:
         try:
-            if httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200:
-                return True
+            return httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.05)
-    return False
+            return False
+
+    try:
+        wait_until_blocking(lambda: answers() or proc.poll() is not None, "the gateway to be ready or exit", within=20)
+    except AssertionError:
+        return False
+    return proc.poll() is None
 
 
+@pytest.mark.e2e
 def test_two_gateways_with_default_settings_run_side_by_side(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
@@ -360,6 +377,7 @@ def test_two_gateways_with_default_settings_run_side_by_side(tmp_path: Path) -> 
             assert "Traceback" not in out, out
 
 
+@pytest.mark.e2e
 def test_a_state_directory_in_use_is_one_clear_line(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
@@ -393,6 +411,7 @@ def test_validate_prints_warnings_beside_errors(tmp_path: Path) -> None:
     assert "warning: " in r.stderr and "spec.target: unknown key, ignored (did you mean spec.service.target?)" in r.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -405,7 +424,7 @@ def test_validate_prints_warnings_beside_errors(tmp_path: Path) -> None:
 def test_every_start_up_failure_is_one_clear_line(tmp_path: Path, case: str, words: str) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
-    listen = f"127.0.0.1:{free_port()}"
+    listen = "127.0.0.1:0"
     args = ["-f", str(cfg), "--state-dir", str(tmp_path / "state")]
     if case == "empty-folder":
         (tmp_path / "empty").mkdir()
@@ -413,17 +432,18 @@ def test_every_start_up_failure_is_one_clear_line(tmp_path: Path, case: str, wor
     elif case == "missing-file":
         args = ["-f", str(tmp_path / "nope.yaml")]
     elif case == "bad-host":
-        listen = f"nosuchhost.invalid:{free_port()}"
+        listen = "nosuchhost.invalid:0"
     else:
         (tmp_path / "afile").write_text("x")
         args = ["-f", str(cfg), "--state-dir", str(tmp_path / "afile")]
-    r = run_cli("serve", *args, "--listen", listen, "--admin-listen", f"127.0.0.1:{free_port()}")
+    r = run_cli("serve", *args, "--listen", listen, "--admin-listen", "127.0.0.1:0")
     assert r.returncode == 1
     first = r.stderr.strip().splitlines()[0]
     assert first.startswith("gateway: cannot start: ") and words in first, r.stderr
     assert "Traceback" not in r.stderr and "[Errno" not in r.stderr
 
 
+@pytest.mark.e2e
 def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
@@ -443,7 +463,7 @@ def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: P
                 "--listen",
                 f"127.0.0.1:{port}",
                 "--admin-listen",
-                f"127.0.0.1:{free_port()}",
+                "127.0.0.1:0",
             ],
             capture_output=True,
             text=True,

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from gateway.app import split_hostport
 from gateway.config import load
+from gateway.config.addresses import split_hostport
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "deploy/kubernetes/serving-gateway.yaml"
 
 
-def documents() -> dict[str, dict]:  # type: ignore[type-arg]
+def documents() -> dict[str, dict[str, Any]]:
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(MANIFEST.read_text())}
 
 
@@ -27,7 +28,9 @@ def test_configmap_config_validates_and_matches_the_pod(tmp_path: Path) -> None:
     config = load([str(folder)])
     assert [s.name for s in config.services] == ["iris"]
     assert config.warnings == ()
-    model = Path(config.services[0].default.command[5])  # type: ignore[index]
+    command = config.services[0].default.command
+    assert command is not None
+    model = Path(command[5])
     assert model.as_posix() == "/app/config/models/iris.onnx"
     assert (ROOT / "config/models/iris.onnx").is_file()  # what the Dockerfile copies to /app/config
 

@@ -7,6 +7,7 @@ problem found; `routing_table(config)` renders what `gateway validate` prints.
 from __future__ import annotations
 
 from gateway.config.errors import ConfigError
+from gateway.config.listing import routing_table
 from gateway.config.loader import SUPPORTED_KINDS, load
 from gateway.config.model import (
     ActivatorSettings,
@@ -21,7 +22,6 @@ from gateway.config.model import (
     ServiceSpec,
     Source,
 )
-from gateway.config.table import routing_table
 from gateway.config.values import parse_duration
 
 __all__ = [

@@ -20,15 +20,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.config.manifest import RevisionFields, Translated
-from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec
+from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec, ServiceSpec
+from gateway.types import RevisionName
 
-TAGS = ("default", "canary")
+TAGS: tuple[RevisionName, ...] = ("default", "canary")
 
 
-def service_hosts(name: str, namespace: str, domain: str) -> list[tuple[str, str]]:
-    """(host, what) pairs a service claims: its own host and both tag hosts, lowercase."""
-    hosts = [(f"{name}.{namespace}.{domain}".lower(), "host")]
-    hosts += [(f"{tag}-{name}.{namespace}.{domain}".lower(), f"{tag} tag host") for tag in TAGS]
+def service_hosts(service: ServiceSpec, domain: str) -> list[tuple[str, str]]:
+    """(host, what) pairs a service claims: its own host and both tag hosts (with a canary or not), lowercase."""
+    hosts = [(service.host(domain).lower(), "host")]
+    hosts += [(service.tag_host(tag, domain).lower(), f"{tag} tag host") for tag in TAGS]
     return hosts
 
 
@@ -44,7 +45,7 @@ def check_duplicates(translated: Sequence[Translated], settings: GatewaySettings
                 f"service {service.namespace}/{service.name} is already defined in {first.ctx.label}",
             )
             continue
-        for host, what in service_hosts(service.name, service.namespace, settings.domain):
+        for host, what in service_hosts(service, settings.domain):
             owner = claimed.setdefault(host, (what, item))
             if owner[1] is not item:
                 item.ctx.error(
@@ -84,47 +85,59 @@ def _gets_its_port(revision: RevisionSpec) -> bool:
 
 
 def _check_revision(item: Translated, revision: RevisionSpec, fields: RevisionFields, backend: str) -> None:
-    ctx, kind = item.ctx, item.ctx.kind
     if backend == "static":
-        if revision.endpoints:
-            return
-        if fields.endpoints is None:
-            ctx.error(
-                fields.base,
-                f"the static backend needs endpoints, which this {kind} cannot give; use a PaddleService with endpoints",
-            )
-        else:
-            ctx.error(fields.endpoints, "required for the static backend (a list of base URLs)")
+        _check_static(item, revision, fields)
     elif backend == "kubernetes":
-        if revision.image:
-            return
-        if fields.image is None:
-            ctx.error(
-                fields.base,
-                "the kubernetes backend needs a container image, and this revision has none "
-                "(the built-in model server runs only under the local backend)",
-            )
-        else:
-            ctx.error(fields.image, "required for the kubernetes backend")
+        _check_kubernetes(item, revision, fields)
     else:
-        if revision.endpoints and fields.endpoints is not None:
-            ctx.warn(fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)")
-        if revision.command:
-            if not _gets_its_port(revision):
-                ctx.warn(
-                    fields.command or fields.base,
-                    "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it, "
-                    "given as {port} in the command and as the PORT environment variable; unless the program "
-                    "reads PORT itself, a fixed port never becomes ready",
-                )
-            return
-        if revision.image:
+        _check_local(item, revision, fields)
+
+
+def _check_static(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    if revision.endpoints:
+        return
+    if fields.endpoints is None:
+        item.ctx.error(
+            fields.base,
+            f"the static backend needs endpoints, which this {item.ctx.kind} cannot give; use a PaddleService with endpoints",
+        )
+    else:
+        item.ctx.error(fields.endpoints, "required for the static backend (a list of base URLs)")
+
+
+def _check_kubernetes(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    if revision.image:
+        return
+    if fields.image is None:
+        item.ctx.error(
+            fields.base,
+            "the kubernetes backend needs a container image, and this revision has none "
+            "(the built-in model server runs only under the local backend)",
+        )
+    else:
+        item.ctx.error(fields.image, "required for the kubernetes backend")
+
+
+def _check_local(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    ctx = item.ctx
+    if revision.endpoints and fields.endpoints is not None:
+        ctx.warn(fields.endpoints, "ignored under the local backend (set spec.backend: static to use them)")
+    if revision.command:
+        if not _gets_its_port(revision):
             ctx.warn(
-                fields.base,
-                f"has a container image ({revision.image}) and no command: the local backend runs commands, "
-                "not images, so this revision has no replicas and its requests get 503; add a command to run it here",
+                fields.command or fields.base,
+                "uses neither {port} nor $PORT: each replica must listen on the port the gateway picks for it, "
+                "given as {port} in the command and as the PORT environment variable; unless the program "
+                "reads PORT itself, a fixed port never becomes ready",
             )
-        elif fields.command is None:
-            ctx.error(fields.base, "nothing to run under the local backend")
-        else:
-            ctx.error(fields.command, "required for the local backend (an argv list or a shell string)")
+        return
+    if revision.image:
+        ctx.warn(
+            fields.base,
+            f"has a container image ({revision.image}) and no command: the local backend runs commands, "
+            "not images, so this revision has no replicas and its requests get 503; add a command to run it here",
+        )
+    elif fields.command is None:
+        ctx.error(fields.base, "nothing to run under the local backend")
+    else:
+        ctx.error(fields.command, "required for the local backend (an argv list or a shell string)")

@@ -1,4 +1,4 @@
-"""A Kubernetes container (InferenceService predictor, SimpleMLService custom pod) as RevisionSpec fields.
+"""A Kubernetes container (InferenceService predictor, SimpleMLService custom pod) as a revision draft.
 
 The local backend runs `command + args` on this machine; the kubernetes backend runs the image with
 the same command and args. A container with args but no command relies on the image's entrypoint, so
@@ -7,12 +7,12 @@ it has no local command.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.config.errors import DocContext
-from gateway.config.revision import (
+from gateway.config.runnable import (
+    RevisionDraft,
     read_args,
     read_env,
+    read_given,
     read_port,
     read_readiness_path,
     read_resources,
@@ -38,8 +38,8 @@ _CONTAINER_KEYS = (
 _IGNORED_KEYS = ("livenessProbe", "startupProbe", "volumeMounts", "securityContext")
 
 
-def read_containers(ctx: DocContext, path: str, value: object) -> dict[str, Any] | None:
-    """RevisionSpec keyword arguments from the first container of a list (others are reported)."""
+def read_containers(ctx: DocContext, path: str, value: object) -> RevisionDraft | None:
+    """A revision draft from the first container of a list (others are reported)."""
     items = sequence(ctx, path, value)
     if items is None:
         return None
@@ -51,11 +51,23 @@ def read_containers(ctx: DocContext, path: str, value: object) -> dict[str, Any]
     return read_container(ctx, join(path, 0), items[0])
 
 
-def read_container(ctx: DocContext, path: str, value: object) -> dict[str, Any] | None:
+def read_container(ctx: DocContext, path: str, value: object) -> RevisionDraft | None:
     found = mapping(ctx, path, value)
     if found is None:
         return None
     errors = ctx.error_count
+    _check_container_keys(ctx, path, found)
+    draft = RevisionDraft(workdir=ctx.directory)
+    _read_command(ctx, path, found, draft)
+    draft.image = read_given(ctx, path, found, "image", string)
+    draft.env = read_given(ctx, path, found, "env", read_env)
+    draft.resources = read_given(ctx, path, found, "resources", read_resources)
+    draft.container_port = read_given(ctx, path, found, "ports", read_container_port)
+    draft.readiness_path = read_given(ctx, path, found, "readinessProbe", _readiness_path)
+    return None if ctx.error_count > errors else draft
+
+
+def _check_container_keys(ctx: DocContext, path: str, found: dict[str, object]) -> None:
     check_keys(ctx, path, found, _CONTAINER_KEYS, strict=False)
     for key in _IGNORED_KEYS:
         if key in found:
@@ -65,27 +77,17 @@ def read_container(ctx: DocContext, path: str, value: object) -> dict[str, Any] 
             join(path, "workingDir"),
             "a path inside the container, ignored; the local backend runs in the config file's folder",
         )
-    kwargs: dict[str, Any] = {"workdir": ctx.directory}
+
+
+def _read_command(ctx: DocContext, path: str, found: dict[str, object], draft: RevisionDraft) -> None:
+    """The container's command and args; locally it runs `command + args` (without a command, nothing)."""
     command = read_args(ctx, join(path, "command"), found["command"]) if found.get("command") is not None else ()
     args = read_args(ctx, join(path, "args"), found["args"]) if found.get("args") is not None else ()
     if command is not None and args is not None:
-        kwargs["container_command"] = command
-        kwargs["args"] = args
+        draft.container_command = command
+        draft.args = args
         if command:
-            kwargs["command"] = command + args
-    if found.get("image") is not None:
-        kwargs["image"] = string(ctx, join(path, "image"), found["image"])
-    if found.get("env") is not None:
-        kwargs["env"] = read_env(ctx, join(path, "env"), found["env"])
-    if found.get("resources") is not None:
-        kwargs["resources"] = read_resources(ctx, join(path, "resources"), found["resources"])
-    if found.get("ports") is not None:
-        kwargs["container_port"] = read_container_port(ctx, join(path, "ports"), found["ports"])
-    if found.get("readinessProbe") is not None:
-        kwargs["readiness_path"] = _readiness_path(ctx, join(path, "readinessProbe"), found["readinessProbe"])
-    if ctx.error_count > errors:
-        return None
-    return {key: item for key, item in kwargs.items() if item is not None}
+            draft.command = command + args
 
 
 def read_container_port(ctx: DocContext, path: str, value: object) -> int | None:

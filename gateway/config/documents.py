@@ -49,15 +49,15 @@ class _NoDuplicates:
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_NoDuplicates, _Base):  # type: ignore[misc,valid-type]  # no PyYAML stubs installed
+class _Loader(_NoDuplicates, _Base):  # type: ignore[misc,valid-type]  # _Base is picked at import time
     pass
 
 
-class _PyLoader(_NoDuplicates, yaml.SafeLoader):  # type: ignore[misc]
+class _PyLoader(_NoDuplicates, yaml.SafeLoader):
     """Re-reads a file libyaml found broken: PyYAML's own wording of the problem, at the same place."""
 
 
-class TooLarge(yaml.YAMLError):  # type: ignore[misc]
+class TooLarge(yaml.YAMLError):
     def __init__(self, message: str, mark: yaml.Mark | None, label: str = "") -> None:
         super().__init__(message)
         self.problem = message

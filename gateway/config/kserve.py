@@ -17,23 +17,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from gateway.config.container import read_containers
 from gateway.config.errors import DocContext
-from gateway.config.manifest import (
-    RevisionFields,
-    Translated,
-    check_top_level,
-    read_metadata,
-)
-from gateway.config.model import RevisionSpec, ServiceSpec, Source
-from gateway.config.revision import (
-    read_env,
-    read_resources,
-    read_string_map,
-    read_tolerations,
-)
+from gateway.config.manifest import RevisionFields, Translated, open_service
+from gateway.config.runnable import RevisionDraft, read_env, read_given, read_placement, read_resources
 from gateway.config.scaling import (
     ScalingDraft,
     read_container_concurrency,
@@ -97,12 +85,30 @@ _UNSUPPORTED_HINT = (
 
 
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
-    errors = ctx.error_count
-    meta = read_metadata(ctx, body)
-    spec = check_top_level(ctx, body)
-    if meta is None or spec is None:
+    doc = open_service(ctx, body, KIND, ("predictor", "transformer", "explainer"))
+    if doc is None:
         return None
-    check_keys(ctx, "spec", spec, ("predictor", "transformer", "explainer"), strict=False)
+    predictor = _predictor(ctx, doc.spec)
+    if predictor is None:
+        return None
+    draft, fields = _runnable(ctx, predictor, doc.meta.name)
+    if draft is not None:
+        read_placement(ctx, "spec.predictor", predictor, draft)
+    scaling = ScalingDraft("spec.predictor", min_scale=1)
+    _scaling(ctx, predictor, scaling)
+    scaling.apply_annotations(ctx, doc.meta.annotations)
+    scaling_spec = scaling.finish(ctx)
+    timeout = None
+    if predictor.get("timeout") is not None:
+        timeout = integer(ctx, "spec.predictor.timeout", predictor["timeout"], lo=1)
+    _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
+    if doc.failed() or draft is None or scaling_spec is None or fields is None:
+        return None
+    service = doc.service(draft.finish("default"), scaling_spec, timeout=None if timeout is None else float(timeout))
+    return Translated(service, ctx, {"default": fields})
+
+
+def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | None:
     for key in ("transformer", "explainer"):
         if spec.get(key) is not None:
             ctx.warn(join("spec", key), "not supported by the gateway, ignored; only the predictor is served")
@@ -115,33 +121,7 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     check_keys(ctx, "spec.predictor", predictor, _PREDICTOR_KEYS, strict=False)
     if predictor.get("serviceAccountName") is not None:
         ctx.warn("spec.predictor.serviceAccountName", "not supported by the gateway, ignored")
-    kwargs, fields = _runnable(ctx, predictor, meta.name)
-    for key, name, reader in (
-        ("nodeSelector", "node_selector", read_string_map),
-        ("tolerations", "tolerations", read_tolerations),
-    ):
-        if predictor.get(key) is not None and kwargs is not None:
-            kwargs[name] = reader(ctx, join("spec.predictor", key), predictor[key])
-    draft = ScalingDraft("spec.predictor", min_scale=1)
-    _scaling(ctx, predictor, draft)
-    draft.apply_annotations(ctx, meta.annotations)
-    scaling = draft.finish(ctx)
-    timeout = None
-    if predictor.get("timeout") is not None:
-        timeout = integer(ctx, "spec.predictor.timeout", predictor["timeout"], lo=1)
-    _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
-    if ctx.error_count > errors or kwargs is None or scaling is None or fields is None:
-        return None
-    default = RevisionSpec(name="default", **{k: v for k, v in kwargs.items() if v is not None})
-    service = ServiceSpec(
-        name=meta.name,
-        namespace=meta.namespace,
-        default=default,
-        scaling=scaling,
-        timeout=None if timeout is None else float(timeout),
-        source=Source(ctx.file, ctx.index, KIND, meta.name),
-    )
-    return Translated(service, ctx, {"default": fields})
+    return predictor
 
 
 def _canary_percent(ctx: DocContext, value: object) -> None:
@@ -154,7 +134,7 @@ def _canary_percent(ctx: DocContext, value: object) -> None:
         )
 
 
-def _runnable(ctx: DocContext, predictor: dict[str, object], name: str) -> tuple[dict[str, Any] | None, RevisionFields | None]:
+def _runnable(ctx: DocContext, predictor: dict[str, object], name: str) -> tuple[RevisionDraft | None, RevisionFields | None]:
     given = [key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None]
     if not given:
         ctx.error("spec.predictor", "needs model (with modelFormat onnx and storageUri), onnx, or containers")
@@ -170,40 +150,39 @@ def _runnable(ctx: DocContext, predictor: dict[str, object], name: str) -> tuple
     if key in _OTHER_FORMATS:
         ctx.error(path, f"{_UNSUPPORTED_HINT}, got a {key} predictor")
         return None, None
-    found = mapping(ctx, path, predictor[key])
+    found = _model_spec(ctx, path, key, predictor[key])
     if found is None:
         return None, None
+    return _model_server(ctx, path, found, name), RevisionFields("spec.predictor", None, None, None)
+
+
+def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str, object] | None:
+    """`model` (or the older `onnx`) of a predictor when it names an ONNX model with a storageUri."""
+    found = mapping(ctx, path, value)
+    if found is None:
+        return None
     check_keys(ctx, path, found, _MODEL_KEYS, strict=False)
     if key == "model" and not _is_onnx(ctx, join(path, "modelFormat"), found.get("modelFormat")):
-        return None, None
+        return None
     if found.get("runtime") is not None:
         ctx.warn(join(path, "runtime"), "ignored: the built-in ONNX model server serves this model")
     if found.get("protocolVersion") is not None:
         choice(ctx, join(path, "protocolVersion"), found["protocolVersion"], ("v1", "v2", "grpc-v2"))
     if found.get("storageUri") is None:
         ctx.error(join(path, "storageUri"), "required (a local .onnx file)")
-        return None, None
+        return None
+    return found
+
+
+def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: str) -> RevisionDraft | None:
+    """The built-in model server serving the model a storageUri names."""
     model = resolve_model(ctx, join(path, "storageUri"), found["storageUri"])
-    kwargs: dict[str, Any] = {
-        "command": (
-            sys.executable,
-            "-m",
-            "gateway",
-            "modelserver",
-            "--model",
-            model,
-            "--name",
-            name,
-            "--port",
-            "{port}",
-        ),
-        "readiness_path": READINESS_PATH,
-        "workdir": ctx.directory,
-        "resources": read_resources(ctx, join(path, "resources"), found.get("resources")),
-    }
-    if found.get("env") is not None:
-        kwargs["env"] = read_env(ctx, join(path, "env"), found["env"])
-    return (None if model is None else kwargs), RevisionFields("spec.predictor", None, None, None)
+    resources = read_resources(ctx, join(path, "resources"), found.get("resources"))
+    env = read_given(ctx, path, found, "env", read_env)
+    if model is None:
+        return None
+    command = (sys.executable, "-m", "gateway", "modelserver", "--model", model, "--name", name, "--port", "{port}")
+    return RevisionDraft(command=command, readiness_path=READINESS_PATH, workdir=ctx.directory, resources=resources, env=env)
 
 
 def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:

@@ -1,11 +1,12 @@
-"""What every service manifest shares: top-level keys, metadata, and the translation result."""
+"""What every service manifest shares: top-level keys, metadata, the opened document, the translation result."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from gateway.config.errors import DocContext
-from gateway.config.model import ServiceSpec
+from gateway.config.model import BackendKind, RevisionSpec, ScalingSpec, ServiceSpec, Source
 from gateway.config.values import check_keys, describe, dns_label, join, mapping
 from gateway.types import RevisionName
 
@@ -102,3 +103,59 @@ def check_top_level(ctx: DocContext, body: dict[str, object]) -> dict[str, objec
         ctx.error("spec", "required")
         return None
     return mapping(ctx, "spec", body["spec"])
+
+
+@dataclass(frozen=True)
+class ServiceDocument:
+    """A service manifest opened the same way for every kind: metadata read, spec a mapping, its keys checked."""
+
+    ctx: DocContext
+    kind: str
+    meta: Metadata
+    spec: dict[str, object]
+    errors_before: int  # the context's error count before the document was read
+
+    def failed(self) -> bool:
+        """Whether reading the document so far reported an error."""
+        return self.ctx.error_count > self.errors_before
+
+    def service(
+        self,
+        default: RevisionSpec,
+        scaling: ScalingSpec,
+        *,
+        canary: RevisionSpec | None = None,
+        canary_percent: int = 0,
+        backend: BackendKind | None = None,
+        timeout: float | None = None,
+    ) -> ServiceSpec:
+        """The service this document defines, named by its metadata and sourced to it."""
+        return ServiceSpec(
+            name=self.meta.name,
+            namespace=self.meta.namespace,
+            default=default,
+            canary=canary,
+            canary_percent=canary_percent,
+            scaling=scaling,
+            backend=backend,
+            timeout=timeout,
+            source=Source(self.ctx.file, self.ctx.index, self.kind, self.meta.name),
+        )
+
+
+def open_service(
+    ctx: DocContext,
+    body: dict[str, object],
+    kind: str,
+    spec_keys: Collection[str],
+    *,
+    elsewhere: Mapping[str, str] | None = None,
+) -> ServiceDocument | None:
+    """Metadata and spec of a service manifest, unknown spec keys warned about; None if either is unusable."""
+    errors_before = ctx.error_count
+    meta = read_metadata(ctx, body)
+    spec = check_top_level(ctx, body)
+    if meta is None or spec is None:
+        return None
+    check_keys(ctx, "spec", spec, spec_keys, strict=False, elsewhere=elsewhere)
+    return ServiceDocument(ctx, kind, meta, spec, errors_before)

@@ -173,6 +173,20 @@ class ServiceSpec:
     def key(self, revision: RevisionName) -> RevisionKey:
         return RevisionKey(self.namespace, self.name, revision)
 
+    def host(self, domain: str) -> str:
+        """The host the service answers on: ``{name}.{namespace}.{domain}``."""
+        return f"{self.name}.{self.namespace}.{domain}"
+
+    def tag_host(self, tag: RevisionName, domain: str) -> str:
+        """The host that pins one revision: ``{tag}-{name}.{namespace}.{domain}``."""
+        return f"{tag}-{self.host(domain)}"
+
+    def percent(self, revision: RevisionName) -> int:
+        """The share of the service's traffic (0..100) the split sends to `revision`; all of it to
+        default when there is no canary."""
+        canary = self.canary_percent if self.canary is not None else 0
+        return canary if revision == "canary" else 100 - canary
+
 
 @dataclass(frozen=True)
 class Config:

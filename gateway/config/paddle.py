@@ -18,21 +18,11 @@ from typing import Any, cast
 
 from gateway.config.errors import DocContext
 from gateway.config.gateway_config import BACKENDS
-from gateway.config.manifest import (
-    RevisionFields,
-    Translated,
-    check_top_level,
-    read_metadata,
-)
-from gateway.config.model import (
-    BackendKind,
-    RevisionSpec,
-    ScalingSpec,
-    ServiceSpec,
-    Source,
-)
-from gateway.config.revision import (
+from gateway.config.manifest import RevisionFields, Translated, open_service
+from gateway.config.model import BackendKind, RevisionSpec, ScalingSpec
+from gateway.config.runnable import (
     GATEWAY_REVISION_KEYS,
+    RevisionDraft,
     read_gateway_keys,
     read_port,
     read_resources,
@@ -97,12 +87,10 @@ _AT_REVISION = {k: f"spec.default.{k}" for k in _REVISION_KEYS}
 
 
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
-    errors = ctx.error_count
-    meta = read_metadata(ctx, body)
-    spec = check_top_level(ctx, body)
-    if meta is None or spec is None:
+    doc = open_service(ctx, body, KIND, _SPEC_KEYS + _IGNORED_SPEC_KEYS, elsewhere=_AT_SERVICE | _AT_REVISION)
+    if doc is None:
         return None
-    check_keys(ctx, "spec", spec, _SPEC_KEYS + _IGNORED_SPEC_KEYS, strict=False, elsewhere=_AT_SERVICE | _AT_REVISION)
+    spec = doc.spec
     for key in _IGNORED_SPEC_KEYS:
         if key in spec:
             ctx.warn(join("spec", key), "not supported by the gateway, ignored")
@@ -117,23 +105,20 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     has_canary = spec.get("canary") is not None
     canary = _revision(ctx, "spec.canary", spec["canary"], "canary", resources) if has_canary else None
     percent = _canary_percent(ctx, spec.get("canaryTrafficPercent"), has_canary)
-    scaling = _scaling(ctx, spec.get("service"), meta.annotations)
+    scaling = _scaling(ctx, spec.get("service"), doc.meta.annotations)
     backend = choice(ctx, "spec.backend", spec["backend"], BACKENDS) if spec.get("backend") is not None else None
     timeout = None
     if spec.get("timeout") is not None:
         timeout = duration(ctx, "spec.timeout", spec["timeout"], ok=lambda v: v > 0, expect="> 0")
-    if ctx.error_count > errors or default is None or scaling is None:
+    if doc.failed() or default is None or scaling is None:
         return None
-    service = ServiceSpec(
-        name=meta.name,
-        namespace=meta.namespace,
-        default=default,
+    service = doc.service(
+        default,
+        scaling,
         canary=canary,
         canary_percent=percent,
-        scaling=scaling,
         backend=cast("BackendKind | None", backend),
         timeout=timeout,
-        source=Source(ctx.file, ctx.index, KIND, meta.name),
     )
     return Translated(service, ctx, {"default": _fields("spec.default"), "canary": _fields("spec.canary")})
 
@@ -150,27 +135,33 @@ def _revision(
         return None
     errors = ctx.error_count
     check_keys(ctx, path, found, _REVISION_KEYS, strict=False, elsewhere=_AT_SERVICE | _AT_SPEC)
-    kwargs = read_gateway_keys(ctx, path, found)
+    draft = read_gateway_keys(ctx, path, found)
+    _container_image(ctx, path, found, draft)
+    if found.get("port") is not None:
+        draft.container_port = read_port(ctx, join(path, "port"), found["port"])
+    if found.get("arg") is not None:
+        arg = string(ctx, join(path, "arg"), found["arg"])
+        draft.container_command = SHELL
+        draft.args = None if arg is None else (arg,)
+    if draft.workdir is None:
+        draft.workdir = ctx.directory
+    if ctx.error_count > errors:
+        return None
+    draft.resources = {section: dict(amounts) for section, amounts in resources.items()}
+    return draft.finish(name)
+
+
+def _container_image(ctx: DocContext, path: str, found: dict[str, object], draft: RevisionDraft) -> None:
+    """ElasticServing's `containerImage` and `tag`, as the revision's image."""
     if found.get("containerImage") is not None:
         repository = string(ctx, join(path, "containerImage"), found["containerImage"])
         tag = string(ctx, join(path, "tag"), found["tag"], scalars=True) if found.get("tag") is not None else None
         if "image" in found:
             ctx.error(join(path, "image"), "give either containerImage (with tag) or image, not both")
         if repository is not None:
-            kwargs["image"] = f"{repository}:{tag}" if tag else repository
+            draft.image = f"{repository}:{tag}" if tag else repository
     elif found.get("tag") is not None:
         ctx.error(join(path, "tag"), "given without containerImage")
-    if found.get("port") is not None:
-        kwargs["container_port"] = read_port(ctx, join(path, "port"), found["port"])
-    if found.get("arg") is not None:
-        arg = string(ctx, join(path, "arg"), found["arg"])
-        kwargs["container_command"] = SHELL
-        kwargs["args"] = (arg,)
-    kwargs.setdefault("workdir", ctx.directory)
-    if ctx.error_count > errors:
-        return None
-    own_resources = {section: dict(amounts) for section, amounts in resources.items()}
-    return RevisionSpec(name=name, resources=own_resources, **kwargs)
 
 
 def _canary_percent(ctx: DocContext, value: object, has_canary: bool) -> int:

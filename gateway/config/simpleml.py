@@ -9,18 +9,10 @@ are reported as warnings: the gateway neither downloads models nor picks schedul
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.config.container import read_container_port, read_containers
 from gateway.config.errors import DocContext
-from gateway.config.manifest import (
-    RevisionFields,
-    Translated,
-    check_top_level,
-    read_metadata,
-)
-from gateway.config.model import RevisionSpec, ServiceSpec, Source
-from gateway.config.revision import read_resources, read_string_map, read_tolerations
+from gateway.config.manifest import RevisionFields, Translated, open_service
+from gateway.config.runnable import RevisionDraft, read_placement, read_resources
 from gateway.config.scaling import ScalingDraft
 from gateway.config.values import check_keys, integer, join, mapping, string
 
@@ -35,56 +27,55 @@ _POD_KEYS = ("containers", "nodeSelector", "tolerations")
 
 
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
-    errors = ctx.error_count
-    meta = read_metadata(ctx, body)
-    spec = check_top_level(ctx, body)
-    if meta is None or spec is None:
+    doc = open_service(ctx, body, KIND, _SPEC_KEYS)
+    if doc is None:
         return None
-    check_keys(ctx, "spec", spec, _SPEC_KEYS, strict=False)
+    spec = doc.spec
     replicas = 1 if spec.get("replicas") is None else integer(ctx, "spec.replicas", spec["replicas"], lo=1)
     model_path = _storage(ctx, spec.get("storage"))
     if spec.get("scheduler") is not None:
         ctx.warn("spec.scheduler", "ignored: replicas are placed by the gateway's backend")
-    given = [key for key in ("custom", "tensorflow", "pytorch") if spec.get(key) is not None]
-    kwargs: dict[str, Any] | None = None
-    fields = RevisionFields("spec", None, None, None)
-    if not given:
-        ctx.error("spec", "needs one of custom, tensorflow or pytorch")
-    elif len(given) > 1:
-        ctx.error("spec", f"give exactly one of custom, tensorflow or pytorch, got {', '.join(given)}")
-    elif given[0] == "custom":
-        kwargs = _custom(ctx, spec["custom"])
-        base = "spec.custom.spec.containers[0]"
-        fields = RevisionFields(base, join(base, "command"), None, join(base, "image"))
-    else:
-        kwargs = _framework(ctx, given[0], spec[given[0]], meta.name, model_path)
-        base = join("spec", given[0])
-        fields = RevisionFields(base, None, None, join(base, "image"))
+    draft, fields = _runnable(ctx, spec, doc.meta.name, model_path)
     translated_notes: list[tuple[str, str]] = []
-    if spec.get("service") is not None and kwargs is not None:
+    if spec.get("service") is not None and draft is not None:
         port = _service_port(ctx, spec["service"])
         if port is not None:
-            kwargs["container_port"] = port
+            draft.container_port = port
             translated_notes.append(
                 (
                     "spec.service.ports",
                     "the local backend gives each replica its own port through {port} and PORT",
                 )
             )
-    draft = ScalingDraft("spec.replicas", autoscaler_class="fixed", min_scale=replicas, max_scale=replicas)
-    draft.apply_annotations(ctx, meta.annotations)
-    scaling = draft.finish(ctx)
-    if ctx.error_count > errors or kwargs is None or scaling is None or replicas is None:
+    scaling = ScalingDraft("spec.replicas", autoscaler_class="fixed", min_scale=replicas, max_scale=replicas)
+    scaling.apply_annotations(ctx, doc.meta.annotations)
+    scaling_spec = scaling.finish(ctx)
+    if doc.failed() or draft is None or scaling_spec is None or replicas is None:
         return None
-    kwargs.setdefault("container_port", DEFAULT_PORT)
-    service = ServiceSpec(
-        name=meta.name,
-        namespace=meta.namespace,
-        default=RevisionSpec(name="default", workdir=ctx.directory, **kwargs),
-        scaling=scaling,
-        source=Source(ctx.file, ctx.index, KIND, meta.name),
-    )
+    if draft.container_port is None:
+        draft.container_port = DEFAULT_PORT
+    draft.workdir = ctx.directory
+    service = doc.service(draft.finish("default"), scaling_spec)
     return Translated(service, ctx, {"default": fields}, translated_notes)
+
+
+def _runnable(
+    ctx: DocContext, spec: dict[str, object], name: str, model_path: str
+) -> tuple[RevisionDraft | None, RevisionFields]:
+    """The revision from `custom` (a pod spec) or a `tensorflow` or `pytorch` model server."""
+    given = [key for key in ("custom", "tensorflow", "pytorch") if spec.get(key) is not None]
+    if len(given) != 1:
+        if not given:
+            ctx.error("spec", "needs one of custom, tensorflow or pytorch")
+        else:
+            ctx.error("spec", f"give exactly one of custom, tensorflow or pytorch, got {', '.join(given)}")
+        return None, RevisionFields("spec", None, None, None)
+    kind = given[0]
+    if kind == "custom":
+        base = "spec.custom.spec.containers[0]"
+        return _custom(ctx, spec[kind]), RevisionFields(base, join(base, "command"), None, join(base, "image"))
+    base = join("spec", kind)
+    return _framework(ctx, kind, spec[kind], name, model_path), RevisionFields(base, None, None, join(base, "image"))
 
 
 def _storage(ctx: DocContext, value: object) -> str:
@@ -99,7 +90,7 @@ def _storage(ctx: DocContext, value: object) -> str:
     return DEFAULT_MODEL_PATH
 
 
-def _custom(ctx: DocContext, value: object) -> dict[str, Any] | None:
+def _custom(ctx: DocContext, value: object) -> RevisionDraft | None:
     custom = mapping(ctx, "spec.custom", value)
     if custom is None:
         return None
@@ -116,18 +107,14 @@ def _custom(ctx: DocContext, value: object) -> dict[str, Any] | None:
     if pod.get("containers") is None:
         ctx.error("spec.custom.spec.containers", "required (at least one container)")
         return None
-    kwargs = read_containers(ctx, "spec.custom.spec.containers", pod["containers"])
-    if kwargs is None:
+    draft = read_containers(ctx, "spec.custom.spec.containers", pod["containers"])
+    if draft is None:
         return None
-    kwargs.pop("workdir", None)
-    if pod.get("nodeSelector") is not None:
-        kwargs["node_selector"] = read_string_map(ctx, "spec.custom.spec.nodeSelector", pod["nodeSelector"])
-    if pod.get("tolerations") is not None:
-        kwargs["tolerations"] = read_tolerations(ctx, "spec.custom.spec.tolerations", pod["tolerations"])
-    return {key: item for key, item in kwargs.items() if item is not None}
+    read_placement(ctx, "spec.custom.spec", pod, draft)
+    return draft
 
 
-def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path: str) -> dict[str, Any] | None:
+def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path: str) -> RevisionDraft | None:
     path = join("spec", kind)
     found = mapping(ctx, path, value)
     if found is None:
@@ -153,7 +140,7 @@ def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path:
         args = ("--start", f"--model-store={model_path}") + (("--models", models) if models else ())
     if image is None or resources is None:
         return None
-    return {"image": image, "container_command": command, "args": args, "resources": resources}
+    return RevisionDraft(image=image, container_command=command, args=args, resources=resources)
 
 
 def _service_port(ctx: DocContext, value: object) -> int | None:

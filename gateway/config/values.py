@@ -8,11 +8,11 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from gateway.config.addresses import DNS_NAME, AddressError, parse_address
 from gateway.config.errors import DocContext
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(e[+-]?\d+|E[+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?")
@@ -293,7 +293,7 @@ def domain(ctx: DocContext, path: str, value: object) -> str | None:
     if (
         isinstance(value, str)
         and len(value) <= 253
-        and _DNS_NAME.fullmatch(value)
+        and DNS_NAME.fullmatch(value)
         and all(len(part) <= 63 for part in value.split("."))
     ):
         return value
@@ -302,15 +302,13 @@ def domain(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def listen_address(ctx: DocContext, path: str, value: object) -> str | None:
-    """HOST:PORT; HOST may be empty (all interfaces) or a bracketed IPv6 address; port 0 picks a free one."""
+    """HOST:PORT as `gateway.config.addresses.parse_address` reads it; kept as written."""
     if isinstance(value, str):
-        host, sep, port = value.rpartition(":")
-        host_ok = (
-            host == ""
-            or _DNS_NAME.fullmatch(host.lower()) is not None
-            or (host.startswith("[") and host.endswith("]") and ":" in host)
-        )
-        if sep and host_ok and port.isdigit() and int(port) <= 65535:
+        try:
+            parse_address(value)
+        except AddressError:
+            pass
+        else:
             return value
     ctx.error(path, f"must be HOST:PORT like 0.0.0.0:8080, got {describe(value)}")
     return None

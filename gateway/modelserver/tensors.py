@@ -59,6 +59,15 @@ def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None
     entries = content["inputs"]
     if not isinstance(entries, list) or not entries:
         raise BadRequest("'inputs' must be a non-empty list")
+    inputs = _read_inputs(model, entries, tail)
+    for spec in model.inputs:
+        if spec.name not in inputs:
+            raise BadRequest(f"missing input {spec.name!r}")
+    return InferRequest(request_id, inputs, _requested_outputs(model, content))
+
+
+def _read_inputs(model: OnnxModel, entries: list[Any], tail: bytes) -> dict[str, np.ndarray]:
+    """Each input's tensor, from its JSON `data` or from its slice of the binary tail (in order)."""
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for index, entry in enumerate(entries):
@@ -78,10 +87,7 @@ def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None
         inputs[spec.name] = flat.reshape(shape)
     if offset != len(tail):
         raise BadRequest(f"the body has {len(tail) - offset} bytes of binary data no input claims")
-    for spec in model.inputs:
-        if spec.name not in inputs:
-            raise BadRequest(f"missing input {spec.name!r}")
-    return InferRequest(request_id, inputs, _requested_outputs(model, content))
+    return inputs
 
 
 def _check_input_header(model: OnnxModel, index: int, entry: Any) -> tuple[TensorSpec, list[int], str]:

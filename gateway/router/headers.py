@@ -119,6 +119,14 @@ class RequestHead:
     upgrade: bytes | None
 
 
+# Request headers that steer the proxy (routing, framing, forwarding, connection handling).
+_STEERING = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"knative-serving-tag", b"x-forwarded-for"}
+# Of those, forwarded to the replica as they are (the others are dropped, restated or rebuilt).
+_ALSO_FORWARDED = frozenset({b"host", b"knative-serving-tag"})
+
+Steering = list[tuple[bytes, bytes, bytes]]  # (lower-case name, name, value), in order
+
+
 def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     """Split a request's headers into what is forwarded and what steers the proxy.
 
@@ -126,83 +134,138 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     """
     lines: list[bytes] = []
     names: list[bytes] = []
-    forwarding: list[bytes] = _NONE  # made on the first forwarding header
-    forwarding_names: list[bytes] = _NONE
-    host: bytes | None = None
-    content_length = -1
-    cl_count = 0
-    te: bytes | None = None
-    connection_tokens: list[bytes] = []
+    steering: Steering = []
     expect = False
-    tag = None
-    xff = None
-    has_xfp = has_xfh = False
-    upgrade = None
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"transfer-encoding":
-                te = value if te is None else te + b"," + value
-            elif lname == b"connection":
-                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-            elif lname == b"upgrade":
-                upgrade = value.strip() or None  # an empty Upgrade is none (the parser reads it so too)
+        if lname in _STEERING or (lname[:1] == b"x" and _claims_forwarding(lname)):
+            steering.append((lname, name, value))
+            if lname not in _ALSO_FORWARDED:
+                continue
+        elif lname == b"expect" and value.strip().lower() == b"100-continue":
+            expect = True  # answered by the gateway itself
             continue
+        lines.append(name + b": " + value + b"\r\n")
+        names.append(lname)
+    content_length, chunked, others = _framing(steering)
+    host = _host(steering)
+    if not others:  # the common case: nothing but Host and the framing steers this request
+        return RequestHead(host, lines, content_length, chunked, expect, None, None, _NONE, False, False, None)
+    return _with_others(steering, host, lines, names, content_length, chunked, expect)
+
+
+def _with_others(
+    steering: Steering, host: bytes, lines: list[bytes], names: list[bytes], content_length: int, chunked: bool, expect: bool
+) -> RequestHead:
+    """Forwarding claims, Connection and Upgrade, the tag header."""
+    forwarded_for, forwarding, forwarding_names = _forwarding(steering)
+    tokens, upgrade = _connection(steering)
+    extra = {t for t in tokens if t and t not in HOP_BY_HOP and t != b"close" and t not in PROTECTED}
+    if extra:
+        lines = [line for line, n in zip(lines, names) if n not in extra]
+        if forwarding:
+            forwarding = [line for line, n in zip(forwarding, forwarding_names) if n not in extra]
+    if upgrade is not None and (content_length > 0 or chunked):
+        # The parser stops at an upgrade request's head whatever its framing says, so its body
+        # would be read as the next request: refused, as no WebSocket or h2c client sends one.
+        raise BadRequest("an Upgrade request with a body is not supported")
+    tag = _last(steering, b"knative-serving-tag")
+    return RequestHead(
+        host,
+        lines,
+        content_length,
+        chunked,
+        expect,
+        tag.strip().lower() if tag is not None else None,
+        forwarded_for,
+        forwarding,
+        b"x-forwarded-proto" in forwarding_names,
+        b"x-forwarded-host" in forwarding_names,
+        upgrade,
+    )
+
+
+def _last(steering: Steering, lname: bytes) -> bytes | None:
+    found = None
+    for n, _, value in steering:
+        if n == lname:
+            found = value
+    return found
+
+
+def _host(steering: Steering) -> bytes:
+    host: bytes | None = None
+    for lname, _, value in steering:
         if lname == b"host":
             if host is not None:
                 raise BadRequest("more than one Host header")
             host = value
-        elif lname == b"content-length":
-            cl_count += 1
-            if cl_count > 1:
-                raise BadRequest("more than one Content-Length header")
-            if not value.strip().isdigit():
-                raise BadRequest("Content-Length is not a number")
-            content_length = int(value)
-            continue
-        elif lname == b"expect":
-            if value.strip().lower() == b"100-continue":
-                expect = True
-                continue
-        elif lname == b"knative-serving-tag":
-            tag = value.strip().lower()
-        elif lname == b"x-forwarded-for":
-            xff = value if xff is None else xff + b", " + value
-            continue
-        elif lname in FORWARDING or (lname[:1] == b"x" and _claims_forwarding(lname)):
-            has_xfp = has_xfp or lname == b"x-forwarded-proto"
-            has_xfh = has_xfh or lname == b"x-forwarded-host"
-            if forwarding is _NONE:
-                forwarding, forwarding_names = [], []
-            forwarding.append(name + b": " + value + b"\r\n")
-            forwarding_names.append(lname)
-            continue
-        lines.append(name + b": " + value + b"\r\n")
-        names.append(lname)
-    chunked = False
-    if te is not None:
-        if content_length >= 0:
-            raise BadRequest("both Content-Length and Transfer-Encoding")
-        if te.strip().lower() != b"chunked":
-            raise BadRequest("unsupported Transfer-Encoding " + te.decode("latin-1")[:40])
-        chunked = True
     if host is None:
         raise BadRequest("missing Host header")
     host = host.strip(b" \t")
     if host not in _SEEN_VALID and not valid_host(host):
         raise BadRequest("invalid Host header " + repr(host.decode("latin-1")[:100]) + ": expected host[:port]")
-    extra = {t for t in connection_tokens if t and t not in HOP_BY_HOP and t != b"close" and t not in PROTECTED}
-    if extra:
-        lines = [line for line, n in zip(lines, names) if n not in extra]
-        if forwarding:
-            forwarding = [line for line, n in zip(forwarding, forwarding_names) if n not in extra]
-    if upgrade is not None and b"upgrade" not in connection_tokens:
+    return host
+
+
+def _framing(steering: Steering) -> tuple[int, bool, int]:
+    """(Content-Length or -1, chunked, how many other steering headers); anything ambiguous is refused."""
+    content_length = -1
+    te: bytes | None = None
+    others = 0
+    for lname, _, value in steering:
+        if lname == b"host":
+            continue
+        if lname == b"content-length":
+            if content_length >= 0:
+                raise BadRequest("more than one Content-Length header")
+            if not value.strip().isdigit():
+                raise BadRequest("Content-Length is not a number")
+            content_length = int(value)
+        elif lname == b"transfer-encoding":
+            te = value if te is None else te + b"," + value
+        else:
+            others += 1
+    if te is None:
+        return content_length, False, others
+    if content_length >= 0:
+        raise BadRequest("both Content-Length and Transfer-Encoding")
+    if te.strip().lower() != b"chunked":
+        raise BadRequest("unsupported Transfer-Encoding " + te.decode("latin-1")[:40])
+    return -1, True, others
+
+
+def _forwarding(steering: Steering) -> tuple[bytes | None, list[bytes], list[bytes]]:
+    """X-Forwarded-For (joined), and the other forwarding claims as lines with their names."""
+    xff: bytes | None = None
+    lines: list[bytes] = _NONE  # made on the first forwarding header
+    names: list[bytes] = _NONE
+    for lname, name, value in steering:
+        if lname == b"x-forwarded-for":
+            xff = value if xff is None else xff + b", " + value
+        elif lname in FORWARDING or (lname[:1] == b"x" and _claims_forwarding(lname)):
+            if lines is _NONE:
+                lines, names = [], []
+            lines.append(name + b": " + value + b"\r\n")
+            names.append(lname)
+    return xff, lines, names
+
+
+def _connection(steering: Steering) -> tuple[list[bytes], bytes | None]:
+    """The Connection header's tokens, and the protocol asked for by Upgrade (when Connection lists it)."""
+    tokens: list[bytes] = []
+    upgrade = None
+    for lname, _, value in steering:
+        if lname == b"connection":
+            tokens.extend(t.strip().lower() for t in value.split(b","))
+        elif lname == b"upgrade":
+            upgrade = value.strip() or None  # an empty Upgrade is none (the parser reads it so too)
+    if upgrade is not None and b"upgrade" not in tokens:
         upgrade = None
-    if upgrade is not None and (content_length > 0 or chunked):
-        # The parser stops at an upgrade request's head whatever its framing says, so its body
-        # would be read as the next request: refused, as no WebSocket or h2c client sends one.
-        raise BadRequest("an Upgrade request with a body is not supported")
-    return RequestHead(host, lines, content_length, chunked, expect, tag, xff, forwarding, has_xfp, has_xfh, upgrade)
+    return tokens, upgrade
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})  # what nearly every replica sends: names no header
 
 
 class ResponseHead:
@@ -234,8 +297,9 @@ class ResponseHead:
 
     def finish(self) -> ResponseHead:
         """Drop the headers the replica's Connection header names as hop-by-hop."""
-        if self.connection is not None:
-            tokens = {t.strip().lower() for t in self.connection.split(b",")}
+        connection = self.connection
+        if connection is not None and connection.lower() not in _PLAIN_CONNECTION:
+            tokens = {t.strip().lower() for t in connection.split(b",")}
             extra = {t for t in tokens if t and t not in HOP_BY_HOP and t != b"close"}
             if extra:
                 self.lines = [line for line in self.lines if line.split(b":", 1)[0].lower() not in extra]

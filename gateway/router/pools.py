@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from gateway.config.model import ProxySettings
 from gateway.router.upstream import UpstreamConnection
 from gateway.types import Endpoint
 
@@ -18,23 +19,19 @@ class Pools:
     returned connection is closed, so idle sockets never eat the descriptors clients need.
     """
 
-    def __init__(
-        self,
-        keepalive: float = 4.0,
-        connect_timeout: float = 5.0,
-        max_idle: int = 512,
-        max_idle_total: int = 4096,
-        max_response_head: int = 64 * 1024,
-        buffer_bytes: int = 256 * 1024,
-    ) -> None:
-        self.keepalive = keepalive
-        self.connect_timeout = connect_timeout
+    def __init__(self, settings: ProxySettings, max_idle: int = 512, max_idle_total: int = 4096) -> None:
         self.max_idle = max_idle
-        self.max_idle_total = max_idle_total
-        self.max_response_head = max_response_head
-        self.buffer_bytes = buffer_bytes
         self.idle_count = 0
         self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self.configure(settings, max_idle_total)
+
+    def configure(self, settings: ProxySettings, max_idle_total: int) -> None:
+        """Limits for connections made from now on (a reload); idle ones are swept by the new keepalive."""
+        self.keepalive = settings.upstream_keepalive_timeout
+        self.connect_timeout = settings.connect_timeout
+        self.max_idle_total = max_idle_total
+        self.max_response_head = settings.max_response_header_bytes
+        self.buffer_bytes = settings.buffer_bytes
 
     def get(self, endpoint: Endpoint) -> UpstreamConnection | None:
         stack = self._idle.get(endpoint)
@@ -65,7 +62,11 @@ class Pools:
     async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(endpoint, self), endpoint.host, endpoint.port),
+            loop.create_connection(
+                lambda: UpstreamConnection(endpoint, self.put, self.max_response_head, self.buffer_bytes),
+                endpoint.host,
+                endpoint.port,
+            ),
             self.connect_timeout,
         )
         return conn

@@ -33,10 +33,7 @@ class ServiceRoute:
 
 
 def hosts_of(spec: ServiceSpec, domain: str) -> tuple[bytes, ...]:
-    base = f"{spec.name}.{spec.namespace}.{domain}"
-    if spec.canary is None:
-        return (base.encode(), f"default-{base}".encode())
-    return (base.encode(), f"default-{base}".encode(), f"canary-{base}".encode())
+    return (spec.host(domain).encode(), *(spec.tag_host(revision.name, domain).encode() for revision in spec.revisions()))
 
 
 class RouteTable:

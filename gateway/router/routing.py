@@ -1,15 +1,61 @@
-"""From a parsed request head to a request cycle: the route, the revision and the upstream request head."""
+"""From a parsed request head to a decision: the revision and the upstream request head, or a refusal."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from gateway.router.cycle import RequestCycle
 from gateway.router.headers import BadRequest, RequestHead, normalise_host, read_request_head, valid_host
+from gateway.router.revision import RevisionRuntime
+from gateway.router.state import ProxyState
 
-if TYPE_CHECKING:
-    from gateway.router.client import ClientConnection
-    from gateway.router.server import ProxyServer
+
+class Peer(Protocol):
+    """The client connection as routing sees it: who sent the request."""
+
+    peer: bytes
+
+    def is_trusted(self) -> bool:
+        """The peer is one of spec.proxy.trustedProxies (its X-Forwarded-* claims are kept)."""
+
+
+class Routed:
+    """A request to proxy: its revision and the head the replica gets."""
+
+    __slots__ = ("method", "url", "head", "runtime", "keep_alive", "upstream_head")
+
+    def __init__(
+        self, method: bytes, url: bytes, head: RequestHead, runtime: RevisionRuntime, keep_alive: bool, upstream_head: bytes
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.head: RequestHead | None = head
+        self.runtime: RevisionRuntime | None = runtime
+        self.keep_alive = keep_alive
+        self.upstream_head = upstream_head
+
+
+class Rejected:
+    """A request answered by the gateway itself: 400, 404, 413… (`runtime` when a revision was chosen)."""
+
+    __slots__ = ("method", "url", "head", "runtime", "keep_alive", "status", "message")
+
+    def __init__(
+        self,
+        method: bytes,
+        url: bytes,
+        head: RequestHead | None,
+        runtime: RevisionRuntime | None,
+        keep_alive: bool,
+        status: int,
+        message: str,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.head = head
+        self.runtime = runtime
+        self.keep_alive = keep_alive
+        self.status = status
+        self.message = message
 
 
 def absolute_form(url: bytes, head: RequestHead) -> bytes:
@@ -31,34 +77,45 @@ def absolute_form(url: bytes, head: RequestHead) -> bytes:
     return target
 
 
-def route_and_build(
-    server: ProxyServer, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
-) -> RequestCycle:
-    """Read the head, pick the revision, build the upstream request head (or an error)."""
+def read_target(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, RequestHead]:
+    """The request target in origin form and the head; BadRequest for what a reverse proxy refuses."""
+    if method == b"CONNECT":
+        raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
+    head = read_request_head(headers)
+    if url == b"*":
+        if method != b"OPTIONS":
+            raise BadRequest("the request target * is for OPTIONS only")
+    elif url[:1] != b"/":
+        url = absolute_form(url, head)
+    return url, head
+
+
+def route(
+    state: ProxyState, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool, client: Peer
+) -> Routed | Rejected:
+    """Read the head, pick the revision (by host, tag, split), build the upstream request head."""
     try:
-        if method == b"CONNECT":
-            raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
-        head = read_request_head(headers)
-        if url == b"*":
-            if method != b"OPTIONS":
-                raise BadRequest("the request target * is for OPTIONS only")
-        elif url[:1] != b"/":
-            url = absolute_form(url, head)
+        url, head = read_target(method, url, headers)
     except BadRequest as exc:
-        return RequestCycle(conn, method, url, None, None, False, b"", (exc.status, str(exc)))
-    found = server.routes.lookup(normalise_host(head.host))
+        return Rejected(method, url, None, None, False, exc.status, str(exc))
+    hosts = state.routes.hosts  # keys are normalised: a Host sent as it is listed needs no normalising
+    found = hosts.get(head.host) or hosts.get(normalise_host(head.host))
     if found is None:
-        host = head.host.decode("latin-1")
-        return RequestCycle(conn, method, url, head, None, keep_alive, b"", (404, f"no service for host {host!r}"))
-    route, pinned = found
-    rt = pinned if pinned is not None else route.choose(head.tag)
-    if head.content_length > server.settings.max_body_bytes:
-        return RequestCycle(conn, method, url, head, rt, False, b"", (413, "request body larger than the limit"))
+        return Rejected(method, url, head, None, keep_alive, 404, f"no service for host {head.host.decode('latin-1')!r}")
+    route_, pinned = found
+    runtime = pinned if pinned is not None else route_.choose(head.tag)
+    if head.content_length > state.settings.max_body_bytes:
+        return Rejected(method, url, head, runtime, False, 413, "request body larger than the limit")
+    return Routed(method, url, head, runtime, keep_alive, upstream_head(method, url, head, client))
+
+
+def upstream_head(method: bytes, url: bytes, head: RequestHead, client: Peer) -> bytes:
+    """The request line and headers the replica gets: hop-by-hop gone, X-Forwarded-* set, framing restated."""
     parts = [method, b" ", url, b" HTTP/1.1\r\n"]
     parts.extend(head.lines)
-    peer = conn.peer
+    peer = client.peer
     parts.append(b"x-forwarded-for: " + (head.forwarded_for + b", " + peer if head.forwarded_for else peer) + b"\r\n")
-    if head.forwarding and conn.is_trusted():
+    if head.forwarding and client.is_trusted():
         # A trusted proxy in front told us the original scheme and host: pass its word on.
         parts.extend(head.forwarding)
         if not head.has_forwarded_proto:
@@ -74,4 +131,4 @@ def route_and_build(
     if head.upgrade is not None:
         parts.append(b"connection: upgrade\r\nupgrade: " + head.upgrade + b"\r\n")
     parts.append(b"\r\n")
-    return RequestCycle(conn, method, url, head, rt, keep_alive, b"".join(parts))
+    return b"".join(parts)

@@ -1,8 +1,9 @@
-"""The data-plane listener: accepts connections, owns the route table, pools and timeouts."""
+"""The data plane's composition: listener, shared state, the open connections, the timeout sweep, drain."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
@@ -10,37 +11,52 @@ import time
 from gateway.config.model import ProxySettings
 from gateway.resources import default_max_connections, fd_limit
 from gateway.router.client import ClientConnection
-from gateway.router.cycle import CONNECTING, QUEUED, RequestCycle
 from gateway.router.listener import Listener, bind
+from gateway.router.phases import CONNECTING, QUEUED
 from gateway.router.pools import Pools
 from gateway.router.routes import RouteTable
-from gateway.router.routing import route_and_build
+from gateway.router.state import ProxyState
+from gateway.router.timeouts import expire_connection, sweep_interval
 from gateway.types import ConnectionsView
 
 log = logging.getLogger(__name__)
 
 
 class ProxyServer:
-    """Shared context of every client connection.
-
-    Timeouts are applied by one sweep over the open connections a few times a second instead of a
-    timer per request: the request path arms nothing.
-    """
+    """Owns what every client connection shares (`ProxyState`) and the connections themselves."""
 
     def __init__(self, routes: RouteTable, settings: ProxySettings) -> None:
-        self.routes = routes
-        self.pools = Pools()
+        self.state = ProxyState(routes, settings, Pools(settings))
         self.connections: set[ClientConnection] = set()
-        self.unrouted: dict[int, int] = {}  # status -> count of requests no revision answered
-        self.draining = False
-        self.starved = False  # clients wait to be accepted: a connection going idle should make room
         self._listener: Listener | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._quiet: asyncio.Event | None = None  # set when nothing is in flight any more (while draining)
         self.configure(settings)
+
+    @property
+    def routes(self) -> RouteTable:
+        return self.state.routes
+
+    @property
+    def settings(self) -> ProxySettings:
+        return self.state.settings
+
+    @property
+    def pools(self) -> Pools:
+        return self.state.pools
+
+    @property
+    def draining(self) -> bool:
+        return self.state.draining
+
+    @property
+    def unrouted(self) -> dict[int, int]:
+        return self.state.unrouted
 
     def configure(self, settings: ProxySettings) -> None:
         """New limits and timeouts (reload); connections read them on their next check."""
-        self.settings = settings
+        state = self.state
+        state.settings = settings
         allowed = default_max_connections()
         self.max_connections = settings.max_connections or allowed
         if settings.max_connections > allowed:
@@ -51,28 +67,11 @@ class ProxyServer:
                 fd_limit(),
                 allowed,
             )
-        self._trusted = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
-        pools = self.pools
-        pools.keepalive = settings.upstream_keepalive_timeout
-        pools.connect_timeout = settings.connect_timeout
-        pools.max_idle_total = max(16, self.max_connections // 4)
-        pools.max_response_head = settings.max_response_header_bytes
-        pools.buffer_bytes = settings.buffer_bytes
+        state.trusted_networks = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
+        state.pools.configure(settings, max_idle_total=max(16, self.max_connections // 4))
         if self._listener is not None:
             self._listener.limit = self.max_connections
             self._listener.below_limit()
-
-    def trusts(self, peer: bytes) -> bool:
-        """Is `peer` (a client's address) one of spec.proxy.trustedProxies? Once per connection."""
-        if not self._trusted or not peer:
-            return False
-        try:
-            address = ipaddress.ip_address(peer.decode())
-        except ValueError:
-            return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._trusted)
 
     def reclaim_idle(self, most: int = 32) -> None:
         """At the connection limit: close the keep-alive connections idle longest (as nginx does).
@@ -90,12 +89,19 @@ class ProxyServer:
             conn.close()
 
     def _set_starved(self, full: bool) -> None:
-        self.starved = full
+        self.state.starved = full
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def _connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         if self._listener is not None:
             self._listener.below_limit()
+        if self._quiet is not None:
+            self._check_quiet()
+
+    def _check_quiet(self) -> None:
+        """While draining: is every request answered? (O(connections), only then.)"""
+        if self._quiet is not None and not any(c.cycle is not None or c.parsing is not None for c in self.connections):
+            self._quiet.set()
 
     def connections_view(self) -> ConnectionsView:
         listener = self._listener
@@ -106,20 +112,19 @@ class ProxyServer:
             accept_shortages=listener.shortages if listener is not None else 0,
         )
 
-    def make_cycle(
-        self, conn: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
-    ) -> RequestCycle:
-        return route_and_build(self, conn, method, url, headers, keep_alive)
-
     def swap_routes(self, routes: RouteTable) -> None:
         """Atomic: requests already routed keep the revision they were given."""
-        self.routes = routes
+        self.state.routes = routes
 
     def bind(self, host: str, port: int) -> None:
         """Take the listening sockets (GatewayError naming the address if they cannot be had); accept nothing yet."""
         socks = bind(host, port, backlog=2048)
         self._listener = Listener(
-            socks, lambda: ClientConnection(self), lambda: len(self.connections), self.max_connections, self.reclaim_idle
+            socks,
+            lambda: ClientConnection(self.state, self.connections.add, self._connection_closed),
+            lambda: len(self.connections),
+            self.max_connections,
+            self.reclaim_idle,
         )
         self._listener.on_full = self._set_starved
 
@@ -138,26 +143,14 @@ class ProxyServer:
             return []
         return [s.getsockname()[:2] for s in self._listener.socks if s.fileno() >= 0]
 
-    def _sweep_interval(self) -> float:
-        s = self.settings
-        shortest = min(
-            s.header_timeout,
-            s.keepalive_timeout,
-            s.response_start_timeout,
-            s.upstream_keepalive_timeout,
-            s.send_timeout,
-            s.body_timeout,
-        )
-        return max(0.02, min(0.5, shortest / 4))
-
     async def _sweep_forever(self) -> None:
         last_pool_sweep = 0.0
         while True:
-            await asyncio.sleep(self._sweep_interval())
+            await asyncio.sleep(sweep_interval(self.state.settings))
             now = time.monotonic()
             for conn in list(self.connections):
                 try:
-                    conn.expire(now)
+                    expire_connection(conn, now)
                 except Exception:  # never let one connection stop the sweeper
                     log.exception("timeout sweep failed for a connection")
                     conn.abort()
@@ -165,17 +158,20 @@ class ProxyServer:
                 self.pools.sweep()
                 last_pool_sweep = now
 
-    async def drain(self, timeout: float) -> None:
-        """Stop accepting, let in-flight requests finish (at most `timeout` s), then close all."""
-        self.draining = True
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish (at most `grace` s), then close all."""
+        self.state.draining = True
+        self._quiet = asyncio.Event()
+        self.state.on_request_end = self._check_quiet
         if self._listener is not None:
             self._listener.close()
         for conn in list(self.connections):
             if conn.idle():
                 conn.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(c.cycle is not None or c.parsing is not None for c in self.connections):
-            await asyncio.sleep(0.05)
+        self._check_quiet()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._quiet.wait()
         # Requests still waiting for a replica get a 503 they can retry elsewhere, not a reset.
         answered = False
         for conn in list(self.connections):

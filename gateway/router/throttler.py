@@ -3,7 +3,7 @@
 Knative's activator semantics (KPA.md §9.3) without its locks: each replica admits at most
 ``containerConcurrency`` requests at once (0 = unlimited); requests that find no replica with
 capacity wait in a bounded FIFO until one frees up or appears. Load balancing as Knative's
-throttler: power of two choices when unlimited, first-available when cc <= 3, round-robin
+throttler: power of two choices when unlimited, first-available when containerConcurrency <= 3, round-robin
 otherwise. One of the two choices is the next replica in round-robin order and wins ties, so
 sequential requests (and the static backend's idle endpoints) rotate evenly. Every operation on the request path is O(1) (O(log n) for first-available).
 """
@@ -44,7 +44,7 @@ class Tracker:
 
 class Throttler:
     __slots__ = (
-        "cc",
+        "slots_per_replica",
         "queue_depth",
         "trackers",
         "retired",
@@ -58,17 +58,17 @@ class Throttler:
     )
 
     def __init__(self, container_concurrency: int, queue_depth: int) -> None:
-        self.cc = container_concurrency
+        self.slots_per_replica = container_concurrency
         self.queue_depth = queue_depth
         self.trackers: dict[Endpoint, Tracker] = {}
         # Replicas that left the ready set while still serving: drained before they are stopped.
         self.retired: dict[Endpoint, Tracker] = {}
         self._up: list[Tracker] = []  # unlimited: candidates for power of two choices
-        # cc > 3: replicas with spare capacity, round-robin. A list, not a deque: an empty deque costs
+        # containerConcurrency > 3: replicas with spare capacity, round-robin. A list, not a deque: an empty deque costs
         # 600 bytes and 10,000 revisions that never see a request must cost little; pop(0) of a
         # list of replicas is a short memmove.
         self._ring: list[Tracker] = []
-        self._heap: list[Tracker] = []  # 1 <= cc <= 3: replicas with spare capacity, lowest index first
+        self._heap: list[Tracker] = []  # 1 <= containerConcurrency <= 3: replicas with spare capacity, lowest index first
         self._waiters: deque[asyncio.Future[Tracker]] | None = None  # made when first needed (see _ring)
         self.queued = 0
         self._next_index = 0
@@ -89,8 +89,8 @@ class Throttler:
         self._rebuild()
 
     def set_concurrency(self, container_concurrency: int) -> None:
-        if container_concurrency != self.cc:
-            self.cc = container_concurrency
+        if container_concurrency != self.slots_per_replica:
+            self.slots_per_replica = container_concurrency
             self._rebuild()
 
     def mark_down(self, endpoint: Endpoint) -> None:
@@ -125,14 +125,14 @@ class Throttler:
             t.listed = False
         self._up = live
         self._heap.clear()
-        if self.cc > 3:
+        if self.slots_per_replica > 3:
             for t in live:
-                if t.in_flight < self.cc:
+                if t.in_flight < self.slots_per_replica:
                     t.listed = True
                     ring.append(t)
-        elif self.cc > 0:
+        elif self.slots_per_replica > 0:
             for t in live:
-                if t.in_flight < self.cc:
+                if t.in_flight < self.slots_per_replica:
                     t.listed = True
                     self._heap.append(t)
             heapq.heapify(self._heap)
@@ -146,35 +146,45 @@ class Throttler:
         return self._take()
 
     def _take(self) -> Tracker | None:
-        cc = self.cc
-        if cc == 0:
-            up = self._up
-            n = len(up)
-            if n == 0:
-                return None
-            if n == 1:
-                t = up[0]
-            else:
-                self._rr += 1
-                a = up[self._rr % n]
-                b = up[random.randrange(n)]
-                t = a if a.in_flight <= b.in_flight else b
-            t.in_flight += 1
-            return t
-        if cc > 3:
-            ring = self._ring
-            while ring:
-                t = ring.pop(0)
-                if t.removed or t.down:
-                    t.listed = False
-                    continue
-                t.in_flight += 1
-                if t.in_flight < cc:
-                    ring.append(t)
-                else:
-                    t.listed = False
-                return t
+        limit = self.slots_per_replica
+        if limit == 0:
+            return self._take_least_loaded()
+        if limit > 3:
+            return self._take_round_robin(limit)
+        return self._take_lowest_index(limit)
+
+    def _take_least_loaded(self) -> Tracker | None:
+        """Unlimited concurrency: the less busy of two replicas (one in turn, one at random)."""
+        up = self._up
+        n = len(up)
+        if n == 0:
             return None
+        if n == 1:
+            t = up[0]
+        else:
+            self._rr += 1
+            a = up[self._rr % n]
+            b = up[random.randrange(n)]
+            t = a if a.in_flight <= b.in_flight else b
+        t.in_flight += 1
+        return t
+
+    def _take_round_robin(self, limit: int) -> Tracker | None:
+        ring = self._ring
+        while ring:
+            t = ring.pop(0)
+            if t.removed or t.down:
+                t.listed = False
+                continue
+            t.in_flight += 1
+            if t.in_flight < limit:
+                ring.append(t)
+            else:
+                t.listed = False
+            return t
+        return None
+
+    def _take_lowest_index(self, limit: int) -> Tracker | None:
         heap = self._heap
         while heap:
             t = heap[0]
@@ -183,7 +193,7 @@ class Throttler:
                 t.listed = False
                 continue
             t.in_flight += 1
-            if t.in_flight >= cc:
+            if t.in_flight >= limit:
                 heapq.heappop(heap)
                 t.listed = False
             return t
@@ -196,7 +206,7 @@ class Throttler:
         beats failing every request until its probe comes back. O(replicas), off the normal path.
         """
         for t in self.trackers.values():
-            if t.down and (self.cc == 0 or t.in_flight < self.cc):
+            if t.down and (self.slots_per_replica == 0 or t.in_flight < self.slots_per_replica):
                 t.in_flight += 1
                 return t
         return None
@@ -212,10 +222,10 @@ class Throttler:
             if tracker.in_flight == 0:
                 self.retired.pop(tracker.endpoint, None)
             return
-        cc = self.cc
-        if cc and not tracker.listed and not tracker.removed and not tracker.down and tracker.in_flight < cc:
+        limit = self.slots_per_replica
+        if limit and not tracker.listed and not tracker.removed and not tracker.down and tracker.in_flight < limit:
             tracker.listed = True
-            if cc > 3:
+            if limit > 3:
                 self._ring.append(tracker)
             else:
                 heapq.heappush(self._heap, tracker)

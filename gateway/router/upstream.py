@@ -1,33 +1,16 @@
-"""Upstream side of the proxy: one Protocol per connection to a replica, a keep-alive pool per replica."""
+"""Upstream side of the proxy: one Protocol per connection to a replica, lent to one request cycle at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
 
 import httptools
 
 from gateway.router.headers import ResponseHead
+from gateway.router.sides import ResponseSink
 from gateway.types import Endpoint
-
-if TYPE_CHECKING:
-    from gateway.router.pools import Pools
-
-
-class ResponseSink(Protocol):
-    """What an upstream connection reports to the request cycle that borrowed it."""
-
-    def on_response_head(self, status: int, reason: bytes, head: ResponseHead, keep_alive: bool) -> None: ...
-    def on_response_body(self, data: bytes) -> None: ...
-    def on_response_complete(self) -> None: ...
-    def on_upstream_raw(self, data: bytes) -> None: ...
-    def on_upstream_lost(self, exc: Exception | None) -> None: ...
-    def on_upstream_error(self, message: str) -> None: ...
-    def client_write_paused(self) -> bool: ...
-    def flush(self) -> None: ...
-    def pause_request(self) -> None: ...
-    def resume_request(self) -> None: ...
 
 
 class HeadTooLarge(Exception):
@@ -51,7 +34,8 @@ class UpstreamConnection(asyncio.Protocol):
         "in_head",
         "interim",
         "endpoint",
-        "pools",
+        "on_idle",
+        "buffer_bytes",
         "transport",
         "parser",
         "sink",
@@ -64,16 +48,19 @@ class UpstreamConnection(asyncio.Protocol):
         "bytes_received",
         "skip_body",
         "message_done",
-        "dirty",
-        "feeding",
-        "pending_release",
-        "stray",
+        "parser_stale",
+        "in_parser",
+        "release_after_parse",
+        "untrusted",
     )
 
-    def __init__(self, endpoint: Endpoint, pools: Pools) -> None:
+    def __init__(
+        self, endpoint: Endpoint, on_idle: Callable[[UpstreamConnection], None], head_limit: int, buffer_bytes: int
+    ) -> None:
         self.endpoint = endpoint
-        self.pools = pools
-        self.head_limit = pools.max_response_head
+        self.on_idle = on_idle  # takes the connection back when a response left it reusable (the pool's put)
+        self.head_limit = head_limit
+        self.buffer_bytes = buffer_bytes
         self.head_size = 0  # bytes read while the response head was still incomplete
         self.stalled = 0  # bytes read since the parser last reported anything (a trailer line still growing)
         self.marks = 0  # parser events: a read that adds none is a line the parser is still collecting
@@ -91,15 +78,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_received = 0
         self.skip_body = False  # response to HEAD: ends with its head
         self.message_done = False
-        self.dirty = False  # parser state is mid-message after a HEAD response
-        self.feeding = False  # inside parser.feed_data: the connection must not be lent out yet
-        self.pending_release: bool | None = None
-        self.stray = False  # bytes beyond the response: the replica cannot be trusted on this connection
+        self.parser_stale = False  # the parser is mid-message after a HEAD response: a new one is needed
+        self.in_parser = False  # inside parser.feed_data: the connection must not be lent out yet
+        self.release_after_parse: bool | None = None  # a release asked for from a parser callback
+        self.untrusted = False  # bytes beyond the response: the replica cannot be trusted on this connection
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=self.pools.buffer_bytes)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=self.buffer_bytes)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -111,9 +98,9 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, sink: ResponseSink, head_only: bool) -> None:
         """Lend this connection to one request cycle."""
         self.sink = sink
-        if self.dirty:
+        if self.parser_stale:
             self.parser = httptools.HttpResponseParser(self)
-            self.dirty = False
+            self.parser_stale = False
         self.head = ResponseHead()
         self.reason = b""
         self.in_head = True
@@ -121,19 +108,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_received = 0
         self.skip_body = head_only
         self.message_done = False
-        self.stray = False
+        self.untrusted = False
 
     def release(self, reusable: bool) -> None:
         """Give the connection back: to the pool when reusable, else closed."""
         self.sink = None
-        if self.feeding:
-            self.pending_release = reusable
+        if self.in_parser:
+            self.release_after_parse = reusable
             return
-        if reusable and not self.stray and not self.closed and self.transport is not None and not self.transport.is_closing():
+        if reusable and not self.untrusted and not self.closed and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()  # it may have been paused for a slow client
             self.reused = True
             self.idle_since = time.monotonic()
-            self.pools.put(self)
+            self.on_idle(self)
         else:
             self.close()
 
@@ -170,42 +157,22 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.bytes_received += len(data)
         marks = self.marks
-        self.feeding = True
+        self.in_parser = True
         try:
             self.parser.feed_data(data)
-            # Bounds without a per-header cost: a head still incomplete after this read counts the
-            # whole read (so a head is cut at most one read past the limit); a read from which the
-            # parser reported nothing is a trailer line (or chunk line) still growing.
-            if self.in_head:
-                self.head_size += len(data)
-                if self.head_size > self.head_limit:
-                    raise HeadTooLarge()
-            elif self.marks == marks:
-                self.stalled += len(data)
-                if self.stalled > self.head_limit:
-                    raise HeadTooLarge()
-            else:
-                self.stalled = 0
+            self._bound(len(data), marks)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self.upgraded = True
             if self.sink is not None and offset < len(data):
                 self.sink.on_upstream_raw(data[offset:])
         except (httptools.HttpParserError, HeadTooLarge) as exc:
-            if isinstance(exc.__context__, TooManyInterim):
-                sink.on_upstream_error(f"replica sent more than {MAX_INTERIM} interim (1xx) responses")
-            elif isinstance(exc, HeadTooLarge) or isinstance(exc.__context__, HeadTooLarge):
-                what = "a response head" if self.in_head else "response trailers"
-                sink.on_upstream_error(f"replica sent {what} larger than {self.head_limit} bytes")
-            elif self.message_done:
-                self.stray = True
-            else:
-                sink.on_upstream_error(f"invalid response from replica: {exc}")
+            self._parse_failed(sink, exc)
         finally:
-            self.feeding = False
-        if self.pending_release is not None:
-            reusable = self.pending_release
-            self.pending_release = None
+            self.in_parser = False
+        if self.release_after_parse is not None:
+            reusable = self.release_after_parse
+            self.release_after_parse = None
             self.release(reusable)
         elif self.sink is not None:
             self.sink.flush()
@@ -213,6 +180,32 @@ class UpstreamConnection(asyncio.Protocol):
                 # A replica streaming tiny pieces: let the loop serve others before reading on.
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_soon(self._resume_turn)
+
+    def _bound(self, size: int, marks: int) -> None:
+        """Bounds without a per-header cost: a head still incomplete after this read counts the whole
+        read (so a head is cut at most one read past the limit); a read from which the parser
+        reported nothing is a trailer line (or chunk line) still growing."""
+        if self.in_head:
+            self.head_size += size
+            if self.head_size > self.head_limit:
+                raise HeadTooLarge()
+        elif self.marks == marks:
+            self.stalled += size
+            if self.stalled > self.head_limit:
+                raise HeadTooLarge()
+        else:
+            self.stalled = 0
+
+    def _parse_failed(self, sink: ResponseSink, exc: Exception) -> None:
+        if isinstance(exc.__context__, TooManyInterim):
+            sink.on_upstream_error(f"replica sent more than {MAX_INTERIM} interim (1xx) responses")
+        elif isinstance(exc, HeadTooLarge) or isinstance(exc.__context__, HeadTooLarge):
+            what = "a response head" if self.in_head else "response trailers"
+            sink.on_upstream_error(f"replica sent {what} larger than {self.head_limit} bytes")
+        elif self.message_done:
+            self.untrusted = True
+        else:
+            sink.on_upstream_error(f"invalid response from replica: {exc}")
 
     def _resume_turn(self) -> None:
         sink = self.sink
@@ -222,7 +215,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
         if self.message_done:
-            self.stray = True
+            self.untrusted = True
         self.in_head = True
         self.head_size = self.stalled = 0
         self.marks += 1
@@ -256,13 +249,13 @@ class UpstreamConnection(asyncio.Protocol):
         sink.on_response_head(status, self.reason, head, self.parser.should_keep_alive())
         if status != 101 and self.skip_body and self.sink is sink:
             self.message_done = True
-            self.dirty = True
+            self.parser_stale = True
             sink.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
         self.marks += 1
         if self.message_done:
-            self.stray = True
+            self.untrusted = True
         elif self.sink is not None:
             self.sink.on_response_body(body)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import load
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.e2e
 
 HOST = "model.default.example.com"
 REPLICA = Path(__file__).with_name("sleepy_replica.py")
@@ -28,8 +32,11 @@ def write(path: Path, command: list[str]) -> None:
     )
 
 
+Serve = Callable[[list[str]], Awaitable[tuple[Gateway, httpx.AsyncClient, Path]]]
+
+
 @pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Callable[[list[str]], object]]:
+async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
     started: list[Gateway] = []
     cfg = tmp_path / "gw.yaml"
 
@@ -41,13 +48,13 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[[list[str]], object]]:
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.proxy.sockets[0][1]}", headers={"Host": HOST}, timeout=30)
         return gw, client, cfg
 
-    yield start  # type: ignore[misc]
+    yield start
     for gw in started:
         await gw.stop(drain_timeout=1)
 
 
-async def test_a_missing_program_is_a_503_naming_it_at_once(serve: Callable[[list[str]], object]) -> None:
-    gw, client, cfg = await serve(["/usr/bin/tensorflow_model_server", "--port", "{port}"])  # type: ignore[misc]
+async def test_a_missing_program_is_a_503_naming_it_at_once(serve: Serve) -> None:
+    gw, client, cfg = await serve(["/usr/bin/tensorflow_model_server", "--port", "{port}"])
     async with client:
         started = time.monotonic()
         r = await client.get("/v1/models/model")
@@ -63,9 +70,9 @@ async def test_a_missing_program_is_a_503_naming_it_at_once(serve: Callable[[lis
         assert r.status_code == 200
 
 
-async def test_a_replica_that_exits_shows_its_exit_and_last_log_line(serve: Callable[[list[str]], object]) -> None:
+async def test_a_replica_that_exits_shows_its_exit_and_last_log_line(serve: Serve) -> None:
     code = "import sys; print('loading model'); print('model file not found: /models/iris.onnx', flush=True); sys.exit(3)"
-    gw, client, _ = await serve([sys.executable, "-c", code])  # type: ignore[misc]
+    gw, client, _ = await serve([sys.executable, "-c", code])
     async with client:
         r = await client.get("/")
         assert r.status_code == 503
@@ -73,9 +80,9 @@ async def test_a_replica_that_exits_shows_its_exit_and_last_log_line(serve: Call
         assert "3" in error and "model file not found: /models/iris.onnx" in error, error
 
 
-async def test_a_request_already_waiting_when_the_replica_dies_gets_503_not_504(serve: Callable[[list[str]], object]) -> None:
+async def test_a_request_already_waiting_when_the_replica_dies_gets_503_not_504(serve: Serve) -> None:
     code = "import sys, time; time.sleep(0.6); print('out of memory', flush=True); sys.exit(137)"
-    gw, client, _ = await serve([sys.executable, "-c", code])  # type: ignore[misc]
+    gw, client, _ = await serve([sys.executable, "-c", code])
     async with client:
         started = time.monotonic()
         r = await client.get("/")  # waits in the activator while the replica starts, then crashes
@@ -84,19 +91,16 @@ async def test_a_request_already_waiting_when_the_replica_dies_gets_503_not_504(
         assert time.monotonic() - started < 10
 
 
-async def test_requests_held_at_shutdown_get_503_not_a_reset(serve: Callable[[list[str]], object]) -> None:
+async def test_requests_held_at_shutdown_get_503_not_a_reset(serve: Serve) -> None:
     """SIGTERM's drain ends with requests still waiting for a replica that never came: 503, Retry-After."""
     # The replica process (not this test) stays up without ever listening, so the request waits in
     # the activator; the test stops the gateway 0.3 s later, which kills the replica.
     code = "import time; time.sleep(60)"
-    gw, client, _ = await serve([sys.executable, "-c", code])  # type: ignore[misc]
+    gw, client, _ = await serve([sys.executable, "-c", code])
     async with client:
-        import asyncio
-
         waiting = asyncio.create_task(client.get("/"))
         rt = gw.proxy.routes.services[0].default
-        while not rt.throttler.queued:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: rt.throttler.queued, "the request to wait in the activator")
         await gw.stop(drain_timeout=0.3)
         r = await waiting
         assert r.status_code == 503 and r.headers["retry-after"] == "1"

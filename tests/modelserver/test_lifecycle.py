@@ -12,8 +12,9 @@ import pytest
 from gateway.modelserver.errors import ModelLoadError
 from gateway.modelserver.loader import ModelSlot
 from gateway.modelserver.server import create_app
+from tests.conftest import wait_until_blocking
 
-from .utils import SEED_ROWS, serve, wait_for, wait_ready, write_sequence_output_model
+from .utils import SEED_ROWS, serve, wait_ready, write_sequence_output_model
 
 PREDICT = {"instances": SEED_ROWS}
 
@@ -75,7 +76,7 @@ def test_failed_load_keeps_the_server_live_but_not_ready(tmp_path: Path) -> None
     bad.write_bytes(b"not a model")
     app = create_app(str(bad), "bad")
     with serve(app) as url, httpx.Client(base_url=url) as client:
-        wait_for(lambda: app.state.slot.done, "the load to fail")
+        wait_until_blocking(lambda: app.state.slot.done, "the load to fail")
         assert client.get("/v2/health/live").status_code == 200
         assert client.get("/v2/health/ready").status_code == 503
         error = client.post("/v2/models/bad/infer", json={"inputs": []}).json()["error"]

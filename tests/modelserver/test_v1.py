@@ -68,6 +68,7 @@ def test_unknown_model(iris_url: str, method: str, path: str, json: Any) -> None
 
 
 def test_wrong_method_is_json(iris_url: str) -> None:
+    """GET on the predict path matches the model route, with ``iris:predict`` as the model's name."""
     response = httpx.get(f"{iris_url}/v1/models/iris:predict")
-    assert response.status_code in (404, 405)
-    assert "error" in response.json()
+    assert response.status_code == 404
+    assert response.json() == {"error": "model 'iris:predict' not found; this server serves 'iris'"}

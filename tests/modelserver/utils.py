@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
+
+from tests.conftest import wait_until_blocking
 
 IRIS = Path(__file__).resolve().parents[2] / "config" / "models" / "iris.onnx"
 SEED_ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
@@ -32,7 +33,7 @@ def serve(app: Starlette) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: server.started, "server start")
+        wait_until_blocking(lambda: server.started, "server start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -40,28 +41,14 @@ def serve(app: Starlette) -> Iterator[str]:
         sock.close()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def wait_ready(url: str, timeout: float = 10.0) -> None:
+def wait_ready(url: str, within: float = 10.0) -> None:
     def ready() -> bool:
         try:
             return httpx.get(f"{url}/v2/health/ready").status_code == 200
         except httpx.TransportError:
             return False
 
-    wait_for(ready, f"{url} to be ready", timeout)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    wait_until_blocking(ready, f"{url} to be ready", within=within)
 
 
 def write_identity_model(path: Path) -> Path:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from tests.router.support import Replica, start_replica
+from gateway.config.model import ProxySettings
+from tests.router.support import Replica, config, start_gateway, start_replica, static_service
 
 
 @pytest.fixture
@@ -15,3 +17,17 @@ async def replica() -> AsyncIterator[Replica]:
     r = await start_replica("r1")
     yield r
     await r.runner.cleanup()
+
+
+@pytest.fixture
+def proxy_settings() -> ProxySettings:
+    """The proxy settings of `gw_port`'s gateway; a module overrides this fixture to change them."""
+    return ProxySettings()
+
+
+@pytest.fixture
+async def gw_port(replica: Replica, tmp_path: Path, proxy_settings: ProxySettings) -> AsyncIterator[int]:
+    """The port of a gateway serving iris.default.example.com from `replica`."""
+    gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy_settings), str(tmp_path))
+    yield port
+    await gw.stop(drain_timeout=1)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TextIO
 
 Record = Callable[[dict[str, str]], None]
 
@@ -27,7 +28,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-def handler(record: Record) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
+def handler(record: Record) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -63,9 +64,7 @@ async def start(record: Record, port: int = 0) -> tuple[asyncio.base_events.Serv
     return server, server.sockets[0].getsockname()[1]
 
 
-async def _main(port: int, log_path: str) -> None:
-    log = open(log_path, "a", buffering=1)
-
+async def _main(port: int, log: TextIO) -> None:
     def record(entry: dict[str, str]) -> None:
         log.write(json.dumps(entry) + "\n")
 
@@ -75,4 +74,5 @@ async def _main(port: int, log_path: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(int(sys.argv[1]), sys.argv[2]))
+    with open(sys.argv[2], "a", buffering=1) as log:
+        asyncio.run(_main(int(sys.argv[1]), log))

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 
@@ -28,15 +29,22 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
 
-def replica_app(replica: Replica) -> web.Application:
-    async def track(request: web.Request) -> None:
-        replica.requests += 1
+class ReplicaHandlers:
+    """The replica's endpoints; each request is counted in `replica`."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+
+    def track(self, request: web.Request) -> None:
+        self.replica.requests += 1
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if peer:
-            replica.peers.add(tuple(peer[:2]))
+            self.replica.peers.add(tuple(peer[:2]))
 
-    async def echo(request: web.Request) -> web.StreamResponse:
-        await track(request)
+    async def echo(self, request: web.Request) -> web.StreamResponse:
+        """Any path: the request as the replica saw it, as JSON; `?sleep=S` answers after S seconds."""
+        self.track(request)
+        replica = self.replica
         replica.in_flight += 1
         replica.max_in_flight = max(replica.max_in_flight, replica.in_flight)
         try:
@@ -57,8 +65,8 @@ def replica_app(replica: Replica) -> web.Application:
         finally:
             replica.in_flight -= 1
 
-    async def chunked(request: web.Request) -> web.StreamResponse:
-        await track(request)
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        self.track(request)
         resp = web.StreamResponse()
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -67,8 +75,8 @@ def replica_app(replica: Replica) -> web.Application:
         await resp.write_eof()
         return resp
 
-    async def stream(request: web.Request) -> web.StreamResponse:
-        await track(request)
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        self.track(request)
         size = int(request.query.get("size", "1048576"))
         resp = web.StreamResponse(headers={"Content-Length": str(size)})
         await resp.prepare(request)
@@ -81,22 +89,22 @@ def replica_app(replica: Replica) -> web.Application:
         await resp.write_eof()
         return resp
 
-    async def status(request: web.Request) -> web.StreamResponse:
-        await track(request)
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        self.track(request)
         code = int(request.match_info["code"])
         if code in (204, 304):
             return web.Response(status=code, headers={"ETag": '"x"'})
         return web.Response(status=code, text=f"status {code}")
 
-    async def headers(request: web.Request) -> web.StreamResponse:
-        await track(request)
+    async def headers(self, request: web.Request) -> web.StreamResponse:
+        self.track(request)
         return web.Response(
             text="ok",
             headers={"Connection": "keep-alive, X-Secret", "X-Secret": "hop", "Keep-Alive": "timeout=5", "X-Kept": "yes"},
         )
 
-    async def ws(request: web.Request) -> web.StreamResponse:
-        await track(request)
+    async def ws(self, request: web.Request) -> web.StreamResponse:
+        self.track(request)
         sock = web.WebSocketResponse()
         await sock.prepare(request)
         async for msg in sock:
@@ -106,19 +114,23 @@ def replica_app(replica: Replica) -> web.Application:
                 await sock.send_bytes(msg.data)
         return sock
 
+
+def replica_app(replica: Replica) -> web.Application:
+    handlers = ReplicaHandlers(replica)
     app = web.Application(client_max_size=1 << 30)
-    app.router.add_get("/chunked", chunked)
-    app.router.add_get("/stream", stream)
-    app.router.add_route("*", "/status/{code}", status)
-    app.router.add_get("/headers", headers)
-    app.router.add_get("/ws", ws)
-    app.router.add_route("*", "/{tail:.*}", echo)
+    app.router.add_get("/chunked", handlers.chunked)
+    app.router.add_get("/stream", handlers.stream)
+    app.router.add_route("*", "/status/{code}", handlers.status)
+    app.router.add_get("/headers", handlers.headers)
+    app.router.add_get("/ws", handlers.ws)
+    app.router.add_route("*", "/{tail:.*}", handlers.echo)
     return app
 
 
 async def start_replica(name: str = "r1") -> Replica:
     replica = Replica(name, None, 0)  # type: ignore[arg-type]
-    runner = web.AppRunner(replica_app(replica), access_log=None, handle_signals=False)
+    # Stopping does not wait for handlers still sleeping (a client that left, a response the test timed out).
+    runner = web.AppRunner(replica_app(replica), access_log=None, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -200,43 +212,55 @@ async def start_gateway(cfg: Config, state_dir: str) -> tuple[Gateway, int]:
     return gw, gw.proxy.sockets[0][1]
 
 
-async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> bytes:
-    """Send raw bytes, read until the gateway closes the connection (or the timeout)."""
+async def raw_exchange(port: int, data: bytes, *, open_after: float | None = None) -> bytes:
+    """Send raw bytes, read until the gateway closes the connection, within 5 s.
+
+    With `open_after`, a connection the gateway keeps open is allowed too: reading stops after that
+    many seconds of silence.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     await writer.drain()
     chunks = []
     try:
         while True:
-            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            chunk = await asyncio.wait_for(reader.read(65536), open_after or 5.0)
             if not chunk:
                 break
             chunks.append(chunk)
-    except (TimeoutError, ConnectionResetError):
+    except TimeoutError:
+        if open_after is None:
+            raise AssertionError(f"the gateway kept the connection open; it sent {b''.join(chunks)[:300]!r}") from None
+    except ConnectionResetError:
         pass
     writer.close()
     return b"".join(chunks)
 
 
-def body_json(response: bytes) -> dict[str, object]:
-    return json.loads(response.split(b"\r\n\r\n", 1)[1])
+def body_json(response: bytes) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(response.split(b"\r\n\r\n", 1)[1]))
 
 
-async def read_response(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+async def read_response(reader: asyncio.StreamReader, within: float = 5.0) -> bytes:
     """One response with a Content-Length body (what the gateway's own errors and the test replicas send)."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within)
     length = 0
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    return head + await asyncio.wait_for(reader.readexactly(length), timeout)
+    return head + await asyncio.wait_for(reader.readexactly(length), within)
 
 
-async def one_response(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+async def one_response(port: int, data: bytes, within: float = 5.0) -> bytes:
     """Send `data` on a new connection and return the first response."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     try:
-        return await read_response(reader, timeout)
+        return await read_response(reader, within)
     finally:
         writer.close()
+
+
+def transport_of(writer: asyncio.StreamWriter) -> asyncio.Transport:
+    """A stream's transport as the read-write transport it is (a test pauses its reading)."""
+    return cast(asyncio.Transport, writer.transport)

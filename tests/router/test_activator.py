@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from gateway.config.model import Config, GatewaySettings, ProxySettings, RevisionSpec, ServiceSpec
 from gateway.router.revision import RevisionHooks, RevisionRuntime, RevisionSettings
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint
-from tests.router.support import Replica, start_replica
+from tests.conftest import wait_until
+from tests.router.support import Replica
 
 HOST = "held.default.example.com"
 
@@ -46,20 +45,13 @@ async def held(*, queue_depth: int = 100, activation_timeout: float = 5.0, reque
     return Held(server, rt, pokes)
 
 
-@pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
-
-
 async def test_requests_wait_for_a_replica_and_are_marked_cold(replica: Replica) -> None:
     h = await held()
     try:
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             pending = [asyncio.create_task(c.post("/p", content=b"body")) for _ in range(5)]
-            await asyncio.sleep(0.2)
-            assert h.rt.throttler.queued == 5 and h.pokes
+            await wait_until(lambda: h.rt.throttler.queued == 5, "five requests held")
+            assert h.pokes
             assert not any(t.done() for t in pending)
             h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
             done = await asyncio.gather(*pending)
@@ -76,7 +68,7 @@ async def test_queue_full_gives_503_with_retry_after() -> None:
     try:
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             waiting = [asyncio.create_task(c.get("/")) for _ in range(2)]
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: h.rt.throttler.queued == 2, "the queue to fill")
             r = await c.get("/")
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1"
@@ -111,11 +103,9 @@ async def test_client_leaving_while_queued_gives_its_place_up(replica: Replica) 
         reader, writer = await asyncio.open_connection("127.0.0.1", h.server.sockets[0][1])
         writer.write(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
         await writer.drain()
-        await asyncio.sleep(0.1)
-        assert h.rt.throttler.queued == 1
+        await wait_until(lambda: h.rt.throttler.queued == 1, "the request held")
         writer.transport.abort()
-        await asyncio.sleep(0.1)
-        assert h.rt.throttler.queued == 0
+        await wait_until(lambda: h.rt.throttler.queued == 0, "the abandoned place given up")
         h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             assert (await c.get("/")).status_code == 200
@@ -130,7 +120,7 @@ async def test_breaker_releases_a_burst_at_capacity(replica: Replica) -> None:
     try:
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             burst = [asyncio.create_task(c.get("/?sleep=0.05")) for _ in range(12)]
-            await asyncio.sleep(0.1)
+            await wait_until(lambda: h.rt.throttler.queued == 12, "the burst held")
             h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
             results = await asyncio.gather(*burst)
         assert all(r.status_code == 200 for r in results)

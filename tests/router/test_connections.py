@@ -12,14 +12,14 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.config.model import ProxySettings
-from tests.nginx import free_port
+from tests.conftest import free_port, wait_until, wait_until_blocking
 from tests.router.support import Replica, config, one_response, read_response, start_gateway, static_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,17 +51,16 @@ async def test_at_the_connection_limit_new_clients_wait_and_busy_connections_are
         a_writer.write(b"GET /?sleep=0.6 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")  # busy while the limit is hit
         for _ in range(3):
             silent.append(await asyncio.open_connection("127.0.0.1", port))
-        while len(gw.proxy.connections) < 4:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(gw.proxy.connections) == 4, "four connections accepted")
         b_reader, b_writer = await asyncio.open_connection("127.0.0.1", port)  # waits in the listen backlog
         b_writer.write(REQUEST)
         with pytest.raises(TimeoutError):
-            await read_response(b_reader, timeout=0.3)
+            await read_response(b_reader, within=0.3)
         assert (await read_response(a_reader)).startswith(b"HTTP/1.1 200"), "a busy connection is never reclaimed"
         view = gw.proxy.connections_view()
         assert view.limit == 4 and view.limit_reached >= 1
         # A's connection is now an idle keep-alive one: reclaimed for the waiting client, as nginx does.
-        assert (await read_response(b_reader, timeout=5)).startswith(b"HTTP/1.1 200")
+        assert (await read_response(b_reader, within=5)).startswith(b"HTTP/1.1 200")
         assert await asyncio.wait_for(a_reader.read(), 5) == b"", "the idle keep-alive connection was closed"
         a_writer.close()
         b_writer.close()
@@ -76,14 +75,13 @@ async def test_at_the_connection_limit_a_client_waits_until_a_connection_closes(
     gw, port = await start_gateway(config(static_service("iris", [replica.url]), proxy=proxy), str(tmp_path))
     silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
     try:
-        while len(gw.proxy.connections) < 3:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(gw.proxy.connections) == 3, "three connections accepted")
         b_reader, b_writer = await asyncio.open_connection("127.0.0.1", port)
         b_writer.write(REQUEST)
         with pytest.raises(TimeoutError):
-            await read_response(b_reader, timeout=0.3)  # nothing idle to reclaim: it waits
+            await read_response(b_reader, within=0.3)  # nothing idle to reclaim: it waits
         silent.pop()[1].close()
-        assert (await read_response(b_reader, timeout=5)).startswith(b"HTTP/1.1 200")
+        assert (await read_response(b_reader, within=5)).startswith(b"HTTP/1.1 200")
         b_writer.close()
     finally:
         for _, writer in silent:
@@ -103,8 +101,18 @@ class Spawned:
         return self.proc.communicate(timeout=15)[0]
 
 
+Spawn = Callable[[str, str, tuple[int, int]], Spawned]
+
+
+def ready(admin: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[object]:
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
     started: list[Spawned] = []
 
     def run(proxy: str, endpoint: str, nofile: tuple[int, int]) -> Spawned:
@@ -139,14 +147,13 @@ def spawn(tmp_path: Path) -> Iterator[object]:
         )
         spawned = Spawned(proc, port, admin)
         started.append(spawned)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{admin}/readyz", timeout=0.5).status_code == 200:
-                    return spawned
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        pytest.fail(f"gateway did not become ready: {spawned.output()}")
+        try:
+            wait_until_blocking(lambda: ready(admin) or proc.poll() is not None, "the gateway to be ready", within=20)
+        except AssertionError:
+            pytest.fail(f"gateway did not become ready: {spawned.output()}")
+        if not ready(admin):
+            pytest.fail(f"gateway exited: {spawned.output()}")
+        return spawned
 
     yield run
     for spawned in started:
@@ -161,12 +168,13 @@ def metric(text: str, name: str) -> float:
     return float(found.group(1))
 
 
-async def test_silent_connections_cannot_exhaust_descriptors(spawn: object, replica: Replica) -> None:
+@pytest.mark.e2e
+async def test_silent_connections_cannot_exhaust_descriptors(spawn: Spawn, replica: Replica) -> None:
     """The default limit comes from RLIMIT_NOFILE: 300 silent clients under 256 descriptors harm nobody."""
-    gw: Spawned = spawn("{headerTimeout: 1s}", replica.url, (256, 256))  # type: ignore[operator]
+    gw: Spawned = spawn("{headerTimeout: 1s}", replica.url, (256, 256))
     silent = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(300)]
     try:
-        out = await one_response(gw.port, REQUEST, timeout=15)
+        out = await one_response(gw.port, REQUEST, within=15)
         assert out.startswith(b"HTTP/1.1 200"), out[:300]
         async with httpx.AsyncClient() as c:
             text = (await c.get(f"http://127.0.0.1:{gw.admin}/metrics")).text
@@ -180,14 +188,15 @@ async def test_silent_connections_cannot_exhaust_descriptors(spawn: object, repl
     assert "Too many open files" not in log and "skipping it" not in log, log[-2000:]
 
 
-async def test_a_descriptor_shortage_is_503_and_never_marks_the_replica_down(spawn: object, replica: Replica) -> None:
+@pytest.mark.e2e
+async def test_a_descriptor_shortage_is_503_and_never_marks_the_replica_down(spawn: Spawn, replica: Replica) -> None:
     """maxConnections set far above what 128 descriptors allow: connects to the replica fail with EMFILE."""
-    gw: Spawned = spawn("{maxConnections: 1000}", replica.url, (128, 128))  # type: ignore[operator]
+    gw: Spawned = spawn("{maxConnections: 1000}", replica.url, (128, 128))
 
     async def one() -> bytes:
         try:
             return await one_response(
-                gw.port, b"GET /?sleep=0.3 HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: close\r\n\r\n", timeout=30
+                gw.port, b"GET /?sleep=0.3 HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: close\r\n\r\n", within=30
             )
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             return repr(exc).encode()
@@ -197,15 +206,16 @@ async def test_a_descriptor_shortage_is_503_and_never_marks_the_replica_down(spa
     assert codes == [b"200", b"503"], [a[:200] for a in answers if not a.startswith(b"HTTP/1.1 200")][:5]
     refused = next(a for a in answers if a.startswith(b"HTTP/1.1 503"))
     assert b"the gateway cannot open a connection right now" in refused and b"retry-after" in refused.lower()
-    out = await one_response(gw.port, REQUEST, timeout=5)
+    out = await one_response(gw.port, REQUEST, within=5)
     assert out.startswith(b"HTTP/1.1 200")
     log = gw.output()
     assert "skipping it" not in log, log[-2000:]
     assert "spec.proxy.maxConnections is 1000 but the open-file limit (128) leaves room for about 28" in log
 
 
-def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one(spawn: object, replica: Replica) -> None:
-    gw: Spawned = spawn("{}", replica.url, (200, 4096))  # type: ignore[operator]
+@pytest.mark.e2e
+def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one(spawn: Spawn, replica: Replica) -> None:
+    gw: Spawned = spawn("{}", replica.url, (200, 4096))
     limits = Path(f"/proc/{gw.proc.pid}/limits").read_text()
     assert re.search(r"Max open files\s+4096\s+4096", limits), limits
     text = httpx.get(f"http://127.0.0.1:{gw.admin}/metrics").text

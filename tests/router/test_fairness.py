@@ -8,9 +8,7 @@ header timeouts on long pipelines, clients that leave while their next request i
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +18,8 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config.model import ProxySettings
+from gateway.router.revision import RevisionRuntime
+from tests.conftest import wait_until
 from tests.router import plain_replica
 from tests.router.support import (
     Replica,
@@ -31,6 +31,7 @@ from tests.router.support import (
     start_raw,
     start_replica,
     static_service,
+    transport_of,
 )
 
 HOST = b"web.default.example.com"
@@ -45,6 +46,10 @@ async def gw(replica: Replica, tmp_path: Path) -> AsyncIterator[Gateway]:
 
 def port_of(gw: Gateway) -> int:
     return gw.proxy.sockets[0][1]
+
+
+def in_flight(rt: RevisionRuntime) -> int:
+    return sum(t.in_flight for t in rt.throttler.trackers.values())
 
 
 @pytest.mark.parametrize(
@@ -68,7 +73,7 @@ async def test_an_upgrade_request_body_is_never_parsed_as_a_request(tmp_path: Pa
             + body,
         )
         assert out.startswith(b"HTTP/1.1 400") and b"Upgrade request with a body" in out, out[:300]
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # kept: the subject is that nothing reaches the replica meanwhile
         assert seen == [], seen
     finally:
         await gw.stop(drain_timeout=1)
@@ -80,11 +85,12 @@ async def test_chained_declined_upgrades_are_answered_without_recursion(gw: Gate
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw))
     writer.write(b"GET / HTTP/1.1\r\nHost: nope\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" * count)
     for i in range(count):
-        out = await read_response(reader, timeout=10)
+        out = await read_response(reader, within=10)
         assert out.startswith(b"HTTP/1.1 404"), (i, out[:200])
     writer.close()
 
 
+@pytest.mark.e2e
 async def test_a_client_that_pipelines_without_reading_costs_bounded_memory(gw: Gateway) -> None:
     """20,000 pipelined requests, none of the answers read: the gateway stops answering (and reading)."""
     sock = socket.socket()
@@ -92,16 +98,16 @@ async def test_a_client_that_pipelines_without_reading_costs_bounded_memory(gw: 
     sock.connect(("127.0.0.1", port_of(gw)))
     sock.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=sock)
-    writer.transport.pause_reading()
+    transport_of(writer).pause_reading()
     writer.write(b"GET / HTTP/1.1\r\nHost: nope.example.com\r\n\r\n" * 20000)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # kept: the subject is what the gateway holds after a while of this, not when
     (conn,) = gw.proxy.connections
     buffered = conn.transport.get_write_buffer_size()
     assert buffered < 1024 * 1024, f"{buffered} bytes of answers buffered for a client that reads none"
     assert len(conn.pipeline) < 1000, f"{len(conn.pipeline)} requests parsed ahead of their turn"
-    writer.transport.resume_reading()  # now it reads: every request is answered, in order
+    transport_of(writer).resume_reading()  # now it reads: every request is answered, in order
     for _ in range(20000):
-        out = await read_response(reader, timeout=10)
+        out = await read_response(reader, within=10)
         assert out.startswith(b"HTTP/1.1 404")
     writer.close()
 
@@ -133,18 +139,20 @@ except OSError:
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["pipelined", "pipelined-to-a-replica", "tiny-chunks"])
 async def test_one_client_s_flood_does_not_stall_the_others(gw: Gateway, kind: str) -> None:
-    flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port_of(gw)), kind, "2"])
+    flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, str(port_of(gw)), kind, "2")
     try:
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: len(gw.proxy.connections) == 1, "the flooder connected")
+        await asyncio.sleep(0.3)  # kept: the subject is the flood under way, past its first blocks
         worst = 0.0
         held = 0  # bytes a connection received and has not parsed yet
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             held = max([held] + [len(c.backlog) - c.backlog_pos for c in gw.proxy.connections if c.backlog is not None])
             started = time.monotonic()
-            out = await one_response(port_of(gw), b"GET /probe HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", timeout=10)
+            out = await one_response(port_of(gw), b"GET /probe HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", within=10)
             assert out.startswith(b"HTTP/1.1 200")
             worst = max(worst, time.monotonic() - started)
             await asyncio.sleep(0.05)
@@ -152,7 +160,7 @@ async def test_one_client_s_flood_does_not_stall_the_others(gw: Gateway, kind: s
         assert held <= 2 * gw.config.gateway.proxy.buffer_bytes + 256 * 1024, f"{held} bytes waiting to be parsed"
     finally:
         flooder.kill()
-        flooder.wait()
+        await flooder.wait()
 
 
 async def test_an_endless_request_trailer_is_refused_once_past_the_head_limit(gw: Gateway, replica: Replica) -> None:
@@ -168,7 +176,8 @@ async def test_an_endless_request_trailer_is_refused_once_past_the_head_limit(gw
         pass
     out = await asyncio.wait_for(reader.read(65536), 5)
     writer.close()
-    assert re.match(rb"HTTP/1\.1 4(00|31) ", out), out[:200]
+    assert out.startswith(b"HTTP/1.1 400 "), out[:200]
+    assert b"request trailers or chunk line too long" in out, out[:200]
     # What the sockets between client and gateway buffer, far from the 64 MB the client would send.
     assert sent < 16 * 1024 * 1024, f"the gateway read {sent} bytes of one trailer"
 
@@ -200,6 +209,7 @@ async def test_an_endless_response_trailer_is_cut_off(tmp_path: Path) -> None:
         raw.close()
 
 
+@pytest.mark.e2e
 async def test_header_timeout_runs_per_request_on_a_long_pipeline(replica: Replica, tmp_path: Path) -> None:
     """Reads that always end in the middle of the next head must not add up to one 'slow' head."""
     proxy = ProxySettings(header_timeout=0.5)
@@ -212,7 +222,7 @@ async def test_header_timeout_runs_per_request_on_a_long_pipeline(replica: Repli
         answered = 0
         started = time.monotonic()
         while time.monotonic() - started < 1.5:
-            out = await read_response(reader, timeout=2)
+            out = await read_response(reader, within=2)
             assert out.startswith(b"HTTP/1.1 200"), f"after {answered} answers: {out[:200]!r}"
             answered += 1
             await asyncio.sleep(0.05)
@@ -230,13 +240,9 @@ async def test_a_client_that_leaves_while_its_next_request_is_queued_frees_its_s
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /?sleep=3 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\nGET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
         rt = gw.proxy.routes.services[0].default
-        while not any(t.in_flight for t in rt.throttler.trackers.values()):
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: in_flight(rt) == 1, "the first request at the replica")
         writer.close()
-        started = time.monotonic()
-        while any(t.in_flight for t in rt.throttler.trackers.values()):
-            assert time.monotonic() - started < 1.5, "the slot is held until the replica answers"
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: in_flight(rt) == 0, "the slot freed before the replica answers (in 3 s)", within=1.5)
     finally:
         await gw.stop(drain_timeout=1)
         await replica.runner.cleanup()
@@ -252,13 +258,9 @@ async def test_a_client_that_leaves_after_its_last_request_frees_its_slot(tmp_pa
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /?sleep=3 " + version + b"\r\nHost: " + HOST + b"\r\n" + ending + b"\r\n")
         rt = gw.proxy.routes.services[0].default
-        while not any(t.in_flight for t in rt.throttler.trackers.values()):
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: in_flight(rt) == 1, "the first request at the replica")
         writer.close()
-        started = time.monotonic()
-        while any(t.in_flight for t in rt.throttler.trackers.values()):
-            assert time.monotonic() - started < 1.5, "the slot is held until the replica answers"
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: in_flight(rt) == 0, "the slot freed before the replica answers (in 3 s)", within=1.5)
         assert rt.codes.get(499) == 1
     finally:
         await gw.stop(drain_timeout=1)
@@ -272,13 +274,14 @@ async def test_a_queued_request_s_body_arriving_with_it_is_delivered(gw: Gateway
         b"GET /?sleep=0.2 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
         b"POST /p HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 20000\r\n\r\n" + body
     )
-    first = await read_response(reader, timeout=5)
-    second = await read_response(reader, timeout=5)
+    first = await read_response(reader, within=5)
+    second = await read_response(reader, within=5)
     assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), second[:200]
     assert b'"body_len": 20000' in second
     writer.close()
 
 
+@pytest.mark.e2e
 async def test_a_replica_streaming_tiny_chunks_does_not_stall_other_services(tmp_path: Path) -> None:
     other = await start_replica("other")
 
@@ -297,13 +300,14 @@ async def test_a_replica_streaming_tiny_chunks_does_not_stall_other_services(tmp
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
         writer.write(b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
+        await read_head(reader)  # the drip has begun
         drained = asyncio.create_task(_drain(reader))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # kept: the subject is the drip under way, past its first blocks
         worst = 0.0
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             started = time.monotonic()
-            out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: calm.default.example.com\r\n\r\n", timeout=10)
+            out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: calm.default.example.com\r\n\r\n", within=10)
             assert out.startswith(b"HTTP/1.1 200")
             worst = max(worst, time.monotonic() - started)
             await asyncio.sleep(0.05)
@@ -331,7 +335,7 @@ async def test_a_flood_of_interim_responses_is_a_502(tmp_path: Path) -> None:
     raw, port = await start_raw(hints)
     gw, gw_port = await start_gateway(config(static_service("web", [f"http://127.0.0.1:{port}"])), str(tmp_path))
     try:
-        out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", timeout=5)
+        out = await one_response(gw_port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", within=5)
         assert out.startswith(b"HTTP/1.1 502") and b"interim" in out, out[:300]
     finally:
         await gw.stop(drain_timeout=1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
+from typing import cast
 
 import pytest
 
+from gateway.app import Gateway
 from gateway.config.model import ProxySettings
 from tests.router.support import (
     Replica,
@@ -25,7 +26,7 @@ CLAIMS = (
 )
 
 
-async def gateway(replica: Replica, tmp_path: object, trusted: tuple[str, ...] = ()) -> tuple[object, int]:
+async def gateway(replica: Replica, tmp_path: object, trusted: tuple[str, ...] = ()) -> tuple[Gateway, int]:
     return await start_gateway(
         config(static_service("iris", [replica.url]), proxy=ProxySettings(trusted_proxies=trusted)), str(tmp_path)
     )
@@ -33,7 +34,7 @@ async def gateway(replica: Replica, tmp_path: object, trusted: tuple[str, ...] =
 
 def seen_headers(response: bytes) -> dict[str, str]:
     assert response.startswith(b"HTTP/1.1 200"), response[:300]
-    return json.loads(response.split(b"\r\n\r\n", 1)[1])["headers"]  # type: ignore[no-any-return]
+    return cast(dict[str, str], body_json(response)["headers"])
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ async def test_a_host_that_is_not_host_and_port_is_400(replica: Replica, tmp_pat
         assert "invalid Host header" in str(body_json(out)["error"])
         assert replica.requests == 0
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,7 @@ async def test_valid_hosts_still_route(replica: Replica, tmp_path: object, host:
         out = await one_response(port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
         assert seen_headers(out)["host"] == host.decode()
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_an_absolute_target_with_userinfo_or_a_bad_authority_is_400(replica: Replica, tmp_path: object) -> None:
@@ -82,7 +83,7 @@ async def test_an_absolute_target_with_userinfo_or_a_bad_authority_is_400(replic
             assert out.startswith(b"HTTP/1.1 400"), out[:300]
         assert replica.requests == 0
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_an_untrusted_client_cannot_claim_scheme_host_or_address(replica: Replica, tmp_path: object) -> None:
@@ -95,7 +96,7 @@ async def test_an_untrusted_client_cannot_claim_scheme_host_or_address(replica: 
         assert "forwarded" not in headers and "x-real-ip" not in headers
         assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"  # appended, as nginx's $proxy_add_x_forwarded_for
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_a_trusted_proxy_s_forwarding_headers_are_kept(replica: Replica, tmp_path: object) -> None:
@@ -111,7 +112,7 @@ async def test_a_trusted_proxy_s_forwarding_headers_are_kept(replica: Replica, t
         plain = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"))
         assert plain["x-forwarded-proto"] == "http" and plain["x-forwarded-host"] == HOST.decode()
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_a_peer_outside_the_trusted_networks_is_untrusted(replica: Replica, tmp_path: object) -> None:
@@ -120,7 +121,7 @@ async def test_a_peer_outside_the_trusted_networks_is_untrusted(replica: Replica
         headers = seen_headers(await one_response(port, b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\n" + CLAIMS + b"\r\n"))
         assert headers["x-forwarded-proto"] == "http" and "x-real-ip" not in headers
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_connection_cannot_strip_host_framing_or_what_the_gateway_sets(replica: Replica, tmp_path: object) -> None:
@@ -139,7 +140,7 @@ async def test_connection_cannot_strip_host_framing_or_what_the_gateway_sets(rep
         assert headers["x-forwarded-proto"] == "http" and headers["x-forwarded-host"] == HOST.decode()
         assert "x-private" not in headers
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_other_forwarding_claims_are_dropped_from_untrusted_clients(replica: Replica, tmp_path: object) -> None:
@@ -162,7 +163,7 @@ async def test_other_forwarding_claims_are_dropped_from_untrusted_clients(replic
         assert not any("_" in name for name in headers), headers
         assert headers["x-kept"] == "yes" and headers["x-forwarded-proto"] == "http"
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ async def test_request_line_versions_and_star(replica: Replica, tmp_path: object
         else:  # OPTIONS * is the replica's to answer
             assert b"x-gateway-revision: iris-default" in out and not out.startswith(b"HTTP/1.1 400"), out[:200]
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_expect_100_continue_is_ignored_for_http_1_0(replica: Replica, tmp_path: object) -> None:
@@ -189,7 +190,7 @@ async def test_expect_100_continue_is_ignored_for_http_1_0(replica: Replica, tmp
         )
         assert out.startswith(b"HTTP/1.1 200") and b"100 Continue" not in out, out[:200]
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_every_x_forwarded_style_claim_is_dropped_from_untrusted_clients(replica: Replica, tmp_path: object) -> None:
@@ -204,7 +205,7 @@ async def test_every_x_forwarded_style_claim_is_dropped_from_untrusted_clients(r
         assert sorted(leaked) == ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"], headers
         assert headers["x-forwarded-for"] == "127.0.0.1"
     finally:
-        await gw.stop(drain_timeout=1)  # type: ignore[attr-defined]
+        await gw.stop(drain_timeout=1)
 
 
 async def test_an_empty_upgrade_header_is_no_upgrade(tmp_path: object) -> None:

@@ -24,20 +24,6 @@ HOST = "iris.default.example.com"
 
 
 @pytest.fixture
-async def replica() -> AsyncIterator[Replica]:
-    r = await start_replica("r1")
-    yield r
-    await r.runner.cleanup()
-
-
-@pytest.fixture
-async def gw_port(replica: Replica, tmp_path: object) -> AsyncIterator[int]:
-    gw, port = await start_gateway(config(static_service("iris", [replica.url])), str(tmp_path))
-    yield port
-    await gw.stop(drain_timeout=1)
-
-
-@pytest.fixture
 async def client(gw_port: int) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"Host": HOST}, timeout=10) as c:
         yield c
@@ -77,7 +63,7 @@ async def test_unknown_host_is_404_json_and_never_proxied(gw_port: int, replica:
         r = await c.get(f"http://127.0.0.1:{gw_port}/", headers={"Host": host})
     assert r.status_code == 404
     doc = r.json()
-    assert host.split(":")[0] in doc["error"] or host in doc["error"]
+    assert doc["error"] == f"no service for host {host!r}"
     assert doc["service"] is None and doc["revision"] is None
     assert replica.requests == before
 
@@ -306,6 +292,6 @@ async def test_absolute_form_target_is_routed_by_its_authority_and_forwarded_as_
     assert raw.startswith(b"HTTP/1.1 200")
     doc = body_json(raw)
     assert doc["path"] == "/v1/models?x=1"
-    assert doc["headers"]["host"] == HOST  # type: ignore[index]
+    assert doc["headers"]["host"] == HOST
     raw = await raw_exchange(gw_port, f"GET ftp://{HOST}/x HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
     assert raw.startswith(b"HTTP/1.1 400")

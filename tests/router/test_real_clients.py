@@ -6,11 +6,10 @@ import asyncio
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.router.support import Replica, config, start_gateway, start_replica, static_service
+from tests.router.support import Replica
 
 HOST = "iris.default.example.com"
 
@@ -30,17 +29,8 @@ async def run(*argv: str, stdin: bytes | None = None) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-@pytest.fixture
-async def gw_port(tmp_path: object) -> AsyncIterator[tuple[int, Replica]]:
-    replica = await start_replica("r1")
-    gw, port = await start_gateway(config(static_service("iris", [replica.url])), str(tmp_path))
-    yield port, replica
-    await gw.stop(drain_timeout=1)
-    await replica.runner.cleanup()
-
-
-async def test_curl_with_host_header(gw_port: tuple[int, Replica]) -> None:
-    port, _ = gw_port
+async def test_curl_with_host_header(gw_port: int) -> None:
+    port = gw_port
     code, out, err = await run(tool("curl"), "-sS", "-i", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/v1/models/iris")
     assert code == 0, err
     assert out.startswith("HTTP/1.1 200") and "x-gateway-revision: iris-default" in out
@@ -61,8 +51,9 @@ async def test_curl_with_host_header(gw_port: tuple[int, Replica]) -> None:
     assert doc["body_len"] == 300_000 and doc["chunked"] is True
 
 
-async def test_wrk_load_has_no_errors(gw_port: tuple[int, Replica]) -> None:
-    port, replica = gw_port
+@pytest.mark.e2e
+async def test_wrk_load_has_no_errors(gw_port: int, replica: Replica) -> None:
+    port = gw_port
     code, out, err = await run(tool("wrk"), "-t1", "-c16", "-d1s", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/")
     assert code == 0, err
     assert "Non-2xx" not in out and "Socket errors" not in out, out

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from gateway.config.model import ProxySettings
+from tests.conftest import wait_until
 from tests.router.support import (
     Replica,
     body_json,
@@ -15,11 +18,13 @@ from tests.router.support import (
     start_gateway,
     start_raw,
     static_service,
+    transport_of,
 )
 
 HOST = b"iris.default.example.com"
 
 
+@pytest.mark.e2e
 async def test_a_slow_upload_is_not_a_slow_response(replica: Replica, tmp_path: object) -> None:
     """40 bytes over ~1.2 s with a 0.5 s response-start timeout: the clock starts when the body is in."""
     proxy = ProxySettings(response_start_timeout=0.5)
@@ -68,17 +73,16 @@ async def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_slot(replica
         sock.connect(("127.0.0.1", port))
         sock.setblocking(False)
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.transport.pause_reading()  # this client reads nothing at all
+        transport_of(writer).pause_reading()  # this client reads nothing at all
         writer.write(b"GET /stream?size=67108864 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
         rt = gw.proxy.routes.services[0].default
-        while not any(t.in_flight for t in rt.throttler.trackers.values()):
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: any(t.in_flight for t in rt.throttler.trackers.values()), "the first request at the replica")
         # A second client waits for the slot, and gets it once the first one is cut off.
         r2, w2 = await asyncio.open_connection("127.0.0.1", port)
         w2.write(b"GET /next HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
-        out = await read_response(r2, timeout=10)
+        out = await read_response(r2, within=10)
         assert out.startswith(b"HTTP/1.1 200") and b'"path": "/next"' in out
-        writer.transport.resume_reading()  # what the first client gets now ends well short of 64 MiB
+        transport_of(writer).resume_reading()  # what the first client gets now ends well short of 64 MiB
         received = 0
         try:
             while chunk := await asyncio.wait_for(reader.read(1 << 20), 5):
@@ -107,6 +111,7 @@ async def test_a_client_that_stops_sending_its_body_gets_408(replica: Replica, t
         await gw.stop(drain_timeout=1)
 
 
+@pytest.mark.e2e
 async def test_a_body_the_gateway_stopped_reading_is_not_the_client_s_delay(tmp_path: object) -> None:
     """A replica that reads slowly pauses the upload (flow control): no 408 for the client meanwhile."""
 
@@ -125,7 +130,7 @@ async def test_a_body_the_gateway_stopped_reading_is_not_the_client_s_delay(tmp_
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
         writer.write(b"POST /up HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 8388608\r\n\r\n" + b"x" * 8388608)
-        out = await read_response(reader, timeout=20)
+        out = await read_response(reader, within=20)
         assert out.startswith(b"HTTP/1.1 200"), out[:300]
         writer.close()
     finally:

@@ -15,8 +15,11 @@ import struct
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.config import load
+from tests.conftest import wait_until
 from tests.nginx import Nginx
 from tests.router import plain_replica
 from tests.router.support import (
@@ -38,14 +41,14 @@ ATTACK = (
 VICTIM = b"GET /my-page HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\n"
 
 
-async def exchange_until(port: int, data: bytes, responses: int, timeout: float = 5.0) -> bytes:
+async def exchange_until(port: int, data: bytes, responses: int) -> bytes:
     """Send `data`, read until `responses` complete responses arrived or the gateway closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     out = b""
     try:
         while out.count(b"HTTP/1.1 ") < responses or not complete(out):
-            chunk = await asyncio.wait_for(reader.read(65536), timeout)
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
             if not chunk:
                 break
             out += chunk
@@ -65,7 +68,7 @@ def complete(raw: bytes) -> bool:
 
 
 async def attack_then_victim(port: int) -> tuple[bytes, bytes]:
-    attacker = await raw_exchange(port, ATTACK, read_timeout=2.0)
+    attacker = await raw_exchange(port, ATTACK, open_after=2.0)
     victim = await exchange_until(port, VICTIM, 1)
     return attacker, victim
 
@@ -93,6 +96,7 @@ async def test_declined_upgrade_python_replica(tmp_path: Path) -> None:
         server.close()
 
 
+@pytest.mark.e2e
 async def test_declined_upgrade_nginx(tmp_path: Path) -> None:
     nginx = Nginx(
         tmp_path,
@@ -115,7 +119,8 @@ async def test_declined_upgrade_nginx(tmp_path: Path) -> None:
         assert b"SECRET" not in attacker + victim
         for response in attacker.split(b"HTTP/1.1 ")[2:]:
             assert response.startswith(b"404"), response[:300]
-        await asyncio.sleep(0.1)  # nginx logs a request when its response is done
+        # nginx logs a request when its response is done
+        await wait_until(lambda: any("/my-page" in line for line in nginx.requests()), "nginx to log the victim")
         logged = nginx.requests()
         assert not any("internal.local" in line or "/app" in line for line in logged), logged
         assert sum("/my-page" in line for line in logged) == 1, logged
@@ -124,6 +129,7 @@ async def test_declined_upgrade_nginx(tmp_path: Path) -> None:
         nginx.stop()
 
 
+@pytest.mark.e2e
 async def test_declined_upgrade_during_cold_start(tmp_path: Path) -> None:
     log = tmp_path / "requests.jsonl"
     cfg = tmp_path / "gw.yaml"
@@ -195,7 +201,8 @@ async def test_101_to_a_request_that_asked_no_upgrade_is_a_502(tmp_path: Path) -
     gw, gw_port = await start_gateway(config(static_service("web", [f"http://127.0.0.1:{port}"])), str(tmp_path))
     try:
         out = await raw_exchange(
-            gw_port, b"GET / HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\nGET /next HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\n"
+            gw_port,
+            b"GET / HTTP/1.1\r\nHost: " + WEB + b"\r\n\r\nGET /next HTTP/1.1\r\nHost: " + WEB + b"\r\nConnection: close\r\n\r\n",
         )
         responses = out.split(b"HTTP/1.1 ")[1:]
         assert [r[:3] for r in responses] == [b"502", b"502"], out[:600]

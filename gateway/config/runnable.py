@@ -1,12 +1,18 @@
-"""Readers for what a revision runs: command, endpoints, env, resources, accelerators, placement."""
+"""What a revision runs, and where: readers for command, endpoints, env, resources, accelerators, placement.
+
+Configuration only; the data plane's live revision is `gateway.router.revision.RevisionRuntime`.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.config.errors import DocContext
+from gateway.config.model import RevisionSpec
 from gateway.config.values import (
     describe,
     http_url,
@@ -17,6 +23,9 @@ from gateway.config.values import (
     sequence,
     string,
 )
+from gateway.types import RevisionName
+
+T = TypeVar("T")
 
 ACCELERATORS = ("nvidia", "kunlun")
 _RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
@@ -34,6 +43,57 @@ GATEWAY_REVISION_KEYS = (
     "nodeSelector",
     "tolerations",
 )
+
+
+@dataclass(slots=True)
+class RevisionDraft:
+    """RevisionSpec fields as a translator reads them; None means "not given" (the RevisionSpec default).
+
+    Translators set typed attributes, so a misspelt field is a type error; `finish` is the one place a
+    draft becomes a RevisionSpec.
+    """
+
+    command: tuple[str, ...] | str | None = None
+    endpoints: tuple[str, ...] | None = None
+    readiness_path: str | None = None
+    env: tuple[tuple[str, str], ...] | None = None
+    workdir: str | None = None
+    image: str | None = None
+    container_command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    container_port: int | None = None
+    accelerator: str | None = None
+    accelerator_count: int | None = None
+    node_selector: tuple[tuple[str, str], ...] | None = None
+    tolerations: tuple[dict[str, object], ...] | None = None
+    resources: dict[str, dict[str, str]] | None = None
+
+    def finish(self, name: RevisionName) -> RevisionSpec:
+        return RevisionSpec(
+            name=name,
+            command=self.command,
+            endpoints=self.endpoints or (),
+            readiness_path=self.readiness_path,
+            env=self.env or (),
+            workdir=self.workdir,
+            image=self.image,
+            container_command=self.container_command or (),
+            args=self.args or (),
+            container_port=self.container_port,
+            accelerator=self.accelerator,
+            accelerator_count=1 if self.accelerator_count is None else self.accelerator_count,
+            node_selector=self.node_selector or (),
+            tolerations=self.tolerations or (),
+            resources={} if self.resources is None else self.resources,
+        )
+
+
+def read_given(
+    ctx: DocContext, path: str, found: dict[str, object], key: str, reader: Callable[[DocContext, str, object], T]
+) -> T | None:
+    """`reader` on `found[key]` when the key is given and not null, else None."""
+    value = found.get(key)
+    return None if value is None else reader(ctx, join(path, key), value)
 
 
 def read_command(ctx: DocContext, path: str, value: object) -> tuple[str, ...] | str | None:
@@ -97,35 +157,51 @@ def _env_name(ctx: DocContext, path: str, value: object) -> str | None:
 def read_env(ctx: DocContext, path: str, value: object) -> tuple[tuple[str, str], ...] | None:
     """A mapping NAME: value, or Kubernetes' list of {name, value}."""
     errors = ctx.error_count
-    pairs: list[tuple[str, str]] = []
     if isinstance(value, dict):
-        found = mapping(ctx, path, value) or {}
-        for key, item in found.items():
-            name, text = _env_name(ctx, join(path, key), key), _env_value(ctx, join(path, key), item)
-            if name is not None and text is not None:
-                pairs.append((name, text))
+        pairs = _env_from_mapping(ctx, path, value)
     elif isinstance(value, list):
-        for i, entry in enumerate(value):
-            item_path = join(path, i)
-            item = mapping(ctx, item_path, entry)
-            if item is None:
-                continue
-            if "valueFrom" in item:
-                ctx.warn(join(item_path, "valueFrom"), "not supported by the gateway, variable skipped")
-                continue
-            for key in item:
-                if key not in ("name", "value"):
-                    ctx.warn(join(item_path, key), "unknown key, ignored")
-            if "name" not in item:
-                ctx.error(join(item_path, "name"), "required")
-                continue
-            name = _env_name(ctx, join(item_path, "name"), item["name"])
-            text = _env_value(ctx, join(item_path, "value"), item.get("value"))
-            if name is not None and text is not None:
-                pairs.append((name, text))
+        pairs = _env_from_list(ctx, path, value)
     else:
         ctx.error(path, f"must be a mapping or a list of {{name, value}}, got {describe(value)}")
+        pairs = []
     return tuple(pairs) if ctx.error_count == errors else None
+
+
+def _env_from_mapping(ctx: DocContext, path: str, value: dict[object, object]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, item in (mapping(ctx, path, value) or {}).items():
+        name, text = _env_name(ctx, join(path, key), key), _env_value(ctx, join(path, key), item)
+        if name is not None and text is not None:
+            pairs.append((name, text))
+    return pairs
+
+
+def _env_from_list(ctx: DocContext, path: str, value: list[object]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for i, entry in enumerate(value):
+        pair = _env_entry(ctx, join(path, i), entry)
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
+
+
+def _env_entry(ctx: DocContext, path: str, entry: object) -> tuple[str, str] | None:
+    """One {name, value} of a Kubernetes env list; None when skipped or wrong."""
+    item = mapping(ctx, path, entry)
+    if item is None:
+        return None
+    if "valueFrom" in item:
+        ctx.warn(join(path, "valueFrom"), "not supported by the gateway, variable skipped")
+        return None
+    for key in item:
+        if key not in ("name", "value"):
+            ctx.warn(join(path, key), "unknown key, ignored")
+    if "name" not in item:
+        ctx.error(join(path, "name"), "required")
+        return None
+    name = _env_name(ctx, join(path, "name"), item["name"])
+    text = _env_value(ctx, join(path, "value"), item.get("value"))
+    return None if name is None or text is None else (name, text)
 
 
 def read_workdir(ctx: DocContext, path: str, value: object) -> str | None:
@@ -194,26 +270,29 @@ def read_resources(
     return result
 
 
-def read_gateway_keys(ctx: DocContext, path: str, found: dict[str, object]) -> dict[str, Any]:
-    """RevisionSpec keyword arguments from the gateway's own revision keys that are present."""
-    readers = {
-        "command": ("command", read_command),
-        "endpoints": ("endpoints", read_endpoints),
-        "readinessPath": ("readiness_path", read_readiness_path),
-        "env": ("env", read_env),
-        "workdir": ("workdir", read_workdir),
-        "image": ("image", string),
-        "accelerator": ("accelerator", read_accelerator),
-        "acceleratorCount": ("accelerator_count", lambda c, p, v: integer(c, p, v, lo=1)),
-        "nodeSelector": ("node_selector", read_string_map),
-        "tolerations": ("tolerations", read_tolerations),
-    }
-    kwargs: dict[str, Any] = {}
-    for key, (field, reader) in readers.items():
-        if found.get(key) is not None:
-            parsed = reader(ctx, join(path, key), found[key])
-            if parsed is not None:
-                kwargs[field] = parsed
+def read_accelerator_count(ctx: DocContext, path: str, value: object) -> int | None:
+    return integer(ctx, path, value, lo=1)
+
+
+def read_placement(ctx: DocContext, path: str, found: dict[str, object], draft: RevisionDraft) -> None:
+    """`nodeSelector` and `tolerations` of the mapping at `path` (a pod spec, a predictor, a revision)."""
+    draft.node_selector = read_given(ctx, path, found, "nodeSelector", read_string_map)
+    draft.tolerations = read_given(ctx, path, found, "tolerations", read_tolerations)
+
+
+def read_gateway_keys(ctx: DocContext, path: str, found: dict[str, object]) -> RevisionDraft:
+    """A draft from the gateway's own revision keys that are present."""
+    draft = RevisionDraft(
+        command=read_given(ctx, path, found, "command", read_command),
+        endpoints=read_given(ctx, path, found, "endpoints", read_endpoints),
+        readiness_path=read_given(ctx, path, found, "readinessPath", read_readiness_path),
+        env=read_given(ctx, path, found, "env", read_env),
+        workdir=read_given(ctx, path, found, "workdir", read_workdir),
+        image=read_given(ctx, path, found, "image", string),
+        accelerator=read_given(ctx, path, found, "accelerator", read_accelerator),
+        accelerator_count=read_given(ctx, path, found, "acceleratorCount", read_accelerator_count),
+    )
+    read_placement(ctx, path, found, draft)
     if "acceleratorCount" in found and found.get("accelerator") is None:
         ctx.error(join(path, "acceleratorCount"), "given without accelerator")
-    return kwargs
+    return draft

@@ -1,4 +1,7 @@
-"""The routing table `gateway validate` prints: hosts, revisions and their share, backend, scale bounds."""
+"""The listing `gateway validate` prints (its "routing table"): hosts, revisions and their share, backend, scale bounds.
+
+Text for people, not the data plane's `RouteTable` (`gateway.router.routes`).
+"""
 
 from __future__ import annotations
 
@@ -39,9 +42,8 @@ def _static_target(service: ServiceSpec) -> str:
 
 def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]:
     domain = config.gateway.domain
-    host = f"{service.name}.{service.namespace}.{domain}"
+    host = service.host(domain)
     backend = service.backend or config.gateway.backend
-    shares = {"default": 100 - service.canary_percent, "canary": service.canary_percent}
     rows: list[tuple[str, ...]] = []
     for i, revision in enumerate(service.revisions()):
         key = service.key(revision.name)
@@ -49,15 +51,14 @@ def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]
             (
                 host if i == 0 else "",
                 key.name,
-                f"{shares[revision.name]}%",
+                f"{service.percent(revision.name)}%",
                 backend if i == 0 else "",
                 (_scale(service) if backend != "static" else "fixed endpoints") if i == 0 else "",
                 _static_target(service) if backend == "static" and i == 0 else _target(service, config) if i == 0 else "",
             )
         )
     for revision in service.revisions():
-        tag_host = f"{revision.name}-{service.name}.{service.namespace}.{domain}"
-        rows.append((f"  {tag_host}", service.key(revision.name).name, "tag", "", "", ""))
+        rows.append((f"  {service.tag_host(revision.name, domain)}", service.key(revision.name).name, "tag", "", "", ""))
     return rows
 
 

@@ -1,0 +1,54 @@
+"""Helpers shared by every test package: unused ports and waiting on a condition instead of sleeping.
+
+Slow end-to-end tests (real `gateway serve` processes, replica processes, nginx, anything over about a
+second) carry the `e2e` marker, registered in pyproject.toml: `python -m pytest -m "not e2e"` is the
+quick inner loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now, for a subprocess that must be told its port.
+
+    In-process servers bind port 0 instead and read the port back, which cannot race.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_until(
+    predicate: Callable[[], object | Awaitable[object]], what: str = "the condition", *, within: float = 10.0
+) -> float:
+    """Poll `predicate` until it is true; return the seconds that took, or fail naming `what` after `within` s.
+
+    `predicate` may be a coroutine function (a request to an admin endpoint, say).
+    """
+    started = time.monotonic()
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def wait_until_blocking(predicate: Callable[[], object], what: str = "the condition", *, within: float = 10.0) -> float:
+    """`wait_until` for synchronous tests (threads, subprocesses polled from plain test functions)."""
+    started = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        time.sleep(0.01)
