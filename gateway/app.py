@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.admin import services_document
 from gateway.autoscale.scaler import Autoscaler
 from gateway.backends import BackendContext
 from gateway.config import load
@@ -128,6 +129,4 @@ class Gateway:
 
     def describe(self) -> dict[str, object]:
         """The /admin/services document."""
-        from gateway.admin import services_document
-
         return services_document(self)
