@@ -18,22 +18,19 @@ limits and the matching toleration; resources the manifest gives always win (see
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from gateway.backends.accelerators import accelerator_toleration, tolerations_with, with_accelerator
 from gateway.backends.errors import BackendConfigError
-from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
+from gateway.config.model import GatewaySettings, KubernetesSettings, RevisionSpec, ServiceSpec
 from gateway.types import RevisionKey
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "serving-gateway"
-SERVICE_LABEL = "serving.gateway/service"
-NAMESPACE_LABEL = "serving.gateway/namespace"
-REVISION_LABEL = "serving.gateway/revision"
-TEMPLATE_HASH_ANNOTATION = "serving.gateway/template-hash"
+SERVICE_LABEL = "serving-gateway/service"
+NAMESPACE_LABEL = "serving-gateway/namespace"
+REVISION_LABEL = "serving-gateway/revision"
 DEFAULT_PORT = 8080
 DEFAULT_CONTAINER_NAME = "server"
 MODEL_SERVER_CONTAINER_NAME = "kserve-container"  # KServe's name for the predictor's container
@@ -74,44 +71,23 @@ def managed_by_us(deployment: Mapping[str, Any]) -> bool:
     return _labels_of(deployment).get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
-def labelled_as(obj: Mapping[str, Any], key: RevisionKey) -> bool:
-    """Whether an object (a pod, as a dict) carries every label of `key`'s revision.
-
-    For filtering on our side: some API servers (and emulators) ignore label selectors.
-    """
-    labels = _labels_of(obj)
-    return all(labels.get(name) == value for name, value in revision_labels(key).items())
-
-
-def template_hash(deployment: Mapping[str, Any]) -> str | None:
-    """The hash `build_deployment` recorded of the pod template: equal hashes, nothing to update."""
-    metadata = deployment.get("metadata") or {}
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    found = annotations.get(TEMPLATE_HASH_ANNOTATION) if isinstance(annotations, Mapping) else None
-    return found if isinstance(found, str) else None
-
-
-def _hash(template: Manifest) -> str:
-    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-
-
 def build_deployment(
     service: ServiceSpec,
     revision: RevisionSpec,
-    settings: KubernetesSettings,
+    settings: GatewaySettings,
     *,
     replicas: int | None = None,
 ) -> Manifest:
-    """The Deployment that runs `revision` of `service`.
+    """The Deployment that runs `revision` of `service`, built as `settings.kubernetes` says.
 
     `replicas` is set when given (a create, at the initial scale); left out, the Deployment carries no
-    replica count, so a patch with it leaves the running count alone.
+    replica count, so a patch with it leaves the running count alone. The served port is the first
+    port of the first container.
     """
     key = service.key(revision.name)
     template: Manifest = {
         "metadata": {"labels": managed_labels(key)},
-        "spec": pod_spec(service, revision, settings),
+        "spec": pod_spec(service, revision, settings.kubernetes),
     }
     spec: Manifest = {"selector": {"matchLabels": revision_labels(key)}, "template": template}
     if replicas is not None:
@@ -123,7 +99,6 @@ def build_deployment(
             "name": deployment_name(key),
             "namespace": key.namespace,
             "labels": managed_labels(key),
-            "annotations": {TEMPLATE_HASH_ANNOTATION: _hash(template)},
         },
         "spec": spec,
     }
@@ -173,10 +148,14 @@ def readiness_probe(revision: RevisionSpec, port: int) -> Manifest:
 
 
 def _complete_served(container: Manifest, revision: RevisionSpec, port: int) -> None:
-    """A given container, with the served port listed and a readiness probe unless it has its own."""
-    ports = container.setdefault("ports", [])
-    if not any(isinstance(item, Mapping) and item.get("containerPort") == port for item in ports):
-        ports.append({"containerPort": port, "protocol": "TCP"})
+    """A given container, with the served port listed first and a readiness probe unless it has its own.
+
+    The order of ports means nothing to Kubernetes; first, the served one is where readers look.
+    """
+    ports = list(container.get("ports") or [])
+    served = [item for item in ports if isinstance(item, Mapping) and item.get("containerPort") == port]
+    others = [item for item in ports if not (isinstance(item, Mapping) and item.get("containerPort") == port)]
+    container["ports"] = (served or [{"containerPort": port, "protocol": "TCP"}]) + others
     container.setdefault("readinessProbe", readiness_probe(revision, port))
 
 

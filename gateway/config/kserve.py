@@ -163,7 +163,7 @@ def _runnable(
     key = given[0]
     path = join("spec.predictor", key)
     if key == "containers":
-        fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image")
+        fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image", f"{path}[0].resources")
         draft = read_containers(ctx, path, predictor[key], notes.local_notes)
         if draft is not None:
             draft.pod_spec = {"containers": copy.deepcopy(predictor[key])}
@@ -174,7 +174,8 @@ def _runnable(
     found = _model_spec(ctx, path, key, predictor[key])
     if found is None:
         return None, None
-    return _model_server(ctx, path, found, name, notes), RevisionFields("spec.predictor", None, None, None)
+    fields = RevisionFields("spec.predictor", None, None, None, join(path, "resources"))
+    return _model_server(ctx, path, found, name, notes), fields
 
 
 def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str, object] | None:

@@ -8,15 +8,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from gateway.backends.deployment import (
-    build_deployment,
-    label_selector,
-    labelled_as,
-    managed_by_us,
-    template_hash,
-)
+from gateway.backends.deployment import build_deployment, label_selector, managed_by_us
 from gateway.backends.errors import BackendConfigError
-from gateway.config import ConfigError, KubernetesSettings, RevisionSpec, ServiceSpec, load
+from gateway.config import ConfigError, GatewaySettings, RevisionSpec, ServiceSpec, load
 from gateway.types import RevisionKey
 from tests.backends.deployment_support import assert_valid, build, container, load_kubernetes, pod
 
@@ -73,20 +67,29 @@ def test_a_given_port_variable_is_kept(tmp_path: Path) -> None:
     assert served["env"] == [{"name": "PORT", "value": "9000"}]
 
 
-def test_partial_resources_are_filled_key_by_key(tmp_path: Path) -> None:
-    spec = "  resources:\n    requests: {cpu: '1'}\n    limits: {memory: 2Gi}\n" + IMAGE
-    served = container(build(load_kubernetes(tmp_path, paddle(spec))))
-    assert served["resources"] == {
-        "requests": {"cpu": "1", "memory": "512Mi"},
-        "limits": {"memory": "2Gi", "cpu": "0.2"},
-    }
+@pytest.mark.parametrize(
+    "given, requests, limits",
+    [
+        ("{limits: {memory: 2Gi}}", {"cpu": "0.2", "memory": "512Mi"}, {"memory": "2Gi", "cpu": "0.2"}),
+        ("{requests: {cpu: 100m}}", {"cpu": "100m", "memory": "512Mi"}, {"cpu": "0.2", "memory": "512Mi"}),
+        # a default never puts a request above its limit (the API server would refuse the Deployment)
+        ("{requests: {cpu: '1'}, limits: {memory: 256Mi}}", {"cpu": "1", "memory": "256Mi"}, {"memory": "256Mi", "cpu": "1"}),
+        ("{limits: {cpu: 100m, memory: 1e9}}", {"cpu": "100m", "memory": "512Mi"}, {"cpu": "100m", "memory": "1e9"}),
+        ("{requests: {memory: 1Gi}, limits: {cpu: '2'}}", {"memory": "1Gi", "cpu": "0.2"}, {"cpu": "2", "memory": "1Gi"}),
+    ],
+)
+def test_partial_resources_are_filled_key_by_key(
+    tmp_path: Path, given: str, requests: dict[str, str], limits: dict[str, str]
+) -> None:
+    served = container(build(load_kubernetes(tmp_path, paddle(f"  resources: {given}\n" + IMAGE))))
+    assert served["resources"] == {"requests": requests, "limits": limits}
 
 
 def test_deployment_names_labels_and_selector(tmp_path: Path) -> None:
     spec = IMAGE + "  canary:\n    containerImage: registry.example.com/lac\n    tag: v3\n"
     config = load_kubernetes(tmp_path, paddle(spec))
     default, canary = build(config, revision="default"), build(config, revision="canary", replicas=None)
-    revision = {"serving.gateway/service": "lac", "serving.gateway/namespace": "nlp", "serving.gateway/revision": "canary"}
+    revision = {"serving-gateway/service": "lac", "serving-gateway/namespace": "nlp", "serving-gateway/revision": "canary"}
     managed = {**revision, "app.kubernetes.io/managed-by": "serving-gateway"}
     assert (canary["metadata"]["name"], canary["metadata"]["namespace"]) == ("lac-canary", "nlp")
     assert canary["metadata"]["labels"] == managed
@@ -113,27 +116,14 @@ def test_deployments_made_by_others_are_not_ours(deployment: dict[str, Any]) -> 
     assert not managed_by_us(deployment)
 
 
-def test_label_selector_and_our_own_filtering() -> None:
+def test_label_selector_lists_a_revisions_pods() -> None:
     key = RevisionKey("nlp", "lac", "canary")
-    assert label_selector(key) == "serving.gateway/service=lac,serving.gateway/namespace=nlp,serving.gateway/revision=canary"
-    labels = {"serving.gateway/service": "lac", "serving.gateway/namespace": "nlp", "serving.gateway/revision": "canary"}
-    assert labelled_as({"metadata": {"labels": labels}}, key)
-    assert not labelled_as({"metadata": {"labels": {**labels, "serving.gateway/revision": "default"}}}, key)
-    assert not labelled_as({"metadata": {"labels": None}}, key)
+    assert label_selector(key) == "serving-gateway/service=lac,serving-gateway/namespace=nlp,serving-gateway/revision=canary"
 
 
 def test_readiness_probe_is_http_on_readiness_path(tmp_path: Path) -> None:
     served = container(build(load_kubernetes(tmp_path, paddle(IMAGE + "    port: 9292\n    readinessPath: /healthz\n"))))
     assert served["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": 9292}, "periodSeconds": 1}
-
-
-def test_template_hash_follows_the_pod_template(tmp_path: Path) -> None:
-    first = build(load_kubernetes(tmp_path / "a", paddle(IMAGE)))
-    again = build(load_kubernetes(tmp_path / "b", paddle(IMAGE)), replicas=5)
-    other = build(load_kubernetes(tmp_path / "c", paddle(IMAGE.replace("v2", "v3"))))
-    assert template_hash(first) == template_hash(again) is not None
-    assert template_hash(first) != template_hash(other)
-    assert template_hash({"metadata": {"annotations": None}}) is None
 
 
 def test_image_pull_policy_from_gateway_config(tmp_path: Path) -> None:
@@ -144,7 +134,7 @@ def test_image_pull_policy_from_gateway_config(tmp_path: Path) -> None:
 def test_a_revision_without_image_is_refused_by_name() -> None:
     service = ServiceSpec("lac", "nlp", RevisionSpec("default", command="serve {port}"))
     with pytest.raises(BackendConfigError, match="nlp/lac-default: no container image to run"):
-        build_deployment(service, service.default, KubernetesSettings())
+        build_deployment(service, service.default, GatewaySettings())
 
 
 # Accelerators
@@ -319,6 +309,15 @@ def test_custom_pod_spec_is_kept_whole(tmp_path: Path) -> None:
     assert served["readinessProbe"] == {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
 
 
+def test_the_served_port_comes_first(tmp_path: Path) -> None:
+    spec = (
+        "  custom:\n    spec:\n      containers:\n      - name: server\n        image: example/server:1\n"
+        "        ports: [{name: grpc, containerPort: 9000}, {name: web, containerPort: 8080}]\n"
+    )
+    served = container(build(load_kubernetes(tmp_path, simpleml(spec))))
+    assert served["ports"] == [{"name": "web", "containerPort": 8080}, {"name": "grpc", "containerPort": 9000}]
+
+
 def test_custom_pod_keeps_its_own_probe_and_ports(tmp_path: Path) -> None:
     spec = (
         "  custom:\n    spec:\n      containers:\n      - name: server\n        image: example/server:1\n"
@@ -415,7 +414,7 @@ def test_shipped_kubernetes_example_builds(tmp_path: Path) -> None:
     assert config.gateway.backend == "kubernetes"
     for service in config.services:
         for revision in service.revisions():
-            assert_valid(build_deployment(service, revision, config.gateway.kubernetes, replicas=1))
+            assert_valid(build_deployment(service, revision, config.gateway, replicas=1))
 
 
 # The service manifests of the documents the project started from (shared/seeds), as given there.
@@ -570,7 +569,7 @@ BUILDABLE_SEEDS = [name for name in SEEDS if name != "kserve_sklearn"]
 def test_each_seed_manifest_builds_valid_deployments(tmp_path: Path, name: str) -> None:
     config = load_kubernetes(tmp_path, SEEDS[name])
     built = [
-        build_deployment(service, revision, config.gateway.kubernetes, replicas=1)
+        build_deployment(service, revision, config.gateway, replicas=1)
         for service in config.services
         for revision in service.revisions()
     ]
