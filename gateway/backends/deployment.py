@@ -1,13 +1,14 @@
 """One apps/v1 Deployment per revision, as a plain dict: what the kubernetes backend creates and updates.
 
-Pure: a service, one of its revisions and `GatewayConfig.spec.kubernetes` in, a Deployment out; no API
-calls, no clock. Every Deployment it builds is `{service}-{revision}` in the service's namespace,
+Pure: a service, one of its revisions and the gateway's settings (`GatewayConfig.spec.kubernetes`)
+in, a Deployment out; no API calls, no clock. Every Deployment it builds is `{service}-{revision}` in the service's namespace,
 labelled with the revision it runs and `app.kubernetes.io/managed-by: serving-gateway` (on the
 Deployment and its pods), and selects its pods by the revision's labels only.
 
 What runs in the pod, by what the manifest gave:
 - a pod spec (SimpleMLService `custom.spec`, InferenceService `containers`): kept whole; its first
-  container is the one served: it gets the served port and a readiness probe when it has none;
+  container is the one served: it gets the served port (listed first), a readiness probe when it has
+  none, and a name when it has none;
 - an ONNX model (InferenceService): `gateway modelserver` in the model-server image;
 - otherwise one container from the revision: image, command, args, env (plus `PORT`, as Knative
   gives it), resources, named after the manifest (PaddleService: `runtimeVersion`).
@@ -157,6 +158,8 @@ def _complete_served(container: Manifest, revision: RevisionSpec, port: int) -> 
     others = [item for item in ports if not (isinstance(item, Mapping) and item.get("containerPort") == port)]
     container["ports"] = (served or [{"containerPort": port, "protocol": "TCP"}]) + others
     container.setdefault("readinessProbe", readiness_probe(revision, port))
+    if not container.get("name"):
+        container["name"] = revision.container_name or DEFAULT_CONTAINER_NAME
 
 
 def _container(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesSettings, port: int) -> Manifest:

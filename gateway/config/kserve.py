@@ -47,6 +47,7 @@ from gateway.config.values import (
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 READINESS_PATH = "/v2/health/ready"
+CONTAINER_NAME = "kserve-container"  # KServe's name for a predictor's container that gives none
 
 _OTHER_FORMATS = (
     "sklearn",
@@ -167,6 +168,7 @@ def _runnable(
         draft = read_containers(ctx, path, predictor[key], notes.local_notes)
         if draft is not None:
             draft.pod_spec = {"containers": copy.deepcopy(predictor[key])}
+            draft.container_name = CONTAINER_NAME
         return draft, fields
     if key in _OTHER_FORMATS:
         ctx.error(path, f"{_UNSUPPORTED_HINT}, got a {key} predictor")

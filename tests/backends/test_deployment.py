@@ -373,6 +373,17 @@ def test_predictor_containers_are_used_as_given(tmp_path: Path) -> None:
     assert deployment["metadata"]["namespace"] == "models"
 
 
+def test_a_container_without_a_name_gets_kserves(tmp_path: Path) -> None:
+    predictor = "    containers:\n    - image: example/server:1\n      ports: [{containerPort: 9000}]\n"
+    served = container(build(load_kubernetes(tmp_path, isvc(predictor))))
+    assert served == {
+        "image": "example/server:1",
+        "ports": [{"containerPort": 9000}],
+        "readinessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1},
+        "name": "kserve-container",
+    }
+
+
 ONNX = "    model:\n      modelFormat: {name: onnx}\n      storageUri: file:///app/config/models/iris.onnx\n"
 
 
