@@ -24,7 +24,7 @@ from typing import Any
 
 from gateway.backends.accelerators import accelerator_toleration, tolerations_with, with_accelerator
 from gateway.backends.errors import BackendConfigError
-from gateway.config.model import GatewaySettings, KubernetesSettings, RevisionSpec, ServiceSpec
+from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
 from gateway.types import RevisionKey
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -75,11 +75,11 @@ def managed_by_us(deployment: Mapping[str, Any]) -> bool:
 def build_deployment(
     service: ServiceSpec,
     revision: RevisionSpec,
-    settings: GatewaySettings,
+    settings: KubernetesSettings,
     *,
     replicas: int | None = None,
 ) -> Manifest:
-    """The Deployment that runs `revision` of `service`, built as `settings.kubernetes` says.
+    """The Deployment that runs `revision` of `service`, built as `settings` (`GatewaySettings.kubernetes`) say.
 
     `replicas` is set when given (a create, at the initial scale); left out, the Deployment carries no
     replica count, so a patch with it leaves the running count alone. The served port is the first
@@ -88,7 +88,7 @@ def build_deployment(
     key = service.key(revision.name)
     template: Manifest = {
         "metadata": {"labels": managed_labels(key)},
-        "spec": pod_spec(service, revision, settings.kubernetes),
+        "spec": pod_spec(service, revision, settings),
     }
     spec: Manifest = {"selector": {"matchLabels": revision_labels(key)}, "template": template}
     if replicas is not None:

@@ -60,7 +60,7 @@ def build(
     service = services[0]
     spec = service.default if revision == "default" else service.canary
     assert spec is not None
-    deployment = build_deployment(service, spec, config.gateway, replicas=replicas)
+    deployment = build_deployment(service, spec, config.gateway.kubernetes, replicas=replicas)
     assert_valid(deployment)
     return deployment
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.backends.deployment import build_deployment, label_selector, managed_by_us
 from gateway.backends.errors import BackendConfigError
-from gateway.config import ConfigError, GatewaySettings, RevisionSpec, ServiceSpec, load
+from gateway.config import ConfigError, KubernetesSettings, RevisionSpec, ServiceSpec, load
 from gateway.types import RevisionKey
 from tests.backends.deployment_support import assert_valid, build, container, load_kubernetes, pod
 
@@ -134,7 +134,7 @@ def test_image_pull_policy_from_gateway_config(tmp_path: Path) -> None:
 def test_a_revision_without_image_is_refused_by_name() -> None:
     service = ServiceSpec("lac", "nlp", RevisionSpec("default", command="serve {port}"))
     with pytest.raises(BackendConfigError, match="nlp/lac-default: no container image to run"):
-        build_deployment(service, service.default, GatewaySettings())
+        build_deployment(service, service.default, KubernetesSettings())
 
 
 # Accelerators
@@ -425,7 +425,7 @@ def test_shipped_kubernetes_example_builds(tmp_path: Path) -> None:
     assert config.gateway.backend == "kubernetes"
     for service in config.services:
         for revision in service.revisions():
-            assert_valid(build_deployment(service, revision, config.gateway, replicas=1))
+            assert_valid(build_deployment(service, revision, config.gateway.kubernetes, replicas=1))
 
 
 # The service manifests of the documents the project started from (shared/seeds), as given there.
@@ -580,7 +580,7 @@ BUILDABLE_SEEDS = [name for name in SEEDS if name != "kserve_sklearn"]
 def test_each_seed_manifest_builds_valid_deployments(tmp_path: Path, name: str) -> None:
     config = load_kubernetes(tmp_path, SEEDS[name])
     built = [
-        build_deployment(service, revision, config.gateway, replicas=1)
+        build_deployment(service, revision, config.gateway.kubernetes, replicas=1)
         for service in config.services
         for revision in service.revisions()
     ]
