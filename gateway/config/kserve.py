@@ -23,6 +23,7 @@ import copy
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.config.container import read_containers
 from gateway.config.errors import DocContext
@@ -30,9 +31,11 @@ from gateway.config.manifest import RevisionFields, Translated, open_service
 from gateway.config.runnable import RevisionDraft, read_env, read_given, read_placement, read_resources
 from gateway.config.scaling import (
     ScalingDraft,
+    Setting,
     read_container_concurrency,
     read_scale,
     read_target,
+    setting,
 )
 from gateway.config.values import (
     check_keys,
@@ -86,6 +89,12 @@ _MODEL_KEYS = (
     "name",
     "runtimeVersion",
 )
+_PREDICTOR_SCALING: dict[str, Setting[Any]] = {
+    "minReplicas": setting(read_scale, lambda d: d.min_scale),
+    "maxReplicas": setting(read_scale, lambda d: d.max_scale),
+    "scaleTarget": setting(read_target, lambda d: d.target),
+    "containerConcurrency": setting(read_container_concurrency, lambda d: d.container_concurrency),
+}
 _UNSUPPORTED_HINT = (
     "only onnx models in local files are served by the built-in model server (or give containers[0] with a command)"
 )
@@ -111,7 +120,8 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     draft, fields = _runnable(ctx, predictor, doc.meta.name, notes)
     if draft is not None:
         read_placement(ctx, "spec.predictor", predictor, draft)
-    scaling = ScalingDraft("spec.predictor", min_scale=1)
+    scaling = ScalingDraft("spec.predictor")
+    scaling.min_scale.value = 1
     _scaling(ctx, predictor, scaling)
     scaling.apply_annotations(ctx, doc.meta.annotations)
     scaling_spec = scaling.finish(ctx)
@@ -279,15 +289,9 @@ def locate_model(directory: str, written: str) -> tuple[str, str | None]:
 
 
 def _scaling(ctx: DocContext, predictor: dict[str, object], draft: ScalingDraft) -> None:
-    for key, name, reader in (
-        ("minReplicas", "min_scale", read_scale),
-        ("maxReplicas", "max_scale", read_scale),
-        ("scaleTarget", "target", read_target),
-        ("containerConcurrency", "container_concurrency", read_container_concurrency),
-    ):
+    for key, found_setting in _PREDICTOR_SCALING.items():
         if predictor.get(key) is not None:
-            path = join("spec.predictor", key)
-            draft.set(name, reader(ctx, path, predictor[key]), path)
+            found_setting.apply(ctx, join("spec.predictor", key), predictor[key], draft)
     metric = predictor.get("scaleMetric")
     if metric is not None:
         path = "spec.predictor.scaleMetric"
@@ -295,4 +299,4 @@ def _scaling(ctx: DocContext, predictor: dict[str, object], draft: ScalingDraft)
         if found in ("cpu", "memory"):
             ctx.warn(path, f"{found} is not measured by the gateway; scaling on concurrency")
         elif found is not None:
-            draft.set("metric", found, path)
+            draft.metric.give(found, path)

@@ -13,6 +13,7 @@ from gateway.types import RevisionKey, RevisionName
 
 BackendKind = Literal["local", "kubernetes", "static"]
 Metric = Literal["concurrency", "rps"]
+AutoscalerClass = Literal["kpa", "hpa", "fixed"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class ScalingSpec:
 
     min_scale: int = 0
     max_scale: int = 0  # 0 = unbounded
-    autoscaler_class: Literal["kpa", "hpa", "fixed"] = "kpa"
+    autoscaler_class: AutoscalerClass = "kpa"
     metric: Metric = "concurrency"
     target: float | None = None  # per-pod total value (Knative's autoscaling.knative.dev/target)
     container_concurrency: int = 0  # hard per-replica limit, 0 = unlimited

@@ -29,6 +29,7 @@ from gateway.config.runnable import (
 )
 from gateway.config.scaling import (
     ScalingDraft,
+    Setting,
     read_class,
     read_metric,
     read_panic_threshold_percentage,
@@ -36,6 +37,7 @@ from gateway.config.scaling import (
     read_scale,
     read_target_utilization,
     read_window,
+    setting,
 )
 from gateway.config.values import (
     DNS_LABEL,
@@ -70,19 +72,19 @@ _SPEC_KEYS = (
 )
 _IGNORED_SPEC_KEYS = ("volumes", "volumeMounts")
 _REVISION_KEYS = ("containerImage", "tag", "port", "arg") + GATEWAY_REVISION_KEYS
-_SERVICE_READERS: dict[str, tuple[str, Any]] = {
-    "minScale": ("min_scale", read_scale),
-    "maxScale": ("max_scale", read_scale),
-    "autoscaler": ("autoscaler_class", read_class),
-    "metric": ("metric", read_metric),
-    "window": ("stable_window", read_window),
-    "panicWindow": ("panic_window_percentage", read_panic_window_percentage),
-    "panicThreshold": ("panic_threshold_percentage", read_panic_threshold_percentage),
-    "targetUtilization": ("target_utilization", read_target_utilization),
+_SERVICE_SETTINGS: dict[str, Setting[Any]] = {
+    "minScale": setting(read_scale, lambda d: d.min_scale),
+    "maxScale": setting(read_scale, lambda d: d.max_scale),
+    "autoscaler": setting(read_class, lambda d: d.autoscaler_class),
+    "metric": setting(read_metric, lambda d: d.metric),
+    "window": setting(read_window, lambda d: d.stable_window),
+    "panicWindow": setting(read_panic_window_percentage, lambda d: d.panic_window_percentage),
+    "panicThreshold": setting(read_panic_threshold_percentage, lambda d: d.panic_threshold_percentage),
+    "targetUtilization": setting(read_target_utilization, lambda d: d.target_utilization),
 }
 
 
-_SERVICE_KEYS = (*_SERVICE_READERS, "target")
+_SERVICE_KEYS = (*_SERVICE_SETTINGS, "target")
 # Where a key belongs when it is written at the wrong level of the document.
 _AT_SPEC = {k: f"spec.{k}" for k in _SPEC_KEYS}
 _AT_SERVICE = {k: f"spec.service.{k}" for k in _SERVICE_KEYS}
@@ -197,35 +199,28 @@ def _canary_percent(ctx: DocContext, value: object, has_canary: bool) -> int:
 
 
 def _scaling(ctx: DocContext, value: object, annotations: dict[str, str]) -> ScalingSpec | None:
-    draft = ScalingDraft(
-        "spec.service",
-        min_scale=0,
-        max_scale=0,
-        autoscaler_class="kpa",
-        metric="concurrency",
-        target=100.0,
-        container_concurrency=100,
-        # window 60s, panicWindow 10, panicThreshold 200, targetUtilization 70 are ElasticServing's
-        # defaults and Knative's too: left unset here they come from GatewayConfig.spec.autoscaler,
-        # whose defaults are those same values, so a gateway-wide setting also reaches them.
-    )
+    # ElasticServing's defaults: minScale 0, maxScale 0, kpa and concurrency are ScalingSpec's too; target 100.
+    # window 60s, panicWindow 10, panicThreshold 200, targetUtilization 70 are ElasticServing's
+    # defaults and Knative's too: left unset here they come from GatewayConfig.spec.autoscaler,
+    # whose defaults are those same values, so a gateway-wide setting also reaches them.
+    draft = ScalingDraft("spec.service")
+    draft.target.value, draft.container_concurrency.value = 100.0, 100
     found = None if value is None else mapping(ctx, "spec.service", value)
     if found is not None:
         check_keys(ctx, "spec.service", found, _SERVICE_KEYS, strict=False, elsewhere=_AT_REVISION | _AT_SPEC)
-        for key, (name, reader) in _SERVICE_READERS.items():
+        for key, found_setting in _SERVICE_SETTINGS.items():
             if found.get(key) is not None:
-                path = join("spec.service", key)
-                draft.set(name, reader(ctx, path, found[key]), path)
+                found_setting.apply(ctx, join("spec.service", key), found[key], draft)
         if found.get("target") is not None:
             target = integer(ctx, "spec.service.target", found["target"], lo=0)
             if target == 0:
-                draft.values.update(target=None, container_concurrency=0)
+                draft.target.value, draft.container_concurrency.value = None, 0
             elif target is not None:
-                draft.set("target", float(target), "spec.service.target")
-                draft.set("container_concurrency", target, "spec.service.target")
+                draft.target.give(float(target), "spec.service.target")
+                draft.container_concurrency.give(target, "spec.service.target")
     draft.apply_annotations(ctx, annotations)
-    if draft.values.get("metric") == "rps" and "target" not in draft.paths:
+    if draft.metric.value == "rps" and draft.target.path is None:
         # ElasticServing's default target (100) is a concurrency; on request rate Knative's
         # requests-per-second default (200) applies, and nothing caps concurrency.
-        draft.values.update(target=None, container_concurrency=0)
+        draft.target.value, draft.container_concurrency.value = None, 0
     return draft.finish(ctx)

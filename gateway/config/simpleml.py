@@ -52,7 +52,10 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
                     "the local backend gives each replica its own port through {port} and PORT",
                 )
             )
-    scaling = ScalingDraft("spec.replicas", autoscaler_class="fixed", min_scale=replicas, max_scale=replicas)
+    scaling = ScalingDraft("spec.replicas")
+    scaling.autoscaler_class.value = "fixed"
+    if replicas is not None:  # else spec.replicas is wrong (reported) and there is no service
+        scaling.min_scale.value = scaling.max_scale.value = replicas
     scaling.apply_annotations(ctx, doc.meta.annotations)
     scaling_spec = scaling.finish(ctx)
     if doc.failed() or draft is None or scaling_spec is None or replicas is None:

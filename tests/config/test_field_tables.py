@@ -1,8 +1,8 @@
 """The tables that map manifest keys to dataclass field names name only fields that exist.
 
-Revisions are translated through the typed `RevisionDraft`; scaling and GatewayConfig sections still go
-through key → field-name tables, so a misspelt field name there is caught here rather than at the first
-document that uses the key.
+Revisions and scaling are translated through the typed `RevisionDraft` and `ScalingDraft` (mypy checks
+their field names); GatewayConfig sections still go through key → field-name tables, so a misspelt field
+name there is caught here rather than at the first document that uses the key.
 """
 
 from __future__ import annotations
@@ -12,20 +12,18 @@ from dataclasses import fields
 
 import pytest
 
-from gateway.config import gateway_config, paddle, scaling
-from gateway.config.model import ActivatorSettings, AutoscalerSettings, ProxySettings, ScalingSpec
+from gateway.config import gateway_config
+from gateway.config.model import ActivatorSettings, AutoscalerSettings, ProxySettings
 
 
 @pytest.mark.parametrize(
     ("table", "target"),
     [
-        (scaling._ANNOTATIONS, ScalingSpec),
-        (paddle._SERVICE_READERS, ScalingSpec),
         (gateway_config._AUTOSCALER, AutoscalerSettings),
         (gateway_config._ACTIVATOR, ActivatorSettings),
         (gateway_config._PROXY, ProxySettings),
     ],
-    ids=["scaling annotations", "PaddleService spec.service", "spec.autoscaler", "spec.activator", "spec.proxy"],
+    ids=["spec.autoscaler", "spec.activator", "spec.proxy"],
 )
 def test_every_field_name_in_a_key_table_is_a_field(table: Mapping[str, tuple[str, object]], target: type) -> None:
     names = {f.name for f in fields(target)}

@@ -131,6 +131,14 @@ spec:
     ]
 
 
+def test_wrong_replicas_with_an_activation_scale_is_reported_once(tmp_path: Path) -> None:
+    """The scale checks do not run on the wrong replica count (they once raised TypeError on it)."""
+    meta = "  annotations:\n    autoscaling.knative.dev/activation-scale: '2'\n"
+    spec = "spec:\n  replicas: 0\n  custom:\n    spec:\n      containers:\n      - command: [python, '{port}']\n"
+    path = write(tmp_path, "x.yaml", HEAD.format(name="bad") + meta + spec)
+    assert problems([path]) == [f"{path}: document 1 (SimpleMLService/bad): spec.replicas: must be >= 1, got 0"]
+
+
 def test_two_frameworks(tmp_path: Path) -> None:
     spec = "spec:\n  tensorflow: {image: a}\n  pytorch: {image: b}\n"
     path = write(tmp_path, "x.yaml", HEAD.format(name="two") + spec)
