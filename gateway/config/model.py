@@ -6,7 +6,7 @@ Durations are seconds (float). Percentages are kept as the user wrote them (70 m
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Literal
 
 from gateway.types import RevisionKey, RevisionName
@@ -175,17 +175,11 @@ class ServiceSpec:
         object.__setattr__(self, "ident", (self.namespace, self.name))
 
     def digested(self) -> ServiceSpec:
-        """This spec with its digest filled in: reloads compare services by digest, not field by field."""
-        what = (
-            self.name,
-            self.namespace,
-            self.default,
-            self.canary,
-            self.canary_percent,
-            self.scaling,
-            self.backend,
-            self.timeout,
-        )
+        """This spec with its digest filled in: reloads compare services by digest, not field by field.
+
+        Every compared field but `source` goes in, so a field added later is covered without a change here.
+        """
+        what = tuple(_canonical(getattr(self, f.name)) for f in fields(self) if f.compare and f.name != "source")
         digest = hashlib.blake2b(repr(what).encode(), digest_size=16).hexdigest()
         return replace(self, digest=digest)
 
@@ -208,6 +202,17 @@ class ServiceSpec:
         default when there is no canary."""
         canary = self.canary_percent if self.canary is not None else 0
         return canary if revision == "canary" else 100 - canary
+
+
+def _canonical(value: object) -> object:
+    """`value` with its dataclasses opened and its mappings in key order: equal values, equal reprs."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, tuple(_canonical(getattr(value, f.name)) for f in fields(value) if f.compare))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted(((key, _canonical(item)) for key, item in value.items()), key=repr)))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(_canonical(item) for item in value))
+    return value
 
 
 @dataclass(frozen=True)
