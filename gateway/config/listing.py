@@ -31,13 +31,13 @@ def _target(service: ServiceSpec, config: Config) -> str:
             else defaults.container_concurrency_target_default
         )
         target = f"{value:g} {scaling.metric} (default)"
-    limit = f"cc {scaling.container_concurrency}" if scaling.container_concurrency else "cc unlimited"
+    limit = f"concurrency {scaling.container_concurrency}" if scaling.container_concurrency else "concurrency unlimited"
     return f"{target} / {limit}"
 
 
 def _static_target(service: ServiceSpec) -> str:
-    cc = service.scaling.container_concurrency
-    return f"cc {cc} per endpoint" if cc else "cc unlimited"
+    limit = service.scaling.container_concurrency
+    return f"concurrency {limit} per endpoint" if limit else "concurrency unlimited"
 
 
 def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]:

@@ -34,7 +34,7 @@ def test_routing_table_lists_hosts_revisions_and_warnings(tmp_path: Path) -> Non
         "concurrency",
         "(default)",
         "/",
-        "cc",
+        "concurrency",
         "unlimited",
     ]
     canary_line = next(line for line in lines if "foo-canary" in line and "20%" in line)
@@ -49,3 +49,18 @@ def test_routing_table_lists_hosts_revisions_and_warnings(tmp_path: Path) -> Non
 def test_routing_table_without_services(tmp_path: Path) -> None:
     path = write(tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\n")
     assert "(no services)" in routing_table(load([path]))
+
+
+def test_routing_table_spells_out_the_concurrency_limit(tmp_path: Path) -> None:
+    local = write(
+        tmp_path, "local.yaml", paddle("foo", "default:\n  command: python a.py --port {port}\nservice:\n  target: 5\n")
+    )
+    line = next(line for line in routing_table(load([local])).splitlines() if line.startswith("foo.default.example.com"))
+    assert line.split()[-4:] == ["concurrency", "/", "concurrency", "5"]
+    static = write(
+        tmp_path,
+        "static.yaml",
+        paddle("bar", "default:\n  endpoints: [http://127.0.0.1:9000]\nservice:\n  target: 3\nbackend: static\n"),
+    )
+    line = next(line for line in routing_table(load([static])).splitlines() if line.startswith("bar.default.example.com"))
+    assert line.split()[-4:] == ["concurrency", "3", "per", "endpoint"]
