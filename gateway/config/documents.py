@@ -144,11 +144,6 @@ def _yaml_problem(file: str, index: int, exc: yaml.YAMLError) -> str:
     return f"{where}: invalid YAML: {detail}"
 
 
-def read_file(file: str, problems: list[str]) -> list[RawDocument]:
-    """Every document of one file; documents before a syntax error are kept, the rest are lost."""
-    return list(read_documents(file, problems))
-
-
 def read_documents(file: str, problems: list[str]) -> Iterator[RawDocument]:
     """The documents of one file as they are parsed, so a caller can translate and drop each in turn."""
     try:
