@@ -7,11 +7,12 @@ extended resource name, a taint key, a pull policy), so a typo fails `gateway va
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from gateway.config.errors import DocContext
+from gateway.config.model import KubernetesSettings
 from gateway.config.runnable import RESOURCE_NAME
+from gateway.config.sections import SectionKey, section_key
 from gateway.config.values import choice, describe
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -23,8 +24,6 @@ IMAGE_REFERENCE = re.compile(
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-
-Reader = Callable[[DocContext, str, object], Any]
 
 
 def image_reference(ctx: DocContext, path: str, value: object) -> str | None:
@@ -65,10 +64,10 @@ def pull_policy(ctx: DocContext, path: str, value: object) -> str | None:
     return choice(ctx, path, value, PULL_POLICIES)
 
 
-KUBERNETES: dict[str, tuple[str, Reader]] = {
-    "modelServerImage": ("model_server_image", image_reference),
-    "kunlunResource": ("kunlun_resource", resource_name),
-    "kunlunTolerationKey": ("kunlun_toleration_key", taint_key),
-    "imagePullPolicy": ("image_pull_policy", pull_policy),
+KUBERNETES: dict[str, SectionKey[KubernetesSettings]] = {
+    "modelServerImage": section_key(image_reference, lambda s, v: replace(s, model_server_image=v)),
+    "kunlunResource": section_key(resource_name, lambda s, v: replace(s, kunlun_resource=v)),
+    "kunlunTolerationKey": section_key(taint_key, lambda s, v: replace(s, kunlun_toleration_key=v)),
+    "imagePullPolicy": section_key(pull_policy, lambda s, v: replace(s, image_pull_policy=v)),
 }
-"""camelCase key -> (KubernetesSettings field, reader)."""
+"""The keys of GatewayConfig's spec.kubernetes."""

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import cast
 
 from gateway.config.cluster import KUBERNETES
 from gateway.config.errors import DocContext
 from gateway.config.model import (
     ActivatorSettings,
     AutoscalerSettings,
+    BackendKind,
     GatewaySettings,
     KubernetesSettings,
     ProxySettings,
 )
+from gateway.config.sections import SectionKey, read_keys, read_section, section_key
 from gateway.config.values import (
     boolean,
     byte_size,
@@ -36,9 +37,7 @@ from gateway.config.values import (
 
 API_VERSION = "serving-gateway/v1"
 KIND = "GatewayConfig"
-BACKENDS = ("local", "kubernetes", "static")
-
-Reader = Callable[[DocContext, str, object], Any]
+BACKENDS: tuple[BackendKind, ...] = ("local", "kubernetes", "static")
 
 
 def _positive_duration(ctx: DocContext, path: str, value: object) -> float | None:
@@ -60,65 +59,69 @@ def _utilization(ctx: DocContext, path: str, value: object) -> float | None:
     return found
 
 
-_AUTOSCALER: dict[str, tuple[str, Reader]] = {
-    "stableWindow": (
-        "stable_window",
+_AUTOSCALER: dict[str, SectionKey[AutoscalerSettings]] = {
+    "stableWindow": section_key(
         lambda c, p, v: duration(c, p, v, ok=lambda s: 6 <= s <= 3600, expect="6s..1h", whole_seconds=True),
+        lambda s, v: replace(s, stable_window=v),
     ),
-    "panicWindowPercentage": (
-        "panic_window_percentage",
+    "panicWindowPercentage": section_key(
         lambda c, p, v: number(c, p, v, ok=lambda n: 1 <= n <= 100, expect="1..100"),
+        lambda s, v: replace(s, panic_window_percentage=v),
     ),
-    "panicThresholdPercentage": (
-        "panic_threshold_percentage",
+    "panicThresholdPercentage": section_key(
         lambda c, p, v: number(c, p, v, ok=lambda n: n > 0, expect="> 0"),
+        lambda s, v: replace(s, panic_threshold_percentage=v),
     ),
-    "maxScaleUpRate": ("max_scale_up_rate", _rate),
-    "maxScaleDownRate": ("max_scale_down_rate", _rate),
-    "scaleToZeroGracePeriod": ("scale_to_zero_grace_period", _positive_duration),
-    "scaleToZeroPodRetentionPeriod": (
-        "scale_to_zero_pod_retention_period",
+    "maxScaleUpRate": section_key(_rate, lambda s, v: replace(s, max_scale_up_rate=v)),
+    "maxScaleDownRate": section_key(_rate, lambda s, v: replace(s, max_scale_down_rate=v)),
+    "scaleToZeroGracePeriod": section_key(_positive_duration, lambda s, v: replace(s, scale_to_zero_grace_period=v)),
+    "scaleToZeroPodRetentionPeriod": section_key(
         lambda c, p, v: duration(c, p, v, ok=lambda s: 0 <= s <= 3600, expect="0s..1h"),
+        lambda s, v: replace(s, scale_to_zero_pod_retention_period=v),
     ),
-    "scaleDownDelay": (
-        "scale_down_delay",
+    "scaleDownDelay": section_key(
         lambda c, p, v: duration(c, p, v, ok=lambda s: s >= 0, expect=">= 0s", whole_seconds=True),
+        lambda s, v: replace(s, scale_down_delay=v),
     ),
-    "targetBurstCapacity": (
-        "target_burst_capacity",
+    "targetBurstCapacity": section_key(
         lambda c, p, v: number(c, p, v, ok=lambda n: n >= 0 or n == -1, expect=">= 0 or -1"),
+        lambda s, v: replace(s, target_burst_capacity=v),
     ),
-    "containerConcurrencyTargetDefault": ("container_concurrency_target_default", _at_least_hundredth),
-    "targetUtilization": ("target_utilization", _utilization),
+    "containerConcurrencyTargetDefault": section_key(
+        _at_least_hundredth, lambda s, v: replace(s, container_concurrency_target_default=v)
+    ),
+    "targetUtilization": section_key(_utilization, lambda s, v: replace(s, target_utilization=v)),
     # Knative's own name for it (container-concurrency-target-percentage)
-    "containerConcurrencyTargetPercentage": ("target_utilization", _utilization),
-    "requestsPerSecondTargetDefault": ("requests_per_second_target_default", _at_least_hundredth),
-    "enableScaleToZero": ("enable_scale_to_zero", boolean),
-    "initialScale": ("initial_scale", lambda c, p, v: integer(c, p, v, lo=0)),
-    "allowZeroInitialScale": ("allow_zero_initial_scale", boolean),
-    "tickInterval": ("tick_interval", _positive_duration),
+    "containerConcurrencyTargetPercentage": section_key(_utilization, lambda s, v: replace(s, target_utilization=v)),
+    "requestsPerSecondTargetDefault": section_key(
+        _at_least_hundredth, lambda s, v: replace(s, requests_per_second_target_default=v)
+    ),
+    "enableScaleToZero": section_key(boolean, lambda s, v: replace(s, enable_scale_to_zero=v)),
+    "initialScale": section_key(lambda c, p, v: integer(c, p, v, lo=0), lambda s, v: replace(s, initial_scale=v)),
+    "allowZeroInitialScale": section_key(boolean, lambda s, v: replace(s, allow_zero_initial_scale=v)),
+    "tickInterval": section_key(_positive_duration, lambda s, v: replace(s, tick_interval=v)),
 }
 
-_ACTIVATOR: dict[str, tuple[str, Reader]] = {
-    "queueDepth": ("queue_depth", lambda c, p, v: integer(c, p, v, lo=1)),
-    "requestTimeout": ("request_timeout", _positive_duration),
-    "activationTimeout": ("activation_timeout", _positive_duration),
+_ACTIVATOR: dict[str, SectionKey[ActivatorSettings]] = {
+    "queueDepth": section_key(lambda c, p, v: integer(c, p, v, lo=1), lambda s, v: replace(s, queue_depth=v)),
+    "requestTimeout": section_key(_positive_duration, lambda s, v: replace(s, request_timeout=v)),
+    "activationTimeout": section_key(_positive_duration, lambda s, v: replace(s, activation_timeout=v)),
 }
 
-_PROXY: dict[str, tuple[str, Reader]] = {
-    "maxHeaderBytes": ("max_header_bytes", byte_size),
-    "maxBodyBytes": ("max_body_bytes", byte_size),
-    "headerTimeout": ("header_timeout", _positive_duration),
-    "keepaliveTimeout": ("keepalive_timeout", _positive_duration),
-    "upstreamKeepaliveTimeout": ("upstream_keepalive_timeout", _positive_duration),
-    "connectTimeout": ("connect_timeout", _positive_duration),
-    "responseStartTimeout": ("response_start_timeout", _positive_duration),
-    "drainTimeout": ("drain_timeout", _positive_duration),
-    "maxResponseHeaderBytes": ("max_response_header_bytes", byte_size),
-    "maxConnections": ("max_connections", lambda c, p, v: _max_connections(c, p, v)),
-    "trustedProxies": ("trusted_proxies", lambda c, p, v: _cidrs(c, p, v)),
-    "sendTimeout": ("send_timeout", _positive_duration),
-    "bodyTimeout": ("body_timeout", _positive_duration),
+_PROXY: dict[str, SectionKey[ProxySettings]] = {
+    "maxHeaderBytes": section_key(byte_size, lambda s, v: replace(s, max_header_bytes=v)),
+    "maxBodyBytes": section_key(byte_size, lambda s, v: replace(s, max_body_bytes=v)),
+    "headerTimeout": section_key(_positive_duration, lambda s, v: replace(s, header_timeout=v)),
+    "keepaliveTimeout": section_key(_positive_duration, lambda s, v: replace(s, keepalive_timeout=v)),
+    "upstreamKeepaliveTimeout": section_key(_positive_duration, lambda s, v: replace(s, upstream_keepalive_timeout=v)),
+    "connectTimeout": section_key(_positive_duration, lambda s, v: replace(s, connect_timeout=v)),
+    "responseStartTimeout": section_key(_positive_duration, lambda s, v: replace(s, response_start_timeout=v)),
+    "drainTimeout": section_key(_positive_duration, lambda s, v: replace(s, drain_timeout=v)),
+    "maxResponseHeaderBytes": section_key(byte_size, lambda s, v: replace(s, max_response_header_bytes=v)),
+    "maxConnections": section_key(lambda c, p, v: _max_connections(c, p, v), lambda s, v: replace(s, max_connections=v)),
+    "trustedProxies": section_key(lambda c, p, v: _cidrs(c, p, v), lambda s, v: replace(s, trusted_proxies=v)),
+    "sendTimeout": section_key(_positive_duration, lambda s, v: replace(s, send_timeout=v)),
+    "bodyTimeout": section_key(_positive_duration, lambda s, v: replace(s, body_timeout=v)),
 }
 
 _SPEC_KEYS = (
@@ -133,23 +136,6 @@ _SPEC_KEYS = (
     "proxy",
     "kubernetes",
 )
-
-
-def _section(ctx: DocContext, path: str, value: object, fields: dict[str, tuple[str, Reader]]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    found = mapping(ctx, path, value)
-    if found is None:
-        return {}
-    check_keys(ctx, path, found, fields, strict=True)
-    kwargs: dict[str, Any] = {}
-    for key, item in found.items():
-        if key in fields:
-            name, reader = fields[key]
-            parsed = reader(ctx, join(path, key), item)
-            if parsed is not None:
-                kwargs[name] = parsed
-    return kwargs
 
 
 def _max_connections(ctx: DocContext, path: str, value: object) -> int | None:
@@ -188,7 +174,7 @@ def _redis_url(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def _autoscaler(ctx: DocContext, value: object) -> AutoscalerSettings:
-    settings = replace(AutoscalerSettings(), **_section(ctx, "spec.autoscaler", value, _AUTOSCALER))
+    settings = read_section(ctx, "spec.autoscaler", value, AutoscalerSettings(), _AUTOSCALER)
     if settings.initial_scale == 0 and not settings.allow_zero_initial_scale:
         ctx.error("spec.autoscaler.initialScale", "must be >= 1 unless allowZeroInitialScale is true, got 0")
     for key, total in (
@@ -200,6 +186,28 @@ def _autoscaler(ctx: DocContext, value: object) -> AutoscalerSettings:
     return settings
 
 
+def _state_dir(ctx: DocContext, path: str, value: object) -> str | None:
+    text = string(ctx, path, value)
+    return None if text is None else os.path.normpath(os.path.join(ctx.directory, os.path.expanduser(text)))
+
+
+def _backend(ctx: DocContext, path: str, value: object, settings: GatewaySettings) -> GatewaySettings:
+    """A `SectionKey` written out: through `section_key`, mypy would not infer the Literal type."""
+    found = choice(ctx, path, value, BACKENDS)
+    return settings if found is None else replace(settings, backend=cast("BackendKind", found))
+
+
+# spec's own keys, read in this order (the sections after them).
+_SPEC: dict[str, SectionKey[GatewaySettings]] = {
+    "domain": section_key(domain, lambda s, v: replace(s, domain=v)),
+    "listen": section_key(listen_address, lambda s, v: replace(s, listen=v)),
+    "adminListen": section_key(listen_address, lambda s, v: replace(s, admin_listen=v)),
+    "backend": _backend,
+    "redis": section_key(_redis_url, lambda s, v: replace(s, redis=v)),
+    "stateDir": section_key(_state_dir, lambda s, v: replace(s, state_dir=v)),
+}
+
+
 def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
     """Settings from one GatewayConfig document; problems are recorded in `ctx`."""
     check_keys(ctx, "", body, ("apiVersion", "kind", "metadata", "spec"), strict=True)
@@ -209,29 +217,11 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
     if spec is None:
         return GatewaySettings()
     check_keys(ctx, "spec", spec, _SPEC_KEYS, strict=True)
-    simple: dict[str, tuple[str, Reader]] = {
-        "domain": ("domain", domain),
-        "listen": ("listen", listen_address),
-        "adminListen": ("admin_listen", listen_address),
-        "backend": ("backend", lambda c, p, v: choice(c, p, v, BACKENDS)),
-        "redis": ("redis", _redis_url),
-        "stateDir": (
-            "state_dir",
-            lambda c, p, v: (
-                None
-                if (text := string(c, p, v)) is None
-                else os.path.normpath(os.path.join(c.directory, os.path.expanduser(text)))
-            ),
-        ),
-    }
-    kwargs: dict[str, Any] = {}
-    for key, (name, reader) in simple.items():
-        if spec.get(key) is not None:
-            parsed = reader(ctx, join("spec", key), spec[key])
-            if parsed is not None:
-                kwargs[name] = parsed
-    kwargs["autoscaler"] = _autoscaler(ctx, spec.get("autoscaler"))
-    kwargs["activator"] = replace(ActivatorSettings(), **_section(ctx, "spec.activator", spec.get("activator"), _ACTIVATOR))
-    kwargs["proxy"] = replace(ProxySettings(), **_section(ctx, "spec.proxy", spec.get("proxy"), _PROXY))
-    kwargs["kubernetes"] = replace(KubernetesSettings(), **_section(ctx, "spec.kubernetes", spec.get("kubernetes"), KUBERNETES))
-    return GatewaySettings(**kwargs)
+    settings = read_keys(ctx, "spec", spec, GatewaySettings(), _SPEC)
+    return replace(
+        settings,
+        autoscaler=_autoscaler(ctx, spec.get("autoscaler")),
+        activator=read_section(ctx, "spec.activator", spec.get("activator"), ActivatorSettings(), _ACTIVATOR),
+        proxy=read_section(ctx, "spec.proxy", spec.get("proxy"), ProxySettings(), _PROXY),
+        kubernetes=read_section(ctx, "spec.kubernetes", spec.get("kubernetes"), KubernetesSettings(), KUBERNETES),
+    )

@@ -1,30 +1,98 @@
-"""The tables that map manifest keys to dataclass field names name only fields that exist.
+"""Every settings field can be set from a GatewayConfig, and every key sets a field of its own.
 
-Revisions and scaling are translated through the typed `RevisionDraft` and `ScalingDraft` (mypy checks
-their field names); GatewayConfig sections still go through key → field-name tables, so a misspelt field
-name there is caught here rather than at the first document that uses the key.
+The key tables are typed (`section_key` pairs a reader with `replace(settings, field=value)`, so mypy
+checks each field's name and type); this checks the other direction at run time: a document that gives
+every key of every table a value other than the default changes every field, but the one that is not
+configurable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
+import yaml
 
-from gateway.config import gateway_config
-from gateway.config.model import ActivatorSettings, AutoscalerSettings, ProxySettings
+from gateway.config import load
+from gateway.config.cluster import KUBERNETES
+from gateway.config.gateway_config import _ACTIVATOR, _AUTOSCALER, _PROXY, _SPEC
+from gateway.config.model import ActivatorSettings, AutoscalerSettings, GatewaySettings, KubernetesSettings, ProxySettings
+from tests.config.support import write
+
+SPEC: dict[str, object] = {
+    "domain": "models.internal",
+    "listen": "127.0.0.1:0",
+    "adminListen": "[::1]:9191",
+    "backend": "static",
+    "redis": "redis://localhost:6379/0",
+    "stateDir": "state",
+}
+AUTOSCALER: dict[str, object] = {
+    "stableWindow": "1m30s",
+    "panicWindowPercentage": 20,
+    "panicThresholdPercentage": 300,
+    "maxScaleUpRate": 10,
+    "maxScaleDownRate": 4,
+    "scaleToZeroGracePeriod": "45s",
+    "scaleToZeroPodRetentionPeriod": "10s",
+    "scaleDownDelay": "2m",
+    "targetBurstCapacity": -1,
+    "containerConcurrencyTargetDefault": 50,
+    "targetUtilization": 80,
+    "containerConcurrencyTargetPercentage": 80,  # Knative's name for targetUtilization
+    "requestsPerSecondTargetDefault": 150,
+    "enableScaleToZero": False,
+    "initialScale": 0,
+    "allowZeroInitialScale": True,
+    "tickInterval": "500ms",
+}
+ACTIVATOR: dict[str, object] = {"queueDepth": 100, "requestTimeout": "1m", "activationTimeout": 30}
+PROXY: dict[str, object] = {
+    "maxHeaderBytes": "32Ki",
+    "maxBodyBytes": "1Mi",
+    "headerTimeout": "5s",
+    "keepaliveTimeout": "1m",
+    "upstreamKeepaliveTimeout": "3s",
+    "connectTimeout": "2s",
+    "responseStartTimeout": "10m",
+    "drainTimeout": "15s",
+    "maxResponseHeaderBytes": "16Ki",
+    "maxConnections": 5000,
+    "trustedProxies": ["10.0.0.0/8"],
+    "sendTimeout": "20s",
+    "bodyTimeout": "15s",
+}
+KUBERNETES_SECTION: dict[str, object] = {
+    "modelServerImage": "registry.example.com/serving-gateway:0.2.0",
+    "kunlunResource": "kunlunxin.com/xpu",
+    "kunlunTolerationKey": "example.com/xpu",
+    "imagePullPolicy": "Always",
+}
+NOT_CONFIGURABLE = {"buffer_bytes"}
+Settings = GatewaySettings | AutoscalerSettings | ActivatorSettings | ProxySettings | KubernetesSettings
+SECTIONS = {"autoscaler": AUTOSCALER, "activator": ACTIVATOR, "proxy": PROXY, "kubernetes": KUBERNETES_SECTION}
 
 
 @pytest.mark.parametrize(
-    ("table", "target"),
-    [
-        (gateway_config._AUTOSCALER, AutoscalerSettings),
-        (gateway_config._ACTIVATOR, ActivatorSettings),
-        (gateway_config._PROXY, ProxySettings),
-    ],
-    ids=["spec.autoscaler", "spec.activator", "spec.proxy"],
+    ("table", "document"),
+    [(_SPEC, SPEC), (_AUTOSCALER, AUTOSCALER), (_ACTIVATOR, ACTIVATOR), (_PROXY, PROXY), (KUBERNETES, KUBERNETES_SECTION)],
+    ids=["spec", "spec.autoscaler", "spec.activator", "spec.proxy", "spec.kubernetes"],
 )
-def test_every_field_name_in_a_key_table_is_a_field(table: Mapping[str, tuple[str, object]], target: type) -> None:
-    names = {f.name for f in fields(target)}
-    assert {name for name, _ in table.values()} - names == set()
+def test_the_document_gives_every_key_of_the_table(table: dict[str, object], document: dict[str, object]) -> None:
+    assert set(table) == set(document)
+
+
+def test_every_field_is_set_by_some_key(tmp_path: Path) -> None:
+    body = {"apiVersion": "serving-gateway/v1", "kind": "GatewayConfig", "spec": {**SPEC, **SECTIONS}}
+    settings = load([write(tmp_path, "gw.yaml", yaml.safe_dump(body))]).gateway
+    pairs: list[tuple[Settings, Settings]] = [
+        (settings, GatewaySettings()),
+        (settings.autoscaler, AutoscalerSettings()),
+        (settings.activator, ActivatorSettings()),
+        (settings.proxy, ProxySettings()),
+        (settings.kubernetes, KubernetesSettings()),
+    ]
+    for section, default in pairs:
+        unchanged = {f.name for f in fields(section) if getattr(section, f.name) == getattr(default, f.name)}
+        assert unchanged - NOT_CONFIGURABLE == set(), type(section).__name__
