@@ -24,7 +24,7 @@ class Cluster:
     ) -> None:
         self.api = api
         workdir.mkdir(parents=True, exist_ok=True)
-        config = KubeletConfig(node=node, logs=workdir, podnet=pods.podnet_library(), cwd=os.getcwd(), images=images or {})
+        config = KubeletConfig(node=node, logs=workdir, podnet=pods.podnet_library(), cwd=os.getcwd(), images=dict(images or {}))
         self.controller = Controller(api.store, config)
         api.call(self.controller.start)
 
@@ -48,6 +48,10 @@ class Cluster:
 
         return self.api.call(find)
 
+    def probes(self, pod: str, namespace: str = "default") -> int:
+        """How many readiness probes the node has run against the pod so far."""
+        return self.api.call(lambda: self._worker((PODS, namespace, pod)).probes)
+
     def logs(self, pod: str, namespace: str = "default") -> str:
         path = self.controller.config.logs / f"{namespace}_{pod}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -57,6 +61,11 @@ class Cluster:
         return self.api.call(lambda: [*self.controller.pids, *(p for w in self.controller.workers.values() for p in w.pids)])
 
     # -- acting ------------------------------------------------------------------------------------
+    def set_entrypoint(self, image: str, argv: list[str]) -> None:
+        """What a container of `image` with no `command` runs (a real image's ENTRYPOINT, which the bed cannot read)."""
+        images = self.controller.config.images
+        self.api.call(lambda: images.__setitem__(image, list(argv)))
+
     def kill(self, pod: str, namespace: str = "default", sig: int = signal.SIGKILL) -> int:
         """Crash the pod's container (SIGKILL by default): the pod turns not-Ready and is restarted, restartCount+1."""
         return self.api.call(lambda: self._worker((PODS, namespace, pod)).kill(sig))

@@ -21,7 +21,7 @@ import secrets
 from typing import Any
 
 from tests.kube.kubelet import KubeletConfig, PodWorker
-from tests.kube.store import DEPLOYMENTS, PODS, Key, Obj, Store, now
+from tests.kube.store import DEPLOYMENTS, PODS, Key, Obj, Store, now, until_set
 
 HASH_LABEL = "pod-template-hash"
 
@@ -35,16 +35,18 @@ def is_ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _owner(pod: Obj) -> tuple[str, str, str] | None:
+Identity = tuple[str | None, str, str]  # namespace, name, uid ("" where the emulator assigns none)
+
+
+def _owner(key: Key, pod: Obj) -> Identity | None:
     for ref in pod.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("kind") == "Deployment" and ref.get("controller"):
-            return (pod["metadata"].get("namespace", ""), ref.get("name", ""), ref.get("uid", ""))
+            return (key[1], ref.get("name", ""), ref.get("uid", ""))
     return None
 
 
-def _identity(deployment: Obj) -> tuple[str, str, str]:
-    meta = deployment["metadata"]
-    return (meta.get("namespace", ""), meta["name"], meta.get("uid", ""))
+def _identity(key: Key, deployment: Obj) -> Identity:
+    return (key[1], key[2], deployment.get("metadata", {}).get("uid", ""))
 
 
 class Controller:
@@ -79,17 +81,14 @@ class Controller:
                 self.reconcile()
             except Exception as exc:  # a bug in the test bed: keep the cluster up, fail the test at teardown
                 self.errors.append(exc)
-            try:
-                await asyncio.wait_for(changed.wait(), self.tick)
-            except TimeoutError:
-                pass
+            await until_set(changed, self.tick)
 
     def reconcile(self) -> None:
         self._reap()
-        deployments = {_identity(d): (k, d) for k, d in self.store.items(DEPLOYMENTS)}
-        owned: dict[tuple[str, str, str], list[tuple[Key, Obj]]] = {ident: [] for ident in deployments}
+        deployments = {_identity(k, d): (k, d) for k, d in self.store.items(DEPLOYMENTS)}
+        owned: dict[Identity, list[tuple[Key, Obj]]] = {ident: [] for ident in deployments}
         for key, pod in self.store.items(PODS):
-            owner = _owner(pod)
+            owner = _owner(key, pod)
             if owner is None:
                 continue
             self._ensure_worker(key)

@@ -28,7 +28,7 @@ from kmock import KubernetesError
 
 from tests.kube import scale, selection
 from tests.kube.faults import FaultBook
-from tests.kube.store import PODS, Key, Obj, Store, api_error, not_found, now
+from tests.kube.store import PODS, Key, Obj, Store, api_error, not_found, now, until_set
 
 WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 WITH_STATUS = ("deployments", "pods", "replicasets", "services", "namespaces")
@@ -170,10 +170,7 @@ class ApiServer(kmock.KubernetesEmulator):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return True
-            try:
-                await asyncio.wait_for(changed.wait(), min(remaining, 1.0))
-            except TimeoutError:
-                pass
+            await until_set(changed, min(remaining, 1.0))
             transport = request._raw_request.transport
             if transport is None or transport.is_closing():
                 return False

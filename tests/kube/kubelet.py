@@ -9,17 +9,16 @@ it stops the process (SIGTERM, SIGKILL after the grace period, capped at `max_gr
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.kube import pods
-from tests.kube.store import Key, Obj, Store, now
+from tests.kube.store import Key, Obj, Store, now, until_set
 
 
 @dataclass
@@ -32,7 +31,7 @@ class KubeletConfig:
     restart_backoff: float = 0.2
     max_backoff: float = 5.0
     max_grace: float = 5.0
-    images: dict[str, list[str]] | None = None
+    images: dict[str, list[str]] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -51,6 +50,7 @@ class PodWorker:
         self.transitions: dict[str, str] = {}
         self.started_at = now()
         self.pids: list[int] = []
+        self.probes = 0  # readiness probes run so far, for tests that wait for a pod to stay not-Ready
 
     @property
     def log(self) -> Path:
@@ -67,10 +67,7 @@ class PodWorker:
                     await self._terminate(pod)
                     return
                 await self._step(pod)
-                try:
-                    await asyncio.wait_for(changed.wait(), self.config.probe_interval)
-                except TimeoutError:
-                    pass
+                await until_set(changed, self.config.probe_interval)
         finally:
             if self.process is not None:
                 self.process.kill()
@@ -87,6 +84,7 @@ class PodWorker:
             self._start(pod, container)
         if self.process is not None:
             passed = await pods.probe(self.ip, container.get("readinessProbe"))
+            self.probes += 1
             self.failures = 0 if passed else self.failures + 1
             threshold = int((container.get("readinessProbe") or {}).get("failureThreshold", 3))
             self.ready = passed or (self.ready and self.failures < threshold)
@@ -95,7 +93,7 @@ class PodWorker:
     def _start(self, pod: Obj, container: Obj) -> None:
         assert self.ip is not None
         env = pods.pod_env(pod, container, self.ip, self.config.node)
-        argv = pods.argv_for(container, env, self.config.images or {})
+        argv = pods.argv_for(container, env, self.config.images)
         if argv is None:
             self.waiting = (
                 "NoCommand",

@@ -129,7 +129,8 @@ async def probe(ip: str, spec: Obj | None) -> bool:
     if not action:
         return True
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, int(action["port"])), PROBE_TIMEOUT)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            reader, writer = await asyncio.open_connection(ip, int(action["port"]))
     except (OSError, TimeoutError, ValueError):
         return False
     try:
@@ -139,7 +140,8 @@ async def probe(ip: str, spec: Obj | None) -> bool:
         writer.write(
             f"GET {path} HTTP/1.1\r\nHost: {ip}:{action['port']}\r\nUser-Agent: kube-probe/testbed\r\nConnection: close\r\n\r\n".encode()
         )
-        line = await asyncio.wait_for(reader.readline(), PROBE_TIMEOUT)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            line = await reader.readline()
         parts = line.split()
         return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
     except (OSError, TimeoutError):

@@ -30,6 +30,19 @@ DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 PODS = kmock.resource("", "v1", "pods")
 
 
+async def until_set(event: asyncio.Event, seconds: float) -> None:
+    """Wait for `event` at most `seconds`.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives as the wait ends,
+    and a task that ignores its cancellation hangs the cluster's shutdown.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
 def now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
