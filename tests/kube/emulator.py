@@ -29,7 +29,7 @@ from kmock import KubernetesError
 from tests.kube import scale, selection
 from tests.kube.faults import FaultBook
 from tests.kube.store import PODS, Key, Obj, Store, api_error, not_found, now, until_set
-from tests.kube.validation import validate
+from tests.kube.validation import default, validate
 
 WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 WITH_STATUS = ("deployments", "pods", "replicasets", "services", "namespaces")
@@ -202,6 +202,7 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.pop(field, None)
         meta["name"] = name
         key: Key = (request.resource, request.namespace or meta.get("namespace"), name)
+        default(key, body)
         validate(key, body)
         return self.store.create(key, body)
 
@@ -235,6 +236,7 @@ class ApiServer(kmock.KubernetesEmulator):
             if key[0].plural in WITH_STATUS:
                 merged["status"] = current.get("status", {})
             merged.setdefault("metadata", {})["name"] = key[2]
+            default(key, merged)
             validate(key, merged)
         stored = self.store.replace(key, merged, expect=expect)
         meta = stored.get("metadata", {})

@@ -285,3 +285,13 @@ def test_an_update_that_breaks_a_deployment_is_refused(kube_client: ApiClient) -
     with pytest.raises(ApiException) as caught:
         apps.patch_namespaced_deployment("web", "default", {"spec": {"selector": {"matchLabels": {"app": "db"}}}})
     assert caught.value.status == 422 and "does not match" in str(caught.value.body)
+
+
+def test_defaults_are_filled_in_as_the_api_server_does(kube_client: ApiClient) -> None:
+    apps, _ = apis(kube_client)
+    manifest = replica_deployment("web")
+    del manifest["spec"]["replicas"]
+    created = apps.create_namespaced_deployment("default", manifest)
+    assert created.spec.replicas == 1 and created.spec.strategy.type == "RollingUpdate"
+    assert created.spec.template.spec.termination_grace_period_seconds == 30
+    assert apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": None}}).spec.replicas == 1
