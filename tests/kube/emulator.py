@@ -55,7 +55,9 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         fault = self.faults.take(request)
-        if fault is not None:
+        if fault is not None and fault.kind == "stall":
+            await asyncio.sleep(fault.delay)
+        elif fault is not None:
             return fault.response(self._plain_list(request) if fault.kind == "list" else None)
         if not self.wrapped or request.resource is None or not request.resource.plural:
             try:
