@@ -1,4 +1,4 @@
-"""Admin listener: health, readiness, Prometheus metrics, service table, reload."""
+"""Admin listener: health, readiness, Prometheus metrics, the service document, reload."""
 
 from __future__ import annotations
 
@@ -14,15 +14,52 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway.metrics import GatewayCollector
+from gateway.metrics import GatewayCollector, RevisionView, revision_views, scaling_status
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 
+def services_document(gateway: Gateway) -> dict[str, object]:
+    """The /admin/services document: per service, per revision, its traffic, replicas and load."""
+    domain = gateway.config.gateway.domain
+    services = []
+    for spec in gateway.config.services:
+        revisions = []
+        for rev in spec.revisions():
+            key = spec.key(rev.name)
+            runtime = gateway.runtimes[key]
+            backend_status = gateway.revision_backends.status(key)
+            scaling = scaling_status(gateway.autoscaler, gateway.revision_backends, key)
+            revisions.append(
+                {
+                    "name": key.name,
+                    "tag": rev.name,
+                    "host": spec.tag_host(rev.name, domain),
+                    "percent": spec.percent(rev.name),
+                    "backend": gateway.revision_backends.of_revision.get(key),
+                    "endpoints": sorted(e.url for e in runtime.throttler.trackers),
+                    "ready": runtime.throttler.ready,
+                    "desired": scaling.desired,
+                    "state": backend_status.state,
+                    "message": backend_status.message,
+                    "in_flight": sum(t.in_flight for t in runtime.throttler.trackers.values()),
+                    "queued": runtime.throttler.queued,
+                    "stable": scaling.stable,
+                    "panic": scaling.panic,
+                    "panicking": scaling.panicking,
+                }
+            )
+        services.append({"name": spec.name, "namespace": spec.namespace, "host": spec.host(domain), "revisions": revisions})
+    return {"domain": domain, "services": services}
+
+
 def create_admin_app(gateway: Gateway) -> Starlette:
+    def views() -> list[RevisionView]:
+        return revision_views(gateway.runtimes, gateway.autoscaler, gateway.revision_backends)
+
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(gateway.views, lambda: gateway.proxy.unrouted, gateway.proxy.connections_view))
+    registry.register(GatewayCollector(views, lambda: gateway.proxy.unrouted, gateway.proxy.connections_view))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -36,7 +73,7 @@ def create_admin_app(gateway: Gateway) -> Starlette:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def services(request: Request) -> Response:
-        return JSONResponse(gateway.describe())
+        return JSONResponse(services_document(gateway))
 
     async def reload(request: Request) -> Response:
         outcome = await gateway.reloader.request("POST /admin/reload")

@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.autoscale.scaler import Autoscaler
+from gateway.revision_backends import RevisionBackends
 from gateway.router.revision import COLD_START_BUCKETS, DURATION_BUCKETS, Histogram, RevisionRuntime
-from gateway.types import ConnectionsView
+from gateway.types import ConnectionsView, RevisionKey
 
 
+@dataclass(frozen=True)
+class ScalingStatus:
+    """A revision's scale as the admin side shows it: the autoscaler's, or for a revision nothing
+    scales (static endpoints) the backend's count and no concurrency figures."""
+
+    desired: int
+    stable: float | None = None
+    panic: float | None = None
+    panicking: bool = False
+
+
+def scaling_status(autoscaler: Autoscaler, backends: RevisionBackends, key: RevisionKey) -> ScalingStatus:
+    if key in autoscaler:
+        status = autoscaler.status(key)
+        return ScalingStatus(status.desired, status.stable, status.panic, status.panicking)
+    return ScalingStatus(backends.status(key).desired)
+
+
+@dataclass(frozen=True)
 class RevisionView:
-    """What the admin side reads per revision (filled by the app from router, autoscaler and backend)."""
+    """What the metrics read per revision: the data plane's counters, its ready count and the scaling status."""
 
-    def __init__(
-        self,
-        runtime: RevisionRuntime,
-        ready: int,
-        desired: int,
-        stable: float | None,
-        panic: float | None,
-        panicking: bool,
-    ) -> None:
-        self.runtime = runtime
-        self.ready = ready
-        self.desired = desired
-        self.stable = stable
-        self.panic = panic
-        self.panicking = panicking
+    runtime: RevisionRuntime
+    ready: int
+    scaling: ScalingStatus
+
+
+def revision_views(
+    runtimes: Mapping[RevisionKey, RevisionRuntime], autoscaler: Autoscaler, backends: RevisionBackends
+) -> list[RevisionView]:
+    return [
+        RevisionView(runtime, runtime.throttler.ready, scaling_status(autoscaler, backends, key))
+        for key, runtime in runtimes.items()
+    ]
 
 
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
@@ -76,33 +95,36 @@ class GatewayCollector(Collector):
         for code, count in sorted(self._unrouted().items()):
             requests.add_metric(["", "", "", str(code)], count)  # answered before a revision was chosen
         for view in self._views():
-            rt = view.runtime
-            lv = [rt.key.namespace, rt.service_label, rt.revision_label]
-            for code, count in sorted(rt.codes.items()):
-                requests.add_metric(lv + [str(code)], count)
-            durations = rt.durations or Histogram(DURATION_BUCKETS)
-            cold_starts = rt.cold_starts or Histogram(COLD_START_BUCKETS)
-            duration.add_metric(lv, _buckets(durations), durations.sum)
-            cold.add_metric(lv, _buckets(cold_starts), cold_starts.sum)
-            ready.add_metric(lv, view.ready)
-            desired.add_metric(lv, view.desired)
-            conc.add_metric(lv + ["stable"], view.stable or 0.0)
-            conc.add_metric(lv + ["panic"], view.panic or 0.0)
-            panic.add_metric(lv, 1.0 if view.panicking else 0.0)
-            queued.add_metric(lv, rt.throttler.queued)
-            in_flight.add_metric(lv, sum(t.in_flight for t in rt.throttler.trackers.values()) + rt.throttler.queued)
+            runtime, scaling = view.runtime, view.scaling
+            labels_of = [runtime.key.namespace, runtime.service_label, runtime.revision_label]
+            for code, count in sorted(runtime.codes.items()):
+                requests.add_metric(labels_of + [str(code)], count)
+            durations = runtime.durations or Histogram(DURATION_BUCKETS)
+            cold_starts = runtime.cold_starts or Histogram(COLD_START_BUCKETS)
+            duration.add_metric(labels_of, _buckets(durations), durations.sum)
+            cold.add_metric(labels_of, _buckets(cold_starts), cold_starts.sum)
+            ready.add_metric(labels_of, view.ready)
+            desired.add_metric(labels_of, scaling.desired)
+            conc.add_metric(labels_of + ["stable"], scaling.stable or 0.0)
+            conc.add_metric(labels_of + ["panic"], scaling.panic or 0.0)
+            panic.add_metric(labels_of, 1.0 if scaling.panicking else 0.0)
+            throttler = runtime.throttler
+            queued.add_metric(labels_of, throttler.queued)
+            in_flight.add_metric(labels_of, sum(t.in_flight for t in throttler.trackers.values()) + throttler.queued)
         yield from (requests, duration, cold, ready, desired, conc, panic, queued, in_flight)
         if self._connections is not None:
-            c = self._connections()
-            yield GaugeMetricFamily("gateway_client_connections", "Open client connections", value=c.open)
+            connections = self._connections()
+            yield GaugeMetricFamily("gateway_client_connections", "Open client connections", value=connections.open)
             yield GaugeMetricFamily(
-                "gateway_client_connections_limit", "Client connections at which accepting stops", value=c.limit
+                "gateway_client_connections_limit", "Client connections at which accepting stops", value=connections.limit
             )
             yield CounterMetricFamily(
                 "gateway_connection_limit_reached",
                 "Times accepting stopped because the connection limit was reached (new clients wait in the listen backlog)",
-                value=c.limit_reached,
+                value=connections.limit_reached,
             )
             yield CounterMetricFamily(
-                "gateway_accept_errors", "Accepts that failed for lack of file descriptors or buffers", value=c.accept_shortages
+                "gateway_accept_errors",
+                "Accepts that failed for lack of file descriptors or buffers",
+                value=connections.accept_shortages,
             )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian packages, Python packages) and runs the whole suite.
-# Usage: bash scripts/test.sh [pytest args...]
+# Installs everything the tests need (Debian packages, Python packages), runs the check gate
+# (scripts/check: ruff, ruff format, mypy --strict) and then the whole suite.
+# Usage: bash scripts/test.sh [pytest args...]      (pytest -m "not e2e" is the fast inner loop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,dev]'
+
+bash scripts/check
 
 set +e
 python3 -m pytest "$@"

@@ -13,6 +13,7 @@ import pytest
 from gateway.admin import create_admin_app
 from gateway.app import Gateway
 from gateway.config import ConfigError, load
+from tests.conftest import wait_until
 from tests.router.support import Replica, start_replica
 
 HOST = "iris.default.example.com"
@@ -68,7 +69,8 @@ async def test_reload_swaps_routes_and_in_flight_requests_complete(replicas: tup
     gw, data, admin = await start(cfg, tmp_path)
     try:
         slow = asyncio.create_task(data.get("/slow?sleep=0.5"))
-        await asyncio.sleep(0.1)
+        default = gw.runtimes[next(iter(gw.runtimes))]
+        await wait_until(lambda: sum(t.in_flight for t in default.throttler.trackers.values()) == 1)  # at replica a
         write_config(cfg, a.url, b.url, percent=100)
         r = await admin.post("/admin/reload")
         assert r.status_code == 200 and r.json()["reloaded"] is True

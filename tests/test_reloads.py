@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import load
+from gateway.config import Config, load
+from gateway.reconcile import ApplyReport
 from gateway.reloads import ReloadOutcome
 from tests.router.support import Replica, start_replica
 
@@ -128,7 +129,7 @@ async def test_a_reload_that_changes_one_service_touches_only_that_one(replica: 
         now = gw.proxy.routes.by_service
         assert [ident for ident in routes if now[ident] is not routes[ident]] == [("bench", "svc-3")]
         assert now[("bench", "svc-3")].percent == 70
-        assert all(gw.runtimes[key] is rt for key, rt in runtimes.items()), "runtimes (and their counters) are kept"
+        assert all(gw.runtimes[key] is runtime for key, runtime in runtimes.items()), "runtimes (and their counters) are kept"
         # Removing a service and adding another is O(changed) as well.
         write_services(cfg, 49, replica.url)
         outcome = await gw.reloader.request("test")
@@ -160,9 +161,17 @@ async def test_a_reload_requested_during_one_is_served_by_a_later_read_of_the_fi
     write_services(cfg, 300, replica.url)
     gw = await serving(cfg, tmp_path)
     try:
+        reading = asyncio.Event()
+        reload = gw.reload
+
+        async def reload_and_tell() -> tuple[Config, ApplyReport]:
+            reading.set()
+            return await reload()
+
+        gw.reload = reload_and_tell  # type: ignore[method-assign]
         first = asyncio.create_task(gw.reloader.request("first"))
-        while gw.reloader.in_progress != 1:
-            await asyncio.sleep(0)  # the first reload is reading the files now
+        await reading.wait()  # the first reload is reading the files now
+        assert gw.reloader.in_progress == 1
         write_services(cfg, 301, replica.url)
         second = await gw.reloader.request("second")
         assert (await first).generation == 1

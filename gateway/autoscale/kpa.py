@@ -94,46 +94,52 @@ class Decider:
             return INVALID
         spec = self.spec
         ready = float(max(1, ready_pods))
+        stable_wanted = _raw_pods(stable, spec.target_value)
+        panic_wanted = _raw_pods(panic, spec.target_value)
+        stable_pods, panic_pods = self._rate_limited(ready, stable_wanted, panic_wanted)
+        desired = self._stable_or_panic(now, panic_wanted / ready >= spec.panic_threshold, stable_pods, panic_pods)
+        if spec.reachable and self._delay is not None:
+            self._delay.record(now, desired)
+            desired = self._delay.current()
+        return ScaleResult(
+            desired_pods=desired, excess_burst_capacity=_excess_burst_capacity(spec, ready_pods, panic), valid=True
+        )
 
+    def _rate_limited(self, ready: float, stable_wanted: float, panic_wanted: float) -> tuple[int, int]:
+        """(stable pods, panic pods) within the scale-up and scale-down rates, raised to the activation scale."""
+        spec = self.spec
         max_up = math.ceil(spec.max_scale_up_rate * ready)
         max_down = 0.0
         if spec.reachable:
             rate = spec.max_scale_down_rate
             max_down = math.floor(ready / rate) if rate > 0 else math.inf
-
-        dspc = _raw_pods(stable, spec.target_value)
-        dppc = _raw_pods(panic, spec.target_value)
-        stable_pods = int(min(max(dspc, max_down), max_up))
-        panic_pods = int(min(max(dppc, max_down), max_up))
-
+        stable_pods = int(min(max(stable_wanted, max_down), max_up))
+        panic_pods = int(min(max(panic_wanted, max_down), max_up))
         activation = spec.activation_scale
         if activation > 1:
-            if dspc > 0 and activation > stable_pods:
+            if stable_wanted > 0 and activation > stable_pods:
                 stable_pods = activation
-            if dppc > 0 and activation > panic_pods:
+            if panic_wanted > 0 and activation > panic_pods:
                 panic_pods = activation
+        return stable_pods, panic_pods
 
-        over = dppc / ready >= spec.panic_threshold
-        if over:
+    def _stable_or_panic(self, now: float, over_threshold: bool, stable_pods: int, panic_pods: int) -> int:
+        """Enter or leave panic mode; in it, the pod count never goes down."""
+        if over_threshold:
             self.panic_time = now
-        elif self.panic_time is not None and self.panic_time + spec.stable_window < now:
+        elif self.panic_time is not None and self.panic_time + self.spec.stable_window < now:
             self.panic_time = None
             self.max_panic_pods = 0
+        if self.panic_time is None:
+            return stable_pods
+        self.max_panic_pods = max(self.max_panic_pods, stable_pods, panic_pods)
+        return self.max_panic_pods
 
-        desired = stable_pods
-        if self.panic_time is not None:
-            self.max_panic_pods = max(self.max_panic_pods, stable_pods, panic_pods)
-            desired = self.max_panic_pods
 
-        if spec.reachable and self._delay is not None:
-            self._delay.record(now, desired)
-            desired = self._delay.current()
-
-        tbc = spec.target_burst_capacity
-        if tbc == 0:
-            ebc = 0
-        elif tbc > 0:
-            ebc = math.floor(ready_pods * spec.total_value - tbc - panic)
-        else:
-            ebc = -1
-        return ScaleResult(desired_pods=desired, excess_burst_capacity=ebc, valid=True)
+def _excess_burst_capacity(spec: DeciderSpec, ready_pods: int, panic: float) -> int:
+    tbc = spec.target_burst_capacity
+    if tbc == 0:
+        return 0
+    if tbc > 0:
+        return math.floor(ready_pods * spec.total_value - tbc - panic)
+    return -1

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from gateway.autoscale.kpa import Decider
-from gateway.autoscale.metrics import RevisionStats
 from gateway.autoscale.settings import RevisionScaling
+from gateway.autoscale.stats import RevisionStats
 from gateway.types import EndpointSet, RevisionKey
 
 log = logging.getLogger(__name__)
@@ -141,19 +141,26 @@ class RevisionScaler:
 
     def _scale(self, now: float, desired: int) -> tuple[int, bool]:
         """Knative's KPA scaler: (want, whether to apply it)."""
-        scaling = self.scaling
         if desired < 0 and self.state != "activating":
             return desired, False
+        desired = self._within_bounds(desired)
+        if desired != 0:
+            return desired, True
+        if not self.scaling.enable_scale_to_zero:
+            return 1, True
+        return self._toward_zero(now)
+
+    def _within_bounds(self, desired: int) -> int:
+        scaling = self.scaling
         lo = scaling.min_scale if scaling.reachable else 0
         if scaling.initial_scale > 1 and not self._initialised and scaling.reachable:
             lo = max(lo, scaling.initial_scale)
         desired = max(desired, lo)
-        if scaling.max_scale > 0:
-            desired = min(desired, scaling.max_scale)
-        if desired != 0:
-            return desired, True
-        if not scaling.enable_scale_to_zero:
-            return 1, True
+        return min(desired, scaling.max_scale) if scaling.max_scale > 0 else desired
+
+    def _toward_zero(self, now: float) -> tuple[int, bool]:
+        """The decider wants zero: whether the state machine and grace periods let it go there yet."""
+        scaling = self.scaling
         since = now - self._state_since
         if self.state == "activating":
             if since > self.activation_timeout:
@@ -249,17 +256,17 @@ class Autoscaler:
         return self._scalers[key].stats
 
     def status(self, key: RevisionKey) -> ScalerStatus:
-        rs = self._scalers[key]
+        scaler = self._scalers[key]
         return ScalerStatus(
-            desired=rs.desired,
-            ready=rs.ready,
-            stable=rs.stable,
-            panic=rs.panic,
-            panicking=rs.panicking,
-            excess_burst_capacity=rs.excess_burst_capacity,
-            state=rs.state,
-            activator_in_path=rs.activator_in_path,
-            in_flight=rs.stats.in_flight,
+            desired=scaler.desired,
+            ready=scaler.ready,
+            stable=scaler.stable,
+            panic=scaler.panic,
+            panicking=scaler.panicking,
+            excess_burst_capacity=scaler.excess_burst_capacity,
+            state=scaler.state,
+            activator_in_path=scaler.activator_in_path,
+            in_flight=scaler.stats.in_flight,
         )
 
     def update(self, configs: Mapping[RevisionKey, RevisionScaling]) -> None:
@@ -289,8 +296,8 @@ class Autoscaler:
 
     def poke(self, key: RevisionKey) -> None:
         """Ask for an immediate tick of ``key`` if it is at zero. Cheap; for the request path."""
-        rs = self._scalers.get(key)
-        if rs is not None and rs.desired == 0:
+        scaler = self._scalers.get(key)
+        if scaler is not None and scaler.desired == 0:
             self._poked.add(key)
             self._wake.set()
 
@@ -298,25 +305,25 @@ class Autoscaler:
         """Tick every revision once and apply what changed."""
         self._poked.clear()
         now = self._clock()
-        for key, rs in list(self._scalers.items()):
+        for key, scaler in list(self._scalers.items()):
             try:
-                rs.tick(now, self._ready(key))
+                scaler.tick(now, self._ready(key))
             except Exception:
                 log.exception("autoscaling %s", key)
                 continue
-            await self._apply(key, rs)
+            await self._apply(key, scaler)
 
     async def tick_poked(self) -> None:
         """Tick the revisions poked since the last tick."""
         poked, self._poked = self._poked, set()
         now = self._clock()
         for key in poked:
-            rs = self._scalers.get(key)
-            if rs is None:
+            scaler = self._scalers.get(key)
+            if scaler is None:
                 continue
             ready = self._ready(key)
-            rs.poke(now, ready if ready is not None else 0)
-            await self._apply(key, rs)
+            scaler.poke(now, ready if ready is not None else 0)
+            await self._apply(key, scaler)
 
     async def run(self) -> None:
         """Tick every ``tick_interval`` and on pokes, until cancelled."""
@@ -349,17 +356,22 @@ class Autoscaler:
             log.exception("ready endpoints of %s", key)
             return None
 
-    async def _apply(self, key: RevisionKey, rs: RevisionScaler) -> None:
-        target = rs.desired
-        panicking = rs.panicking
+    async def _apply(self, key: RevisionKey, scaler: RevisionScaler) -> None:
+        target = scaler.desired
+        panicking = scaler.panicking
         if panicking != (key in self._panicking):
             # Once per transition, never per request or tick.
             if panicking:
                 self._panicking.add(key)
-                log.info("%s: panic mode entered (panic concurrency %s over the window, %d ready)", key, _fmt(rs.panic), rs.ready)
+                log.info(
+                    "%s: panic mode entered (panic concurrency %s over the window, %d ready)",
+                    key,
+                    _fmt(scaler.panic),
+                    scaler.ready,
+                )
             else:
                 self._panicking.discard(key)
-                log.info("%s: panic mode left (stable concurrency %s)", key, _fmt(rs.stable))
+                log.info("%s: panic mode left (stable concurrency %s)", key, _fmt(scaler.stable))
         before = self._sent.get(key)
         if before == target:
             return
@@ -369,7 +381,7 @@ class Autoscaler:
             elif target == 0:
                 why = "no traffic for the stable window and the grace period"
             else:
-                why = f"stable concurrency {_fmt(rs.stable)}, panic {_fmt(rs.panic)}{', panicking' if panicking else ''}"
+                why = f"stable concurrency {_fmt(scaler.stable)}, panic {_fmt(scaler.panic)}{', panicking' if panicking else ''}"
             log.info("%s: scale %s -> %d (%s)", key, "none" if before is None else before, target, why)
         try:
             await self._backend.scale(key, target)

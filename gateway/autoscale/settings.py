@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.autoscale.kpa import DeciderSpec
-from gateway.autoscale.metrics import panic_window_seconds
+from gateway.autoscale.stats import panic_window_seconds
 from gateway.config.model import AutoscalerSettings, Metric, ScalingSpec
 
 RPS_TARGET_UTILIZATION = 0.7
@@ -55,17 +55,17 @@ class RevisionScaling:
     ) -> RevisionScaling:
         """Fill every ``None`` in ``spec`` from ``settings`` and derive the per-pod targets."""
         spec = spec if spec is not None else ScalingSpec()
-        cc = spec.container_concurrency
+        container_concurrency = spec.container_concurrency
         if spec.metric == "rps":
             total = settings.requests_per_second_target_default
             utilization = RPS_TARGET_UTILIZATION
         else:
-            total = float(cc) if cc > 0 else settings.container_concurrency_target_default
+            total = float(container_concurrency) if container_concurrency > 0 else settings.container_concurrency_target_default
             utilization = utilization_fraction(settings.target_utilization)
         if spec.target is not None:
             total = spec.target
-            if spec.metric == "concurrency" and cc != 0:
-                total = min(spec.target, float(cc))
+            if spec.metric == "concurrency" and container_concurrency != 0:
+                total = min(spec.target, float(container_concurrency))
         if spec.target_utilization is not None:
             utilization = utilization_fraction(spec.target_utilization)
 
@@ -81,7 +81,7 @@ class RevisionScaling:
             max_scale=spec.max_scale,
             initial_scale=initial,
             metric=spec.metric,
-            container_concurrency=cc,
+            container_concurrency=container_concurrency,
             target_value=max(MIN_TARGET, total * utilization),
             total_value=total,
             target_burst_capacity=_pick(spec.target_burst_capacity, settings.target_burst_capacity),

@@ -1,33 +1,40 @@
-"""Backends: actuation (scale to n) and discovery (ready endpoints), picked by name."""
+"""Backends: actuation (scale to n) and discovery (ready endpoints), picked by name from `BACKENDS`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
 
-from gateway.backends.base import Backend, EndpointListener, RevisionStatus
+from gateway.backends.base import Backend, BackendContext, EndpointListener, RevisionStatus
 from gateway.backends.errors import BackendConfigError
-from gateway.config.model import ServiceSpec
 
-__all__ = ["Backend", "BackendConfigError", "EndpointListener", "RevisionStatus", "create_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendConfigError", "BackendContext", "EndpointListener", "RevisionStatus", "create_backend"]
+
+BackendFactory = Callable[[BackendContext], Backend]
 
 
-def create_backend(kind: str, *, state_dir: str, **options: Any) -> Backend:
-    """Build the backend named by ``spec.backend``: ``local`` | ``static`` (| ``kubernetes``).
+def _local(context: BackendContext) -> Backend:
+    from gateway.backends.local import LocalBackend
 
-    `options` go to the backend's constructor (``static`` takes ``services``).
-    """
-    if kind == "local":
-        from gateway.backends.local import LocalBackend
+    return LocalBackend(context.state_dir, in_flight=context.in_flight)
 
-        return LocalBackend(state_dir, **options)
-    if kind == "static":
-        from gateway.backends.static import StaticBackend
 
-        services: Sequence[ServiceSpec] = options.pop("services", ())
-        if options:
-            raise BackendConfigError(f"static backend: unknown options {sorted(options)}")
-        return StaticBackend(services)
-    if kind == "kubernetes":
-        raise BackendConfigError("spec.backend: kubernetes is not implemented yet; use local or static")
-    raise BackendConfigError(f"spec.backend: must be one of local, static, kubernetes; got {kind!r}")
+def _static(context: BackendContext) -> Backend:
+    from gateway.backends.static import StaticBackend
+
+    return StaticBackend()
+
+
+def _kubernetes(context: BackendContext) -> Backend:
+    raise BackendConfigError("spec.backend: kubernetes is not implemented yet; use local or static")
+
+
+BACKENDS: dict[str, BackendFactory] = {"local": _local, "static": _static, "kubernetes": _kubernetes}
+"""``spec.backend`` name -> factory. A new backend is one entry here."""
+
+
+def create_backend(name: str, context: BackendContext) -> Backend:
+    """Build the backend named by ``spec.backend``."""
+    factory = BACKENDS.get(name)
+    if factory is None:
+        raise BackendConfigError(f"spec.backend: must be one of {', '.join(BACKENDS)}; got {name!r}")
+    return factory(context)

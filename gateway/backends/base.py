@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from gateway.config.model import ServiceSpec
-from gateway.types import EndpointSet, RevisionKey
+from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 EndpointListener = Callable[[RevisionKey, EndpointSet], None]
+InFlight = Callable[[Endpoint], int]
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the gateway gives every backend it builds (one value, whatever the backend takes from it)."""
+
+    state_dir: Path  # this gateway's own folder: replica logs, pid records, its lock
+    in_flight: InFlight | None = None  # requests a replica still serves (the data plane's count), for drains
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ import logging
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from gateway.backends import reaper
-from gateway.backends.base import EndpointListener, RevisionStatus
+from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
+from gateway.backends.local_state import LocalReplica, LocalRevision
 from gateway.backends.probe import Prober
 from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail
 from gateway.config.model import RevisionSpec, ServiceSpec
@@ -20,46 +20,7 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 log = logging.getLogger(__name__)
 
-InFlight = Callable[[Endpoint], int]
-
-
-@dataclass(eq=False)
-class _Replica:
-    slot: int
-    endpoint: Endpoint
-    fingerprint: object
-    created: float
-    process: ReplicaProcess | None = None
-    ready: bool = False
-    was_ready: bool = False
-    stopping: bool = False
-    failure: str | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class _Revision:
-    def __init__(self, key: RevisionKey, spec: RevisionSpec) -> None:
-        self.key = key
-        self.spec = spec
-        self.desired = 0
-        self.replicas: list[_Replica] = []
-        self.endpoints: EndpointSet = frozenset()
-        self.failures = 0
-        self.backoff_until = 0.0
-        self.last_crash = float("-inf")
-        self.message: str | None = None
-        self.starting: str | None = None  # why a starting replica is not ready yet (its failing probe)
-        self.timer: asyncio.TimerHandle | None = None
-        self.forgotten = False
-
-    @property
-    def fingerprint(self) -> object:
-        return (self.spec.command, self.spec.env, self.spec.workdir)
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+DRAIN_POLL = 0.02  # seconds between two looks at a draining replica's in-flight count (the router keeps no waiters)
 
 
 class LocalBackend:
@@ -68,6 +29,7 @@ class LocalBackend:
     `in_flight(endpoint)` (from the router) tells how many requests a replica still serves;
     a replica being scaled down leaves the ready set, then is polled until that count is 0
     (at most `grace_period`), then SIGTERM to its process group, SIGKILL `grace_period` later.
+    `clock` and `sleep` time probes, drains and back-offs (tests pass their own).
     """
 
     def __init__(
@@ -85,6 +47,9 @@ class LocalBackend:
         backoff_max: float = 60.0,
         backoff_reset: float = 60.0,
         in_flight: InFlight | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        prober: Prober | None = None,
     ) -> None:
         self._state_dir = Path(state_dir)
         self._grace = grace_period
@@ -95,9 +60,11 @@ class LocalBackend:
         self._not_ready_note = not_ready_note  # first note of a starting replica's failing probe, then every 30 s
         self._backoff = (backoff_initial, backoff_max, backoff_reset)
         self._in_flight = in_flight
-        self._prober = Prober(timeout=probe_timeout)
+        self._clock = clock
+        self._sleep = sleep
+        self._prober = prober or Prober(timeout=probe_timeout)
         self._lock = reaper.StateLock(self._state_dir)
-        self._revs: dict[RevisionKey, _Revision] = {}
+        self._revs: dict[RevisionKey, LocalRevision] = {}
         self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._listeners: list[EndpointListener] = []
         self._ports: set[int] = set()
@@ -144,7 +111,7 @@ class LocalBackend:
         for key, spec in wanted.items():
             rev = self._revs.get(key)
             if rev is None:
-                self._revs[key] = _Revision(key, spec)
+                self._revs[key] = LocalRevision(key, spec)
             elif rev.spec != spec:
                 before = rev.fingerprint
                 rev.spec = spec
@@ -179,10 +146,10 @@ class LocalBackend:
             return RevisionStatus(
                 rev.desired, ready, "failed", "no command to run (the local backend runs commands, not container images)"
             )
-        recent = time.monotonic() - rev.last_crash < self._backoff[2]
+        recent = self._clock() - rev.last_crash < self._backoff[2]
         if recent and ready < rev.desired:
             return RevisionStatus(rev.desired, ready, "crash-backoff", rev.message)
-        if ready != rev.desired or any(r.stopping for r in rev.replicas):
+        if ready != rev.desired or any(replica.stopping for replica in rev.replicas):
             return RevisionStatus(rev.desired, ready, "scaling", rev.starting if ready < rev.desired else None)
         return RevisionStatus(rev.desired, ready)
 
@@ -191,7 +158,7 @@ class LocalBackend:
         rev = self._revs.get(key)
         if rev is None:
             return []
-        return [r.process.pid for r in rev.replicas if r.process is not None and not r.process.exited]
+        return [replica.process.pid for replica in rev.replicas if replica.process is not None and not replica.process.exited]
 
     async def close(self) -> None:
         self._closed = True
@@ -206,75 +173,79 @@ class LocalBackend:
 
     # reconciliation
 
-    def _reconcile(self, rev: _Revision) -> None:
-        active = [r for r in rev.replicas if not r.stopping]
-        fresh = [r for r in active if r.fingerprint == rev.fingerprint]
-        stale = [r for r in active if r.fingerprint != rev.fingerprint]
-        for r in sorted(fresh, key=self._stop_order)[: max(0, len(fresh) - rev.desired)]:
-            self._stop(rev, r)
+    def _reconcile(self, rev: LocalRevision) -> None:
+        active = [replica for replica in rev.replicas if not replica.stopping]
+        fresh = [replica for replica in active if replica.fingerprint == rev.fingerprint]
+        stale = [replica for replica in active if replica.fingerprint != rev.fingerprint]
+        for replica in sorted(fresh, key=self._stop_order)[: max(0, len(fresh) - rev.desired)]:
+            self._stop(rev, replica)
         missing = rev.desired - len(fresh)
         if missing > 0 and rev.spec.command is not None and not self._closed and not rev.forgotten:
-            loop = asyncio.get_running_loop()
-            wait = rev.backoff_until - loop.time()
+            wait = rev.backoff_until - self._clock()
             if wait > 0:
                 if rev.timer is None:
-                    rev.timer = loop.call_later(wait, self._backoff_done, rev)
+                    rev.timer = self._spawn(self._after_backoff(rev, wait), f"back-off {rev.key}")
             else:
                 for _ in range(missing):
                     self._start(rev)
         # rolling replacement: an old replica goes once a new one is ready to take its place
-        keep = max(0, rev.desired - sum(r.ready for r in fresh))
-        for r in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
-            self._stop(rev, r)
+        keep = max(0, rev.desired - sum(replica.ready for replica in fresh))
+        for replica in sorted(stale, key=self._stop_order)[: max(0, len(stale) - keep)]:
+            self._stop(rev, replica)
 
-    def _backoff_done(self, rev: _Revision) -> None:
+    async def _after_backoff(self, rev: LocalRevision, wait: float) -> None:
+        await self._sleep(wait)
         rev.timer = None
         if not rev.forgotten:
             self._reconcile(rev)
 
-    def _stop_order(self, r: _Replica) -> tuple[bool, int, float]:
+    def _stop_order(self, replica: LocalReplica) -> tuple[bool, int, float]:
         # newest not-ready first, then the least loaded
-        return (r.ready, self._load(r) if r.ready else 0, -r.created)
+        return (replica.ready, self._load(replica) if replica.ready else 0, -replica.created)
 
-    def _load(self, r: _Replica) -> int:
+    def _load(self, replica: LocalReplica) -> int:
         if self._in_flight is None:
             return 0
         try:
-            return self._in_flight(r.endpoint)
+            return self._in_flight(replica.endpoint)
         except Exception:
-            log.exception("in_flight(%s) failed", r.endpoint)
+            log.exception("in_flight(%s) failed", replica.endpoint)
             return 0
 
-    def _start(self, rev: _Revision) -> None:
-        used = {r.slot for r in rev.replicas}
+    def _start(self, rev: LocalRevision) -> None:
+        used = {replica.slot for replica in rev.replicas}
         slot = next(n for n in range(len(used) + 1) if n not in used)
         port = free_port(self._ports)
         self._ports.add(port)
-        loop = asyncio.get_running_loop()
-        r = _Replica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, loop.time())
-        rev.replicas.append(r)
-        task = loop.create_task(self._life(rev, r), name=f"replica {rev.key}-{slot}")
+        replica = LocalReplica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
+        rev.replicas.append(replica)
+        self._spawn(self._life(rev, replica), f"replica {rev.key}-{slot}")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("replica supervisor failed", exc_info=task.exception())
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     @staticmethod
     def _probe_done(task: asyncio.Future[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("readiness prober failed", exc_info=task.exception())
 
-    def _stop(self, rev: _Revision, r: _Replica) -> None:
-        r.stopping = True
-        r.stop.set()
-        self._set_ready(rev, r, False)
+    def _stop(self, rev: LocalRevision, replica: LocalReplica) -> None:
+        replica.stopping = True
+        replica.stop.set()
+        self._set_ready(rev, replica, False)
 
-    def _set_ready(self, rev: _Revision, r: _Replica, ready: bool) -> None:
-        r.ready = ready
-        endpoints = frozenset(x.endpoint for x in rev.replicas if x.ready and not x.stopping)
+    def _set_ready(self, rev: LocalRevision, replica: LocalReplica, ready: bool) -> None:
+        replica.ready = ready
+        endpoints = frozenset(r.endpoint for r in rev.replicas if r.ready and not r.stopping)
         if endpoints == rev.endpoints:
             return
         rev.endpoints = endpoints
@@ -288,28 +259,28 @@ class LocalBackend:
 
     # one replica's life
 
-    async def _life(self, rev: _Revision, r: _Replica) -> None:
+    async def _life(self, rev: LocalRevision, replica: LocalReplica) -> None:
         key = rev.key
-        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{r.slot}.log"
+        log_path = self._state_dir / "logs" / f"{key.namespace}_{key.service}-{key.revision}-{replica.slot}.log"
         try:
-            proc = await ReplicaProcess.spawn(rev.spec, r.endpoint.port, log_path, state_dir=self._state_dir)
+            proc = await ReplicaProcess.spawn(rev.spec, replica.endpoint.port, log_path, state_dir=self._state_dir)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self._release(rev, r)
-            if not r.stopping:
-                self._crashed(rev, r, f"replica failed to start: {exc}", [])
+            self._release(rev, replica)
+            if not replica.stopping:
+                self._crashed(rev, replica, f"replica failed to start: {exc}", [])
             self._reconcile(rev)
             return
-        r.process = proc
+        replica.process = proc
         reaper.record(self._state_dir, proc.pid, proc.pgid, proc.argv, str(key))
         exited = asyncio.ensure_future(proc.proc.wait())
-        stopped = asyncio.ensure_future(r.stop.wait())
-        probing = asyncio.ensure_future(self._probe(rev, r, proc))
+        stopped = asyncio.ensure_future(replica.stop.wait())
+        probing = asyncio.ensure_future(self._probe(rev, replica, proc))
         probing.add_done_callback(self._probe_done)
         try:
             await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
             probing.cancel()
             if not exited.done():
-                await self._drain(r)
+                await self._drain(replica)
                 await proc.terminate(self._grace)
             await exited
         except asyncio.CancelledError:
@@ -321,86 +292,90 @@ class LocalBackend:
             # stragglers of the group (children of a shell, say) go with the replica
             proc.signal(signal.SIGKILL)
             reaper.forget(self._state_dir, proc.pid)
-            self._release(rev, r)
-        if not r.stopping:
-            reason = r.failure or describe_exit(exited.result())
-            self._crashed(rev, r, reason, log_tail(proc.log_path))
+            self._release(rev, replica)
+        if not replica.stopping:
+            reason = replica.failure or describe_exit(exited.result())
+            self._crashed(rev, replica, reason, log_tail(proc.log_path))
         self._reconcile(rev)
 
-    async def _probe(self, rev: _Revision, r: _Replica, proc: ReplicaProcess) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        failures = 0
+    async def _probe(self, rev: LocalRevision, replica: LocalReplica, proc: ReplicaProcess) -> None:
+        started = self._clock()
         note_at = self._not_ready_note
         while not proc.exited:
-            ok = await self._prober.check(r.endpoint.port, rev.spec.readiness_path)
-            waited = loop.time() - started
-            if ok is False and not r.was_ready and waited >= note_at:
+            ok = await self._prober.check(replica.endpoint.port, rev.spec.readiness_path)
+            waited = self._clock() - started
+            if ok is False and not replica.was_ready and waited >= note_at:
                 note_at = waited + 30.0
-                path = rev.spec.readiness_path
-                probed = (
-                    f"GET http://127.0.0.1:{r.endpoint.port}{path}" if path else f"a TCP connect to 127.0.0.1:{r.endpoint.port}"
-                )
-                rev.starting = (
-                    f"replica not ready after {waited:.0f}s: {probed} fails "
-                    "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
-                )
-                log.warning("%s: %s", rev.key, rev.starting)
-            if r.stopping or proc.exited:
+                self._note_not_ready(rev, replica, waited)
+            if replica.stopping or proc.exited:
                 return
-            if ok is None:
-                pass  # the gateway could not probe (out of descriptors): the replica is not to blame
-            elif ok:
-                failures = 0
-                if not r.ready:
-                    if not r.was_ready:
-                        r.was_ready = True
-                        rev.starting = None
-                        log.info(
-                            "%s replica on %s ready after %.3fs",
-                            rev.key,
-                            r.endpoint,
-                            loop.time() - started,
-                        )
-                        if rev.message is not None:
-                            log.info("%s: recovered from crash back-off (last failure: %s)", rev.key, rev.message)
-                            rev.message = None
-                    self._set_ready(rev, r, True)
-                    self._reconcile(rev)
-            elif r.ready:
-                failures += 1
-                if failures >= self._failure_threshold:
-                    log.warning("%s replica on %s failed %d readiness probes", rev.key, r.endpoint, failures)
-                    self._set_ready(rev, r, False)
-            elif not r.was_ready and loop.time() - started > self._start_timeout:
-                r.failure = f"replica not ready after {self._start_timeout:g}s"
-                proc.signal(signal.SIGKILL)
+            # ok None: the gateway could not probe (out of descriptors), the replica is not to blame
+            if ok:
+                self._probe_passed(rev, replica, waited)
+            elif ok is False and not self._probe_failed(rev, replica, proc, waited):
                 return
-            await asyncio.sleep(self._probe_period if r.was_ready else self._probe_interval)
+            await self._sleep(self._probe_period if replica.was_ready else self._probe_interval)
 
-    async def _drain(self, r: _Replica) -> None:
-        if self._in_flight is None or not r.was_ready:
+    def _note_not_ready(self, rev: LocalRevision, replica: LocalReplica, waited: float) -> None:
+        path = rev.spec.readiness_path
+        port = replica.endpoint.port
+        probed = f"GET http://127.0.0.1:{port}{path}" if path else f"a TCP connect to 127.0.0.1:{port}"
+        rev.starting = (
+            f"replica not ready after {waited:.0f}s: {probed} fails "
+            "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
+        )
+        log.warning("%s: %s", rev.key, rev.starting)
+
+    def _probe_passed(self, rev: LocalRevision, replica: LocalReplica, waited: float) -> None:
+        replica.probe_failures = 0
+        if replica.ready:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._grace
-        while self._load(r) > 0 and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        if not replica.was_ready:
+            replica.was_ready = True
+            rev.starting = None
+            log.info("%s replica on %s ready after %.3fs", rev.key, replica.endpoint, waited)
+            if rev.message is not None:
+                log.info("%s: recovered from crash back-off (last failure: %s)", rev.key, rev.message)
+                rev.message = None
+        self._set_ready(rev, replica, True)
+        self._reconcile(rev)
 
-    def _release(self, rev: _Revision, r: _Replica) -> None:
-        if r in rev.replicas:
-            rev.replicas.remove(r)
-        self._ports.discard(r.endpoint.port)
-        self._set_ready(rev, r, False)
+    def _probe_failed(self, rev: LocalRevision, replica: LocalReplica, proc: ReplicaProcess, waited: float) -> bool:
+        """Count a failed probe; False when the replica never got ready in time and was killed."""
+        if replica.ready:
+            replica.probe_failures += 1
+            if replica.probe_failures >= self._failure_threshold:
+                log.warning("%s replica on %s failed %d readiness probes", rev.key, replica.endpoint, replica.probe_failures)
+                self._set_ready(rev, replica, False)
+        elif not replica.was_ready and waited > self._start_timeout:
+            replica.failure = f"replica not ready after {self._start_timeout:g}s"
+            proc.signal(signal.SIGKILL)
+            return False
+        return True
 
-    def _crashed(self, rev: _Revision, r: _Replica, reason: str, tail: list[str]) -> None:
+    async def _drain(self, replica: LocalReplica) -> None:
+        """Wait until the replica serves no request any more, at most the grace period."""
+        if self._in_flight is None or not replica.was_ready:
+            return
+        deadline = self._clock() + self._grace
+        while self._load(replica) > 0 and self._clock() < deadline:
+            await self._sleep(DRAIN_POLL)
+
+    def _release(self, rev: LocalRevision, replica: LocalReplica) -> None:
+        if replica in rev.replicas:
+            rev.replicas.remove(replica)
+        self._ports.discard(replica.endpoint.port)
+        self._set_ready(rev, replica, False)
+
+    def _crashed(self, rev: LocalRevision, replica: LocalReplica, reason: str, tail: list[str]) -> None:
         initial, ceiling, reset = self._backoff
-        now = asyncio.get_running_loop().time()
-        if now - r.created >= reset:
+        now = self._clock()
+        if now - replica.created >= reset:
             rev.failures = 0
         rev.failures += 1
         delay = min(ceiling, initial * 2 ** min(rev.failures - 1, 30))
         rev.backoff_until = now + delay
-        rev.last_crash = time.monotonic()
+        rev.last_crash = now
         rev.message = f"{reason}: {tail[-1]}" if tail else reason
         log.warning(
             "%s: %s; restarting in %gs%s",

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import signal
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,7 +104,7 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def strays(state_dir: Path) -> list[ReplicaRecord]:
+def unrecorded_replicas(state_dir: Path) -> list[ReplicaRecord]:
     """Live processes carrying this state directory in their environment (not this process)."""
     token = f"{STATE_ENV}={Path(state_dir).resolve()}".encode()
     found = []
@@ -148,24 +147,57 @@ async def reap(state_dir: Path, grace: float = 5.0) -> list[int]:
         else:
             forget(state_dir, entry.pid)
     known = {e.pid for e in leftovers}
-    leftovers.extend(e for e in strays(state_dir) if e.pid not in known)
+    leftovers.extend(e for e in unrecorded_replicas(state_dir) if e.pid not in known)
     for entry in leftovers:
         log.warning("killing leftover replica %s (pid %d): %s", entry.key, entry.pid, " ".join(entry.argv))
         if not signal_group(entry.pgid, signal.SIGTERM):
             _kill(entry.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(_alive(e) for e in leftovers) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await _exits(leftovers, within=grace)
     for entry in leftovers:
         # the group may hold children of the replica that outlived it
         signal_group(entry.pgid, signal.SIGKILL)
         if _alive(entry):
             _kill(entry.pid, signal.SIGKILL)
         forget(state_dir, entry.pid)
-    deadline = time.monotonic() + 1.0
-    while any(_alive(e) for e in leftovers) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await _exits(leftovers, within=1.0)
     return [e.pid for e in leftovers]
+
+
+async def _exits(entries: Sequence[ReplicaRecord], *, within: float) -> None:
+    """Wait until every process of `entries` has exited, at most `within` seconds.
+
+    The processes are not our children (a previous run started them), so their exits are awaited
+    through pidfds, which become readable when the process ends.
+    """
+    loop = asyncio.get_running_loop()
+    opened: list[int] = []
+    watched: list[int] = []
+    exits: list[asyncio.Future[None]] = []
+    try:
+        for entry in entries:
+            try:
+                fd = os.pidfd_open(entry.pid)
+            except OSError:
+                continue  # already gone
+            opened.append(fd)
+            if not _alive(entry):
+                continue  # gone, or the pid now belongs to another process
+            exited = loop.create_future()
+            loop.add_reader(fd, _resolve, exited)
+            watched.append(fd)
+            exits.append(exited)
+        if exits:
+            await asyncio.wait(exits, timeout=within)
+    finally:
+        for fd in watched:
+            loop.remove_reader(fd)
+        for fd in opened:
+            os.close(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class StateLock:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from gateway.backends.base import EndpointListener, RevisionStatus
 from gateway.backends.errors import BackendConfigError
-from gateway.config.model import ServiceSpec
-from gateway.resources import is_local_shortage
+from gateway.backends.probe import Prober
+from gateway.config.model import RevisionSpec, ServiceSpec
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 _DEFAULT_PORTS = {"http": 80}
@@ -47,6 +45,7 @@ class StaticBackend:
         probe_period: float = 1.0,
         failure_threshold: int = 2,
         probe_timeout: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._endpoints: dict[RevisionKey, EndpointSet] = {}
         self._paths: dict[RevisionKey, str] = {}
@@ -56,9 +55,9 @@ class StaticBackend:
         self._listeners: list[EndpointListener] = []
         self._probe_period = probe_period
         self._failure_threshold = failure_threshold
-        self._probe_timeout = probe_timeout
-        self._prober: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._sleep = sleep
+        self._prober = Prober(timeout=probe_timeout)
+        self._probing: asyncio.Task[None] | None = None
         self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._apply(*self._diff(services))
 
@@ -80,23 +79,31 @@ class StaticBackend:
                 keep = {rev.name for rev in svc.revisions()}
                 gone += [old.key(rev.name) for rev in old.revisions() if rev.name not in keep]
             for rev in svc.revisions():
-                key = svc.key(rev.name)
-                endpoints = frozenset(parse_endpoint(url) for url in rev.endpoints)
-                if self._endpoints.get(key) != endpoints:
-                    touched.append(key)
-                    self._endpoints[key] = endpoints
-                if rev.readiness_path:
-                    self._paths[key] = rev.readiness_path
-                    down = self._down.get(key)
-                    if down:
-                        self._down[key] = down & endpoints
-                else:
-                    self._paths.pop(key, None)
-                    if self._down.pop(key, None):
-                        touched.append(key)
+                if self._apply_revision(svc.key(rev.name), rev):
+                    touched.append(svc.key(rev.name))
             self._services[svc.ident] = svc
         for svc in removed:
             self._services.pop(svc.ident, None)
+        touched += self._forget(gone)
+        return touched
+
+    def _apply_revision(self, key: RevisionKey, rev: RevisionSpec) -> bool:
+        """Take a revision's endpoints and readiness path; True when its ready set may have changed."""
+        endpoints = frozenset(parse_endpoint(url) for url in rev.endpoints)
+        touched = self._endpoints.get(key) != endpoints
+        self._endpoints[key] = endpoints
+        if rev.readiness_path:
+            self._paths[key] = rev.readiness_path
+            down = self._down.get(key)
+            if down:
+                self._down[key] = down & endpoints
+            return touched
+        self._paths.pop(key, None)
+        return bool(self._down.pop(key, None)) or touched
+
+    def _forget(self, gone: Sequence[RevisionKey]) -> list[RevisionKey]:
+        """Drop revisions; the ones that had endpoints are returned (their listeners hear of an empty set)."""
+        touched = []
         for key in gone:
             if self._endpoints.pop(key, None):
                 touched.append(key)
@@ -114,8 +121,8 @@ class StaticBackend:
     async def update(self, changed: Sequence[ServiceSpec], removed: Sequence[ServiceSpec]) -> None:
         for key in dict.fromkeys(self._apply(changed, removed)):
             self._notify(key)
-        if self._paths and self._prober is None:
-            self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
+        if self._paths and self._probing is None:
+            self._probing = asyncio.get_running_loop().create_task(self._probe_forever())
 
     def _notify(self, key: RevisionKey) -> None:
         ready = self.ready_endpoints(key)
@@ -123,42 +130,40 @@ class StaticBackend:
             listener(key, ready)
 
     async def _probe_forever(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self._probe_timeout)
-        connector = aiohttp.TCPConnector(force_close=True, limit=0)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
         while True:
-            checks = [(key, ep, path) for key, path in self._paths.items() for ep in self._endpoints.get(key, ())]
-            results = await asyncio.gather(*(self._check(ep, path) for _, ep, path in checks))
-            changed = set()
-            for (key, ep, _), ok in zip(checks, results):
-                down = self._down.setdefault(key, set())
-                if ok is None:
-                    continue  # the gateway could not probe (out of descriptors): no verdict on the endpoint
-                if ok:
-                    self._failures.pop((key, ep), None)
-                    if ep in down:
-                        down.discard(ep)
-                        changed.add(key)
-                        log.info("%s: endpoint %s passes its readiness probe again", key, ep)
-                else:
-                    n = self._failures.get((key, ep), 0) + 1
-                    self._failures[(key, ep)] = n
-                    if n >= self._failure_threshold and ep not in down:
-                        down.add(ep)
-                        changed.add(key)
-                        log.warning("%s: endpoint %s failed %d readiness probes; not routing to it", key, ep, n)
-            for key in changed:
-                self._notify(key)
-            await asyncio.sleep(self._probe_period)
+            await self.probe_once()
+            await self._sleep(self._probe_period)
 
-    async def _check(self, endpoint: Endpoint, path: str) -> bool | None:
-        assert self._session is not None
-        try:
-            async with self._session.get(f"{endpoint.url}{path}", allow_redirects=False) as resp:
-                await resp.read()
-                return 200 <= resp.status < 300
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return None if is_local_shortage(exc) else False
+    async def probe_once(self) -> None:
+        """Probe every endpoint of the revisions with a readiness path once; listeners hear of the changes."""
+        checks = [(key, ep, path) for key, path in self._paths.items() for ep in self._endpoints.get(key, ())]
+        results = await asyncio.gather(*(self._prober.probe(ep, path) for _, ep, path in checks))
+        changed = set()
+        for (key, ep, _), ok in zip(checks, results):
+            if ok is None:
+                continue  # the gateway could not probe (out of descriptors): no verdict on the endpoint
+            if self._verdict(key, ep, ok):
+                changed.add(key)
+        for key in changed:
+            self._notify(key)
+
+    def _verdict(self, key: RevisionKey, ep: Endpoint, ok: bool) -> bool:
+        """Count one probe result; True when the endpoint left or rejoined the ready set."""
+        down = self._down.setdefault(key, set())
+        if ok:
+            self._failures.pop((key, ep), None)
+            if ep not in down:
+                return False
+            down.discard(ep)
+            log.info("%s: endpoint %s passes its readiness probe again", key, ep)
+            return True
+        n = self._failures.get((key, ep), 0) + 1
+        self._failures[(key, ep)] = n
+        if n < self._failure_threshold or ep in down:
+            return False
+        down.add(ep)
+        log.warning("%s: endpoint %s failed %d readiness probes; not routing to it", key, ep, n)
+        return True
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         if key in self._endpoints:
@@ -186,10 +191,8 @@ class StaticBackend:
 
     async def close(self) -> None:
         self._listeners.clear()
-        if self._prober is not None:
-            self._prober.cancel()
-            await asyncio.gather(self._prober, return_exceptions=True)
-            self._prober = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)
+            self._probing = None
+        await self._prober.close()

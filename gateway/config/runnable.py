@@ -20,6 +20,7 @@ from gateway.config.values import (
     join,
     mapping,
     quantity,
+    quantity_value,
     sequence,
     string,
 )
@@ -28,7 +29,7 @@ from gateway.types import RevisionName
 T = TypeVar("T")
 
 ACCELERATORS = ("nvidia", "kunlun")
-_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _ENV_NAME = re.compile(r"[^=\s]+")
 # The gateway's own revision keys, accepted in PaddleService revisions next to ElasticServing's.
 GATEWAY_REVISION_KEYS = (
@@ -67,6 +68,9 @@ class RevisionDraft:
     node_selector: tuple[tuple[str, str], ...] | None = None
     tolerations: tuple[dict[str, object], ...] | None = None
     resources: dict[str, dict[str, str]] | None = None
+    container_name: str | None = None
+    pod_spec: dict[str, object] | None = None
+    model_path: str | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -85,6 +89,9 @@ class RevisionDraft:
             node_selector=self.node_selector or (),
             tolerations=self.tolerations or (),
             resources={} if self.resources is None else self.resources,
+            container_name=self.container_name,
+            pod_spec=self.pod_spec,
+            model_path=self.model_path,
         )
 
 
@@ -212,7 +219,7 @@ def read_workdir(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def read_accelerator(ctx: DocContext, path: str, value: object) -> str | None:
-    if isinstance(value, str) and (value in ACCELERATORS or _RESOURCE_NAME.fullmatch(value)):
+    if isinstance(value, str) and (value in ACCELERATORS or RESOURCE_NAME.fullmatch(value)):
         return value
     ctx.error(path, f"must be nvidia, kunlun or a resource name like nvidia.com/gpu, got {describe(value)}")
     return None
@@ -243,7 +250,11 @@ def read_port(ctx: DocContext, path: str, value: object) -> int | None:
 def read_resources(
     ctx: DocContext, path: str, value: object, defaults: dict[str, str] | None = None
 ) -> dict[str, dict[str, str]] | None:
-    """Kubernetes' {requests, limits}; `defaults` fills names missing from either (ElasticServing does)."""
+    """Kubernetes' {requests, limits}; `defaults` fills names missing from either (ElasticServing does).
+
+    A filled value never makes a request exceed its limit (the API server refuses that): a missing
+    request is at most the given limit, a missing limit at least the given request.
+    """
     result: dict[str, dict[str, str]] = {}
     found = {} if value is None else mapping(ctx, path, value)
     if found is None:
@@ -263,11 +274,26 @@ def read_resources(
     if ctx.error_count > errors:
         return None
     if defaults:
-        for key in ("requests", "limits"):
-            section = result.setdefault(key, {})
-            for name, amount in defaults.items():
-                section.setdefault(name, amount)
+        _fill_defaults(result, defaults)
     return result
+
+
+def _fill_defaults(result: dict[str, dict[str, str]], defaults: dict[str, str]) -> None:
+    requests, limits = result.setdefault("requests", {}), result.setdefault("limits", {})
+    for name, amount in defaults.items():
+        given_request, given_limit = requests.get(name), limits.get(name)
+        if given_request is None:
+            requests[name] = amount if given_limit is None else _smaller(amount, given_limit)
+        if given_limit is None:
+            limits[name] = amount if given_request is None else _larger(amount, given_request)
+
+
+def _smaller(a: str, b: str) -> str:
+    return a if quantity_value(a) <= quantity_value(b) else b
+
+
+def _larger(a: str, b: str) -> str:
+    return a if quantity_value(a) >= quantity_value(b) else b
 
 
 def read_accelerator_count(ctx: DocContext, path: str, value: object) -> int | None:

@@ -10,9 +10,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from gateway.router.error_responses import reason
-from gateway.router.framing import Framing, choose_framing
+from gateway.router.framing import LAST_CHUNK, Framing, choose_framing
 from gateway.router.headers import ResponseHead
-from gateway.router.phases import DONE, STREAMING
+from gateway.router.phases import DONE, STREAMING, Phase
 from gateway.router.retry import may_resend
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class ResponseRelay:
     head: RequestHead | None
     runtime: RevisionRuntime | None
     keep_alive: bool
-    phase: int
+    phase: Phase
     tracker: Tracker | None
     upstream: UpstreamConnection | None
     body_done: bool
@@ -50,6 +50,7 @@ class ResponseRelay:
     attempts: int
     cold_start: bool
     head_only: bool
+    http10: bool
     response_started: bool
     framing: Framing
     upgraded: bool
@@ -90,8 +91,7 @@ class ResponseRelay:
         if status == 101:
             self._switch_protocols(parts, resp)
             return
-        client = self.client
-        framing = self.framing = choose_framing(status, resp, self.head_only, client.http10)
+        framing = self.framing = choose_framing(status, resp, self.head_only, self.http10)
         if framing.sends_length:
             parts.append(b"content-length: %d\r\n" % resp.content_length)
         elif framing.chunked:
@@ -99,7 +99,7 @@ class ResponseRelay:
         if framing.close_after or not self.keep_alive or self.state.draining:
             self.keep_alive = False
             parts.append(CLOSE_HEADER)
-        elif client.http10:
+        elif self.http10:
             parts.append(KEEP_ALIVE_HEADER)
         parts.append(b"\r\n")
         self.pending = b"".join(parts)
@@ -144,7 +144,7 @@ class ResponseRelay:
     def on_response_complete(self) -> None:
         if self.phase == DONE:
             return
-        tail = b"0\r\n\r\n" if self.framing.chunked else b""
+        tail = LAST_CHUNK if self.framing.chunked else b""
         out = self.out
         if out:
             self.out = []
@@ -184,7 +184,7 @@ class ResponseRelay:
         self.upstream = None
         if self.upgraded:
             self.finish(101)
-            self.client.abort()
+            self.client.close()  # what the replica sent last still reaches the client
             return
         if self.response_started and self.framing.replica_until_close:
             self.reusable = False

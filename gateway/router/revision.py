@@ -1,14 +1,15 @@
-"""Per-revision state the data plane keeps across reloads: throttler, counters, stats hooks."""
+"""Per-revision state the data plane keeps across reloads: throttler, counters, hooks to the control plane."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.router.outliers import Ejections
 from gateway.router.throttler import Throttler
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
@@ -23,6 +24,31 @@ COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0
 class ConcurrencyRecorder(Protocol):
     def request_in(self, now: float) -> None: ...
     def request_out(self, now: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSettings:
+    """How the data plane treats one revision's requests (from its spec and the gateway's settings)."""
+
+    container_concurrency: int  # 0 = unlimited
+    queue_depth: int
+    scalable: bool  # False: nothing scales it up, so a request never waits for a replica to appear
+    request_timeout: float
+    activation_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionHooks:
+    """How a revision's requests reach the control plane; every hook is optional."""
+
+    stats: ConcurrencyRecorder | None = None  # the autoscaler's in/out counter
+    poke: Callable[[], None] | None = None  # a request found no replica: ask the autoscaler at once
+    on_endpoint_dropped: Callable[[Endpoint], None] | None = None  # an endpoint left the set (close its pool)
+    # (state, message) of a revision from the backend, read only when a request finds no replica.
+    backend_state: Callable[[RevisionKey], tuple[str, str | None]] | None = None
+
+
+NO_HOOKS = RevisionHooks()
 
 
 class Histogram:
@@ -43,7 +69,11 @@ class Histogram:
 
 
 class RevisionRuntime:
-    """Everything the request path touches for one revision, bound once (no label lookups per request)."""
+    """Everything the request path touches for one revision, bound once (no label lookups per request).
+
+    The settings and hooks are copied to plain attributes (`scalable`, `stats`, `poke`, ...): the
+    request path reads those, one attribute each.
+    """
 
     __slots__ = (
         "key",
@@ -51,6 +81,8 @@ class RevisionRuntime:
         "revision_label",
         "header",
         "throttler",
+        "settings",
+        "hooks",
         "scalable",
         "request_timeout",
         "activation_timeout",
@@ -61,41 +93,39 @@ class RevisionRuntime:
         "poke",
         "on_endpoint_dropped",
         "backend_state",
-        "_probes",
+        "_ejections",
         "_reported_at",
         "_unreported",
     )
 
-    def __init__(
-        self,
-        key: RevisionKey,
-        *,
-        container_concurrency: int,
-        queue_depth: int,
-        scalable: bool,
-        request_timeout: float,
-        activation_timeout: float,
-    ) -> None:
+    def __init__(self, key: RevisionKey, settings: RevisionSettings, hooks: RevisionHooks = NO_HOOKS) -> None:
         self.key = key
         self.service_label = key.service
         self.revision_label = key.name
         self.header = b"x-gateway-revision: " + key.name.encode() + b"\r\n"
-        self.throttler = Throttler(container_concurrency, queue_depth)
-        self.scalable = scalable
-        self.request_timeout = request_timeout
-        self.activation_timeout = activation_timeout
+        self.throttler = Throttler(settings.container_concurrency, settings.queue_depth)
         self.codes: dict[int, int] = {}
         # Made on the first request: most of 10,000 revisions may never see one.
         self.durations: Histogram | None = None
         self.cold_starts: Histogram | None = None
-        self.stats: ConcurrencyRecorder | None = None
-        self.poke: Callable[[], None] | None = None
-        self.on_endpoint_dropped: Callable[[Endpoint], None] | None = None
-        # (state, message) of a revision from the backend, read only when a request finds no replica.
-        self.backend_state: Callable[[RevisionKey], tuple[str, str | None]] | None = None
-        self._probes: dict[Endpoint, asyncio.Task[None]] | None = None  # made on the first failure
+        self._ejections: Ejections | None = None  # made on the first failure
         self._reported_at = float("-inf")
         self._unreported = 0
+        self.configure(settings, hooks)
+
+    def configure(self, settings: RevisionSettings, hooks: RevisionHooks) -> None:
+        """Take new settings and hooks (a reload); counters, queue and endpoints are kept."""
+        self.settings = settings
+        self.throttler.set_concurrency(settings.container_concurrency)
+        self.throttler.queue_depth = settings.queue_depth
+        self.scalable = settings.scalable
+        self.request_timeout = settings.request_timeout
+        self.activation_timeout = settings.activation_timeout
+        self.hooks = hooks
+        self.stats: ConcurrencyRecorder | None = hooks.stats
+        self.poke: Callable[[], None] | None = hooks.poke
+        self.on_endpoint_dropped: Callable[[Endpoint], None] | None = hooks.on_endpoint_dropped
+        self.backend_state: Callable[[RevisionKey], tuple[str, str | None]] | None = hooks.backend_state
 
     def report(self, status: int, message: str) -> None:
         """Log a failed request (502/503/504) as a warning, at most once per REPORT_EVERY per revision."""
@@ -125,36 +155,16 @@ class RevisionRuntime:
         gone = set(self.throttler.trackers) - endpoints
         self.throttler.update_endpoints(endpoints)
         for endpoint in gone:
-            task = self._probes.pop(endpoint, None) if self._probes else None
-            if task is not None:
-                task.cancel()
+            if self._ejections is not None:
+                self._ejections.forget(endpoint)
             if self.on_endpoint_dropped is not None:
                 self.on_endpoint_dropped(endpoint)
 
     def endpoint_failed(self, endpoint: Endpoint) -> None:
         """A replica refused a connection or dropped a request: out of rotation until it accepts one again."""
-        if self._probes is None:
-            self._probes = {}
-        if endpoint not in self.throttler.trackers or endpoint in self._probes:
-            return
-        log.warning("%s: replica %s failed; skipping it until it accepts connections again", self.key, endpoint)
-        self.throttler.mark_down(endpoint)
-        self._probes[endpoint] = asyncio.get_running_loop().create_task(self._probe(endpoint))
-
-    async def _probe(self, endpoint: Endpoint) -> None:
-        delay = 0.1
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port), 1.0)
-            except (TimeoutError, OSError):
-                delay = min(delay * 2, 2.0)
-                continue
-            writer.close()
-            break
-        self._probes.pop(endpoint, None)  # type: ignore[union-attr]  # made by endpoint_failed
-        log.info("%s: replica %s answers again", self.key, endpoint)
-        self.throttler.mark_up(endpoint)
+        if self._ejections is None:
+            self._ejections = Ejections(self.key, self.throttler)
+        self._ejections.eject(endpoint)
 
     def busy(self) -> bool:
         """Requests still in flight or waiting on this revision."""
@@ -162,6 +172,6 @@ class RevisionRuntime:
         return bool(throttler.queued or throttler.retired or any(t.in_flight for t in throttler.trackers.values()))
 
     def close(self) -> None:
-        for task in (self._probes or {}).values():
-            task.cancel()
-        self._probes = None
+        if self._ejections is not None:
+            self._ejections.close()
+        self._ejections = None

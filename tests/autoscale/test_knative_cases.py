@@ -15,6 +15,7 @@ be ``ready_pods=0``, KPA.md §4.3 step 1 / §11). EBC is compared with Knative's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -748,6 +749,30 @@ BASES = {
 }
 
 
+def _resize_keeps_buckets(w: WindowAverage, base: float, op: tuple[Any, ...]) -> bool:
+    before = w._buckets
+    w.resize(op[1], base + op[2])
+    return w._buckets is before
+
+
+# One step of a bucketing case: what it does to the window, or what it asserts about it.
+BUCKET_OPS: dict[str, Callable[[WindowAverage, float, tuple[Any, ...]], object]] = {
+    "rec": lambda w, base, op: w.record(base + op[1], op[2]),
+    "resize": lambda w, base, op: w.resize(op[1], base + op[2]),
+}
+BUCKET_CHECKS: dict[str, Callable[[WindowAverage, float, tuple[Any, ...]], object]] = {
+    "avg": lambda w, base, op: w.average(base + op[1]) == op[2],
+    "empty": lambda w, base, op: w.is_empty(base + op[1]) is op[2],
+    "sum": lambda w, base, op: bucket_sum(w, base + op[1]) == op[2],
+    "nonzero": lambda w, base, op: {t - base: v for t, v in bucket_values(w, base + op[1]) if v > 0} == op[2],
+    "nbuckets": lambda w, base, op: len(w._buckets) == op[1],
+    "window": lambda w, base, op: w.window == op[1],
+    "first_is_last": lambda w, base, op: w._first == w._last,
+    "first_unset": lambda w, base, op: w._first is None,
+    "same_buckets": _resize_keeps_buckets,
+}
+
+
 @pytest.mark.parametrize(
     "name, window, gran, base",
     [(c[0], c[1], c[2], b) for c in BUCKETS for b in BASES[c[3]]],
@@ -758,30 +783,8 @@ def test_bucketing(name: str, window: float, gran: float, base: float) -> None:
     for i, op in enumerate(ops):
         where = f"{name} op {i} {op}"
         kind = op[0]
-        if kind == "rec":
-            w.record(base + op[1], op[2])
-        elif kind == "avg":
-            assert w.average(base + op[1]) == op[2], where
-        elif kind == "empty":
-            assert w.is_empty(base + op[1]) is op[2], where
-        elif kind == "sum":
-            assert bucket_sum(w, base + op[1]) == op[2], where
-        elif kind == "nonzero":
-            got = {t - base: v for t, v in bucket_values(w, base + op[1]) if v > 0}
-            assert got == op[2], where
-        elif kind == "resize":
-            w.resize(op[1], base + op[2])
-        elif kind == "nbuckets":
-            assert len(w._buckets) == op[1], where
-        elif kind == "window":
-            assert w.window == op[1], where
-        elif kind == "same_buckets":
-            before = w._buckets
-            w.resize(op[1], base + op[2])
-            assert w._buckets is before, where
-        elif kind == "first_is_last":
-            assert w._first == w._last, where
-        elif kind == "first_unset":
-            assert w._first is None, where
-        else:  # pragma: no cover
-            raise AssertionError(kind)
+        if kind in BUCKET_OPS:
+            BUCKET_OPS[kind](w, base, op)
+        else:
+            assert kind in BUCKET_CHECKS, kind
+            assert BUCKET_CHECKS[kind](w, base, op) is True, where

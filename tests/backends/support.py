@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,13 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 # A tiny HTTP/1.1 server on plain asyncio (fast to start); environment variables tell it how
 # to misbehave. GET /pid and /port answer with its pid and $PORT; /ready is 200 unless
-# READY_FILE is set and missing.
+# READY_FILE is set and missing (each answer to /ready is logged). IGNORE_TERM: SIGTERM is logged, not obeyed.
 REPLICA = r"""
 import asyncio, os, signal, sys, time
 
 port = int(sys.argv[1])
 if os.environ.get("IGNORE_TERM"):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
 if os.environ.get("FAIL"):
     print("boom:", os.environ["FAIL"], flush=True)
     sys.exit(1)
@@ -35,6 +34,8 @@ async def handle(reader, writer):
     status = b"200 OK"
     if path == "/ready" and ready_file and not os.path.exists(ready_file):
         status = b"503 Service Unavailable"
+    if path == "/ready":
+        print("GET /ready", status.decode(), flush=True)
     body = {"/pid": str(os.getpid()), "/port": os.environ.get("PORT", "")}.get(path, "ok").encode()
     head = b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body))
     writer.write(head + body)
@@ -64,14 +65,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] not in "ZX"
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 def service(name: str = "iris", namespace: str = "default", **revision: Any) -> ServiceSpec:

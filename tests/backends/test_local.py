@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -10,7 +9,8 @@ import pytest
 
 from gateway.backends.local import LocalBackend
 from gateway.types import Endpoint
-from tests.backends.support import Recorder, alive, get, make_backend, service, wait_until
+from tests.backends.support import Recorder, alive, get, make_backend, service
+from tests.conftest import wait_until
 
 BOTH_LOOPS = True  # the gateway runs on uvloop; the default loop must work as well
 
@@ -65,14 +65,15 @@ async def test_http_readiness_path(tmp_path: Path, replica_script: str) -> None:
         ]
     )
     await backend.scale(KEY, 1)
-    await wait_until(lambda: backend.pids(KEY))
-    await asyncio.sleep(0.4)  # listening, but /ready answers 503
+    log_file = tmp_path / "state" / "logs" / "default_iris-default-0.log"
+    # listening, but /ready answers 503: three probes of it have failed
+    await wait_until(lambda: log_file.exists() and log_file.read_text().count("GET /ready 503") >= 3)
     assert backend.ready_endpoints(KEY) == frozenset()
     assert backend.status(KEY).state == "scaling"
     flag.touch()
-    await wait_until(lambda: backend.ready_endpoints(KEY), timeout=1)
+    await wait_until(lambda: backend.ready_endpoints(KEY), within=1)
     flag.unlink()  # three failed periodic probes drop it
-    await wait_until(lambda: not backend.ready_endpoints(KEY), timeout=2)
+    await wait_until(lambda: not backend.ready_endpoints(KEY), within=2)
     await backend.close()
 
 
@@ -85,12 +86,18 @@ async def test_shell_string_command_kills_whole_group(tmp_path: Path, replica_sc
     log_text = (tmp_path / "state" / "logs" / "default_iris-default-0.log").read_text()
     assert "hello-from-shell" in log_text and f"listening {endpoint.port}" in log_text
     await backend.close()
-    await wait_until(lambda: not alive(server_pid), timeout=1)
+    await wait_until(lambda: not alive(server_pid), within=1)
 
 
 async def test_scale_up_down_drains_least_loaded_first(tmp_path: Path, replica_script: str) -> None:
     load: dict[Endpoint, int] = {}
-    backend = make_backend(tmp_path, in_flight=lambda ep: load.get(ep, 0), grace_period=5.0)
+    asked: list[Endpoint] = []
+
+    def in_flight(endpoint: Endpoint) -> int:
+        asked.append(endpoint)
+        return load.get(endpoint, 0)
+
+    backend = make_backend(tmp_path, in_flight=in_flight, grace_period=5.0)
     recorder = await started(backend, 2, command=("{python}", replica_script, "{port}"))
     busy, idle = sorted(backend.ready_endpoints(KEY), key=lambda ep: ep.port)
     pids = {ep: int(await get(ep, "/pid")) for ep in (busy, idle)}
@@ -98,15 +105,16 @@ async def test_scale_up_down_drains_least_loaded_first(tmp_path: Path, replica_s
     load[busy] = 1
     await backend.scale(KEY, 1)
     assert backend.ready_endpoints(KEY) == frozenset({busy})  # left the ready set at once
-    await wait_until(lambda: not alive(pids[idle]), timeout=3)
+    await wait_until(lambda: not alive(pids[idle]), within=3)
 
+    asked.clear()
     await backend.scale(KEY, 0)
     assert backend.ready_endpoints(KEY) == frozenset() and recorder.last(KEY) == frozenset()
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: asked.count(busy) >= 5)  # the drain has looked at its load again and again
     assert alive(pids[busy])  # still serving its in-flight request
     assert backend.status(KEY).state == "scaling"
     load[busy] = 0
-    await wait_until(lambda: not alive(pids[busy]), timeout=2)
+    await wait_until(lambda: not alive(pids[busy]), within=2)
     await wait_until(lambda: backend.status(KEY).state == "ok")
     await backend.close()
 
@@ -115,11 +123,12 @@ async def test_sigterm_then_sigkill(tmp_path: Path, replica_script: str) -> None
     backend = make_backend(tmp_path, grace_period=0.3)
     await started(backend, 1, command=("{python}", replica_script, "{port}"), env=(("IGNORE_TERM", "1"),))
     (pid,) = backend.pids(KEY)
+    log_file = tmp_path / "state" / "logs" / "default_iris-default-0.log"
     began = time.monotonic()
     await backend.scale(KEY, 0)
-    await asyncio.sleep(0.15)
+    await wait_until(lambda: "ignoring SIGTERM" in log_file.read_text())
     assert alive(pid)  # ignored SIGTERM
-    await wait_until(lambda: not alive(pid), timeout=2)
+    await wait_until(lambda: not alive(pid), within=2)
     assert time.monotonic() - began >= 0.3
     await backend.close()
 
@@ -167,7 +176,7 @@ async def test_unstartable_and_never_ready(tmp_path: Path, replica_script: str) 
     await backend.scale(slow, 1)
     await wait_until(lambda: backend.status(bad).state == "crash-backoff")
     assert (backend.status(bad).message or "").startswith("replica failed to start: ")
-    await wait_until(lambda: backend.status(slow).state == "crash-backoff", timeout=3)
+    await wait_until(lambda: backend.status(slow).state == "crash-backoff", within=3)
     assert backend.status(slow).message == "replica not ready after 0.3s"
     await backend.close()
 
@@ -180,7 +189,7 @@ async def test_a_replica_on_a_fixed_port_is_reported_with_the_probe_that_fails(
     fixed = (replica_script, "0")  # listens on a port of its own choosing, never on {port}
     await backend.sync([service(command=("{python}", *fixed))])
     await backend.scale(KEY, 1)
-    await wait_until(lambda: backend.status(KEY).message is not None, timeout=10)
+    await wait_until(lambda: backend.status(KEY).message is not None, within=10)
     status = backend.status(KEY)
     assert status.state == "scaling" and status.ready == 0
     assert "not ready after" in status.message and "a TCP connect to 127.0.0.1:" in status.message  # type: ignore[operator]
@@ -201,10 +210,25 @@ async def test_recovery_from_crash_back_off_is_logged(
     backend = make_backend(tmp_path, backoff_initial=0.1)
     await backend.sync([service(command=("{python}", "-c", code, "{port}"))])
     await backend.scale(KEY, 1)
-    await wait_until(lambda: backend.ready_endpoints(KEY), timeout=15)
+    await wait_until(lambda: backend.ready_endpoints(KEY), within=15)
     messages = [r.getMessage() for r in caplog.records]
     assert any("restarting in" in m for m in messages), messages
     recovered = [m for m in messages if "recovered from crash back-off" in m]
     assert len(recovered) == 1 and "first start fails" in recovered[0], messages
     assert backend.status(KEY).message is None
+    await backend.close()
+
+
+async def test_crash_back_off_is_timed_by_the_injected_clock(tmp_path: Path, replica_script: str) -> None:
+    now = [1000.0]
+    backend = make_backend(tmp_path, clock=lambda: now[0], backoff_initial=30.0, backoff_reset=60.0)
+    await backend.sync([service(command=("{python}", replica_script, "{port}"), env=(("FAIL", "no model"),))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    assert backend.pids(KEY) == []  # no restart before the back-off ends, however long the test runs
+    now[0] += 59.0
+    assert backend.status(KEY).state == "crash-backoff"
+    now[0] += 1.0  # a minute after the crash it is no longer recent: the revision is just scaling
+    status = backend.status(KEY)
+    assert (status.state, status.desired, status.ready) == ("scaling", 1, 0)
     await backend.close()

@@ -6,7 +6,8 @@ import pytest
 
 from gateway.backends.local import LocalBackend
 from gateway.errors import StateDirInUse
-from tests.backends.support import Recorder, alive, make_backend, service, wait_until
+from tests.backends.support import Recorder, alive, make_backend, service
+from tests.conftest import wait_until
 
 KEY = service().key("default")
 
@@ -24,7 +25,7 @@ async def test_sync_adds_at_zero_and_forgets_removed(tmp_path: Path, replica_scr
     await backend.sync([other])
     assert recorder.last(KEY) == frozenset() and backend.ready_endpoints(KEY) == frozenset()
     assert backend.status(KEY).state == "unknown"
-    await wait_until(lambda: not alive(pid), timeout=3)
+    await wait_until(lambda: not alive(pid), within=3)
     await backend.scale(KEY, 1)  # unknown revision: ignored
     assert backend.pids(KEY) == []
     await backend.close()
@@ -43,7 +44,7 @@ async def test_changed_command_rolls_replicas(tmp_path: Path, replica_script: st
     await wait_until(lambda: backend.ready_endpoints(KEY) and old not in backend.ready_endpoints(KEY))
     assert any(len(eps) == 2 for _, eps, _ in recorder.calls)  # new ready before old left
     assert not any(len(eps) == 0 for _, eps, _ in recorder.calls)
-    await wait_until(lambda: not alive(old_pid), timeout=3)
+    await wait_until(lambda: not alive(old_pid), within=3)
     assert backend.status(KEY).ready == 1
     await backend.close()
 
@@ -83,7 +84,7 @@ async def test_scale_down_while_starting_and_a_failing_listener(tmp_path: Path, 
     await backend.sync([service(command=("{python}", replica_script, "{port}"))])
     await backend.scale(KEY, 2)
     await backend.scale(KEY, 0)  # before either process exists
-    await wait_until(lambda: backend.status(KEY).state == "ok", timeout=3)
+    await wait_until(lambda: backend.status(KEY).state == "ok", within=3)
     assert backend.pids(KEY) == [] and recorder.calls == []
     await backend.scale(KEY, 1)
     await wait_until(lambda: recorder.last(KEY))  # a failing listener does not starve the others

@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 from gateway.backends import reaper
-from tests.backends.support import alive, make_backend, wait_until
+from tests.backends.support import alive, make_backend
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,7 @@ async def test_replicas_die_with_a_killed_gateway(tmp_path: Path, replica_script
     assert len(pids) == 2 and all(alive(p) for p in pids)
     gateway.kill()
     await gateway.wait()
-    await wait_until(lambda: not any(alive(p) for p in pids), timeout=2)  # PR_SET_PDEATHSIG
+    await wait_until(lambda: not any(alive(p) for p in pids), within=2)  # PR_SET_PDEATHSIG
     assert len(list((state / "pids").glob("*.json"))) == 2  # stale records, dead pids
     backend = make_backend(tmp_path)
     await backend.start()

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
-from gateway.backends import BackendConfigError, create_backend
+from gateway.backends import BACKENDS, BackendConfigError, BackendContext, create_backend
 from gateway.backends.local import LocalBackend
 from gateway.backends.static import StaticBackend, parse_endpoint
 from gateway.config.model import RevisionSpec, ServiceSpec
 from gateway.types import Endpoint
 from tests.backends.support import Recorder, service
+from tests.conftest import ManualSleep
 
 KEY = service().key("default")
 
@@ -51,14 +51,23 @@ async def test_static_backend_publishes_endpoints() -> None:
     await backend.close()
 
 
-def test_create_backend(tmp_path: Path) -> None:
-    assert isinstance(create_backend("local", state_dir=str(tmp_path), grace_period=1.0), LocalBackend)
-    static = create_backend("static", state_dir=str(tmp_path), services=[service(endpoints=("http://a:1",))])
+async def test_create_backend(tmp_path: Path) -> None:
+    def in_flight(endpoint: Endpoint) -> int:
+        return 0
+
+    context = BackendContext(state_dir=tmp_path, in_flight=in_flight)
+    local = create_backend("local", context)
+    assert isinstance(local, LocalBackend) and local._in_flight is in_flight and local._state_dir == tmp_path
+    static = create_backend("static", context)
+    assert isinstance(static, StaticBackend)
+    await static.sync([service(endpoints=("http://a:1",))])
     assert static.ready_endpoints(KEY) == {Endpoint("a", 1)}
+    await static.close()
     with pytest.raises(BackendConfigError, match="kubernetes is not implemented"):
-        create_backend("kubernetes", state_dir=str(tmp_path))
-    with pytest.raises(BackendConfigError, match="got 'docker'"):
-        create_backend("docker", state_dir=str(tmp_path))
+        create_backend("kubernetes", context)
+    with pytest.raises(BackendConfigError, match="must be one of local, static, kubernetes; got 'docker'"):
+        create_backend("docker", context)
+    assert list(BACKENDS) == ["local", "static", "kubernetes"]
 
 
 async def test_readiness_path_takes_failing_endpoints_out_and_back() -> None:
@@ -88,28 +97,28 @@ async def test_readiness_path_takes_failing_endpoints_out_and_back() -> None:
         default=RevisionSpec(name="default", endpoints=tuple(urls), readiness_path="/healthz"),
         backend="static",
     )
-    backend = StaticBackend(probe_period=0.05, failure_threshold=2)
+    sleep = ManualSleep()  # each step is one round of probes
+    backend = StaticBackend(probe_period=0.05, failure_threshold=2, sleep=sleep)
     seen: list[int] = []
     backend.watch(lambda key, eps: seen.append(len(eps)))
     try:
         await backend.sync([svc])
         key = svc.key("default")
         assert len(backend.ready_endpoints(key)) == 2
+        await sleep.asleep.wait()  # the first round passed
+        assert len(backend.ready_endpoints(key)) == 2 and seen == [2]  # from the sync
         healthy["b"] = False
-        for _ in range(100):
-            if len(backend.ready_endpoints(key)) == 1:
-                break
-            await asyncio.sleep(0.02)
+        await sleep.step()
+        assert len(backend.ready_endpoints(key)) == 2, "one failed probe is below the threshold"
+        await sleep.step()
         assert [e.url for e in backend.ready_endpoints(key)] == [urls[0]]
         status = backend.status(key)
         assert status.state == "degraded" and urls[1].removeprefix("http://") in (status.message or "")
         healthy["b"] = True
-        for _ in range(100):
-            if len(backend.ready_endpoints(key)) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await sleep.step()
         assert len(backend.ready_endpoints(key)) == 2
-        assert seen[-2:] == [1, 2]
+        assert seen == [2, 1, 2]
+        assert set(sleep.slept) == {0.05}
     finally:
         await backend.close()
         for runner in runners:

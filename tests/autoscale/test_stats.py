@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from gateway.autoscale.metrics import RevisionStats, panic_window_seconds
+from gateway.autoscale.stats import RevisionStats, panic_window_seconds
 
 
 @pytest.mark.parametrize(

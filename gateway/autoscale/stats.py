@@ -43,10 +43,10 @@ class RevisionStats:
     def __init__(self, stable_window: float, panic_window: float) -> None:
         self._stable_window = stable_window
         self._panic_window = panic_window
-        self._stable_c = WindowAverage(stable_window)
-        self._panic_c = WindowAverage(panic_window)
-        self._stable_r = WindowAverage(stable_window)
-        self._panic_r = WindowAverage(panic_window)
+        self._stable_concurrency = WindowAverage(stable_window)
+        self._panic_concurrency = WindowAverage(panic_window)
+        self._stable_rate = WindowAverage(stable_window)
+        self._panic_rate = WindowAverage(panic_window)
         self._in_flight = 0
         self._sec: int | None = None  # the second being accumulated
         self._mark = 0.0  # when the accumulators were last brought up to date
@@ -95,25 +95,25 @@ class RevisionStats:
     def concurrency(self, now: float) -> tuple[float, float] | None:
         """(stable, panic) average concurrency at ``now``, or None when there is no data."""
         self._advance(now)
-        if self._stable_c.is_empty(now):
+        if self._stable_concurrency.is_empty(now):
             return None
-        return self._stable_c.average(now), self._panic_c.average(now)
+        return self._stable_concurrency.average(now), self._panic_concurrency.average(now)
 
     def rps(self, now: float) -> tuple[float, float] | None:
         """(stable, panic) average requests per second at ``now``, or None when there is no data."""
         self._advance(now)
-        if self._stable_r.is_empty(now):
+        if self._stable_rate.is_empty(now):
             return None
-        return self._stable_r.average(now), self._panic_r.average(now)
+        return self._stable_rate.average(now), self._panic_rate.average(now)
 
     def reconfigure(self, stable_window: float, panic_window: float) -> None:
         """Change the window lengths, keeping recorded data where it is still valid."""
         now = self._mark
         for window, length in (
-            (self._stable_c, stable_window),
-            (self._stable_r, stable_window),
-            (self._panic_c, panic_window),
-            (self._panic_r, panic_window),
+            (self._stable_concurrency, stable_window),
+            (self._stable_rate, stable_window),
+            (self._panic_concurrency, panic_window),
+            (self._panic_rate, panic_window),
         ):
             window.resize(length, now)
         self._stable_window = stable_window
@@ -126,26 +126,26 @@ class RevisionStats:
             self._sec = sec
             self._mark = now
             return
-        c = self._in_flight
+        in_flight = self._in_flight
         if sec <= current:
             dt = now - self._mark
             if dt > 0:
-                self._area += c * dt
+                self._area += in_flight * dt
                 self._used += dt
                 self._mark = now
             return
         dt = current + 1 - self._mark
         if dt > 0:
-            self._area += c * dt
+            self._area += in_flight * dt
             self._used += dt
         self._finish(current + 1)
         gap = sec - current - 1
         if gap > 0:
-            self._fill(current + 2, sec, float(c))
+            self._fill(current + 2, sec, float(in_flight))
         self._sec = sec
         self._mark = now
         self._used = now - sec
-        self._area = c * self._used
+        self._area = in_flight * self._used
         self._count = 0
 
     def _records_idle(self) -> bool:
@@ -174,7 +174,7 @@ class RevisionStats:
 
     def _record(self, stamp: float, concurrency: float, requests: float) -> None:
         self._has_data = True
-        self._stable_c.record(stamp, concurrency)
-        self._panic_c.record(stamp, concurrency)
-        self._stable_r.record(stamp, requests)
-        self._panic_r.record(stamp, requests)
+        self._stable_concurrency.record(stamp, concurrency)
+        self._panic_concurrency.record(stamp, concurrency)
+        self._stable_rate.record(stamp, requests)
+        self._panic_rate.record(stamp, requests)

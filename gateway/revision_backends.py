@@ -1,0 +1,66 @@
+"""Which backend serves each revision: the backends in use, built by name from the registry on first
+use, and the one face the autoscaler scales through (`ScalingBackend`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.backends import Backend, BackendContext, EndpointListener, RevisionStatus, create_backend
+from gateway.config.model import BackendKind
+from gateway.router.revision import RevisionRuntime
+from gateway.types import EndpointSet, RevisionKey
+
+
+class RevisionBackends:
+    """The backends in use (`by_kind`) and which one serves each revision (`of_revision`).
+
+    A backend's endpoint changes go to the revision's runtime in `runtimes`, but only from the
+    backend that serves it now: a revision that moved to another backend still hears from the old
+    one while its replicas there drain.
+    """
+
+    def __init__(self, context: BackendContext, runtimes: Mapping[RevisionKey, RevisionRuntime]) -> None:
+        self.by_kind: dict[BackendKind, Backend] = {}
+        self.of_revision: dict[RevisionKey, BackendKind] = {}
+        self._context = context
+        self._runtimes = runtimes
+
+    def get(self, kind: BackendKind) -> Backend:
+        """The backend named `kind`, built on first use."""
+        backend = self.by_kind.get(kind)
+        if backend is None:
+            backend = create_backend(kind, self._context)
+            backend.watch(self._listener(kind))
+            self.by_kind[kind] = backend
+        return backend
+
+    def _listener(self, kind: BackendKind) -> EndpointListener:
+        def endpoints_changed(key: RevisionKey, endpoints: EndpointSet) -> None:
+            runtime = self._runtimes.get(key)
+            if runtime is not None and self.of_revision.get(key) == kind:
+                runtime.set_endpoints(endpoints)
+
+        return endpoints_changed
+
+    def serving(self, key: RevisionKey) -> Backend | None:
+        """The backend that serves revision `key`, if any."""
+        kind = self.of_revision.get(key)
+        return None if kind is None else self.by_kind.get(kind)
+
+    # -- ScalingBackend: what the autoscaler sees ------------------------------------------------
+    async def scale(self, key: RevisionKey, replicas: int) -> None:
+        backend = self.serving(key)
+        if backend is not None:
+            await backend.scale(key, replicas)
+
+    def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
+        backend = self.serving(key)
+        return frozenset() if backend is None else backend.ready_endpoints(key)
+
+    def status(self, key: RevisionKey) -> RevisionStatus:
+        backend = self.serving(key)
+        return RevisionStatus(desired=0, ready=0) if backend is None else backend.status(key)
+
+    async def close(self) -> None:
+        for backend in self.by_kind.values():
+            await backend.close()
