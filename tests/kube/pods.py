@@ -29,6 +29,7 @@ from typing import Any
 Obj = dict[str, Any]
 
 _SOURCE = Path(__file__).with_name("podnet.c")
+_random = random.SystemRandom()  # not the seedable global one: two test runs must not draw the same addresses
 _taken: set[str] = set()
 _taken_lock = threading.Lock()
 
@@ -60,7 +61,7 @@ def allocate_ip(ports: list[int]) -> str:
     """
     refused: dict[int, int] = {}
     for _ in range(200):
-        ip = f"127.0.{random.randint(2, 254)}.{random.randint(1, 254)}"
+        ip = f"127.0.{_random.randint(2, 254)}.{_random.randint(1, 254)}"
         with _taken_lock:
             if ip in _taken:
                 continue
