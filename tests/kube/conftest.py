@@ -1,0 +1,91 @@
+"""Fixtures of the Kubernetes test bed: an API server stand-in, a kubeconfig pointing at it, and a cluster.
+
+- `kube_api`: the emulator on a free loopback port, wrapped (real API server semantics). For plain kmock,
+  parametrise it indirectly: `@pytest.mark.parametrize("kube_api", ["unwrapped"], indirect=True)`;
+  `kubeconfig`, `kube_client` and `cluster` follow whichever `kube_api` the test gets.
+- `kubeconfig`: a kubeconfig file for it (`kubernetes.config.load_kube_config(str(path))`, or
+  `KUBECONFIG=path` for a gateway process); namespace `default`, a dummy token.
+- `kube_client`: the official client's `ApiClient` built from that file.
+- `cluster`: the API plus the controller and node; Deployments get pods that run as real processes.
+  At teardown every container process must be gone, or the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from tests.kube.cluster import Cluster
+from tests.kube.server import KubeApi
+
+MODES = ("wrapped", "unwrapped")
+
+
+@pytest.fixture
+def kube_api(request: pytest.FixtureRequest) -> Iterator[KubeApi]:
+    mode = getattr(request, "param", "wrapped")
+    if mode not in MODES:
+        raise ValueError(f"kube_api is parametrised with one of {MODES}, got {mode!r}")
+    api = KubeApi(wrapped=mode == "wrapped")
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def kubeconfig(kube_api: KubeApi, tmp_path: Path) -> Path:
+    return kube_api.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def kube_client(kubeconfig: Path) -> Iterator[kubernetes.client.ApiClient]:
+    client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def cluster(kube_api: KubeApi, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = Cluster(kube_api, tmp_path / "pods")
+    try:
+        yield cluster
+    finally:
+        pids = cluster.all_pids()
+        cluster.close()
+        left = leftover(pids)
+        assert not left, f"container processes left running after the cluster stopped: {left}"
+
+
+def leftover(pids: list[int]) -> list[int]:
+    """The process groups among `pids` (each container runs as its own group) that still have a live member."""
+    alive = []
+    for pgid in pids:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            continue
+        if _members_alive(pgid):
+            alive.append(pgid)
+    return alive
+
+
+def _members_alive(pgid: int) -> bool:
+    """Whether a process of the group is alive and not a zombie waiting for init to reap it."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
