@@ -1,0 +1,73 @@
+"""The kubernetes backend against the test bed: Deployments made and scaled, pods routed to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.kube_manifest import MANAGED_BY, MANAGER
+from tests.backends.kube_support import Heard, backend, service
+from tests.conftest import wait_until
+from tests.kube import conftest as kube_fixtures
+from tests.kube.cluster import Cluster
+from tests.kube.server import KubeApi
+
+kube_api = kube_fixtures.kube_api
+kubeconfig = kube_fixtures.kubeconfig
+cluster = kube_fixtures.cluster
+
+pytestmark = pytest.mark.e2e
+
+
+def deployment(api: KubeApi, name: str) -> dict[str, object] | None:
+    return next((d for d in api.objects("deployments", "default") if d["metadata"]["name"] == name), None)
+
+
+def replicas(api: KubeApi, name: str) -> int | None:
+    made = deployment(api, name)
+    return None if made is None else made["spec"]["replicas"]  # type: ignore[index]
+
+
+def scale_patches(api: KubeApi, name: str) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in api.requests() if m == "PATCH" and f"/deployments/{name}/scale" in p]
+
+
+async def test_a_revision_gets_a_deployment_scaled_from_zero_and_back(cluster: Cluster, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    heard = Heard()
+    async with backend(kubeconfig) as kube:
+        kube.watch(heard)
+        await kube.sync([spec])
+        assert kube.adoption(key) is None  # nothing to adopt: initial scale applies
+        await wait_until(lambda: deployment(cluster.api, "iris-default") is not None, "the Deployment")
+        made = deployment(cluster.api, "iris-default")
+        assert made is not None
+        labels = made["metadata"]["labels"]  # type: ignore[index]
+        assert labels[MANAGED_BY] == MANAGER
+        await kube.scale(key, 2)
+        await wait_until(lambda: len(kube.ready_endpoints(key)) == 2, "two ready pods", within=30)
+        ips = {ep.host for ep in kube.ready_endpoints(key)}
+        assert ips == {p["status"]["podIP"] for p in cluster.ready_pods("iris-default")}
+        assert {ep.port for ep in kube.ready_endpoints(key)} == {8080}
+        assert heard.last(key) == kube.ready_endpoints(key)
+        await kube.scale(key, 2)  # the same value: no request
+        await kube.scale(key, 0)
+        await wait_until(lambda: not kube.ready_endpoints(key), "no ready pods", within=30)
+    patches = scale_patches(cluster.api, "iris-default")
+    assert len(patches) == 2
+    assert kube.status(key).desired == 0
+
+
+async def test_the_scale_patch_is_knatives_json_patch(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    async with backend(kubeconfig) as kube:
+        await kube.sync([spec])
+        await wait_until(lambda: replicas(kube_api, "iris-default") == 0, "the Deployment, made with 0 replicas")
+        await kube.scale(key, 3)
+        await wait_until(lambda: replicas(kube_api, "iris-default") == 3, "3 replicas")
+    bodies = [r for r in kube_api.emulator._requests if r.method.value == "PATCH" and r.url.path.endswith("/scale")]
+    assert [json.loads(r.body or b"null") for r in bodies] == [[{"op": "add", "path": "/spec/replicas", "value": 3}]]
