@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateway.autoscale.scaler import AdoptingBackend, Adoption
 from gateway.backends import Backend, BackendContext, EndpointListener, RevisionStatus, create_backend
 from gateway.config.model import BackendKind
 from gateway.router.revision import RevisionRuntime
@@ -52,6 +53,10 @@ class RevisionBackends:
         backend = self.serving(key)
         if backend is not None:
             await backend.scale(key, replicas)
+
+    def adoption(self, key: RevisionKey) -> Adoption:
+        backend = self.serving(key)
+        return backend.adoption(key) if isinstance(backend, AdoptingBackend) else None
 
     def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
         backend = self.serving(key)

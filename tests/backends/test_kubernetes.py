@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.backends import BackendConfigError, BackendContext, create_backend
+from gateway.backends.kube_api import load_configuration
 from gateway.backends.kube_manifest import MANAGED_BY, MANAGER
+from gateway.backends.kubernetes import KubernetesBackend
 from tests.backends.kube_support import Heard, backend, service
 from tests.conftest import wait_until
 from tests.kube import conftest as kube_fixtures
@@ -71,3 +74,24 @@ async def test_the_scale_patch_is_knatives_json_patch(kube_api: KubeApi, kubecon
         await wait_until(lambda: replicas(kube_api, "iris-default") == 3, "3 replicas")
     bodies = [r for r in kube_api.emulator._requests if r.method.value == "PATCH" and r.url.path.endswith("/scale")]
     assert [json.loads(r.body or b"null") for r in bodies] == [[{"op": "add", "path": "/spec/replicas", "value": 3}]]
+
+
+async def test_the_registry_builds_it_from_kubeconfig(kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    made = create_backend("kubernetes", BackendContext(state_dir=tmp_path))
+    assert isinstance(made, KubernetesBackend) and made.api.host.startswith("http://127.0.0.1:")
+    await made.close()
+
+
+def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(BackendConfigError, match=r"cannot read the API configuration from kubeconfig .*nowhere.*set KUBECONFIG"):
+        create_backend("kubernetes", BackendContext(state_dir=tmp_path))
+
+
+def test_a_broken_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    with pytest.raises(BackendConfigError, match="cannot read the API configuration"):
+        load_configuration(str(broken))
