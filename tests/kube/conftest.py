@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import kubernetes
 import pytest
 
 from tests.kube.cluster import Cluster
+from tests.kube.pods import leftover
 from tests.kube.server import KubeApi
 
 MODES = ("wrapped", "unwrapped")
@@ -61,31 +61,3 @@ def cluster(kube_api: KubeApi, tmp_path: Path) -> Iterator[Cluster]:
         cluster.close()
         left = leftover(pids)
         assert not left, f"container processes left running after the cluster stopped: {left}"
-
-
-def leftover(pids: list[int]) -> list[int]:
-    """The process groups among `pids` (each container runs as its own group) that still have a live member."""
-    alive = []
-    for pgid in pids:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            continue
-        if _members_alive(pgid):
-            alive.append(pgid)
-    return alive
-
-
-def _members_alive(pgid: int) -> bool:
-    """Whether a process of the group is alive and not a zombie waiting for init to reap it."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False

@@ -20,6 +20,7 @@ import json
 import secrets
 from typing import Any
 
+from tests.kube import pods
 from tests.kube.kubelet import KubeletConfig, PodWorker
 from tests.kube.store import DEPLOYMENTS, PODS, Key, Obj, Store, now, until_set
 
@@ -68,9 +69,16 @@ class Controller:
         tasks = [t for t in (self._main, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(tasks, timeout=15) if tasks else (set(), set())
+        if pending:
+            self.errors.append(RuntimeError(f"{len(pending)} tasks of the test bed ignored their cancellation: {pending}"))
         for worker in self.workers.values():
+            if worker.process is not None:
+                worker.process.kill()
             self.pids.extend(worker.pids)
+        left = await asyncio.to_thread(pods.wait_gone, self.pids, 10)
+        if left:
+            self.errors.append(RuntimeError(f"container process groups still alive after SIGKILL: {left}"))
         self.workers.clear()
         self._tasks.clear()
 
@@ -116,11 +124,11 @@ class Controller:
         self.workers[key] = worker
         self._tasks[key] = asyncio.get_running_loop().create_task(worker.run(), name=f"pod {key[2]}")
 
-    def _reconcile_deployment(self, key: Key, deployment: Obj, pods: list[tuple[Key, Obj]]) -> None:
+    def _reconcile_deployment(self, key: Key, deployment: Obj, owned: list[tuple[Key, Obj]]) -> None:
         spec = deployment.get("spec", {})
         replicas = int(spec.get("replicas", 1))
         current_hash = template_hash(spec.get("template", {}))
-        live = [(k, p) for k, p in pods if not p["metadata"].get("deletionTimestamp")]
+        live = [(k, p) for k, p in owned if not p["metadata"].get("deletionTimestamp")]
         current = [(k, p) for k, p in live if p["metadata"].get("labels", {}).get(HASH_LABEL) == current_hash]
         old = [(k, p) for k, p in live if p["metadata"].get("labels", {}).get(HASH_LABEL) != current_hash]
         for _ in range(replicas - len(current)):
@@ -165,9 +173,9 @@ class Controller:
         self.store.create((PODS, key[1], name), pod)
         self._order[(PODS, key[1], name)] = len(self._order)
 
-    def _surplus(self, pods: list[tuple[Key, Obj]], count: int) -> list[Key]:
+    def _surplus(self, candidates: list[tuple[Key, Obj]], count: int) -> list[Key]:
         """The `count` pods a ReplicaSet would remove first: not ready before ready, newest first within each."""
-        ranked = sorted(pods, key=lambda kp: (is_ready(kp[1]), -self._order.get(kp[0], 0)))
+        ranked = sorted(candidates, key=lambda kp: (is_ready(kp[1]), -self._order.get(kp[0], 0)))
         return [k for k, _ in ranked[: max(count, 0)]]
 
     def delete(self, key: Key) -> None:

@@ -29,6 +29,7 @@ from kmock import KubernetesError
 from tests.kube import scale, selection
 from tests.kube.faults import FaultBook
 from tests.kube.store import PODS, Key, Obj, Store, api_error, not_found, now, until_set
+from tests.kube.validation import validate
 
 WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 WITH_STATUS = ("deployments", "pods", "replicasets", "services", "namespaces")
@@ -55,7 +56,7 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         fault = self.faults.take(request)
         if fault is not None:
-            return fault.response()
+            return fault.response(self._plain_list(request) if fault.kind == "list" else None)
         if not self.wrapped or request.resource is None or not request.resource.plural:
             try:
                 return await super()._handle(request)
@@ -113,6 +114,14 @@ class ApiServer(kmock.KubernetesEmulator):
             "metadata": {"resourceVersion": str(self.store.revision)},
             "items": [obj for obj in items if match(obj)],
         }
+
+    def _plain_list(self, request: kmock.Request) -> Obj:
+        """What a server that ignores `?watch` answers: every object of the resource, selectors ignored."""
+        items = [obj for key, obj in self.store.items(request.resource)] if request.resource is not None else []
+        items = [
+            obj for obj in items if request.namespace is None or obj.get("metadata", {}).get("namespace") == request.namespace
+        ]
+        return {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
 
     def _fetch(self, request: kmock.Request, key: Key) -> Obj:
         obj = self.store.get(key)
@@ -191,7 +200,10 @@ class ApiServer(kmock.KubernetesEmulator):
             raise api_error(422, "Invalid", f"{request.resource.plural}: metadata.name or metadata.generateName is required")
         for field in ("resourceVersion", "uid", "creationTimestamp", "generation", "deletionTimestamp"):
             meta.pop(field, None)
-        return self.store.create((request.resource, request.namespace or meta.get("namespace"), name), body)
+        meta["name"] = name
+        key: Key = (request.resource, request.namespace or meta.get("namespace"), name)
+        validate(key, body)
+        return self.store.create(key, body)
 
     def _patch(self, request: kmock.Request, key: Key) -> Obj:
         body = _body(request, (dict, list))
@@ -222,6 +234,8 @@ class ApiServer(kmock.KubernetesEmulator):
             merged = new
             if key[0].plural in WITH_STATUS:
                 merged["status"] = current.get("status", {})
+            merged.setdefault("metadata", {})["name"] = key[2]
+            validate(key, merged)
         stored = self.store.replace(key, merged, expect=expect)
         meta = stored.get("metadata", {})
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not _bound_pod(key, stored):

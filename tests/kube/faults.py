@@ -11,6 +11,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp.web
 import kmock
@@ -54,13 +55,12 @@ class Fault:
             and self.path.search(request.url.path) is not None
         )
 
-    def response(self) -> aiohttp.web.Response:
+    def response(self, listing: dict[str, Any] | None = None) -> aiohttp.web.Response:
+        """The answer; a "list" fault answers `listing` whole, with no trailing newline, as a server ignoring ?watch."""
         if self.kind == "gone":
             return aiohttp.web.Response(body=json.dumps(GONE).encode() + b"\n", content_type="application/json")
         if self.kind == "list":
-            # A whole list with no trailing newline, as a server that ignores ?watch would answer.
-            body = {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}
-            return aiohttp.web.Response(body=json.dumps(body).encode(), content_type="application/json")
+            return aiohttp.web.Response(body=json.dumps(listing or {"items": []}).encode(), content_type="application/json")
         reason = "TooManyRequests" if self.status == 429 else "InternalError"
         status = {
             "kind": "Status",

@@ -75,15 +75,25 @@ class PodWorker:
                 pods.release_ip(self.ip)
 
     async def _step(self, pod: Obj) -> None:
-        container = pod["spec"]["containers"][0]
+        containers = (pod.get("spec") or {}).get("containers") or [None]
+        container = containers[0]
+        if not isinstance(container, dict):  # only the unwrapped emulator lets such a pod in
+            self.waiting = ("InvalidSpec", "the pod has no container to run")
+            self._write_status(pod, {})
+            return
         if self.ip is None:
-            self.ip = pods.allocate_ip(pods.container_ports(container))
+            try:
+                self.ip = pods.allocate_ip(pods.container_ports(container))
+            except pods.PortConflict as exc:
+                self.waiting = ("PortConflict", str(exc))
+                self._write_status(pod, container)
+                return
         if self.process is not None and (code := self.process.exit_code()) is not None:
             self._exited(code)
         if self.process is None and time.monotonic() >= self.next_start:
             self._start(pod, container)
         if self.process is not None:
-            passed = await pods.probe(self.ip, container.get("readinessProbe"))
+            passed = await pods.probe(self.ip, container)
             self.probes += 1
             self.failures = 0 if passed else self.failures + 1
             threshold = int((container.get("readinessProbe") or {}).get("failureThreshold", 3))
@@ -184,14 +194,12 @@ class PodWorker:
                 "restartCount": 0,
                 "state": {"running": {}},
             }
-            for c in pod["spec"]["containers"][1:]
+            for c in (pod.get("spec") or {}).get("containers", [])[1:]
         ]
         status = {
             "phase": "Running" if running or self.restarts else "Pending",
             "hostIP": "127.0.0.1",
             "hostIPs": [{"ip": "127.0.0.1"}],
-            "podIP": self.ip,
-            "podIPs": [{"ip": self.ip}],
             "startTime": self.started_at,
             "qosClass": "BestEffort",
             "conditions": [
@@ -202,6 +210,8 @@ class PodWorker:
             ],
             "containerStatuses": [main, *others],
         }
+        if self.ip is not None:
+            status.update(podIP=self.ip, podIPs=[{"ip": self.ip}])
         if self.process is not None:
             main["containerID"] = f"testbed://{self.process.pid}"
         if pod.get("status") != status:

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import free_port
+
 REPLICA = str(Path(__file__).with_name("replica.py"))
 
 
@@ -14,14 +16,19 @@ def replica_deployment(
     *,
     replicas: int = 1,
     labels: dict[str, str] | None = None,
-    port: int = 8080,
+    port: int | None = None,
     probe: dict[str, Any] | None = None,
     command: list[str] | None = None,
     env: list[dict[str, Any]] | None = None,
     grace: int | None = None,
 ) -> dict[str, Any]:
-    """A Deployment of `replicas` pods running the stdlib replica on `port`, Ready when GET /healthz answers."""
+    """A Deployment of `replicas` pods running the stdlib replica on `port`, Ready when GET /healthz answers.
+
+    The port defaults to one free on this host right now: pods share the host's ports with everything else
+    running here, and any process listening on 0.0.0.0:port would keep every pod from binding that port.
+    """
     labels = labels or {"app": name}
+    port = port or free_port()
     container: dict[str, Any] = {
         "name": "replica",
         "image": "testbed/replica:1",

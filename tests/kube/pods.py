@@ -48,15 +48,32 @@ def podnet_library() -> Path:
     return target
 
 
+class PortConflict(RuntimeError):
+    """Another process of this host listens on a pod's port on every address (0.0.0.0:port)."""
+
+
 def allocate_ip(ports: list[int]) -> str:
-    """A free 127.0.x.y (x in 2..254: 127.0.0.x and 127.0.1.x are the host's) on which every port can be bound."""
-    for _ in range(1000):
+    """A free 127.0.x.y (x in 2..254: 127.0.0.x and 127.0.1.x are the host's) on which every port can be bound.
+
+    Pods share the host's network, so a process listening on 0.0.0.0:port anywhere on the host takes that
+    port from every pod: after a few addresses that all refuse the port, PortConflict names it.
+    """
+    refused: dict[int, int] = {}
+    for _ in range(200):
         ip = f"127.0.{random.randint(2, 254)}.{random.randint(1, 254)}"
         with _taken_lock:
-            if ip in _taken or not all(_bindable(ip, port) for port in ports):
+            if ip in _taken:
                 continue
-            _taken.add(ip)
-            return ip
+            blocked = [port for port in ports if not _bindable(ip, port)]
+            if not blocked:
+                _taken.add(ip)
+                return ip
+        for port in blocked:
+            refused[port] = refused.get(port, 0) + 1
+            if refused[port] >= 5:
+                raise PortConflict(
+                    f"port {port} cannot be bound on any pod address: another process on this host listens on 0.0.0.0:{port}"
+                )
     raise RuntimeError("no free pod address in 127.0.2.0-127.0.254.255")
 
 
@@ -121,25 +138,33 @@ def argv_for(container: Obj, env: dict[str, str], images: dict[str, list[str]]) 
 PROBE_TIMEOUT = 1.0
 
 
-async def probe(ip: str, spec: Obj | None) -> bool:
-    """Run one readiness probe (httpGet or tcpSocket) against the pod address; no probe means ready."""
-    if not spec:
-        return True
+def probe_port(port: Any, container: Obj) -> int | None:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return int(port)
+    return next((int(p["containerPort"]) for p in container.get("ports") or [] if p.get("name") == port), None)
+
+
+async def probe(ip: str, container: Obj) -> bool:
+    """Run the container's readiness probe (httpGet or tcpSocket) once against the pod address; no probe means ready."""
+    spec = container.get("readinessProbe") or {}
     action = spec.get("httpGet") or spec.get("tcpSocket")
     if not action:
         return True
+    port = probe_port(action.get("port"), container)
+    if port is None:
+        return False
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            reader, writer = await asyncio.open_connection(ip, int(action["port"]))
-    except (OSError, TimeoutError, ValueError):
+            reader, writer = await asyncio.open_connection(ip, port)
+    except (OSError, TimeoutError):
         return False
     try:
         if "httpGet" not in spec:
             return True
         path = action.get("path") or "/"
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {ip}:{action['port']}\r\nUser-Agent: kube-probe/testbed\r\nConnection: close\r\n\r\n".encode()
-        )
+        request = f"GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/testbed\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
         async with asyncio.timeout(PROBE_TIMEOUT):
             line = await reader.readline()
         parts = line.split()
@@ -180,3 +205,39 @@ class Process:
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         self.popen.wait()
+
+
+def leftover(pids: list[int]) -> list[int]:
+    """The process groups among `pids` (each container runs as its own group) that still have a live member."""
+    alive = []
+    for pgid in pids:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            continue
+        if _members_alive(pgid):
+            alive.append(pgid)
+    return alive
+
+
+def _members_alive(pgid: int) -> bool:
+    """Whether a process of the group is alive and not a zombie waiting for init to reap it."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """Block until no process of these groups is alive (a killed process takes a moment to exit); return those left."""
+    deadline = time.monotonic() + seconds
+    while (left := leftover(pids)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left

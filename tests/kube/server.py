@@ -75,7 +75,11 @@ class KubeApi:
         self._site: asyncio.AbstractServer | None = None
         self._http: aiohttp.web.Server | None = None
         self._publisher: asyncio.Task[None] | None = None
-        self.thread.run(self._open())
+        try:
+            self.thread.run(self._open())
+        except BaseException:
+            self.thread.close()
+            raise
 
     @property
     def url(self) -> str:

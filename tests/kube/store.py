@@ -93,7 +93,7 @@ class Store:
         return out
 
     def events_after(self, revision: int) -> list[Event]:
-        start = bisect.bisect_right([e.revision for e in self.events], revision)
+        start = bisect.bisect_right(self.events, revision, key=lambda e: e.revision)
         return self.events[start:]
 
     def changed(self) -> asyncio.Event:

@@ -254,3 +254,34 @@ def test_unwrapped_is_kmock_as_it_ships(kube_api: KubeApi, kube_client: ApiClien
     assert created.metadata.resource_version is None and created.metadata.uid is None
     assert names(core.list_namespaced_pod("default", label_selector="app=web").items) == ["a", "b"]
     assert raw(kube_api, "/apis/")[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["spec"]["template"]["metadata"].update(labels={"app": "other"}),
+            "`selector` does not match template `labels`",
+        ),
+        (lambda d: d["spec"].update(selector={}), "spec.selector: Required value"),
+        (lambda d: d["spec"]["template"]["spec"].update(containers=[]), "spec.template.spec.containers: Required value"),
+        (lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("image"), "containers[0].image: Required value"),
+        (lambda d: d["metadata"].update(name="Web_1"), "metadata.name: Invalid value: 'Web_1'"),
+        (lambda d: d["metadata"].update(labels={"app": "x" * 64}), "metadata.labels: Invalid value"),
+    ],
+)
+def test_a_deployment_the_cluster_could_not_run_is_refused(
+    kube_api: KubeApi, change: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    manifest = replica_deployment("web")
+    change(manifest)
+    status, _, body = raw(kube_api, "/apis/apps/v1/namespaces/default/deployments", "POST", manifest)
+    assert status == 422 and message in json.loads(body)["message"]
+
+
+def test_an_update_that_breaks_a_deployment_is_refused(kube_client: ApiClient) -> None:
+    apps, _ = apis(kube_client)
+    apps.create_namespaced_deployment("default", replica_deployment("web"))
+    with pytest.raises(ApiException) as caught:
+        apps.patch_namespaced_deployment("web", "default", {"spec": {"selector": {"matchLabels": {"app": "db"}}}})
+    assert caught.value.status == 422 and "does not match" in str(caught.value.body)

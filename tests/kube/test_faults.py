@@ -71,10 +71,12 @@ def test_a_watch_answered_with_410_gone_then_a_normal_watch(kube_api: KubeApi, k
     assert [json.loads(line)["type"] for line in body.splitlines()] == ["ADDED"]
 
 
-def test_a_watch_answered_with_a_plain_list(kube_api: KubeApi) -> None:
+def test_a_watch_answered_with_a_plain_list(kube_api: KubeApi, kube_client: ApiClient) -> None:
+    apps_of(kube_client).create_namespaced_deployment("default", replica_deployment("web"))
     kube_api.answer_watches_with_list(r"/deployments$", times=1)
     status, _, body = raw(kube_api, "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1")
-    assert status == 200 and not body.endswith(b"\n") and json.loads(body)["items"] == []
+    assert status == 200 and not body.endswith(b"\n")
+    assert [item["metadata"]["name"] for item in json.loads(body)["items"]] == ["web"]
 
 
 def test_connection_refused_while_down_then_the_same_port_and_state(kube_api: KubeApi, kube_client: ApiClient) -> None:

@@ -6,7 +6,10 @@ Driven with the official `kubernetes` client over HTTP, as a gateway would drive
 from __future__ import annotations
 
 import asyncio
+import http.client
 import ipaddress
+import json
+import socket
 import sys
 import time
 import urllib.request
@@ -19,8 +22,8 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 
 from tests.conftest import free_port, wait_until, wait_until_blocking
 from tests.kube.cluster import Cluster
-from tests.kube.conftest import leftover
 from tests.kube.manifests import REPLICA, replica_deployment
+from tests.kube.pods import leftover
 from tests.kube.server import KubeApi
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +50,10 @@ def wait_ready(core: Any, count: int, selector: str = "app=web") -> list[Any]:
     return ready_pods(core, selector)
 
 
+def url(pod: Any, path: str = "/") -> str:
+    return f"http://{pod.status.pod_ip}:{pod.spec.containers[0].ports[0].container_port}{path}"
+
+
 def get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
@@ -63,12 +70,12 @@ def test_a_scaled_deployment_gets_ready_pods_serving_on_their_own_addresses(clus
     for ip in ips:
         address = ipaddress.ip_address(ip)
         assert address in ipaddress.ip_network("127.0.0.0/16") and not ip.startswith(("127.0.0.", "127.0.1."))
-    assert sorted(get(f"http://{p.status.pod_ip}:8080/") for p in pods) == sorted(p.metadata.name for p in pods)
+    assert sorted(get(url(p)) for p in pods) == sorted(p.metadata.name for p in pods)
     for p in pods:
         assert p.metadata.name.startswith("web-") and p.metadata.labels["rev"] == "a"
         assert (p.metadata.owner_references[0].kind, p.metadata.owner_references[0].name) == ("Deployment", "web")
         assert p.spec.node_name == "testbed-node" and p.status.phase == "Running"
-        assert f"listening on {p.status.pod_ip}:8080" in cluster.logs(p.metadata.name)  # 0.0.0.0 became the pod's address
+        assert f"listening on {url(p, '')[7:]}" in cluster.logs(p.metadata.name)  # 0.0.0.0 became the pod's address
 
     def status_caught_up() -> bool:
         d = apps.read_namespaced_deployment("web", "default")
@@ -99,7 +106,8 @@ def test_environment_port_host_and_var_expansion(cluster: Cluster, kube_client: 
 
 def test_tcp_probes_and_a_server_bound_to_127_0_0_1_never_ready(cluster: Cluster, kube_client: ApiClient) -> None:
     apps, core = apis(kube_client)
-    apps.create_namespaced_deployment("default", replica_deployment("tcp", probe={"tcpSocket": {"port": 8080}}))
+    tcp = free_port()
+    apps.create_namespaced_deployment("default", replica_deployment("tcp", port=tcp, probe={"tcpSocket": {"port": tcp}}))
     port = free_port()
     hidden = replica_deployment("hidden", port=port, command=[sys.executable, REPLICA, "--host", "127.0.0.1"])
     apps.create_namespaced_deployment("default", hidden)
@@ -111,6 +119,26 @@ def test_tcp_probes_and_a_server_bound_to_127_0_0_1_never_ready(cluster: Cluster
     wait_until_blocking(lambda: cluster.probes(name) >= 5, "five probes of the hidden pod")
     pod = core.read_namespaced_pod(name, "default")
     assert not ready(pod) and pod.status.container_statuses[0].state.running is not None
+
+
+def test_a_port_taken_on_the_host_keeps_pods_waiting_with_the_reason(cluster: Cluster, kube_client: ApiClient) -> None:
+    apps, core = apis(kube_client)
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", port))
+        squatter.listen()
+        apps.create_namespaced_deployment("default", replica_deployment("web", port=port))
+
+        def waiting() -> str:
+            pods = core.list_namespaced_pod("default").items
+            statuses = pods[0].status.container_statuses if pods else None
+            state = statuses[0].state.waiting if statuses else None
+            return f"{state.reason}: {state.message}" if state else ""
+
+        wait_until_blocking(lambda: waiting().startswith("PortConflict"), "the pod waiting on its port")
+        assert f"another process on this host listens on 0.0.0.0:{port}" in waiting()
+    wait_ready(core, 1)
 
 
 def test_scaling_to_zero_removes_the_pods_and_their_processes(cluster: Cluster, kube_client: ApiClient) -> None:
@@ -142,7 +170,7 @@ def test_a_killed_container_turns_its_pod_not_ready_and_is_restarted(cluster: Cl
     assert seen[0] is False and seen[-1] is True
     last = core.read_namespaced_pod(name, "default").status.container_statuses[0].last_state.terminated
     assert last.exit_code == 137 and last.reason == "Error"
-    assert get(f"http://{pod.status.pod_ip}:8080/") == name  # same pod, same address
+    assert get(url(pod)) == name  # same pod, same address
 
 
 def test_a_deleted_pod_is_stopped_and_replaced(cluster: Cluster, kube_client: ApiClient) -> None:
@@ -231,8 +259,19 @@ def test_a_cluster_on_the_unwrapped_emulator(cluster: Cluster, kube_client: ApiC
     apps.create_namespaced_deployment("default", replica_deployment("web"))
     apps.patch_namespaced_deployment_scale("web", "default", [{"op": "add", "path": "/spec/replicas", "value": 2}])
     pods = wait_ready(core, 2)
-    assert sorted(get(f"http://{p.status.pod_ip}:8080/") for p in pods) == sorted(p.metadata.name for p in pods)
+    assert sorted(get(url(p)) for p in pods) == sorted(p.metadata.name for p in pods)
     assert all(p.metadata.resource_version is None for p in pods)
+    # kmock's own watch streams what the controller writes: every pod ADDED, then a crash as MODIFIED.
+    watch = http.client.HTTPConnection(cluster.api.host, cluster.api.port, timeout=10)
+    watch.request("GET", "/api/v1/namespaces/default/pods?watch=true")
+    stream = watch.getresponse()
+    added = [json.loads(stream.readline()) for _ in range(2)]
+    assert {(e["type"], e["object"]["status"]["podIP"]) for e in added} == {("ADDED", p.status.pod_ip) for p in pods}
+    cluster.kill(pods[0].metadata.name)
+    while (event := json.loads(stream.readline()))["object"]["status"]["containerStatuses"][0]["ready"]:
+        pass
+    watch.close()
+    assert (event["type"], event["object"]["metadata"]["name"]) == ("MODIFIED", pods[0].metadata.name)
 
 
 async def test_the_cluster_from_an_async_test(cluster: Cluster, kube_client: ApiClient) -> None:
