@@ -31,20 +31,18 @@ def services_document(gateway: Gateway) -> dict[str, object]:
     domain = gateway.config.gateway.domain
     services = []
     for spec in gateway.config.services:
-        base = f"{spec.name}.{spec.namespace}.{domain}"
         revisions = []
         for rev in spec.revisions():
             key = spec.key(rev.name)
             runtime = gateway.runtimes[key]
             backend_status = gateway.revision_backends.status(key)
             scaling = scaling_status(gateway.autoscaler, gateway.revision_backends, key)
-            percent = spec.canary_percent if rev.name == "canary" else (100 - spec.canary_percent if spec.canary else 100)
             revisions.append(
                 {
                     "name": key.name,
                     "tag": rev.name,
-                    "host": f"{rev.name}-{base}",
-                    "percent": percent,
+                    "host": spec.tag_host(rev.name, domain),
+                    "percent": spec.percent(rev.name),
                     "backend": gateway.revision_backends.of_revision.get(key),
                     "endpoints": sorted(e.url for e in runtime.throttler.trackers),
                     "ready": runtime.throttler.ready,
@@ -58,7 +56,7 @@ def services_document(gateway: Gateway) -> dict[str, object]:
                     "panicking": scaling.panicking,
                 }
             )
-        services.append({"name": spec.name, "namespace": spec.namespace, "host": base, "revisions": revisions})
+        services.append({"name": spec.name, "namespace": spec.namespace, "host": spec.host(domain), "revisions": revisions})
     backends = {kind: {"ok": problem is None, "message": problem} for kind, problem in backend_health(gateway).items()}
     return {"domain": domain, "backends": backends, "services": services}
 

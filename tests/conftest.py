@@ -52,3 +52,25 @@ def wait_until_blocking(predicate: Callable[[], object], what: str = "the condit
         if time.monotonic() - started > within:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         time.sleep(0.01)
+
+
+class ManualSleep:
+    """An injected sleep that returns only when the test calls `step()`: one sleeper, one round per step."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self.asleep = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.asleep.set()
+        await self._wake.wait()
+        self._wake.clear()
+
+    async def step(self) -> None:
+        """Wake the sleeper and wait until it sleeps again (its round is done)."""
+        await self.asleep.wait()
+        self.asleep.clear()
+        self._wake.set()
+        await self.asleep.wait()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gateway.backends.kube_manifest import PORT_ANNOTATION, revision_of
+from gateway.backends.kube_manifest import revision_of
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 Obj = dict[str, Any]
@@ -24,16 +24,11 @@ def is_ready(pod: Obj) -> bool:
     return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def pod_endpoint(pod: Obj, default_port: int) -> Endpoint | None:
+def pod_endpoint(pod: Obj, port: int) -> Endpoint | None:
     """The pod's serving address when it is ready, else None."""
     ip = (pod.get("status") or {}).get("podIP")
     if not ip or not is_ready(pod):
         return None
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    try:
-        port = int(annotations.get(PORT_ANNOTATION) or default_port)
-    except ValueError:
-        port = default_port
     return Endpoint(str(ip), port)
 
 

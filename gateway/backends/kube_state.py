@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.backends.kube_deploy import replicas_of
-from gateway.backends.kube_manifest import DIGEST_ANNOTATION, MANAGED_BY, MANAGER, Obj, managed_by_us
+from gateway.backends.kube_manifest import DIGEST_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Obj, managed_by_us
 from gateway.types import RevisionKey
 
 Found = Literal["unknown", "absent", "ours", "foreign"]
@@ -27,6 +27,7 @@ class KubeRevision:
     wanted: int | None = None  # what the autoscaler last asked
     error: str | None = None  # the API's last refusal about this Deployment
     removing_since: float | None = None  # left the config: deleted once its requests are done
+    problem: str | None = None  # the config cannot be made into a Deployment (said in the status)
 
     @property
     def namespace(self) -> str:
@@ -50,7 +51,7 @@ class KubeRevision:
         else:
             self.found, self.replicas, self.applied = "foreign", None, None
             self.error = (
-                f"{self.what} exists and was not made by the gateway (it lacks the label {MANAGED_BY}={MANAGER}); "
+                f"{self.what} exists and was not made by the gateway (it lacks the label {MANAGED_BY_LABEL}={MANAGED_BY}); "
                 "refusing to take it over: rename the service or delete that Deployment"
             )
         if not self.seen:
@@ -60,6 +61,11 @@ class KubeRevision:
     def adoption(self) -> Adoption:
         """What the autoscaler starts this revision from: the replicas its Deployment had when first seen,
         None when the gateway creates it (initial scale applies), "unknown" while nobody can tell."""
-        if self.found in ("unknown", "foreign"):
+        if self.found in ("unknown", "foreign") or self.problem:
             return "unknown"
         return self.adopted
+
+
+def unbuilt(key: RevisionKey) -> Obj:
+    """Where a revision's Deployment would be, for one whose config cannot be built."""
+    return {"metadata": {"name": key.name, "namespace": key.namespace}, "spec": {}}

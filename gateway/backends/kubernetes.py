@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
+from gateway.backends.errors import BackendConfigError
 from gateway.backends.kube_api import KubeApi, KubeRequestError, KubeUnavailable
 from gateway.backends.kube_deploy import Deployments
-from gateway.backends.kube_manifest import DEFAULT_PORT, MANAGED_BY, MANAGER, build, managed_by_us, stamped
+from gateway.backends.kube_manifest import DEFAULT_PORT, MANAGED_BY, MANAGED_BY_LABEL, desired, managed_by_us
 from gateway.backends.kube_pods import Obj, PodIndex
-from gateway.backends.kube_state import Adoption, KubeRevision
+from gateway.backends.kube_state import Adoption, KubeRevision, unbuilt
 from gateway.backends.kube_watch import BACKOFF, PodWatch
 from gateway.config.model import GatewaySettings, ServiceSpec
 from gateway.types import EndpointSet, RevisionKey
@@ -97,14 +98,21 @@ class KubernetesBackend:
             if old is not None and old.canary is not None and svc.canary is None:
                 self._remove(old.key("canary"))
             for rev in svc.revisions():
-                manifest, digest, port = stamped(build(svc, rev, self.settings))
-                record = self._revisions.get(svc.key(rev.name))
+                key = svc.key(rev.name)
+                problem = None
+                try:
+                    manifest, digest, port = desired(svc, rev, self.settings)
+                except BackendConfigError as exc:
+                    log.error("%s", exc)
+                    problem, manifest, digest, port = str(exc), unbuilt(key), "", DEFAULT_PORT
+                record = self._revisions.get(key)
                 if record is None:
-                    record = KubeRevision(svc.key(rev.name), manifest, digest, port)
-                    self._revisions[record.key] = record
+                    record = KubeRevision(key, manifest, digest, port)
+                    self._revisions[key] = record
                     fresh.append(record)
                 else:
                     record.manifest, record.digest, record.port, record.removing_since = manifest, digest, port, None
+                record.problem = problem
                 self._mark(record.key)
             self._services[svc.ident] = svc
         namespaces = {record.namespace for record in fresh}
@@ -145,8 +153,8 @@ class KubernetesBackend:
             return RevisionStatus(0, 0, "unknown", "no such revision")
         ready = len(self._pods.endpoints(key))
         desired = record.wanted if record.wanted is not None else record.replicas or 0
-        if record.error:
-            return RevisionStatus(desired, ready, "failed", record.error)
+        if record.problem or record.error:
+            return RevisionStatus(desired, ready, "failed", record.problem or record.error)
         health = self.api.health()
         if health:
             return RevisionStatus(desired, ready, "unreachable", health)
@@ -177,7 +185,7 @@ class KubernetesBackend:
             watch = PodWatch(
                 self.api,
                 namespace,
-                f"{MANAGED_BY}={MANAGER}",
+                f"{MANAGED_BY_LABEL}={MANAGED_BY}",
                 reset=partial(self._pods_reset, namespace),
                 event=partial(self._pod_event, namespace),
                 failure=self.api.failed,
@@ -324,6 +332,8 @@ class KubernetesBackend:
             record.error = str(exc)
 
     async def _converge(self, record: KubeRevision) -> None:
+        if record.problem:
+            return  # the config cannot make a Deployment: nothing to send
         if record.found == "unknown":
             record.observe(await self._deployments.get(record.namespace, record.name))
             self._report(record)

@@ -4,15 +4,18 @@ Which backend runs a service (its own `spec.backend`, else the GatewayConfig's, 
 known after all files are read, so what a revision must give is checked here:
 
 - static: `endpoints` (error without them).
-- kubernetes: a container image (error without one).
+- kubernetes: a container image (error without one); an ONNX InferenceService runs the gateway's
+  own model-server image (`GatewayConfig.spec.kubernetes.modelServerImage`), so it needs none.
 - local: a `command` (error without one) — except that a revision with a container image and no
   command is a warning, not an error: the local backend runs commands, not images, so it has no
   replicas and its requests get an immediate 503 naming the reason. This keeps manifests written
   for a cluster (ElasticServing's `sample_service.yaml`, TensorFlow SimpleMLServices) loadable,
   and `gateway validate` says plainly what will happen.
 
-The kubernetes backend is not available yet: choosing it is an error (its image checks stay, so
-the messages are complete once it lands).
+A translator that finds something wrong for one backend only (a model file missing on this machine
+matters to local, a container name Kubernetes would refuse matters to kubernetes) records it in
+`Translated.local_errors` or `Translated.kubernetes_errors`; it is reported here when that backend runs
+the service.
 """
 
 from __future__ import annotations
@@ -58,23 +61,19 @@ def effective_backend(item: Translated, settings: GatewaySettings) -> BackendKin
     return item.service.backend or settings.backend
 
 
-KUBERNETES_UNAVAILABLE = (
-    "the kubernetes backend is not available in this version of the gateway; use local (replicas as "
-    "processes on this machine) or static (endpoints that already run)"
-)
-
-
 def check_runnable(translated: Sequence[Translated], settings: GatewaySettings) -> None:
     for item in translated:
         backend = effective_backend(item, settings)
-        if backend == "kubernetes":
-            where = "spec.backend" if item.service.backend else "spec.backend (from GatewayConfig)"
-            item.ctx.error(where, KUBERNETES_UNAVAILABLE)
         for revision in item.service.revisions():
             _check_revision(item, revision, item.fields[revision.name], backend)
         if backend == "local":
             for path, message in item.local_notes:
                 item.ctx.warn(path, message)
+            for path, message in item.local_errors:
+                item.ctx.error(path, message)
+        elif backend == "kubernetes":
+            for path, message in item.kubernetes_errors:
+                item.ctx.error(path, message)
 
 
 def _gets_its_port(revision: RevisionSpec) -> bool:
@@ -106,13 +105,12 @@ def _check_static(item: Translated, revision: RevisionSpec, fields: RevisionFiel
 
 
 def _check_kubernetes(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
-    if revision.image:
+    if revision.image or revision.model_path:
         return
     if fields.image is None:
         item.ctx.error(
             fields.base,
-            "the kubernetes backend needs a container image, and this revision has none "
-            "(the built-in model server runs only under the local backend)",
+            "the kubernetes backend needs a container image, and this revision has none",
         )
     else:
         item.ctx.error(fields.image, "required for the kubernetes backend")

@@ -1,8 +1,10 @@
 """A Kubernetes container (InferenceService predictor, SimpleMLService custom pod) as a revision draft.
 
-The local backend runs `command + args` on this machine; the kubernetes backend runs the image with
-the same command and args. A container with args but no command relies on the image's entrypoint, so
-it has no local command.
+The local backend runs `command + args` on this machine; the kubernetes backend keeps the containers
+as given (the translator stores them in `RevisionSpec.pod_spec`) and serves the first. A container
+with args but no command relies on the image's entrypoint, so it has no local command. What only the
+local backend leaves out (other containers, probes, mounts) goes to `local_notes`: warnings shown when
+the local backend runs the service.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ _CONTAINER_KEYS = (
 _IGNORED_KEYS = ("livenessProbe", "startupProbe", "volumeMounts", "securityContext")
 
 
-def read_containers(ctx: DocContext, path: str, value: object) -> RevisionDraft | None:
-    """A revision draft from the first container of a list (others are reported)."""
+Notes = list[tuple[str, str]]
+
+
+def read_containers(ctx: DocContext, path: str, value: object, local_notes: Notes) -> RevisionDraft | None:
+    """A revision draft from the first container of a list (others noted for the local backend)."""
     items = sequence(ctx, path, value)
     if items is None:
         return None
@@ -47,16 +52,16 @@ def read_containers(ctx: DocContext, path: str, value: object) -> RevisionDraft 
         ctx.error(path, "must list at least one container")
         return None
     for extra in range(1, len(items)):
-        ctx.warn(join(path, extra), "only the first container is run, ignored")
-    return read_container(ctx, join(path, 0), items[0])
+        local_notes.append((join(path, extra), "only the first container is run, ignored"))
+    return read_container(ctx, join(path, 0), items[0], local_notes)
 
 
-def read_container(ctx: DocContext, path: str, value: object) -> RevisionDraft | None:
+def read_container(ctx: DocContext, path: str, value: object, local_notes: Notes) -> RevisionDraft | None:
     found = mapping(ctx, path, value)
     if found is None:
         return None
     errors = ctx.error_count
-    _check_container_keys(ctx, path, found)
+    _check_container_keys(ctx, path, found, local_notes)
     draft = RevisionDraft(workdir=ctx.directory)
     _read_command(ctx, path, found, draft)
     draft.image = read_given(ctx, path, found, "image", string)
@@ -67,15 +72,14 @@ def read_container(ctx: DocContext, path: str, value: object) -> RevisionDraft |
     return None if ctx.error_count > errors else draft
 
 
-def _check_container_keys(ctx: DocContext, path: str, found: dict[str, object]) -> None:
+def _check_container_keys(ctx: DocContext, path: str, found: dict[str, object], local_notes: Notes) -> None:
     check_keys(ctx, path, found, _CONTAINER_KEYS, strict=False)
     for key in _IGNORED_KEYS:
         if key in found:
-            ctx.warn(join(path, key), "not supported by the gateway, ignored")
+            local_notes.append((join(path, key), "not supported by the local backend, ignored"))
     if found.get("workingDir") is not None:
-        ctx.warn(
-            join(path, "workingDir"),
-            "a path inside the container, ignored; the local backend runs in the config file's folder",
+        local_notes.append(
+            (join(path, "workingDir"), "a path inside the container, ignored; the local backend runs in the config file's folder")
         )
 
 

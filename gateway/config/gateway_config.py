@@ -8,11 +8,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from gateway.config.cluster import KUBERNETES
 from gateway.config.errors import DocContext
 from gateway.config.model import (
     ActivatorSettings,
     AutoscalerSettings,
     GatewaySettings,
+    KubernetesSettings,
     ProxySettings,
 )
 from gateway.config.values import (
@@ -129,6 +131,7 @@ _SPEC_KEYS = (
     "autoscaler",
     "activator",
     "proxy",
+    "kubernetes",
 )
 
 
@@ -230,4 +233,5 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
     kwargs["autoscaler"] = _autoscaler(ctx, spec.get("autoscaler"))
     kwargs["activator"] = replace(ActivatorSettings(), **_section(ctx, "spec.activator", spec.get("activator"), _ACTIVATOR))
     kwargs["proxy"] = replace(ProxySettings(), **_section(ctx, "spec.proxy", spec.get("proxy"), _PROXY))
+    kwargs["kubernetes"] = replace(KubernetesSettings(), **_section(ctx, "spec.kubernetes", spec.get("kubernetes"), KUBERNETES))
     return GatewaySettings(**kwargs)

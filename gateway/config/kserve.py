@@ -1,10 +1,14 @@
 """InferenceService (serving.kserve.io/v1beta1): an ONNX predictor served by the built-in model server.
 
 `spec.predictor.model` with `modelFormat.name: onnx` (or the older `spec.predictor.onnx`) and a
-local `storageUri` (`file:///abs.onnx`, `file://relative`, a plain path relative to the config file,
-or a folder holding `model.onnx` or exactly one `.onnx` file) becomes
-`python -m gateway modelserver --model ABS --name NAME --port {port}`. A predictor may instead give
-`containers[0]` with its own command. Other formats and remote URIs are errors: nothing here
+local `storageUri` (`file:///abs.onnx`, `file://relative`, a plain path) is served by
+`gateway modelserver`. Under the local backend the path is a file on this machine, relative to the
+config file, or a folder holding `model.onnx` or exactly one `.onnx` file, and the command is
+`python -m gateway modelserver --model ABS --name NAME --port {port}`. Under the kubernetes backend the
+path names the model inside the model-server image (`GatewayConfig.spec.kubernetes.modelServerImage`,
+which deploy/Dockerfile builds with config/ at /app/config), so it must be absolute there.
+A predictor may instead give `containers`: the kubernetes backend runs them as given; the local
+backend runs the first one's command. Other formats and remote URIs are errors: nothing here
 downloads models or runs framework servers.
 
 KServe's `canaryTrafficPercent` splits traffic between the previous and the latest rollout of one
@@ -15,8 +19,10 @@ reported as warnings and not run.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
+from dataclasses import dataclass, field
 
 from gateway.config.container import read_containers
 from gateway.config.errors import DocContext
@@ -84,6 +90,15 @@ _UNSUPPORTED_HINT = (
 )
 
 
+@dataclass
+class _BackendNotes:
+    """What holds for one backend only, reported by `gateway.config.checks` when it runs the service."""
+
+    local_notes: list[tuple[str, str]] = field(default_factory=list)
+    local_errors: list[tuple[str, str]] = field(default_factory=list)
+    kubernetes_errors: list[tuple[str, str]] = field(default_factory=list)
+
+
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     doc = open_service(ctx, body, KIND, ("predictor", "transformer", "explainer"))
     if doc is None:
@@ -91,7 +106,8 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     predictor = _predictor(ctx, doc.spec)
     if predictor is None:
         return None
-    draft, fields = _runnable(ctx, predictor, doc.meta.name)
+    notes = _BackendNotes()
+    draft, fields = _runnable(ctx, predictor, doc.meta.name, notes)
     if draft is not None:
         read_placement(ctx, "spec.predictor", predictor, draft)
     scaling = ScalingDraft("spec.predictor", min_scale=1)
@@ -105,7 +121,7 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     if doc.failed() or draft is None or scaling_spec is None or fields is None:
         return None
     service = doc.service(draft.finish("default"), scaling_spec, timeout=None if timeout is None else float(timeout))
-    return Translated(service, ctx, {"default": fields})
+    return Translated(service, ctx, {"default": fields}, notes.local_notes, notes.local_errors, notes.kubernetes_errors)
 
 
 def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | None:
@@ -134,7 +150,9 @@ def _canary_percent(ctx: DocContext, value: object) -> None:
         )
 
 
-def _runnable(ctx: DocContext, predictor: dict[str, object], name: str) -> tuple[RevisionDraft | None, RevisionFields | None]:
+def _runnable(
+    ctx: DocContext, predictor: dict[str, object], name: str, notes: _BackendNotes
+) -> tuple[RevisionDraft | None, RevisionFields | None]:
     given = [key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None]
     if not given:
         ctx.error("spec.predictor", "needs model (with modelFormat onnx and storageUri), onnx, or containers")
@@ -146,14 +164,17 @@ def _runnable(ctx: DocContext, predictor: dict[str, object], name: str) -> tuple
     path = join("spec.predictor", key)
     if key == "containers":
         fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image")
-        return read_containers(ctx, path, predictor[key]), fields
+        draft = read_containers(ctx, path, predictor[key], notes.local_notes)
+        if draft is not None:
+            draft.pod_spec = {"containers": copy.deepcopy(predictor[key])}
+        return draft, fields
     if key in _OTHER_FORMATS:
         ctx.error(path, f"{_UNSUPPORTED_HINT}, got a {key} predictor")
         return None, None
     found = _model_spec(ctx, path, key, predictor[key])
     if found is None:
         return None, None
-    return _model_server(ctx, path, found, name), RevisionFields("spec.predictor", None, None, None)
+    return _model_server(ctx, path, found, name, notes), RevisionFields("spec.predictor", None, None, None)
 
 
 def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str, object] | None:
@@ -174,15 +195,34 @@ def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str
     return found
 
 
-def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: str) -> RevisionDraft | None:
-    """The built-in model server serving the model a storageUri names."""
-    model = resolve_model(ctx, join(path, "storageUri"), found["storageUri"])
+def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: str, notes: _BackendNotes) -> RevisionDraft | None:
+    """The built-in model server serving the model a storageUri names (here, or inside its image)."""
+    uri_path = join(path, "storageUri")
+    written = model_file_path(ctx, uri_path, found["storageUri"])
     resources = read_resources(ctx, join(path, "resources"), found.get("resources"))
     env = read_given(ctx, path, found, "env", read_env)
-    if model is None:
+    if written is None:
         return None
+    model, problem = locate_model(ctx.directory, written)
+    if problem is not None:
+        notes.local_errors.append((uri_path, problem))
+    if not os.path.isabs(written):
+        notes.kubernetes_errors.append(
+            (
+                uri_path,
+                "under the kubernetes backend the model is read inside the model-server image, so the path must be "
+                f"absolute there (deploy/Dockerfile puts config/ at /app/config), got {written!r}",
+            )
+        )
     command = (sys.executable, "-m", "gateway", "modelserver", "--model", model, "--name", name, "--port", "{port}")
-    return RevisionDraft(command=command, readiness_path=READINESS_PATH, workdir=ctx.directory, resources=resources, env=env)
+    return RevisionDraft(
+        command=command,
+        readiness_path=READINESS_PATH,
+        workdir=ctx.directory,
+        resources=resources,
+        env=env,
+        model_path=written,
+    )
 
 
 def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:
@@ -199,8 +239,8 @@ def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:
     return False
 
 
-def resolve_model(ctx: DocContext, path: str, value: object) -> str | None:
-    """The absolute path of the .onnx file a storageUri names, relative paths from the config's folder."""
+def model_file_path(ctx: DocContext, path: str, value: object) -> str | None:
+    """The file path a storageUri names, as written (`file://` removed); remote URIs are errors."""
     uri = string(ctx, path, value)
     if uri is None:
         return None
@@ -210,23 +250,29 @@ def resolve_model(ctx: DocContext, path: str, value: object) -> str | None:
             ctx.error(path, f"{_UNSUPPORTED_HINT}; remote URIs are not downloaded, got {uri!r}")
             return None
         uri = rest
-    candidate = os.path.normpath(os.path.join(ctx.directory, os.path.expanduser(uri)))
+    if not uri.strip():
+        ctx.error(path, "names no file")
+        return None
+    return uri
+
+
+def locate_model(directory: str, written: str) -> tuple[str, str | None]:
+    """The absolute path of the .onnx file `written` names on this machine (relative to `directory`),
+    and what is wrong with it, if anything."""
+    candidate = os.path.normpath(os.path.join(directory, os.path.expanduser(written)))
     if os.path.isdir(candidate):
         named = os.path.join(candidate, "model.onnx")
         if os.path.isfile(named):
-            return named
+            return named, None
         found = sorted(f for f in os.listdir(candidate) if f.endswith(".onnx"))
         if len(found) == 1:
-            return os.path.join(candidate, found[0])
-        ctx.error(path, f"folder {candidate} must hold model.onnx or exactly one .onnx file, found {len(found)}")
-        return None
+            return os.path.join(candidate, found[0]), None
+        return candidate, f"folder {candidate} must hold model.onnx or exactly one .onnx file, found {len(found)}"
     if not os.path.isfile(candidate):
-        ctx.error(path, f"model file not found: {candidate}")
-        return None
+        return candidate, f"model file not found: {candidate}"
     if not candidate.endswith(".onnx"):
-        ctx.error(path, f"{_UNSUPPORTED_HINT}; must name an .onnx file, got {uri!r}")
-        return None
-    return candidate
+        return candidate, f"{_UNSUPPORTED_HINT}; must name an .onnx file, got {written!r}"
+    return candidate, None
 
 
 def _scaling(ctx: DocContext, predictor: dict[str, object], draft: ScalingDraft) -> None:

@@ -53,6 +53,8 @@ class Translated:
     ctx: DocContext
     fields: dict[RevisionName, RevisionFields]
     local_notes: list[tuple[str, str]] = field(default_factory=list)  # warnings only under local
+    local_errors: list[tuple[str, str]] = field(default_factory=list)  # errors only under local
+    kubernetes_errors: list[tuple[str, str]] = field(default_factory=list)  # errors only under kubernetes
 
 
 def read_metadata(ctx: DocContext, body: dict[str, object]) -> Metadata | None:

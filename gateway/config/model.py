@@ -65,6 +65,21 @@ class ProxySettings:
 
 
 @dataclass(frozen=True)
+class KubernetesSettings:
+    """How the kubernetes backend builds Deployments (``GatewayConfig.spec.kubernetes``)."""
+
+    model_server_image: str = "serving-gateway:0.1.0"  # deploy/Dockerfile's image: runs `gateway modelserver`
+    kunlun_resource: str = "baidu.com/xpu"  # the Kunlunxin device plugin's name; HAMi and newer plugins: kunlunxin.com/xpu
+    kunlun_toleration_key: str | None = None  # None: the KunLun resource name (there is no standard XPU taint)
+    image_pull_policy: str | None = None  # None: Kubernetes' default (Always for :latest, else IfNotPresent)
+
+    @property
+    def kunlun_taint_key(self) -> str:
+        """The toleration key a KunLun revision gets."""
+        return self.kunlun_toleration_key or self.kunlun_resource
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     domain: str = "example.com"
     listen: str = "0.0.0.0:8080"
@@ -75,6 +90,7 @@ class GatewaySettings:
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     activator: ActivatorSettings = field(default_factory=ActivatorSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,11 @@ class RevisionSpec:
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[dict[str, object], ...] = ()
     resources: dict[str, dict[str, str]] = field(default_factory=dict)
+    container_name: str | None = None  # None: the kind's default (PaddleService: runtimeVersion)
+    # A pod spec the manifest gives whole (SimpleMLService `custom.spec`, InferenceService `containers`);
+    # the kubernetes backend keeps it and serves containers[0].
+    pod_spec: dict[str, object] | None = None
+    model_path: str | None = None  # an ONNX model inside the model-server image (InferenceService, kubernetes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ from gateway.config.scaling import (
     read_window,
 )
 from gateway.config.values import (
+    DNS_LABEL,
+    DNS_LABEL_RULE,
     check_keys,
     choice,
     duration,
@@ -52,6 +54,7 @@ API_VERSION = "elasticserving.paddlepaddle.org/v1"
 KIND = "PaddleService"
 
 DEFAULT_RESOURCES = {"cpu": "0.2", "memory": "512Mi"}
+DEFAULT_RUNTIME_VERSION = "paddleserving"  # the container's name when runtimeVersion is absent (ElasticServing's samples)
 DEFAULT_CANARY_PERCENT = 50
 SHELL = ("/bin/bash", "-c")
 
@@ -95,15 +98,15 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
         if key in spec:
             ctx.warn(join("spec", key), "not supported by the gateway, ignored")
     resources = read_resources(ctx, "spec.resources", spec.get("resources"), DEFAULT_RESOURCES) or {}
-    if spec.get("runtimeVersion") is not None:
-        string(ctx, "spec.runtimeVersion", spec["runtimeVersion"])
+    kubernetes_errors: list[tuple[str, str]] = []
+    container = _runtime_version(ctx, spec.get("runtimeVersion"), kubernetes_errors)
     default = None
     if spec.get("default") is None:
         ctx.error("spec.default", "required")
     else:
-        default = _revision(ctx, "spec.default", spec["default"], "default", resources)
+        default = _revision(ctx, "spec.default", spec["default"], "default", (resources, container))
     has_canary = spec.get("canary") is not None
-    canary = _revision(ctx, "spec.canary", spec["canary"], "canary", resources) if has_canary else None
+    canary = _revision(ctx, "spec.canary", spec["canary"], "canary", (resources, container)) if has_canary else None
     percent = _canary_percent(ctx, spec.get("canaryTrafficPercent"), has_canary)
     scaling = _scaling(ctx, spec.get("service"), doc.meta.annotations)
     backend = choice(ctx, "spec.backend", spec["backend"], BACKENDS) if spec.get("backend") is not None else None
@@ -120,7 +123,20 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
         backend=cast("BackendKind | None", backend),
         timeout=timeout,
     )
-    return Translated(service, ctx, {"default": _fields("spec.default"), "canary": _fields("spec.canary")})
+    fields: dict[RevisionName, RevisionFields] = {"default": _fields("spec.default"), "canary": _fields("spec.canary")}
+    return Translated(service, ctx, fields, kubernetes_errors=kubernetes_errors)
+
+
+def _runtime_version(ctx: DocContext, value: object, kubernetes_errors: list[tuple[str, str]]) -> str:
+    """The container's name (ElasticServing names it after runtimeVersion); Kubernetes wants a DNS label."""
+    if value is None:
+        return DEFAULT_RUNTIME_VERSION
+    text = string(ctx, "spec.runtimeVersion", value, scalars=True)
+    if text is None:
+        return DEFAULT_RUNTIME_VERSION
+    if len(text) > 63 or not DNS_LABEL.fullmatch(text):
+        kubernetes_errors.append(("spec.runtimeVersion", f"names the container, so it must be {DNS_LABEL_RULE}, got {text!r}"))
+    return text
 
 
 def _fields(base: str) -> RevisionFields:
@@ -128,8 +144,14 @@ def _fields(base: str) -> RevisionFields:
 
 
 def _revision(
-    ctx: DocContext, path: str, value: object, name: RevisionName, resources: dict[str, dict[str, str]]
+    ctx: DocContext,
+    path: str,
+    value: object,
+    name: RevisionName,
+    shared: tuple[dict[str, dict[str, str]], str],
 ) -> RevisionSpec | None:
+    """One revision; `shared` is what the spec gives both revisions: resources and the container's name."""
+    resources, container = shared
     found = mapping(ctx, path, value)
     if found is None:
         return None
@@ -148,6 +170,7 @@ def _revision(
     if ctx.error_count > errors:
         return None
     draft.resources = {section: dict(amounts) for section, amounts in resources.items()}
+    draft.container_name = container
     return draft.finish(name)
 
 

@@ -28,7 +28,7 @@ from gateway.types import RevisionName
 T = TypeVar("T")
 
 ACCELERATORS = ("nvidia", "kunlun")
-_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _ENV_NAME = re.compile(r"[^=\s]+")
 # The gateway's own revision keys, accepted in PaddleService revisions next to ElasticServing's.
 GATEWAY_REVISION_KEYS = (
@@ -67,6 +67,9 @@ class RevisionDraft:
     node_selector: tuple[tuple[str, str], ...] | None = None
     tolerations: tuple[dict[str, object], ...] | None = None
     resources: dict[str, dict[str, str]] | None = None
+    container_name: str | None = None
+    pod_spec: dict[str, object] | None = None
+    model_path: str | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -85,6 +88,9 @@ class RevisionDraft:
             node_selector=self.node_selector or (),
             tolerations=self.tolerations or (),
             resources={} if self.resources is None else self.resources,
+            container_name=self.container_name,
+            pod_spec=self.pod_spec,
+            model_path=self.model_path,
         )
 
 
@@ -212,7 +218,7 @@ def read_workdir(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def read_accelerator(ctx: DocContext, path: str, value: object) -> str | None:
-    if isinstance(value, str) and (value in ACCELERATORS or _RESOURCE_NAME.fullmatch(value)):
+    if isinstance(value, str) and (value in ACCELERATORS or RESOURCE_NAME.fullmatch(value)):
         return value
     ctx.error(path, f"must be nvidia, kunlun or a resource name like nvidia.com/gpu, got {describe(value)}")
     return None

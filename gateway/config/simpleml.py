@@ -1,13 +1,17 @@
 """SimpleMLService (tensorstack.dev/v1beta1): a fixed number of replicas, never autoscaled.
 
-`spec.custom.spec.containers[0]` runs `command + args` under the local backend. `spec.tensorflow` and
-`spec.pytorch` become the container command TensorStack's controller would set (TensorFlow Serving /
-TorchServe in the given image): they need a container runtime (the kubernetes backend, not available
-yet), so under the local backend they validate with the same warning as any image-only revision. `spec.storage` and `spec.scheduler`
-are reported as warnings: the gateway neither downloads models nor picks schedulers.
+`spec.custom.spec` is a pod spec: the kubernetes backend keeps it whole and serves its first container;
+the local backend runs that container's `command + args`. `spec.tensorflow` and `spec.pytorch` become
+the container command TensorStack's controller sets (TensorFlow Serving / TorchServe in the given
+image): they need a container runtime, so under the local backend they validate with the same warning
+as any image-only revision. `spec.service.ports` picks the served port (8080 when absent).
+`spec.storage` and `spec.scheduler` are reported as warnings: the gateway neither downloads models nor
+picks schedulers.
 """
 
 from __future__ import annotations
+
+import copy
 
 from gateway.config.container import read_container_port, read_containers
 from gateway.config.errors import DocContext
@@ -35,8 +39,8 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     model_path = _storage(ctx, spec.get("storage"))
     if spec.get("scheduler") is not None:
         ctx.warn("spec.scheduler", "ignored: replicas are placed by the gateway's backend")
-    draft, fields = _runnable(ctx, spec, doc.meta.name, model_path)
     translated_notes: list[tuple[str, str]] = []
+    draft, fields = _runnable(ctx, spec, doc.meta.name, model_path, translated_notes)
     if spec.get("service") is not None and draft is not None:
         port = _service_port(ctx, spec["service"])
         if port is not None:
@@ -60,7 +64,7 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
 
 
 def _runnable(
-    ctx: DocContext, spec: dict[str, object], name: str, model_path: str
+    ctx: DocContext, spec: dict[str, object], name: str, model_path: str, local_notes: list[tuple[str, str]]
 ) -> tuple[RevisionDraft | None, RevisionFields]:
     """The revision from `custom` (a pod spec) or a `tensorflow` or `pytorch` model server."""
     given = [key for key in ("custom", "tensorflow", "pytorch") if spec.get(key) is not None]
@@ -73,7 +77,7 @@ def _runnable(
     kind = given[0]
     if kind == "custom":
         base = "spec.custom.spec.containers[0]"
-        return _custom(ctx, spec[kind]), RevisionFields(base, join(base, "command"), None, join(base, "image"))
+        return _custom(ctx, spec[kind], local_notes), RevisionFields(base, join(base, "command"), None, join(base, "image"))
     base = join("spec", kind)
     return _framework(ctx, kind, spec[kind], name, model_path), RevisionFields(base, None, None, join(base, "image"))
 
@@ -90,7 +94,7 @@ def _storage(ctx: DocContext, value: object) -> str:
     return DEFAULT_MODEL_PATH
 
 
-def _custom(ctx: DocContext, value: object) -> RevisionDraft | None:
+def _custom(ctx: DocContext, value: object, local_notes: list[tuple[str, str]]) -> RevisionDraft | None:
     custom = mapping(ctx, "spec.custom", value)
     if custom is None:
         return None
@@ -103,14 +107,15 @@ def _custom(ctx: DocContext, value: object) -> RevisionDraft | None:
         return None
     for key in pod:
         if key not in _POD_KEYS:
-            ctx.warn(join("spec.custom.spec", key), "pod setting not supported by the gateway, ignored")
+            local_notes.append((join("spec.custom.spec", key), "pod setting the local backend does not use, ignored"))
     if pod.get("containers") is None:
         ctx.error("spec.custom.spec.containers", "required (at least one container)")
         return None
-    draft = read_containers(ctx, "spec.custom.spec.containers", pod["containers"])
+    draft = read_containers(ctx, "spec.custom.spec.containers", pod["containers"], local_notes)
     if draft is None:
         return None
     read_placement(ctx, "spec.custom.spec", pod, draft)
+    draft.pod_spec = copy.deepcopy(pod)
     return draft
 
 
@@ -140,7 +145,7 @@ def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path:
         args = ("--start", f"--model-store={model_path}") + (("--models", models) if models else ())
     if image is None or resources is None:
         return None
-    return RevisionDraft(image=image, container_command=command, args=args, resources=resources)
+    return RevisionDraft(image=image, container_command=command, args=args, resources=resources, container_name=kind)
 
 
 def _service_port(ctx: DocContext, value: object) -> int | None:

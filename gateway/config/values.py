@@ -12,7 +12,7 @@ from gateway.config.addresses import DNS_NAME, AddressError, parse_address
 from gateway.config.errors import DocContext
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(e[+-]?\d+|E[+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?")
@@ -283,7 +283,7 @@ def byte_size(ctx: DocContext, path: str, value: object) -> int | None:
 
 
 def dns_label(ctx: DocContext, path: str, value: object) -> str | None:
-    if isinstance(value, str) and len(value) <= 63 and _DNS_LABEL.fullmatch(value):
+    if isinstance(value, str) and len(value) <= 63 and DNS_LABEL.fullmatch(value):
         return value
     ctx.error(path, f"must be {DNS_LABEL_RULE}, got {describe(value)}")
     return None

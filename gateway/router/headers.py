@@ -280,6 +280,14 @@ class ResponseHead:
         self.upgrade: bytes | None = None
         self.connection: bytes | None = None
 
+    def reset(self) -> None:
+        """Empty again, for the next response on the same connection (the head is read once, when complete)."""
+        self.lines = []
+        self.content_length = -1
+        self.chunked = False
+        self.upgrade = None
+        self.connection = None
+
     def add(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
         if lname in HOP_BY_HOP:

@@ -71,8 +71,9 @@ class Pools:
         )
         return conn
 
-    def sweep(self) -> None:
-        deadline = time.monotonic() - self.keepalive
+    def sweep(self, now: float) -> None:
+        """Close the idle connections older than the keepalive at `now` (time.monotonic()'s scale)."""
+        deadline = now - self.keepalive
         for endpoint, stack in list(self._idle.items()):
             keep = []
             for conn in stack:

@@ -17,7 +17,7 @@ class ServiceRoute:
         self.spec = spec
         self.default = default
         self.canary = canary
-        self.percent = spec.canary_percent if canary is not None else 0
+        self.percent = spec.percent("canary") if canary is not None else 0
         self.splitter = Splitter(self.percent)
 
     def choose(self, tag: bytes | None) -> RevisionRuntime:

@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from gateway.config.model import ProxySettings
 from gateway.resources import default_max_connections, fd_limit
@@ -25,8 +26,17 @@ log = logging.getLogger(__name__)
 class ProxyServer:
     """Owns what every client connection shares (`ProxyState`) and the connections themselves."""
 
-    def __init__(self, routes: RouteTable, settings: ProxySettings) -> None:
+    def __init__(
+        self,
+        routes: RouteTable,
+        settings: ProxySettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.state = ProxyState(routes, settings, Pools(settings))
+        self._clock = clock  # the timeout sweep's time (connections stamp time.monotonic(); tests shift this clock)
+        self._sleep = sleep
         self.connections: set[ClientConnection] = set()
         self._listener: Listener | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -146,8 +156,8 @@ class ProxyServer:
     async def _sweep_forever(self) -> None:
         last_pool_sweep = 0.0
         while True:
-            await asyncio.sleep(sweep_interval(self.state.settings))
-            now = time.monotonic()
+            await self._sleep(sweep_interval(self.state.settings))
+            now = self._clock()
             for conn in list(self.connections):
                 try:
                     expire_connection(conn, now)
@@ -155,7 +165,7 @@ class ProxyServer:
                     log.exception("timeout sweep failed for a connection")
                     conn.abort()
             if now - last_pool_sweep >= 1.0:
-                self.pools.sweep()
+                self.pools.sweep(now)
                 last_pool_sweep = now
 
     async def drain(self, grace: float) -> None:

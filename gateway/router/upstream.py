@@ -40,6 +40,7 @@ class UpstreamConnection(asyncio.Protocol):
         "parser",
         "sink",
         "head",
+        "on_header",
         "reason",
         "idle_since",
         "closed",
@@ -67,9 +68,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_head = False
         self.interim = 0  # 1xx responses to the current request
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
-        self.head = ResponseHead()
+        self.head = ResponseHead()  # reused response after response (reset), so the parser can feed it directly
+        self.on_header = self.head.add  # httptools' on_header callback: no call through the connection per header
+        self.parser = httptools.HttpResponseParser(self)
         self.reason = b""
         self.idle_since = 0.0
         self.closed = False
@@ -101,7 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.parser_stale:
             self.parser = httptools.HttpResponseParser(self)
             self.parser_stale = False
-        self.head = ResponseHead()
+        self.head.reset()
         self.reason = b""
         self.in_head = True
         self.head_size = self.stalled = self.interim = 0
@@ -223,9 +225,6 @@ class UpstreamConnection(asyncio.Protocol):
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head.add(name, value)  # the head's size is bounded in data_received, not per header
-
     def on_headers_complete(self) -> None:
         if len(self.reason) + sum(map(len, self.head.lines)) > self.head_limit:
             raise HeadTooLarge()  # exact, once per head; data_received bounds a head still arriving
@@ -236,17 +235,17 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:
             return
         if 100 <= status < 200 and status != 101:
-            self.head = ResponseHead()
+            self.head.reset()
             self.reason = b""
             self.interim += 1
             if self.interim > MAX_INTERIM:
                 raise TooManyInterim()
             return  # interim response: dropped (the gateway answers Expect itself)
         head = self.head.finish()
-        self.head = ResponseHead()
         if status == 101:
             self.upgraded = True
         sink.on_response_head(status, self.reason, head, self.parser.should_keep_alive())
+        head.reset()  # what the cycle needed of it was taken synchronously
         if status != 101 and self.skip_body and self.sink is sink:
             self.message_done = True
             self.parser_stale = True

@@ -76,28 +76,6 @@ async def wait_until(predicate: Callable[[], object], within: float = 5.0, inter
         await asyncio.sleep(interval)
 
 
-class ManualSleep:
-    """An injected sleep that returns only when the test calls `step()`: one sleeper, one round per step."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-        self.asleep = asyncio.Event()
-        self._wake = asyncio.Event()
-
-    async def __call__(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.asleep.set()
-        await self._wake.wait()
-        self._wake.clear()
-
-    async def step(self) -> None:
-        """Wake the sleeper and wait until it sleeps again (its round is done)."""
-        await self.asleep.wait()
-        self.asleep.clear()
-        self._wake.set()
-        await self.asleep.wait()
-
-
 def service(name: str = "iris", namespace: str = "default", **revision: Any) -> ServiceSpec:
     return ServiceSpec(name=name, namespace=namespace, default=RevisionSpec("default", **revision))
 

@@ -9,8 +9,9 @@ import pytest
 
 from gateway.backends import BackendConfigError, BackendContext, create_backend
 from gateway.backends.kube_api import load_configuration
-from gateway.backends.kube_manifest import MANAGED_BY, MANAGER
+from gateway.backends.kube_manifest import MANAGED_BY, MANAGED_BY_LABEL
 from gateway.backends.kubernetes import KubernetesBackend
+from gateway.config.model import RevisionSpec, ServiceSpec
 from tests.backends.kube_support import Heard, backend, service
 from tests.conftest import wait_until
 from tests.kube import conftest as kube_fixtures
@@ -49,7 +50,7 @@ async def test_a_revision_gets_a_deployment_scaled_from_zero_and_back(cluster: C
         made = deployment(cluster.api, "iris-default")
         assert made is not None
         labels = made["metadata"]["labels"]  # type: ignore[index]
-        assert labels[MANAGED_BY] == MANAGER
+        assert labels[MANAGED_BY_LABEL] == MANAGED_BY
         await kube.scale(key, 2)
         await wait_until(lambda: len(kube.ready_endpoints(key)) == 2, "two ready pods", within=30)
         ips = {ep.host for ep in kube.ready_endpoints(key)}
@@ -95,3 +96,15 @@ def test_a_broken_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
     with pytest.raises(BackendConfigError, match="cannot read the API configuration"):
         load_configuration(str(broken))
+
+
+async def test_a_revision_that_cannot_be_built_says_so_and_sends_nothing(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = ServiceSpec("bare", "default", default=RevisionSpec("default", container_port=8080)).digested()  # no image
+    key = spec.key("default")
+    async with backend(kubeconfig) as kube:
+        await kube.sync([spec])
+        await kube.scale(key, 1)
+        status = kube.status(key)
+        assert status.state == "failed" and "no container image to run" in (status.message or "")
+        assert kube.adoption(key) == "unknown"  # nothing to scale
+    assert [r for r in kube_api.requests() if r[0] != "GET"] == []

@@ -9,7 +9,8 @@ from gateway.backends.local import LocalBackend
 from gateway.backends.static import StaticBackend, parse_endpoint
 from gateway.config.model import RevisionSpec, ServiceSpec
 from gateway.types import Endpoint
-from tests.backends.support import ManualSleep, Recorder, service
+from tests.backends.support import Recorder, service
+from tests.conftest import ManualSleep
 
 KEY = service().key("default")
 

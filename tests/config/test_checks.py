@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load
-from gateway.config.checks import KUBERNETES_UNAVAILABLE
+from gateway.config.values import DNS_LABEL_RULE
 from tests.config.support import paddle, problems, write
 
 GATEWAY = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: {backend}\n"
@@ -96,13 +96,18 @@ def test_static_backend_needs_endpoints(tmp_path: Path) -> None:
     ]
 
 
-def test_kubernetes_backend_is_refused_and_needs_an_image(tmp_path: Path) -> None:
+def test_kubernetes_backend_needs_an_image(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", paddle("foo", "backend: kubernetes\ndefault:\n  command: x {port}\n"))
     label = f"{path}: document 1 (PaddleService/foo)"
-    assert problems([path]) == [
-        f"{label}: spec.backend: {KUBERNETES_UNAVAILABLE}",
-        f"{label}: spec.default.containerImage: required for the kubernetes backend",
-    ]
+    assert problems([path]) == [f"{label}: spec.default.containerImage: required for the kubernetes backend"]
+
+
+def test_kubernetes_backend_is_accepted_with_an_image(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", "backend: kubernetes\n" + IMAGE_ONLY))
+    config = load([path])
+    assert config.services[0].backend == "kubernetes"
+    assert config.services[0].default.image == "registry/model:v1"
+    assert config.warnings == ()
 
 
 def test_per_service_backend_overrides_the_gateway(tmp_path: Path) -> None:
@@ -116,12 +121,27 @@ def test_per_service_backend_overrides_the_gateway(tmp_path: Path) -> None:
     assert config.warnings == ()
 
 
-def test_kubernetes_from_gateway_config_is_refused_on_each_service(tmp_path: Path) -> None:
+def test_kubernetes_from_gateway_config_checks_each_service(tmp_path: Path) -> None:
     gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="kubernetes"))
-    path = write(tmp_path, "a.yaml", paddle("bar", IMAGE_ONLY))
+    path = write(tmp_path, "a.yaml", paddle("bar", IMAGE_ONLY) + "---\n" + paddle("foo"))
     assert problems([gateway, path]) == [
-        f"{path}: document 1 (PaddleService/bar): spec.backend (from GatewayConfig): {KUBERNETES_UNAVAILABLE}"
+        f"{path}: document 2 (PaddleService/foo): spec.default.containerImage: required for the kubernetes backend"
     ]
+
+
+@pytest.mark.parametrize("runtime", ["paddle_serving", "PaddleServing", "v0.6.0", "x" * 64])
+def test_runtime_version_names_the_container_under_kubernetes(tmp_path: Path, runtime: str) -> None:
+    spec = f"backend: kubernetes\nruntimeVersion: '{runtime}'\n" + IMAGE_ONLY
+    path = write(tmp_path, "a.yaml", paddle("foo", spec))
+    assert problems([path]) == [
+        f"{path}: document 1 (PaddleService/foo): spec.runtimeVersion: names the container, so it must be "
+        f"{DNS_LABEL_RULE}, got {runtime!r}"
+    ]
+
+
+def test_runtime_version_is_free_text_under_local(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", "runtimeVersion: v0.6.0\ndefault:\n  command: x {port}\n"))
+    assert load([path]).services[0].default.container_name == "v0.6.0"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load
-from gateway.config.checks import KUBERNETES_UNAVAILABLE
 from tests.config.support import one_service, problems, write
 
 LABEL = "document 1 (InferenceService/iris)"
@@ -222,19 +221,35 @@ containers:
     assert default.readiness_path == "/ready"
 
 
-def test_onnx_under_kubernetes_has_no_image(tmp_path: Path, model: Path) -> None:
-    gateway = write(
-        tmp_path,
-        "gw.yaml",
-        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: kubernetes\n",
-    )
+KUBERNETES = "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: kubernetes\n"
+
+
+def test_onnx_under_kubernetes_needs_a_path_inside_the_image(tmp_path: Path, model: Path) -> None:
+    gateway = write(tmp_path, "gw.yaml", KUBERNETES)
     path = write(tmp_path, "x.yaml", isvc(ONNX))
     assert problems([gateway, path]) == [
-        f"{path}: {LABEL}: spec.backend (from GatewayConfig): {KUBERNETES_UNAVAILABLE}",
         (
-            f"{path}: {LABEL}: spec.predictor: the kubernetes backend needs a container image, and this revision has "
-            "none (the built-in model server runs only under the local backend)"
+            f"{path}: {LABEL}: spec.predictor.model.storageUri: under the kubernetes backend the model is read inside "
+            "the model-server image, so the path must be absolute there (deploy/Dockerfile puts config/ at "
+            "/app/config), got 'models/iris.onnx'"
         ),
+    ]
+
+
+@pytest.mark.parametrize("uri", ["/app/config/models/iris.onnx", "file:///app/config/models/iris.onnx"])
+def test_onnx_under_kubernetes_runs_the_model_server_image(tmp_path: Path, uri: str) -> None:
+    gateway = write(tmp_path, "gw.yaml", KUBERNETES)
+    path = write(tmp_path, "x.yaml", isvc(f"model:\n  modelFormat: {{name: onnx}}\n  storageUri: {uri}\n"))
+    default = load([gateway, path]).services[0].default
+    assert default.model_path == "/app/config/models/iris.onnx"
+    assert default.image is None
+    assert default.readiness_path == "/v2/health/ready"
+
+
+def test_onnx_missing_here_is_an_error_only_under_local(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.yaml", isvc("model:\n  modelFormat: {name: onnx}\n  storageUri: /app/config/models/iris.onnx\n"))
+    assert problems([path]) == [
+        f"{path}: {LABEL}: spec.predictor.model.storageUri: model file not found: /app/config/models/iris.onnx"
     ]
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 
 from gateway.config.model import ProxySettings
-from tests.conftest import wait_until
+from gateway.router.routes import RouteTable
+from gateway.router.server import ProxyServer
+from tests.conftest import ManualSleep, wait_until
 from tests.router.support import (
     Replica,
     body_json,
@@ -136,3 +139,36 @@ async def test_a_body_the_gateway_stopped_reading_is_not_the_client_s_delay(tmp_
     finally:
         await gw.stop(drain_timeout=1)
         raw.close()
+
+
+async def test_header_and_keepalive_timeouts_on_the_sweep_s_clock() -> None:
+    """The default headerTimeout (10 s) and keepaliveTimeout (75 s), without waiting for either:
+    the sweep runs when the test steps its sleep and reads a clock the test moves forward."""
+    shift = 0.0
+    sleep = ManualSleep()
+    server = ProxyServer(RouteTable({}, {}), ProxySettings(), clock=lambda: time.monotonic() + shift, sleep=sleep)
+    await server.start("127.0.0.1", 0)
+    port = server.sockets[0][1]
+    try:
+        half, half_writer = await asyncio.open_connection("127.0.0.1", port)
+        half_writer.write(b"GET / HTTP/1.1\r\nHost: nowhere.example.com\r\n")  # the head never ends
+        idle, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+        idle_writer.write(b"GET / HTTP/1.1\r\nHost: nowhere.example.com\r\n\r\n")
+        assert (await read_response(idle)).startswith(b"HTTP/1.1 404")  # answered, then idle on keep-alive
+        await wait_until(lambda: len(server.connections) == 2, "both connections accepted")
+        await sleep.step()
+        assert not half.at_eof() and not idle.at_eof()  # nothing is due yet
+
+        shift = 11.0  # past headerTimeout, not past keepaliveTimeout
+        await sleep.step()
+        out = await read_response(half)
+        assert out.startswith(b"HTTP/1.1 408") and "header" in str(body_json(out)["error"])
+        assert not idle.at_eof()
+
+        shift = 76.0  # past keepaliveTimeout: the idle connection is closed, without an answer
+        await sleep.step()
+        assert await asyncio.wait_for(idle.read(), 5) == b""
+        half_writer.close()
+        idle_writer.close()
+    finally:
+        await server.close()

@@ -1,0 +1,216 @@
+"""One apps/v1 Deployment per revision, as a plain dict: what the kubernetes backend creates and updates.
+
+Pure: a service, one of its revisions and `GatewayConfig.spec.kubernetes` in, a Deployment out; no API
+calls, no clock. Every Deployment it builds is `{service}-{revision}` in the service's namespace,
+labelled with the revision it runs and `app.kubernetes.io/managed-by: serving-gateway` (on the
+Deployment and its pods), and selects its pods by the revision's labels only.
+
+What runs in the pod, by what the manifest gave:
+- a pod spec (SimpleMLService `custom.spec`, InferenceService `containers`): kept whole; its first
+  container is the one served: it gets the served port and a readiness probe when it has none;
+- an ONNX model (InferenceService): `gateway modelserver` in the model-server image;
+- otherwise one container from the revision: image, command, args, env (plus `PORT`, as Knative
+  gives it), resources, named after the manifest (PaddleService: `runtimeVersion`).
+The readiness probe is HTTP on `readinessPath` or TCP on the port. Accelerators add their resource to
+limits and the matching toleration; resources the manifest gives always win (see `accelerators`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.backends.accelerators import accelerator_toleration, tolerations_with, with_accelerator
+from gateway.backends.errors import BackendConfigError
+from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
+from gateway.types import RevisionKey
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "serving-gateway"
+SERVICE_LABEL = "serving.gateway/service"
+NAMESPACE_LABEL = "serving.gateway/namespace"
+REVISION_LABEL = "serving.gateway/revision"
+TEMPLATE_HASH_ANNOTATION = "serving.gateway/template-hash"
+DEFAULT_PORT = 8080
+DEFAULT_CONTAINER_NAME = "server"
+MODEL_SERVER_CONTAINER_NAME = "kserve-container"  # KServe's name for the predictor's container
+PORT_NAME = "http"
+PROBE_PERIOD_SECONDS = 1  # pods at zero are waited on: learn of readiness within a second
+
+Manifest = dict[str, Any]
+
+
+def deployment_name(key: RevisionKey) -> str:
+    """`{service}-{revision}`: the Deployment that runs a revision (in the service's namespace)."""
+    return key.name
+
+
+def revision_labels(key: RevisionKey) -> dict[str, str]:
+    """The labels that identify a revision's pods: the Deployment's selector."""
+    return {SERVICE_LABEL: key.service, NAMESPACE_LABEL: key.namespace, REVISION_LABEL: key.revision}
+
+
+def label_selector(key: RevisionKey) -> str:
+    """`revision_labels` as a `labelSelector` query value, for listing and watching a revision's pods."""
+    return ",".join(f"{name}={value}" for name, value in revision_labels(key).items())
+
+
+def managed_labels(key: RevisionKey) -> dict[str, str]:
+    """Labels on everything the gateway makes for a revision: the revision's, and managed-by."""
+    return {**revision_labels(key), MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _labels_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def managed_by_us(deployment: Mapping[str, Any]) -> bool:
+    """Whether the gateway made this object (a Deployment or a pod, as a dict): it touches no other."""
+    return _labels_of(deployment).get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
+def labelled_as(obj: Mapping[str, Any], key: RevisionKey) -> bool:
+    """Whether an object (a pod, as a dict) carries every label of `key`'s revision.
+
+    For filtering on our side: some API servers (and emulators) ignore label selectors.
+    """
+    labels = _labels_of(obj)
+    return all(labels.get(name) == value for name, value in revision_labels(key).items())
+
+
+def template_hash(deployment: Mapping[str, Any]) -> str | None:
+    """The hash `build_deployment` recorded of the pod template: equal hashes, nothing to update."""
+    metadata = deployment.get("metadata") or {}
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    found = annotations.get(TEMPLATE_HASH_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return found if isinstance(found, str) else None
+
+
+def _hash(template: Manifest) -> str:
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def build_deployment(
+    service: ServiceSpec,
+    revision: RevisionSpec,
+    settings: KubernetesSettings,
+    *,
+    replicas: int | None = None,
+) -> Manifest:
+    """The Deployment that runs `revision` of `service`.
+
+    `replicas` is set when given (a create, at the initial scale); left out, the Deployment carries no
+    replica count, so a patch with it leaves the running count alone.
+    """
+    key = service.key(revision.name)
+    template: Manifest = {
+        "metadata": {"labels": managed_labels(key)},
+        "spec": pod_spec(service, revision, settings),
+    }
+    spec: Manifest = {"selector": {"matchLabels": revision_labels(key)}, "template": template}
+    if replicas is not None:
+        spec = {"replicas": replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(key),
+            "namespace": key.namespace,
+            "labels": managed_labels(key),
+            "annotations": {TEMPLATE_HASH_ANNOTATION: _hash(template)},
+        },
+        "spec": spec,
+    }
+
+
+def served_port(revision: RevisionSpec) -> int:
+    """The container port the gateway routes to (pods' `podIP:port`)."""
+    return revision.container_port or DEFAULT_PORT
+
+
+def pod_spec(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesSettings) -> Manifest:
+    """The pod template's spec: the manifest's own pod spec, completed, or one built container."""
+    port = served_port(revision)
+    if revision.pod_spec is not None:
+        pod: Manifest = copy.deepcopy(revision.pod_spec)
+        _complete_served(pod["containers"][0], revision, port)
+    else:
+        pod = {"containers": [_container(service, revision, settings, port)]}
+    served = pod["containers"][0]
+    tolerations = _unique([*(pod.get("tolerations") or ()), *map(dict, revision.tolerations)])
+    if revision.accelerator is not None:
+        served["resources"] = with_accelerator(served.get("resources") or {}, revision, settings)
+        tolerations = tolerations_with(tolerations, accelerator_toleration(revision, settings))
+    node_selector = {**dict(revision.node_selector), **(pod.get("nodeSelector") or {})}
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return pod
+
+
+def _unique(tolerations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kept: list[dict[str, Any]] = []
+    for toleration in tolerations:
+        if toleration not in kept:
+            kept.append(toleration)
+    return kept
+
+
+def readiness_probe(revision: RevisionSpec, port: int) -> Manifest:
+    """HTTP GET on `readinessPath`, else a TCP connect to the port."""
+    if revision.readiness_path is not None:
+        check: Manifest = {"httpGet": {"path": revision.readiness_path, "port": port}}
+    else:
+        check = {"tcpSocket": {"port": port}}
+    return {**check, "periodSeconds": PROBE_PERIOD_SECONDS}
+
+
+def _complete_served(container: Manifest, revision: RevisionSpec, port: int) -> None:
+    """A given container, with the served port listed and a readiness probe unless it has its own."""
+    ports = container.setdefault("ports", [])
+    if not any(isinstance(item, Mapping) and item.get("containerPort") == port for item in ports):
+        ports.append({"containerPort": port, "protocol": "TCP"})
+    container.setdefault("readinessProbe", readiness_probe(revision, port))
+
+
+def _container(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesSettings, port: int) -> Manifest:
+    if revision.model_path is not None:
+        name = MODEL_SERVER_CONTAINER_NAME
+        image = settings.model_server_image
+        command: tuple[str, ...] = ("gateway", "modelserver")
+        args: tuple[str, ...] = ("--model", revision.model_path, "--name", service.name)
+        args += ("--port", str(port), "--host", "0.0.0.0")
+    else:
+        if not revision.image:
+            raise BackendConfigError(f"{service.key(revision.name)}: no container image to run")
+        name = revision.container_name or DEFAULT_CONTAINER_NAME
+        image = revision.image
+        command, args = revision.container_command, revision.args
+    container: Manifest = {"name": name, "image": image}
+    if command:
+        container["command"] = list(command)
+    if args:
+        container["args"] = list(args)
+    container["ports"] = [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}]
+    container["env"] = _env(revision, port)
+    if revision.resources:
+        container["resources"] = copy.deepcopy(revision.resources)
+    container["readinessProbe"] = readiness_probe(revision, port)
+    if settings.image_pull_policy is not None:
+        container["imagePullPolicy"] = settings.image_pull_policy
+    return container
+
+
+def _env(revision: RevisionSpec, port: int) -> list[dict[str, str]]:
+    """The revision's variables and `PORT` (the served port, as Knative gives it) unless set."""
+    env = [{"name": name, "value": value} for name, value in revision.env]
+    if all(name != "PORT" for name, _ in revision.env):
+        env.append({"name": "PORT", "value": str(port)})
+    return env

@@ -1,0 +1,74 @@
+"""`GatewayConfig.spec.kubernetes`: how the kubernetes backend builds Deployments, read and checked.
+
+Each value is checked the way the API server would check it where it lands (an image reference, an
+extended resource name, a taint key, a pull policy), so a typo fails `gateway validate`, not a rollout.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config.errors import DocContext
+from gateway.config.runnable import RESOURCE_NAME
+from gateway.config.values import choice, describe
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_REGISTRY = rf"{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_REGISTRY}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+)
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+Reader = Callable[[DocContext, str, object], Any]
+
+
+def image_reference(ctx: DocContext, path: str, value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= 4096 and IMAGE_REFERENCE.fullmatch(value):
+        return value
+    ctx.error(path, f"must be a container image reference like registry.example.com/serving-gateway:0.1.0, got {describe(value)}")
+    return None
+
+
+def resource_name(ctx: DocContext, path: str, value: object) -> str | None:
+    """An extended resource name: `domain/name` (baidu.com/xpu, kunlunxin.com/xpu)."""
+    if isinstance(value, str) and RESOURCE_NAME.fullmatch(value) and _qualified(value):
+        return value
+    ctx.error(path, f"must be an extended resource name like baidu.com/xpu or kunlunxin.com/xpu, got {describe(value)}")
+    return None
+
+
+def taint_key(ctx: DocContext, path: str, value: object) -> str | None:
+    """A taint (and so toleration) key: a label key, `[prefix/]name`."""
+    if isinstance(value, str) and _qualified(value):
+        return value
+    ctx.error(
+        path,
+        "must be a taint key: a name of at most 63 letters, digits, '-', '_' or '.' (starting and ending "
+        f"with a letter or digit), optionally after a DNS prefix and '/', like baidu.com/xpu; got {describe(value)}",
+    )
+    return None
+
+
+def _qualified(value: str) -> bool:
+    prefix, _, name = value.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return len(name) <= 63 and _NAME.fullmatch(name) is not None
+
+
+def pull_policy(ctx: DocContext, path: str, value: object) -> str | None:
+    return choice(ctx, path, value, PULL_POLICIES)
+
+
+KUBERNETES: dict[str, tuple[str, Reader]] = {
+    "modelServerImage": ("model_server_image", image_reference),
+    "kunlunResource": ("kunlun_resource", resource_name),
+    "kunlunTolerationKey": ("kunlun_toleration_key", taint_key),
+    "imagePullPolicy": ("image_pull_policy", pull_policy),
+}
+"""camelCase key -> (KubernetesSettings field, reader)."""
