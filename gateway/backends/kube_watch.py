@@ -149,7 +149,7 @@ class PodWatch:
             timeout_seconds=self._timeout_seconds,
             allow_watch_bookmarks=True,
             _preload_content=False,
-            _request_timeout=(self._api.timeout[0], self._timeout_seconds + 5.0),
+            _request_timeout=(self._api.timeout[0], silence(self._timeout_seconds)),
             **kwargs,
         )
         with self._lock:
@@ -187,6 +187,11 @@ class PodWatch:
         if kind != "BOOKMARK":
             self._post(self._event, kind, obj)
         return seen or version
+
+
+def silence(timeout_seconds: int) -> float:
+    """How long a watch may hear nothing before it counts as silent: past the server's own end of it."""
+    return timeout_seconds * 1.5 + 1.0
 
 
 def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:

@@ -141,3 +141,13 @@ async def test_the_plain_emulator_works_too(cluster: Cluster, kubeconfig: Path) 
         await wait_until(lambda: all(ep.host != gone for ep in kube.ready_endpoints(canary)), "the deleted pod leaving")
         await kube.scale(default, 0)
         await wait_until(lambda: not kube.ready_endpoints(default), "default at zero", within=30)
+
+
+@pytest.mark.parametrize("kube_api", ["unwrapped"], indirect=True)
+async def test_a_silent_watch_is_relisted(kube_api: KubeApi, kubeconfig: Path) -> None:
+    async with backend(kubeconfig, watch_timeout=1) as kube:  # the plain emulator ignores timeoutSeconds
+        await kube.sync([service()])
+        watch = kube._watches["default"]
+        lists, watches_before = watch.lists, watch.watches
+        await wait_until(lambda: watch.watches >= watches_before + 2, "two reconnects after silence", within=15)
+        assert watch.lists >= lists + 1 and kube.health() is None  # silence is no outage
