@@ -132,36 +132,53 @@ class Served:
         )
 
 
-@pytest.fixture
-def served(cluster: Cluster, kubeconfig: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
-    server = tmp_path / "pod_server.py"
-    server.write_text(POD_SERVER)
-    config = tmp_path / "gateway.yaml"
-    services = {"echo": echo, "split": split}[getattr(request, "param", "echo")]
-    config.write_text(GATEWAY + services(server))
+def serve(config: Path, kubeconfig: Path, state: Path) -> Served:
     port, admin = free_port(), free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "-f", str(config), "--listen", f"127.0.0.1:{port}"]
-        + ["--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state")],
+        + ["--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
         env=env,
     )
+    return Served(proc, port, admin)
+
+
+def stop(served: Served) -> str:
+    """SIGTERM (kill after 20 s); what the gateway printed."""
+    proc = served.proc
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.communicate()[0] if proc.stdout else ""
+
+
+@pytest.fixture
+def pod_server(tmp_path: Path) -> Path:
+    server = tmp_path / "pod_server.py"
+    server.write_text(POD_SERVER)
+    return server
+
+
+@pytest.fixture
+def served(
+    cluster: Cluster, kubeconfig: Path, tmp_path: Path, pod_server: Path, request: pytest.FixtureRequest
+) -> Iterator[Served]:
+    config = tmp_path / "gateway.yaml"
+    services = {"echo": echo, "split": split}[getattr(request, "param", "echo")]
+    config.write_text(GATEWAY + services(pod_server))
+    gateway = serve(config, kubeconfig, tmp_path / "state")
     try:
-        yield Served(proc, port, admin)
+        yield gateway
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        stop(gateway)
 
 
 async def ready(served: Served) -> bool:
@@ -222,3 +239,83 @@ async def test_the_canary_split_holds_across_pods(served: Served, cluster: Clust
 async def _all_routed(client: httpx.AsyncClient, pods: dict[str, str]) -> bool:
     seen = {(await client.get("/", headers={"Knative-Serving-Tag": tag})).text for tag in ("default", "canary") for _ in range(8)}
     return seen == set(pods)
+
+
+def replicas(cluster: Cluster, name: str) -> int | None:
+    found = [d for d in cluster.api.objects("deployments", "default") if d["metadata"]["name"] == name]
+    return found[0]["spec"]["replicas"] if found else None
+
+
+def scale_patches(cluster: Cluster) -> int:
+    return sum(1 for method, path in cluster.api.requests() if method == "PATCH" and path.endswith("/scale"))
+
+
+async def test_a_restarted_gateway_leaves_an_idle_revision_at_zero(
+    cluster: Cluster, kubeconfig: Path, tmp_path: Path, pod_server: Path
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(GATEWAY.replace("initialScale: 0", "initialScale: 1") + echo(pod_server))
+    first = serve(config, kubeconfig, tmp_path / "state")
+    try:
+        await wait_until(lambda: ready(first), "the gateway ready", within=30)
+        await wait_until(lambda: len(cluster.ready_pods("echo-default")) == 1, "the initial scale's pod", within=30)
+        await wait_until(lambda: replicas(cluster, "echo-default") == 0, "idle: back to zero", within=60)
+    finally:
+        stop(first)
+    patches = scale_patches(cluster)
+    second = serve(config, kubeconfig, tmp_path / "state")
+    try:
+        await wait_until(lambda: ready(second), "the restarted gateway ready", within=30)
+        async with httpx.AsyncClient() as admin:
+
+            async def told() -> bool:
+                doc = (await admin.get(f"http://127.0.0.1:{second.admin}/admin/services")).json()
+                return bool(doc["services"][0]["revisions"][0]["desired"] == 0)
+
+            await wait_until(told, "the adopted scale in /admin/services")
+        # Ticks run every 0.25 s: a gateway that started the revision at its initial scale would have
+        # patched it by now. The adopted one stays at zero.
+        await asyncio.sleep(2.0)
+        assert replicas(cluster, "echo-default") == 0 and scale_patches(cluster) == patches
+        assert not cluster.pods("echo-default")
+    finally:
+        stop(second)
+
+
+async def test_while_the_api_is_unreachable_the_gateway_serves_and_says_so(served: Served, cluster: Cluster) -> None:
+    await wait_until(lambda: ready(served), "the gateway ready", within=30)
+    async with served.client() as client, httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.admin}") as admin:
+        assert (await client.get("/")).status_code == 200  # a pod from zero
+        cluster.api.stop_listening()
+        try:
+            await wait_until(lambda: _says_unreachable(admin), "the outage on /readyz", within=30)
+            answer = await client.get("/")  # the last known pod still serves
+            assert answer.status_code == 200 and answer.text == cluster.ready_pods("echo-default")[0]["metadata"]["name"]
+            doc = (await admin.get("/admin/services")).json()
+            assert doc["backends"]["kubernetes"]["ok"] is False
+            assert doc["services"][0]["revisions"][0]["state"] == "unreachable"
+            status = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "gateway", "status", "--admin", f"127.0.0.1:{served.admin}"),
+                stdout=asyncio.subprocess.PIPE,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            printed = (await status.communicate())[0].decode()
+            assert status.returncode == 0 and printed.startswith("kubernetes: kubernetes API"), printed
+            assert "unreachable" in printed and "scaling paused" in printed
+            metrics = (await admin.get("/metrics")).text
+            assert 'gateway_backend_up{backend="kubernetes"} 0.0' in metrics
+        finally:
+            cluster.api.start_listening()
+        await wait_until(lambda: _says_ready(admin), "/readyz clean again", within=30)
+        assert 'gateway_backend_up{backend="kubernetes"} 1.0' in (await admin.get("/metrics")).text
+
+
+async def _says_unreachable(admin: httpx.AsyncClient) -> bool:
+    answer = await admin.get("/readyz")
+    return answer.status_code == 200 and "kubernetes API" in answer.text and "unreachable" in answer.text
+
+
+async def _says_ready(admin: httpx.AsyncClient) -> bool:
+    answer = await admin.get("/readyz")
+    return answer.status_code == 200 and answer.text == "ready"
