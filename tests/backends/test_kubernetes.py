@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,7 @@ def replicas(api: KubeApi, name: str) -> int | None:
 
 
 def scale_patches(api: KubeApi, name: str) -> list[tuple[str, str]]:
-    return [(m, p) for m, p in api.requests() if m == "PATCH" and f"/deployments/{name}/scale" in p]
+    return [(r.method, r.url) for r in api.requests() if r.method == "PATCH" and f"/deployments/{name}/scale" in r.url]
 
 
 async def test_a_revision_gets_a_deployment_scaled_from_zero_and_back(cluster: Cluster, kubeconfig: Path) -> None:
@@ -73,8 +72,8 @@ async def test_the_scale_patch_is_knatives_json_patch(kube_api: KubeApi, kubecon
         await wait_until(lambda: replicas(kube_api, "iris-default") == 0, "the Deployment, made with 0 replicas")
         await kube.scale(key, 3)
         await wait_until(lambda: replicas(kube_api, "iris-default") == 3, "3 replicas")
-    bodies = [r for r in kube_api.emulator._requests if r.method.value == "PATCH" and r.url.path.endswith("/scale")]
-    assert [json.loads(r.body or b"null") for r in bodies] == [[{"op": "add", "path": "/spec/replicas", "value": 3}]]
+    bodies = [r.data for r in kube_api.requests() if r.method == "PATCH" and r.url.endswith("/scale")]
+    assert bodies == [[{"op": "add", "path": "/spec/replicas", "value": 3}]]
 
 
 async def test_the_registry_builds_it_from_kubeconfig(kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,4 +106,4 @@ async def test_a_revision_that_cannot_be_built_says_so_and_sends_nothing(kube_ap
         status = kube.status(key)
         assert status.state == "failed" and "no container image to run" in (status.message or "")
         assert kube.adoption(key) == "unknown"  # nothing to scale
-    assert [r for r in kube_api.requests() if r[0] != "GET"] == []
+    assert [r for r in kube_api.requests() if r.method != "GET"] == []

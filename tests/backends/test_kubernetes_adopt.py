@@ -34,7 +34,7 @@ def replicas(api: KubeApi, name: str) -> int | None:
 
 
 def writes(api: KubeApi, name: str) -> list[tuple[str, str]]:
-    return [(m, p) for m, p in api.requests() if m != "GET" and f"/deployments/{name}" in p]
+    return [(r.method, r.url) for r in api.requests() if r.method != "GET" and f"/deployments/{name}" in r.url]
 
 
 class Clock:
@@ -72,7 +72,7 @@ async def test_a_restart_adopts_a_busy_revision_and_leaves_an_idle_one_at_zero(c
         await scaler.tick_all()
         clock.now += 2
         await scaler.tick_all()
-    assert [w for w in cluster.api.requests()[before:] if w[0] != "GET"] == []  # nothing patched, nothing woken
+    assert [w for w in cluster.api.requests()[before:] if w.method != "GET"] == []  # nothing patched, nothing woken
     assert replicas(cluster.api, "busy-default") == 3 and replicas(cluster.api, "idle-default") == 0
 
 

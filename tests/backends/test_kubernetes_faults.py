@@ -29,7 +29,7 @@ def replicas(api: KubeApi, name: str = "iris-default") -> int | None:
 
 
 def watches(api: KubeApi) -> int:
-    return sum(1 for m, p in api.requests() if m == "GET" and "/pods?" in p and "watch=true" in p)
+    return sum(1 for r in api.requests() if r.method == "GET" and "/pods?" in r.url and "watch=true" in r.url)
 
 
 async def test_a_500_is_retried(kube_api: KubeApi, kubeconfig: Path) -> None:

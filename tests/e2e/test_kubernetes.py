@@ -247,7 +247,7 @@ def replicas(cluster: Cluster, name: str) -> int | None:
 
 
 def scale_patches(cluster: Cluster) -> int:
-    return sum(1 for method, path in cluster.api.requests() if method == "PATCH" and path.endswith("/scale"))
+    return sum(1 for r in cluster.api.requests() if r.method == "PATCH" and r.url.endswith("/scale"))
 
 
 async def test_a_restarted_gateway_leaves_an_idle_revision_at_zero(

@@ -21,12 +21,13 @@ What it emulates
 
 What it does not
 - No authentication or authorisation (RBAC is not checked), no admission, no schema validation beyond
-  what the client does, no strategic merge (a strategic merge patch is read as a merge patch: lists are
+  what the client does (defaulting and validation cover what the controller relies on), no strategic merge (a strategic merge patch is read as a merge patch: lists are
   replaced, not merged by key), no server-side apply, no bookmarks, no pagination (`limit` is ignored),
-  no namespaces as objects (any namespace works without being created).
+  no namespaces as objects (any namespace works without being created), no deletecollection.
 - No ReplicaSets (pods are owned by their Deployment), no scheduler or resources (requests, limits,
   nodeSelector and tolerations are stored, not acted on), one node, no Services or Endpoints objects.
 - Containers are not isolated: a pod's process shares the host's filesystem and environment, runs its
   `command` (or an entrypoint the test gives per image) rather than an image, and only the first
-  container runs. Probes run every 0.1 s whatever their periodSeconds says.
+  container runs. Probes run every 0.1 s until Ready, then every 0.5 s, whatever periodSeconds says;
+  initialDelaySeconds, successThreshold and HTTPS probes are not emulated.
 """

@@ -29,7 +29,7 @@ from kmock import KubernetesError
 from tests.kube import scale, selection
 from tests.kube.faults import FaultBook
 from tests.kube.store import PODS, Key, Obj, Store, api_error, not_found, now, until_set
-from tests.kube.validation import validate
+from tests.kube.validation import default, validate
 
 WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 WITH_STATUS = ("deployments", "pods", "replicasets", "services", "namespaces")
@@ -55,7 +55,9 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         fault = self.faults.take(request)
-        if fault is not None:
+        if fault is not None and fault.kind == "stall":
+            await asyncio.sleep(fault.delay)
+        elif fault is not None:
             return fault.response(self._plain_list(request) if fault.kind == "list" else None)
         if not self.wrapped or request.resource is None or not request.resource.plural:
             try:
@@ -202,6 +204,7 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.pop(field, None)
         meta["name"] = name
         key: Key = (request.resource, request.namespace or meta.get("namespace"), name)
+        default(key, body)
         validate(key, body)
         return self.store.create(key, body)
 
@@ -235,6 +238,7 @@ class ApiServer(kmock.KubernetesEmulator):
             if key[0].plural in WITH_STATUS:
                 merged["status"] = current.get("status", {})
             merged.setdefault("metadata", {})["name"] = key[2]
+            default(key, merged)
             validate(key, merged)
         stored = self.store.replace(key, merged, expect=expect)
         meta = stored.get("metadata", {})

@@ -38,9 +38,10 @@ class Fault:
     path: re.Pattern[str]
     watch: bool | None
     times: int
-    kind: str  # "status", "gone", "list"
+    kind: str  # "status", "gone", "list", "stall"
     status: int = 500
     retry_after: int | None = None
+    delay: float = 0.0  # "stall": how long the request waits before it is served as usual
     served: int = 0
 
     @property

@@ -27,7 +27,8 @@ class KubeletConfig:
     logs: Path
     podnet: Path
     cwd: str | None = None
-    probe_interval: float = 0.1
+    probe_interval: float = 0.1  # while not Ready; also how often a process's exit is noticed
+    ready_probe_interval: float = 0.5  # once Ready: the probes cost the pods' servers CPU
     restart_backoff: float = 0.2
     max_backoff: float = 5.0
     max_grace: float = 5.0
@@ -46,6 +47,7 @@ class PodWorker:
         self.failures = 0
         self.last_exit: dict[str, Any] | None = None
         self.next_start = 0.0
+        self.next_probe = 0.0
         self.waiting: tuple[str, str] | None = None
         self.transitions: dict[str, str] = {}
         self.started_at = now()
@@ -92,9 +94,10 @@ class PodWorker:
             self._exited(code)
         if self.process is None and time.monotonic() >= self.next_start:
             self._start(pod, container)
-        if self.process is not None:
+        if self.process is not None and (not self.ready or time.monotonic() >= self.next_probe):
             passed = await pods.probe(self.ip, container)
             self.probes += 1
+            self.next_probe = time.monotonic() + self.config.ready_probe_interval
             self.failures = 0 if passed else self.failures + 1
             threshold = int((container.get("readinessProbe") or {}).get("failureThreshold", 3))
             self.ready = passed or (self.ready and self.failures < threshold)

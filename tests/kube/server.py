@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp.web
 import yaml
@@ -25,6 +25,14 @@ from tests.kube.faults import Fault, compile_path
 from tests.kube.store import Obj, Store
 
 T = TypeVar("T")
+
+
+class Seen(NamedTuple):
+    """A request the API server received: method, path with query, and the JSON body (None without one)."""
+
+    method: str
+    url: str
+    data: Any
 
 
 class LoopThread:
@@ -156,6 +164,10 @@ class KubeApi:
         """The next `times` watches on a matching path get a plain JSON list (no stream, no newline)."""
         return self.emulator.faults.add(Fault("GET", compile_path(path), True, times, "list"))
 
+    def stall(self, method: str | None, path: str | re.Pattern[str], *, times: int = 1, seconds: float = 5.0) -> Fault:
+        """The next `times` matching requests wait `seconds` before they are served (a slow or stuck API server)."""
+        return self.emulator.faults.add(Fault(method, compile_path(path), None, times, "stall", delay=seconds))
+
     def compact(self) -> None:
         """Forget the change history: a watch from any resourceVersion handed out so far gets 410 Gone."""
         self.call(self.store.compact)
@@ -166,9 +178,9 @@ class KubeApi:
         resource = next(r for r in self.emulator.resources if r.plural == plural and r.group in ("", "apps"))
         return self.call(lambda: [obj for _, obj in self.store.items(resource, namespace)])
 
-    def requests(self) -> list[tuple[str, str]]:
-        """(method, path with query) of every request served so far, in order."""
-        return self.call(lambda: [(r.method.value, str(r.url.relative())) for r in self.emulator._requests])
+    def requests(self) -> list[Seen]:
+        """Every request received so far, in order (faulted ones included)."""
+        return self.call(lambda: [Seen(r.method.value, str(r.url.relative()), r.data) for r in self.emulator._requests])
 
     def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
         config: dict[str, Any] = {

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -285,3 +289,32 @@ def test_an_update_that_breaks_a_deployment_is_refused(kube_client: ApiClient) -
     with pytest.raises(ApiException) as caught:
         apps.patch_namespaced_deployment("web", "default", {"spec": {"selector": {"matchLabels": {"app": "db"}}}})
     assert caught.value.status == 422 and "does not match" in str(caught.value.body)
+
+
+def test_defaults_are_filled_in_as_the_api_server_does(kube_client: ApiClient) -> None:
+    apps, _ = apis(kube_client)
+    manifest = replica_deployment("web")
+    del manifest["spec"]["replicas"]
+    created = apps.create_namespaced_deployment("default", manifest)
+    assert created.spec.replicas == 1 and created.spec.strategy.type == "RollingUpdate"
+    assert created.spec.template.spec.termination_grace_period_seconds == 30
+    assert apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": None}}).spec.replicas == 1
+
+
+def test_the_kubeconfig_serves_load_kube_config_and_a_process_with_kubeconfig_set(
+    kubeconfig: Path, kube_client: ApiClient
+) -> None:
+    apis(kube_client)[0].create_namespaced_deployment("default", replica_deployment("web"))
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    with ApiClient(configuration) as client:
+        assert [d.metadata.name for d in apis(client)[0].list_namespaced_deployment("default").items] == ["web"]
+    script = "import kubernetes; kubernetes.config.load_kube_config(); print(kubernetes.client.AppsV1Api().read_namespaced_deployment('web', 'default').spec.replicas)"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "1", done.stderr

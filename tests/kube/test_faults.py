@@ -112,3 +112,25 @@ def test_bad_fault_arguments_are_refused(kube_api: KubeApi) -> None:
         kube_api.fail("GET", "/pods", status=200)
     with pytest.raises(ValueError, match="bad path pattern"):
         kube_api.fail("GET", "/pods(")
+
+
+def test_a_stalled_request_times_the_client_out_then_the_next_is_served(kube_api: KubeApi) -> None:
+    kube_api.stall("GET", "/pods", seconds=3)
+    conn = http.client.HTTPConnection(kube_api.host, kube_api.port, timeout=0.3)
+    with pytest.raises(TimeoutError):
+        conn.request("GET", "/api/v1/namespaces/default/pods")
+        conn.getresponse()
+    conn.close()
+    assert raw(kube_api, "/api/v1/namespaces/default/pods")[0] == 200
+
+
+def test_the_requests_the_api_server_received(kube_api: KubeApi, kube_client: ApiClient) -> None:
+    apps = apps_of(kube_client)
+    apps.create_namespaced_deployment("default", replica_deployment("web"))
+    kube_api.fail("PATCH", "/scale")
+    with pytest.raises(ApiException):
+        apps.patch_namespaced_deployment_scale("web", "default", [{"op": "add", "path": "/spec/replicas", "value": 2}])
+    apps.patch_namespaced_deployment_scale("web", "default", [{"op": "add", "path": "/spec/replicas", "value": 2}])
+    patches = [seen for seen in kube_api.requests() if seen.method == "PATCH"]
+    assert [seen.url for seen in patches] == ["/apis/apps/v1/namespaces/default/deployments/web/scale"] * 2
+    assert patches[1].data == [{"op": "add", "path": "/spec/replicas", "value": 2}]

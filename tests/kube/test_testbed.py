@@ -86,6 +86,23 @@ def test_a_scaled_deployment_gets_ready_pods_serving_on_their_own_addresses(clus
     assert (status.replicas, status.available_replicas, status.updated_replicas) == (3, 3, 3)
 
 
+UVICORN = """
+import os, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": os.environ["POD_NAME"].encode()})
+uvicorn.run(app, host="0.0.0.0", port=int(os.environ["PORT"]), loop="uvloop")
+"""
+
+
+def test_servers_on_uvloop_binding_every_address_share_a_port_across_pods(cluster: Cluster, kube_client: ApiClient) -> None:
+    apps, core = apis(kube_client)
+    apps.create_namespaced_deployment("default", replica_deployment("web", replicas=2, command=[sys.executable, "-c", UVICORN]))
+    pods = wait_ready(core, 2)
+    assert sorted(get(url(p)) for p in pods) == sorted(p.metadata.name for p in pods)
+
+
 def test_environment_port_host_and_var_expansion(cluster: Cluster, kube_client: ApiClient) -> None:
     apps, core = apis(kube_client)
     script = (

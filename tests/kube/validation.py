@@ -1,7 +1,8 @@
-"""The checks the API server makes on what the test bed runs: a Pod or Deployment it could not run is a 422.
+"""What the API server does to a Pod or Deployment before storing it: defaulting, then validation (422).
 
-Only what a controller or a node relies on is checked (names, labels, containers, the selector matching the
-template); the API server's full schema validation is the client's or kubernetes-validate's business.
+Only what a controller or a node relies on is defaulted (replicas, strategy, grace period, restart policy)
+and checked (names, labels, containers, the selector matching the template); the API server's full schema
+validation is the client's or kubernetes-validate's business.
 """
 
 from __future__ import annotations
@@ -14,6 +15,28 @@ from tests.kube.store import DEPLOYMENTS, PODS, Key, Obj, api_error
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def default(key: Key, obj: Obj) -> None:
+    """Fill in the defaults the API server fills in, so a client reads back what it would read from a cluster."""
+    spec = obj.setdefault("spec", {})
+    if key[0] == DEPLOYMENTS:
+        if spec.get("replicas") is None:
+            spec["replicas"] = 1
+        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        pod_spec = (spec.get("template") or {}).get("spec")
+        if isinstance(pod_spec, dict):
+            _default_pod(pod_spec)
+    elif key[0] == PODS:
+        _default_pod(spec)
+
+
+def _default_pod(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
 
 
 def validate(key: Key, obj: Obj) -> None:
