@@ -1,13 +1,14 @@
 """One apps/v1 Deployment per revision, as a plain dict: what the kubernetes backend creates and updates.
 
-Pure: a service, one of its revisions and `GatewayConfig.spec.kubernetes` in, a Deployment out; no API
-calls, no clock. Every Deployment it builds is `{service}-{revision}` in the service's namespace,
+Pure: a service, one of its revisions and the gateway's settings (`GatewayConfig.spec.kubernetes`)
+in, a Deployment out; no API calls, no clock. Every Deployment it builds is `{service}-{revision}` in the service's namespace,
 labelled with the revision it runs and `app.kubernetes.io/managed-by: serving-gateway` (on the
 Deployment and its pods), and selects its pods by the revision's labels only.
 
 What runs in the pod, by what the manifest gave:
 - a pod spec (SimpleMLService `custom.spec`, InferenceService `containers`): kept whole; its first
-  container is the one served: it gets the served port and a readiness probe when it has none;
+  container is the one served: it gets the served port (listed first), a readiness probe when it has
+  none, and a name when it has none;
 - an ONNX model (InferenceService): `gateway modelserver` in the model-server image;
 - otherwise one container from the revision: image, command, args, env (plus `PORT`, as Knative
   gives it), resources, named after the manifest (PaddleService: `runtimeVersion`).
@@ -18,8 +19,6 @@ limits and the matching toleration; resources the manifest gives always win (see
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,10 +29,9 @@ from gateway.types import RevisionKey
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "serving-gateway"
-SERVICE_LABEL = "serving.gateway/service"
-NAMESPACE_LABEL = "serving.gateway/namespace"
-REVISION_LABEL = "serving.gateway/revision"
-TEMPLATE_HASH_ANNOTATION = "serving.gateway/template-hash"
+SERVICE_LABEL = "serving-gateway/service"
+NAMESPACE_LABEL = "serving-gateway/namespace"
+REVISION_LABEL = "serving-gateway/revision"
 DEFAULT_PORT = 8080
 DEFAULT_CONTAINER_NAME = "server"
 MODEL_SERVER_CONTAINER_NAME = "kserve-container"  # KServe's name for the predictor's container
@@ -74,28 +72,6 @@ def managed_by_us(deployment: Mapping[str, Any]) -> bool:
     return _labels_of(deployment).get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
-def labelled_as(obj: Mapping[str, Any], key: RevisionKey) -> bool:
-    """Whether an object (a pod, as a dict) carries every label of `key`'s revision.
-
-    For filtering on our side: some API servers (and emulators) ignore label selectors.
-    """
-    labels = _labels_of(obj)
-    return all(labels.get(name) == value for name, value in revision_labels(key).items())
-
-
-def template_hash(deployment: Mapping[str, Any]) -> str | None:
-    """The hash `build_deployment` recorded of the pod template: equal hashes, nothing to update."""
-    metadata = deployment.get("metadata") or {}
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    found = annotations.get(TEMPLATE_HASH_ANNOTATION) if isinstance(annotations, Mapping) else None
-    return found if isinstance(found, str) else None
-
-
-def _hash(template: Manifest) -> str:
-    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-
-
 def build_deployment(
     service: ServiceSpec,
     revision: RevisionSpec,
@@ -103,10 +79,11 @@ def build_deployment(
     *,
     replicas: int | None = None,
 ) -> Manifest:
-    """The Deployment that runs `revision` of `service`.
+    """The Deployment that runs `revision` of `service`, built as `settings` (`GatewaySettings.kubernetes`) say.
 
     `replicas` is set when given (a create, at the initial scale); left out, the Deployment carries no
-    replica count, so a patch with it leaves the running count alone.
+    replica count, so a patch with it leaves the running count alone. The served port is the first
+    port of the first container.
     """
     key = service.key(revision.name)
     template: Manifest = {
@@ -123,7 +100,6 @@ def build_deployment(
             "name": deployment_name(key),
             "namespace": key.namespace,
             "labels": managed_labels(key),
-            "annotations": {TEMPLATE_HASH_ANNOTATION: _hash(template)},
         },
         "spec": spec,
     }
@@ -173,11 +149,17 @@ def readiness_probe(revision: RevisionSpec, port: int) -> Manifest:
 
 
 def _complete_served(container: Manifest, revision: RevisionSpec, port: int) -> None:
-    """A given container, with the served port listed and a readiness probe unless it has its own."""
-    ports = container.setdefault("ports", [])
-    if not any(isinstance(item, Mapping) and item.get("containerPort") == port for item in ports):
-        ports.append({"containerPort": port, "protocol": "TCP"})
+    """A given container, with the served port listed first and a readiness probe unless it has its own.
+
+    The order of ports means nothing to Kubernetes; first, the served one is where readers look.
+    """
+    ports = list(container.get("ports") or [])
+    served = [item for item in ports if isinstance(item, Mapping) and item.get("containerPort") == port]
+    others = [item for item in ports if not (isinstance(item, Mapping) and item.get("containerPort") == port)]
+    container["ports"] = (served or [{"containerPort": port, "protocol": "TCP"}]) + others
     container.setdefault("readinessProbe", readiness_probe(revision, port))
+    if not container.get("name"):
+        container["name"] = revision.container_name or DEFAULT_CONTAINER_NAME
 
 
 def _container(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesSettings, port: int) -> Manifest:

@@ -35,7 +35,7 @@ __all__ = [
 
 Obj = dict[str, Any]
 
-DIGEST_ANNOTATION = "serving.gateway/digest"
+DIGEST_ANNOTATION = "serving-gateway/digest"
 
 
 def revision_of(obj: Obj) -> RevisionKey | None:

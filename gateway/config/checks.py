@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from gateway.config.manifest import RevisionFields, Translated
 from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec, ServiceSpec
+from gateway.config.values import quantity_value
 from gateway.types import RevisionName
 
 TAGS: tuple[RevisionName, ...] = ("default", "canary")
@@ -105,6 +106,16 @@ def _check_static(item: Translated, revision: RevisionSpec, fields: RevisionFiel
 
 
 def _check_kubernetes(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:
+    for message in resource_problems(revision.resources):
+        item.ctx.error(fields.resources or fields.base, message)
+    if revision.endpoints and fields.endpoints is not None:
+        item.ctx.warn(fields.endpoints, "ignored under the kubernetes backend (set spec.backend: static to use them)")
+    if revision.command and revision.pod_spec is None and revision.model_path is None and fields.command is not None:
+        item.ctx.warn(
+            fields.command,
+            "run only by the local backend; under kubernetes the container runs its image's entrypoint "
+            "(or /bin/bash -c with arg)",
+        )
     if revision.image or revision.model_path:
         return
     if fields.image is None:
@@ -114,6 +125,23 @@ def _check_kubernetes(item: Translated, revision: RevisionSpec, fields: Revision
         )
     else:
         item.ctx.error(fields.image, "required for the kubernetes backend")
+
+
+def resource_problems(resources: dict[str, dict[str, str]]) -> list[str]:
+    """What the API server would refuse in a container's resources: a request above its limit, or an
+    extended resource (a name with a domain, like nvidia.com/gpu) whose request differs from its limit."""
+    requests, limits = resources.get("requests", {}), resources.get("limits", {})
+    found = []
+    for name in sorted(requests.keys() & limits.keys()):
+        request, limit = quantity_value(requests[name]), quantity_value(limits[name])
+        if "/" in name and request != limit:
+            found.append(
+                f"requests.{name} ({requests[name]}) must equal limits.{name} ({limits[name]}): "
+                "extended resources cannot be overcommitted"
+            )
+        elif request > limit:
+            found.append(f"requests.{name} ({requests[name]}) exceeds limits.{name} ({limits[name]})")
+    return found
 
 
 def _check_local(item: Translated, revision: RevisionSpec, fields: RevisionFields) -> None:

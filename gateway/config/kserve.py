@@ -47,6 +47,7 @@ from gateway.config.values import (
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 READINESS_PATH = "/v2/health/ready"
+CONTAINER_NAME = "kserve-container"  # KServe's name for a predictor's container that gives none
 
 _OTHER_FORMATS = (
     "sklearn",
@@ -163,10 +164,11 @@ def _runnable(
     key = given[0]
     path = join("spec.predictor", key)
     if key == "containers":
-        fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image")
+        fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image", f"{path}[0].resources")
         draft = read_containers(ctx, path, predictor[key], notes.local_notes)
         if draft is not None:
             draft.pod_spec = {"containers": copy.deepcopy(predictor[key])}
+            draft.container_name = CONTAINER_NAME
         return draft, fields
     if key in _OTHER_FORMATS:
         ctx.error(path, f"{_UNSUPPORTED_HINT}, got a {key} predictor")
@@ -174,7 +176,8 @@ def _runnable(
     found = _model_spec(ctx, path, key, predictor[key])
     if found is None:
         return None, None
-    return _model_server(ctx, path, found, name, notes), RevisionFields("spec.predictor", None, None, None)
+    fields = RevisionFields("spec.predictor", None, None, None, join(path, "resources"))
+    return _model_server(ctx, path, found, name, notes), fields
 
 
 def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str, object] | None:

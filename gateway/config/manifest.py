@@ -43,6 +43,7 @@ class RevisionFields:
     command: str | None
     endpoints: str | None
     image: str | None
+    resources: str | None = None
 
 
 @dataclass

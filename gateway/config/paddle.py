@@ -140,7 +140,7 @@ def _runtime_version(ctx: DocContext, value: object, kubernetes_errors: list[tup
 
 
 def _fields(base: str) -> RevisionFields:
-    return RevisionFields(base, join(base, "command"), join(base, "endpoints"), join(base, "containerImage"))
+    return RevisionFields(base, join(base, "command"), join(base, "endpoints"), join(base, "containerImage"), "spec.resources")
 
 
 def _revision(

@@ -20,6 +20,7 @@ from gateway.config.values import (
     join,
     mapping,
     quantity,
+    quantity_value,
     sequence,
     string,
 )
@@ -249,7 +250,11 @@ def read_port(ctx: DocContext, path: str, value: object) -> int | None:
 def read_resources(
     ctx: DocContext, path: str, value: object, defaults: dict[str, str] | None = None
 ) -> dict[str, dict[str, str]] | None:
-    """Kubernetes' {requests, limits}; `defaults` fills names missing from either (ElasticServing does)."""
+    """Kubernetes' {requests, limits}; `defaults` fills names missing from either (ElasticServing does).
+
+    A filled value never makes a request exceed its limit (the API server refuses that): a missing
+    request is at most the given limit, a missing limit at least the given request.
+    """
     result: dict[str, dict[str, str]] = {}
     found = {} if value is None else mapping(ctx, path, value)
     if found is None:
@@ -269,11 +274,26 @@ def read_resources(
     if ctx.error_count > errors:
         return None
     if defaults:
-        for key in ("requests", "limits"):
-            section = result.setdefault(key, {})
-            for name, amount in defaults.items():
-                section.setdefault(name, amount)
+        _fill_defaults(result, defaults)
     return result
+
+
+def _fill_defaults(result: dict[str, dict[str, str]], defaults: dict[str, str]) -> None:
+    requests, limits = result.setdefault("requests", {}), result.setdefault("limits", {})
+    for name, amount in defaults.items():
+        given_request, given_limit = requests.get(name), limits.get(name)
+        if given_request is None:
+            requests[name] = amount if given_limit is None else _smaller(amount, given_limit)
+        if given_limit is None:
+            limits[name] = amount if given_request is None else _larger(amount, given_request)
+
+
+def _smaller(a: str, b: str) -> str:
+    return a if quantity_value(a) <= quantity_value(b) else b
+
+
+def _larger(a: str, b: str) -> str:
+    return a if quantity_value(a) >= quantity_value(b) else b
 
 
 def read_accelerator_count(ctx: DocContext, path: str, value: object) -> int | None:

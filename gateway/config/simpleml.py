@@ -4,7 +4,7 @@
 the local backend runs that container's `command + args`. `spec.tensorflow` and `spec.pytorch` become
 the container command TensorStack's controller sets (TensorFlow Serving / TorchServe in the given
 image): they need a container runtime, so under the local backend they validate with the same warning
-as any image-only revision. `spec.service.ports` picks the served port (8080 when absent).
+as any image-only revision. `spec.service.ports` picks the served port (8080 when absent, whatever ports the container lists).
 `spec.storage` and `spec.scheduler` are reported as warnings: the gateway neither downloads models nor
 picks schedulers.
 """
@@ -41,10 +41,11 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
         ctx.warn("spec.scheduler", "ignored: replicas are placed by the gateway's backend")
     translated_notes: list[tuple[str, str]] = []
     draft, fields = _runnable(ctx, spec, doc.meta.name, model_path, translated_notes)
-    if spec.get("service") is not None and draft is not None:
-        port = _service_port(ctx, spec["service"])
+    port = None if spec.get("service") is None else _service_port(ctx, spec["service"])
+    if draft is not None:
+        # TensorStack serves port 8080 unless spec.service says otherwise, whatever the container lists.
+        draft.container_port = DEFAULT_PORT if port is None else port
         if port is not None:
-            draft.container_port = port
             translated_notes.append(
                 (
                     "spec.service.ports",
@@ -56,8 +57,6 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     scaling_spec = scaling.finish(ctx)
     if doc.failed() or draft is None or scaling_spec is None or replicas is None:
         return None
-    if draft.container_port is None:
-        draft.container_port = DEFAULT_PORT
     draft.workdir = ctx.directory
     service = doc.service(draft.finish("default"), scaling_spec)
     return Translated(service, ctx, {"default": fields}, translated_notes)
@@ -77,9 +76,11 @@ def _runnable(
     kind = given[0]
     if kind == "custom":
         base = "spec.custom.spec.containers[0]"
-        return _custom(ctx, spec[kind], local_notes), RevisionFields(base, join(base, "command"), None, join(base, "image"))
+        fields = RevisionFields(base, join(base, "command"), None, join(base, "image"), join(base, "resources"))
+        return _custom(ctx, spec[kind], local_notes), fields
     base = join("spec", kind)
-    return _framework(ctx, kind, spec[kind], name, model_path), RevisionFields(base, None, None, join(base, "image"))
+    fields = RevisionFields(base, None, None, join(base, "image"), join(base, "resources"))
+    return _framework(ctx, kind, spec[kind], name, model_path), fields
 
 
 def _storage(ctx: DocContext, value: object) -> str:

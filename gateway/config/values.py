@@ -268,6 +268,17 @@ def quantity(ctx: DocContext, path: str, value: object) -> str | None:
     return None
 
 
+def quantity_value(text: str) -> float:
+    """The number a quantity `quantity` accepted stands for ("512Mi" -> 536870912.0, "200m" -> 0.2)."""
+    match = _QUANTITY.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    suffix = match.group(2)
+    if suffix is not None and suffix[0] in "eE":
+        return float(match.group(1)) * 10.0 ** int(suffix[1:])
+    return float(match.group(1)) * _QUANTITY_FACTOR[suffix]
+
+
 def byte_size(ctx: DocContext, path: str, value: object) -> int | None:
     """A positive byte count: 65536, "64Ki", "100Mi"."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value

@@ -52,7 +52,6 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         "stopped",
         "closed",
         "closed_at",
-        "http10",
         "latest",
         "lingering",
         "body_at",
@@ -108,7 +107,6 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         self.closed_at = 0.0
         self.lingering = False
         self.body_at = 0.0  # when the request body being read last advanced
-        self.http10 = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -294,10 +292,10 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise BadRequest(f"HTTP/{version} is not supported on this port: HTTP/1.1 or 1.0", 505)
-        self.http10 = version == "1.0"
         keep_alive = parser.should_keep_alive() and not self.state.draining
         state = self.state
         cycle = RequestCycle(route(state, method, self.url, self.headers, keep_alive, self), self, state)
+        cycle.http10 = version == "1.0"  # the request's own: a pipelined request of another version must not reframe it
         self.parsing = self.latest = cycle
         if not cycle.body_done:
             self.body_at = time.monotonic()
@@ -348,14 +346,17 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         if cycle is not current or current is None:
             return
         self.cycle = None
+        self._after(current)
         if self.state.on_request_end is not None:
-            self.state.on_request_end()
-        if current.upgraded:
+            self.state.on_request_end()  # draining: once this connection has settled what comes next
+
+    def _after(self, done: RequestCycle) -> None:
+        if done.upgraded:
             return  # the splice ends when either side closes
-        if not current.keep_alive or self.closed:
-            if self.parsing is current:
+        if not done.keep_alive or self.closed:
+            if self.parsing is done:
                 self.parsing = None
-            self.close(linger=self.stopped or not current.body_done)
+            self.close(linger=self.stopped or not done.body_done)
             return
         if self.state.starved and not self.pipeline and self.backlog is None and self.held is None:
             self.close()  # at the connection limit with clients waiting: an idle keep-alive connection yields

@@ -69,6 +69,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         "in_stats",
         "timeout",
         "head_only",
+        "http10",
         "response_started",
         "framing",
         "upgraded",
@@ -110,6 +111,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         self.in_stats = False  # entered the revision's concurrency stats
         self.timeout = runtime.request_timeout if runtime is not None else 0.0
         self.head_only = self.method == b"HEAD"
+        self.http10 = False  # an HTTP/1.0 request: no chunked response, no 100 Continue (set by the client)
         self.response_started = False  # the response head was handed to the client
         self.framing = NO_BODY
         self.upgraded = False
@@ -258,7 +260,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         head = self.head
         assert head is not None
         client = self.client
-        if head.expect_continue and self.body_seen == 0 and not self.body_done and not client.http10:
+        if head.expect_continue and self.body_seen == 0 and not self.body_done and not self.http10:
             client.write(CONTINUE)
         data = self.upstream_head
         if self.body_buf:

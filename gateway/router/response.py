@@ -50,6 +50,7 @@ class ResponseRelay:
     attempts: int
     cold_start: bool
     head_only: bool
+    http10: bool
     response_started: bool
     framing: Framing
     upgraded: bool
@@ -90,8 +91,7 @@ class ResponseRelay:
         if status == 101:
             self._switch_protocols(parts, resp)
             return
-        client = self.client
-        framing = self.framing = choose_framing(status, resp, self.head_only, client.http10)
+        framing = self.framing = choose_framing(status, resp, self.head_only, self.http10)
         if framing.sends_length:
             parts.append(b"content-length: %d\r\n" % resp.content_length)
         elif framing.chunked:
@@ -99,7 +99,7 @@ class ResponseRelay:
         if framing.close_after or not self.keep_alive or self.state.draining:
             self.keep_alive = False
             parts.append(CLOSE_HEADER)
-        elif client.http10:
+        elif self.http10:
             parts.append(KEEP_ALIVE_HEADER)
         parts.append(b"\r\n")
         self.pending = b"".join(parts)
@@ -184,7 +184,7 @@ class ResponseRelay:
         self.upstream = None
         if self.upgraded:
             self.finish(101)
-            self.client.abort()
+            self.client.close()  # what the replica sent last still reaches the client
             return
         if self.response_started and self.framing.replica_until_close:
             self.reusable = False

@@ -16,12 +16,16 @@ if TYPE_CHECKING:
 class ClientSide(Protocol):
     """What a request cycle may ask of the client connection it answers."""
 
-    http10: bool  # the request being answered is HTTP/1.0: no chunked responses, keep-alive only if asked
     write_paused: bool  # the client is not reading: stop reading the replica
     closed: bool
 
     def write(self, data: bytes) -> None: ...
-    def abort(self) -> None: ...
+    def close(self) -> None:
+        """Close once what was written has left (the end of a spliced stream)."""
+
+    def abort(self) -> None:
+        """Close at once, dropping what was not sent (a response cut short must not look complete)."""
+
     def hold_body(self) -> None:
         """Stop reading the client: the request body buffered for a replica reached the limit."""
 

@@ -10,6 +10,7 @@ from kubernetes import client
 
 from gateway.backends.deployment import build_deployment
 from gateway.config import Config, load
+from gateway.config.values import quantity_value
 from gateway.types import RevisionName
 from tests.config.support import write
 
@@ -30,6 +31,18 @@ def assert_valid(deployment: dict[str, Any]) -> None:
     assert selector.items() <= labels.items()
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert len({container["name"] for container in containers}) == len(containers)
+    for container in containers:
+        _assert_requests_fit(container.get("resources") or {})
+
+
+def _assert_requests_fit(resources: dict[str, Any]) -> None:
+    """What the API server checks beyond the schema: requests <= limits, and == for extended resources."""
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    for name in requests.keys() & limits.keys():
+        request, limit = quantity_value(str(requests[name])), quantity_value(str(limits[name]))
+        assert request == limit if "/" in name else request <= limit, (name, requests[name], limits[name])
+    for name in requests.keys() - limits.keys():
+        assert "/" not in name, f"extended resource {name} requested without a limit"
 
 
 def load_kubernetes(tmp_path: Path, manifests: str, gateway: str = "") -> Config:

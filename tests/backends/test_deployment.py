@@ -8,13 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from gateway.backends.deployment import (
-    build_deployment,
-    label_selector,
-    labelled_as,
-    managed_by_us,
-    template_hash,
-)
+from gateway.backends.deployment import build_deployment, label_selector, managed_by_us
 from gateway.backends.errors import BackendConfigError
 from gateway.config import ConfigError, KubernetesSettings, RevisionSpec, ServiceSpec, load
 from gateway.types import RevisionKey
@@ -73,20 +67,29 @@ def test_a_given_port_variable_is_kept(tmp_path: Path) -> None:
     assert served["env"] == [{"name": "PORT", "value": "9000"}]
 
 
-def test_partial_resources_are_filled_key_by_key(tmp_path: Path) -> None:
-    spec = "  resources:\n    requests: {cpu: '1'}\n    limits: {memory: 2Gi}\n" + IMAGE
-    served = container(build(load_kubernetes(tmp_path, paddle(spec))))
-    assert served["resources"] == {
-        "requests": {"cpu": "1", "memory": "512Mi"},
-        "limits": {"memory": "2Gi", "cpu": "0.2"},
-    }
+@pytest.mark.parametrize(
+    "given, requests, limits",
+    [
+        ("{limits: {memory: 2Gi}}", {"cpu": "0.2", "memory": "512Mi"}, {"memory": "2Gi", "cpu": "0.2"}),
+        ("{requests: {cpu: 100m}}", {"cpu": "100m", "memory": "512Mi"}, {"cpu": "0.2", "memory": "512Mi"}),
+        # a default never puts a request above its limit (the API server would refuse the Deployment)
+        ("{requests: {cpu: '1'}, limits: {memory: 256Mi}}", {"cpu": "1", "memory": "256Mi"}, {"memory": "256Mi", "cpu": "1"}),
+        ("{limits: {cpu: 100m, memory: 1e9}}", {"cpu": "100m", "memory": "512Mi"}, {"cpu": "100m", "memory": "1e9"}),
+        ("{requests: {memory: 1Gi}, limits: {cpu: '2'}}", {"memory": "1Gi", "cpu": "0.2"}, {"cpu": "2", "memory": "1Gi"}),
+    ],
+)
+def test_partial_resources_are_filled_key_by_key(
+    tmp_path: Path, given: str, requests: dict[str, str], limits: dict[str, str]
+) -> None:
+    served = container(build(load_kubernetes(tmp_path, paddle(f"  resources: {given}\n" + IMAGE))))
+    assert served["resources"] == {"requests": requests, "limits": limits}
 
 
 def test_deployment_names_labels_and_selector(tmp_path: Path) -> None:
     spec = IMAGE + "  canary:\n    containerImage: registry.example.com/lac\n    tag: v3\n"
     config = load_kubernetes(tmp_path, paddle(spec))
     default, canary = build(config, revision="default"), build(config, revision="canary", replicas=None)
-    revision = {"serving.gateway/service": "lac", "serving.gateway/namespace": "nlp", "serving.gateway/revision": "canary"}
+    revision = {"serving-gateway/service": "lac", "serving-gateway/namespace": "nlp", "serving-gateway/revision": "canary"}
     managed = {**revision, "app.kubernetes.io/managed-by": "serving-gateway"}
     assert (canary["metadata"]["name"], canary["metadata"]["namespace"]) == ("lac-canary", "nlp")
     assert canary["metadata"]["labels"] == managed
@@ -113,27 +116,14 @@ def test_deployments_made_by_others_are_not_ours(deployment: dict[str, Any]) -> 
     assert not managed_by_us(deployment)
 
 
-def test_label_selector_and_our_own_filtering() -> None:
+def test_label_selector_lists_a_revisions_pods() -> None:
     key = RevisionKey("nlp", "lac", "canary")
-    assert label_selector(key) == "serving.gateway/service=lac,serving.gateway/namespace=nlp,serving.gateway/revision=canary"
-    labels = {"serving.gateway/service": "lac", "serving.gateway/namespace": "nlp", "serving.gateway/revision": "canary"}
-    assert labelled_as({"metadata": {"labels": labels}}, key)
-    assert not labelled_as({"metadata": {"labels": {**labels, "serving.gateway/revision": "default"}}}, key)
-    assert not labelled_as({"metadata": {"labels": None}}, key)
+    assert label_selector(key) == "serving-gateway/service=lac,serving-gateway/namespace=nlp,serving-gateway/revision=canary"
 
 
 def test_readiness_probe_is_http_on_readiness_path(tmp_path: Path) -> None:
     served = container(build(load_kubernetes(tmp_path, paddle(IMAGE + "    port: 9292\n    readinessPath: /healthz\n"))))
     assert served["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": 9292}, "periodSeconds": 1}
-
-
-def test_template_hash_follows_the_pod_template(tmp_path: Path) -> None:
-    first = build(load_kubernetes(tmp_path / "a", paddle(IMAGE)))
-    again = build(load_kubernetes(tmp_path / "b", paddle(IMAGE)), replicas=5)
-    other = build(load_kubernetes(tmp_path / "c", paddle(IMAGE.replace("v2", "v3"))))
-    assert template_hash(first) == template_hash(again) is not None
-    assert template_hash(first) != template_hash(other)
-    assert template_hash({"metadata": {"annotations": None}}) is None
 
 
 def test_image_pull_policy_from_gateway_config(tmp_path: Path) -> None:
@@ -319,6 +309,15 @@ def test_custom_pod_spec_is_kept_whole(tmp_path: Path) -> None:
     assert served["readinessProbe"] == {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
 
 
+def test_the_served_port_comes_first(tmp_path: Path) -> None:
+    spec = (
+        "  custom:\n    spec:\n      containers:\n      - name: server\n        image: example/server:1\n"
+        "        ports: [{name: grpc, containerPort: 9000}, {name: web, containerPort: 8080}]\n"
+    )
+    served = container(build(load_kubernetes(tmp_path, simpleml(spec))))
+    assert served["ports"] == [{"name": "web", "containerPort": 8080}, {"name": "grpc", "containerPort": 9000}]
+
+
 def test_custom_pod_keeps_its_own_probe_and_ports(tmp_path: Path) -> None:
     spec = (
         "  custom:\n    spec:\n      containers:\n      - name: server\n        image: example/server:1\n"
@@ -372,6 +371,17 @@ def test_predictor_containers_are_used_as_given(tmp_path: Path) -> None:
     }
     assert pod(deployment)["nodeSelector"] == {"accelerator": "t4"}
     assert deployment["metadata"]["namespace"] == "models"
+
+
+def test_a_container_without_a_name_gets_kserves(tmp_path: Path) -> None:
+    predictor = "    containers:\n    - image: example/server:1\n      ports: [{containerPort: 9000}]\n"
+    served = container(build(load_kubernetes(tmp_path, isvc(predictor))))
+    assert served == {
+        "image": "example/server:1",
+        "ports": [{"containerPort": 9000}],
+        "readinessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1},
+        "name": "kserve-container",
+    }
 
 
 ONNX = "    model:\n      modelFormat: {name: onnx}\n      storageUri: file:///app/config/models/iris.onnx\n"

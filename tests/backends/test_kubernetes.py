@@ -13,7 +13,7 @@ from gateway.backends.kubernetes import KubernetesBackend
 from gateway.config.model import RevisionSpec, ServiceSpec
 from tests.backends.kube_support import Heard, backend, service
 from tests.conftest import wait_until
-from tests.kube import conftest as kube_fixtures
+from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
 from tests.kube.server import KubeApi
 

@@ -16,7 +16,7 @@ from gateway.config.model import AutoscalerSettings, ScalingSpec
 from gateway.types import Endpoint
 from tests.backends.kube_support import backend, service
 from tests.conftest import wait_until
-from tests.kube import conftest as kube_fixtures
+from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
 from tests.kube.manifests import replica_deployment
 from tests.kube.server import KubeApi

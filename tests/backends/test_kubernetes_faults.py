@@ -10,7 +10,7 @@ import pytest
 
 from tests.backends.kube_support import backend, service
 from tests.conftest import wait_until
-from tests.kube import conftest as kube_fixtures
+from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
 from tests.kube.server import KubeApi
 

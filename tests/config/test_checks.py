@@ -161,3 +161,52 @@ def test_a_local_command_that_cannot_get_its_port_is_warned(tmp_path: Path, comm
     assert len(found) == (1 if warned else 0), warnings
     if warned:
         assert found[0].startswith(f"{path}: document 1 (PaddleService/foo): spec.default.command: ")
+
+
+@pytest.mark.parametrize(
+    "resources, message",
+    [
+        ("{requests: {cpu: '2'}, limits: {cpu: 1500m}}", "requests.cpu (2) exceeds limits.cpu (1500m)"),
+        ("{requests: {memory: 1Gi}, limits: {memory: 512Mi}}", "requests.memory (1Gi) exceeds limits.memory (512Mi)"),
+        (
+            "{requests: {nvidia.com/gpu: 2}, limits: {nvidia.com/gpu: 1}}",
+            "requests.nvidia.com/gpu (2) must equal limits.nvidia.com/gpu (1): extended resources cannot be overcommitted",
+        ),
+        (
+            "{requests: {baidu.com/xpu: 1}, limits: {baidu.com/xpu: 2}}",
+            "requests.baidu.com/xpu (1) must equal limits.baidu.com/xpu (2): extended resources cannot be overcommitted",
+        ),
+    ],
+)
+def test_kubernetes_refuses_resources_the_api_server_would(tmp_path: Path, resources: str, message: str) -> None:
+    path = write(tmp_path, "a.yaml", paddle("foo", f"backend: kubernetes\nresources: {resources}\n" + IMAGE_ONLY))
+    assert problems([path]) == [f"{path}: document 1 (PaddleService/foo): spec.resources: {message}"]
+
+
+def test_resources_of_a_given_container_are_checked_where_they_are(tmp_path: Path) -> None:
+    isvc = (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: iris\nspec:\n  predictor:\n"
+        "    containers:\n    - name: server\n      image: example/server:1\n"
+        "      resources: {requests: {cpu: '2'}, limits: {cpu: '1'}}\n"
+    )
+    gateway = write(tmp_path, "gw.yaml", GATEWAY.format(backend="kubernetes"))
+    path = write(tmp_path, "a.yaml", isvc)
+    assert problems([gateway, path]) == [
+        f"{path}: document 1 (InferenceService/iris): spec.predictor.containers[0].resources: requests.cpu (2) exceeds limits.cpu (1)"
+    ]
+
+
+def test_resources_are_not_checked_under_local(tmp_path: Path) -> None:
+    spec = "resources: {requests: {cpu: '2'}, limits: {cpu: '1'}}\ndefault:\n  command: x {port}\n"
+    assert load([write(tmp_path, "a.yaml", paddle("foo", spec))]).services[0].default.resources["limits"]["cpu"] == "1"
+
+
+def test_local_only_keys_are_reported_under_kubernetes(tmp_path: Path) -> None:
+    spec = "backend: kubernetes\n" + IMAGE_ONLY + "  command: [serve, '{port}']\n  endpoints: ['http://10.0.0.1:80']\n"
+    config = load([write(tmp_path, "a.yaml", paddle("foo", spec))])
+    label = f"{tmp_path / 'a.yaml'}: document 1 (PaddleService/foo)"
+    assert config.warnings == (
+        f"{label}: spec.default.endpoints: ignored under the kubernetes backend (set spec.backend: static to use them)",
+        f"{label}: spec.default.command: run only by the local backend; under kubernetes the container runs its image's "
+        "entrypoint (or /bin/bash -c with arg)",
+    )

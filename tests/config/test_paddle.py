@@ -510,7 +510,8 @@ def test_resources_fill_elasticserving_defaults(tmp_path: Path) -> None:
     service = one_service(load([write(tmp_path, "x.yaml", paddle("foo", spec))]))
     assert service.default.resources == {
         "requests": {"cpu": "1", "memory": "512Mi"},
-        "limits": {"nvidia.com/gpu": "1", "cpu": "0.2", "memory": "512Mi"},
+        # ElasticServing would fill cpu 0.2 here, a limit under the request that the API server refuses
+        "limits": {"nvidia.com/gpu": "1", "cpu": "1", "memory": "512Mi"},
     }
 
 

@@ -151,3 +151,12 @@ def test_container_without_command_or_image(tmp_path: Path) -> None:
             "local backend (an argv list or a shell string)"
         )
     ]
+
+
+def test_the_served_port_is_8080_whatever_the_container_lists(tmp_path: Path) -> None:
+    spec = (
+        "spec:\n  custom:\n    spec:\n      containers:\n      - name: server\n        image: example/server:1\n"
+        "        command: [serve, '{port}']\n        ports: [{name: grpc, containerPort: 9000}]\n"
+    )
+    path = write(tmp_path, "x.yaml", HEAD.format(name="ports") + spec)
+    assert one_service(load([path]), "ports").default.container_port == 8080

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import parse_duration
-from gateway.config.values import format_duration
+from gateway.config.values import format_duration, quantity_value
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,25 @@ def test_parse_duration_rejects(text: object) -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(60.0, "1m"), (10.0, "10s"), (7200.0, "2h"), (0.5, "0.5s"), (90.0, "90s")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("512Mi", 512 * 2**20),
+        ("0.2", 0.2),
+        ("200m", 0.2),
+        ("2", 2.0),
+        ("1e3", 1000.0),
+        ("1E-3", 0.001),
+        ("1k", 1000.0),
+        (" 1Gi ", 2**30),
+    ],
+)
+def test_quantity_value(text: str, value: float) -> None:
+    assert quantity_value(text) == pytest.approx(value)
+
+
+def test_quantity_value_refuses_what_is_not_a_quantity() -> None:
+    with pytest.raises(ValueError, match="not a quantity: '1 GB'"):
+        quantity_value("1 GB")

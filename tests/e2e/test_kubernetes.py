@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, wait_until
-from tests.kube import conftest as kube_fixtures
+from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
 
 kube_api = kube_fixtures.kube_api
