@@ -149,14 +149,17 @@ class KubeApi:
         self.last_error = error
 
     # -- requests ------------------------------------------------------------------------------------
-    async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)` on the API's threads, retried on the backoff schedule.
+    async def call(
+        self, what: str, fn: Callable[..., T], *args: Any, schedule: Sequence[float] | None = None, **kwargs: Any
+    ) -> T:
+        """`fn(*args, **kwargs)` on the API's threads, retried on the backoff schedule (`schedule`, else the API's).
 
         `what` names the object for errors ("Deployment default/iris-default").
         """
         loop = asyncio.get_running_loop()
         call = partial(fn, *args, _request_timeout=self.timeout, **kwargs)
-        for attempt in range(len(self.schedule) + 1):
+        steps = self.schedule if schedule is None else tuple(schedule)
+        for attempt in range(len(steps) + 1):
             try:
                 result = await loop.run_in_executor(self._executor, call)
             except ApiException as exc:
@@ -170,18 +173,14 @@ class KubeApi:
             else:
                 self.succeeded()
                 return result
-            if attempt == len(self.schedule):
+            if attempt == len(steps):
                 self.failed(error)
                 raise KubeUnavailable(f"{what}: {error}")
             if attempt >= 1:
                 self.failed(error)  # one retry is a hiccup; a second is an outage worth saying so
             log.info("%s: %s; retrying", what, error)
-            await self._sleep(self.schedule[attempt] if delay is None else delay)
+            await self._sleep(steps[attempt] if delay is None else delay)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        """A blocking call on the API's threads, with no retries (watch streams and their lists use it)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,7 @@ they do not know and fail on what an API emulator leaves out.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.backends.kube_api import KubeApi, KubeRequestError
@@ -35,10 +36,14 @@ class Deployments:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
 
-    async def list(self, namespace: str) -> dict[str, Obj]:
+    async def list(self, namespace: str, *, schedule: Sequence[float] | None = None) -> dict[str, Obj]:
         """Every Deployment of `namespace` by name (ours or not: a name taken by another is found too)."""
         response = await self.api.call(
-            f"Deployments in {namespace}", self.api.apps.list_namespaced_deployment, namespace, _preload_content=False
+            f"Deployments in {namespace}",
+            self.api.apps.list_namespaced_deployment,
+            namespace,
+            schedule=schedule,
+            _preload_content=False,
         )
         body = _json(response)
         items = body.get("items") if isinstance(body, dict) else None

@@ -114,7 +114,7 @@ class PodWatch:
                 if self._stop.is_set():
                     break
                 error = _describe(exc)
-                log.warning("pods of %s: %s; retrying", self.namespace, error)
+                log.log(logging.WARNING if failures == 0 else logging.INFO, "pods of %s: %s; retrying", self.namespace, error)
                 self._post(self._failure, error)
                 version = None
                 self._stop.wait(self._backoff[min(failures, len(self._backoff) - 1)])

@@ -37,6 +37,7 @@ from gateway.types import EndpointSet, RevisionKey
 log = logging.getLogger(__name__)
 
 PARALLEL = 4  # API requests in flight at once (the API's threads)
+LOOK_SCHEDULE = (0.5, 1.0)  # a start or reload waits this long at most for an API that does not answer
 RESYNC_PERIOD = 300.0  # seconds between two full looks at our Deployments (a hand edit is undone)
 
 
@@ -77,6 +78,7 @@ class KubernetesBackend:
         self._dirty: set[RevisionKey] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._retry_at = 0.0  # after an outage, the worker's next try (clock time)
         self._recoveries = api.recoveries
         self._warned: set[RevisionKey] = set()
 
@@ -188,7 +190,7 @@ class KubernetesBackend:
                 f"{MANAGED_BY_LABEL}={MANAGED_BY}",
                 reset=partial(self._pods_reset, namespace),
                 event=partial(self._pod_event, namespace),
-                failure=self.api.failed,
+                failure=partial(self._watch_failed, namespace),
                 answered=self._answered,
                 timeout_seconds=self._watch_timeout,
                 min_interval=self._watch_min_interval,
@@ -198,8 +200,8 @@ class KubernetesBackend:
             self._synced[namespace] = asyncio.Event()
             watch.start()
             started.append(namespace)
-        if started and self.api.reachable:
-            # The first list, so the autoscaler starts from the pods that are ready now.
+        if started:
+            # The first list (or its failure), so the autoscaler starts from the pods that are ready now.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._first_list_timeout):
                     await asyncio.gather(*(self._synced[ns].wait() for ns in started))
@@ -217,9 +219,14 @@ class KubernetesBackend:
             for listener in list(self._listeners):
                 listener(key, endpoints)
 
+    def _watch_failed(self, namespace: str, error: str) -> None:
+        self.api.failed(error)
+        self._synced[namespace].set()  # no list to wait for
+
     def _answered(self) -> None:
         self.api.succeeded()
         if self.api.recoveries != self._recoveries:
+            self._retry_at = 0.0
             self._wake.set()
 
     # -- Deployments -------------------------------------------------------------------------------
@@ -242,9 +249,9 @@ class KubernetesBackend:
             by_namespace.setdefault(record.namespace, []).append(record)
         for namespace, group in by_namespace.items():
             try:
-                found = await self._deployments.list(namespace)
+                found = await self._deployments.list(namespace, schedule=LOOK_SCHEDULE)
             except KubeUnavailable:
-                return
+                return  # the worker looks again once the API answers; meanwhile scaling waits
             except KubeRequestError as exc:
                 log.error("%s", exc)
                 continue  # looked at one by one by the worker
@@ -281,6 +288,8 @@ class KubernetesBackend:
                 async with asyncio.timeout(max(0.0, next_resync - self._clock())):
                     await self._wake.wait()
             self._wake.clear()
+            if self._clock() < self._retry_at - 0.01:
+                continue  # backing off: new wishes wait with the rest (the API's return ends the wait)
             try:
                 if self.api.recoveries != self._recoveries or self._clock() >= next_resync:
                     next_resync = self._clock() + self._resync_period
@@ -291,6 +300,7 @@ class KubernetesBackend:
                 log.warning("kubernetes API unavailable (%s); trying again", exc)
                 delay = self._backoff[min(failures, len(self._backoff) - 1)]
                 failures += 1
+                self._retry_at = self._clock() + delay
                 asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _work(self) -> None:

@@ -3,6 +3,7 @@ Deployments are deleted once drained."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,37 @@ async def test_a_removed_revision_is_deleted_after_its_requests_drain(cluster: C
         await wait_until(lambda: replicas(cluster.api, "iris-canary") is None, "the canary's Deployment deleted")
         assert replicas(cluster.api, "iris-default") is not None
         await wait_until(lambda: not cluster.pods("iris-canary"), "the canary's pods gone", within=30)
+
+
+async def test_a_gateway_started_while_the_api_is_down_adopts_once_it_answers(cluster: Cluster, kubeconfig: Path) -> None:
+    busy, fresh = service("busy"), service("fresh")
+    async with backend(kubeconfig) as first:
+        await first.sync([busy])
+        await first.scale(busy.key("default"), 3)
+        await wait_until(lambda: len(first.ready_endpoints(busy.key("default"))) == 3, "3 ready pods", within=30)
+    cluster.api.stop_listening()
+    try:
+        async with backend(kubeconfig) as second:
+            started = time.monotonic()
+            await second.sync([busy, fresh])
+            assert time.monotonic() - started < 5.0  # the start does not wait out the outage
+            assert second.adoption(busy.key("default")) == "unknown"
+            clock = Clock()
+            scaler = Autoscaler(second, clock=clock)
+            scaling = RevisionScaling.resolve(AutoscalerSettings(initial_scale=1), ScalingSpec())
+            for spec in (busy, fresh):
+                scaler.set(spec.key("default"), scaling)
+            await scaler.tick_all()  # paused: nothing known, nothing asked
+            assert second._revisions[busy.key("default")].wanted is None
+            cluster.api.start_listening()
+            await wait_until(lambda: second.adoption(busy.key("default")) == 3, "the busy revision adopted", within=20)
+            assert second.adoption(fresh.key("default")) is None
+            clock.now += 2
+            await scaler.tick_all()
+            assert scaler.status(busy.key("default")).desired == 3  # seeded from what runs, not initialScale
+            assert scaler.status(fresh.key("default")).desired == 1  # made now: initialScale
+            await wait_until(lambda: replicas(cluster.api, "fresh-default") == 1, "the new revision made at its initial scale")
+            assert replicas(cluster.api, "busy-default") == 3
+    finally:
+        cluster.api.start_listening()
+    assert not [w for w in writes(cluster.api, "busy-default") if w[0] == "PATCH"]
