@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.backends import BackendConfigError, BackendContext, create_backend
+from gateway.backends.deployment import build_deployment
 from gateway.backends.kube_api import load_configuration
 from gateway.backends.kube_manifest import MANAGED_BY, MANAGED_BY_LABEL
 from gateway.backends.kubernetes import KubernetesBackend
-from gateway.config.model import RevisionSpec, ServiceSpec
+from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
 from tests.backends.kube_support import Heard, backend, service
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
@@ -107,3 +109,44 @@ async def test_a_revision_that_cannot_be_built_says_so_and_sends_nothing(kube_ap
         assert status.state == "failed" and "no container image to run" in (status.message or "")
         assert kube.adoption(key) == "unknown"  # nothing to scale
     assert [r for r in kube_api.requests() if r.method != "GET"] == []
+
+
+def containers(api: KubeApi, name: str) -> list[dict[str, Any]]:
+    made = deployment(api, name)
+    assert made is not None
+    return made["spec"]["template"]["spec"]["containers"]  # type: ignore[index,no-any-return]
+
+
+async def test_the_deployment_is_the_builders_and_a_changed_revision_is_patched_once(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    async with backend(kubeconfig) as kube:
+        await kube.sync([spec])
+        await wait_until(lambda: deployment(kube_api, "iris-default") is not None, "the Deployment")
+        built = build_deployment(spec, spec.default, KubernetesSettings())
+        made = deployment(kube_api, "iris-default")
+        assert made is not None and made["spec"]["selector"] == built["spec"]["selector"]  # type: ignore[index]
+        for mine, theirs in zip(containers(kube_api, "iris-default"), built["spec"]["template"]["spec"]["containers"]):
+            assert {k: mine[k] for k in theirs} == theirs  # the API may add defaults, nothing else
+        await kube.sync([service()])  # an equal config: nothing sent
+        changed = service(env=(("MODEL", "v2"),))
+        await kube.sync([changed])
+        await wait_until(
+            lambda: {"name": "MODEL", "value": "v2"} in (containers(kube_api, "iris-default")[0].get("env") or []), "the new env"
+        )
+        await kube.sync([changed])
+    patches = [r for r in kube_api.requests() if r.method == "PATCH" and r.url.endswith("/deployments/iris-default")]
+    assert len(patches) == 1
+    assert patches[0].data[0]["op"] == "replace" and patches[0].data[0]["path"] == "/spec/template"
+
+
+async def test_a_crashed_pod_leaves_the_set_and_returns_when_restarted(cluster: Cluster, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    async with backend(kubeconfig) as kube:
+        await kube.sync([spec])
+        await kube.scale(key, 1)
+        await wait_until(lambda: len(kube.ready_endpoints(key)) == 1, "a ready pod", within=30)
+        (pod,) = cluster.ready_pods("iris-default")
+        cluster.kill(pod["metadata"]["name"])
+        await wait_until(lambda: not kube.ready_endpoints(key), "the crashed pod out of the set", within=30)
+        await wait_until(lambda: len(kube.ready_endpoints(key)) == 1, "the restarted pod back", within=30)
