@@ -40,15 +40,17 @@ def service(name: str = "iris", *, namespace: str = "default", canary: int | Non
     ).digested()
 
 
-def kube_api(kubeconfig: Path, *, schedule: tuple[float, ...] = FAST) -> KubeApi:
-    return KubeApi(load_configuration(str(kubeconfig)), schedule=schedule, timeout=(2.0, 5.0))
+def kube_api(kubeconfig: Path, *, schedule: tuple[float, ...] = FAST, timeout: tuple[float, float] = (2.0, 5.0)) -> KubeApi:
+    return KubeApi(load_configuration(str(kubeconfig)), schedule=schedule, timeout=timeout)
 
 
 @asynccontextmanager
-async def backend(kubeconfig: Path, *, in_flight: InFlight | None = None, **kwargs: Any) -> AsyncIterator[KubernetesBackend]:
+async def backend(
+    kubeconfig: Path, *, in_flight: InFlight | None = None, request_timeout: tuple[float, float] = (2.0, 5.0), **kwargs: Any
+) -> AsyncIterator[KubernetesBackend]:
     options: dict[str, Any] = {"watch_timeout": 2, "watch_min_interval": 0.2, "backoff": (0.1, 0.2, 0.4), "drain_poll": 0.05}
     options.update(kwargs)
-    made = KubernetesBackend(kube_api(kubeconfig), in_flight=in_flight, **options)
+    made = KubernetesBackend(kube_api(kubeconfig, timeout=request_timeout), in_flight=in_flight, **options)
     try:
         yield made
     finally:

@@ -55,6 +55,18 @@ async def test_a_429_waits_for_retry_after(kube_api: KubeApi, kubeconfig: Path) 
         assert fault.served == 1 and time.monotonic() - started >= 0.9  # the schedule's first step is 0.05 s
 
 
+async def test_a_request_that_times_out_is_retried(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    async with backend(kubeconfig, request_timeout=(1.0, 0.5)) as kube:
+        await kube.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0, "the Deployment")
+        fault = kube_api.stall("PATCH", SCALE, times=1, seconds=5.0)
+        started = time.monotonic()
+        await kube.scale(spec.key("default"), 2)
+        await wait_until(lambda: replicas(kube_api) == 2, "2 replicas after a stalled PATCH")
+        assert fault.served == 1 and time.monotonic() - started < 4.0  # retried, not waited out
+
+
 async def test_a_request_the_api_refuses_is_a_clear_error_naming_the_object(kube_api: KubeApi, kubeconfig: Path) -> None:
     spec = service()
     key = spec.key("default")
