@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp.web
 import yaml
@@ -27,12 +27,23 @@ from tests.kube.store import Obj, Store
 T = TypeVar("T")
 
 
-class Seen(NamedTuple):
-    """A request the API server received: method, path with query, and the JSON body (None without one)."""
+class Seen(tuple[str, str]):
+    """A request the API server received: it unpacks as `(method, path with query)`; `.data` is its JSON body."""
 
-    method: str
-    url: str
     data: Any
+
+    def __new__(cls, method: str, url: str, data: Any = None) -> Seen:
+        seen = super().__new__(cls, (method, url))
+        seen.data = data
+        return seen
+
+    @property
+    def method(self) -> str:
+        return self[0]
+
+    @property
+    def url(self) -> str:
+        return self[1]
 
 
 class LoopThread:

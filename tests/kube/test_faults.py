@@ -134,3 +134,5 @@ def test_the_requests_the_api_server_received(kube_api: KubeApi, kube_client: Ap
     patches = [seen for seen in kube_api.requests() if seen.method == "PATCH"]
     assert [seen.url for seen in patches] == ["/apis/apps/v1/namespaces/default/deployments/web/scale"] * 2
     assert patches[1].data == [{"op": "add", "path": "/spec/replicas", "value": 2}]
+    method, url = patches[0]
+    assert (method, url) == ("PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale")
