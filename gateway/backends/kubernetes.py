@@ -20,17 +20,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.errors import BackendConfigError
 from gateway.backends.kube_api import KubeApi, KubeRequestError, KubeUnavailable
 from gateway.backends.kube_deploy import Deployments
-from gateway.backends.kube_manifest import DEFAULT_PORT, MANAGED_BY, MANAGED_BY_LABEL, desired, managed_by_us
-from gateway.backends.kube_pods import Obj, PodIndex
+from gateway.backends.kube_endpoints import PodEndpoints
+from gateway.backends.kube_manifest import DEFAULT_PORT, desired, managed_by_us
+from gateway.backends.kube_pods import Obj
 from gateway.backends.kube_state import Adoption, KubeRevision, unbuilt
-from gateway.backends.kube_watch import BACKOFF, PodWatch
+from gateway.backends.kube_watch import BACKOFF
 from gateway.config.model import GatewaySettings, ServiceSpec
 from gateway.types import EndpointSet, RevisionKey
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PARALLEL = 4  # API requests in flight at once (the API's threads)
 LOOK_SCHEDULE = (0.5, 1.0)  # a start or reload waits this long at most for an API that does not answer
+LISTING_REUSE = 5.0  # seconds a namespace's listing serves new revisions' first look
 RESYNC_PERIOD = 300.0  # seconds between two full looks at our Deployments (a hand edit is undone)
 
 
@@ -61,26 +62,29 @@ class KubernetesBackend:
         self.settings = settings or GatewaySettings()
         self._deployments = Deployments(api)
         self._in_flight = in_flight
-        self._watch_timeout = watch_timeout
-        self._watch_min_interval = watch_min_interval
         self._backoff = tuple(backoff)
         self._drain_poll = drain_poll
         self._drain_limit = self.settings.activator.request_timeout if drain_limit is None else drain_limit
         self._resync_period = resync_period
-        self._first_list_timeout = first_list_timeout
         self._clock = clock
         self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._revisions: dict[RevisionKey, KubeRevision] = {}
-        self._pods = PodIndex(self._port_of)
-        self._watches: dict[str, PodWatch] = {}
-        self._synced: dict[str, asyncio.Event] = {}
-        self._listeners: list[EndpointListener] = []
+        self._pods = PodEndpoints(
+            api,
+            self._port_of,
+            answered=self._answered,
+            watch_timeout=watch_timeout,
+            min_interval=watch_min_interval,
+            backoff=backoff,
+            first_list_timeout=first_list_timeout,
+        )
         self._dirty: set[RevisionKey] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # after an outage, the worker's next try (clock time)
         self._recoveries = api.recoveries
         self._warned: set[RevisionKey] = set()
+        self._listed: dict[str, tuple[float, dict[str, Obj]]] = {}  # namespace -> (when, its Deployments)
 
     # -- Backend ---------------------------------------------------------------------------------
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
@@ -118,7 +122,7 @@ class KubernetesBackend:
                 self._mark(record.key)
             self._services[svc.ident] = svc
         namespaces = {record.namespace for record in fresh}
-        await self._start_watches(namespaces)
+        await self._pods.watch(namespaces)
         await self._look(fresh)
         self._start_worker()
 
@@ -133,7 +137,7 @@ class KubernetesBackend:
         return self._pods.endpoints(key)
 
     def watch(self, listener: EndpointListener) -> None:
-        self._listeners.append(listener)
+        self._pods.listen(listener)
 
     def adoption(self, key: RevisionKey) -> Adoption:
         """For the autoscaler: the replicas to start from (see KubeRevision.adoption); "unknown", so
@@ -167,61 +171,17 @@ class KubernetesBackend:
         return RevisionStatus(desired, ready)
 
     async def close(self) -> None:
-        self._listeners.clear()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        await asyncio.gather(*(watch.stop() for watch in self._watches.values()))
-        self._watches.clear()
+        await self._pods.close()
         self.api.close()
 
     # -- pods ------------------------------------------------------------------------------------
     def _port_of(self, key: RevisionKey) -> int:
         record = self._revisions.get(key)
         return record.port if record is not None else DEFAULT_PORT
-
-    async def _start_watches(self, namespaces: set[str]) -> None:
-        started = []
-        for namespace in sorted(namespaces - set(self._watches)):
-            watch = PodWatch(
-                self.api,
-                namespace,
-                f"{MANAGED_BY_LABEL}={MANAGED_BY}",
-                reset=partial(self._pods_reset, namespace),
-                event=partial(self._pod_event, namespace),
-                failure=partial(self._watch_failed, namespace),
-                answered=self._answered,
-                timeout_seconds=self._watch_timeout,
-                min_interval=self._watch_min_interval,
-                backoff=self._backoff,
-            )
-            self._watches[namespace] = watch
-            self._synced[namespace] = asyncio.Event()
-            watch.start()
-            started.append(namespace)
-        if started:
-            # The first list (or its failure), so the autoscaler starts from the pods that are ready now.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._first_list_timeout):
-                    await asyncio.gather(*(self._synced[ns].wait() for ns in started))
-
-    def _pods_reset(self, namespace: str, pods: list[Obj]) -> None:
-        self._notify(self._pods.reset(namespace, pods))
-        self._synced[namespace].set()
-
-    def _pod_event(self, namespace: str, kind: str, pod: Obj) -> None:
-        self._notify(self._pods.changed(self._pods.apply(kind, pod, namespace)))
-
-    def _notify(self, keys: Iterable[RevisionKey]) -> None:
-        for key in keys:
-            endpoints = self._pods.endpoints(key)
-            for listener in list(self._listeners):
-                listener(key, endpoints)
-
-    def _watch_failed(self, namespace: str, error: str) -> None:
-        self.api.failed(error)
-        self._synced[namespace].set()  # no list to wait for
 
     def _answered(self) -> None:
         self.api.succeeded()
@@ -249,7 +209,7 @@ class KubernetesBackend:
             by_namespace.setdefault(record.namespace, []).append(record)
         for namespace, group in by_namespace.items():
             try:
-                found = await self._deployments.list(namespace, schedule=LOOK_SCHEDULE)
+                found = await self._listing(namespace)
             except KubeUnavailable:
                 return  # the worker looks again once the API answers; meanwhile scaling waits
             except KubeRequestError as exc:
@@ -259,16 +219,28 @@ class KubernetesBackend:
                 record.observe(found.get(record.name))
                 self._report(record)
 
+    async def _listing(self, namespace: str) -> dict[str, Obj]:
+        """The namespace's Deployments; a listing a few seconds old is reused (a large reload comes in slices)."""
+        listed = self._listed.get(namespace)
+        if listed is not None and self._clock() - listed[0] < LISTING_REUSE:
+            return listed[1]
+        found = await self._deployments.list(namespace, schedule=LOOK_SCHEDULE)
+        self._listed[namespace] = (self._clock(), found)
+        return found
+
     async def _resync(self) -> None:
         """Look at every Deployment again (after an outage, and every resync period); the worker fixes drift."""
         self._recoveries = self.api.recoveries
-        namespaces = sorted({record.namespace for record in self._revisions.values()})
-        for namespace in namespaces:
+        by_namespace: dict[str, list[KubeRevision]] = {}
+        for record in self._revisions.values():
+            if record.removing_since is None:
+                by_namespace.setdefault(record.namespace, []).append(record)
+        for namespace, records in sorted(by_namespace.items()):
             found = await self._deployments.list(namespace)
-            for record in self._revisions.values():
-                if record.namespace == namespace and record.removing_since is None:
-                    record.observe(found.get(record.name))
-                    self._report(record)
+            self._listed[namespace] = (self._clock(), found)
+            for record in records:
+                record.observe(found.get(record.name))
+                self._report(record)
         self._dirty.update(self._revisions)
 
     def _report(self, record: KubeRevision) -> None:
@@ -372,11 +344,18 @@ class KubernetesBackend:
         if busy and self._clock() - record.removing_since < self._drain_limit:
             asyncio.get_running_loop().call_later(self._drain_poll, self._mark, record.key)
             return
+        deleted = False
         if record.found != "foreign":
             current = await self._deployments.get(record.namespace, record.name)
             if current is not None and managed_by_us(current):
                 await self._deployments.delete(record.namespace, record.name)
+                deleted = True
                 log.info("%s: deleted %s (left the config%s)", record.key, record.what, ", drained" if not busy else "")
+        if record.removing_since is None:  # back in the config meanwhile: made again
+            if deleted:
+                record.observe(None)
+            self._mark(record.key)
+            return
         del self._revisions[record.key]
         self._warned.discard(record.key)
 

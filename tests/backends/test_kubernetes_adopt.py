@@ -160,3 +160,24 @@ async def test_a_gateway_started_while_the_api_is_down_adopts_once_it_answers(cl
     finally:
         cluster.api.start_listening()
     assert not [w for w in writes(cluster.api, "busy-default") if w[0] == "PATCH"]
+
+
+async def test_a_revision_back_in_the_config_before_its_drain_ended_keeps_its_deployment(
+    cluster: Cluster, kubeconfig: Path
+) -> None:
+    spec = service(canary=20)
+    canary = spec.key("canary")
+    busy: dict[Endpoint, int] = {}
+    async with backend(kubeconfig, in_flight=lambda ep: busy.get(ep, 0)) as kube:
+        await kube.sync([spec])
+        await kube.scale(canary, 1)
+        await wait_until(lambda: len(kube.ready_endpoints(canary)) == 1, "a ready canary pod", within=30)
+        (endpoint,) = kube.ready_endpoints(canary)
+        busy[endpoint] = 1
+        await kube.sync([service()])
+        await wait_until(lambda: kube._busy(kube._revisions[canary]) == 1, "the drain to start")
+        await kube.sync([spec])  # back before its request ended
+        busy[endpoint] = 0
+        await kube.scale(canary, 2)
+        await wait_until(lambda: len(kube.ready_endpoints(canary)) == 2, "two canary pods", within=30)
+    assert not [w for w in writes(cluster.api, "iris-canary") if w[0] == "DELETE"]

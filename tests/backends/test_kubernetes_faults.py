@@ -87,7 +87,7 @@ async def test_410_gone_on_the_watch_relists(cluster: Cluster, kubeconfig: Path)
     key = spec.key("default")
     async with backend(kubeconfig) as kube:
         await kube.sync([spec])
-        watch = kube._watches["default"]
+        watch = kube._pods.watches["default"]
         lists = watch.lists
         cluster.api.expire_watches(r"/pods$", times=1)
         await wait_until(lambda: watch.lists > lists, "a relist after 410 Gone")
@@ -159,7 +159,7 @@ async def test_the_plain_emulator_works_too(cluster: Cluster, kubeconfig: Path) 
 async def test_a_silent_watch_is_relisted(kube_api: KubeApi, kubeconfig: Path) -> None:
     async with backend(kubeconfig, watch_timeout=1) as kube:  # the plain emulator ignores timeoutSeconds
         await kube.sync([service()])
-        watch = kube._watches["default"]
+        watch = kube._pods.watches["default"]
         lists, watches_before = watch.lists, watch.watches
         await wait_until(lambda: watch.watches >= watches_before + 2, "two reconnects after silence", within=15)
         assert watch.lists >= lists + 1 and kube.health() is None  # silence is no outage
