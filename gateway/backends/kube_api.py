@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SCHEDULE = (0.5, 1.0, 2.0, 3.0, 5.0)  # seconds between attempts of one call (kopf's shape, shorter)
 MAX_RETRY_AFTER = 60.0
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
+POOL_SIZE = 64  # connections kept to the API server
 
 
 class KubeRequestError(Exception):
@@ -65,6 +66,7 @@ def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Confi
             " (set KUBECONFIG, or run the gateway in a pod with a service account)"
         ) from exc
     config.retries = False  # our own schedule decides; urllib3's would retry silently
+    config.connection_pool_maxsize = POOL_SIZE  # the request threads plus one watch per namespace keep theirs
     return config
 
 

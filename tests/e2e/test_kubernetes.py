@@ -319,3 +319,21 @@ async def _says_unreachable(admin: httpx.AsyncClient) -> bool:
 async def _says_ready(admin: httpx.AsyncClient) -> bool:
     answer = await admin.get("/readyz")
     return answer.status_code == 200 and answer.text == "ready"
+
+
+def test_serve_without_a_readable_kubeconfig_is_a_clear_error(tmp_path: Path, pod_server: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(GATEWAY + echo(pod_server))
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing"), "PYTHONPATH": str(ROOT)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "-f", str(config), "--listen", "127.0.0.1:0"]
+        + ["--admin-listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"cannot read the API configuration from kubeconfig {tmp_path / 'missing'}" in done.stderr
