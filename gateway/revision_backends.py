@@ -24,6 +24,7 @@ class RevisionBackends:
         self.by_kind: dict[BackendKind, Backend] = {}
         self.of_revision: dict[RevisionKey, BackendKind] = {}
         self._context = context
+        self._adopting: dict[BackendKind, AdoptingBackend] = {}  # backends whose replicas a restart adopts
         self._runtimes = runtimes
 
     def get(self, kind: BackendKind) -> Backend:
@@ -33,6 +34,8 @@ class RevisionBackends:
             backend = create_backend(kind, self._context)
             backend.watch(self._listener(kind))
             self.by_kind[kind] = backend
+            if isinstance(backend, AdoptingBackend):
+                self._adopting[kind] = backend
         return backend
 
     def _listener(self, kind: BackendKind) -> EndpointListener:
@@ -55,8 +58,9 @@ class RevisionBackends:
             await backend.scale(key, replicas)
 
     def adoption(self, key: RevisionKey) -> Adoption:
-        backend = self.serving(key)
-        return backend.adoption(key) if isinstance(backend, AdoptingBackend) else None
+        kind = self.of_revision.get(key)
+        backend = None if kind is None else self._adopting.get(kind)
+        return None if backend is None else backend.adoption(key)
 
     def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
         backend = self.serving(key)

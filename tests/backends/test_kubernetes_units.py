@@ -10,10 +10,13 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from gateway.autoscale.revision import RevisionScaler
+from gateway.autoscale.settings import RevisionScaling
 from gateway.backends.deployment import managed_labels
 from gateway.backends.kube_api import MAX_RETRY_AFTER, KubeApi, api_message, retry_after
 from gateway.backends.kube_pods import PodIndex, pod_endpoint
 from gateway.backends.kube_watch import Gone, NotAStream, PodWatch, _lines
+from gateway.config.model import AutoscalerSettings, ScalingSpec
 from gateway.types import Endpoint, RevisionKey
 
 KEY = RevisionKey("default", "iris", "default")
@@ -119,3 +122,20 @@ def test_watch_lines_events_bookmarks_410_and_what_is_not_a_stream() -> None:
             watch._handle(b"<html>", None)
     finally:
         api.close()
+
+
+def test_an_adopted_revision_starts_from_what_runs() -> None:
+    scaling = RevisionScaling.resolve(AutoscalerSettings(initial_scale=1), ScalingSpec(max_scale=4))
+    idle = RevisionScaler(scaling, 100.0, 0, adopted=0)
+    assert (idle.desired, idle.state) == (0, "inactive")
+    for now in (102.0, 104.0, 200.0):
+        assert idle.tick(now, 0) in (None, 0)  # never woken without a request
+        assert idle.desired == 0
+    busy = RevisionScaler(scaling, 100.0, 3, adopted=3)
+    assert (busy.desired, busy.state) == (3, "active")
+    assert busy.tick(102.0, 3) is None and busy.desired == 3  # no data yet: the scale is held
+    starting = RevisionScaler(scaling, 100.0, 0, adopted=2)
+    assert (starting.desired, starting.state) == (2, "activating")
+    assert RevisionScaler(scaling, 100.0, 9, adopted=9).desired == 4  # the bounds still hold
+    fresh = RevisionScaler(scaling, 100.0, 0)
+    assert (fresh.desired, fresh.state) == (1, "activating")  # created: initial scale
