@@ -13,7 +13,7 @@ import pytest
 from gateway.admin import create_admin_app
 from gateway.app import Gateway
 from gateway.config import ConfigError, load
-from tests.backends.support import wait_until
+from tests.conftest import wait_until
 from tests.router.support import Replica, start_replica
 
 HOST = "iris.default.example.com"

@@ -129,7 +129,7 @@ async def test_a_reload_that_changes_one_service_touches_only_that_one(replica: 
         now = gw.proxy.routes.by_service
         assert [ident for ident in routes if now[ident] is not routes[ident]] == [("bench", "svc-3")]
         assert now[("bench", "svc-3")].percent == 70
-        assert all(gw.runtimes[key] is rt for key, rt in runtimes.items()), "runtimes (and their counters) are kept"
+        assert all(gw.runtimes[key] is runtime for key, runtime in runtimes.items()), "runtimes (and their counters) are kept"
         # Removing a service and adding another is O(changed) as well.
         write_services(cfg, 49, replica.url)
         outcome = await gw.reloader.request("test")

@@ -15,7 +15,7 @@ import httptools
 
 from gateway.router.cycle import RequestCycle
 from gateway.router.headers import BadRequest
-from gateway.router.intake import SLICE, WORK_PER_TURN, ParserIntake, Pause, StopParsing
+from gateway.router.intake import REQUEST_EVENTS_PER_TURN, SLICE, ParserIntake, Pause, StopParsing
 from gateway.router.routing import Rejected, route
 from gateway.router.state import ProxyState
 
@@ -230,7 +230,7 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         if self.backlog is not None:
             self.defer(data)  # earlier bytes still wait their turn
             return
-        if len(data) <= SLICE and not self.pipeline and self.work < WORK_PER_TURN:
+        if len(data) <= SLICE and not self.pipeline and self.work < REQUEST_EVENTS_PER_TURN:
             # The common case, one call: a read that fits one slice, nothing queued. (A new
             # request's first byte starts its header clock in on_message_begin.)
             self.fresh = False
@@ -259,7 +259,9 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         if parsing is not None:
             parsing.reject(status, message)  # its body was cut short by the bad bytes
             return
-        self.pipeline.append(RequestCycle(Rejected(b"", b"", None, None, False, status, message), self, self.state))
+        self.pipeline.append(
+            RequestCycle(Rejected(b"", b"", None, None, keep_alive=False, status=status, message=message), self, self.state)
+        )
         self._advance()
 
     # -- parser callbacks -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from gateway.resources import is_local_shortage
 from gateway.router.error_responses import error_response
 from gateway.router.framing import NO_BODY
-from gateway.router.phases import CONNECTING, DONE, QUEUED, SENT
+from gateway.router.phases import CONNECTING, DONE, QUEUED, SENT, Phase
 from gateway.router.request import RequestRelay
 from gateway.router.response import ResponseRelay
 from gateway.router.retry import MAX_ATTEMPTS, AfterConnectFailure, after_connect_failure
@@ -67,6 +67,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         "cold_start",
         "wait_started",
         "in_stats",
+        "connecting",
         "timeout",
         "head_only",
         "http10",
@@ -93,7 +94,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         else:
             self.upstream_head = b""
             self.error = (request.status, request.message)  # answered instead of proxied
-        self.phase = QUEUED
+        self.phase: Phase = QUEUED
         self.started = 0.0
         self.sent_at = 0.0
         self.tracker: Tracker | None = None
@@ -109,6 +110,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         self.cold_start = False  # waited for its revision's first replica
         self.wait_started = 0.0
         self.in_stats = False  # entered the revision's concurrency stats
+        self.connecting: asyncio.Task[None] | None = None  # the connect under way (kept: the loop holds tasks weakly)
         self.timeout = runtime.request_timeout if runtime is not None else 0.0
         self.head_only = self.method == b"HEAD"
         self.http10 = False  # an HTTP/1.0 request: no chunked response, no 100 Continue (set by the client)
@@ -197,15 +199,17 @@ class RequestCycle(RequestRelay, ResponseRelay):
             self.send(conn)
         else:
             self.phase = CONNECTING
-            asyncio.get_running_loop().create_task(self._connect(tracker))
+            self.connecting = asyncio.get_running_loop().create_task(self._connect(tracker))
 
     async def _connect(self, tracker: Tracker) -> None:
         try:
             conn = await self.state.pools.connect(tracker.endpoint)
         except (TimeoutError, OSError) as exc:
+            self.connecting = None
             if self.phase != DONE:
                 self._connect_failed(tracker, exc)
             return
+        self.connecting = None
         if self.phase == DONE or self.tracker is not tracker:
             conn.release(True)
             return

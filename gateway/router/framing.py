@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from gateway.router.headers import ResponseHead
 
+LAST_CHUNK = b"0\r\n\r\n"  # ends a chunked body
+
 
 class Framing:
     """One of the few ways a response body can travel; module-level constants, compared by identity."""

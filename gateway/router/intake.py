@@ -2,7 +2,7 @@
 
 As nginx reads a pipelined request only when the previous one is answered: a client's bytes never
 turn into thousands of request objects at once, and one client's flood cannot keep the loop from
-everyone else (after WORK_PER_TURN parser events the rest waits a turn of the loop).
+everyone else (after REQUEST_EVENTS_PER_TURN parser events the rest waits a turn of the loop).
 `ParserIntake` is a part of `client.ClientConnection`, which keeps the state both share.
 """
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLICE = 16 * 1024  # bytes fed to the parser at a time between requests
-WORK_PER_TURN = 128  # parser events (requests, body pieces) one connection may cause per turn of the loop
+REQUEST_EVENTS_PER_TURN = 128  # parser events (requests, body pieces) one connection may cause per turn of the loop
 
 # Why the client connection is not being read; reading resumes when no reason is left.
 Pause = Literal["buffer", "replica", "discarding", "backlog"]
@@ -75,7 +75,7 @@ class ParserIntake:
     def reject(self, status: int, message: str) -> None:
         raise NotImplementedError
 
-    # -- feeding the parser ---------------------------------------------------------------------
+    # -- the parser, a slice at a time ---------------------------------------------------------------------
     def parse(self, data: bytes | bytearray, pos: int = 0) -> None:
         """Feed the parser a slice at a time; stop once a request waits behind the one being answered.
 
@@ -87,7 +87,7 @@ class ParserIntake:
             self.head_started = time.monotonic()
         size = len(data)
         while pos < size:
-            if self.pipeline or self.work >= WORK_PER_TURN:
+            if self.pipeline or self.work >= REQUEST_EVENTS_PER_TURN:
                 if isinstance(data, bytearray) and self.backlog is None:
                     self.backlog = data  # kept where it is: no copy of what remains
                     self.backlog_pos = pos

@@ -78,6 +78,7 @@ class Listener:
         self.open_count = open_count
         self.limit = limit
         self.pending = 0  # accepted, transport not made yet
+        self._attaching: set[asyncio.Task[None]] = set()
         self.limited = 0  # times accepting stopped at the limit
         self.shortages = 0  # accepts that failed for lack of descriptors or buffers
         self._accepting = False
@@ -140,7 +141,9 @@ class Listener:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pending += 1
-            self._loop.create_task(self._attach(sock))
+            task = self._loop.create_task(self._attach(sock))
+            self._attaching.add(task)  # kept until done: the loop holds tasks only weakly
+            task.add_done_callback(self._attaching.discard)
 
     def _watch_waiting(self) -> None:
         """At the limit: is a client waiting in the backlog? Only then do idle connections yield.

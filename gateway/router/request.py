@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from gateway.router.phases import DONE, SENT
+from gateway.router.framing import LAST_CHUNK
+from gateway.router.phases import DONE, SENT, Phase
 from gateway.router.retry import REPLAY_LIMIT
 
 if TYPE_CHECKING:
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
     from gateway.router.sides import ClientSide
     from gateway.router.state import ProxyState
     from gateway.router.upstream import UpstreamConnection
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 class RequestRelay:
@@ -31,7 +30,7 @@ class RequestRelay:
     head_only: bool
     upstream_head: bytes
     keep_alive: bool
-    phase: int
+    phase: Phase
     sent_at: float
     upstream: UpstreamConnection | None
     body_buf: list[bytes]

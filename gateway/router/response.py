@@ -10,9 +10,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from gateway.router.error_responses import reason
-from gateway.router.framing import Framing, choose_framing
+from gateway.router.framing import LAST_CHUNK, Framing, choose_framing
 from gateway.router.headers import ResponseHead
-from gateway.router.phases import DONE, STREAMING
+from gateway.router.phases import DONE, STREAMING, Phase
 from gateway.router.retry import may_resend
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class ResponseRelay:
     head: RequestHead | None
     runtime: RevisionRuntime | None
     keep_alive: bool
-    phase: int
+    phase: Phase
     tracker: Tracker | None
     upstream: UpstreamConnection | None
     body_done: bool
@@ -144,7 +144,7 @@ class ResponseRelay:
     def on_response_complete(self) -> None:
         if self.phase == DONE:
             return
-        tail = b"0\r\n\r\n" if self.framing.chunked else b""
+        tail = LAST_CHUNK if self.framing.chunked else b""
         out = self.out
         if out:
             self.out = []

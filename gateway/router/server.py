@@ -87,7 +87,7 @@ class ProxyServer:
         """At the connection limit: close the keep-alive connections idle longest (as nginx does).
 
         O(connections), only when the limit is reached. Closing is asynchronous, so the caller
-        stops accepting until the connections are gone and `connection_closed` resumes it.
+        stops accepting until the connections are gone (`_connection_closed` tells the listener, which resumes).
         """
         idle = [
             c

@@ -1,5 +1,5 @@
-"""What every connection and request cycle of the data plane shares: one plain value, no behaviour
-beyond reading it (uvicorn's ``ServerState``)."""
+"""What every connection and request cycle of the data plane shares: one plain value (uvicorn's
+``ServerState``), with a counter helper and the drain's notification hook."""
 
 from __future__ import annotations
 

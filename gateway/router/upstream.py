@@ -22,7 +22,7 @@ class TooManyInterim(Exception):
 
 
 MAX_INTERIM = 16  # 1xx responses to one request (103 Early Hints, 100 Continue) before it is a 502
-WORK_PER_TURN = 256  # parser events one replica connection may cause per turn of the loop
+RESPONSE_EVENTS_PER_TURN = 256  # parser events one replica connection may cause per turn of the loop
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -178,7 +178,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.release(reusable)
         elif self.sink is not None:
             self.sink.flush()
-            if self.marks - marks > WORK_PER_TURN and self.transport is not None:
+            if self.marks - marks > RESPONSE_EVENTS_PER_TURN and self.transport is not None:
                 # A replica streaming tiny pieces: let the loop serve others before reading on.
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_soon(self._resume_turn)

@@ -9,7 +9,8 @@ import pytest
 
 from gateway.backends.local import LocalBackend
 from gateway.types import Endpoint
-from tests.backends.support import Recorder, alive, get, make_backend, service, wait_until
+from tests.backends.support import Recorder, alive, get, make_backend, service
+from tests.conftest import wait_until
 
 BOTH_LOOPS = True  # the gateway runs on uvloop; the default loop must work as well
 

@@ -6,7 +6,8 @@ import pytest
 
 from gateway.backends.local import LocalBackend
 from gateway.errors import StateDirInUse
-from tests.backends.support import Recorder, alive, make_backend, service, wait_until
+from tests.backends.support import Recorder, alive, make_backend, service
+from tests.conftest import wait_until
 
 KEY = service().key("default")
 

@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 from gateway.backends import reaper
-from tests.backends.support import alive, make_backend, wait_until
+from tests.backends.support import alive, make_backend
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

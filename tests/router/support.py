@@ -189,7 +189,7 @@ def static_service(
     canary: list[str] | None = None,
     percent: int = 0,
     namespace: str = "default",
-    cc: int = 0,
+    concurrency: int = 0,
 ) -> ServiceSpec:
     return ServiceSpec(
         name=name,
@@ -197,7 +197,7 @@ def static_service(
         default=RevisionSpec(name="default", endpoints=tuple(default)),
         canary=RevisionSpec(name="canary", endpoints=tuple(canary)) if canary else None,
         canary_percent=percent if canary else 0,
-        scaling=ScalingSpec(container_concurrency=cc),
+        scaling=ScalingSpec(container_concurrency=concurrency),
         backend="static",
     )
 

@@ -18,20 +18,22 @@ HOST = "held.default.example.com"
 
 
 class Held:
-    def __init__(self, server: ProxyServer, rt: RevisionRuntime, pokes: list[int]) -> None:
+    def __init__(self, server: ProxyServer, runtime: RevisionRuntime, pokes: list[int]) -> None:
         self.server = server
-        self.rt = rt
+        self.runtime = runtime
         self.pokes = pokes
         self.url = f"http://127.0.0.1:{server.sockets[0][1]}"
 
 
-async def held(*, queue_depth: int = 100, activation_timeout: float = 5.0, request_timeout: float = 30.0, cc: int = 0) -> Held:
+async def held(
+    *, queue_depth: int = 100, activation_timeout: float = 5.0, request_timeout: float = 30.0, concurrency: int = 0
+) -> Held:
     spec = ServiceSpec(name="held", namespace="default", default=RevisionSpec(name="default"))
     pokes: list[int] = []
-    rt = RevisionRuntime(
+    runtime = RevisionRuntime(
         spec.key("default"),
         RevisionSettings(
-            container_concurrency=cc,
+            container_concurrency=concurrency,
             queue_depth=queue_depth,
             scalable=True,
             request_timeout=request_timeout,
@@ -40,9 +42,9 @@ async def held(*, queue_depth: int = 100, activation_timeout: float = 5.0, reque
         RevisionHooks(poke=lambda: pokes.append(1)),
     )
     config = Config(gateway=GatewaySettings(), services=(spec,))
-    server = ProxyServer(RouteTable.build(config, {spec.key("default"): rt}), ProxySettings())
+    server = ProxyServer(RouteTable.build(config, {spec.key("default"): runtime}), ProxySettings())
     await server.start("127.0.0.1", 0)
-    return Held(server, rt, pokes)
+    return Held(server, runtime, pokes)
 
 
 async def test_requests_wait_for_a_replica_and_are_marked_cold(replica: Replica) -> None:
@@ -50,15 +52,15 @@ async def test_requests_wait_for_a_replica_and_are_marked_cold(replica: Replica)
     try:
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             pending = [asyncio.create_task(c.post("/p", content=b"body")) for _ in range(5)]
-            await wait_until(lambda: h.rt.throttler.queued == 5, "five requests held")
+            await wait_until(lambda: h.runtime.throttler.queued == 5, "five requests held")
             assert h.pokes
             assert not any(t.done() for t in pending)
-            h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
+            h.runtime.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
             done = await asyncio.gather(*pending)
         assert all(r.status_code == 200 and r.json()["body_len"] == 4 for r in done)
         assert all(r.headers["x-gateway-cold-start"] == "true" for r in done)
-        assert h.rt.cold_starts is not None and h.rt.cold_starts.count == 5
-        assert h.rt.throttler.queued == 0
+        assert h.runtime.cold_starts is not None and h.runtime.cold_starts.count == 5
+        assert h.runtime.throttler.queued == 0
     finally:
         await h.server.close()
 
@@ -68,7 +70,7 @@ async def test_queue_full_gives_503_with_retry_after() -> None:
     try:
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             waiting = [asyncio.create_task(c.get("/")) for _ in range(2)]
-            await wait_until(lambda: h.rt.throttler.queued == 2, "the queue to fill")
+            await wait_until(lambda: h.runtime.throttler.queued == 2, "the queue to fill")
             r = await c.get("/")
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1"
@@ -92,7 +94,7 @@ async def test_activation_timeout_gives_504_and_frees_the_queue() -> None:
         assert r.status_code == 504
         assert "waiting for a replica" in r.json()["error"]
         await asyncio.sleep(0)
-        assert h.rt.throttler.queued == 0
+        assert h.runtime.throttler.queued == 0
     finally:
         await h.server.close()
 
@@ -103,25 +105,25 @@ async def test_client_leaving_while_queued_gives_its_place_up(replica: Replica) 
         reader, writer = await asyncio.open_connection("127.0.0.1", h.server.sockets[0][1])
         writer.write(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
         await writer.drain()
-        await wait_until(lambda: h.rt.throttler.queued == 1, "the request held")
+        await wait_until(lambda: h.runtime.throttler.queued == 1, "the request held")
         writer.transport.abort()
-        await wait_until(lambda: h.rt.throttler.queued == 0, "the abandoned place given up")
-        h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
+        await wait_until(lambda: h.runtime.throttler.queued == 0, "the abandoned place given up")
+        h.runtime.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             assert (await c.get("/")).status_code == 200
         assert replica.requests == 1  # the abandoned request never reached the replica
-        assert all(t.in_flight == 0 for t in h.rt.throttler.trackers.values())
+        assert all(t.in_flight == 0 for t in h.runtime.throttler.trackers.values())
     finally:
         await h.server.close()
 
 
 async def test_breaker_releases_a_burst_at_capacity(replica: Replica) -> None:
-    h = await held(cc=2)
+    h = await held(concurrency=2)
     try:
         async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=10) as c:
             burst = [asyncio.create_task(c.get("/?sleep=0.05")) for _ in range(12)]
-            await wait_until(lambda: h.rt.throttler.queued == 12, "the burst held")
-            h.rt.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
+            await wait_until(lambda: h.runtime.throttler.queued == 12, "the burst held")
+            h.runtime.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))
             results = await asyncio.gather(*burst)
         assert all(r.status_code == 200 for r in results)
         assert replica.max_in_flight == 2

@@ -49,8 +49,8 @@ def port_of(gw: Gateway) -> int:
     return gw.proxy.sockets[0][1]
 
 
-def in_flight(rt: RevisionRuntime) -> int:
-    return sum(t.in_flight for t in rt.throttler.trackers.values())
+def in_flight(runtime: RevisionRuntime) -> int:
+    return sum(t.in_flight for t in runtime.throttler.trackers.values())
 
 
 @pytest.mark.parametrize(
@@ -241,10 +241,10 @@ async def test_a_client_that_leaves_while_its_next_request_is_queued_frees_its_s
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /?sleep=3 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\nGET / HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
-        rt = gw.proxy.routes.services[0].default
-        await wait_until(lambda: in_flight(rt) == 1, "the first request at the replica")
+        runtime = gw.proxy.routes.services[0].default
+        await wait_until(lambda: in_flight(runtime) == 1, "the first request at the replica")
         writer.close()
-        await wait_until(lambda: in_flight(rt) == 0, "the slot freed before the replica answers (in 3 s)", within=1.5)
+        await wait_until(lambda: in_flight(runtime) == 0, "the slot freed before the replica answers (in 3 s)", within=1.5)
     finally:
         await gw.stop(drain_timeout=1)
         await replica.runner.cleanup()
@@ -259,11 +259,11 @@ async def test_a_client_that_leaves_after_its_last_request_frees_its_slot(tmp_pa
         version = b"HTTP/1.1" if ending else b"HTTP/1.0"
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /?sleep=3 " + version + b"\r\nHost: " + HOST + b"\r\n" + ending + b"\r\n")
-        rt = gw.proxy.routes.services[0].default
-        await wait_until(lambda: in_flight(rt) == 1, "the first request at the replica")
+        runtime = gw.proxy.routes.services[0].default
+        await wait_until(lambda: in_flight(runtime) == 1, "the first request at the replica")
         writer.close()
-        await wait_until(lambda: in_flight(rt) == 0, "the slot freed before the replica answers (in 3 s)", within=1.5)
-        assert rt.codes.get(499) == 1
+        await wait_until(lambda: in_flight(runtime) == 0, "the slot freed before the replica answers (in 3 s)", within=1.5)
+        assert runtime.codes.get(499) == 1
     finally:
         await gw.stop(drain_timeout=1)
         await replica.runner.cleanup()

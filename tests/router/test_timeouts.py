@@ -69,7 +69,7 @@ async def test_the_response_start_timeout_still_applies_once_the_body_is_in(tmp_
 async def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_slot(replica: Replica, tmp_path: object) -> None:
     """containerConcurrency 1: a reader that never reads would pin the only slot for the whole request timeout."""
     proxy = ProxySettings(send_timeout=0.5)
-    gw, port = await start_gateway(config(static_service("iris", [replica.url], cc=1), proxy=proxy), str(tmp_path))
+    gw, port = await start_gateway(config(static_service("iris", [replica.url], concurrency=1), proxy=proxy), str(tmp_path))
     try:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -78,8 +78,10 @@ async def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_slot(replica
         reader, writer = await asyncio.open_connection(sock=sock)
         transport_of(writer).pause_reading()  # this client reads nothing at all
         writer.write(b"GET /stream?size=67108864 HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
-        rt = gw.proxy.routes.services[0].default
-        await wait_until(lambda: any(t.in_flight for t in rt.throttler.trackers.values()), "the first request at the replica")
+        runtime = gw.proxy.routes.services[0].default
+        await wait_until(
+            lambda: any(t.in_flight for t in runtime.throttler.trackers.values()), "the first request at the replica"
+        )
         # A second client waits for the slot, and gets it once the first one is cut off.
         r2, w2 = await asyncio.open_connection("127.0.0.1", port)
         w2.write(b"GET /next HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
