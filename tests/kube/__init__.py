@@ -21,9 +21,11 @@ What it emulates
 
 What it does not
 - No authentication or authorisation (RBAC is not checked), no admission, no schema validation beyond
-  what the client does (defaulting and validation cover what the controller relies on), no strategic merge (a strategic merge patch is read as a merge patch: lists are
-  replaced, not merged by key), no server-side apply, no bookmarks, no pagination (`limit` is ignored),
-  no namespaces as objects (any namespace works without being created), no deletecollection.
+  what the client does (defaulting and validation cover what the controller relies on), no strategic
+  merge (a strategic merge patch is read as a merge patch: lists are replaced, not merged by key), no
+  server-side apply, no pagination (`limit` is ignored), no deletecollection, no namespaces as objects
+  (any namespace works without being created); bookmarks only as the one a watch that asked for them
+  gets as it ends.
 - No ReplicaSets (pods are owned by their Deployment), no scheduler or resources (requests, limits,
   nodeSelector and tolerations are stored, not acted on), one node, no Services or Endpoints objects.
 - Containers are not isolated: a pod's process shares the host's filesystem and environment, runs its

@@ -2,7 +2,8 @@
 
 Wrapped (the default) adds, over plain kmock: resourceVersion/uid/creationTimestamp/generation, 409 on a
 stale resourceVersion, PUT, label and field selectors on list and watch, watch from a resourceVersion
-(only later events; 410 Gone once that version has been compacted away), `timeoutSeconds` ending a watch,
+(only later events; 410 Gone once that version has been compacted away), `timeoutSeconds` ending a watch
+(with a BOOKMARK first when `allowWatchBookmarks=true`),
 `watch=True`/`watch=1`, paths with a trailing slash, lists with `kind`/`apiVersion`/`metadata.resourceVersion`,
 the `/scale` subresource as an autoscaling/v1 Scale, `/status` as the only way to write status, and
 graceful deletion of pods bound to a node (a deletionTimestamp first; the kubelet removes the object).
@@ -180,11 +181,22 @@ class ApiServer(kmock.KubernetesEmulator):
                     await send(*seen)
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if request.params.get("allowWatchBookmarks") == "true":
+                    await send("BOOKMARK", self._bookmark(request, cursor))
                 return True
             await until_set(changed, min(remaining, 1.0))
             transport = request._raw_request.transport
             if transport is None or transport.is_closing():
                 return False
+
+    def _bookmark(self, request: kmock.Request, revision: int) -> Obj:
+        """What a watch that asked for bookmarks gets as it ends: the version to resume from, nothing else."""
+        assert request.resource is not None
+        return {
+            "kind": self.resources[request.resource].kind,
+            "apiVersion": f"{request.resource.group}/{request.resource.version}".lstrip("/"),
+            "metadata": {"resourceVersion": str(max(revision, self.store.revision))},
+        }
 
     # -- writes ------------------------------------------------------------------------------------
     def _create(self, request: kmock.Request) -> Obj:

@@ -318,3 +318,13 @@ def test_the_kubeconfig_serves_load_kube_config_and_a_process_with_kubeconfig_se
         timeout=60,
     )
     assert done.stdout.strip() == "1", done.stderr
+
+
+def test_a_watch_that_asked_for_bookmarks_ends_with_one(kube_api: KubeApi, kube_client: ApiClient) -> None:
+    _, core = apis(kube_client)
+    mark = core.create_namespaced_pod("default", pod("p", {})).metadata.resource_version
+    core.create_namespaced_pod("default", pod("q", {}))
+    path = f"/api/v1/namespaces/default/pods?watch=true&resourceVersion={mark}&timeoutSeconds=0.2&allowWatchBookmarks=true"
+    events = [json.loads(line) for line in raw(kube_api, path)[2].splitlines()]
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"] == {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": str(int(mark) + 1)}}
