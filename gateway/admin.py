@@ -14,10 +14,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from gateway.backends import ReportsHealth
 from gateway.metrics import GatewayCollector, RevisionView, revision_views, scaling_status
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+
+def backend_health(gateway: Gateway) -> dict[str, str | None]:
+    """Per backend in use that depends on something outside (the Kubernetes API): None when well, else what is wrong."""
+    return {kind: backend.health() for kind, backend in gateway.backends.items() if isinstance(backend, ReportsHealth)}
 
 
 def services_document(gateway: Gateway) -> dict[str, object]:
@@ -51,7 +57,8 @@ def services_document(gateway: Gateway) -> dict[str, object]:
                 }
             )
         services.append({"name": spec.name, "namespace": spec.namespace, "host": spec.host(domain), "revisions": revisions})
-    return {"domain": domain, "services": services}
+    backends = {kind: {"ok": problem is None, "message": problem} for kind, problem in backend_health(gateway).items()}
+    return {"domain": domain, "backends": backends, "services": services}
 
 
 def create_admin_app(gateway: Gateway) -> Starlette:
@@ -59,7 +66,9 @@ def create_admin_app(gateway: Gateway) -> Starlette:
         return revision_views(gateway.runtimes, gateway.autoscaler, gateway.revision_backends)
 
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(views, lambda: gateway.proxy.unrouted, gateway.proxy.connections_view))
+    registry.register(
+        GatewayCollector(views, lambda: gateway.proxy.unrouted, gateway.proxy.connections_view, lambda: backend_health(gateway))
+    )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -67,7 +76,9 @@ def create_admin_app(gateway: Gateway) -> Starlette:
     async def readyz(request: Request) -> Response:
         if gateway.proxy.draining or not gateway.proxy.sockets:
             return PlainTextResponse("not ready", status_code=503)
-        return PlainTextResponse("ready")
+        # Still ready: the data plane serves the last known endpoints; the outage is said, not hidden.
+        problems = [f"{kind}: {problem}" for kind, problem in backend_health(gateway).items() if problem]
+        return PlainTextResponse("\n".join(["ready", *problems]))
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

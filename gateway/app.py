@@ -58,7 +58,9 @@ class Gateway:
         self.proxy = ProxyServer(RouteTable({}, {}), config.gateway.proxy)
         runtimes = Runtimes()
         self.runtimes = runtimes.live
-        self.revision_backends = RevisionBackends(BackendContext(self.state_dir, in_flight=runtimes.in_flight), self.runtimes)
+        self.revision_backends = RevisionBackends(
+            BackendContext(self.state_dir, in_flight=runtimes.in_flight, settings=config.gateway), self.runtimes
+        )
         self.backends = self.revision_backends.by_kind
         self.autoscaler = Autoscaler(self.revision_backends, tick_interval=config.gateway.autoscaler.tick_interval)
         # One hooks value for every runtime (bound methods), not closures each (10,000 services, 20,000 runtimes).

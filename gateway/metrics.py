@@ -66,10 +66,12 @@ class GatewayCollector(Collector):
         views: Callable[[], Iterable[RevisionView]],
         unrouted: Callable[[], dict[int, int]],
         connections: Callable[[], ConnectionsView] | None = None,
+        backend_health: Callable[[], Mapping[str, str | None]] | None = None,
     ) -> None:
         self._views = views
         self._unrouted = unrouted
         self._connections = connections
+        self._backend_health = backend_health
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -112,6 +114,15 @@ class GatewayCollector(Collector):
             queued.add_metric(labels_of, throttler.queued)
             in_flight.add_metric(labels_of, sum(t.in_flight for t in throttler.trackers.values()) + throttler.queued)
         yield from (requests, duration, cold, ready, desired, conc, panic, queued, in_flight)
+        if self._backend_health is not None:
+            up = GaugeMetricFamily(
+                "gateway_backend_up",
+                "1 while the backend's API (Kubernetes) answers, 0 while it is unreachable",
+                labels=["backend"],
+            )
+            for kind, problem in sorted(self._backend_health().items()):
+                up.add_metric([kind], 0.0 if problem else 1.0)
+            yield up
         if self._connections is not None:
             connections = self._connections()
             yield GaugeMetricFamily("gateway_client_connections", "Open client connections", value=connections.open)

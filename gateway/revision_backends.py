@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateway.autoscale.scaler import AdoptingBackend, Adoption
 from gateway.backends import Backend, BackendContext, EndpointListener, RevisionStatus, create_backend
 from gateway.config.model import BackendKind
 from gateway.router.revision import RevisionRuntime
@@ -23,6 +24,7 @@ class RevisionBackends:
         self.by_kind: dict[BackendKind, Backend] = {}
         self.of_revision: dict[RevisionKey, BackendKind] = {}
         self._context = context
+        self._adopting: dict[BackendKind, AdoptingBackend] = {}  # backends whose replicas a restart adopts
         self._runtimes = runtimes
 
     def get(self, kind: BackendKind) -> Backend:
@@ -32,6 +34,8 @@ class RevisionBackends:
             backend = create_backend(kind, self._context)
             backend.watch(self._listener(kind))
             self.by_kind[kind] = backend
+            if isinstance(backend, AdoptingBackend):
+                self._adopting[kind] = backend
         return backend
 
     def _listener(self, kind: BackendKind) -> EndpointListener:
@@ -52,6 +56,11 @@ class RevisionBackends:
         backend = self.serving(key)
         if backend is not None:
             await backend.scale(key, replicas)
+
+    def adoption(self, key: RevisionKey) -> Adoption:
+        kind = self.of_revision.get(key)
+        backend = None if kind is None else self._adopting.get(kind)
+        return None if backend is None else backend.adoption(key)
 
     def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
         backend = self.serving(key)

@@ -43,10 +43,19 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
+def problems(doc: dict[str, Any]) -> list[str]:
+    """One line per backend that is unwell (the Kubernetes API unreachable), to print above the table."""
+    return [
+        f"{kind}: {state.get('message') or 'unwell'}"
+        for kind, state in sorted((doc.get("backends") or {}).items())
+        if not state.get("ok", True)
+    ]
+
+
 def render(doc: dict[str, Any]) -> str:
     table = [COLUMNS, *rows(doc)]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
-    lines = []
+    lines = problems(doc)
     for r in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     return "\n".join(lines)

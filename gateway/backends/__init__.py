@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.backends.base import Backend, BackendContext, EndpointListener, RevisionStatus
+from gateway.backends.base import Backend, BackendContext, EndpointListener, ReportsHealth, RevisionStatus
 from gateway.backends.errors import BackendConfigError
 
-__all__ = ["BACKENDS", "Backend", "BackendConfigError", "BackendContext", "EndpointListener", "RevisionStatus", "create_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendConfigError",
+    "BackendContext",
+    "EndpointListener",
+    "ReportsHealth",
+    "RevisionStatus",
+    "create_backend",
+]
 
 BackendFactory = Callable[[BackendContext], Backend]
 
@@ -25,7 +34,10 @@ def _static(context: BackendContext) -> Backend:
 
 
 def _kubernetes(context: BackendContext) -> Backend:
-    raise BackendConfigError("spec.backend: kubernetes is not implemented yet; use local or static")
+    from gateway.backends.kube_api import KubeApi, load_configuration
+    from gateway.backends.kubernetes import KubernetesBackend
+
+    return KubernetesBackend(KubeApi(load_configuration()), context.settings, in_flight=context.in_flight)
 
 
 BACKENDS: dict[str, BackendFactory] = {"local": _local, "static": _static, "kubernetes": _kubernetes}

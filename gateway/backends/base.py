@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from gateway.config.model import ServiceSpec
+from gateway.config.model import GatewaySettings, ServiceSpec
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 EndpointListener = Callable[[RevisionKey, EndpointSet], None]
@@ -20,6 +20,7 @@ class BackendContext:
 
     state_dir: Path  # this gateway's own folder: replica logs, pid records, its lock
     in_flight: InFlight | None = None  # requests a replica still serves (the data plane's count), for drains
+    settings: GatewaySettings | None = None  # the gateway's settings at start (kubernetes: how to build Deployments)
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,11 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Stop every replica this backend started (scale all to zero) and release resources."""
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """A backend that depends on something outside (the Kubernetes API) and can say when it is unwell."""
+
+    def health(self) -> str | None:
+        """None while all is well; else what is wrong and what the gateway does meanwhile."""

@@ -1,0 +1,200 @@
+"""Talking to the Kubernetes API: the official `kubernetes` client, configured once, and one request wrapper.
+
+The client's calls block, so they run on this module's own threads, never on the event loop.
+`KubeApi.call` retries 5xx, 429 and timeouts or refused connections on a backoff schedule (a
+`Retry-After` header wins over the schedule), raises other 4xx at once as `KubeRequestError` naming
+the object, and raises `KubeUnavailable` once the schedule is spent. It also keeps whether the API
+answers (`health`), for /readyz, /admin/services and `gateway status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from gateway.backends.errors import BackendConfigError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+SCHEDULE = (0.5, 1.0, 2.0, 3.0, 5.0)  # seconds between attempts of one call (kopf's shape, shorter)
+MAX_RETRY_AFTER = 60.0
+REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
+POOL_SIZE = 64  # connections kept to the API server
+
+
+class KubeRequestError(Exception):
+    """The API refused a request for good (a 4xx other than 429): retrying would not help."""
+
+    def __init__(self, status: int, what: str, message: str) -> None:
+        super().__init__(f"{what}: {status} {message}")
+        self.status = status
+        self.what = what
+
+
+class KubeUnavailable(Exception):
+    """The API did not answer usefully (refused, timed out, 5xx, 429) through the whole backoff schedule."""
+
+
+def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
+    """The client's configuration: `kubeconfig`, else $KUBECONFIG, else the in-cluster service account,
+    else ~/.kube/config. BackendConfigError when none of them can be read."""
+    config = kubernetes.client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        else:
+            path = path or os.path.expanduser("~/.kube/config")
+            kubernetes.config.load_kube_config(config_file=path, client_configuration=config)  # type: ignore[no-untyped-call]
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
+        where = f"kubeconfig {path}" if path else "the in-cluster service account"
+        raise BackendConfigError(
+            f"kubernetes backend: cannot read the API configuration from {where}: {exc}"
+            " (set KUBECONFIG, or run the gateway in a pod with a service account)"
+        ) from exc
+    config.retries = False  # our own schedule decides; urllib3's would retry silently
+    config.connection_pool_maxsize = POOL_SIZE  # the request threads plus one watch per namespace keep theirs
+    return config
+
+
+def retry_after(exc: ApiException) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), capped; None without one."""
+    headers = exc.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def api_message(exc: ApiException) -> str:
+    """The `message` of the API's Status body, else the HTTP reason."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(exc.reason or "error")
+
+
+class KubeApi:
+    """The API client, its threads, and whether the API answers."""
+
+    def __init__(
+        self,
+        configuration: kubernetes.client.Configuration,
+        *,
+        schedule: Sequence[float] = SCHEDULE,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+        threads: int = 4,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = kubernetes.client.ApiClient(configuration)
+        self.apps: Any = kubernetes.client.AppsV1Api(self.client)
+        self.core: Any = kubernetes.client.CoreV1Api(self.client)
+        self.host = str(configuration.host)
+        self.schedule = tuple(schedule)
+        self.timeout = timeout
+        self._sleep = sleep
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
+        self.failing_since: float | None = None  # wall clock of the first failure of the current outage
+        self.last_error: str | None = None
+        self.recoveries = 0  # outages ended so far; a change tells the backend to resync
+
+    # -- health --------------------------------------------------------------------------------------
+    @property
+    def reachable(self) -> bool:
+        return self.failing_since is None
+
+    def health(self) -> str | None:
+        """None while the API answers; else what is wrong, since when, and what the gateway does meanwhile."""
+        if self.failing_since is None:
+            return None
+        since = time.strftime("%H:%M:%S", time.gmtime(self.failing_since))
+        return (
+            f"kubernetes API {self.host} unreachable since {since} UTC ({self.last_error}); "
+            "serving the last known endpoints, scaling paused"
+        )
+
+    def succeeded(self) -> None:
+        if self.failing_since is not None:
+            log.warning("kubernetes API %s answers again; resyncing", self.host)
+            self.failing_since = None
+            self.last_error = None
+            self.recoveries += 1
+
+    def failed(self, error: str) -> None:
+        if self.failing_since is None:
+            log.warning("kubernetes API %s unreachable: %s", self.host, error)
+            self.failing_since = time.time()
+        self.last_error = error
+
+    # -- requests ------------------------------------------------------------------------------------
+    async def call(
+        self, what: str, fn: Callable[..., T], *args: Any, schedule: Sequence[float] | None = None, **kwargs: Any
+    ) -> T:
+        """`fn(*args, **kwargs)` on the API's threads, retried on the backoff schedule (`schedule`, else the API's).
+
+        `what` names the object for errors ("Deployment default/iris-default").
+        """
+        loop = asyncio.get_running_loop()
+        call = partial(fn, *args, _request_timeout=self.timeout, **kwargs)
+        steps = self.schedule if schedule is None else tuple(schedule)
+        for attempt in range(len(steps) + 1):
+            try:
+                result = await loop.run_in_executor(self._executor, call)
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                if 400 <= status < 500 and status != 429:
+                    self.succeeded()  # the API answered: it is reachable, the request is wrong
+                    raise KubeRequestError(status, what, api_message(exc)) from exc
+                error, delay = f"{status} {api_message(exc)}", retry_after(exc)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                error, delay = _connection_error(exc), None
+            else:
+                self.succeeded()
+                return result
+            if attempt == len(steps):
+                self.failed(error)
+                raise KubeUnavailable(f"{what}: {error}")
+            if attempt >= 1:
+                self.failed(error)  # one retry is a hiccup; a second is an outage worth saying so
+            log.info("%s: %s; retrying", what, error)
+            await self._sleep(steps[attempt] if delay is None else delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.client.close()  # type: ignore[no-untyped-call]
+
+
+def _connection_error(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and reason is not None:
+        exc = reason
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,131 @@
+"""The Deployment requests the kubernetes backend makes, each through `KubeApi.call`, on plain dicts.
+
+Bodies and answers stay JSON objects (`_preload_content=False`): the client's models would drop what
+they do not know and fail on what an API emulator leaves out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.backends.kube_api import KubeApi, KubeRequestError
+from gateway.backends.kube_manifest import Obj
+
+SCALE_PATCH_OP = "add"  # Knative >= 1.22: [{"op": "add", "path": "/spec/replicas", "value": N}] on /scale
+
+
+def _json(response: Any) -> Any:
+    try:
+        return json.loads(response.data or b"null")
+    finally:
+        response.release_conn()
+
+
+def replicas_of(deployment: Obj) -> int:
+    value = (deployment.get("spec") or {}).get("replicas")
+    return int(value) if isinstance(value, int) else 1  # the API's default when unset
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class Deployments:
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    async def list(self, namespace: str, *, schedule: Sequence[float] | None = None) -> dict[str, Obj]:
+        """Every Deployment of `namespace` by name (ours or not: a name taken by another is found too)."""
+        response = await self.api.call(
+            f"Deployments in {namespace}",
+            self.api.apps.list_namespaced_deployment,
+            namespace,
+            schedule=schedule,
+            _preload_content=False,
+        )
+        body = _json(response)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise KubeRequestError(200, f"Deployments in {namespace}", "the answer is not a list")
+        found: dict[str, Obj] = {}
+        for item in items:
+            metadata = item.get("metadata") or {} if isinstance(item, dict) else {}
+            if metadata.get("name") and metadata.get("namespace", namespace) == namespace:
+                found[str(metadata["name"])] = item
+        return found
+
+    async def get(self, namespace: str, name: str) -> Obj | None:
+        try:
+            response = await self.api.call(
+                f"Deployment {namespace}/{name}",
+                self.api.apps.read_namespaced_deployment,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except KubeRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body = _json(response)
+        return body if isinstance(body, dict) else None
+
+    async def create(self, manifest: Obj, replicas: int) -> Obj:
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        body = {**manifest, "spec": {**manifest["spec"], "replicas": replicas}}
+        response = await self.api.call(
+            f"Deployment {namespace}/{name}",
+            self.api.apps.create_namespaced_deployment,
+            namespace,
+            body,
+            _preload_content=False,
+        )
+        created = _json(response)
+        return created if isinstance(created, dict) else body
+
+    async def patch_spec(self, manifest: Obj) -> None:
+        """Bring a Deployment of ours to `manifest` (all but replicas): its template replaced whole, so a
+        removed variable or port goes too (a merge patch would keep it), our labels and annotations set."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        ops: list[Obj] = [{"op": "replace", "path": "/spec/template", "value": manifest["spec"]["template"]}]
+        for field in ("labels", "annotations"):
+            for key, value in (manifest["metadata"].get(field) or {}).items():
+                ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(key)}", "value": value})
+        await self.api.call(
+            f"Deployment {namespace}/{name}",
+            self.api.apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            ops,
+            _preload_content=False,
+        )
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """The `scale` subresource, with the JSON patch Knative sends."""
+        patch = [{"op": SCALE_PATCH_OP, "path": "/spec/replicas", "value": replicas}]
+        response = await self.api.call(
+            f"Deployment {namespace}/{name} (scale)",
+            self.api.apps.patch_namespaced_deployment_scale,
+            name,
+            namespace,
+            patch,
+            _preload_content=False,
+        )
+        response.release_conn()
+
+    async def delete(self, namespace: str, name: str) -> None:
+        try:
+            response = await self.api.call(
+                f"Deployment {namespace}/{name}",
+                self.api.apps.delete_namespaced_deployment,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except KubeRequestError as exc:
+            if exc.status == 404:
+                return  # already gone
+            raise
+        response.release_conn()

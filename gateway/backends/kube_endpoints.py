@@ -1,0 +1,94 @@
+"""Discovery for the kubernetes backend: one pod watch per namespace in use, the ready set of each
+revision (`PodIndex`), and the listeners told when one changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+
+from gateway.backends.base import EndpointListener
+from gateway.backends.kube_api import KubeApi
+from gateway.backends.kube_manifest import MANAGED_BY, MANAGED_BY_LABEL
+from gateway.backends.kube_pods import Obj, PodIndex
+from gateway.backends.kube_watch import PodWatch
+from gateway.types import EndpointSet, RevisionKey
+
+
+class PodEndpoints:
+    def __init__(
+        self,
+        api: KubeApi,
+        port_of: Callable[[RevisionKey], int],
+        *,
+        answered: Callable[[], None],
+        watch_timeout: int,
+        min_interval: float,
+        backoff: Sequence[float],
+        first_list_timeout: float,
+    ) -> None:
+        self._api = api
+        self._index = PodIndex(port_of)
+        self._answered = answered
+        self._watch_timeout = watch_timeout
+        self._min_interval = min_interval
+        self._backoff = tuple(backoff)
+        self._first_list_timeout = first_list_timeout
+        self.watches: dict[str, PodWatch] = {}
+        self._first: dict[str, asyncio.Event] = {}  # set once a namespace's first list succeeded or failed
+        self._listeners: list[EndpointListener] = []
+
+    def endpoints(self, key: RevisionKey) -> EndpointSet:
+        return self._index.endpoints(key)
+
+    def listen(self, listener: EndpointListener) -> None:
+        self._listeners.append(listener)
+
+    async def watch(self, namespaces: Iterable[str]) -> None:
+        """Watch the pods of namespaces not watched yet; returns once each first list is in (or failed,
+        or `first_list_timeout` passed), so the autoscaler starts from the pods that are ready now."""
+        started = []
+        for namespace in sorted(set(namespaces) - set(self.watches)):
+            watch = PodWatch(
+                self._api,
+                namespace,
+                f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+                reset=partial(self._reset, namespace),
+                event=partial(self._event, namespace),
+                failure=partial(self._failed, namespace),
+                answered=self._answered,
+                timeout_seconds=self._watch_timeout,
+                min_interval=self._min_interval,
+                backoff=self._backoff,
+            )
+            self.watches[namespace] = watch
+            self._first[namespace] = asyncio.Event()
+            watch.start()
+            started.append(namespace)
+        if started:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._first_list_timeout):
+                    await asyncio.gather(*(self._first[ns].wait() for ns in started))
+
+    def _reset(self, namespace: str, pods: list[Obj]) -> None:
+        self._notify(self._index.reset(namespace, pods))
+        self._first[namespace].set()
+
+    def _event(self, namespace: str, kind: str, pod: Obj) -> None:
+        self._notify(self._index.changed(self._index.apply(kind, pod, namespace)))
+
+    def _failed(self, namespace: str, error: str) -> None:
+        self._api.failed(error)
+        self._first[namespace].set()  # no list to wait for
+
+    def _notify(self, keys: Iterable[RevisionKey]) -> None:
+        for key in keys:
+            endpoints = self._index.endpoints(key)
+            for listener in list(self._listeners):
+                listener(key, endpoints)
+
+    async def close(self) -> None:
+        self._listeners.clear()
+        await asyncio.gather(*(watch.stop() for watch in self.watches.values()))
+        self.watches.clear()

@@ -1,0 +1,71 @@
+"""What the kubernetes backend knows of one revision's Deployment, and how an observed object updates it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.backends.kube_deploy import replicas_of
+from gateway.backends.kube_manifest import DIGEST_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Obj, managed_by_us
+from gateway.types import RevisionKey
+
+Found = Literal["unknown", "absent", "ours", "foreign"]
+Adoption = int | None | Literal["unknown"]
+
+
+@dataclass(eq=False)
+class KubeRevision:
+    key: RevisionKey
+    manifest: Obj  # the Deployment we want, without replicas
+    digest: str
+    port: int
+    found: Found = "unknown"  # what the cluster has under the Deployment's name, as last seen
+    replicas: int | None = None  # the Deployment's spec.replicas as last seen or set
+    applied: str | None = None  # the digest of the cluster's copy
+    adopted: int | None = None  # replicas it had when first seen; None when it did not exist
+    seen: bool = False  # looked at once: `adopted` is final
+    wanted: int | None = None  # what the autoscaler last asked
+    error: str | None = None  # the API's last refusal about this Deployment
+    removing_since: float | None = None  # left the config: deleted once its requests are done
+    problem: str | None = None  # the config cannot be made into a Deployment (said in the status)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.manifest["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+    @property
+    def what(self) -> str:
+        return f"Deployment {self.namespace}/{self.name}"
+
+    def observe(self, obj: Obj | None) -> None:
+        """Take what the API has under our Deployment's name (None: nothing)."""
+        if obj is None:
+            self.found, self.replicas, self.applied, self.error = "absent", None, None, None
+        elif managed_by_us(obj):
+            self.found, self.replicas, self.error = "ours", replicas_of(obj), None
+            self.applied = ((obj.get("metadata") or {}).get("annotations") or {}).get(DIGEST_ANNOTATION)
+        else:
+            self.found, self.replicas, self.applied = "foreign", None, None
+            self.error = (
+                f"{self.what} exists and was not made by the gateway (it lacks the label {MANAGED_BY_LABEL}={MANAGED_BY}); "
+                "refusing to take it over: rename the service or delete that Deployment"
+            )
+        if not self.seen:
+            self.seen = True
+            self.adopted = self.replicas if self.found == "ours" else None
+
+    def adoption(self) -> Adoption:
+        """What the autoscaler starts this revision from: the replicas its Deployment had when first seen,
+        None when the gateway creates it (initial scale applies), "unknown" while nobody can tell."""
+        if self.found in ("unknown", "foreign") or self.problem:
+            return "unknown"
+        return self.adopted
+
+
+def unbuilt(key: RevisionKey) -> Obj:
+    """Where a revision's Deployment would be, for one whose config cannot be built."""
+    return {"metadata": {"name": key.name, "namespace": key.namespace}, "spec": {}}

@@ -1,0 +1,225 @@
+"""A watch of one namespace's pods that carry our label: list, then watch, on a thread of its own.
+
+What it tells the loop (through `call_soon_threadsafe`): `reset(pods)` after every list, `event(type, pod)`
+for each watch event, and `failure(error)` / `answered()` for the API's health. Rules it keeps:
+
+- every watch asks `timeoutSeconds`, and a read that hears nothing for longer ends it (silence);
+- it resumes from the last resourceVersion seen, and relists on 410 Gone, after any failure, and
+  whenever no resourceVersion is known (an API that sets none, like the plain emulator, is relisted
+  on each reconnect: its watch replays everything as ADDED anyway, but would never tell a deletion
+  that happened in between);
+- failures back off (`backoff`), and no two watches start less than `min_interval` apart, so an
+  answer that is not a stream (a plain list, an empty body) cannot make it spin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from gateway.backends.kube_api import KubeApi, api_message
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (410): relist."""
+
+
+class NotAStream(Exception):
+    """The watch was answered with something that is not a stream of events."""
+
+
+class PodWatch:
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        selector: str,
+        *,
+        reset: Callable[[list[Obj]], None],
+        event: Callable[[str, Obj], None],
+        failure: Callable[[str], None],
+        answered: Callable[[], None],
+        timeout_seconds: int = 30,
+        min_interval: float = 1.0,
+        backoff: Sequence[float] = BACKOFF,
+    ) -> None:
+        self.namespace = namespace
+        self._api = api
+        self._selector = selector
+        self._reset, self._event, self._failure, self._answered = reset, event, failure, answered
+        self._timeout_seconds = timeout_seconds
+        self._min_interval = min_interval
+        self._backoff = tuple(backoff)
+        self._stop = threading.Event()
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.watches = 0  # watch requests made so far
+        self.lists = 0  # list requests made so far
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._main, name=f"kube-watch-{self.namespace}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._response is not None:
+                self._response.shutdown()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not self._stop.is_set():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                self._stop.set()  # the loop is closed: nobody listens any more
+
+    # -- the thread ----------------------------------------------------------------------------------
+    def _main(self) -> None:
+        version: str | None = None
+        failures = 0
+        last_start = 0.0
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                wait = self._min_interval - (time.monotonic() - last_start)
+                if wait > 0 and self._stop.wait(wait):
+                    break
+                last_start = time.monotonic()
+                version = self._watch(version)
+                failures = 0
+            except Gone:
+                log.info("pods of %s: watch expired (410 Gone); relisting", self.namespace)
+                version = None
+            except Exception as exc:  # the thread must go on whatever the API does
+                if self._stop.is_set():
+                    break
+                error = _describe(exc)
+                log.log(logging.WARNING if failures == 0 else logging.INFO, "pods of %s: %s; retrying", self.namespace, error)
+                self._post(self._failure, error)
+                version = None
+                self._stop.wait(self._backoff[min(failures, len(self._backoff) - 1)])
+                failures += 1
+
+    def _list(self) -> str | None:
+        self.lists += 1
+        response = self._api.core.list_namespaced_pod(
+            self.namespace,
+            label_selector=self._selector,
+            _preload_content=False,
+            _request_timeout=self._api.timeout,
+        )
+        try:
+            body = json.loads(response.data or b"{}")
+        finally:
+            response.release_conn()
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise NotAStream(f"listing pods answered with {type(body).__name__}, not a list")
+        self._post(self._answered)
+        self._post(self._reset, [item for item in body["items"] if isinstance(item, dict)])
+        return _version(body)
+
+    def _watch(self, version: str | None) -> str | None:
+        """One watch, to its end; the resourceVersion to resume from (None: relist first)."""
+        self.watches += 1
+        kwargs: dict[str, Any] = {"resource_version": version} if version else {}
+        response = self._api.core.list_namespaced_pod(
+            self.namespace,
+            label_selector=self._selector,
+            watch=True,
+            timeout_seconds=self._timeout_seconds,
+            allow_watch_bookmarks=True,
+            _preload_content=False,
+            _request_timeout=(self._api.timeout[0], silence(self._timeout_seconds)),
+            **kwargs,
+        )
+        with self._lock:
+            self._response = response
+        try:
+            for line in _lines(response):
+                version = self._handle(line, version)
+        except urllib3.exceptions.ReadTimeoutError:
+            log.debug("pods of %s: the watch fell silent; reconnecting", self.namespace)
+            return None  # a silent stream may have missed something: relist
+        except urllib3.exceptions.ProtocolError:
+            if self._stop.is_set():
+                return version
+            raise
+        finally:
+            with self._lock:
+                self._response = None
+            response.release_conn()
+        self._post(self._answered)
+        return version
+
+    def _handle(self, line: bytes, version: str | None) -> str | None:
+        try:
+            event = json.loads(line)
+        except ValueError as exc:
+            raise NotAStream(f"watch answered with a line that is not JSON: {line[:80]!r}") from exc
+        if not isinstance(event, dict) or "type" not in event or not isinstance(event.get("object"), dict):
+            raise NotAStream(f"watch answered with {_shape(event)}, not a stream of events")
+        kind, obj = str(event["type"]), event["object"]
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise ApiException(status=obj.get("code") or 500, reason=obj.get("message") or "watch error")
+        seen = _version(obj)
+        if kind != "BOOKMARK":
+            self._post(self._event, kind, obj)
+        return seen or version
+
+
+def silence(timeout_seconds: int) -> float:
+    """How long a watch may hear nothing before it counts as silent: past the server's own end of it."""
+    return timeout_seconds * 1.5 + 1.0
+
+
+def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        yield from (line for line in lines if line.strip())
+    if buffer.strip():
+        yield buffer  # a body with no newline at all: a plain object, which `_handle` refuses
+
+
+def _version(obj: Obj) -> str | None:
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
+
+
+def _shape(value: object) -> str:
+    if isinstance(value, dict):
+        return f"a {value.get('kind') or 'JSON object'}" + (" with items" if "items" in value else "")
+    return f"a JSON {type(value).__name__}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"watching pods: {exc.status} {api_message(exc)}"
+    if isinstance(exc, urllib3.exceptions.MaxRetryError | urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return "watching pods: connection refused"
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return f"watching pods: {type(exc).__name__}: {exc}"
+    return f"watching pods: {exc}"
