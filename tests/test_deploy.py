@@ -278,3 +278,15 @@ def test_dockerfile_builds_the_image_the_pod_runs_with_what_the_configmap_refers
     for path in paths:
         assert path.startswith("/app/config/"), f"{path}: the Dockerfile copies only config/ to /app/config"
         assert (ROOT / path.removeprefix("/app/")).is_file(), f"{path}: not in the repository's config/"
+
+
+def test_the_install_docs_name_paths_that_exist() -> None:
+    """README's "In a cluster" and deploy/README.md send users to these paths: each one is there."""
+    for doc in (ROOT / "README.md", DEPLOY / "README.md"):
+        text = doc.read_text()
+        named = set(re.findall(r"(?<![\w/])deploy/[\w./-]*[\w]", text))
+        named |= {f"deploy/{p}" for p in re.findall(r"`((?:base|overlays)/[\w./-]*[\w])`", text)}
+        assert "deploy/base" in named or doc.parent == DEPLOY
+        for path in named:
+            assert (ROOT / path).exists(), f"{doc.relative_to(ROOT)} names {path}, which does not exist"
+    assert "kubectl apply -k deploy/base" in (ROOT / "README.md").read_text()
