@@ -369,7 +369,8 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
             paused -= FINISHED_PAUSES  # pauses on behalf of the finished request's upload end with it
             if not paused and not self.closed:
                 self.transport.resume_reading()
-        self._next()
+        if self.pipeline or self.held is not None or self.backlog is not None or self.state.draining:
+            self._next()  # (checked here first: the common case, nothing waiting, costs no call)
 
     def _next(self) -> None:
         """Between requests: the next pipelined one, bytes held after a declined upgrade, or what waits unparsed."""

@@ -147,6 +147,8 @@ def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
             continue
         lines.append(name + b": " + value + b"\r\n")
         names.append(lname)
+    if len(steering) == 1:  # only Host (a GET without forwarding claims): no framing to read
+        return RequestHead(_host(steering), lines, -1, False, expect, None, None, _NONE, False, False, None)
     content_length, chunked, others = _framing(steering)
     host = _host(steering)
     if not others:  # the common case: nothing but Host and the framing steers this request

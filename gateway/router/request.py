@@ -95,7 +95,10 @@ class RequestRelay:
             self.client.hold_body()
 
     def on_request_complete(self) -> None:
-        self.flush_body()
+        if self.body_done:
+            return  # no body (or given up on): send() already started the response-start clock
+        if self.outbox:
+            self.flush_body()
         self.body_done = True
         if self.phase == SENT:
             self.sent_at = time.monotonic()

@@ -144,7 +144,9 @@ class RevisionRuntime:
         durations = self.durations
         if durations is None:
             durations = self.durations = Histogram(DURATION_BUCKETS)
-        durations.observe(duration)
+        durations.counts[bisect_left(DURATION_BUCKETS, duration)] += 1  # Histogram.observe, inline: once per request
+        durations.sum += duration
+        durations.count += 1
 
     def record_cold_start(self, waited: float) -> None:
         if self.cold_starts is None:

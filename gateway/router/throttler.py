@@ -147,14 +147,10 @@ class Throttler:
 
     def _take(self) -> Tracker | None:
         limit = self.slots_per_replica
-        if limit == 0:
-            return self._take_least_loaded()
-        if limit > 3:
-            return self._take_round_robin(limit)
-        return self._take_lowest_index(limit)
-
-    def _take_least_loaded(self) -> Tracker | None:
-        """Unlimited concurrency: the less busy of two replicas (one in turn, one at random)."""
+        if limit:
+            return self._take_round_robin(limit) if limit > 3 else self._take_lowest_index(limit)
+        # Unlimited concurrency (the common case, inline): the less busy of two replicas, one in
+        # turn and one at random.
         up = self._up
         n = len(up)
         if n == 0:

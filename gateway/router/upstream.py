@@ -162,7 +162,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_parser = True
         try:
             self.parser.feed_data(data)
-            self._bound(len(data), marks)
+            if self.in_head or self.marks == marks:
+                self._bound(len(data))
+            else:
+                self.stalled = 0  # the parser moved on: no line is growing
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self.upgraded = True
@@ -183,7 +186,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_soon(self._resume_turn)
 
-    def _bound(self, size: int, marks: int) -> None:
+    def _bound(self, size: int) -> None:
         """Bounds without a per-header cost: a head still incomplete after this read counts the whole
         read (so a head is cut at most one read past the limit); a read from which the parser
         reported nothing is a trailer line (or chunk line) still growing."""
@@ -191,12 +194,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_size += size
             if self.head_size > self.head_limit:
                 raise HeadTooLarge()
-        elif self.marks == marks:
+        else:
             self.stalled += size
             if self.stalled > self.head_limit:
                 raise HeadTooLarge()
-        else:
-            self.stalled = 0
 
     def _parse_failed(self, sink: ResponseSink, exc: Exception) -> None:
         if isinstance(exc.__context__, TooManyInterim):
