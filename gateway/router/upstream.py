@@ -103,7 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.parser_stale:
             self.parser = httptools.HttpResponseParser(self)
             self.parser_stale = False
-        self.head.reset()
+        # self.head is empty: every complete head resets it, and a connection left mid-head is never lent again.
         self.reason = b""
         self.in_head = True
         self.head_size = self.stalled = self.interim = 0
