@@ -37,7 +37,8 @@ from gateway.types import EndpointSet, RevisionKey
 log = logging.getLogger(__name__)
 
 PARALLEL = 4  # API requests in flight at once (the API's threads)
-LOOK_SCHEDULE = (0.5, 1.0)  # a start or reload waits this long at most for an API that does not answer
+LOOK_SCHEDULE = (0.5, 1.0)  # the retries of a start's or reload's first look
+LOOK_BUDGET = 2.0  # a start or reload waits this long in all for the API (pods' first list and the look)
 LISTING_REUSE = 5.0  # seconds a namespace's listing serves new revisions' first look
 RESYNC_PERIOD = 300.0  # seconds between two full looks at our Deployments (a hand edit is undone)
 
@@ -56,6 +57,7 @@ class KubernetesBackend:
         drain_limit: float | None = None,
         resync_period: float = RESYNC_PERIOD,
         first_list_timeout: float = 5.0,
+        look_budget: float = LOOK_BUDGET,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
@@ -66,6 +68,7 @@ class KubernetesBackend:
         self._drain_poll = drain_poll
         self._drain_limit = self.settings.activator.request_timeout if drain_limit is None else drain_limit
         self._resync_period = resync_period
+        self._look_budget = look_budget
         self._clock = clock
         self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._revisions: dict[RevisionKey, KubeRevision] = {}
@@ -122,8 +125,12 @@ class KubernetesBackend:
                 self._mark(record.key)
             self._services[svc.ident] = svc
         namespaces = {record.namespace for record in fresh}
-        await self._pods.watch(namespaces)
-        await self._look(fresh)
+        # an API that accepts connections and never answers must not hold the start (or a reload) for its
+        # request timeouts: past the budget the revisions stay "unknown" and the worker looks at them
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._look_budget):
+                await self._pods.watch(namespaces)
+                await self._look(fresh)
         self._start_worker()
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
