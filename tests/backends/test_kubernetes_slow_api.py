@@ -37,3 +37,59 @@ async def test_a_hung_api_holds_neither_the_start_nor_a_reload(kube_api: KubeApi
         assert hang.served > 0
         await wait_until(lambda: kube.adoption(spec.key("default")) is None, "the look done in the background", within=30)
         await wait_until(lambda: kube.adoption(other.key("default")) is None, "the other namespace too", within=30)
+
+
+def pod_lists(api: KubeApi) -> int:
+    return sum(1 for r in api.requests() if r.method == "GET" and "/pods" in r.url and "watch=true" not in r.url)
+
+
+async def cut(api: KubeApi) -> None:
+    """Drop every connection to the API (it listens again at once) and wait for the pod watch's relist."""
+    before = pod_lists(api)
+    api.stop_listening()
+    api.start_listening()
+    await wait_until(lambda: pod_lists(api) > before, "the relist after the cut", within=3.0)
+
+
+async def test_dropped_watches_are_hiccups_not_an_outage(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    # a long second step: were the backoff not started over after a successful relist, the second cut's
+    # relist would come after 5 s, past `cut`'s wait
+    async with backend(kubeconfig, backoff=(0.2, 5.0)) as kube:
+        await kube.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0, "the Deployment")
+        for _ in range(4):
+            await cut(kube_api)
+        assert kube.api.recoveries == 0 and kube.health() is None  # never counted unreachable
+        assert kube.adoption(key) is None
+        started = time.monotonic()
+        await kube.scale(key, 1)
+        await wait_until(lambda: replicas(kube_api) == 1, "the scale, not paused", within=2.0)
+        assert time.monotonic() - started < 2.0
+
+
+async def test_a_relist_that_fails_too_is_an_outage(kube_api: KubeApi, kubeconfig: Path) -> None:
+    async with backend(kubeconfig) as kube:
+        await kube.sync([service()])
+        with kube_api.down():
+            await wait_until(lambda: kube.health() is not None, "the outage said")
+        await wait_until(lambda: kube.health() is None, "the API well again")
+
+
+async def test_the_pod_watch_waits_as_long_as_retry_after_asks(kube_api: KubeApi, kubeconfig: Path) -> None:
+    async with backend(kubeconfig) as kube:
+        await kube.sync([service()])
+        before = pod_lists(kube_api)
+        fault = kube_api.throttle("GET", r"/pods$", times=1, retry_after=2)
+        kube_api.stop_listening()
+        kube_api.start_listening()
+        await wait_until(lambda: fault.served == 1, "the relist throttled")
+        throttled = time.monotonic()
+        await wait_until(lambda: pod_lists(kube_api) > before + 1, "the relist after Retry-After", within=5.0)
+        assert time.monotonic() - throttled >= 1.5  # the backoff's first step is 0.1 s
+
+
+def replicas(api: KubeApi, name: str = "iris-default") -> int | None:
+    found = [d for d in api.objects("deployments", "default") if d["metadata"]["name"] == name]
+    return found[0]["spec"]["replicas"] if found else None
