@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.errors import BackendConfigError
@@ -85,6 +86,9 @@ class KubernetesBackend:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # after an outage, the worker's next try (clock time)
+        self._outages = 0  # outages in a row (the worker's backoff)
+        self._tasks: dict[RevisionKey, asyncio.Task[None]] = {}  # reconciles running
+        self._failures: dict[RevisionKey, int] = {}  # a revision's failed reconciles in a row (its backoff)
         self._recoveries = api.recoveries
         self._warned: set[RevisionKey] = set()
         self._listed: dict[str, tuple[float, dict[str, Obj]]] = {}  # namespace -> (when, its Deployments)
@@ -182,6 +186,9 @@ class KubernetesBackend:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        for task in (tasks := list(self._tasks.values())):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._pods.close()
         self.api.close()
 
@@ -260,7 +267,6 @@ class KubernetesBackend:
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        failures = 0
         next_resync = self._clock() + self._resync_period
         while True:
             with contextlib.suppress(TimeoutError):
@@ -273,30 +279,48 @@ class KubernetesBackend:
                 if self.api.recoveries != self._recoveries or self._clock() >= next_resync:
                     next_resync = self._clock() + self._resync_period
                     await self._resync()
-                await self._work()
-                failures = 0
             except KubeUnavailable as exc:
-                log.warning("kubernetes API unavailable (%s); trying again", exc)
-                delay = self._backoff[min(failures, len(self._backoff) - 1)]
-                failures += 1
-                self._retry_at = self._clock() + delay
-                asyncio.get_running_loop().call_later(delay, self._wake.set)
+                self._outage(exc)
+                continue
+            self._dispatch()
 
-    async def _work(self) -> None:
-        """Reconcile the marked revisions, PARALLEL at a time; on an outage the rest stay marked."""
-        while self._dirty:
-            keys = list(self._dirty)[:PARALLEL]
-            self._dirty.difference_update(keys)
-            results = await asyncio.gather(*(self._reconcile(key) for key in keys), return_exceptions=True)
-            unavailable = None
-            for key, result in zip(keys, results):
-                if isinstance(result, KubeUnavailable):
-                    self._dirty.add(key)
-                    unavailable = result
-                elif isinstance(result, BaseException):
-                    raise result
-            if unavailable is not None:
-                raise unavailable
+    def _outage(self, exc: KubeUnavailable) -> None:
+        log.warning("kubernetes API unavailable (%s); trying again", exc)
+        delay = self._backoff[min(self._outages, len(self._backoff) - 1)]
+        self._outages += 1
+        self._retry_at = self._clock() + delay
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+    def _dispatch(self) -> None:
+        """Reconcile the marked revisions, PARALLEL at a time, each on its own: a slow or failing one
+        holds no other (one marked again while its reconcile runs is redone after it)."""
+        loop = asyncio.get_running_loop()
+        for key in [key for key in self._dirty if key not in self._tasks][: max(0, PARALLEL - len(self._tasks))]:
+            self._dirty.discard(key)
+            task = loop.create_task(self._reconcile(key))
+            self._tasks[key] = task
+            task.add_done_callback(partial(self._done, key))
+
+    def _done(self, key: RevisionKey, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+        self._wake.set()
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            self._outages = 0
+            self._failures.pop(key, None)
+            return
+        if isinstance(exc, KubeUnavailable) and not self.api.reachable:
+            self._dirty.add(key)  # an outage: everything waits for the API's return
+            self._outage(exc)
+            return
+        # this object failed (a 5xx about it, or a bug): it alone is tried again, later
+        record = self._revisions.get(key)
+        if record is not None and record.error != str(exc):
+            log.error("%s: %s; trying again", key, exc, exc_info=not isinstance(exc, KubeUnavailable))
+            record.error = str(exc)
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        asyncio.get_running_loop().call_later(self._backoff[min(failures, len(self._backoff) - 1)], self._mark, key)
 
     async def _reconcile(self, key: RevisionKey) -> None:
         record = self._revisions.get(key)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.backends.kubernetes import KubernetesBackend
 from tests.backends.kube_support import backend, service
+from tests.backends.kube_support import kube_api as make_api
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.server import KubeApi
@@ -93,3 +95,28 @@ async def test_the_pod_watch_waits_as_long_as_retry_after_asks(kube_api: KubeApi
 def replicas(api: KubeApi, name: str = "iris-default") -> int | None:
     found = [d for d in api.objects("deployments", "default") if d["metadata"]["name"] == name]
     return found[0]["spec"]["replicas"] if found else None
+
+
+async def test_one_failing_deployment_holds_no_other_and_is_no_outage(kube_api: KubeApi, kubeconfig: Path) -> None:
+    iris, wine = service(), service("wine")
+    # a schedule of 3 s in all: were the revisions reconciled in batches, wine would wait for iris's retries
+    api = make_api(kubeconfig, schedule=(1.0, 1.0, 1.0))
+    kube = KubernetesBackend(api, watch_timeout=2, watch_min_interval=0.2, backoff=(0.1, 0.2, 0.4))
+    try:
+        await kube.sync([iris, wine])
+        await wait_until(lambda: replicas(kube_api) == 0 and replicas(kube_api, "wine-default") == 0, "the Deployments")
+        fault = kube_api.fail("PATCH", r"/iris-default/scale$", times=1000, status=500)
+        await kube.scale(iris.key("default"), 1)
+        await wait_until(lambda: fault.served >= 1, "iris's scale failing")
+        started = time.monotonic()
+        await kube.scale(wine.key("default"), 1)
+        await wait_until(lambda: replicas(kube_api, "wine-default") == 1, "wine scaled meanwhile", within=2.0)
+        assert time.monotonic() - started < 1.0
+        assert kube.health() is None and kube.adoption(wine.key("default")) is None  # not an outage
+        await wait_until(lambda: kube.status(iris.key("default")).state == "failed", "iris's failure said")
+        assert "iris-default (scale): 500" in (kube.status(iris.key("default")).message or "")
+        kube_api.emulator.faults.clear()
+        await wait_until(lambda: replicas(kube_api) == 1, "iris scaled once its PATCH gets through", within=15.0)
+        await wait_until(lambda: kube.status(iris.key("default")).state != "failed", "iris's failure gone")
+    finally:
+        await kube.close()
