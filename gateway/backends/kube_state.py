@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.backends.base import RevisionStatus
 from gateway.backends.kube_deploy import replicas_of
 from gateway.backends.kube_manifest import DIGEST_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Obj, managed_by_us
 from gateway.types import RevisionKey
@@ -28,6 +29,7 @@ class KubeRevision:
     error: str | None = None  # the API's last refusal about this Deployment
     removing_since: float | None = None  # left the config: deleted once its requests are done
     problem: str | None = None  # the config cannot be made into a Deployment (said in the status)
+    stale: bool = False  # its pods changed: `replicas` may no longer be the cluster's (read it back)
 
     @property
     def namespace(self) -> str:
@@ -64,6 +66,19 @@ class KubeRevision:
         if self.found in ("unknown", "foreign") or self.problem:
             return "unknown"
         return self.adopted
+
+    def status(self, ready: int, health: str | None) -> RevisionStatus:
+        """For /admin/services and `gateway status`: `ready` pods, `health` the API's (None: it answers)."""
+        desired = self.wanted if self.wanted is not None else self.replicas or 0
+        if self.problem or self.error:
+            return RevisionStatus(desired, ready, "failed", self.problem or self.error)
+        if health:
+            return RevisionStatus(desired, ready, "unreachable", health)
+        if self.found == "unknown":
+            return RevisionStatus(desired, ready, "pending", f"looking for {self.what}")
+        if self.wanted is not None and self.wanted != self.replicas:
+            return RevisionStatus(desired, ready, "scaling", f"{self.what}: {self.replicas} -> {self.wanted} replicas")
+        return RevisionStatus(desired, ready)
 
 
 def unbuilt(key: RevisionKey) -> Obj:

@@ -82,6 +82,7 @@ class KubernetesBackend:
             backoff=backoff,
             first_list_timeout=first_list_timeout,
         )
+        self._pods.listen(self._ready_changed)
         self._dirty: set[RevisionKey] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -168,18 +169,7 @@ class KubernetesBackend:
         record = self._revisions.get(key)
         if record is None:
             return RevisionStatus(0, 0, "unknown", "no such revision")
-        ready = len(self._pods.endpoints(key))
-        desired = record.wanted if record.wanted is not None else record.replicas or 0
-        if record.problem or record.error:
-            return RevisionStatus(desired, ready, "failed", record.problem or record.error)
-        health = self.api.health()
-        if health:
-            return RevisionStatus(desired, ready, "unreachable", health)
-        if record.found == "unknown":
-            return RevisionStatus(desired, ready, "pending", f"looking for {record.what}")
-        if record.wanted is not None and record.wanted != record.replicas:
-            return RevisionStatus(desired, ready, "scaling", f"{record.what}: {record.replicas} -> {record.wanted} replicas")
-        return RevisionStatus(desired, ready)
+        return record.status(len(self._pods.endpoints(key)), self.api.health())
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -202,6 +192,14 @@ class KubernetesBackend:
         if self.api.recoveries != self._recoveries:
             self._retry_at = 0.0
             self._wake.set()
+
+    def _ready_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
+        """A revision's pods came or went: its Deployment is read back, so replicas changed by someone
+        else (`kubectl scale`, another gateway) are set back to what the autoscaler wants within seconds."""
+        record = self._revisions.get(key)
+        if record is not None and record.found == "ours" and record.wanted is not None and record.removing_since is None:
+            record.stale = True
+            self._mark(key)
 
     # -- Deployments -------------------------------------------------------------------------------
     def _mark(self, key: RevisionKey) -> None:
@@ -347,7 +345,8 @@ class KubernetesBackend:
     async def _converge(self, record: KubeRevision) -> None:
         if record.problem:
             return  # the config cannot make a Deployment: nothing to send
-        if record.found == "unknown":
+        if record.found == "unknown" or record.stale:
+            record.stale = False
             record.observe(await self._deployments.get(record.namespace, record.name))
             self._report(record)
         if record.found == "foreign":

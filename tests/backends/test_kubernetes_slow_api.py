@@ -4,9 +4,11 @@ Deployment's replicas is undone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from gateway.backends.kubernetes import KubernetesBackend
@@ -14,11 +16,13 @@ from tests.backends.kube_support import backend, service
 from tests.backends.kube_support import kube_api as make_api
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
+from tests.kube.cluster import Cluster
 from tests.kube.server import KubeApi
 
 kube_api = kube_fixtures.kube_api
 kubeconfig = kube_fixtures.kubeconfig
 cluster = kube_fixtures.cluster
+kube_client = kube_fixtures.kube_client
 
 pytestmark = pytest.mark.e2e
 
@@ -120,3 +124,20 @@ async def test_one_failing_deployment_holds_no_other_and_is_no_outage(kube_api: 
         await wait_until(lambda: kube.status(iris.key("default")).state != "failed", "iris's failure gone")
     finally:
         await kube.close()
+
+
+async def test_replicas_changed_by_someone_else_are_set_back(
+    cluster: Cluster, kubeconfig: Path, kube_client: kubernetes.client.ApiClient
+) -> None:
+    spec = service()
+    key = spec.key("default")
+    async with backend(kubeconfig) as kube:  # resync every 300 s: the pods' change must tell
+        await kube.sync([spec])
+        await kube.scale(key, 1)
+        await wait_until(lambda: len(kube.ready_endpoints(key)) == 1, "one ready pod", within=20)
+        apps = kubernetes.client.AppsV1Api(kube_client)
+        patch = [{"op": "add", "path": "/spec/replicas", "value": 0}]
+        await asyncio.to_thread(apps.patch_namespaced_deployment_scale, "iris-default", "default", patch)
+        await wait_until(lambda: not kube.ready_endpoints(key), "the pod gone (someone scaled to 0)", within=20)
+        await wait_until(lambda: replicas(cluster.api) == 1, "the replicas set back", within=5)
+        await wait_until(lambda: len(kube.ready_endpoints(key)) == 1, "a ready pod again", within=20)
