@@ -290,8 +290,7 @@ class KubernetesBackend:
         asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     def _dispatch(self) -> None:
-        """Reconcile the marked revisions, PARALLEL at a time, each on its own: a slow or failing one
-        holds no other (one marked again while its reconcile runs is redone after it)."""
+        """Reconcile the marked revisions, PARALLEL at a time, each on its own: a failing one holds no other."""
         loop = asyncio.get_running_loop()
         for key in [key for key in self._dirty if key not in self._tasks][: max(0, PARALLEL - len(self._tasks))]:
             self._dirty.discard(key)
@@ -316,9 +315,8 @@ class KubernetesBackend:
         if record is not None and record.error != str(exc):
             log.error("%s: %s; trying again", key, exc, exc_info=not isinstance(exc, KubeUnavailable))
             record.error = str(exc)
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
-        asyncio.get_running_loop().call_later(self._backoff[min(failures, len(self._backoff) - 1)], self._mark, key)
+        self._failures[key] = failures = self._failures.get(key, 0) + 1
+        asyncio.get_running_loop().call_later(self._backoff[min(failures, len(self._backoff)) - 1], self._mark, key)
 
     async def _reconcile(self, key: RevisionKey) -> None:
         record = self._revisions.get(key)
@@ -352,6 +350,9 @@ class KubernetesBackend:
         if record.found == "foreign":
             return
         if record.found == "absent":
+            if (wait := record.creation_wait(self._clock())) > 0:
+                asyncio.get_running_loop().call_later(wait, self._mark, record.key)
+                return
             replicas = record.wanted or 0
             await self._deployments.create(record.manifest, replicas)
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)

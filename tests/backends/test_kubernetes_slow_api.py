@@ -141,3 +141,23 @@ async def test_replicas_changed_by_someone_else_are_set_back(
         await wait_until(lambda: not kube.ready_endpoints(key), "the pod gone (someone scaled to 0)", within=20)
         await wait_until(lambda: replicas(cluster.api) == 1, "the replicas set back", within=5)
         await wait_until(lambda: len(kube.ready_endpoints(key)) == 1, "a ready pod again", within=20)
+
+
+async def test_a_new_deployment_is_made_at_the_first_wish_in_one_write(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    async with backend(kubeconfig) as kube:
+        await kube.sync([spec])
+        assert kube.adoption(key) is None  # seen absent: the autoscaler's initial scale applies
+        await wait_until(lambda: not kube._dirty, "the worker at the revision before any wish")
+        await kube.scale(key, 2)  # the autoscaler's first wish: the initial scale
+        await wait_until(lambda: replicas(kube_api) == 2, "the Deployment")
+        made = [r for r in kube_api.requests() if r.method == "POST" and r.url.endswith("/deployments")]
+        scaled = [r for r in kube_api.requests() if r.method == "PATCH" and "/iris-default" in r.url]
+        assert len(made) == 1 and not scaled
+
+
+async def test_a_new_deployment_nobody_scales_is_made_at_zero(kube_api: KubeApi, kubeconfig: Path) -> None:
+    async with backend(kubeconfig) as kube:
+        await kube.sync([service()])
+        await wait_until(lambda: replicas(kube_api) == 0, "the Deployment made after the grace", within=5)
