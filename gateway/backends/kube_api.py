@@ -4,7 +4,8 @@ The client's calls block, so they run on this module's own threads, never on the
 `KubeApi.call` retries 5xx, 429 and timeouts or refused connections on a backoff schedule (a
 `Retry-After` header wins over the schedule), raises other 4xx at once as `KubeRequestError` naming
 the object, and raises `KubeUnavailable` once the schedule is spent. It also keeps whether the API
-answers (`health`), for /readyz, /admin/services and `gateway status`.
+answers (`health`), for /readyz, /admin/services and `gateway status`: a call that cannot reach it twice
+in a row says it is unreachable; a 5xx or 429 is the API answering, about one object.
 """
 
 from __future__ import annotations
@@ -169,17 +170,18 @@ class KubeApi:
                 if 400 <= status < 500 and status != 429:
                     self.succeeded()  # the API answered: it is reachable, the request is wrong
                     raise KubeRequestError(status, what, api_message(exc)) from exc
-                error, delay = f"{status} {api_message(exc)}", retry_after(exc)
+                # the API answered (5xx, 429): a failure of this object, not an outage; an API that
+                # fails everything fails the pod watches' lists too, and those say so
+                error, delay, answered = f"{status} {api_message(exc)}", retry_after(exc), True
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                error, delay = _connection_error(exc), None
+                error, delay, answered = _connection_error(exc), None, False
             else:
                 self.succeeded()
                 return result
-            if attempt == len(steps):
-                self.failed(error)
-                raise KubeUnavailable(f"{what}: {error}")
-            if attempt >= 1:
+            if attempt >= 1 and not answered:
                 self.failed(error)  # one retry is a hiccup; a second is an outage worth saying so
+            if attempt == len(steps):
+                raise KubeUnavailable(f"{what}: {error}")
             log.info("%s: %s; retrying", what, error)
             await self._sleep(steps[attempt] if delay is None else delay)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -78,8 +78,9 @@ class PodEndpoints:
     def _event(self, namespace: str, kind: str, pod: Obj) -> None:
         self._notify(self._index.changed(self._index.apply(kind, pod, namespace)))
 
-    def _failed(self, namespace: str, error: str) -> None:
-        self._api.failed(error)
+    def _failed(self, namespace: str, error: str, outage: bool) -> None:
+        if outage:  # a dropped watch alone is a hiccup: the API counts as unreachable once a relist fails too
+            self._api.failed(error)
         self._first[namespace].set()  # no list to wait for
 
     def _notify(self, keys: Iterable[RevisionKey]) -> None:

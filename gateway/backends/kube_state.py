@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.backends.base import RevisionStatus
 from gateway.backends.kube_deploy import replicas_of
 from gateway.backends.kube_manifest import DIGEST_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Obj, managed_by_us
 from gateway.types import RevisionKey
+
+CREATE_GRACE = 1.0  # seconds a new Deployment waits for the autoscaler's first wish, so it is made in one write
 
 Found = Literal["unknown", "absent", "ours", "foreign"]
 Adoption = int | None | Literal["unknown"]
@@ -28,6 +31,8 @@ class KubeRevision:
     error: str | None = None  # the API's last refusal about this Deployment
     removing_since: float | None = None  # left the config: deleted once its requests are done
     problem: str | None = None  # the config cannot be made into a Deployment (said in the status)
+    absent_since: float | None = None  # when a creation first waited for the autoscaler's wish
+    stale: bool = False  # its pods changed: `replicas` may no longer be the cluster's (read it back)
 
     @property
     def namespace(self) -> str:
@@ -64,6 +69,28 @@ class KubeRevision:
         if self.found in ("unknown", "foreign") or self.problem:
             return "unknown"
         return self.adopted
+
+    def creation_wait(self, now: float, grace: float = CREATE_GRACE) -> float:
+        """Seconds the Deployment's creation still waits for the autoscaler's first wish (then it is made at
+        that scale in one write, not at 0 and scaled); past `grace` it is made at 0 all the same."""
+        if self.wanted is not None:
+            return 0.0
+        if self.absent_since is None:
+            self.absent_since = now
+        return max(0.0, self.absent_since + grace - now)
+
+    def status(self, ready: int, health: str | None) -> RevisionStatus:
+        """For /admin/services and `gateway status`: `ready` pods, `health` the API's (None: it answers)."""
+        desired = self.wanted if self.wanted is not None else self.replicas or 0
+        if self.problem or self.error:
+            return RevisionStatus(desired, ready, "failed", self.problem or self.error)
+        if health:
+            return RevisionStatus(desired, ready, "unreachable", health)
+        if self.found == "unknown":
+            return RevisionStatus(desired, ready, "pending", f"looking for {self.what}")
+        if self.wanted is not None and self.wanted != self.replicas:
+            return RevisionStatus(desired, ready, "scaling", f"{self.what}: {self.replicas} -> {self.wanted} replicas")
+        return RevisionStatus(desired, ready)
 
 
 def unbuilt(key: RevisionKey) -> Obj:

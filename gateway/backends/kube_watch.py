@@ -1,15 +1,18 @@
 """A watch of one namespace's pods that carry our label: list, then watch, on a thread of its own.
 
 What it tells the loop (through `call_soon_threadsafe`): `reset(pods)` after every list, `event(type, pod)`
-for each watch event, and `failure(error)` / `answered()` for the API's health. Rules it keeps:
+for each watch event, and `failure(error, outage)` / `answered()` for the API's health. Rules it keeps:
 
 - every watch asks `timeoutSeconds`, and a read that hears nothing for longer ends it (silence);
 - it resumes from the last resourceVersion seen, and relists on 410 Gone, after any failure, and
   whenever no resourceVersion is known (an API that sets none, like the plain emulator, is relisted
   on each reconnect: its watch replays everything as ADDED anyway, but would never tell a deletion
   that happened in between);
-- failures back off (`backoff`), and no two watches start less than `min_interval` apart, so an
-  answer that is not a stream (a plain list, an empty body) cannot make it spin.
+- failures back off (`backoff`, or the API's `Retry-After`), the backoff starting over after a list that
+  succeeds, and no two watches start less than `min_interval` apart, so an answer that is not a stream
+  (a plain list, an empty body) cannot make it spin;
+- a dropped watch is a hiccup, not an outage: `outage` is only true when the relist after a failure
+  fails too (KubeApi.call's rule: one retry is a hiccup, a second is an outage).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from gateway.backends.kube_api import KubeApi, api_message
+from gateway.backends.kube_api import KubeApi, api_message, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class PodWatch:
         *,
         reset: Callable[[list[Obj]], None],
         event: Callable[[str, Obj], None],
-        failure: Callable[[str], None],
+        failure: Callable[[str, bool], None],
         answered: Callable[[], None],
         timeout_seconds: int = 30,
         min_interval: float = 1.0,
@@ -101,6 +104,7 @@ class PodWatch:
             try:
                 if version is None:
                     version = self._list()
+                    failures = 0  # the API answers: the next failure is a hiccup again
                 wait = self._min_interval - (time.monotonic() - last_start)
                 if wait > 0 and self._stop.wait(wait):
                     break
@@ -115,10 +119,15 @@ class PodWatch:
                     break
                 error = _describe(exc)
                 log.log(logging.WARNING if failures == 0 else logging.INFO, "pods of %s: %s; retrying", self.namespace, error)
-                self._post(self._failure, error)
+                self._post(self._failure, error, failures >= 1)
                 version = None
-                self._stop.wait(self._backoff[min(failures, len(self._backoff) - 1)])
+                self._stop.wait(self._delay(exc, failures))
                 failures += 1
+
+    def _delay(self, exc: Exception, failures: int) -> float:
+        """How long to wait after a failure: the API's Retry-After when it gave one, else the backoff."""
+        asked = retry_after(exc) if isinstance(exc, ApiException) else None
+        return asked if asked is not None else self._backoff[min(failures, len(self._backoff) - 1)]
 
     def _list(self) -> str | None:
         self.lists += 1

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.errors import BackendConfigError
@@ -37,7 +38,8 @@ from gateway.types import EndpointSet, RevisionKey
 log = logging.getLogger(__name__)
 
 PARALLEL = 4  # API requests in flight at once (the API's threads)
-LOOK_SCHEDULE = (0.5, 1.0)  # a start or reload waits this long at most for an API that does not answer
+LOOK_SCHEDULE = (0.5, 1.0)  # the retries of a start's or reload's first look
+LOOK_BUDGET = 2.0  # a start or reload waits this long in all for the API (pods' first list and the look)
 LISTING_REUSE = 5.0  # seconds a namespace's listing serves new revisions' first look
 RESYNC_PERIOD = 300.0  # seconds between two full looks at our Deployments (a hand edit is undone)
 
@@ -56,6 +58,7 @@ class KubernetesBackend:
         drain_limit: float | None = None,
         resync_period: float = RESYNC_PERIOD,
         first_list_timeout: float = 5.0,
+        look_budget: float = LOOK_BUDGET,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
@@ -66,6 +69,7 @@ class KubernetesBackend:
         self._drain_poll = drain_poll
         self._drain_limit = self.settings.activator.request_timeout if drain_limit is None else drain_limit
         self._resync_period = resync_period
+        self._look_budget = look_budget
         self._clock = clock
         self._services: dict[tuple[str, str], ServiceSpec] = {}
         self._revisions: dict[RevisionKey, KubeRevision] = {}
@@ -78,10 +82,14 @@ class KubernetesBackend:
             backoff=backoff,
             first_list_timeout=first_list_timeout,
         )
+        self._pods.listen(self._ready_changed)
         self._dirty: set[RevisionKey] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # after an outage, the worker's next try (clock time)
+        self._outages = 0  # outages in a row (the worker's backoff)
+        self._tasks: dict[RevisionKey, asyncio.Task[None]] = {}  # reconciles running
+        self._failures: dict[RevisionKey, int] = {}  # a revision's failed reconciles in a row (its backoff)
         self._recoveries = api.recoveries
         self._warned: set[RevisionKey] = set()
         self._listed: dict[str, tuple[float, dict[str, Obj]]] = {}  # namespace -> (when, its Deployments)
@@ -122,8 +130,12 @@ class KubernetesBackend:
                 self._mark(record.key)
             self._services[svc.ident] = svc
         namespaces = {record.namespace for record in fresh}
-        await self._pods.watch(namespaces)
-        await self._look(fresh)
+        # an API that accepts connections and never answers must not hold the start (or a reload) for its
+        # request timeouts: past the budget the revisions stay "unknown" and the worker looks at them
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._look_budget):
+                await self._pods.watch(namespaces)
+                await self._look(fresh)
         self._start_worker()
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
@@ -157,24 +169,16 @@ class KubernetesBackend:
         record = self._revisions.get(key)
         if record is None:
             return RevisionStatus(0, 0, "unknown", "no such revision")
-        ready = len(self._pods.endpoints(key))
-        desired = record.wanted if record.wanted is not None else record.replicas or 0
-        if record.problem or record.error:
-            return RevisionStatus(desired, ready, "failed", record.problem or record.error)
-        health = self.api.health()
-        if health:
-            return RevisionStatus(desired, ready, "unreachable", health)
-        if record.found == "unknown":
-            return RevisionStatus(desired, ready, "pending", f"looking for {record.what}")
-        if record.wanted is not None and record.wanted != record.replicas:
-            return RevisionStatus(desired, ready, "scaling", f"{record.what}: {record.replicas} -> {record.wanted} replicas")
-        return RevisionStatus(desired, ready)
+        return record.status(len(self._pods.endpoints(key)), self.api.health())
 
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        for task in (tasks := list(self._tasks.values())):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._pods.close()
         self.api.close()
 
@@ -188,6 +192,14 @@ class KubernetesBackend:
         if self.api.recoveries != self._recoveries:
             self._retry_at = 0.0
             self._wake.set()
+
+    def _ready_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
+        """A revision's pods came or went: its Deployment is read back, so replicas changed by someone
+        else (`kubectl scale`, another gateway) are set back to what the autoscaler wants within seconds."""
+        record = self._revisions.get(key)
+        if record is not None and record.found == "ours" and record.wanted is not None and record.removing_since is None:
+            record.stale = True
+            self._mark(key)
 
     # -- Deployments -------------------------------------------------------------------------------
     def _mark(self, key: RevisionKey) -> None:
@@ -253,7 +265,6 @@ class KubernetesBackend:
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        failures = 0
         next_resync = self._clock() + self._resync_period
         while True:
             with contextlib.suppress(TimeoutError):
@@ -266,30 +277,46 @@ class KubernetesBackend:
                 if self.api.recoveries != self._recoveries or self._clock() >= next_resync:
                     next_resync = self._clock() + self._resync_period
                     await self._resync()
-                await self._work()
-                failures = 0
             except KubeUnavailable as exc:
-                log.warning("kubernetes API unavailable (%s); trying again", exc)
-                delay = self._backoff[min(failures, len(self._backoff) - 1)]
-                failures += 1
-                self._retry_at = self._clock() + delay
-                asyncio.get_running_loop().call_later(delay, self._wake.set)
+                self._outage(exc)
+                continue
+            self._dispatch()
 
-    async def _work(self) -> None:
-        """Reconcile the marked revisions, PARALLEL at a time; on an outage the rest stay marked."""
-        while self._dirty:
-            keys = list(self._dirty)[:PARALLEL]
-            self._dirty.difference_update(keys)
-            results = await asyncio.gather(*(self._reconcile(key) for key in keys), return_exceptions=True)
-            unavailable = None
-            for key, result in zip(keys, results):
-                if isinstance(result, KubeUnavailable):
-                    self._dirty.add(key)
-                    unavailable = result
-                elif isinstance(result, BaseException):
-                    raise result
-            if unavailable is not None:
-                raise unavailable
+    def _outage(self, exc: KubeUnavailable) -> None:
+        log.warning("kubernetes API unavailable (%s); trying again", exc)
+        delay = self._backoff[min(self._outages, len(self._backoff) - 1)]
+        self._outages += 1
+        self._retry_at = self._clock() + delay
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+    def _dispatch(self) -> None:
+        """Reconcile the marked revisions, PARALLEL at a time, each on its own: a failing one holds no other."""
+        loop = asyncio.get_running_loop()
+        for key in [key for key in self._dirty if key not in self._tasks][: max(0, PARALLEL - len(self._tasks))]:
+            self._dirty.discard(key)
+            task = loop.create_task(self._reconcile(key))
+            self._tasks[key] = task
+            task.add_done_callback(partial(self._done, key))
+
+    def _done(self, key: RevisionKey, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+        self._wake.set()
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            self._outages = 0
+            self._failures.pop(key, None)
+            return
+        if isinstance(exc, KubeUnavailable) and not self.api.reachable:
+            self._dirty.add(key)  # an outage: everything waits for the API's return
+            self._outage(exc)
+            return
+        # this object failed (a 5xx about it, or a bug): it alone is tried again, later
+        record = self._revisions.get(key)
+        if record is not None and record.error != str(exc):
+            log.error("%s: %s; trying again", key, exc, exc_info=not isinstance(exc, KubeUnavailable))
+            record.error = str(exc)
+        self._failures[key] = failures = self._failures.get(key, 0) + 1
+        asyncio.get_running_loop().call_later(self._backoff[min(failures, len(self._backoff)) - 1], self._mark, key)
 
     async def _reconcile(self, key: RevisionKey) -> None:
         record = self._revisions.get(key)
@@ -316,12 +343,16 @@ class KubernetesBackend:
     async def _converge(self, record: KubeRevision) -> None:
         if record.problem:
             return  # the config cannot make a Deployment: nothing to send
-        if record.found == "unknown":
+        if record.found == "unknown" or record.stale:
+            record.stale = False
             record.observe(await self._deployments.get(record.namespace, record.name))
             self._report(record)
         if record.found == "foreign":
             return
         if record.found == "absent":
+            if (wait := record.creation_wait(self._clock())) > 0:
+                asyncio.get_running_loop().call_later(wait, self._mark, record.key)
+                return
             replicas = record.wanted or 0
             await self._deployments.create(record.manifest, replicas)
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)

@@ -14,6 +14,7 @@ from typing import TypeVar
 from gateway.config.errors import DocContext
 from gateway.config.model import RevisionSpec
 from gateway.config.values import (
+    check_keys,
     describe,
     http_url,
     integer,
@@ -235,12 +236,56 @@ def read_string_map(ctx: DocContext, path: str, value: object) -> tuple[tuple[st
     return tuple((key, item) for key, item in items.items() if item is not None)
 
 
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+TOLERATION_OPERATORS = ("Exists", "Equal")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
 def read_tolerations(ctx: DocContext, path: str, value: object) -> tuple[dict[str, object], ...] | None:
     items = sequence(ctx, path, value)
     if items is None:
         return None
-    found = [mapping(ctx, join(path, i), item) for i, item in enumerate(items)]
+    found = [read_toleration(ctx, join(path, i), item) for i, item in enumerate(items)]
     return None if any(item is None for item in found) else tuple(t for t in found if t is not None)
+
+
+def read_toleration(ctx: DocContext, path: str, value: object) -> dict[str, object] | None:
+    """One pod toleration, checked as the API server would: known fields, an operator Exists or Equal
+    (Exists: no value; no key: Exists), an effect of a taint, tolerationSeconds only with NoExecute."""
+    found = mapping(ctx, path, value)
+    if found is None:
+        return None
+    errors = ctx.error_count
+    check_keys(ctx, path, found, TOLERATION_KEYS, strict=True)
+    key, given = _optional_text(ctx, path, found, "key"), _optional_text(ctx, path, found, "value")
+    operator = _one_of(ctx, path, found, "operator", TOLERATION_OPERATORS) or "Equal"
+    _one_of(ctx, path, found, "effect", TAINT_EFFECTS)
+    if operator == "Exists" and given:
+        ctx.error(join(path, "value"), f"must be empty with operator Exists, got {given!r}")
+    if not key and operator != "Exists":
+        ctx.error(join(path, "operator"), "must be Exists when no key is given (a toleration of every taint)")
+    if found.get("tolerationSeconds") is not None:
+        integer(ctx, join(path, "tolerationSeconds"), found["tolerationSeconds"])
+        if found.get("effect") != "NoExecute":
+            ctx.error(join(path, "tolerationSeconds"), "only applies with effect NoExecute")
+    return found if ctx.error_count == errors else None
+
+
+def _optional_text(ctx: DocContext, path: str, found: dict[str, object], name: str) -> str:
+    value = found.get(name)
+    if value is None or value == "":
+        return ""
+    return string(ctx, join(path, name), value) or ""
+
+
+def _one_of(ctx: DocContext, path: str, found: dict[str, object], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = found.get(name)
+    if value is None or value == "":
+        return None
+    if value not in allowed:
+        ctx.error(join(path, name), f"must be one of {', '.join(allowed)}, got {describe(value)}")
+        return None
+    return str(value)
 
 
 def read_port(ctx: DocContext, path: str, value: object) -> int | None:

@@ -45,6 +45,8 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     if draft is not None:
         # TensorStack serves port 8080 unless spec.service says otherwise, whatever the container lists.
         draft.container_port = DEFAULT_PORT if port is None else port
+        if port is not None and spec.get("tensorflow") is not None:  # the server listens where it is probed
+            draft.args = tensorflow_args(doc.meta.name, model_path, port)
         if port is not None:
             translated_notes.append(
                 (
@@ -136,12 +138,7 @@ def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path:
     resources = read_resources(ctx, join(path, "resources"), found.get("resources"))
     if kind == "tensorflow":
         command: tuple[str, ...] = ("/usr/bin/tensorflow_model_server",)
-        args: tuple[str, ...] = (
-            "--port=9090",
-            f"--rest_api_port={DEFAULT_PORT}",
-            f"--model_name={name}",
-            f"--model_base_path={model_path}",
-        )
+        args = tensorflow_args(name, model_path, DEFAULT_PORT)
     else:
         flag = found.get("modelsFlag")
         models = string(ctx, join(path, "modelsFlag"), flag) if flag is not None else None
@@ -150,6 +147,12 @@ def _framework(ctx: DocContext, kind: str, value: object, name: str, model_path:
     if image is None or resources is None:
         return None
     return RevisionDraft(image=image, container_command=command, args=args, resources=resources, container_name=kind)
+
+
+def tensorflow_args(name: str, model_path: str, port: int) -> tuple[str, ...]:
+    """TensorFlow Serving's flags: REST on the served `port`, gRPC on 9090 (9091 when REST takes 9090)."""
+    grpc = 9091 if port == 9090 else 9090
+    return (f"--port={grpc}", f"--rest_api_port={port}", f"--model_name={name}", f"--model_base_path={model_path}")
 
 
 def _service_port(ctx: DocContext, value: object) -> int | None:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.config import load
 from tests.config.support import one_service, problems, write
 
@@ -168,3 +170,16 @@ def test_the_served_port_is_8080_whatever_the_container_lists(tmp_path: Path) ->
     )
     path = write(tmp_path, "x.yaml", HEAD.format(name="ports") + spec)
     assert one_service(load([path]), "ports").default.container_port == 8080
+
+
+@pytest.mark.parametrize(("port", "grpc"), [(8501, 9090), (9090, 9091)])
+def test_tensorflow_serves_rest_on_the_service_port(tmp_path: Path, port: int, grpc: int) -> None:
+    text = TENSORFLOW_SAMPLE + f"  service:\n    ports:\n    - name: http\n      port: {port}\n"
+    default = one_service(load([write(tmp_path, "x.yaml", text)]), "sample").default
+    assert default.container_port == port  # probed and declared there ...
+    assert default.args == (  # ... and the server listens there
+        f"--port={grpc}",
+        f"--rest_api_port={port}",
+        "--model_name=sample",
+        "--model_base_path=/var/lib/t9k/model",
+    )
