@@ -353,14 +353,14 @@ class KubernetesBackend:
             if (wait := record.creation_wait(self._clock())) > 0:
                 asyncio.get_running_loop().call_later(wait, self._mark, record.key)
                 return
-            replicas = record.wanted or 0
+            replicas, digest = record.wanted or 0, record.digest  # a reload during the create: patched next round
             await self._deployments.create(record.manifest, replicas)
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)
-            record.found, record.replicas, record.applied = "ours", replicas, record.digest
-        elif record.applied != record.digest:
+            record.found, record.replicas, record.applied = "ours", replicas, digest
+        elif record.applied != (digest := record.digest):
             await self._deployments.patch_spec(record.manifest)
             log.info("%s: updated %s", record.key, record.what)
-            record.applied = record.digest
+            record.applied = digest
         target = record.wanted
         if target is not None and target != record.replicas:
             await self._deployments.scale(record.namespace, record.name, target)
