@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -22,6 +24,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_argv(config: Path | str, *, listen: str, admin: str = "127.0.0.1:0", state_dir: Path | str | None = None) -> list[str]:
+    """The `gateway serve` command the end-to-end tests start, with its addresses (and state folder)."""
+    argv = [sys.executable, "-m", "gateway", "serve", "-f", str(config), "--listen", listen, "--admin-listen", admin]
+    return argv if state_dir is None else [*argv, "--state-dir", str(state_dir)]
 
 
 async def wait_until(

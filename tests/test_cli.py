@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_until, wait_until_blocking
+from tests.conftest import free_port, serve_argv, wait_until, wait_until_blocking
 from tests.router.support import Replica, start_replica
 from tests.test_app import write_config
 
@@ -81,20 +81,7 @@ def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
     write_config(cfg, replica.url)
     port, admin = free_port(), free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "-f",
-            str(cfg),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--admin-listen",
-            f"127.0.0.1:{admin}",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
+        serve_argv(str(cfg), listen=f"127.0.0.1:{port}", admin=f"127.0.0.1:{admin}", state_dir=str(tmp_path / "state")),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -194,20 +181,7 @@ spec:
     )
     admin = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "-f",
-            str(cfg),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            f"127.0.0.1:{admin}",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
+        serve_argv(str(cfg), listen="127.0.0.1:0", admin=f"127.0.0.1:{admin}", state_dir=str(tmp_path / "state")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
@@ -321,19 +295,7 @@ def _serve(cfg: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Pope
     # admin port is polled for readiness.
     admin = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "-f",
-            str(cfg),
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-            "--admin-listen",
-            f"127.0.0.1:{admin}",
-            *extra,
-        ],
+        [*serve_argv(str(cfg), listen=f"127.0.0.1:{free_port()}", admin=f"127.0.0.1:{admin}"), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -453,18 +415,7 @@ def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: P
         assert _ready(admin1, first)
         port = next(int(p.name.rsplit("-", 1)[1]) for p in (tmp_path / "state-home" / "serving-gateway").iterdir())
         r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "-f",
-                str(cfg),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
+            serve_argv(str(cfg), listen=f"127.0.0.1:{port}"),
             capture_output=True,
             text=True,
             timeout=60,

@@ -99,8 +99,8 @@ async def test_requests_held_at_shutdown_get_503_not_a_reset(serve: Serve) -> No
     gw, client, _ = await serve([sys.executable, "-c", code])
     async with client:
         waiting = asyncio.create_task(client.get("/"))
-        rt = gw.proxy.routes.services[0].default
-        await wait_until(lambda: rt.throttler.queued, "the request to wait in the activator")
+        runtime = gw.proxy.routes.services[0].default
+        await wait_until(lambda: runtime.throttler.queued, "the request to wait in the activator")
         await gw.stop(drain_timeout=0.3)
         r = await waiting
         assert r.status_code == 503 and r.headers["retry-after"] == "1"

@@ -10,7 +10,6 @@ import asyncio
 import re
 import resource
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from gateway.config.model import ProxySettings
-from tests.conftest import free_port, wait_until, wait_until_blocking
+from tests.conftest import free_port, serve_argv, wait_until, wait_until_blocking
 from tests.router.support import Replica, config, one_response, read_response, start_gateway, static_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,20 +124,7 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         )
         port, admin = free_port(), free_port()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "-f",
-                str(cfg),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--admin-listen",
-                f"127.0.0.1:{admin}",
-                "--state-dir",
-                str(tmp_path / "state"),
-            ],
+            serve_argv(str(cfg), listen=f"127.0.0.1:{port}", admin=f"127.0.0.1:{admin}", state_dir=str(tmp_path / "state")),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
