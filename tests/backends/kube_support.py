@@ -68,3 +68,9 @@ class Heard:
 
     def last(self, key: RevisionKey) -> EndpointSet:
         return self.sets.get(key, [frozenset()])[-1]
+
+
+def settled(kube: KubernetesBackend) -> bool:
+    """The worker has nothing in hand: no reconcile running and none waiting. A wish given before this
+    may be taken by a reconcile already under way (a creation reads the wish after its POST)."""
+    return not kube._tasks and not kube._dirty

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.kube_support import backend, service
+from tests.backends.kube_support import backend, service, settled
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
@@ -73,7 +73,7 @@ async def test_a_request_the_api_refuses_is_a_clear_error_naming_the_object(kube
     key = spec.key("default")
     async with backend(kubeconfig) as kube:
         await kube.sync([spec])
-        await wait_until(lambda: replicas(kube_api) == 0, "the Deployment")
+        await wait_until(lambda: replicas(kube_api) == 0 and settled(kube), "the Deployment, its creation done")
         kube_api.fail("PATCH", SCALE, times=1, status=403)
         await kube.scale(key, 2)
         await wait_until(lambda: kube.status(key).state == "failed", "the refusal in the status")
