@@ -3,6 +3,10 @@
 ``Autoscaler`` ticks every revision's ``RevisionScaler`` (gateway/autoscale/revision.py) every tick
 interval, or one at once when the data plane pokes it. A backend whose replicas outlive the gateway
 (``AdoptingBackend``) seeds each revision with what already runs, and pauses it while it cannot tell.
+
+With several gateway instances every one runs the deciders on the summed stats (so a new leader's
+windows are warm), but only the one its ``actuator`` allows calls the backend; a poke at zero is also
+given to ``relay``, which carries it to the leader.
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ class ScalerStatus:
     in_flight: int
 
 
+class Actuator(Protocol):
+    """Whether this instance may change replica counts now (the leader, its lease valid)."""
+
+    def may_act(self) -> bool: ...
+
+
 class Autoscaler:
     """Owns one RevisionScaler per revision and drives the backend from them."""
 
@@ -93,6 +103,9 @@ class Autoscaler:
         self._wake = asyncio.Event()
         self._adoption = backend.adoption if isinstance(backend, AdoptingBackend) else None
         self._unseeded: set[RevisionKey] = set()  # created while the backend could not tell what runs
+        self.actuator: Actuator | None = None  # None: a single instance, always acts
+        self.relay: Callable[[RevisionKey], None] | None = None  # a poke at zero, for the leader elsewhere
+        self._resend = False  # take_over: tick every revision at once
 
     def __contains__(self, key: object) -> bool:
         return key in self._scalers
@@ -175,6 +188,18 @@ class Autoscaler:
         if scaler is not None and scaler.desired == 0:
             self._poked.add(key)
             self._wake.set()
+            if self.relay is not None:
+                self.relay(key)
+
+    def take_over(self) -> None:
+        """This instance just became the one that acts: every revision's count is sent again on its next
+        tick (the backend changes only those that differ from what runs), from the deciders' warm state."""
+        self._sent.clear()
+        self._resend = True
+        self._wake.set()
+
+    def acting(self) -> bool:
+        return self.actuator is None or self.actuator.may_act()
 
     async def tick_all(self) -> None:
         """Tick every revision once and apply what changed."""
@@ -218,6 +243,9 @@ class Autoscaler:
                 if waiter in done:
                     waiter = None
                     self._wake.clear()
+                    if self._resend:
+                        self._resend = False
+                        await self.tick_all()
                     await self.tick_poked()
                 if sleeper in done:
                     sleeper = None
@@ -251,7 +279,7 @@ class Autoscaler:
                 self._panicking.discard(key)
                 log.info("%s: panic mode left (stable concurrency %s)", key, _fmt(scaler.stable))
         before = self._sent.get(key)
-        if before == target:
+        if before == target or not self.acting():
             return
         if before is not None or target:
             if before is None:

@@ -19,6 +19,11 @@ Recording rule, in Knative's terms (the collector records what scrapes and activ
   Knative stamps a report with its arrival time; so a decider reading at any time in second
   ``s + 1`` sees whole windows that end with second ``s``.
 
+Shared across data planes (several gateway instances, or worker processes), each plane's stats keep an
+*outbox*: the seconds it recorded itself, which a publisher ships once a second (``take``), and the
+deciding instance adds every other plane's seconds to its windows with ``record_remote`` (Knative's
+collector adds every activator's and pod's report into the same buckets the same way).
+
 Idle stretches are caught up lazily: only the newest window's worth of seconds is written, so one
 catch-up costs O(window) and a request that follows another within the same or next second O(1).
 """
@@ -26,8 +31,18 @@ catch-up costs O(window) and a request that follows another within the same or n
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 from gateway.autoscale.window import WindowAverage
+
+Second = tuple[int, float, float]
+"""One recorded second: (stamp, average concurrency, requests)."""
+
+
+class StatsSink(Protocol):
+    """Where shared stats announce that they have (or will have) seconds to publish."""
+
+    def activate(self, stats: RevisionStats) -> None: ...
 
 
 def panic_window_seconds(stable_window: float, panic_window_percentage: float) -> float:
@@ -57,6 +72,11 @@ class RevisionStats:
         self._quiet = True  # the last finished second had no concurrency
         self._has_data = False
         self.has_replicas: bool | None = None  # set by the scaler; None = not known yet
+        # Shared across data planes (``share``): the seconds recorded here and not yet published.
+        self.outbox: list[Second] | None = None
+        self.sink: StatsSink | None = None
+        self.listed = False  # the sink knows this revision is active
+        self.label: object = None  # what the sink calls this revision
 
     @property
     def in_flight(self) -> int:
@@ -79,6 +99,9 @@ class RevisionStats:
             self._record(now, 1.0, 1.0)
         self._in_flight += 1
         self._count += 1
+        if not self.listed and self.sink is not None:
+            self.listed = True
+            self.sink.activate(self)
 
     def request_out(self, now: float) -> None:
         """A request left the revision (answered, failed or abandoned)."""
@@ -105,6 +128,35 @@ class RevisionStats:
         if self._stable_rate.is_empty(now):
             return None
         return self._stable_rate.average(now), self._panic_rate.average(now)
+
+    def share(self, sink: StatsSink, label: object) -> None:
+        """Keep an outbox of the seconds recorded here, announced to ``sink`` (once per active stretch)."""
+        if self.outbox is None:
+            self.outbox = []
+        self.sink = sink
+        self.label = label
+        if self.in_flight and not self.listed:
+            self.listed = True
+            sink.activate(self)
+
+    def take(self, now: float) -> list[Second]:
+        """The seconds recorded here since the last take (finished up to ``now``), idle ones left out.
+
+        ``listed`` turns False once nothing is in flight and nothing is left: the sink drops the revision
+        until its next request."""
+        self._advance(now)
+        out = self.outbox or []
+        if self.outbox is not None:
+            self.outbox = []
+        out = [second for second in out if second[1] or second[2]]
+        if self._in_flight == 0 and not self._owe:
+            self.listed = False
+        return out
+
+    def record_remote(self, stamp: float, concurrency: float, requests: float) -> None:
+        """Add another data plane's second (stamped in this plane's clock) to the windows."""
+        self._has_data = True
+        self._windows(stamp, concurrency, requests)
 
     def reconfigure(self, stable_window: float, panic_window: float) -> None:
         """Change the window lengths, keeping recorded data where it is still valid."""
@@ -174,6 +226,11 @@ class RevisionStats:
 
     def _record(self, stamp: float, concurrency: float, requests: float) -> None:
         self._has_data = True
+        if self.outbox is not None:
+            self.outbox.append((math.floor(stamp), concurrency, requests))
+        self._windows(stamp, concurrency, requests)
+
+    def _windows(self, stamp: float, concurrency: float, requests: float) -> None:
         self._stable_concurrency.record(stamp, concurrency)
         self._panic_concurrency.record(stamp, concurrency)
         self._stable_rate.record(stamp, requests)
