@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from gateway.autoscale.revision import ACTIVATION_TIMEOUT, RevisionScaler, State
 from gateway.autoscale.settings import RevisionScaling
-from gateway.autoscale.stats import RevisionStats
+from gateway.autoscale.stats import RevisionStats, StatsSink
 from gateway.types import EndpointSet, RevisionKey
 
 __all__ = [
@@ -74,9 +74,10 @@ class ScalerStatus:
 
 
 class Actuator(Protocol):
-    """Whether this instance may change replica counts now (the leader, its lease valid)."""
+    """Whether this instance may change a revision's replicas from ``before`` (None: never sent) to ``target``
+    now: the leader with a valid lease may; with the shared state unreachable the last leader may only add."""
 
-    def may_act(self) -> bool: ...
+    def may_act(self, before: int | None, target: int) -> bool: ...
 
 
 class Autoscaler:
@@ -105,6 +106,7 @@ class Autoscaler:
         self._unseeded: set[RevisionKey] = set()  # created while the backend could not tell what runs
         self.actuator: Actuator | None = None  # None: a single instance, always acts
         self.relay: Callable[[RevisionKey], None] | None = None  # a poke at zero, for the leader elsewhere
+        self.sink: StatsSink | None = None  # shared stats: every revision's stats keep an outbox for it
         self._resend = False  # take_over: tick every revision at once
 
     def __contains__(self, key: object) -> bool:
@@ -160,9 +162,12 @@ class Autoscaler:
             adoption = None
         else:
             self._unseeded.discard(key)
-        return RevisionScaler(
+        scaler = RevisionScaler(
             scaling, self._clock(), ready, stats=stats, activation_timeout=self._activation_timeout, adopted=adoption
         )
+        if self.sink is not None:
+            scaler.stats.share(self.sink, key)
+        return scaler
 
     def _paused(self, key: RevisionKey) -> bool:
         """Whether the backend cannot tell what runs now (its API unreachable): no decision, no flapping.
@@ -198,8 +203,6 @@ class Autoscaler:
         self._resend = True
         self._wake.set()
 
-    def acting(self) -> bool:
-        return self.actuator is None or self.actuator.may_act()
 
     async def tick_all(self) -> None:
         """Tick every revision once and apply what changed."""
@@ -279,7 +282,7 @@ class Autoscaler:
                 self._panicking.discard(key)
                 log.info("%s: panic mode left (stable concurrency %s)", key, _fmt(scaler.stable))
         before = self._sent.get(key)
-        if before == target or not self.acting():
+        if before == target or (self.actuator is not None and not self.actuator.may_act(before, target)):
             return
         if before is not None or target:
             if before is None:

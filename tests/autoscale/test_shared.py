@@ -76,7 +76,7 @@ class Gate:
     def __init__(self) -> None:
         self.leader = False
 
-    def may_act(self) -> bool:
+    def may_act(self, before: int | None, target: int) -> bool:
         return self.leader
 
 

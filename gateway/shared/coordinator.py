@@ -1,0 +1,325 @@
+"""Several gateway instances, one autoscaler: membership, a fenced leader lease and summed stats through Redis.
+
+Once a second (``interval``) each instance makes one pipelined round trip: a heartbeat script
+(membership, and the leader lease held, renewed or taken; see scripts.py), its finished seconds of
+stats appended to a stream, and the other instances' new entries read from it. Every instance adds
+every other instance's seconds to its deciders, so each decides on the revision-wide load and a new
+leader's windows are already warm; only the leader (``may_act``) calls the backend.
+
+The lease carries a fencing token (the epoch, one more per leadership). A leader acts only while the
+lease it last renewed is valid by its own monotonic clock (renewal send time + TTL - margin): a leader
+that was paused (SIGSTOP, a long GC, a VM migration) past its lease finds it expired when it resumes
+and acts on nothing until Redis confirms it still holds the lease, which by then another instance
+with a higher epoch holds.
+
+With Redis unreachable every instance keeps routing to the endpoints it knows; the instance that was
+leader when contact was lost keeps scaling on its own stats, but only upward (never down, never to
+zero), so nothing flaps; the others decide but do not act. Back in contact, everyone rejoins; the last
+leader is first to run for the lease again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.autoscale.stats import RevisionStats
+from gateway.shared import exchange, scripts
+from gateway.shared.keys import Keys, encode_key
+from gateway.types import RevisionKey
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 1000  # stream entries read per round trip
+STREAM_MAXLEN = 100_000  # entries kept in the stats stream (trimmed approximately)
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and the admin API."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the coordinator tells the rest of the gateway."""
+
+    stats_of: Callable[[RevisionKey], RevisionStats | None]  # the deciders' stats, to add other instances' seconds
+    on_lead: Callable[[], None]  # this instance now holds the lease: take over actuation
+    on_follow: Callable[[], None]  # it lost the lease (another instance holds it)
+    on_share: Callable[[int, int], None]  # (first plane index, all planes): this instance's share of each replica
+    on_poke: Callable[[RevisionKey], None]  # (leader) a revision at zero got a request on another instance
+    on_message: Callable[[str, str], Awaitable[None]] | None = None  # other channels subscribed (see ``channels``)
+
+
+class Coordinator:
+    def __init__(
+        self,
+        url: str,
+        hooks: Hooks,
+        outbox: exchange.StatsOutbox,
+        *,
+        planes: int = 1,
+        keys: Keys | None = None,
+        instance: str | None = None,
+        interval: float = 1.0,
+        member_ttl: float = 5.0,
+        lease_ttl: float = 5.0,
+        window: float = 60.0,
+        channels: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.url = url
+        self.hooks = hooks
+        self.outbox = outbox
+        self.planes = planes
+        self.keys = keys or Keys()
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.interval = interval
+        self.member_ttl = member_ttl
+        self.lease_ttl = lease_ttl
+        self.window = window
+        self.channels = channels
+        self._clock = clock
+        self._sleep = sleep
+        self._offset = exchange.clock_offset(wall, clock)
+        self.redis: Redis = Redis.from_url(
+            url, socket_timeout=interval, socket_connect_timeout=interval, retry=Retry(NoBackoff(), 0), decode_responses=True
+        )
+        self._heartbeat = self.redis.register_script(scripts.HEARTBEAT)
+        self._leave = self.redis.register_script(scripts.LEAVE)
+        # what the last round trip said
+        self.reachable: bool | None = None  # None: not tried yet
+        self.error: str | None = None
+        self.leader = False
+        self.epoch = 0
+        self.holder = ""
+        self.deadline = float("-inf")  # the lease is valid (by this clock) until then
+        self.outage_leader = False  # leader when contact was lost: may scale up only
+        self.members: dict[str, int] = {}
+        self.share: tuple[int, int] = (0, 1)
+        self.joined = asyncio.Event()  # the membership has seen this instance for a whole round
+        self._connected_since: float | None = None
+        self._first_beat: float | None = None
+        self._last_id: str | None = None
+        self._relayed: dict[RevisionKey, float] = {}
+        self._to_publish: set[RevisionKey] = set()
+        self._poked: list[RevisionKey] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the autoscaler's Actuator ----------------------------------------------------------------
+    def may_act(self, before: int | None, target: int) -> bool:
+        if self.leader and self._clock() < self.deadline:
+            return True
+        return self.outage_leader and self.reachable is False and before is not None and target > before
+
+    def relay(self, key: RevisionKey) -> None:
+        """A request found `key` at zero here: unless this instance acts, tell the leader now (at most once a second)."""
+        now = self._clock()
+        if self.may_act(0, 1) or now - self._relayed.get(key, float("-inf")) < 1.0:
+            return
+        self._relayed[key] = now
+        self._to_publish.add(key)
+        self._wake.set()
+
+    # -- life ---------------------------------------------------------------------------------------
+    async def start(self, join_within: float = 3.0) -> None:
+        """Start the loops and wait (at most `join_within` s) until the others can have seen this instance."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._listen())]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(join_within):
+                await self.joined.wait()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.reachable:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._leave(keys=[self.keys.members, self.keys.planes, self.keys.leader], args=[self.instance])
+        if self.leader:
+            log.info("gave up the leader lease (epoch %d)", self.epoch)
+        self.leader = False
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.cycle()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._lost(exc)
+            except Exception:
+                log.exception("shared state round trip")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    # -- one round trip -----------------------------------------------------------------------------
+    async def cycle(self) -> None:
+        if self._last_id is None:
+            seconds, micros = await self.redis.time()
+            self._last_id = f"{int(seconds * 1000 + micros // 1000 - self.window * 1000)}-0"
+        sent_at = self._clock()
+        run = self.leader or self.outage_leader or self._steady(sent_at)
+        relayed, self._to_publish = self._to_publish, set()
+        async with self.redis.pipeline(transaction=False) as pipe:  # reset (its connection given back) even on errors
+            await self._heartbeat(
+                keys=[self.keys.members, self.keys.planes, self.keys.leader, self.keys.epoch],
+                args=[self.instance, int(self.member_ttl * 1000), self.planes, int(self.lease_ttl * 1000), 1 if run else 0],
+                client=pipe,
+            )
+            batch = self.outbox.collect(sent_at)
+            if batch:
+                pipe.xadd(self.keys.stats, {"i": self.instance, "d": exchange.encode(batch, self._offset)}, maxlen=STREAM_MAXLEN)
+            for key in relayed:
+                pipe.publish(self.keys.pokes, encode_key(key))
+            pipe.xread({self.keys.stats: self._last_id}, count=READ_COUNT)
+            results = await pipe.execute()
+        self._beat(sent_at, results[0])
+        self._read(results[-1])
+        poked, self._poked = self._poked, []
+        for key in poked:
+            self.hooks.on_poke(key)
+
+    def _steady(self, now: float) -> bool:
+        """Whether to run for the lease: in contact for a lease's length (a returning Redis favours the last leader)."""
+        return self._connected_since is not None and now - self._connected_since >= self.lease_ttl
+
+    def _beat(self, sent_at: float, answer: list[Any]) -> None:
+        epoch, holder, _server_ms, flat = int(answer[0]), str(answer[1]), answer[2], answer[3]
+        if not self.reachable:
+            if self.reachable is False:
+                log.warning("shared state at %s reachable again; rejoined", redacted(self.url))
+            self._connected_since = sent_at
+        self.reachable, self.error = True, None
+        self.outage_leader = False
+        self.holder = holder
+        members = {str(flat[i]): _int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        self._membership(members, sent_at)
+        if epoch > 0:
+            self.deadline = sent_at + self.lease_ttl - min(1.0, self.lease_ttl / 4)
+            if not self.leader:
+                self.leader, self.epoch = True, epoch
+                log.info("leader of %d gateway instances (epoch %d)", len(members), epoch)
+                self.hooks.on_lead()
+        elif self.leader:
+            self.leader = False
+            log.warning("lost the leader lease (epoch %d) to %s", self.epoch, holder or "nobody")
+            self.hooks.on_follow()
+
+    def _membership(self, members: dict[str, int], now: float) -> None:
+        if members != self.members:
+            self.members = members
+            offset = 0
+            for instance in sorted(members):
+                if instance == self.instance:
+                    break
+                offset += members[instance]
+            share = (offset, max(1, sum(members.values())))
+            if share != self.share:
+                self.share = share
+                self.hooks.on_share(*share)
+        if self._first_beat is None:
+            self._first_beat = now
+        elif not self.joined.is_set() and now - self._first_beat >= self.interval:
+            self.joined.set()  # every other instance has made a round trip since this one first showed
+
+    def _read(self, answer: list[Any] | None) -> None:
+        for _stream, entries in answer or []:
+            for entry_id, fields in entries:
+                self._last_id = entry_id
+                if fields.get("i") != self.instance:
+                    exchange.ingest(exchange.decode(fields.get("d", ""), self._offset), self.hooks.stats_of)
+
+    def _lost(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.reachable is not False:
+            log.warning(
+                "shared state at %s unreachable (%s): routing with the last known endpoints; %s",
+                redacted(self.url),
+                message,
+                "scaling up only, on this instance's own stats" if self.leader else "scaling left to the last leader",
+            )
+        self.outage_leader = self.outage_leader or self.leader
+        self.reachable, self.error = False, message
+        self._connected_since = None
+
+    # -- pokes and other channels -------------------------------------------------------------------
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.pokes, *self.channels)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.interval)
+                    if message is not None:
+                        await self._message(str(message["channel"]), str(message["data"]))
+            except (RedisError, OSError, TimeoutError):
+                pass  # the round trip loop says so; try again
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            await self._sleep(self.interval)
+
+    async def _message(self, channel: str, data: str) -> None:
+        if channel == self.keys.pokes:
+            from gateway.shared.keys import decode_key
+
+            key = decode_key(data)
+            if key is not None and self.may_act(0, 1):
+                self._poked.append(key)  # after the next read: the poker's seconds are in it
+                self._wake.set()
+        elif self.hooks.on_message is not None:
+            await self.hooks.on_message(channel, data)
+
+    # -- for /readyz, /admin/services and `gateway status` --------------------------------------------
+    def health(self) -> str | None:
+        if self.reachable is not False:
+            return None
+        doing = "scaling up only, on its own stats" if self.outage_leader else "not scaling"
+        return f"shared state at {redacted(self.url)} unreachable ({self.error}); serving with the last known endpoints, {doing}"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "redis": redacted(self.url),
+            "instance": self.instance,
+            "reachable": self.reachable is not False,
+            "message": self.health(),
+            "leader": self.leader,
+            "holder": self.holder.rsplit("|", 1)[0] if self.holder else None,
+            "epoch": self.epoch if self.leader else None,
+            "instances": len(self.members),
+            "share": list(self.share),
+        }
+
+
+def _int(value: object) -> int:
+    try:
+        return max(1, int(str(value)))
+    except ValueError:
+        return 1

@@ -1,0 +1,97 @@
+"""Per-second stats between instances: what this instance recorded goes out, what others recorded comes in.
+
+An instance's seconds are stamped in its own monotonic clock; on the wire they are stamped in wall-clock
+seconds (``stamp + offset``, the offset fixed once per process so consecutive seconds stay consecutive),
+and the receiver maps them back into its own monotonic clock the same way. Instances on machines whose
+clocks agree within a second (NTP) therefore add each other's seconds into the same buckets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+
+from gateway.autoscale.stats import RevisionStats, Second
+from gateway.shared.keys import decode_key, encode_key
+from gateway.types import RevisionKey
+
+Batch = dict[RevisionKey, list[Second]]
+MAX_SECONDS = 600  # per revision per entry: anything more is not from a gateway
+
+
+class StatsOutbox:
+    """The StatsSink of this instance: the revisions with seconds to publish (O(active), never O(revisions))."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, RevisionStats] = {}
+
+    def activate(self, stats: RevisionStats) -> None:
+        self._active[id(stats)] = stats
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def collect(self, now: float) -> Batch:
+        """Every active revision's finished seconds; revisions gone idle leave the active set."""
+        batch: Batch = {}
+        for ident, stats in list(self._active.items()):
+            seconds = stats.take(now)
+            if seconds and isinstance(stats.label, RevisionKey):
+                batch[stats.label] = seconds
+            if not stats.listed:
+                del self._active[ident]
+        return batch
+
+
+def clock_offset(wall: Callable[[], float], clock: Callable[[], float]) -> int:
+    """Whole seconds from this process's monotonic clock to wall-clock time."""
+    return round(wall() - clock())
+
+
+def encode(batch: Batch, offset: int) -> str:
+    return json.dumps(
+        {encode_key(key): [[stamp + offset, round(c, 6), n] for stamp, c, n in seconds] for key, seconds in batch.items()},
+        separators=(",", ":"),
+    )
+
+
+def decode(payload: str | bytes, offset: int) -> Batch:
+    """The seconds of another instance's entry, stamped in this process's clock; malformed parts are skipped."""
+    try:
+        raw = json.loads(payload)
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    batch: Batch = {}
+    for name, seconds in raw.items():
+        key = decode_key(name) if isinstance(name, str) else None
+        if key is None or not isinstance(seconds, list):
+            continue
+        good = [_second(item, offset) for item in seconds[:MAX_SECONDS]]
+        batch[key] = [second for second in good if second is not None]
+    return batch
+
+
+def _second(item: object, offset: int) -> Second | None:
+    if not isinstance(item, list) or len(item) != 3:
+        return None
+    stamp, concurrency, requests = item
+    numbers = (stamp, concurrency, requests)
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in numbers):
+        return None
+    return int(stamp) - offset, float(concurrency), float(requests)
+
+
+def ingest(batch: Batch, stats_of: Mapping[RevisionKey, RevisionStats] | Callable[[RevisionKey], RevisionStats | None]) -> int:
+    """Add another instance's seconds to this instance's windows; returns how many seconds were added."""
+    added = 0
+    for key, seconds in batch.items():
+        stats = stats_of.get(key) if isinstance(stats_of, Mapping) else stats_of(key)
+        if stats is None:
+            continue  # a revision this instance does not have (yet): a reload on its way
+        for stamp, concurrency, requests in seconds:
+            stats.record_remote(stamp, concurrency, requests)
+            added += 1
+    return added

@@ -1,0 +1,163 @@
+"""Coordinators against a real redis-server: one leader, fencing, failover, summed stats, pokes, outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from gateway.autoscale.stats import RevisionStats
+from gateway.shared.coordinator import Coordinator, Hooks, redacted
+from gateway.shared.exchange import StatsOutbox
+from gateway.types import RevisionKey
+from tests.conftest import wait_until
+from tests.shared.redis_server import RedisServer
+
+KEY = RevisionKey("default", "iris", "default")
+FAST = {"interval": 0.1, "member_ttl": 0.6, "lease_ttl": 0.6}
+
+
+@dataclass
+class Instance:
+    """What one gateway instance's coordinator talks to: its deciders' stats and the events it got."""
+
+    name: str
+    stats: RevisionStats = field(default_factory=lambda: RevisionStats(60, 6))
+    outbox: StatsOutbox = field(default_factory=StatsOutbox)
+    events: list[str] = field(default_factory=list)
+    shares: list[tuple[int, int]] = field(default_factory=list)
+    pokes: list[RevisionKey] = field(default_factory=list)
+    coordinator: Coordinator | None = None
+
+    def __post_init__(self) -> None:
+        self.stats.share(self.outbox, KEY)
+
+    def hooks(self) -> Hooks:
+        return Hooks(
+            stats_of=lambda key: self.stats if key == KEY else None,
+            on_lead=lambda: self.events.append("lead"),
+            on_follow=lambda: self.events.append("follow"),
+            on_share=lambda offset, count: self.shares.append((offset, count)),
+            on_poke=self.pokes.append,
+        )
+
+    @property
+    def c(self) -> Coordinator:
+        assert self.coordinator is not None
+        return self.coordinator
+
+
+@asynccontextmanager
+async def running(url: str, name: str, **kwargs: object) -> AsyncIterator[Instance]:
+    instance = Instance(name)
+    instance.coordinator = Coordinator(url, instance.hooks(), instance.outbox, instance=name, **{**FAST, **kwargs})  # type: ignore[arg-type]
+    await instance.c.start()
+    try:
+        yield instance
+    finally:
+        await instance.c.close()
+
+
+async def crash(instance: Instance) -> None:
+    """Stop an instance's loops without saying goodbye (its lease and membership expire on their own)."""
+    for task in instance.c._tasks:
+        task.cancel()
+    await asyncio.gather(*instance.c._tasks, return_exceptions=True)
+    instance.c._tasks = []
+    instance.c.reachable = False  # so close() does not leave politely
+
+
+async def test_one_leader_and_shares_that_add_up(redis_server: RedisServer) -> None:
+    async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
+        await wait_until(lambda: a.c.leader or b.c.leader, "a leader")
+        assert a.c.leader != b.c.leader
+        await wait_until(lambda: a.c.share == (0, 2) and b.c.share == (1, 2), "both instances in both views")
+        leader = a if a.c.leader else b
+        assert leader.c.may_act(None, 3)
+        follower = b if leader is a else a
+        assert not follower.c.may_act(None, 3) and not follower.c.may_act(1, 3)
+        assert follower.c.describe()["holder"] == leader.name
+
+
+async def test_the_leader_crashes_and_another_takes_over_within_the_lease(redis_server: RedisServer) -> None:
+    async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
+        await wait_until(lambda: a.c.leader or b.c.leader, "a leader")
+        leader, follower = (a, b) if a.c.leader else (b, a)
+        epoch = leader.c.epoch
+        await crash(leader)
+        took = await wait_until(lambda: follower.c.leader, "the follower to take the lease", within=5)
+        assert took < 0.6 + 0.6 + 0.5  # the lease's TTL, then the follower's next beat
+        assert follower.c.epoch == epoch + 1 and follower.events[-1] == "lead"
+        await wait_until(lambda: follower.c.share == (0, 1), "the dead instance out of the membership")
+
+
+async def test_a_paused_leader_cannot_act_once_its_lease_ran_out(redis_server: RedisServer) -> None:
+    async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
+        await wait_until(lambda: a.c.leader or b.c.leader, "a leader")
+        leader, follower = (a, b) if a.c.leader else (b, a)
+        paused = leader.c._tasks
+        for task in paused:  # paused: no round trips, the clock goes on
+            task.cancel()
+        await asyncio.gather(*paused, return_exceptions=True)
+        await wait_until(lambda: follower.c.leader, "the follower to take the lease", within=5)
+        # back from its pause the old leader still believes it leads, but its lease is over by its own clock
+        assert leader.c.leader
+        assert not leader.c.may_act(1, 2) and not leader.c.may_act(None, 0)
+        await leader.c.cycle()  # its first round trip: the lease is another's, with a higher epoch
+        assert not leader.c.leader and leader.events[-1] == "follow"
+        assert follower.c.epoch > leader.c.epoch
+
+
+async def test_every_instance_sees_the_summed_stats(redis_server: RedisServer) -> None:
+    async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
+        loop = asyncio.get_running_loop()
+        for instance, in_flight in ((a, 2), (b, 3)):
+            instance.stats.observe(loop.time(), ready=1)
+            for _ in range(in_flight):
+                instance.stats.request_in(loop.time())
+
+        def panic(instance: Instance) -> float:
+            return (instance.stats.concurrency(loop.time()) or (0.0, 0.0))[1]
+
+        # neither instance alone has more than 3 in flight: above that, the other's seconds are in its windows
+        await wait_until(lambda: panic(a) > 3.5 and panic(b) > 3.5, "both instances' load in each one's windows", within=8)
+        await wait_until(lambda: panic(a) == 5.0 and panic(b) == 5.0, "exactly the sum once whole seconds are in", within=10)
+
+
+async def test_a_poke_at_zero_reaches_the_leader_with_the_stat_that_explains_it(redis_server: RedisServer) -> None:
+    async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
+        await wait_until(lambda: a.c.leader or b.c.leader, "a leader")
+        leader, follower = (a, b) if a.c.leader else (b, a)
+        loop = asyncio.get_running_loop()
+        follower.stats.request_in(loop.time())  # at zero: an immediate concurrency of 1
+        started = loop.time()
+        follower.c.relay(KEY)
+        await wait_until(lambda: leader.pokes == [KEY], "the poke at the leader", within=2)
+        assert loop.time() - started < 0.5  # at once, not at the next round
+        assert leader.stats.concurrency(loop.time()) is not None  # the follower's stat came first
+        follower.c.relay(KEY)  # a second one within the second is not sent again
+        assert not follower.c._to_publish
+
+
+async def test_redis_down_then_back(redis_server: RedisServer) -> None:
+    async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
+        await wait_until(lambda: a.c.leader or b.c.leader, "a leader")
+        leader, follower = (a, b) if a.c.leader else (b, a)
+        redis_server.kill()
+        await wait_until(lambda: leader.c.reachable is False and follower.c.reachable is False, "the outage seen")
+        assert "unreachable" in (leader.c.health() or "") and "not scaling" in (follower.c.health() or "")
+        await wait_until(lambda: leader.c._clock() > leader.c.deadline, "the lease over by the leader's clock")
+        # past its lease the last leader scales up only, the other not at all
+        assert leader.c.may_act(2, 3) and not leader.c.may_act(3, 2) and not leader.c.may_act(1, 0)
+        assert not follower.c.may_act(2, 3)
+        redis_server.start()
+        await wait_until(lambda: a.c.reachable and b.c.reachable, "both back in contact", within=5)
+        await wait_until(lambda: leader.c.leader, "the last leader leads again", within=5)
+        assert not follower.c.leader and leader.c.health() is None
+
+
+def test_the_password_never_shows() -> None:
+    assert redacted("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redacted("redis://:secret@host:6379") == "redis://***@host:6379"
+    assert redacted("redis://host:6379") == "redis://host:6379"
