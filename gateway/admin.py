@@ -58,7 +58,10 @@ def services_document(gateway: Gateway) -> dict[str, object]:
             )
         services.append({"name": spec.name, "namespace": spec.namespace, "host": spec.host(domain), "revisions": revisions})
     backends = {kind: {"ok": problem is None, "message": problem} for kind, problem in backend_health(gateway).items()}
-    return {"domain": domain, "backends": backends, "services": services}
+    document: dict[str, object] = {"domain": domain, "backends": backends, "services": services}
+    if gateway.shared is not None:
+        document["shared"] = gateway.shared.describe()
+    return document
 
 
 def create_admin_app(gateway: Gateway) -> Starlette:
@@ -78,6 +81,8 @@ def create_admin_app(gateway: Gateway) -> Starlette:
             return PlainTextResponse("not ready", status_code=503)
         # Still ready: the data plane serves the last known endpoints; the outage is said, not hidden.
         problems = [f"{kind}: {problem}" for kind, problem in backend_health(gateway).items() if problem]
+        if gateway.shared is not None and (problem := gateway.shared.health()):
+            problems.append(problem)
         return PlainTextResponse("\n".join(["ready", *problems]))
 
     async def metrics(request: Request) -> Response:

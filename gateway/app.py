@@ -7,6 +7,7 @@ import gc
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.admin import services_document
 from gateway.autoscale.scaler import Autoscaler
@@ -21,6 +22,9 @@ from gateway.router.revision import RevisionHooks
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint, EndpointSet, RevisionKey
+
+if TYPE_CHECKING:
+    from gateway.shared.instance import SharedState
 
 __all__ = ["ApplyReport", "Gateway", "default_state_dir", "settle_heap"]
 
@@ -76,6 +80,13 @@ class Gateway:
         self._runtimes = runtimes
         self._autoscaler_task: asyncio.Task[None] | None = None
         self.reloader = Reloader(self)
+        self.shared: SharedState | None = None  # several instances, one autoscaler (spec.redis)
+        if config.gateway.redis:
+            from gateway.shared.instance import SharedState
+
+            self.shared = SharedState(
+                config.gateway.redis, autoscaler=self.autoscaler, backends=self.revision_backends, set_share=runtimes.set_share
+            )
 
     def _endpoint_dropped(self, endpoint: Endpoint) -> None:
         self.proxy.pools.drop(endpoint)
@@ -93,6 +104,8 @@ class Gateway:
         host, port = split_hostport(listen or self.config.gateway.listen, "listen")
         self.proxy.bind(host, port)  # a busy port is reported before anything else is started
         await self.apply(self.config)
+        if self.shared is not None:
+            await self.shared.start()  # joined (the others shrank their shares) before a request is admitted
         settle_heap()
         await self.proxy.start()
         self._autoscaler_task = asyncio.get_running_loop().create_task(self.autoscaler.run())
@@ -122,6 +135,8 @@ class Gateway:
             self._autoscaler_task.cancel()
             await asyncio.gather(self._autoscaler_task, return_exceptions=True)
             self._autoscaler_task = None
+        if self.shared is not None:
+            await self.shared.close()  # the lease given up: another instance leads at once
         await self.revision_backends.close()
         self._runtimes.close()
 

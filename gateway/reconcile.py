@@ -48,6 +48,13 @@ class Runtimes:
     def __init__(self) -> None:
         self.live: dict[RevisionKey, RevisionRuntime] = {}
         self._retired: list[RevisionRuntime] = []
+        self.share = (0, 1)  # (this data plane's index, all data planes): its part of each replica's concurrency
+
+    def set_share(self, index: int, count: int) -> None:
+        """Another instance joined or left: every revision's per-replica part changes (control plane, O(revisions))."""
+        self.share = (index, count)
+        for runtime in self.live.values():
+            runtime.set_share(index, count)
 
     def retire(self, key: RevisionKey) -> None:
         runtime = self.live.pop(key, None)
@@ -73,6 +80,7 @@ def _service_wide(settings: GatewaySettings) -> tuple[object, ...]:
 def restart_only_changes(old: GatewaySettings, new: GatewaySettings) -> list[str]:
     warnings = []
     for what, before, after in (
+        ("redis", old.redis, new.redis),
         ("listen", old.listen, new.listen),
         ("adminListen", old.admin_listen, new.admin_listen),
         ("stateDir", old.state_dir, new.state_dir),
@@ -195,7 +203,9 @@ class Reconciler:
             key = spec.key(rev.name)
             runtime = live.get(key)
             if runtime is None:
-                live[key] = RevisionRuntime(key, revision_settings, self._hooks)
+                live[key] = runtime = RevisionRuntime(key, revision_settings, self._hooks)
+                if self._runtimes.share != (0, 1):
+                    runtime.set_share(*self._runtimes.share)
             else:
                 runtime.configure(revision_settings, runtime.hooks)
             self._backends.of_revision[key] = kind

@@ -3,13 +3,21 @@ use, and the one face the autoscaler scales through (`ScalingBackend`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 from gateway.autoscale.scaler import AdoptingBackend, Adoption
 from gateway.backends import Backend, BackendContext, EndpointListener, RevisionStatus, create_backend
 from gateway.config.model import BackendKind
 from gateway.router.revision import RevisionRuntime
 from gateway.types import EndpointSet, RevisionKey
+
+
+@runtime_checkable
+class Actuating(Protocol):
+    """A backend that can stand by (several gateway instances: only the leader writes to what runs)."""
+
+    def set_actuating(self, on: bool) -> None: ...
 
 
 class RevisionBackends:
@@ -26,12 +34,18 @@ class RevisionBackends:
         self._context = context
         self._adopting: dict[BackendKind, AdoptingBackend] = {}  # backends whose replicas a restart adopts
         self._runtimes = runtimes
+        self.actuating = True  # False: standing by (another gateway instance leads)
+        self.wrap: Callable[[BackendKind, Backend], Backend] | None = None  # shared state: e.g. the local backend mirrored
 
     def get(self, kind: BackendKind) -> Backend:
         """The backend named `kind`, built on first use."""
         backend = self.by_kind.get(kind)
         if backend is None:
             backend = create_backend(kind, self._context)
+            if self.wrap is not None:
+                backend = self.wrap(kind, backend)
+            if isinstance(backend, Actuating):
+                backend.set_actuating(self.actuating)
             backend.watch(self._listener(kind))
             self.by_kind[kind] = backend
             if isinstance(backend, AdoptingBackend):
@@ -45,6 +59,13 @@ class RevisionBackends:
                 runtime.set_endpoints(endpoints)
 
         return endpoints_changed
+
+    def set_actuating(self, on: bool) -> None:
+        """Lead (write to what runs) or stand by, every backend in use and every one built later."""
+        self.actuating = on
+        for backend in self.by_kind.values():
+            if isinstance(backend, Actuating):
+                backend.set_actuating(on)
 
     def serving(self, key: RevisionKey) -> Backend | None:
         """The backend that serves revision `key`, if any."""

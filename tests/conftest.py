@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+pytest_plugins = ["tests.shared.redis_server"]  # the `redis_server` fixture: a real redis-server per test
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now, for a subprocess that must be told its port.

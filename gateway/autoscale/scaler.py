@@ -203,7 +203,6 @@ class Autoscaler:
         self._resend = True
         self._wake.set()
 
-
     async def tick_all(self) -> None:
         """Tick every revision once and apply what changed."""
         self._poked.clear()

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from dataclasses import replace
 from typing import cast
+from urllib.parse import urlsplit
 
 from gateway.config.cluster import KUBERNETES
 from gateway.config.errors import DocContext
@@ -162,14 +163,31 @@ def _cidrs(ctx: DocContext, path: str, value: object) -> tuple[str, ...] | None:
 
 
 def _redis_url(ctx: DocContext, path: str, value: object) -> str | None:
-    if isinstance(value, str) and value.split("://", 1)[0] in ("redis", "rediss", "unix") and "://" in value:
-        ctx.warn(
-            path,
-            "sharing load between gateway replicas through Redis is not implemented yet: "
-            "each gateway scales on the traffic it sees itself",
-        )
-        return value
-    ctx.error(path, f"must be a redis://HOST:PORT URL, got {describe(value)}")
+    """redis://[user:password@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///path/to.sock."""
+    problem = _redis_url_problem(value) if isinstance(value, str) else "must be a redis://HOST:PORT URL"
+    if problem is None:
+        return str(value)
+    ctx.error(path, f"{problem}, got {describe(value)}")
+    return None
+
+
+def _redis_url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return None if parts.path else "must name the socket: unix:///path/to/redis.sock"
+    if parts.scheme not in ("redis", "rediss"):
+        return "must be a redis://HOST:PORT URL (or rediss:// for TLS, unix:///path for a socket)"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number in 1..65535"
+    if not parts.hostname:
+        return "must name a host: redis://HOST:PORT"
+    if port == 0:
+        return "has a port that is not a number in 1..65535"
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        return "may end with a database number (redis://HOST:PORT/0), nothing else"
     return None
 
 

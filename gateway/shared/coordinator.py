@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from gateway.autoscale.stats import RevisionStats
 from gateway.shared import exchange, scripts
-from gateway.shared.keys import Keys, encode_key
+from gateway.shared.keys import Keys, decode_key, encode_key
 from gateway.types import RevisionKey
 
 log = logging.getLogger(__name__)
@@ -288,8 +288,6 @@ class Coordinator:
 
     async def _message(self, channel: str, data: str) -> None:
         if channel == self.keys.pokes:
-            from gateway.shared.keys import decode_key
-
             key = decode_key(data)
             if key is not None and self.may_act(0, 1):
                 self._poked.append(key)  # after the next read: the poker's seconds are in it

@@ -221,7 +221,18 @@ def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
             "spec.adminListen: must be HOST:PORT like 0.0.0.0:8080, got '1.2.3.4:99999'",
         ),
         ("backend: docker", "spec.backend: must be one of local, kubernetes, static, got 'docker'"),
-        ("redis: localhost:6379", "spec.redis: must be a redis://HOST:PORT URL, got 'localhost:6379'"),
+        (
+            "redis: localhost:6379",
+            "spec.redis: must be a redis://HOST:PORT URL (or rediss:// for TLS, unix:///path for a socket), got 'localhost:6379'",
+        ),
+        ("redis: redis://h:99999", "spec.redis: has a port that is not a number in 1..65535, got 'redis://h:99999'"),
+        ("redis: redis://:6379", "spec.redis: must name a host: redis://HOST:PORT, got 'redis://:6379'"),
+        (
+            "redis: redis://h:6379/cache",
+            "spec.redis: may end with a database number (redis://HOST:PORT/0), nothing else, got 'redis://h:6379/cache'",
+        ),
+        ("redis: 'unix://'", "spec.redis: must name the socket: unix:///path/to/redis.sock, got 'unix://'"),
+        ("redis: 6379", "spec.redis: must be a redis://HOST:PORT URL, got 6379"),
         (
             "domain: Example.COM",
             "spec.domain: must be a lowercase DNS name like example.com, got 'Example.COM'",
@@ -259,13 +270,13 @@ def test_gateway_config_after_the_services_still_applies(tmp_path: Path) -> None
     assert config.services[0].default.endpoints == ("http://10.0.0.1:80",)
 
 
-def test_redis_is_accepted_with_a_warning_that_it_is_not_shared_yet(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "gw.yaml", "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  redis: redis://10.0.0.1:6379\n"
-    )
+@pytest.mark.parametrize(
+    "url", ["redis://10.0.0.1:6379", "redis://:secret@redis:6379/2", "rediss://r.example:6380", "unix:///run/r.sock"]
+)
+def test_redis_urls_are_accepted_as_given(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, "gw.yaml", f"apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  redis: '{url}'\n")
     config = load([path])
-    assert config.gateway.redis == "redis://10.0.0.1:6379"
-    assert any("spec.redis" in w and "not implemented yet" in w for w in config.warnings)
+    assert config.gateway.redis == url and not config.warnings
 
 
 def test_knative_name_for_target_utilization_is_accepted(tmp_path: Path) -> None:

@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import pytest
+
 from gateway.autoscale.stats import RevisionStats
 from gateway.shared.coordinator import Coordinator, Hooks, redacted
 from gateway.shared.exchange import StatsOutbox
 from gateway.types import RevisionKey
 from tests.conftest import wait_until
 from tests.shared.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
 
 KEY = RevisionKey("default", "iris", "default")
 FAST = {"interval": 0.1, "member_ttl": 0.6, "lease_ttl": 0.6}
@@ -77,7 +81,7 @@ async def test_one_leader_and_shares_that_add_up(redis_server: RedisServer) -> N
         assert leader.c.may_act(None, 3)
         follower = b if leader is a else a
         assert not follower.c.may_act(None, 3) and not follower.c.may_act(1, 3)
-        assert follower.c.describe()["holder"] == leader.name
+        await wait_until(lambda: follower.c.describe()["holder"] == leader.name, "the follower to know who leads")
 
 
 async def test_the_leader_crashes_and_another_takes_over_within_the_lease(redis_server: RedisServer) -> None:

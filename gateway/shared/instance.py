@@ -1,0 +1,101 @@
+"""One gateway instance joined to the others: the coordinator wired to its autoscaler, runtimes and backends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gateway.autoscale.scaler import Autoscaler
+from gateway.autoscale.stats import RevisionStats
+from gateway.backends import Backend
+from gateway.config.model import BackendKind
+from gateway.revision_backends import RevisionBackends
+from gateway.shared.coordinator import Coordinator, Hooks
+from gateway.shared.exchange import StatsOutbox
+from gateway.shared.keys import Keys
+from gateway.shared.mirror import MirroredBackend
+from gateway.types import RevisionKey
+
+log = logging.getLogger(__name__)
+
+
+class SharedState:
+    """Several gateway instances, one autoscaler (DESIGN.md; issue 11): built when ``spec.redis`` is set."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        autoscaler: Autoscaler,
+        backends: RevisionBackends,
+        set_share: Callable[[int, int], None],
+        planes: int = 1,
+        keys: Keys | None = None,
+        interval: float = 1.0,
+        lease_ttl: float = 5.0,
+    ) -> None:
+        self.keys = keys or Keys()
+        self.outbox = StatsOutbox()
+        self._autoscaler = autoscaler
+        self._backends = backends
+        self._set_share = set_share
+        self.mirrors: list[MirroredBackend] = []
+        hooks = Hooks(
+            stats_of=self._stats_of,
+            on_lead=self._lead,
+            on_follow=self._follow,
+            on_share=set_share,
+            on_poke=autoscaler.poke,
+            on_message=self._message,
+        )
+        self.coordinator = Coordinator(
+            url,
+            hooks,
+            self.outbox,
+            planes=planes,
+            keys=self.keys,
+            channels=(self.keys.endpoints,),
+            interval=interval,
+            member_ttl=lease_ttl,
+            lease_ttl=lease_ttl,
+        )
+        autoscaler.sink = self.outbox
+        autoscaler.actuator = self.coordinator
+        autoscaler.relay = self.coordinator.relay
+        backends.wrap = self._wrap
+        backends.actuating = False  # until the lease says otherwise
+
+    def _stats_of(self, key: RevisionKey) -> RevisionStats | None:
+        return self._autoscaler.stats(key) if key in self._autoscaler else None
+
+    def _wrap(self, kind: BackendKind, backend: Backend) -> Backend:
+        if kind != "local":
+            return backend  # kubernetes: every instance watches the pods itself; static: fixed endpoints
+        mirror = MirroredBackend(backend, self.coordinator.redis, self.keys, lambda: self.coordinator.epoch)
+        self.mirrors.append(mirror)
+        return mirror
+
+    def _lead(self) -> None:
+        self._backends.set_actuating(True)
+        self._autoscaler.take_over()
+
+    def _follow(self) -> None:
+        self._backends.set_actuating(False)
+
+    async def _message(self, channel: str, data: str) -> None:
+        for mirror in self.mirrors:
+            await mirror.on_message(channel, data)
+
+    async def start(self) -> None:
+        await self.coordinator.start()
+        for mirror in self.mirrors:
+            await mirror.resync()
+
+    async def close(self) -> None:
+        await self.coordinator.close()
+
+    def health(self) -> str | None:
+        return self.coordinator.health()
+
+    def describe(self) -> dict[str, object]:
+        return self.coordinator.describe()

@@ -1,0 +1,160 @@
+"""Two gateway instances sharing one autoscaler through a real redis-server, with the local backend:
+the leader runs the replicas, the follower routes to them; load through both is summed; a replica's
+containerConcurrency holds across both; Redis going away fails no request."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import load
+from tests.conftest import wait_until
+from tests.shared.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+REPLICA = Path(__file__).with_name("sleepy_replica.py")
+HOST = "sleepy.default.example.com"
+
+
+def write_config(path: Path, redis_url: str, *, target: int, cc: int = 0, max_scale: int = 0) -> None:
+    path.write_text(
+        f"""apiVersion: serving-gateway/v1
+kind: GatewayConfig
+spec:
+  backend: local
+  redis: {redis_url}
+  autoscaler:
+    stableWindow: 6s
+    scaleToZeroGracePeriod: 1s
+    tickInterval: 0.25s
+---
+apiVersion: elasticserving.paddlepaddle.org/v1
+kind: PaddleService
+metadata:
+  name: sleepy
+spec:
+  default:
+    command: ["{sys.executable}", "{REPLICA}", "{{port}}"]
+  service:
+    minScale: 0
+    maxScale: {max_scale}
+    target: {target}
+    targetUtilization: "100"
+  containerConcurrency: {cc}
+"""
+    )
+
+
+Start = Callable[..., Awaitable[list[tuple[Gateway, httpx.AsyncClient]]]]
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Start]:
+    started: list[tuple[Gateway, httpx.AsyncClient]] = []
+
+    async def start(**config: Any) -> list[tuple[Gateway, httpx.AsyncClient]]:
+        cfg = tmp_path / "gw.yaml"
+        write_config(cfg, redis_server.url, **config)
+        for name in ("a", "b"):
+            gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / name)
+            assert gw.shared is not None
+            coordinator = gw.shared.coordinator
+            coordinator.interval, coordinator.lease_ttl, coordinator.member_ttl = 0.2, 1.0, 1.0
+            await gw.start(listen="127.0.0.1:0")
+            client = httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{gw.proxy.sockets[0][1]}",
+                headers={"Host": HOST},
+                timeout=30,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            )
+            started.append((gw, client))
+        await wait_until(lambda: sum(1 for gw, _ in started if gw.shared and gw.shared.coordinator.leader) == 1, "one leader")
+        return list(started)
+
+    yield start
+    for gw, client in started:
+        await client.aclose()
+        await gw.stop(drain_timeout=2)
+
+
+def revision(gw: Gateway) -> dict[str, Any]:
+    doc = cast(dict[str, Any], gw.describe())
+    return cast(dict[str, Any], doc["services"][0]["revisions"][0])
+
+
+def leader_of(pairs: list[tuple[Gateway, httpx.AsyncClient]]) -> Gateway:
+    return next(gw for gw, _ in pairs if gw.shared and gw.shared.coordinator.leader)
+
+
+@asynccontextmanager
+async def under_load(pairs: list[tuple[Gateway, httpx.AsyncClient]], per_client: int, ms: int) -> AsyncIterator[list[int]]:
+    """`per_client` requests of `ms` each in flight through every instance, all along; yields the answers' codes."""
+    stop = asyncio.Event()
+    codes: list[int] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            codes.append((await client.get(f"/work?ms={ms}")).status_code)
+
+    workers = asyncio.gather(*(worker(client) for _, client in pairs for _ in range(per_client)))
+    try:
+        yield codes
+    finally:
+        stop.set()
+        await workers
+
+
+async def replica_stats(gw: Gateway) -> list[dict[str, int]]:
+    async with httpx.AsyncClient(timeout=5) as c:
+        return [(await c.get(f"{url}/stats")).json() for url in revision(gw)["endpoints"]]
+
+
+async def test_load_through_both_instances_is_summed_by_the_leader(pair: Start) -> None:
+    pairs = await pair(target=2)
+    async with under_load(pairs, 4, 200) as codes:
+        leader = leader_of(pairs)
+        follower = next(gw for gw, _ in pairs if gw is not leader)
+        # 4 in flight through each instance, target 2 per replica: 8 / 2 = 4 replicas; either alone would ask for 2
+        await wait_until(lambda: revision(leader)["desired"] >= 4, "4 replicas wanted by the leader", within=20)
+        await wait_until(lambda: revision(follower)["ready"] >= 4, "the follower routing to the leader's 4", within=20)
+        assert revision(follower)["backend"] == "local" and "leader" in (revision(follower)["message"] or "")
+        assert revision(leader)["desired"] <= 5
+    assert set(codes) == {200}
+
+
+async def test_a_replicas_concurrency_limit_holds_across_both_instances(pair: Start) -> None:
+    pairs = await pair(target=2, cc=2, max_scale=2)
+    async with under_load(pairs, 6, 150) as codes:
+        leader = leader_of(pairs)
+        await wait_until(lambda: revision(leader)["ready"] == 2, "2 replicas", within=20)
+        assert sorted(gw.shared.coordinator.share for gw, _ in pairs if gw.shared) == [(0, 2), (1, 2)]
+        await wait_until(lambda: len(codes) >= 100, "100 answers", within=30)
+    stats = await replica_stats(leader_of(pairs))
+    assert [s["max_in_flight"] for s in stats] == [2, 2], stats  # filled, never above the limit
+    assert set(codes) == {200}
+
+
+async def test_redis_going_away_fails_no_request_and_the_instances_rejoin(pair: Start, redis_server: RedisServer) -> None:
+    pairs = await pair(target=2)
+    async with under_load(pairs, 2, 100) as codes:
+        leader = leader_of(pairs)
+        await wait_until(lambda: all(revision(gw)["ready"] >= 1 for gw, _ in pairs), "replicas on both", within=20)
+        redis_server.kill()
+        await wait_until(lambda: all(gw.shared and gw.shared.health() for gw, _ in pairs), "the outage seen by both")
+        doc = cast(dict[str, Any], leader.describe())
+        assert doc["shared"]["reachable"] is False and "unreachable" in doc["shared"]["message"]
+        served = len(codes)
+        await wait_until(lambda: len(codes) >= served + 50, "50 more answers with Redis away", within=20)
+        redis_server.start()
+        await wait_until(lambda: all(gw.shared and gw.shared.health() is None for gw, _ in pairs), "both rejoined", within=10)
+        await wait_until(lambda: sum(1 for gw, _ in pairs if gw.shared and gw.shared.coordinator.leader) == 1, "one leader")
+    assert set(codes) == {200}
