@@ -73,6 +73,11 @@ def create_admin_app(gateway: Gateway) -> Starlette:
         GatewayCollector(views, lambda: gateway.proxy.unrouted, gateway.proxy.connections_view, lambda: backend_health(gateway))
     )
 
+    if gateway.shared is not None:
+        from gateway.shared.metrics import SharedStateCollector
+
+        registry.register(SharedStateCollector(gateway.shared))
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 

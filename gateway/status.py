@@ -52,10 +52,20 @@ def problems(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def shared(doc: dict[str, Any]) -> list[str]:
+    """One line about the instances sharing the autoscaler (spec.redis), and what is wrong with it if anything."""
+    state = doc.get("shared")
+    if not isinstance(state, dict):
+        return []
+    role = "leader (scales the replicas)" if state.get("leader") else f"follower of {state.get('holder') or 'nobody yet'}"
+    line = f"shared state {state.get('redis')}: {state.get('instances')} instances, this one ({state.get('instance')}) {role}"
+    return [line] + ([f"shared state: {state['message']}"] if state.get("message") else [])
+
+
 def render(doc: dict[str, Any]) -> str:
     table = [COLUMNS, *rows(doc)]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
-    lines = problems(doc)
+    lines = shared(doc) + problems(doc)
     for r in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     return "\n".join(lines)

@@ -14,8 +14,10 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from gateway.admin import create_admin_app
 from gateway.app import Gateway
 from gateway.config import load
+from gateway.status import render
 from tests.conftest import wait_until
 from tests.shared.redis_server import RedisServer
 
@@ -158,3 +160,27 @@ async def test_redis_going_away_fails_no_request_and_the_instances_rejoin(pair: 
         await wait_until(lambda: all(gw.shared and gw.shared.health() is None for gw, _ in pairs), "both rejoined", within=10)
         await wait_until(lambda: sum(1 for gw, _ in pairs if gw.shared and gw.shared.coordinator.leader) == 1, "one leader")
     assert set(codes) == {200}
+
+
+async def test_status_readiness_and_metrics_say_who_leads_and_when_redis_is_away(pair: Start, redis_server: RedisServer) -> None:
+    pairs = await pair(target=2)
+    leader = leader_of(pairs)
+    follower = next(gw for gw, _ in pairs if gw is not leader)
+    assert leader.shared is not None and follower.shared is not None
+    await wait_until(lambda: follower.describe()["shared"]["holder"], "the follower to know who leads")  # type: ignore[index]
+    lines = render(cast(dict[str, Any], follower.describe())).splitlines()
+    assert lines[0] == (
+        f"shared state {redis_server.url}: 2 instances, this one ({follower.shared.coordinator.instance}) "
+        f"follower of {leader.shared.coordinator.instance}"
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_admin_app(leader)), base_url="http://admin") as admin:
+        metrics = (await admin.get("/metrics")).text
+        assert "gateway_shared_leader 1.0" in metrics and "gateway_shared_instances 2.0" in metrics
+        assert "gateway_shared_state_up 1.0" in metrics and "gateway_shared_data_planes 2.0" in metrics
+        redis_server.kill()
+        await wait_until(lambda: leader.shared and leader.shared.health(), "the outage seen")
+        ready = await admin.get("/readyz")
+        assert ready.status_code == 200  # still serving: the outage is said, not a reason to take the gateway out
+        assert "unreachable" in ready.text and "scaling up only" in ready.text
+        assert "gateway_shared_state_up 0.0" in (await admin.get("/metrics")).text
+    assert "shared state: " in render(cast(dict[str, Any], leader.describe()))
