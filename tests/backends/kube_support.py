@@ -73,4 +73,4 @@ class Heard:
 def settled(kube: KubernetesBackend) -> bool:
     """The worker has nothing in hand: no reconcile running and none waiting. A wish given before this
     may be taken by a reconcile already under way (a creation reads the wish after its POST)."""
-    return not kube._tasks and not kube._dirty
+    return not kube._reconciler.tasks and not kube._reconciler.dirty

@@ -149,7 +149,7 @@ async def test_a_new_deployment_is_made_at_the_first_wish_in_one_write(kube_api:
     async with backend(kubeconfig) as kube:
         await kube.sync([spec])
         assert kube.adoption(key) is None  # seen absent: the autoscaler's initial scale applies
-        await wait_until(lambda: not kube._dirty, "the worker at the revision before any wish")
+        await wait_until(lambda: not kube._reconciler.dirty, "the worker at the revision before any wish")
         await kube.scale(key, 2)  # the autoscaler's first wish: the initial scale
         await wait_until(lambda: replicas(kube_api) == 2, "the Deployment")
         made = [r for r in kube_api.requests() if r.method == "POST" and r.url.endswith("/deployments")]
