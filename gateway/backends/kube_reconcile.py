@@ -4,6 +4,13 @@ Revisions are marked (`mark`) when something about them changed; the worker reco
 ones, PARALLEL at a time, each on its own (a failing one holds no other, and is tried again on its own
 backoff). An outage of the API stops everything until it answers again; then, and every resync period,
 every Deployment is looked at again (`resync`), so drift is undone.
+
+Only the actuating gateway writes (`actuating`; with several gateways, the elected leader). A follower
+runs the same worker but never sends a write: it looks at Deployments (found, replicas, adoption,
+status) and records the autoscaler's wishes, keeps a removed revision until the leader has deleted its
+Deployment, and sends nothing. A change of leadership cancels the reconciles in hand (so a write's
+retries stop; a request already on the wire completes), and a reconcile begun under the other mode
+writes nothing; every Deployment is read again (`resync`) before a new leader converges.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 PARALLEL = 4  # API requests in flight at once (the API's threads)
 LOOK_SCHEDULE = (0.5, 1.0)  # the retries of a start's or reload's first look
 LISTING_REUSE = 5.0  # seconds a namespace's listing serves new revisions' first look
+FOLLOW_POLL = (1.0, 30.0)  # a follower looks again at a Deployment the leader is to make or delete: first, longest wait
 
 
 class Reconciler:
@@ -60,6 +68,26 @@ class Reconciler:
         self._recoveries = api.recoveries
         self._warned: set[RevisionKey] = set()
         self._listed: dict[str, tuple[float, dict[str, Obj]]] = {}  # namespace -> (when, its Deployments)
+        self.actuating = True
+        self._epoch = 0  # changes of `actuating` so far: a reconcile begun under another one writes nothing
+        self._resync_wanted = False  # every Deployment is read again before the next reconcile
+        self._follow_looks: dict[RevisionKey, int] = {}  # a follower's looks in a row at one awaiting the leader
+        self._later: dict[RevisionKey, asyncio.TimerHandle] = {}
+
+    def set_actuating(self, on: bool) -> None:
+        if on == self.actuating:
+            return
+        self.actuating = on
+        self._epoch += 1
+        self._resync_wanted = True
+        if not on:
+            for task in self.tasks.values():
+                task.cancel()
+        self._wake.set()
+
+    def _writes(self, epoch: int) -> bool:
+        """Whether a reconcile begun at `epoch` may still write: it is the leader's, and leadership held since."""
+        return self.actuating and epoch == self._epoch
 
     def mark(self, key: RevisionKey) -> None:
         self.dirty.add(key)
@@ -89,6 +117,9 @@ class Reconciler:
         for task in (tasks := list(self.tasks.values())):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
 
     # -- looking -----------------------------------------------------------------------------------
     async def look(self, records: Sequence[KubeRevision]) -> None:
@@ -150,9 +181,13 @@ class Reconciler:
             if self._clock() < self._retry_at - 0.01:
                 continue  # backing off: new wishes wait with the rest (the API's return ends the wait)
             try:
-                if self.api.recoveries != self._recoveries or self._clock() >= next_resync:
+                if self._resync_wanted or self.api.recoveries != self._recoveries or self._clock() >= next_resync:
                     next_resync = self._clock() + self._resync_period
+                    epoch = self._epoch
                     await self._resync()
+                    if epoch != self._epoch:
+                        continue  # leadership changed during the look: look again (it set the wake)
+                    self._resync_wanted = False
             except KubeUnavailable as exc:
                 self._outage(exc)
                 continue
@@ -170,14 +205,17 @@ class Reconciler:
         loop = asyncio.get_running_loop()
         for key in [key for key in self.dirty if key not in self.tasks][: max(0, PARALLEL - len(self.tasks))]:
             self.dirty.discard(key)
-            task = loop.create_task(self._reconcile(key))
+            task = loop.create_task(self._reconcile(key, self._epoch))
             self.tasks[key] = task
             task.add_done_callback(partial(self._done, key))
 
     def _done(self, key: RevisionKey, task: asyncio.Task[None]) -> None:
         self.tasks.pop(key, None)
         self._wake.set()
-        exc = None if task.cancelled() else task.exception()
+        if task.cancelled():
+            self.dirty.add(key)  # leadership changed (or closing): the resync that follows looks at it again
+            return
+        exc = task.exception()
         if exc is None:
             self._outages = 0
             self._failures.pop(key, None)
@@ -194,15 +232,15 @@ class Reconciler:
         self._failures[key] = failures = self._failures.get(key, 0) + 1
         asyncio.get_running_loop().call_later(self._backoff[min(failures, len(self._backoff)) - 1], self.mark, key)
 
-    async def _reconcile(self, key: RevisionKey) -> None:
+    async def _reconcile(self, key: RevisionKey, epoch: int) -> None:
         record = self.revisions.get(key)
         if record is None:
             return
         try:
             if record.removing_since is not None:
-                await self._retire(record)
+                await self._retire(record, epoch)
             else:
-                await self._converge(record)
+                await self._converge(record, epoch)
         except KubeRequestError as exc:
             if exc.status == 404 and record.found == "ours":
                 record.observe(None)  # deleted behind our back: made again
@@ -216,7 +254,7 @@ class Reconciler:
                 log.error("%s: %s", key, exc)
             record.error = str(exc)
 
-    async def _converge(self, record: KubeRevision) -> None:
+    async def _converge(self, record: KubeRevision, epoch: int) -> None:
         if record.problem:
             return  # the config cannot make a Deployment: nothing to send
         if record.found == "unknown" or record.stale:
@@ -224,6 +262,9 @@ class Reconciler:
             record.observe(await self.deployments.get(record.namespace, record.name))
             self._report(record)
         if record.found == "foreign":
+            return
+        if not self._writes(epoch):
+            self._follow(record)
             return
         if record.found == "absent":
             if (wait := record.creation_wait(self._clock())) > 0:
@@ -239,14 +280,26 @@ class Reconciler:
             record.applied = digest
         target = record.wanted
         if target is not None and target != record.replicas:
+            if not self._writes(epoch):
+                return  # leadership changed during the create or patch
             await self.deployments.scale(record.namespace, record.name, target)
             log.info("%s: scaled %s from %s to %d", record.key, record.what, record.replicas, target)
             record.replicas = target
         record.error = None
 
-    async def _retire(self, record: KubeRevision) -> None:
+    def _follow(self, record: KubeRevision) -> None:
+        """A follower only looks: one whose Deployment is not there yet is looked at again (the leader makes it)."""
+        if record.found == "absent":
+            self._look_later(record.key)
+        else:
+            self._follow_looks.pop(record.key, None)
+
+    async def _retire(self, record: KubeRevision, epoch: int) -> None:
         """A revision that left the config: its Deployment is deleted once its requests are done."""
         assert record.removing_since is not None
+        if not self._writes(epoch):
+            await self._follow_retirement(record)
+            return
         busy = self._busy(record)
         if busy and self._clock() - record.removing_since < self._drain_limit:
             asyncio.get_running_loop().call_later(self._drain_poll, self.mark, record.key)
@@ -255,6 +308,9 @@ class Reconciler:
         if record.found != "foreign":
             current = await self.deployments.get(record.namespace, record.name)
             if current is not None and managed_by_us(current):
+                if not self._writes(epoch):
+                    self.mark(record.key)  # leadership changed during the look: the follower's way next
+                    return
                 await self.deployments.delete(record.namespace, record.name)
                 deleted = True
                 log.info("%s: deleted %s (left the config%s)", record.key, record.what, ", drained" if not busy else "")
@@ -265,3 +321,35 @@ class Reconciler:
             return
         del self.revisions[record.key]
         self._warned.discard(record.key)
+
+    async def _follow_retirement(self, record: KubeRevision) -> None:
+        """A follower keeps a removed revision while its Deployment is there (should it lead before the
+        leader deleted it, it deletes it itself) and forgets it once it is gone."""
+        current = None if record.found == "foreign" else await self.deployments.get(record.namespace, record.name)
+        if record.removing_since is None:  # back in the config meanwhile
+            record.stale = True
+            self.mark(record.key)
+            return
+        if current is not None and managed_by_us(current):
+            self._look_later(record.key)
+            return
+        del self.revisions[record.key]
+        self._warned.discard(record.key)
+        self._follow_looks.pop(record.key, None)
+
+    def _look_later(self, key: RevisionKey) -> None:
+        """A follower reads the Deployment again in a while, waiting longer each time (the leader may be slow or
+        gone): a GET a second at first, one every half minute at most."""
+        if key in self._later:
+            return
+        looks = self._follow_looks.get(key, 0)
+        self._follow_looks[key] = looks + 1
+        first, longest = FOLLOW_POLL
+        self._later[key] = asyncio.get_running_loop().call_later(min(first * 2**looks, longest), self._look_now, key)
+
+    def _look_now(self, key: RevisionKey) -> None:
+        self._later.pop(key, None)
+        record = self.revisions.get(key)
+        if record is not None:
+            record.stale = True
+            self.mark(key)

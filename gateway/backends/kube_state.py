@@ -79,16 +79,19 @@ class KubeRevision:
             self.absent_since = now
         return max(0.0, self.absent_since + grace - now)
 
-    def status(self, ready: int, health: str | None) -> RevisionStatus:
-        """For /admin/services and `gateway status`: `ready` pods, `health` the API's (None: it answers)."""
-        desired = self.wanted if self.wanted is not None else self.replicas or 0
+    def status(self, ready: int, health: str | None, *, actuating: bool = True) -> RevisionStatus:
+        """For /admin/services and `gateway status`: `ready` pods, `health` the API's (None: it answers).
+        A follower (`actuating` off) sends no wish: it shows the Deployment as observed."""
+        desired = self.wanted if self.wanted is not None and actuating else self.replicas or 0
         if self.problem or self.error:
             return RevisionStatus(desired, ready, "failed", self.problem or self.error)
         if health:
             return RevisionStatus(desired, ready, "unreachable", health)
         if self.found == "unknown":
             return RevisionStatus(desired, ready, "pending", f"looking for {self.what}")
-        if self.wanted is not None and self.wanted != self.replicas:
+        if not actuating and self.found == "absent":
+            return RevisionStatus(desired, ready, "pending", f"{self.what} is not there yet: the leading gateway makes it")
+        if actuating and self.wanted is not None and self.wanted != self.replicas:
             return RevisionStatus(desired, ready, "scaling", f"{self.what}: {self.replicas} -> {self.wanted} replicas")
         return RevisionStatus(desired, ready)
 

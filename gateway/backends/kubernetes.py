@@ -12,6 +12,10 @@ to its ready pods.
   wait (the autoscaler is told to pause through `adoption`), and when it answers again every
   Deployment is looked at and brought to what is wanted.
 - `close` leaves the Deployments running: the next gateway adopts them.
+- With several gateways only one actuates (`set_actuating`, on by default; the elected leader). The
+  others follow: they route to the pods and look at the Deployments as the leader does, record the
+  autoscaler's wishes, and send no write. A gateway that starts leading reads every Deployment again,
+  then creates, patches, scales and deletes as needed.
 """
 
 from __future__ import annotations
@@ -132,7 +136,26 @@ class KubernetesBackend:
         if record is None or record.removing_since is not None or record.wanted == replicas:
             return
         record.wanted = max(0, replicas)
-        self._reconciler.mark(key)
+        if self._reconciler.actuating:
+            self._reconciler.mark(key)  # a follower keeps the wish for when it leads
+
+    @property
+    def actuating(self) -> bool:
+        """Whether this gateway writes to the API (creates, patches, scales, deletes Deployments)."""
+        return self._reconciler.actuating
+
+    def set_actuating(self, on: bool) -> None:
+        """Lead (`on`: every Deployment is read again, then brought to what is wanted) or follow (from now
+        on no write is sent: the reconciles in hand are cancelled; watching and looking go on)."""
+        if on != self._reconciler.actuating:
+            log.info("kubernetes backend: %s", "actuating (leading)" if on else "following: no writes to the API")
+        self._reconciler.set_actuating(on)
+
+    def observed_replicas(self, key: RevisionKey) -> int | None:
+        """The `spec.replicas` of the revision's Deployment as last seen (or set, when leading); None while
+        it is absent or not seen yet. A new leader's autoscaler starts from it."""
+        record = self._revisions.get(key)
+        return record.replicas if record is not None and record.found == "ours" else None
 
     def ready_endpoints(self, key: RevisionKey) -> EndpointSet:
         return self._pods.endpoints(key)
@@ -158,7 +181,7 @@ class KubernetesBackend:
         record = self._revisions.get(key)
         if record is None:
             return RevisionStatus(0, 0, "unknown", "no such revision")
-        return record.status(len(self._pods.endpoints(key)), self.api.health())
+        return record.status(len(self._pods.endpoints(key)), self.api.health(), actuating=self._reconciler.actuating)
 
     async def close(self) -> None:
         await self._reconciler.close()
@@ -176,9 +199,16 @@ class KubernetesBackend:
 
     def _ready_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
         """A revision's pods came or went: its Deployment is read back, so replicas changed by someone
-        else (`kubectl scale`, another gateway) are set back to what the autoscaler wants within seconds."""
+        else (`kubectl scale`, another gateway) are set back to what the autoscaler wants within seconds.
+        A follower reads it back whatever the wish: the leader's scaling is what it shows and takes over."""
         record = self._revisions.get(key)
-        if record is not None and record.found == "ours" and record.wanted is not None and record.removing_since is None:
+        if record is None:
+            return
+        if not self._reconciler.actuating:
+            if record.found != "foreign":
+                record.stale = True
+                self._reconciler.mark(key)  # a removed one: looked at again, forgotten once the leader deleted it
+        elif record.found == "ours" and record.wanted is not None and record.removing_since is None:
             record.stale = True
             self._reconciler.mark(key)
 
