@@ -181,24 +181,68 @@ def test_the_pod_agrees_with_its_configuration(target: str, tmp_path: Path) -> N
     assert objects[GATEWAY]["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
+def selects(selector: Obj, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels only: the objects here use nothing else) picks pods with `labels`."""
+    assert set(selector) == {"matchLabels"}, selector
+    match: dict[str, str] = selector["matchLabels"]
+    return bool(match) and match.items() <= labels.items()
+
+
+def pod_labels(objects: dict[str, Obj], deployment: str) -> dict[str, str]:
+    labels: dict[str, str] = objects[f"Deployment/{deployment}"]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
 @pytest.mark.parametrize("target", KUBERNETES_TARGETS)
-def test_one_gateway_until_load_is_shared_and_redis_for_it(target: str, tmp_path: Path) -> None:
-    """Two gateways without shared state would scale a busy revision to zero under each other."""
+def test_two_gateways_share_their_load_through_redis_and_one_survives_a_drain(target: str, tmp_path: Path) -> None:
     objects = build(target)
-    assert objects[GATEWAY]["spec"]["replicas"] == 1
-    assert "PodDisruptionBudget/serving-gateway" not in objects  # with one replica it would block node drains
+    gateway = objects[GATEWAY]
+    namespace = gateway["metadata"]["namespace"]
+    assert gateway["spec"]["replicas"] == 2
+    assert gateway["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    gateways = pod_labels(objects, "serving-gateway")
+    spread = pod_spec(objects)["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert selects(spread["podAffinityTerm"]["labelSelector"], gateways)  # not both on one node if avoidable
+
+    budget = objects["PodDisruptionBudget/serving-gateway"]
+    assert budget["metadata"]["namespace"] == namespace
+    assert budget["spec"] == {"minAvailable": 1, "selector": budget["spec"]["selector"]}
+    assert selects(budget["spec"]["selector"], gateways)
+
+    # the config names the Redis Service, in the gateways' namespace, on its port
     config = load_shipped(objects, tmp_path / "etc")
     assert config.gateway.redis is not None
-    match = re.fullmatch(r"redis://([a-z0-9-]+)\.([a-z0-9-]+)\.svc:(\d+)", config.gateway.redis)
+    match = re.fullmatch(r"redis://([a-z0-9-]+)(?:\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?)?:(\d+)", config.gateway.redis)
     assert match is not None, config.gateway.redis
-    name, namespace, port = match[1], match[2], int(match[3])
+    name, port = match[1], int(match[3])
+    assert (match[2] or namespace) == namespace
     service = objects[f"Service/{name}"]
     assert service["metadata"]["namespace"] == namespace
-    assert [p["port"] for p in service["spec"]["ports"]] == [port]
-    redis = objects[f"Deployment/{name}"]["spec"]["template"]
-    assert service["spec"]["selector"].items() <= redis["metadata"]["labels"].items()
-    container_ports = {p["name"]: p["containerPort"] for p in redis["spec"]["containers"][0]["ports"]}
+    assert [p["port"] for p in service["spec"]["ports"]] == [port] == [6379]
+
+    # the Service selects the Redis pods, and only them
+    redis_labels = pod_labels(objects, name)
+    assert selects({"matchLabels": service["spec"]["selector"]}, redis_labels)
+    assert not selects({"matchLabels": service["spec"]["selector"]}, gateways)
+    assert not selects(budget["spec"]["selector"], redis_labels)
+    redis = objects[f"Deployment/{name}"]
+    assert redis["metadata"]["namespace"] == namespace and redis["spec"]["replicas"] == 1
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container_ports[service["spec"]["ports"][0]["targetPort"]] == port
+    assert re.fullmatch(r"redis:7[.\d]*-alpine", container["image"]), container["image"]
+    assert container["resources"]["requests"].keys() >= {"cpu", "memory"} and "memory" in container["resources"]["limits"]
+    # soft state: no snapshots, no append-only file, nothing on a persistent volume
+    assert container["args"] == ["--save", "", "--appendonly", "no"]
+    assert not of_kind(objects, "PersistentVolumeClaim")
+    assert all("persistentVolumeClaim" not in v for v in redis["spec"]["template"]["spec"].get("volumes", []))
+
+    # only the gateways may reach it
+    (policy,) = [p for p in of_kind(objects, "NetworkPolicy") if selects(p["spec"]["podSelector"], redis_labels)]
+    assert policy["metadata"]["namespace"] == namespace and policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert [selects(peer["podSelector"], gateways) for peer in rule["from"]] == [True]
+    assert [container_ports.get(p["port"], p["port"]) for p in rule["ports"]] == [port]
 
 
 @pytest.mark.parametrize("target", TARGETS)
