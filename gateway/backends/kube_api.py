@@ -15,6 +15,7 @@ import email.utils
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from gateway import __version__
 from gateway.backends.errors import BackendConfigError
 
 T = TypeVar("T")
@@ -71,6 +73,11 @@ def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Confi
     return config
 
 
+def user_agent() -> str:
+    """This gateway process, as the API server sees it: its pod (the hostname) and process."""
+    return f"serving-gateway/{__version__} ({socket.gethostname()}; pid {os.getpid()})"
+
+
 def retry_after(exc: ApiException) -> float | None:
     """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), capped; None without one."""
     headers = exc.headers or {}
@@ -112,6 +119,7 @@ class KubeApi:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.client = kubernetes.client.ApiClient(configuration)
+        self.client.user_agent = user_agent()  # the API server's audit log tells the gateways apart
         self.apps: Any = kubernetes.client.AppsV1Api(self.client)
         self.core: Any = kubernetes.client.CoreV1Api(self.client)
         self.host = str(configuration.host)

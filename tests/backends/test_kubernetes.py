@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +11,11 @@ import pytest
 
 from gateway.backends import BackendConfigError, BackendContext, create_backend
 from gateway.backends.deployment import build_deployment
-from gateway.backends.kube_api import load_configuration
+from gateway.backends.kube_api import load_configuration, user_agent
 from gateway.backends.kube_manifest import MANAGED_BY, MANAGED_BY_LABEL
 from gateway.backends.kubernetes import KubernetesBackend
 from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
-from tests.backends.kube_support import Heard, backend, service
+from tests.backends.kube_support import Heard, backend, sent_by, service
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
@@ -150,3 +152,14 @@ async def test_a_crashed_pod_leaves_the_set_and_returns_when_restarted(cluster: 
         cluster.kill(pod["metadata"]["name"])
         await wait_until(lambda: not kube.ready_endpoints(key), "the crashed pod out of the set", within=30)
         await wait_until(lambda: len(kube.ready_endpoints(key)) == 1, "the restarted pod back", within=30)
+
+
+async def test_every_request_names_the_gateway_process_that_sent_it(kube_api: KubeApi, kubeconfig: Path) -> None:
+    agent = user_agent()
+    assert agent == f"serving-gateway/0.1.0 ({socket.gethostname()}; pid {os.getpid()})"
+    async with backend(kubeconfig) as kube:
+        await kube.sync([service()])
+        await wait_until(lambda: replicas(kube_api, "iris-default") == 0, "the Deployment")
+    mine = sent_by(kube_api, agent)
+    assert {method for method, _ in mine} >= {"GET", "POST"}
+    assert len(mine) == len(kube_api.requests())  # the pod watch's too
