@@ -60,7 +60,7 @@ async def test_the_leader_makes_and_scales_the_deployment_once_and_the_follower_
         await follower.scale(key, 2)  # its autoscaler's wish: kept, not sent
         await leader.sync([spec])
         await wait_until(lambda: replicas(kube_api) == 0, "the leader's Deployment, made at 0 (nobody asked it for more)")
-        await wait_until(lambda: follower.observed_replicas(key) == 0, "the follower's next look", within=10)
+        await wait_until(lambda: follower.observed_replicas(key) == 0, "the follower's next look", within=20)
         assert follower.status(key) == RevisionStatus(0, 0)  # what runs, not "scaling" to its unsent 2
         for n in (2, 3):
             await leader.scale(key, n)
@@ -182,7 +182,7 @@ async def test_a_removed_revision_is_deleted_by_the_leader_only(kube_api: KubeAp
         assert follower.status(canary).desired == 0
         await leader.sync([service()])
         await wait_until(lambda: replicas(kube_api, "iris-canary") is None, "the canary's Deployment deleted by the leader")
-        await wait_until(lambda: canary not in follower._revisions, "the follower forgets it once it is gone", within=10)
+        await wait_until(lambda: canary not in follower._revisions, "the follower forgets it once it is gone", within=20)
         assert replicas(kube_api) == 0
     assert writes_by(kube_api, FOLLOWER) == []
     assert [w for w in writes_by(kube_api, LEADER) if w[0] == "DELETE"] == [("DELETE", f"{DEPLOYMENTS}/iris-canary")]
