@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PARALLEL = 4  # API requests in flight at once (the API's threads)
 LOOK_SCHEDULE = (0.5, 1.0)  # the retries of a start's or reload's first look
 LISTING_REUSE = 5.0  # seconds a namespace's listing serves new revisions' first look
+FENCE_RETRY = 0.5  # seconds before a write the lease's fence held back is tried again (the lease renewed, or lost)
 FOLLOW_POLL = (1.0, 30.0)  # a follower looks again at a Deployment the leader is to make or delete: first, longest wait
 
 
@@ -73,6 +74,10 @@ class Reconciler:
         self._resync_wanted = False  # every Deployment is read again before the next reconcile
         self._follow_looks: dict[RevisionKey, int] = {}  # a follower's looks in a row at one awaiting the leader
         self._later: dict[RevisionKey, asyncio.TimerHandle] = {}
+        # With several gateways: whether the lease this instance leads by is still valid right now (by its own
+        # clock). Checked before every write, so a leader paused past its lease writes nothing when it resumes,
+        # even before it has heard that it lost the lease.
+        self.fence: Callable[[], bool] = lambda: True
 
     def set_actuating(self, on: bool) -> None:
         if on == self.actuating:
@@ -85,9 +90,16 @@ class Reconciler:
                 task.cancel()
         self._wake.set()
 
-    def _writes(self, epoch: int) -> bool:
-        """Whether a reconcile begun at `epoch` may still write: it is the leader's, and leadership held since."""
-        return self.actuating and epoch == self._epoch
+    def _writes(self, epoch: int, key: RevisionKey | None = None) -> bool:
+        """Whether a reconcile begun at `epoch` may still write: it is the leader's, leadership held since, and
+        the lease valid right now. Held back by the fence alone, the revision (`key`) is tried again shortly."""
+        if not (self.actuating and epoch == self._epoch):
+            return False
+        if self.fence():
+            return True
+        if key is not None:
+            asyncio.get_running_loop().call_later(FENCE_RETRY, self.mark, key)
+        return False
 
     def mark(self, key: RevisionKey) -> None:
         self.dirty.add(key)
@@ -263,7 +275,7 @@ class Reconciler:
             self._report(record)
         if record.found == "foreign":
             return
-        if not self._writes(epoch):
+        if not self._writes(epoch, record.key):
             self._follow(record)
             return
         if record.found == "absent":
@@ -280,7 +292,7 @@ class Reconciler:
             record.applied = digest
         target = record.wanted
         if target is not None and target != record.replicas:
-            if not self._writes(epoch):
+            if not self._writes(epoch, record.key):
                 return  # leadership changed during the create or patch
             await self.deployments.scale(record.namespace, record.name, target)
             log.info("%s: scaled %s from %s to %d", record.key, record.what, record.replicas, target)
@@ -297,7 +309,7 @@ class Reconciler:
     async def _retire(self, record: KubeRevision, epoch: int) -> None:
         """A revision that left the config: its Deployment is deleted once its requests are done."""
         assert record.removing_since is not None
-        if not self._writes(epoch):
+        if not self._writes(epoch, record.key):
             await self._follow_retirement(record)
             return
         busy = self._busy(record)
@@ -308,7 +320,7 @@ class Reconciler:
         if record.found != "foreign":
             current = await self.deployments.get(record.namespace, record.name)
             if current is not None and managed_by_us(current):
-                if not self._writes(epoch):
+                if not self._writes(epoch, record.key):
                     self.mark(record.key)  # leadership changed during the look: the follower's way next
                     return
                 await self.deployments.delete(record.namespace, record.name)

@@ -144,6 +144,10 @@ class KubernetesBackend:
         """Whether this gateway writes to the API (creates, patches, scales, deletes Deployments)."""
         return self._reconciler.actuating
 
+    def set_fence(self, fence: Callable[[], bool]) -> None:
+        """With several gateways: asked right before every write whether the lease is still valid."""
+        self._reconciler.fence = fence
+
     def set_actuating(self, on: bool) -> None:
         """Lead (`on`: every Deployment is read again, then brought to what is wanted) or follow (from now
         on no write is sent: the reconciles in hand are cancelled; watching and looking go on)."""

@@ -102,8 +102,10 @@ class Coordinator:
         self._clock = clock
         self._sleep = sleep
         self._offset = exchange.clock_offset(wall, clock)
+        # a round trip slower than this is an outage: well within the lease, never shorter than a beat
+        timeout = min(lease_ttl / 2, max(interval, 1.0))
         self.redis: Redis = Redis.from_url(
-            url, socket_timeout=interval, socket_connect_timeout=interval, retry=Retry(NoBackoff(), 0), decode_responses=True
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), decode_responses=True
         )
         self._heartbeat = self.redis.register_script(scripts.HEARTBEAT)
         self._leave = self.redis.register_script(scripts.LEAVE)
@@ -132,6 +134,11 @@ class Coordinator:
         if self.leader and self._clock() < self.deadline:
             return True
         return self.outage_leader and self.reachable is False and before is not None and target > before
+
+    def holds(self) -> bool:
+        """Whether this instance may write to what runs right now (a backend's fence, checked before each write):
+        its lease valid by its own clock, or it led when Redis went away."""
+        return (self.leader and self._clock() < self.deadline) or (self.outage_leader and self.reachable is False)
 
     def relay(self, key: RevisionKey) -> None:
         """A request found `key` at zero here: unless this instance acts, tell the leader now (at most once a second)."""
@@ -163,8 +170,9 @@ class Coordinator:
         if self.leader:
             log.info("gave up the leader lease (epoch %d)", self.epoch)
         self.leader = False
-        with contextlib.suppress(RedisError, OSError):
-            await self.redis.aclose()
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(self.interval):
+                await self.redis.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -265,7 +273,9 @@ class Coordinator:
                 message,
                 "scaling up only, on this instance's own stats" if self.leader else "scaling left to the last leader",
             )
-        self.outage_leader = self.outage_leader or self.leader
+        # the leader keeps acting (up only) through an outage, but not one that was paused past its lease and
+        # woke to find Redis away: by its own clock it no longer holds anything
+        self.outage_leader = self.outage_leader or (self.leader and self._clock() < self.deadline)
         self.reachable, self.error = False, message
         self._connected_since = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from gateway.autoscale.scaler import Autoscaler
 from gateway.autoscale.stats import RevisionStats
@@ -17,6 +18,13 @@ from gateway.shared.mirror import MirroredBackend
 from gateway.types import RevisionKey
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Fenced(Protocol):
+    """A backend that asks, before each write, whether this instance still holds the lease."""
+
+    def set_fence(self, fence: Callable[[], bool]) -> None: ...
 
 
 class SharedState:
@@ -69,6 +77,8 @@ class SharedState:
         return self._autoscaler.stats(key) if key in self._autoscaler else None
 
     def _wrap(self, kind: BackendKind, backend: Backend) -> Backend:
+        if isinstance(backend, Fenced):
+            backend.set_fence(self.coordinator.holds)
         if kind != "local":
             return backend  # kubernetes: every instance watches the pods itself; static: fixed endpoints
         mirror = MirroredBackend(backend, self.coordinator.redis, self.keys, lambda: self.coordinator.epoch)

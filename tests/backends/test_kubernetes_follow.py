@@ -220,3 +220,21 @@ async def test_switching_to_the_same_mode_changes_nothing(kube_api: KubeApi, kub
         await kube.scale(spec.key("default"), 1)
         await wait_until(lambda: replicas(kube_api) == 1 and settled(kube), "scaled")
         assert lists(kube_api, LEADER) == listed
+
+
+async def test_a_leader_whose_lease_lapsed_writes_nothing_until_it_is_valid_again(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    lease = {"valid": True}
+    async with backend(kubeconfig, agent=LEADER) as leader:
+        leader.set_fence(lambda: lease["valid"])
+        await leader.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0 and settled(leader), "the Deployment")
+        lease["valid"] = False  # paused past its lease (it has not heard yet that it lost it): no write at all
+        await leader.scale(key, 3)
+        await wait_until(lambda: settled(leader), "the reconcile done without writing")
+        await asyncio.sleep(1.2)  # kept: the subject is that nothing is written in this while (two fence retries)
+        assert writes_by(kube_api, LEADER) == [("POST", DEPLOYMENTS)] and replicas(kube_api) == 0
+        lease["valid"] = True  # renewed: the wish kept meanwhile is sent
+        await wait_until(lambda: replicas(kube_api) == 3, "the wish sent once the lease is valid again", within=5)
+        assert writes_by(kube_api, LEADER) == [("POST", DEPLOYMENTS), ("PATCH", SCALE)]

@@ -141,3 +141,52 @@ async def test_one_gateway_writes_the_deployment_and_the_other_takes_over_when_i
 
 async def _one_leader(first: Served, second: Served) -> bool:
     return [await leads(first), await leads(second)].count(True) == 1
+
+
+async def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
+    pair: tuple[Served, Served], cluster: Cluster, redis_server: RedisServer
+) -> None:
+    first, second = pair
+    for served in pair:
+        await wait_until(lambda served=served: ready(served), "both gateways ready", within=30)  # type: ignore[misc]
+    await wait_until(lambda: _one_leader(first, second), "one leader of the two", within=30)
+    leader, follower = (first, second) if await leads(first) else (second, first)
+    try:
+        async with load(follower, 3, 400) as codes:
+            await wait_until(lambda: len(cluster.ready_pods("echo-default")) >= 2, "pods for the follower's load", within=60)
+            wanted = cluster_replicas(cluster)
+            leader.proc.send_signal(signal.SIGSTOP)  # a long pause: no heartbeat, its lease runs out
+            await wait_until(lambda: leads(follower), "the follower leading", within=20)
+            paused_writes = deployment_writes(cluster.api, leader)
+            paused_requests = len(sent_by(cluster.api, agent(leader)))
+        # idle: the new leader scales to zero, which the paused one, had it its way, would set back to `wanted`
+        await wait_until(lambda: cluster_replicas(cluster) == 0, "scaled to zero by the new leader", within=60)
+        # Redis stalls as the old leader wakes: it cannot hear that it lost the lease, and sees the pods gone
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        leader.proc.send_signal(signal.SIGCONT)
+        await wait_until(
+            lambda: len(sent_by(cluster.api, agent(leader))) > paused_requests, "its looks after the pause", within=10
+        )
+        await asyncio.sleep(2.0)  # kept: the subject is that nothing is written while it cannot reach Redis
+        assert deployment_writes(cluster.api, leader) == paused_writes
+    finally:
+        leader.proc.send_signal(signal.SIGCONT)
+        if redis_server.proc is not None:
+            redis_server.proc.send_signal(signal.SIGCONT)
+    assert set(codes) == {200} and wanted >= 2
+    await wait_until(lambda: _follows(leader), "the resumed one to know it follows", within=20)
+    # it woke with a wish of `wanted` and pods gone: it looked, but its fence kept it from any write
+    await wait_until(lambda: len(sent_by(cluster.api, agent(leader))) > paused_requests, "its looks after the pause", within=10)
+    assert deployment_writes(cluster.api, leader) == paused_writes
+    assert cluster_replicas(cluster) == 0 and not cluster.pods("echo-default")
+
+
+def cluster_replicas(cluster: Cluster) -> int:
+    found = cluster.api.objects("deployments", "default")
+    return int(found[0]["spec"]["replicas"]) if found else -1
+
+
+async def _follows(served: Served) -> bool:
+    found = await doc(served)
+    return bool(found and found["shared"]["holder"] and not found["shared"]["leader"])
