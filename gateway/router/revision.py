@@ -153,6 +153,10 @@ class RevisionRuntime:
             self.cold_starts = Histogram(COLD_START_BUCKETS)
         self.cold_starts.observe(waited)
 
+    def set_share(self, index: int, count: int) -> None:
+        """This data plane is number ``index`` of ``count`` sharing the replicas (see router/shares.py)."""
+        self.throttler.set_share(index, count)
+
     def set_endpoints(self, endpoints: EndpointSet) -> None:
         gone = set(self.throttler.trackers) - endpoints
         self.throttler.update_endpoints(endpoints)

@@ -6,6 +6,11 @@ capacity wait in a bounded FIFO until one frees up or appears. Load balancing as
 throttler: power of two choices when unlimited, first-available when containerConcurrency <= 3, round-robin
 otherwise. One of the two choices is the next replica in round-robin order and wins ties, so
 sequential requests (and the static backend's idle endpoints) rotate evenly. Every operation on the request path is O(1) (O(log n) for first-available).
+
+Several data planes share the replicas (``set_share``): each tracker's ``capacity`` is this plane's
+part of the replica's ``containerConcurrency`` (shares.py), and admission compares ``in_flight`` with
+it. The balancing policy stays keyed on ``containerConcurrency``, and a tracker with no capacity here
+is never admitted.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import heapq
 import random
 from collections import deque
 
+from gateway.router.shares import check_share, plane_capacity
 from gateway.types import Endpoint, EndpointSet
 
 
@@ -25,11 +31,12 @@ class QueueFull(Exception):
 class Tracker:
     """One replica as the throttler sees it."""
 
-    __slots__ = ("endpoint", "index", "in_flight", "removed", "down", "listed")
+    __slots__ = ("endpoint", "index", "capacity", "in_flight", "removed", "down", "listed")
 
-    def __init__(self, endpoint: Endpoint, index: int) -> None:
+    def __init__(self, endpoint: Endpoint, index: int, capacity: int) -> None:
         self.endpoint = endpoint
         self.index = index
+        self.capacity = capacity  # slots this data plane may use on the replica (0 with unlimited concurrency)
         self.in_flight = 0
         self.removed = False
         self.down = False
@@ -39,12 +46,14 @@ class Tracker:
         return self.index < other.index
 
     def __repr__(self) -> str:
-        return f"Tracker({self.endpoint}, in_flight={self.in_flight})"
+        return f"Tracker({self.endpoint}, in_flight={self.in_flight}, capacity={self.capacity})"
 
 
 class Throttler:
     __slots__ = (
-        "slots_per_replica",
+        "container_concurrency",
+        "plane",
+        "planes",
         "queue_depth",
         "trackers",
         "retired",
@@ -58,7 +67,9 @@ class Throttler:
     )
 
     def __init__(self, container_concurrency: int, queue_depth: int) -> None:
-        self.slots_per_replica = container_concurrency
+        self.container_concurrency = container_concurrency  # per replica, across all data planes
+        self.plane = 0  # this data plane's index among `planes` (set_share)
+        self.planes = 1
         self.queue_depth = queue_depth
         self.trackers: dict[Endpoint, Tracker] = {}
         # Replicas that left the ready set while still serving: drained before they are stopped.
@@ -84,14 +95,41 @@ class Throttler:
                     self.retired[endpoint] = tracker
         for endpoint in sorted(endpoints, key=lambda e: (e.host, e.port)):
             if endpoint not in self.trackers:
-                self.trackers[endpoint] = Tracker(endpoint, self._next_index)
-                self._next_index += 1
+                back = self.retired.pop(endpoint, None)
+                if back is not None:
+                    # Back while its old requests still run: they count against the replica's limit.
+                    back.removed = back.down = False  # as new: its ejection was forgotten when it left
+                    self.trackers[endpoint] = back
+                else:
+                    self.trackers[endpoint] = Tracker(endpoint, self._next_index, self._capacity(endpoint))
+                    self._next_index += 1
         self._rebuild()
 
     def set_concurrency(self, container_concurrency: int) -> None:
-        if container_concurrency != self.slots_per_replica:
-            self.slots_per_replica = container_concurrency
-            self._rebuild()
+        if container_concurrency != self.container_concurrency:
+            self.container_concurrency = container_concurrency
+            self._recount()
+
+    def set_share(self, index: int, count: int) -> None:
+        """This data plane is number ``index`` (0-based) of ``count`` sharing the replicas.
+
+        Capacity lowered below a replica's requests in flight admits nothing more there until they
+        drain below it; capacity raised serves waiters at once, in order.
+        """
+        check_share(index, count)
+        if (index, count) != (self.plane, self.planes):
+            self.plane, self.planes = index, count
+            self._recount()
+
+    def _capacity(self, endpoint: Endpoint) -> int:
+        return plane_capacity(endpoint, self.container_concurrency, self.plane, self.planes)
+
+    def _recount(self) -> None:
+        for tracker in self.trackers.values():
+            tracker.capacity = self._capacity(tracker.endpoint)
+        for tracker in self.retired.values():
+            tracker.capacity = self._capacity(tracker.endpoint)  # it may come back
+        self._rebuild()
 
     def mark_down(self, endpoint: Endpoint) -> None:
         """Take a replica out of rotation (it refused a connection) until ``mark_up``."""
@@ -125,14 +163,14 @@ class Throttler:
             t.listed = False
         self._up = live
         self._heap.clear()
-        if self.slots_per_replica > 3:
+        if self.container_concurrency > 3:
             for t in live:
-                if t.in_flight < self.slots_per_replica:
+                if t.in_flight < t.capacity:
                     t.listed = True
                     ring.append(t)
-        elif self.slots_per_replica > 0:
+        elif self.container_concurrency > 0:
             for t in live:
-                if t.in_flight < self.slots_per_replica:
+                if t.in_flight < t.capacity:
                     t.listed = True
                     self._heap.append(t)
             heapq.heapify(self._heap)
@@ -146,9 +184,9 @@ class Throttler:
         return self._take()
 
     def _take(self) -> Tracker | None:
-        limit = self.slots_per_replica
-        if limit:
-            return self._take_round_robin(limit) if limit > 3 else self._take_lowest_index(limit)
+        cc = self.container_concurrency
+        if cc:
+            return self._take_round_robin() if cc > 3 else self._take_lowest_index()
         # Unlimited concurrency (the common case, inline): the less busy of two replicas, one in
         # turn and one at random.
         up = self._up
@@ -165,7 +203,7 @@ class Throttler:
         t.in_flight += 1
         return t
 
-    def _take_round_robin(self, limit: int) -> Tracker | None:
+    def _take_round_robin(self) -> Tracker | None:
         ring = self._ring
         while ring:
             t = ring.pop(0)
@@ -173,14 +211,14 @@ class Throttler:
                 t.listed = False
                 continue
             t.in_flight += 1
-            if t.in_flight < limit:
+            if t.in_flight < t.capacity:
                 ring.append(t)
             else:
                 t.listed = False
             return t
         return None
 
-    def _take_lowest_index(self, limit: int) -> Tracker | None:
+    def _take_lowest_index(self) -> Tracker | None:
         heap = self._heap
         while heap:
             t = heap[0]
@@ -189,7 +227,7 @@ class Throttler:
                 t.listed = False
                 continue
             t.in_flight += 1
-            if t.in_flight >= limit:
+            if t.in_flight >= t.capacity:
                 heapq.heappop(heap)
                 t.listed = False
             return t
@@ -202,7 +240,7 @@ class Throttler:
         beats failing every request until its probe comes back. O(replicas), off the normal path.
         """
         for t in self.trackers.values():
-            if t.down and (self.slots_per_replica == 0 or t.in_flight < self.slots_per_replica):
+            if t.down and (self.container_concurrency == 0 or t.in_flight < t.capacity):
                 t.in_flight += 1
                 return t
         return None
@@ -218,10 +256,10 @@ class Throttler:
             if tracker.in_flight == 0:
                 self.retired.pop(tracker.endpoint, None)
             return
-        limit = self.slots_per_replica
-        if limit and not tracker.listed and not tracker.removed and not tracker.down and tracker.in_flight < limit:
+        cc = self.container_concurrency
+        if cc and not tracker.listed and not tracker.down and tracker.in_flight < tracker.capacity:
             tracker.listed = True
-            if limit > 3:
+            if cc > 3:
                 self._ring.append(tracker)
             else:
                 heapq.heappush(self._heap, tracker)
