@@ -26,6 +26,8 @@ class RevisionBackends:
         self._context = context
         self._adopting: dict[BackendKind, AdoptingBackend] = {}  # backends whose replicas a restart adopts
         self._runtimes = runtimes
+        # Told every change a backend reports after the runtime took it (the supervisor passes it on to workers).
+        self.on_endpoints: EndpointListener | None = None
 
     def get(self, kind: BackendKind) -> Backend:
         """The backend named `kind`, built on first use."""
@@ -43,6 +45,8 @@ class RevisionBackends:
             runtime = self._runtimes.get(key)
             if runtime is not None and self.of_revision.get(key) == kind:
                 runtime.set_endpoints(endpoints)
+            if self.on_endpoints is not None and self.of_revision.get(key) == kind:
+                self.on_endpoints(key, endpoints)
 
         return endpoints_changed
 
