@@ -265,6 +265,12 @@ class Hub:
             stats = autoscaler.stats(key)
             for stamp, concurrency, requests in seconds:
                 stats.record_remote(stamp, concurrency, requests)
+            if stats.outbox is not None and seconds:
+                # Shared further (several machines through Redis): this machine's load is its workers'.
+                stats.outbox.extend((int(stamp), float(c), float(n)) for stamp, c, n in seconds)
+                if not stats.listed and stats.sink is not None:
+                    stats.listed = True
+                    stats.sink.activate(stats)
 
     def _report(self, link: WorkerLink, message: Message) -> None:
         touched = set(link.load)

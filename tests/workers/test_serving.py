@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,19 @@ def test_status_reads_the_supervisor(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert HOST in out.stdout and "sleepy-default" in out.stdout
         assert json.loads(json.dumps(gw.services()))["services"][0]["revisions"][0]["ready"] == 1
+
+
+async def test_a_revision_that_cannot_start_is_a_503_naming_why_from_every_worker(tmp_path: Path) -> None:
+    text = config(min_scale=0).replace(f'command: ["{sys.executable}", ', 'command: ["/usr/bin/no_such_model_server", ')
+    with serving(tmp_path, text) as gw:
+        conns = [await Conn.open(gw.port) for _ in range(16)]
+        held = worker_of(conns, gw.port, gw.workers())
+        firsts = [next(c for c in conns if held[c.local_port] == pid) for pid in gw.workers()]
+        started = time.monotonic()
+        answers = await asyncio.gather(*(c.get("/work") for c in firsts))
+        assert time.monotonic() - started < 10, "not the activation timeout"
+        for status, _, body in answers:
+            assert status == 503
+            assert "/usr/bin/no_such_model_server" in json.loads(body)["error"]
+        for conn in conns:
+            conn.close()
