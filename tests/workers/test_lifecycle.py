@@ -55,8 +55,8 @@ async def test_sigterm_drains_requests_in_flight_on_every_worker(tmp_path: Path)
         workers = gw.workers()
         by_worker = await split_connections(gw.port, workers, each=2)
         conns = [c for cs in by_worker.values() for c in cs]
-        slow = [asyncio.ensure_future(c.get("/work?ms=1500")) for c in conns]
-        await wait_until(lambda: gw.revision()["in_flight"] == 4, "4 requests in flight", within=2.5)
+        slow = [asyncio.ensure_future(c.get("/work?ms=2500")) for c in conns]
+        await wait_until(lambda: gw.revision()["in_flight"] == 4, "4 requests in flight", within=2.2)
         gw.proc.send_signal(signal.SIGTERM)
         answers = await asyncio.gather(*slow)
         assert [status for status, _, _ in answers] == [200] * 4

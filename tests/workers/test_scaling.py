@@ -36,9 +36,12 @@ async def test_load_through_two_workers_drives_the_replica_count_as_one_process_
         try:
             await wait_until(desired, "4 replicas asked for", within=15)
             await wait_until(lambda: gw.revision()["ready"] >= 4, "4 replicas ready", within=15)
+            # The decider's stable average climbs to the revision-wide 8 as the window fills with loaded seconds.
+            await wait_until(lambda: gw.revision()["stable"] >= 7.0, "a stable concurrency near 8", within=15)
             for _ in range(20):  # the count holds at what the summed load asks for
                 seen.append(gw.revision()["desired"])
                 await asyncio.sleep(0.1)
+            stable = gw.revision()["stable"]
         finally:
             stop.set()
             await asyncio.gather(*load)
@@ -46,8 +49,7 @@ async def test_load_through_two_workers_drives_the_replica_count_as_one_process_
                 conn.close()
         assert max(seen) <= 5, f"asked for more than the load needs: {seen}"
         assert seen[-1] >= 4, seen
-        stable = gw.revision()["stable"]
-        assert 6.0 <= stable <= 9.0, f"the decider's concurrency is not the revision-wide 8: {stable}"
+        assert stable <= 9.0, f"the decider's concurrency is over the revision-wide 8: {stable}"
 
 
 async def test_with_container_concurrency_2_and_two_workers_a_replica_never_holds_more_than_2(tmp_path: Path) -> None:

@@ -64,8 +64,8 @@ async def test_admin_services_and_metrics_add_up_the_workers(tmp_path: Path) -> 
         assert gw.metric("gateway_request_duration_seconds_count") == counted
         assert gw.metric("gateway_client_connections") >= 6
         # Six slow requests in flight, three on each worker: the admin side sees all six.
-        slow = [asyncio.ensure_future(conn.get("/work?ms=3000")) for conn in conns]
-        await wait_until(lambda: gw.revision()["in_flight"] == 6, "6 requests in flight over both workers", within=2.5)
+        slow = [asyncio.ensure_future(conn.get("/work?ms=4000")) for conn in conns]
+        await wait_until(lambda: gw.revision()["in_flight"] == 6, "6 requests in flight over both workers", within=3.5)
         assert gw.metric("gateway_revision_in_flight_requests") == 6
         assert [status for status, _, _ in await asyncio.gather(*slow)] == [200] * 6
         unknown = await Conn.open(gw.port)
