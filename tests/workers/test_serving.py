@@ -143,3 +143,12 @@ async def test_a_revision_that_cannot_start_is_a_503_naming_why_from_every_worke
             assert "/usr/bin/no_such_model_server" in json.loads(body)["error"]
         for conn in conns:
             conn.close()
+
+
+async def test_one_worker_is_the_single_process_gateway(tmp_path: Path) -> None:
+    with serving(tmp_path, config(), workers="1") as gw:
+        assert gw.workers() == []
+        assert not (tmp_path / "state" / "workers.sock").exists()
+        conn = await Conn.open(gw.port)
+        assert (await conn.get("/work?ms=1"))[0] == 200
+        conn.close()
