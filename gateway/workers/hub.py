@@ -285,7 +285,8 @@ class Hub:
             link.counters[key] = ({int(c): int(n) for c, n in codes.items()}, durations, float(dsum), cold, float(csum))
             self._mirror_counters(key)
         link.unrouted = {int(c): int(n) for c, n in message["unrouted"].items()}
-        link.connections = tuple(int(n) for n in message["connections"])  # type: ignore[assignment]
+        opened, limit, reached, shortages = (int(n) for n in message["connections"])
+        link.connections = (opened, limit, reached, shortages)
         for key in touched:
             self._mirror_load(key)
         self._mirror_unrouted()

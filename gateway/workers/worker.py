@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.app import settle_heap
 from gateway.autoscale.scaler import Autoscaler
@@ -143,11 +144,11 @@ class HubClient:
         else:
             log.warning("unknown message %r from the supervisor", kind)
 
-    def _endpoints(self, items: list[list[object]]) -> None:
+    def _endpoints(self, items: list[list[Any]]) -> None:
         feed = self.plane.feed
         for raw_key, raw_endpoints in items:
             key = key_in(raw_key)
-            endpoints = frozenset(endpoint_in(e) for e in raw_endpoints)  # type: ignore[attr-defined]
+            endpoints = frozenset(endpoint_in(e) for e in raw_endpoints)
             removed: set[Endpoint] = set(feed.ready_endpoints(key) - endpoints)
             feed.set(key, endpoints)
             if removed:
