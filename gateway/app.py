@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from gateway.admin import services_document
 from gateway.autoscale.scaler import Autoscaler
 from gateway.backends import BackendContext
+from gateway.backends.base import InFlight
 from gateway.config import load
 from gateway.config.addresses import split_hostport
 from gateway.config.model import Config
@@ -55,15 +56,28 @@ class Gateway:
     """The composition root: builds the proxy, runtimes, backends, autoscaler, reconciler and reloader and
     connects them; starts, reloads and stops them."""
 
-    def __init__(self, config: Config, paths: Sequence[str] = (), *, state_dir: str | Path | None = None) -> None:
+    serves_data_plane = True  # False: a supervisor of worker processes (gateway/workers/), which serve it
+
+    def __init__(
+        self,
+        config: Config,
+        paths: Sequence[str] = (),
+        *,
+        state_dir: str | Path | None = None,
+        proxy: ProxyServer | None = None,
+        in_flight: InFlight | None = None,
+        planes: int = 1,
+    ) -> None:
+        """`proxy` and `in_flight` (requests a replica still serves): a supervisor's, which add up its workers';
+        `planes`: the data planes this instance runs (its workers), each with its part of every replica."""
         self.config = config
         self.paths = list(paths)
         self.state_dir = Path(state_dir or config.gateway.state_dir or default_state_dir(config.gateway.listen))
-        self.proxy = ProxyServer(RouteTable({}, {}), config.gateway.proxy)
+        self.proxy = proxy or ProxyServer(RouteTable({}, {}), config.gateway.proxy)
         runtimes = Runtimes()
         self.runtimes = runtimes.live
         self.revision_backends = RevisionBackends(
-            BackendContext(self.state_dir, in_flight=runtimes.in_flight, settings=config.gateway), self.runtimes
+            BackendContext(self.state_dir, in_flight=in_flight or runtimes.in_flight, settings=config.gateway), self.runtimes
         )
         self.backends = self.revision_backends.by_kind
         self.autoscaler = Autoscaler(self.revision_backends, tick_interval=config.gateway.autoscaler.tick_interval)
@@ -85,8 +99,16 @@ class Gateway:
             from gateway.shared.instance import SharedState
 
             self.shared = SharedState(
-                config.gateway.redis, autoscaler=self.autoscaler, backends=self.revision_backends, set_share=runtimes.set_share
+                config.gateway.redis,
+                autoscaler=self.autoscaler,
+                backends=self.revision_backends,
+                set_share=self.set_planes,
+                planes=planes,
             )
+
+    def set_planes(self, offset: int, total: int) -> None:
+        """This instance's data planes are numbers `offset`.. of `total` (the shared state's membership)."""
+        self._runtimes.set_share(offset, total)
 
     def _endpoint_dropped(self, endpoint: Endpoint) -> None:
         self.proxy.pools.drop(endpoint)
@@ -102,12 +124,14 @@ class Gateway:
 
     async def start(self, listen: str | None = None) -> None:
         host, port = split_hostport(listen or self.config.gateway.listen, "listen")
-        self.proxy.bind(host, port)  # a busy port is reported before anything else is started
+        if self.serves_data_plane:
+            self.proxy.bind(host, port)  # a busy port is reported before anything else is started
         await self.apply(self.config)
         if self.shared is not None:
             await self.shared.start()  # joined (the others shrank their shares) before a request is admitted
         settle_heap()
-        await self.proxy.start()
+        if self.serves_data_plane:
+            await self.proxy.start()
         self._autoscaler_task = asyncio.get_running_loop().create_task(self.autoscaler.run())
 
     async def reload(self) -> tuple[Config, ApplyReport]:

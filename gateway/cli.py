@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replica logs, pid records and a lock (default ~/.local/state/serving-gateway/HOST-PORT of --listen)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        default="1",
+        metavar="N|auto",
+        help="data-plane processes sharing the listen port (auto: one per CPU; default 1, a single process)",
+    )
 
     validate = sub.add_parser("validate", help="check config files and print the routing table")
     _paths_arg(validate)
@@ -84,7 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:  # started by `serve --workers N`, not by users: left out of the help
+        from gateway.workers.worker import main as worker_main
+
+        return worker_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        from gateway.workers.supervisor import parse_workers
+
+        try:
+            args.workers = parse_workers(args.workers)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.command == "validate":
         return validate(args.files)
     if args.command == "serve":
@@ -151,7 +170,12 @@ async def _serve(config: object, args: argparse.Namespace) -> int:
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return 1
     state_dir = args.state_dir or config.gateway.state_dir or default_state_dir(listen)
-    gw = Gateway(config, args.files, state_dir=state_dir)  # type: ignore[arg-type]
+    if args.workers > 1:
+        from gateway.workers.supervisor import Supervisor
+
+        gw: Gateway = Supervisor(config, args.files, state_dir=state_dir, workers=args.workers, log_level=args.log_level)  # type: ignore[arg-type]
+    else:
+        gw = Gateway(config, args.files, state_dir=state_dir)  # type: ignore[arg-type]
     try:
         admin_sock = bind_socket(admin_host, admin_port)
         await gw.start(listen=listen)
@@ -176,12 +200,13 @@ async def _serve(config: object, args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     listen = ", ".join(f"{h}:{p}" for h, p in gw.proxy.sockets)
     log.info(
-        "serving %d services on %s (admin %s:%d), at most %d client connections",
+        "serving %d services on %s (admin %s:%d), at most %d client connections%s",
         len(gw.config.services),
         listen,
         admin_host,
         admin_port,
         gw.proxy.max_connections,
+        f" per worker, {args.workers} workers" if args.workers > 1 else "",
     )
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait([stop_wait, admin_task], return_when=asyncio.FIRST_COMPLETED)

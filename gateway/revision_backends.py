@@ -36,6 +36,8 @@ class RevisionBackends:
         self._runtimes = runtimes
         self.actuating = True  # False: standing by (another gateway instance leads)
         self.wrap: Callable[[BackendKind, Backend], Backend] | None = None  # shared state: e.g. the local backend mirrored
+        # Told every change a backend reports after the runtime took it (the supervisor passes it on to workers).
+        self.on_endpoints: EndpointListener | None = None
 
     def get(self, kind: BackendKind) -> Backend:
         """The backend named `kind`, built on first use."""
@@ -57,6 +59,8 @@ class RevisionBackends:
             runtime = self._runtimes.get(key)
             if runtime is not None and self.of_revision.get(key) == kind:
                 runtime.set_endpoints(endpoints)
+            if self.on_endpoints is not None and self.of_revision.get(key) == kind:
+                self.on_endpoints(key, endpoints)
 
         return endpoints_changed
 

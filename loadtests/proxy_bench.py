@@ -267,10 +267,12 @@ def to_ms(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def run_wrk(cmd_prefix: list[str], port: int, conns: int, duration: float, log: list[dict[str, Any]]) -> dict[str, Any]:
+def run_wrk(
+    cmd_prefix: list[str], port: int, conns: int, duration: float, log: list[dict[str, Any]], threads: int = 1
+) -> dict[str, Any]:
     argv = cmd_prefix + [
         "wrk",
-        "-t1",
+        f"-t{threads}",
         f"-c{conns}",
         f"-d{duration:g}s",
         "--latency",

@@ -27,8 +27,9 @@ SHORTAGE_PAUSE = 0.1
 LOG_EVERY = 10.0  # seconds between two warnings of the same kind
 
 
-def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
-    """Non-blocking listening sockets for every address `host` resolves to (all interfaces when empty)."""
+def bind(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> list[socket.socket]:
+    """Non-blocking listening sockets for every address `host` resolves to (all interfaces when empty);
+    `reuse_port`: SO_REUSEPORT, so several worker processes accept on the same address."""
     where = f"{host or '*'}:{port}"
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -44,6 +45,8 @@ def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:

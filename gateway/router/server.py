@@ -126,9 +126,9 @@ class ProxyServer:
         """Atomic: requests already routed keep the revision they were given."""
         self.state.routes = routes
 
-    def bind(self, host: str, port: int) -> None:
+    def bind(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         """Take the listening sockets (GatewayError naming the address if they cannot be had); accept nothing yet."""
-        socks = bind(host, port, backlog=2048)
+        socks = bind(host, port, backlog=2048, reuse_port=reuse_port)
         self._listener = Listener(
             socks,
             lambda: ClientConnection(self.state, self.connections.add, self._connection_closed),
