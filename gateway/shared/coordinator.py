@@ -262,7 +262,8 @@ class Coordinator:
             for entry_id, fields in entries:
                 self._last_id = entry_id
                 if fields.get("i") != self.instance:
-                    exchange.ingest(exchange.decode(fields.get("d", ""), self._offset), self.hooks.stats_of)
+                    batch = exchange.decode(fields.get("d", ""), self._offset, self._clock(), self.window)
+                    exchange.ingest(batch, self.hooks.stats_of)
 
     def _lost(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -18,6 +18,9 @@ from gateway.types import RevisionKey
 
 Batch = dict[RevisionKey, list[Second]]
 MAX_SECONDS = 600  # per revision per entry: anything more is not from a gateway
+MAX_CONCURRENCY = 1e6  # a second's average in flight on one instance: above it, not from a gateway
+MAX_REQUESTS = 1e7  # requests in one second on one instance
+SKEW = 2  # seconds a stamp may be ahead of this clock (clocks a second apart, a second not yet finished here)
 
 
 class StatsOutbox:
@@ -56,8 +59,10 @@ def encode(batch: Batch, offset: int) -> str:
     )
 
 
-def decode(payload: str | bytes, offset: int) -> Batch:
-    """The seconds of another instance's entry, stamped in this process's clock; malformed parts are skipped."""
+def decode(payload: str | bytes, offset: int, now: float | None = None, window: float = 3600.0) -> Batch:
+    """The seconds of another instance's entry, stamped in this process's clock; malformed parts are skipped,
+    and so is a second stamped more than SKEW seconds after `now` or more than `window` before it (one such
+    second would move a window's newest bucket into the future and void every second recorded after it)."""
     try:
         raw = json.loads(payload)
     except ValueError:
@@ -70,8 +75,12 @@ def decode(payload: str | bytes, offset: int) -> Batch:
         if key is None or not isinstance(seconds, list):
             continue
         good = [_second(item, offset) for item in seconds[:MAX_SECONDS]]
-        batch[key] = [second for second in good if second is not None]
+        batch[key] = [second for second in good if second is not None and _timely(second[0], now, window)]
     return batch
+
+
+def _timely(stamp: int, now: float | None, window: float) -> bool:
+    return now is None or now - window <= stamp <= now + SKEW
 
 
 def _second(item: object, offset: int) -> Second | None:
@@ -80,6 +89,8 @@ def _second(item: object, offset: int) -> Second | None:
     stamp, concurrency, requests = item
     numbers = (stamp, concurrency, requests)
     if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in numbers):
+        return None
+    if concurrency > MAX_CONCURRENCY or requests > MAX_REQUESTS or stamp > 1e11:
         return None
     return int(stamp) - offset, float(concurrency), float(requests)
 

@@ -31,15 +31,24 @@ def encode_endpoints(epoch: int, endpoints: EndpointSet) -> str:
     return json.dumps({"epoch": epoch, "endpoints": sorted(str(e) for e in endpoints)}, separators=(",", ":"))
 
 
+MAX_ENDPOINTS = 10_000  # replicas of one revision: more is not from a gateway
+
+
 def decode_endpoints(text: str | None) -> tuple[int, EndpointSet] | None:
-    """(epoch, endpoints) of a published set; None when it is not one (garbage is never routed to)."""
+    """(epoch, endpoints) of a published set; None when it is not one (garbage is never routed to).
+
+    The local backend's replicas listen on 127.0.0.1 of the leader's machine, which the instances share:
+    an address anywhere else is not one of them (whoever wrote it into Redis), and the whole set is refused."""
     try:
         raw = json.loads(text or "")
         epoch = int(raw["epoch"])
+        items = raw["endpoints"]
+        if epoch < 0 or not isinstance(items, list) or len(items) > MAX_ENDPOINTS:
+            return None
         found = set()
-        for item in raw["endpoints"]:
+        for item in items:
             host, port = split_hostport(str(item), "endpoint")
-            if not host or not 0 < port < 65536:
+            if host != "127.0.0.1" or not 0 < port < 65536:
                 return None
             found.add(Endpoint(host, port))
     except (ValueError, KeyError, TypeError):
