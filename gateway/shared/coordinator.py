@@ -114,6 +114,7 @@ class Coordinator:
         self.error: str | None = None
         self.leader = False
         self.epoch = 0
+        self.seen_epoch = 0  # the highest epoch seen in a lease: the next one is above it
         self.holder = ""
         self.deadline = float("-inf")  # the lease is valid (by this clock) until then
         self.outage_leader = False  # leader when contact was lost: may scale up only
@@ -198,7 +199,14 @@ class Coordinator:
         async with self.redis.pipeline(transaction=False) as pipe:  # reset (its connection given back) even on errors
             await self._heartbeat(
                 keys=[self.keys.members, self.keys.planes, self.keys.leader, self.keys.epoch],
-                args=[self.instance, int(self.member_ttl * 1000), self.planes, int(self.lease_ttl * 1000), 1 if run else 0],
+                args=[
+                    self.instance,
+                    int(self.member_ttl * 1000),
+                    self.planes,
+                    int(self.lease_ttl * 1000),
+                    1 if run else 0,
+                    self.seen_epoch,
+                ],
                 client=pipe,
             )
             batch = self.outbox.collect(sent_at)
@@ -227,11 +235,12 @@ class Coordinator:
         self.reachable, self.error = True, None
         self.outage_leader = False
         self.holder = holder
+        self.seen_epoch = max(self.seen_epoch, epoch, _epoch_of(holder))
         members = {str(flat[i]): _int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
         self._membership(members, sent_at)
         if epoch > 0:
             self.deadline = sent_at + self.lease_ttl - min(1.0, self.lease_ttl / 4)
-            if not self.leader:
+            if not self.leader or epoch != self.epoch:  # gained, or retaken after Redis lost the old lease
                 self.leader, self.epoch = True, epoch
                 log.info("leader of %d gateway instances (epoch %d)", len(members), epoch)
                 self.hooks.on_lead()
@@ -325,6 +334,17 @@ class Coordinator:
             "instances": len(self.members),
             "share": list(self.share),
         }
+
+
+MAX_EPOCH = 2**53  # exact in Redis's Lua numbers; a lease claiming more is not from a gateway
+
+
+def _epoch_of(holder: str) -> int:
+    """The epoch in a lease's value "instance|epoch" (0 when there is none, or it is not believable)."""
+    number = holder.rpartition("|")[2]
+    if not number.isdigit() or len(number) > 16:
+        return 0
+    return int(number) if int(number) < MAX_EPOCH else 0
 
 
 def _int(value: object) -> int:

@@ -28,13 +28,18 @@ if holder then
     epoch = tonumber(number)
   end
 elseif ARGV[5] == '1' then
+  local floor = tonumber(ARGV[6]) or 0
+  if (tonumber(redis.call('GET', KEYS[4])) or 0) < floor then
+    redis.call('SET', KEYS[4], floor)  -- a Redis that lost its data: epochs never go back
+  end
   epoch = redis.call('INCR', KEYS[4])
   holder = me .. '|' .. epoch
   redis.call('SET', KEYS[3], holder, 'PX', ARGV[4])
 end
 return {epoch, holder or '', now, redis.call('HGETALL', KEYS[2])}
 """
-"""KEYS: members, planes, leader, epoch. ARGV: instance, member ttl ms, planes, lease ttl ms, 1 to run for leader.
+"""KEYS: members, planes, leader, epoch. ARGV: instance, member ttl ms, planes, lease ttl ms, 1 to run for leader,
+the highest epoch this instance has seen (a new lease's epoch is above it, even after Redis lost its data).
 Returns {epoch held (0: not the leader), the lease's holder ("" if none), server ms, planes as a flat list}."""
 
 LEAVE = """

@@ -148,6 +148,7 @@ async def test_redis_down_then_back(redis_server: RedisServer) -> None:
     async with running(redis_server.url, "a") as a, running(redis_server.url, "b") as b:
         await wait_until(lambda: a.c.leader or b.c.leader, "a leader")
         leader, follower = (a, b) if a.c.leader else (b, a)
+        before = leader.c.epoch
         redis_server.kill()
         await wait_until(lambda: leader.c.reachable is False and follower.c.reachable is False, "the outage seen")
         assert "unreachable" in (leader.c.health() or "") and "not scaling" in (follower.c.health() or "")
@@ -159,6 +160,8 @@ async def test_redis_down_then_back(redis_server: RedisServer) -> None:
         await wait_until(lambda: a.c.reachable and b.c.reachable, "both back in contact", within=5)
         await wait_until(lambda: leader.c.leader, "the last leader leads again", within=5)
         assert not follower.c.leader and leader.c.health() is None
+        # Redis came back empty (no persistence): the epoch still went up, so no one takes older news for newer
+        assert leader.c.epoch > before
 
 
 def test_the_password_never_shows() -> None:
