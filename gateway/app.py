@@ -106,9 +106,10 @@ class Gateway:
                 planes=planes,
             )
 
-    def set_planes(self, offset: int, total: int) -> None:
-        """This instance's data planes are numbers `offset`.. of `total` (the shared state's membership)."""
-        self._runtimes.set_share(offset, total)
+    def set_planes(self, offset: int, total: int, also: tuple[tuple[int, int], ...] = ()) -> None:
+        """This instance's data planes are numbers `offset`.. of `total` (the shared state's membership);
+        `also`: (offset, total) pairs still in force while the instances renumber."""
+        self._runtimes.set_share(offset, total, also)
 
     def _endpoint_dropped(self, endpoint: Endpoint) -> None:
         self.proxy.pools.drop(endpoint)

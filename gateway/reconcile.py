@@ -49,12 +49,13 @@ class Runtimes:
         self.live: dict[RevisionKey, RevisionRuntime] = {}
         self._retired: list[RevisionRuntime] = []
         self.share = (0, 1)  # (this data plane's index, all data planes): its part of each replica's concurrency
+        self.also: tuple[tuple[int, int], ...] = ()  # shares still in force while the planes renumber
 
-    def set_share(self, index: int, count: int) -> None:
+    def set_share(self, index: int, count: int, also: tuple[tuple[int, int], ...] = ()) -> None:
         """Another instance joined or left: every revision's per-replica part changes (control plane, O(revisions))."""
-        self.share = (index, count)
+        self.share, self.also = (index, count), also
         for runtime in self.live.values():
-            runtime.set_share(index, count)
+            runtime.set_share(index, count, also)
 
     def retire(self, key: RevisionKey) -> None:
         runtime = self.live.pop(key, None)
@@ -204,8 +205,8 @@ class Reconciler:
             runtime = live.get(key)
             if runtime is None:
                 live[key] = runtime = RevisionRuntime(key, revision_settings, self._hooks)
-                if self._runtimes.share != (0, 1):
-                    runtime.set_share(*self._runtimes.share)
+                if self._runtimes.share != (0, 1) or self._runtimes.also:
+                    runtime.set_share(*self._runtimes.share, self._runtimes.also)
             else:
                 runtime.configure(revision_settings, runtime.hooks)
             self._backends.of_revision[key] = kind

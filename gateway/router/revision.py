@@ -153,9 +153,10 @@ class RevisionRuntime:
             self.cold_starts = Histogram(COLD_START_BUCKETS)
         self.cold_starts.observe(waited)
 
-    def set_share(self, index: int, count: int) -> None:
-        """This data plane is number ``index`` of ``count`` sharing the replicas (see router/shares.py)."""
-        self.throttler.set_share(index, count)
+    def set_share(self, index: int, count: int, also: tuple[tuple[int, int], ...] = ()) -> None:
+        """This data plane is number ``index`` of ``count`` sharing the replicas (see router/shares.py and
+        Throttler.set_share for ``also``)."""
+        self.throttler.set_share(index, count, also)
 
     def set_endpoints(self, endpoints: EndpointSet) -> None:
         gone = set(self.throttler.trackers) - endpoints

@@ -54,6 +54,7 @@ class Throttler:
         "container_concurrency",
         "plane",
         "planes",
+        "also",
         "queue_depth",
         "trackers",
         "retired",
@@ -69,6 +70,7 @@ class Throttler:
     def __init__(self, container_concurrency: int, queue_depth: int) -> None:
         self.container_concurrency = container_concurrency  # per replica, across all data planes
         self.plane = 0  # this data plane's index among `planes` (set_share)
+        self.also: tuple[tuple[int, int], ...] = ()  # shares still in force while the planes renumber
         self.planes = 1
         self.queue_depth = queue_depth
         self.trackers: dict[Endpoint, Tracker] = {}
@@ -110,19 +112,27 @@ class Throttler:
             self.container_concurrency = container_concurrency
             self._recount()
 
-    def set_share(self, index: int, count: int) -> None:
-        """This data plane is number ``index`` (0-based) of ``count`` sharing the replicas.
+    def set_share(self, index: int, count: int, also: tuple[tuple[int, int], ...] = ()) -> None:
+        """This data plane is number ``index`` (0-based) of ``count`` sharing the replicas; while the planes
+        renumber (one joined or left), ``also`` holds shares other planes may still go by, and a replica's
+        capacity is the least of them all (planes that switch at different moments never overlap).
 
         Capacity lowered below a replica's requests in flight admits nothing more there until they
         drain below it; capacity raised serves waiters at once, in order.
         """
         check_share(index, count)
-        if (index, count) != (self.plane, self.planes):
-            self.plane, self.planes = index, count
+        for other in also:
+            check_share(*other)
+        if (index, count, also) != (self.plane, self.planes, self.also):
+            self.plane, self.planes, self.also = index, count, also
             self._recount()
 
     def _capacity(self, endpoint: Endpoint) -> int:
-        return plane_capacity(endpoint, self.container_concurrency, self.plane, self.planes)
+        cc = self.container_concurrency
+        capacity = plane_capacity(endpoint, cc, self.plane, self.planes)
+        for index, count in self.also:
+            capacity = min(capacity, plane_capacity(endpoint, cc, index, count))
+        return capacity
 
     def _recount(self) -> None:
         for tracker in self.trackers.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -36,7 +37,7 @@ class SharedState:
         *,
         autoscaler: Autoscaler,
         backends: RevisionBackends,
-        set_share: Callable[[int, int], None],
+        set_share: Callable[[int, int, tuple[tuple[int, int], ...]], None],
         planes: int = 1,
         keys: Keys | None = None,
         interval: float = 1.0,
@@ -47,12 +48,16 @@ class SharedState:
         self._autoscaler = autoscaler
         self._backends = backends
         self._set_share = set_share
+        self._settle = lease_ttl  # by then every live instance has seen a renumbering (or left the membership)
+        self._share: tuple[int, int] | None = None
+        self._recent: dict[tuple[int, int], float] = {}  # earlier shares -> when they stopped being this one's
+        self._refresh: asyncio.TimerHandle | None = None
         self.mirrors: list[MirroredBackend] = []
         hooks = Hooks(
             stats_of=self._stats_of,
             on_lead=self._lead,
             on_follow=self._follow,
-            on_share=set_share,
+            on_share=self._share_changed,
             on_poke=autoscaler.poke,
             on_message=self._message,
         )
@@ -72,6 +77,30 @@ class SharedState:
         autoscaler.relay = self.coordinator.relay
         backends.wrap = self._wrap
         backends.actuating = False  # until the lease says otherwise
+
+    def _share_changed(self, offset: int, count: int) -> None:
+        """The membership renumbered this instance's data planes. The others see it at their own next beat:
+        until all have (`settle` seconds), every share in force since is kept too, and each replica's
+        capacity is the least of them, so planes that switch at different moments never overlap."""
+        now = asyncio.get_running_loop().time()
+        if self._share is not None and self._share != (offset, count):
+            self._recent[self._share] = now
+        self._share = (offset, count)
+        self._recent.pop(self._share, None)
+        self._apply_share()
+
+    def _apply_share(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._recent = {share: since for share, since in self._recent.items() if now - since < self._settle}
+        if self._share is None:
+            return
+        self._set_share(*self._share, tuple(sorted(self._recent)))
+        if self._refresh is not None:
+            self._refresh.cancel()
+            self._refresh = None
+        if self._recent:
+            self._refresh = loop.call_later(min(self._recent.values()) + self._settle - now, self._apply_share)
 
     def _stats_of(self, key: RevisionKey) -> RevisionStats | None:
         return self._autoscaler.stats(key) if key in self._autoscaler else None
@@ -102,6 +131,8 @@ class SharedState:
             await mirror.resync()
 
     async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
         await self.coordinator.close()
 
     def health(self) -> str | None:

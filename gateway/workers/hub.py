@@ -78,6 +78,7 @@ class Hub:
         self.workers = workers
         self.links: dict[int, WorkerLink] = {}
         self.planes = (0, workers)  # (offset, total): worker i is data plane offset + i of total
+        self.also: tuple[tuple[int, int], ...] = ()  # (offset, total) pairs still in force while instances renumber
         self.sent: dict[RevisionKey, EndpointSet] = {}  # the endpoints the workers were told
         self.states: dict[RevisionKey, tuple[str, str | None]] = {}
         self.on_listening: Callable[[], None] = lambda: None
@@ -173,17 +174,20 @@ class Hub:
     def _states_message(self) -> Message:
         return {"t": "states", "items": [[key_out(k), state, msg] for k, (state, msg) in self.states.items()]}
 
-    def set_planes(self, offset: int, total: int) -> None:
-        """Worker i admits its share as data plane ``offset + i`` of ``total`` (several machines: Redis)."""
-        if offset < 0 or total < offset + self.workers:
-            raise ValueError(f"planes {offset}..{offset + self.workers - 1} do not fit in {total}")
-        self.planes = (offset, total)
+    def set_planes(self, offset: int, total: int, also: tuple[tuple[int, int], ...] = ()) -> None:
+        """Worker i admits its share as data plane ``offset + i`` of ``total`` (several machines: Redis); while
+        the instances renumber, also as ``offset' + i`` of ``total'`` for each pair in ``also`` (the least)."""
+        for first, count in ((offset, total), *also):
+            if first < 0 or count < first + self.workers:
+                raise ValueError(f"planes {first}..{first + self.workers - 1} do not fit in {count}")
+        self.planes, self.also = (offset, total), also
         for link in self.links.values():
             link.send(self._share(link.index))
 
     def _share(self, index: int) -> Message:
         offset, total = self.planes
-        return {"t": "share", "index": offset + index, "count": total}
+        also = [[first + index, count] for first, count in self.also]
+        return {"t": "share", "index": offset + index, "count": total, "also": also}
 
     async def reload_workers(self, within: float) -> list[str]:
         """Every connected worker re-reads the files; what went wrong, per worker."""

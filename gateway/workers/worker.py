@@ -76,6 +76,7 @@ class WorkerPlane:
             hooks=hooks,
         )
         self.share: tuple[int, int] | None = None
+        self.also: tuple[tuple[int, int], ...] = ()
 
     def _endpoints_changed(self, key: RevisionKey, endpoints: EndpointSet) -> None:
         if key in self.autoscaler:
@@ -88,13 +89,13 @@ class WorkerPlane:
             stats.share(self.publisher, key)
             stats.has_replicas = bool(self.feed.ready_endpoints(key))
         if self.share is not None:
-            self.set_share(*self.share)
+            self.set_share(*self.share, self.also)
         return report
 
-    def set_share(self, index: int, count: int) -> None:
-        self.share = (index, count)
+    def set_share(self, index: int, count: int, also: tuple[tuple[int, int], ...] = ()) -> None:
+        self.share, self.also = (index, count), also
         for runtime in self.runtimes.values():
-            runtime.set_share(index, count)
+            runtime.set_share(index, count, also)
 
     async def reload(self) -> ApplyReport:
         thresholds = gc.get_threshold()
@@ -134,7 +135,8 @@ class HubClient:
         if kind == "endpoints":
             self._endpoints(message["items"])
         elif kind == "share":
-            plane.set_share(int(message["index"]), int(message["count"]))
+            also = tuple((int(index), int(count)) for index, count in message.get("also") or ())
+            plane.set_share(int(message["index"]), int(message["count"]), also)
         elif kind == "states":
             plane.feed.set_states({key_in(k): (str(state), msg) for k, state, msg in message["items"]})
         elif kind == "reload":

@@ -130,3 +130,57 @@ def test_a_share_that_is_not_a_plane_of_the_deployment_is_refused(index: int, co
 def test_negative_container_concurrency_is_refused() -> None:
     with pytest.raises(ValueError, match="containerConcurrency must be 0 \\(unlimited\\) or more, not -1"):
         plane_capacity(A, -1, 0, 2)
+
+
+def _capacity(endpoint: Endpoint, cc: int, shares: list[tuple[int, int]]) -> int:
+    return min(plane_capacity(endpoint, cc, index, count) for index, count in shares)
+
+
+def _renumberings() -> list[tuple[list[str], list[str]]]:
+    """(members before, members after), sorted as the membership sorts them: one instance left or joined."""
+    out = []
+    for size in (1, 2, 3, 4, 5):
+        members = [f"gw-{i}" for i in range(size)]
+        for gone in members if size > 1 else []:
+            out.append((members, [m for m in members if m != gone]))
+        for position in range(size + 1):
+            joined = sorted([*members[:position], f"gw-{position - 1}x", *members[position:]])
+            out.append((members, joined))
+    return out
+
+
+def _total(endpoint: Endpoint, cc: int, before: list[str], after: list[str], moved: set[str], phase: int, safe: bool) -> int:
+    """The replica's capacity over all instances at a moment of the change: `moved` have seen it."""
+    total = 0
+    for member in set(before) | set(after):
+        old = [(before.index(member), len(before))] if member in before else []
+        new = [(after.index(member), len(after))] if member in after else []
+        if not new:
+            continue  # it left: once gone from the membership it holds nothing
+        if not old:
+            total += _capacity(endpoint, cc, new) if phase == 2 else 0  # joined: admits once all have seen it
+        elif member not in moved:
+            total += _capacity(endpoint, cc, old if phase == 1 else old + new)
+        else:
+            total += _capacity(endpoint, cc, (old + new if phase == 1 else new) if safe else new)
+    return total
+
+
+def test_planes_renumbering_at_different_moments_never_overlap() -> None:
+    """Instances renumber when one joins or leaves (the membership is sorted), each at its own next beat. Each
+    holds the least of its old and new share until every one has switched (Throttler.set_share's `also`), then
+    its new share alone: in either half of the change, whoever has moved, no replica gets more than its
+    concurrency. Switching straight to the new share would (the second assertion: the test can fail)."""
+    rng = random.Random(7)
+    overlapped = 0
+    for before, after in _renumberings():
+        everyone = sorted(set(before) & set(after))
+        for _ in range(40):
+            endpoint = Endpoint(f"10.0.{rng.randrange(256)}.{rng.randrange(256)}", rng.randrange(1, 65536))
+            cc = rng.randrange(1, 9)
+            for mask in range(2 ** len(everyone)):
+                moved = {m for i, m in enumerate(everyone) if mask >> i & 1}
+                for phase in (1, 2):
+                    assert _total(endpoint, cc, before, after, moved, phase, safe=True) <= cc, (before, after, moved)
+                overlapped += _total(endpoint, cc, before, after, moved, 1, safe=False) > cc
+    assert overlapped > 0

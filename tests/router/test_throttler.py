@@ -332,3 +332,21 @@ async def test_no_replica_gets_more_than_its_concurrency_from_all_planes_togethe
     assert peak == cc  # the limit was reached, so it was tested
     # Settled, the planes together fill each replica exactly: the safe rounding wastes no slot.
     assert deployment.settle() == {endpoint: cc for endpoint in deployment.desired}
+
+
+def test_while_the_planes_renumber_a_replica_gives_the_least_of_every_share_in_force() -> None:
+    t = Throttler(3, 10)
+    t.update_endpoints(frozenset(E))
+    t.set_share(0, 1)
+    assert [t.trackers[e].capacity for e in E] == [3] * 5
+    t.set_share(1, 2, also=((0, 1),))  # another instance joined first in the order
+    halves = [t.trackers[e].capacity for e in E]
+    assert set(halves) <= {1, 2} and halves == [min(3, c) for c in halves]
+    t.set_share(1, 3, also=((0, 1), (1, 2)))
+    thirds = [t.trackers[e].capacity for e in E]
+    assert thirds == [1] * 5 and all(c <= h for c, h in zip(thirds, halves, strict=True))
+    t.set_share(1, 3)  # settled
+    assert [t.trackers[e].capacity for e in E] == [1] * 5
+    with pytest.raises(ValueError, match="data plane index 4 is outside 0..2"):
+        t.set_share(1, 3, also=((4, 3),))
+    assert t.also == ()

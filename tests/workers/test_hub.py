@@ -145,8 +145,13 @@ def test_set_planes_gives_each_worker_its_plane_and_refuses_what_does_not_fit(tm
     _, out0 = link(hub, 0)
     _, out1 = link(hub, 1)
     hub.set_planes(2, 5)
-    assert out0.sent[-1] == frame({"t": "share", "index": 2, "count": 5})
-    assert out1.sent[-1] == frame({"t": "share", "index": 3, "count": 5})
+    assert out0.sent[-1] == frame({"t": "share", "index": 2, "count": 5, "also": []})
+    assert out1.sent[-1] == frame({"t": "share", "index": 3, "count": 5, "also": []})
+    hub.set_planes(2, 4, also=((0, 5), (2, 5)))  # renumbering: every share still in force goes with it
+    assert out0.sent[-1] == frame({"t": "share", "index": 2, "count": 4, "also": [[0, 5], [2, 5]]})
+    assert out1.sent[-1] == frame({"t": "share", "index": 3, "count": 4, "also": [[1, 5], [3, 5]]})
+    with pytest.raises(ValueError, match="do not fit"):
+        hub.set_planes(2, 4, also=((4, 5),))
     with pytest.raises(ValueError, match="do not fit"):
         hub.set_planes(4, 5)
     with pytest.raises(ValueError, match="do not fit"):
