@@ -64,6 +64,19 @@ def services_document(gateway: Gateway) -> dict[str, object]:
     return document
 
 
+def readiness(gateway: Gateway) -> tuple[bool, str]:
+    """(ready, what /readyz says): ready while it serves, outages said, not hidden (the last endpoints serve)."""
+    if gateway.proxy.draining or not gateway.proxy.sockets:
+        return False, "not ready"
+    if gateway.shared is not None and not gateway.shared.joined:
+        # its part of each replica is unknown until the others have seen it: taking traffic could overfill one
+        return False, f"not ready: {gateway.shared.joining()}"
+    problems = [f"{kind}: {problem}" for kind, problem in backend_health(gateway).items() if problem]
+    if gateway.shared is not None and (problem := gateway.shared.health()):
+        problems.append(problem)
+    return True, "\n".join(["ready", *problems])
+
+
 def create_admin_app(gateway: Gateway) -> Starlette:
     def views() -> list[RevisionView]:
         return revision_views(gateway.runtimes, gateway.autoscaler, gateway.revision_backends)
@@ -82,13 +95,8 @@ def create_admin_app(gateway: Gateway) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
-        if gateway.proxy.draining or not gateway.proxy.sockets:
-            return PlainTextResponse("not ready", status_code=503)
-        # Still ready: the data plane serves the last known endpoints; the outage is said, not hidden.
-        problems = [f"{kind}: {problem}" for kind, problem in backend_health(gateway).items() if problem]
-        if gateway.shared is not None and (problem := gateway.shared.health()):
-            problems.append(problem)
-        return PlainTextResponse("\n".join(["ready", *problems]))
+        ready, text = readiness(gateway)
+        return PlainTextResponse(text, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

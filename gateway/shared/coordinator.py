@@ -12,10 +12,10 @@ that was paused (SIGSTOP, a long GC, a VM migration) past its lease finds it exp
 and acts on nothing until Redis confirms it still holds the lease, which by then another instance
 with a higher epoch holds.
 
-With Redis unreachable every instance keeps routing to the endpoints it knows; the instance that was
-leader when contact was lost keeps scaling on its own stats, but only upward (never down, never to
-zero), so nothing flaps; the others decide but do not act. Back in contact, everyone rejoins; the last
-leader is first to run for the lease again.
+With Redis unreachable every instance keeps routing to the endpoints it knows and scaling pauses: the
+leader acts until its lease runs out by its own clock and then on nothing, since it cannot know whether
+another instance (one that still reaches Redis) took the lease; the replicas stay as they are, so nothing
+flaps. Back in contact, everyone rejoins; the last leader is first to run for the lease again.
 """
 
 from __future__ import annotations
@@ -44,11 +44,16 @@ from gateway.types import RevisionKey
 log = logging.getLogger(__name__)
 
 READ_COUNT = 1000  # stream entries read per round trip
+MAX_ENTRY = 2 << 20  # bytes: one instance's second for 50,000 busy revisions; more is not from a gateway
 STREAM_MAXLEN = 100_000  # entries kept in the stats stream (trimmed approximately)
 
 
 def redacted(url: str) -> str:
     """The URL without its password, for logs and the admin API."""
+    if "password=" in url:
+        base, _, query = url.partition("?")
+        kept = "&".join("password=***" if part.startswith("password=") else part for part in query.split("&"))
+        url = f"{base}?{kept}"
     if "@" not in url:
         return url
     scheme, _, rest = url.partition("://")
@@ -67,6 +72,7 @@ class Hooks:
     on_share: Callable[[int, int], None]  # (first plane index, all planes): this instance's share of each replica
     on_poke: Callable[[RevisionKey], None]  # (leader) a revision at zero got a request on another instance
     on_message: Callable[[str, str], Awaitable[None]] | None = None  # other channels subscribed (see ``channels``)
+    on_subscribed: Callable[[], Awaitable[None]] | None = None  # (re)subscribed: what a message may have missed
 
 
 class Coordinator:
@@ -117,7 +123,7 @@ class Coordinator:
         self.seen_epoch = 0  # the highest epoch seen in a lease: the next one is above it
         self.holder = ""
         self.deadline = float("-inf")  # the lease is valid (by this clock) until then
-        self.outage_leader = False  # leader when contact was lost: may scale up only
+        self.outage_leader = False  # leader when contact was lost: first to run for the lease when it is back
         self.members: dict[str, int] = {}
         self.share: tuple[int, int] = (0, 1)
         self.joined = asyncio.Event()  # the membership has seen this instance for a whole round
@@ -125,6 +131,8 @@ class Coordinator:
         self._first_beat: float | None = None
         self._last_id: str | None = None
         self._relayed: dict[RevisionKey, float] = {}
+        self._stream_warned = float("-inf")
+        self._last_beat = float("-inf")  # when the last heartbeat that was answered was sent
         self._to_publish: set[RevisionKey] = set()
         self._poked: list[RevisionKey] = []
         self._wake = asyncio.Event()
@@ -132,20 +140,21 @@ class Coordinator:
 
     # -- the autoscaler's Actuator ----------------------------------------------------------------
     def may_act(self, before: int | None, target: int) -> bool:
-        if self.leader and self._clock() < self.deadline:
-            return True
-        return self.outage_leader and self.reachable is False and before is not None and target > before
+        return self.holds()
 
     def holds(self) -> bool:
-        """Whether this instance may write to what runs right now (a backend's fence, checked before each write):
-        its lease valid by its own clock, or it led when Redis went away."""
-        return (self.leader and self._clock() < self.deadline) or (self.outage_leader and self.reachable is False)
+        """Whether this instance may change what runs right now (the autoscaler's gate and a backend's fence,
+        checked before each write): its lease valid by its own clock. Cut off from Redis, a leader cannot know
+        whether another instance took the lease, so once its lease has run out it acts on nothing."""
+        return self.leader and self._clock() < self.deadline
 
     def relay(self, key: RevisionKey) -> None:
         """A request found `key` at zero here: unless this instance acts, tell the leader now (at most once a second)."""
         now = self._clock()
         if self.may_act(0, 1) or now - self._relayed.get(key, float("-inf")) < 1.0:
             return
+        if len(self._relayed) > 10_000:
+            self._relayed = {k: t for k, t in self._relayed.items() if now - t < 1.0}
         self._relayed[key] = now
         self._to_publish.add(key)
         self._wake.set()
@@ -215,9 +224,15 @@ class Coordinator:
             for key in relayed:
                 pipe.publish(self.keys.pokes, encode_key(key))
             pipe.xread({self.keys.stats: self._last_id}, count=READ_COUNT)
-            results = await pipe.execute()
+            results = await pipe.execute(raise_on_error=False)
+        if isinstance(results[0], BaseException):
+            raise results[0]  # the heartbeat is what says whether Redis is there
+        for failed in (result for result in results[1:] if isinstance(result, BaseException)):
+            self._stream_trouble(failed)  # the stream refused (someone wrote a bogus entry id): the lease goes on
         self._beat(sent_at, results[0])
-        self._read(results[-1])
+        if not isinstance(results[-1], BaseException):
+            self._read(results[-1])
+        self._catch_up(int(results[0][2]))
         poked, self._poked = self._poked, []
         for key in poked:
             self.hooks.on_poke(key)
@@ -233,6 +248,7 @@ class Coordinator:
                 log.warning("shared state at %s reachable again; rejoined", redacted(self.url))
             self._connected_since = sent_at
         self.reachable, self.error = True, None
+        self._last_beat = sent_at
         self.outage_leader = False
         self.holder = holder
         self.seen_epoch = max(self.seen_epoch, epoch, _epoch_of(holder))
@@ -270,9 +286,26 @@ class Coordinator:
         for _stream, entries in answer or []:
             for entry_id, fields in entries:
                 self._last_id = entry_id
-                if fields.get("i") != self.instance:
-                    batch = exchange.decode(fields.get("d", ""), self._offset, self._clock(), self.window)
+                payload = fields.get("d", "")
+                if len(payload) > MAX_ENTRY:
+                    self._stream_trouble(ValueError(f"an entry of {len(payload)} bytes from {fields.get('i')!r} skipped"))
+                elif fields.get("i") != self.instance:
+                    batch = exchange.decode(payload, self._offset, self._clock(), self.window)
                     exchange.ingest(batch, self.hooks.stats_of)
+
+    def _stream_trouble(self, exc: BaseException) -> None:
+        now = self._clock()
+        if now - self._stream_warned >= 60.0:
+            self._stream_warned = now
+            log.warning(
+                "shared state: the stats stream %s refused a command (%s); stats not shared meanwhile", self.keys.stats, exc
+            )
+
+    def _catch_up(self, server_ms: int) -> None:
+        """An entry id past Redis's own clock was not made by Redis (someone set it, or the stream was made again):
+        read from a window ago instead of waiting for time to reach it."""
+        if self._last_id is not None and _id_ms(self._last_id) > server_ms + 1000:
+            self._last_id = f"{server_ms - int(self.window * 1000)}-0"
 
     def _lost(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -281,7 +314,7 @@ class Coordinator:
                 "shared state at %s unreachable (%s): routing with the last known endpoints; %s",
                 redacted(self.url),
                 message,
-                "scaling up only, on this instance's own stats" if self.leader else "scaling left to the last leader",
+                "scaling paused once this leader's lease runs out" if self.leader else "scaling paused",
             )
         # the leader keeps acting (up only) through an outage, but not one that was paused past its lease and
         # woke to find Redis away: by its own clock it no longer holds anything
@@ -295,6 +328,8 @@ class Coordinator:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self.keys.pokes, *self.channels)
+                if self.hooks.on_subscribed is not None:
+                    await self.hooks.on_subscribed()  # messages sent while unsubscribed are lost: read the state
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.interval)
                     if message is not None:
@@ -319,8 +354,10 @@ class Coordinator:
     def health(self) -> str | None:
         if self.reachable is not False:
             return None
-        doing = "scaling up only, on its own stats" if self.outage_leader else "not scaling"
-        return f"shared state at {redacted(self.url)} unreachable ({self.error}); serving with the last known endpoints, {doing}"
+        return (
+            f"shared state at {redacted(self.url)} unreachable ({self.error}); serving with the last known endpoints, "
+            "scaling paused (replicas stay as they are) until it is back"
+        )
 
     def describe(self) -> dict[str, object]:
         return {
@@ -345,6 +382,11 @@ def _epoch_of(holder: str) -> int:
     if not number.isdigit() or len(number) > 16:
         return 0
     return int(number) if int(number) < MAX_EPOCH else 0
+
+
+def _id_ms(entry_id: str) -> int:
+    head = entry_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def _int(value: object) -> int:

@@ -60,6 +60,7 @@ class SharedState:
             on_share=self._share_changed,
             on_poke=autoscaler.poke,
             on_message=self._message,
+            on_subscribed=self._resync,
         )
         self.coordinator = Coordinator(
             url,
@@ -110,7 +111,8 @@ class SharedState:
             backend.set_fence(self.coordinator.holds)
         if kind != "local":
             return backend  # kubernetes: every instance watches the pods itself; static: fixed endpoints
-        mirror = MirroredBackend(backend, self.coordinator.redis, self.keys, lambda: self.coordinator.epoch)
+        coordinator = self.coordinator
+        mirror = MirroredBackend(backend, coordinator.redis, self.keys, lambda: coordinator.epoch, lambda: coordinator.seen_epoch)
         self.mirrors.append(mirror)
         return mirror
 
@@ -125,15 +127,28 @@ class SharedState:
         for mirror in self.mirrors:
             await mirror.on_message(channel, data)
 
-    async def start(self) -> None:
-        await self.coordinator.start()
+    async def _resync(self) -> None:
         for mirror in self.mirrors:
             await mirror.resync()
+
+    async def start(self) -> None:
+        await self.coordinator.start()
+        await self._resync()
 
     async def close(self) -> None:
         if self._refresh is not None:
             self._refresh.cancel()
         await self.coordinator.close()
+
+    @property
+    def joined(self) -> bool:
+        """The other instances have seen this one (its share of each replica is known); once, for good."""
+        return self.coordinator.joined.is_set()
+
+    def joining(self) -> str:
+        return f"joining the gateways sharing {self.coordinator.describe()['redis']}" + (
+            f" ({self.coordinator.error})" if self.coordinator.error else ""
+        )
 
     def health(self) -> str | None:
         return self.coordinator.health()

@@ -59,11 +59,16 @@ def decode_endpoints(text: str | None) -> tuple[int, EndpointSet] | None:
 class MirroredBackend:
     """A Backend: the inner one (run by the leader) or the leader's published endpoints (on the others)."""
 
-    def __init__(self, inner: Backend, redis: Redis, keys: Keys, epoch: Callable[[], int]) -> None:
+    def __init__(
+        self, inner: Backend, redis: Redis, keys: Keys, epoch: Callable[[], int], lease_epoch: Callable[[], int] | None = None
+    ) -> None:
         self.inner = inner
         self._redis = redis
         self._keys = keys
         self._epoch = epoch  # the lease's epoch while this instance leads
+        # the highest lease epoch seen: a set claiming a later one was not published by a leader (a new leader's
+        # first sets may beat this instance's next heartbeat, hence a margin of two leaderships)
+        self._lease_epoch = lease_epoch or epoch
         self.actuating = False
         self._mirror: dict[RevisionKey, EndpointSet] = {}
         self._epochs: dict[RevisionKey, int] = {}  # the newest epoch seen per revision (published or read)
@@ -102,6 +107,7 @@ class MirroredBackend:
             for rev in svc.revisions():
                 self._mirror.pop(svc.key(rev.name), None)
                 self._wanted.pop(svc.key(rev.name), None)
+                self._epochs.pop(svc.key(rev.name), None)
         self._start_publisher()
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
@@ -194,8 +200,8 @@ class MirroredBackend:
         if found is None or self.actuating:
             return
         epoch, endpoints = found
-        if epoch < self._epochs.get(key, 0):
-            return  # a deposed leader's news
+        if epoch < self._epochs.get(key, 0) or epoch > self._lease_epoch() + 2:
+            return  # a deposed leader's news, or no leader's at all
         self._epochs[key] = epoch
         if self._mirror.get(key) != endpoints:
             self._mirror[key] = endpoints

@@ -29,8 +29,9 @@ if holder then
   end
 elseif ARGV[5] == '1' then
   local floor = tonumber(ARGV[6]) or 0
-  if (tonumber(redis.call('GET', KEYS[4])) or 0) < floor then
-    redis.call('SET', KEYS[4], floor)  -- a Redis that lost its data: epochs never go back
+  local current = tonumber(redis.call('GET', KEYS[4]))
+  if current == nil or current < floor or current >= 9007199254740992 then
+    redis.call('SET', KEYS[4], floor)  -- lost its data (epochs never go back), or garbage (past 2^53)
   end
   epoch = redis.call('INCR', KEYS[4])
   holder = me .. '|' .. epoch

@@ -14,7 +14,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from gateway.admin import create_admin_app
+from gateway.admin import create_admin_app, readiness
 from gateway.app import Gateway
 from gateway.config import load
 from gateway.status import render
@@ -181,6 +181,25 @@ async def test_status_readiness_and_metrics_say_who_leads_and_when_redis_is_away
         await wait_until(lambda: leader.shared and leader.shared.health(), "the outage seen")
         ready = await admin.get("/readyz")
         assert ready.status_code == 200  # still serving: the outage is said, not a reason to take the gateway out
-        assert "unreachable" in ready.text and "scaling up only" in ready.text
+        assert "unreachable" in ready.text and "scaling paused" in ready.text
         assert "gateway_shared_state_up 0.0" in (await admin.get("/metrics")).text
     assert "shared state: " in render(cast(dict[str, Any], leader.describe()))
+
+
+async def test_an_instance_that_starts_while_redis_is_away_is_not_ready_until_it_has_joined(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, redis_server.url, target=2)
+    redis_server.kill()
+    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "a")
+    assert gw.shared is not None
+    gw.shared.coordinator.interval = 0.2
+    try:
+        await gw.start(listen="127.0.0.1:0")  # it starts (serving what it can), but says it is not ready
+        ready, text = readiness(gw)
+        assert not ready and text.startswith(f"not ready: joining the gateways sharing {redis_server.url}")
+        redis_server.start()
+        await wait_until(lambda: readiness(gw)[0], "ready once it has joined", within=10)
+    finally:
+        await gw.stop(drain_timeout=1)

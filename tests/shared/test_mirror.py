@@ -36,3 +36,40 @@ def test_a_published_set_round_trips() -> None:
 )
 def test_anything_else_is_refused_whole(text: str | None) -> None:
     assert decode_endpoints(text) is None
+
+
+class Inner:
+    """A backend that runs nothing (the follower's local backend before it ever leads)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[object] = []
+
+    def watch(self, listener: object) -> None:
+        self.listeners.append(listener)
+
+    def ready_endpoints(self, key: object) -> frozenset[Endpoint]:
+        return frozenset()
+
+
+def test_a_set_claiming_an_epoch_no_lease_has_had_is_refused() -> None:
+    from redis.asyncio import Redis
+
+    from gateway.shared.keys import Keys
+    from gateway.shared.mirror import MirroredBackend
+    from gateway.types import RevisionKey
+
+    key = RevisionKey("default", "iris", "default")
+    lease = {"epoch": 5}
+    mirror = MirroredBackend(Inner(), Redis(), Keys(), lambda: 0, lambda: lease["epoch"])  # type: ignore[arg-type]
+    told: list[frozenset[Endpoint]] = []
+    mirror.watch(lambda _key, endpoints: told.append(endpoints))
+    real = frozenset({Endpoint("127.0.0.1", 40001)})
+    mirror._take(key, encode_endpoints(5, real))
+    assert mirror.ready_endpoints(key) == real
+    mirror._take(key, encode_endpoints(10**18, frozenset({Endpoint("127.0.0.1", 1)})))  # forged: no such leader
+    assert mirror.ready_endpoints(key) == real
+    newer = frozenset({Endpoint("127.0.0.1", 40002)})
+    mirror._take(key, encode_endpoints(6, newer))  # a new leader's first word, before this instance's next beat
+    assert mirror.ready_endpoints(key) == newer
+    mirror._take(key, encode_endpoints(5, real))  # the deposed leader's late word
+    assert mirror.ready_endpoints(key) == newer and told == [real, newer]
