@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ class WorkerLink:
         self.unrouted: dict[int, int] = {}
         self.connections = (0, 0, 0, 0)
         self.reloads: dict[int, asyncio.Future[str | None]] = {}
+        self.heard = time.monotonic()  # when it last sent anything (it reports every second)
 
     def send(self, message: Message) -> None:
         if not self.writer.is_closing():
@@ -234,6 +236,7 @@ class Hub:
             writer.close()
 
     def _handle(self, link: WorkerLink, message: Message) -> None:
+        link.heard = time.monotonic()
         kind = message["t"]
         if kind == "report":
             self._record(message["stats"])

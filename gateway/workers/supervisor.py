@@ -35,6 +35,7 @@ log = logging.getLogger("gateway.workers")
 
 BACKOFF = (0.2, 10.0, 30.0)  # first delay, ceiling, and the life after which a worker's failures are forgotten
 STATES_EVERY = 1.0
+SILENT = 10.0  # seconds without a word from a worker (it reports every second) before it is taken for hung
 RELOAD_TIMEOUT = 60.0
 
 
@@ -211,8 +212,26 @@ class Supervisor(Gateway):
             await asyncio.sleep(STATES_EVERY)
             try:
                 self.hub.publish_states()
+                self._end_silent_workers()
             except Exception:
                 log.exception("publishing revision states to the workers")
+
+    def _end_silent_workers(self) -> None:
+        """A worker that has said nothing for SILENT seconds (it reports every second) is hung or stopped: its
+        connections would hang with it. It is killed, so the kernel stops giving it connections, and started again."""
+        now = time.monotonic()
+        for link in list(self.hub.links.values()):
+            proc = self._processes.get(link.index)
+            if proc is None or proc.returncode is not None or proc.pid != link.pid or now - link.heard < SILENT:
+                continue
+            log.warning(
+                "worker %d (pid %d) has not reported for %.0f s: killing it, to start it again",
+                link.index,
+                link.pid,
+                now - link.heard,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Drain the workers (each its own connections), then stop the control plane and the replicas."""

@@ -50,6 +50,22 @@ async def test_a_killed_worker_is_started_again_and_the_port_keeps_serving(tmp_p
                 conn.close()
 
 
+async def test_a_stopped_worker_is_taken_for_hung_killed_and_started_again(tmp_path: Path) -> None:
+    with serving(tmp_path, config()) as gw:
+        first, second = gw.workers()
+        os.kill(first, signal.SIGSTOP)  # alive but silent: its connections would hang with it
+        try:
+            await wait_until(lambda: not _alive(first), "the silent worker killed by its supervisor", within=20)
+        finally:
+            if _alive(first):
+                os.kill(first, signal.SIGKILL)
+        await wait_until(lambda: len(gw.workers()) == 2 and first not in gw.workers(), "a new worker", within=10)
+        for _ in range(20):
+            conn = await Conn.open(gw.port)
+            assert (await conn.get("/work?ms=1"))[0] == 200
+            conn.close()
+
+
 async def test_sigterm_drains_requests_in_flight_on_every_worker(tmp_path: Path) -> None:
     with serving(tmp_path, config()) as gw:
         workers = gw.workers()
