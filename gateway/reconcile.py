@@ -87,7 +87,8 @@ def restart_only_changes(old: GatewaySettings, new: GatewaySettings) -> list[str
         ("stateDir", old.state_dir, new.state_dir),
     ):
         if before != after:
-            warnings.append(f"spec.{what} changed from {before} to {after}: takes effect on the next start, not on reload")
+            was, now = (value if value is not None else "(not set)" for value in (before, after))
+            warnings.append(f"spec.{what} changed from {was} to {now}: takes effect on the next start, not on reload")
     return warnings
 
 
@@ -106,6 +107,7 @@ class Reconciler:
     ) -> None:
         self.settings = settings  # as last applied (before the first apply: the ones the proxy was built with)
         self.specs: dict[Ident, ServiceSpec] = {}  # as applied
+        self._started_with = settings
         self._applied = False
         self._runtimes = runtimes
         self._backends = backends
@@ -139,7 +141,9 @@ class Reconciler:
         if settings.proxy != old.proxy:
             self._proxy.configure(settings.proxy)
         if self._applied:
-            report.warnings.extend(restart_only_changes(old, settings))
+            report.warnings.extend(restart_only_changes(self._started_with, settings))
+        else:
+            self._started_with = settings  # what a restart-only setting is until the next start
         self.settings = settings
         self.specs = specs
         self._applied = True

@@ -231,3 +231,28 @@ async def test_reload_answers_and_logs_its_outcome_and_every_warning(
         await data.aclose()
         await admin.aclose()
         await gw.stop(drain_timeout=1)
+
+
+async def test_a_restart_only_setting_is_compared_with_what_runs_not_with_the_last_file(
+    replicas: tuple[Replica, Replica], tmp_path: Path
+) -> None:
+    a, _ = replicas
+    cfg = tmp_path / "gw.yaml"
+    write_config(cfg, a.url)
+    gw, data, admin = await start(cfg, tmp_path)
+    try:
+        warnings = []
+        for url in ("redis://127.0.0.1:6391", "redis://127.0.0.1:6392"):
+            cfg.write_text(cfg.read_text().replace("backend: static\n", f"backend: static\n  redis: {url}\n", 1))
+            _, report = await gw.reload()
+            warnings.append([w for w in report.warnings if w.startswith("spec.redis")])
+            cfg.write_text(cfg.read_text().replace(f"  redis: {url}\n", ""))
+        assert warnings == [
+            [f"spec.redis changed from (not set) to {url}: takes effect on the next start, not on reload"]
+            for url in ("redis://127.0.0.1:6391", "redis://127.0.0.1:6392")
+        ]
+        assert gw.shared is None  # still the single instance it started as
+    finally:
+        await data.aclose()
+        await admin.aclose()
+        await gw.stop(drain_timeout=1)

@@ -154,6 +154,11 @@ class Throttler:
             tracker.down = False
             self._rebuild()
 
+    def starved(self) -> bool:
+        """This data plane has no part of any ready replica (containerConcurrency below the number of planes):
+        its requests wait until a replica it has a part of appears. O(replicas): for error messages only."""
+        return self.container_concurrency > 0 and bool(self.trackers) and all(t.capacity == 0 for t in self.trackers.values())
+
     @property
     def ready(self) -> int:
         return len(self.trackers)

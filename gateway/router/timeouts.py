@@ -7,6 +7,7 @@ from gateway.config.model import ProxySettings
 from gateway.router.client import LINGER, ClientConnection
 from gateway.router.cycle import UNAVAILABLE, RequestCycle, unavailable_message
 from gateway.router.phases import QUEUED, SENT
+from gateway.router.throttler import Throttler
 
 
 def sweep_interval(settings: ProxySettings) -> float:
@@ -75,7 +76,8 @@ def expire_cycle(cycle: RequestCycle, now: float, settings: ProxySettings) -> No
                 cycle.fail(503, unavailable_message(state))
                 return
         if now - cycle.wait_started > runtime.activation_timeout:
-            cycle.fail(504, activation_timeout_message(cycle.backend_state()))
+            starved = runtime.throttler.starved()
+            cycle.fail(504, starved_message(runtime.throttler) if starved else activation_timeout_message(cycle.backend_state()))
             return
     if cycle.phase == SENT and cycle.body_done and now - cycle.sent_at > settings.response_start_timeout:
         cycle.fail(504, "timed out waiting for the replica's response")
@@ -88,3 +90,11 @@ def activation_timeout_message(state: tuple[str, str | None]) -> str:
     if state[1]:
         message += f" (revision {state[0]}: {state[1]})"
     return message
+
+
+def starved_message(throttler: Throttler) -> str:
+    return (
+        f"timed out waiting for a replica: this data plane has no part of any of the {throttler.ready} ready replicas "
+        f"(containerConcurrency {throttler.container_concurrency} is divided among {throttler.planes} data planes, "
+        "and these replicas' slots all went to others); raise containerConcurrency, or run fewer gateway processes"
+    )

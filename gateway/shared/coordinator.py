@@ -108,10 +108,11 @@ class Coordinator:
         self._clock = clock
         self._sleep = sleep
         self._offset = exchange.clock_offset(wall, clock)
-        # a round trip slower than this is an outage: well within the lease, never shorter than a beat
+        # a round trip slower than this is an outage: well within the lease, never shorter than a beat; one
+        # retry at once, so a connection the pool kept from before Redis restarted is not taken for an outage
         timeout = min(lease_ttl / 2, max(interval, 1.0))
         self.redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), decode_responses=True
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1), decode_responses=True
         )
         self._heartbeat = self.redis.register_script(scripts.HEARTBEAT)
         self._leave = self.redis.register_script(scripts.LEAVE)
@@ -132,6 +133,7 @@ class Coordinator:
         self._last_id: str | None = None
         self._relayed: dict[RevisionKey, float] = {}
         self._stream_warned = float("-inf")
+        self._ever_lost = False  # contact was lost at least once since the start
         self._last_beat = float("-inf")  # when the last heartbeat that was answered was sent
         self._to_publish: set[RevisionKey] = set()
         self._poked: list[RevisionKey] = []
@@ -238,8 +240,11 @@ class Coordinator:
             self.hooks.on_poke(key)
 
     def _steady(self, now: float) -> bool:
-        """Whether to run for the lease: in contact for a lease's length (a returning Redis favours the last leader)."""
-        return self._connected_since is not None and now - self._connected_since >= self.lease_ttl
+        """Whether to run for the lease: at once from the start; after an outage, once in contact for a lease's
+        length (a returning Redis favours the last leader, who runs at once)."""
+        if self._connected_since is None:
+            return False
+        return not self._ever_lost or now - self._connected_since >= self.lease_ttl
 
     def _beat(self, sent_at: float, answer: list[Any]) -> None:
         epoch, holder, _server_ms, flat = int(answer[0]), str(answer[1]), answer[2], answer[3]
@@ -319,6 +324,7 @@ class Coordinator:
         # the leader keeps acting (up only) through an outage, but not one that was paused past its lease and
         # woke to find Redis away: by its own clock it no longer holds anything
         self.outage_leader = self.outage_leader or (self.leader and self._clock() < self.deadline)
+        self._ever_lost = self._ever_lost or self.reachable is True
         self.reachable, self.error = False, message
         self._connected_since = None
 

@@ -350,3 +350,18 @@ def test_while_the_planes_renumber_a_replica_gives_the_least_of_every_share_in_f
     with pytest.raises(ValueError, match="data plane index 4 is outside 0..2"):
         t.set_share(1, 3, also=((4, 3),))
     assert t.also == ()
+
+
+def test_a_plane_with_no_part_of_any_replica_is_starved_and_the_timeout_says_why() -> None:
+    from gateway.router.timeouts import starved_message
+
+    t = Throttler(1, 10)
+    t.set_share(0, 2)
+    t.update_endpoints(frozenset(E[:4]))  # containerConcurrency 1: each replica's one slot is plane 0's or plane 1's
+    assert [t.trackers[e].capacity for e in E[:4]] == [0, 0, 0, 0] and t.starved()
+    assert t.try_acquire() is None
+    assert starved_message(t).startswith("timed out waiting for a replica: this data plane has no part of any of the 4")
+    assert "containerConcurrency 1 is divided among 2 data planes" in starved_message(t)
+    t.update_endpoints(frozenset(E))  # 127.0.0.1:9004 is plane 0's
+    assert not t.starved() and t.try_acquire() is not None
+    assert not Throttler(0, 10).starved() and not Throttler(1, 10).starved()  # unlimited; no replica at all
