@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from gateway.shared.instance import SharedState
 
 __all__ = ["ApplyReport", "Gateway", "default_state_dir", "settle_heap"]
+
+log = logging.getLogger(__name__)
+
+SHARED_CLOSE = 5.0  # seconds leaving the membership may take at a stop (Redis slow or away: the lease expires anyway)
 
 
 def default_state_dir(listen: str | None = None) -> Path:
@@ -161,7 +166,11 @@ class Gateway:
             await asyncio.gather(self._autoscaler_task, return_exceptions=True)
             self._autoscaler_task = None
         if self.shared is not None:
-            await self.shared.close()  # the lease given up: another instance leads at once
+            try:
+                async with asyncio.timeout(SHARED_CLOSE):
+                    await self.shared.close()  # the lease given up: another instance leads at once
+            except TimeoutError:
+                log.warning("the shared state did not close within %g s; stopping without it", SHARED_CLOSE)
         await self.revision_backends.close()
         self._runtimes.close()
 

@@ -114,6 +114,16 @@ class Coordinator:
         self.redis: Redis = Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1), decode_responses=True
         )
+        # its own client, with no retry: a subscription lost and silently made again would hide the gap in which
+        # messages were missed (the caller reads the state again after every subscription)
+        self._subscriber: Redis = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            health_check_interval=max(1, round(lease_ttl)),  # a PING now and then finds a connection that died silently
+        )
         self._heartbeat = self.redis.register_script(scripts.HEARTBEAT)
         self._leave = self.redis.register_script(scripts.LEAVE)
         # what the last round trip said
@@ -173,7 +183,9 @@ class Coordinator:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2 * self.interval + 1.0):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self.reachable:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
@@ -182,9 +194,10 @@ class Coordinator:
         if self.leader:
             log.info("gave up the leader lease (epoch %d)", self.epoch)
         self.leader = False
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(self.interval):
-                await self.redis.aclose()
+        for client in (self.redis, self._subscriber):
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await client.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -331,7 +344,7 @@ class Coordinator:
     # -- pokes and other channels -------------------------------------------------------------------
     async def _listen(self) -> None:
         while True:
-            pubsub = self.redis.pubsub()
+            pubsub = self._subscriber.pubsub()
             try:
                 await pubsub.subscribe(self.keys.pokes, *self.channels)
                 if self.hooks.on_subscribed is not None:
@@ -343,8 +356,9 @@ class Coordinator:
             except (RedisError, OSError, TimeoutError):
                 pass  # the round trip loop says so; try again
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             await self._sleep(self.interval)
 
     async def _message(self, channel: str, data: str) -> None:

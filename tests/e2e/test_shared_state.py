@@ -85,7 +85,12 @@ async def pair(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Start
     yield start
     for gw, client in started:
         await client.aclose()
-        await gw.stop(drain_timeout=2)
+        try:
+            async with asyncio.timeout(30):
+                await gw.stop(drain_timeout=2)
+        except TimeoutError:
+            stuck = "\n".join(f"{task.get_name()}: {task.get_stack(limit=8)}" for task in asyncio.all_tasks())
+            raise AssertionError(f"the gateway did not stop within 30 s; tasks:\n{stuck}") from None
 
 
 def revision(gw: Gateway) -> dict[str, Any]:
