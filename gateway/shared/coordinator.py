@@ -28,7 +28,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -36,9 +35,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from gateway.autoscale.stats import RevisionStats
 from gateway.shared import exchange, scripts
+from gateway.shared.hooks import Hooks
 from gateway.shared.keys import Keys, decode_key, encode_key
+from gateway.shared.values import epoch_of, id_ms, planes_of, redacted
 from gateway.types import RevisionKey
 
 log = logging.getLogger(__name__)
@@ -46,33 +46,6 @@ log = logging.getLogger(__name__)
 READ_COUNT = 1000  # stream entries read per round trip
 MAX_ENTRY = 2 << 20  # bytes: one instance's second for 50,000 busy revisions; more is not from a gateway
 STREAM_MAXLEN = 100_000  # entries kept in the stats stream (trimmed approximately)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs and the admin API."""
-    if "password=" in url:
-        base, _, query = url.partition("?")
-        kept = "&".join("password=***" if part.startswith("password=") else part for part in query.split("&"))
-        url = f"{base}?{kept}"
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """What the coordinator tells the rest of the gateway."""
-
-    stats_of: Callable[[RevisionKey], RevisionStats | None]  # the deciders' stats, to add other instances' seconds
-    on_lead: Callable[[], None]  # this instance now holds the lease: take over actuation
-    on_follow: Callable[[], None]  # it lost the lease (another instance holds it)
-    on_share: Callable[[int, int], None]  # (first plane index, all planes): this instance's share of each replica
-    on_poke: Callable[[RevisionKey], None]  # (leader) a revision at zero got a request on another instance
-    on_message: Callable[[str, str], Awaitable[None]] | None = None  # other channels subscribed (see ``channels``)
-    on_subscribed: Callable[[], Awaitable[None]] | None = None  # (re)subscribed: what a message may have missed
 
 
 class Coordinator:
@@ -269,8 +242,8 @@ class Coordinator:
         self._last_beat = sent_at
         self.outage_leader = False
         self.holder = holder
-        self.seen_epoch = max(self.seen_epoch, epoch, _epoch_of(holder))
-        members = {str(flat[i]): _int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        self.seen_epoch = max(self.seen_epoch, epoch, epoch_of(holder))
+        members = {str(flat[i]): planes_of(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
         self._membership(members, sent_at)
         if epoch > 0:
             self.deadline = sent_at + self.lease_ttl - min(1.0, self.lease_ttl / 4)
@@ -322,7 +295,7 @@ class Coordinator:
     def _catch_up(self, server_ms: int) -> None:
         """An entry id past Redis's own clock was not made by Redis (someone set it, or the stream was made again):
         read from a window ago instead of waiting for time to reach it."""
-        if self._last_id is not None and _id_ms(self._last_id) > server_ms + 1000:
+        if self._last_id is not None and id_ms(self._last_id) > server_ms + 1000:
             self._last_id = f"{server_ms - int(self.window * 1000)}-0"
 
     def _lost(self, exc: BaseException) -> None:
@@ -391,26 +364,3 @@ class Coordinator:
             "instances": len(self.members),
             "share": list(self.share),
         }
-
-
-MAX_EPOCH = 2**53  # exact in Redis's Lua numbers; a lease claiming more is not from a gateway
-
-
-def _epoch_of(holder: str) -> int:
-    """The epoch in a lease's value "instance|epoch" (0 when there is none, or it is not believable)."""
-    number = holder.rpartition("|")[2]
-    if not number.isdigit() or len(number) > 16:
-        return 0
-    return int(number) if int(number) < MAX_EPOCH else 0
-
-
-def _id_ms(entry_id: str) -> int:
-    head = entry_id.split("-", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
-def _int(value: object) -> int:
-    try:
-        return max(1, int(str(value)))
-    except ValueError:
-        return 1

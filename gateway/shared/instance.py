@@ -12,8 +12,9 @@ from gateway.autoscale.stats import RevisionStats
 from gateway.backends import Backend
 from gateway.config.model import BackendKind
 from gateway.revision_backends import RevisionBackends
-from gateway.shared.coordinator import Coordinator, Hooks
+from gateway.shared.coordinator import Coordinator
 from gateway.shared.exchange import StatsOutbox
+from gateway.shared.hooks import Hooks
 from gateway.shared.keys import Keys
 from gateway.shared.mirror import MirroredBackend
 from gateway.types import RevisionKey

@@ -39,6 +39,9 @@ SILENT = 10.0  # seconds without a word from a worker (it reports every second) 
 RELOAD_TIMEOUT = 60.0
 
 
+MAX_WORKERS = 256  # processes on one machine; the shared state takes no more data planes from one instance
+
+
 def parse_workers(value: str) -> int:
     """``--workers``: an integer >= 1, or ``auto`` for the CPU count."""
     if value == "auto":
@@ -47,8 +50,8 @@ def parse_workers(value: str) -> int:
         count = int(value)
     except ValueError:
         raise ValueError(f"--workers must be an integer >= 1 or 'auto', got {value!r}") from None
-    if count < 1:
-        raise ValueError(f"--workers must be an integer >= 1 or 'auto', got {value!r}")
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"--workers must be an integer >= 1 or 'auto' (at most {MAX_WORKERS}), got {value!r}")
     return count
 
 

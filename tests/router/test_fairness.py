@@ -160,7 +160,7 @@ async def test_one_client_s_flood_does_not_stall_the_others(gw: Gateway, kind: s
         # A flood that held the loop would hold every probe of the 1.5 s (it lasts 4 s); one slow probe is the
         # machine's scheduler (other processes on 2 cores), not the gateway: the second slowest must be quick.
         waits.sort()
-        assert len(waits) >= 5 and waits[-2] < 0.5 and waits[-1] < 2.0, f"other clients waited {waits[-3:]} s in the flood"
+        assert len(waits) >= 3 and waits[-2] < 0.5 and waits[-1] < 2.0, f"other clients waited {waits[-3:]} s in the flood"
         assert held <= 2 * gw.config.gateway.proxy.buffer_bytes + 256 * 1024, f"{held} bytes waiting to be parsed"
     finally:
         with contextlib.suppress(ProcessLookupError):  # it floods for 4 s, then ends by itself

@@ -11,8 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.autoscale.stats import RevisionStats
-from gateway.shared.coordinator import Coordinator, Hooks, redacted
+from gateway.shared.coordinator import Coordinator
 from gateway.shared.exchange import StatsOutbox
+from gateway.shared.hooks import Hooks
+from gateway.shared.values import redacted
 from gateway.types import RevisionKey
 from tests.conftest import wait_until
 from tests.shared.redis_server import RedisServer

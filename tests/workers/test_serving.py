@@ -75,7 +75,7 @@ async def test_admin_services_and_metrics_add_up_the_workers(tmp_path: Path) -> 
             conn.close()
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "", "100000"])
 def test_bad_workers_values_are_refused_naming_the_flag(tmp_path: Path, value: str) -> None:
     cfg = tmp_path / "gw.yaml"
     cfg.write_text(config())
