@@ -82,7 +82,10 @@ class Gateway:
         runtimes = Runtimes()
         self.runtimes = runtimes.live
         self.revision_backends = RevisionBackends(
-            BackendContext(self.state_dir, in_flight=in_flight or runtimes.in_flight, settings=config.gateway), self.runtimes
+            BackendContext(
+                self.state_dir, in_flight=in_flight or runtimes.in_flight, settings=config.gateway, planes=self.data_planes
+            ),
+            self.runtimes,
         )
         self.backends = self.revision_backends.by_kind
         self.autoscaler = Autoscaler(self.revision_backends, tick_interval=config.gateway.autoscaler.tick_interval)
@@ -110,6 +113,10 @@ class Gateway:
                 set_share=self.set_planes,
                 planes=planes,
             )
+
+    def data_planes(self) -> int:
+        """How many data planes divide each replica's concurrency (this instance's and every other's)."""
+        return self._runtimes.share[1]
 
     def set_planes(self, offset: int, total: int, also: tuple[tuple[int, int], ...] = ()) -> None:
         """This instance's data planes are numbers `offset`.. of `total` (the shared state's membership);

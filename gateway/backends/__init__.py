@@ -24,7 +24,7 @@ BackendFactory = Callable[[BackendContext], Backend]
 def _local(context: BackendContext) -> Backend:
     from gateway.backends.local import LocalBackend
 
-    return LocalBackend(context.state_dir, in_flight=context.in_flight)
+    return LocalBackend(context.state_dir, in_flight=context.in_flight, planes=context.planes)
 
 
 def _static(context: BackendContext) -> Backend:

@@ -21,6 +21,7 @@ class BackendContext:
     state_dir: Path  # this gateway's own folder: replica logs, pid records, its lock
     in_flight: InFlight | None = None  # requests a replica still serves (the data plane's count), for drains
     settings: GatewaySettings | None = None  # the gateway's settings at start (kubernetes: how to build Deployments)
+    planes: Callable[[], int] | None = None  # data planes dividing each replica's concurrency (workers, instances)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.backends import reaper
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
+from gateway.backends.local_ports import covering
 from gateway.backends.local_state import LocalReplica, LocalRevision
 from gateway.backends.probe import Prober
 from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail
@@ -47,6 +48,7 @@ class LocalBackend:
         backoff_max: float = 60.0,
         backoff_reset: float = 60.0,
         in_flight: InFlight | None = None,
+        planes: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         prober: Prober | None = None,
@@ -60,6 +62,7 @@ class LocalBackend:
         self._not_ready_note = not_ready_note  # first note of a starting replica's failing probe, then every 30 s
         self._backoff = (backoff_initial, backoff_max, backoff_reset)
         self._in_flight = in_flight
+        self._planes = planes  # data planes dividing each replica's concurrency (workers, shared instances)
         self._clock = clock
         self._sleep = sleep
         self._prober = prober or Prober(timeout=probe_timeout)
@@ -215,11 +218,17 @@ class LocalBackend:
     def _start(self, rev: LocalRevision) -> None:
         used = {replica.slot for replica in rev.replicas}
         slot = next(n for n in range(len(used) + 1) if n not in used)
-        port = free_port(self._ports)
+        port = free_port(self._ports, self._covering(rev))
         self._ports.add(port)
         replica = LocalReplica(slot, Endpoint("127.0.0.1", port), rev.fingerprint, self._clock())
         rev.replicas.append(replica)
         self._spawn(self._life(rev, replica), f"replica {rev.key}-{slot}")
+
+    def _covering(self, rev: LocalRevision) -> Callable[[int], bool] | None:
+        svc = self._services.get((rev.key.namespace, rev.key.service))
+        cc = svc.scaling.container_concurrency if svc is not None else 0
+        planes = self._planes() if self._planes is not None else 1
+        return covering([replica.endpoint for replica in rev.replicas], cc, planes)
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)

@@ -21,15 +21,23 @@ LOG_MARKER = "==> gateway:"
 _PR_SET_PDEATHSIG = 1
 
 
-def free_port(taken: Iterable[int] = ()) -> int:
-    """A loopback port nobody listens on now and that is not in `taken`."""
+def free_port(taken: Iterable[int] = (), prefer: Callable[[int], bool] | None = None, tries: int = 64) -> int:
+    """A loopback port nobody listens on now and that is not in `taken`; one `prefer` likes, if one of the
+    next `tries` free ports is."""
     avoid = set(taken)
+    fallback: int | None = None
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port: int = sock.getsockname()[1]
-        if port not in avoid:
+        if port in avoid:
+            continue
+        if prefer is None or prefer(port):
             return port
+        fallback = port if fallback is None else fallback
+        tries -= 1
+        if tries <= 0:
+            return fallback
 
 
 def substitute(text: str, port: int) -> str:

@@ -16,14 +16,15 @@ the endpoint alone (CRC-32, stable across processes and machines, unlike Python'
 a replica's division never changes while the planes agree on ``count``.
 
 The known cost: when ``cc < count`` a replica serves only ``cc`` of the planes, so a plane can have
-no capacity at all until there are enough replicas. Its requests wait in its queue; the autoscaler
-sees them as concurrency and scales up, which gives the plane replicas of its own.
+no capacity at all until there is a replica whose slots are its own. The local backend chooses its
+replicas' ports so that each new one serves planes the others do not (every plane is served once
+there are ``count / cc`` replicas); on Kubernetes pod addresses fall as they fall, and a plane whose
+every replica belongs to others waits (its timeout says why).
 """
 
 from __future__ import annotations
 
-import zlib
-
+from gateway.slots import slot_offset
 from gateway.types import Endpoint
 
 
@@ -42,7 +43,7 @@ def plane_capacity(endpoint: Endpoint, container_concurrency: int, index: int, c
         raise ValueError(f"containerConcurrency must be 0 (unlimited) or more, not {container_concurrency}")
     if count == 1:
         return container_concurrency
-    offset = zlib.crc32(f"{endpoint.host}:{endpoint.port}".encode()) % count
+    offset = slot_offset(endpoint, count)
     # Slots j with (offset + j) % count == index: every count-th slot from the first one, j = (index - offset) % count.
     first = (index - offset) % count
     return container_concurrency // count + (1 if first < container_concurrency % count else 0)

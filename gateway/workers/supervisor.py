@@ -138,6 +138,9 @@ class Supervisor(Gateway):
         self._states: asyncio.Task[None] | None = None
         hub.on_listening = self._check_listening
 
+    def data_planes(self) -> int:
+        return self.hub.planes[1]
+
     def set_planes(self, offset: int, total: int, also: tuple[tuple[int, int], ...] = ()) -> None:
         """Worker i admits its share of each replica as data plane ``offset + i`` of ``total`` (and of ``also``)."""
         self.hub.set_planes(offset, total, also)

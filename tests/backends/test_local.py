@@ -232,3 +232,26 @@ async def test_crash_back_off_is_timed_by_the_injected_clock(tmp_path: Path, rep
     status = backend.status(KEY)
     assert (status.state, status.desired, status.ready) == ("scaling", 1, 0)
     await backend.close()
+
+
+@pytest.mark.parametrize(("cc", "planes", "replicas"), [(1, 2, 2), (1, 3, 3), (2, 4, 2), (1, 4, 4)])
+async def test_replica_ports_are_chosen_so_every_data_plane_has_a_part(
+    tmp_path: Path, replica_script: str, cc: int, planes: int, replicas: int
+) -> None:
+    """containerConcurrency below the data planes: a replica serves only some of them, chosen by its address
+    (gateway/slots.py). The ports are picked so that `planes / cc` replicas serve every plane."""
+    from dataclasses import replace
+
+    from gateway.config.model import ScalingSpec
+    from gateway.slots import slot_offset
+
+    backend = make_backend(tmp_path, planes=lambda: planes)
+    spec = replace(service(command=("{python}", replica_script, "{port}")), scaling=ScalingSpec(container_concurrency=cc))
+    try:
+        await backend.sync([spec])
+        await backend.scale(KEY, replicas)
+        await wait_until(lambda: len(backend.ready_endpoints(KEY)) == replicas, within=20)
+        served = {(slot_offset(e, planes) + j) % planes for e in backend.ready_endpoints(KEY) for j in range(cc)}
+        assert served == set(range(planes))
+    finally:
+        await backend.close()

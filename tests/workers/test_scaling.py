@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import wait_until, wait_until_blocking
 from tests.workers.support import Conn, config, serving, split_connections
 
 pytestmark = pytest.mark.e2e
@@ -63,3 +63,20 @@ async def test_with_container_concurrency_2_and_two_workers_a_replica_never_hold
         stats = (await asyncio.to_thread(httpx.get, f"{url}/stats", timeout=5)).json()
         # Each worker admits its share (1) at a time; both together fill the replica, never more.
         assert stats["max_in_flight"] == 2, stats
+
+
+async def test_with_container_concurrency_1_and_two_workers_both_are_served_by_two_replicas(tmp_path: Path) -> None:
+    """One slot per replica, two workers: each replica serves one worker, and the local backend picks the second
+    replica's port so that it serves the worker the first does not (a new user's trial saw one worker time out)."""
+    with serving(tmp_path, config(min_scale=2, max_scale=2, container_concurrency=1)) as gw:
+        await asyncio.to_thread(wait_until_blocking, lambda: gw.revision()["ready"] == 2, "2 replicas", within=20)
+        by_worker = await split_connections(gw.port, gw.workers(), each=3)
+        answers = await asyncio.gather(*(c.get("/work?ms=200") for cs in by_worker.values() for c in cs))
+        assert [status for status, _, _ in answers] == [200] * 6
+        for conn in (c for cs in by_worker.values() for c in cs):
+            conn.close()
+        peaks = [
+            (await asyncio.to_thread(httpx.get, f"{url}/stats", timeout=5)).json()["max_in_flight"]
+            for url in gw.revision()["endpoints"]
+        ]
+        assert peaks == [1, 1], peaks  # each served, one request at a time
