@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_until, wait_until_blocking
-from tests.workers.support import Conn, config, serving, split_connections
+from tests.workers.support import Conn, Served, config, serving, split_connections
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +116,9 @@ async def test_a_reload_that_removes_a_service_lets_its_requests_on_the_workers_
         by_worker = await split_connections(gw.port, gw.workers(), each=1)
         conns = [c for cs in by_worker.values() for c in cs]
         slow = [asyncio.ensure_future(c.get("/work?ms=2000", host=OTHER)) for c in conns]
-        await asyncio.sleep(0.3)  # the requests reached the replica
+        await asyncio.to_thread(
+            wait_until_blocking, lambda: _in_flight(gw, "other") == 2, "both requests at the replica", within=10
+        )
         gw.cfg.write_text(config())
         answer = await asyncio.to_thread(httpx.post, f"{gw.admin_url}/admin/reload", timeout=30)
         assert answer.status_code == 200, answer.text
@@ -134,3 +136,8 @@ def test_the_workers_leave_when_the_supervisor_dies(tmp_path: Path) -> None:
         started = time.monotonic()
         wait_until_blocking(lambda: not any(_alive(pid) for pid in workers), "the workers to exit", within=15)
         assert time.monotonic() - started < 15
+
+
+def _in_flight(gw: Served, service: str) -> int:
+    doc = gw.services()
+    return sum(int(rev["in_flight"]) for svc in doc["services"] if svc["name"] == service for rev in svc["revisions"])
