@@ -28,6 +28,7 @@ class DocContext:
     problems: list[str]
     warnings: list[str]
     kind: str | None = None
+    version: str | None = None  # its apiVersion, once checked
     name: str | None = None
     error_count: int = field(default=0)
 

@@ -101,7 +101,7 @@ _UNSUPPORTED_HINT = (
 
 
 @dataclass
-class _BackendNotes:
+class BackendNotes:
     """What holds for one backend only, reported by `gateway.config.checks` when it runs the service."""
 
     local_notes: list[tuple[str, str]] = field(default_factory=list)
@@ -116,13 +116,13 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     predictor = _predictor(ctx, doc.spec)
     if predictor is None:
         return None
-    notes = _BackendNotes()
-    draft, fields = _runnable(ctx, predictor, doc.meta.name, notes)
+    notes = BackendNotes()
+    draft, fields = runnable(ctx, "spec.predictor", predictor, doc.meta.name, notes)
     if draft is not None:
         read_placement(ctx, "spec.predictor", predictor, draft)
     scaling = ScalingDraft("spec.predictor")
     scaling.min_scale.value = 1
-    _scaling(ctx, predictor, scaling)
+    predictor_scaling(ctx, "spec.predictor", predictor, scaling)
     scaling.apply_annotations(ctx, doc.meta.annotations)
     scaling_spec = scaling.finish(ctx)
     timeout = None
@@ -161,20 +161,21 @@ def _canary_percent(ctx: DocContext, value: object) -> None:
         )
 
 
-def _runnable(
-    ctx: DocContext, predictor: dict[str, object], name: str, notes: _BackendNotes
+def runnable(
+    ctx: DocContext, base: str, predictor: dict[str, object], name: str, notes: BackendNotes
 ) -> tuple[RevisionDraft | None, RevisionFields | None]:
+    """The revision a predictor at `base` runs: a model served by the built-in model server, or its containers."""
     given = [key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None]
     if not given:
-        ctx.error("spec.predictor", "needs model (with modelFormat onnx and storageUri), onnx, or containers")
+        ctx.error(base, "needs model (with modelFormat onnx and storageUri), onnx, or containers")
         return None, None
     if len(given) > 1:
-        ctx.error("spec.predictor", f"give exactly one of model, onnx or containers, got {', '.join(given)}")
+        ctx.error(base, f"give exactly one of model, onnx or containers, got {', '.join(given)}")
         return None, None
     key = given[0]
-    path = join("spec.predictor", key)
+    path = join(base, key)
     if key == "containers":
-        fields = RevisionFields("spec.predictor", f"{path}[0].command", None, f"{path}[0].image", f"{path}[0].resources")
+        fields = RevisionFields(base, f"{path}[0].command", None, f"{path}[0].image", f"{path}[0].resources")
         draft = read_containers(ctx, path, predictor[key], notes.local_notes)
         if draft is not None:
             draft.pod_spec = {"containers": copy.deepcopy(predictor[key])}
@@ -186,7 +187,7 @@ def _runnable(
     found = _model_spec(ctx, path, key, predictor[key])
     if found is None:
         return None, None
-    fields = RevisionFields("spec.predictor", None, None, None, join(path, "resources"))
+    fields = RevisionFields(base, None, None, None, join(path, "resources"))
     return _model_server(ctx, path, found, name, notes), fields
 
 
@@ -208,7 +209,7 @@ def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str
     return found
 
 
-def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: str, notes: _BackendNotes) -> RevisionDraft | None:
+def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: str, notes: BackendNotes) -> RevisionDraft | None:
     """The built-in model server serving the model a storageUri names (here, or inside its image)."""
     uri_path = join(path, "storageUri")
     written = model_file_path(ctx, uri_path, found["storageUri"])
@@ -288,13 +289,13 @@ def locate_model(directory: str, written: str) -> tuple[str, str | None]:
     return candidate, None
 
 
-def _scaling(ctx: DocContext, predictor: dict[str, object], draft: ScalingDraft) -> None:
+def predictor_scaling(ctx: DocContext, base: str, predictor: dict[str, object], draft: ScalingDraft) -> None:
     for key, found_setting in _PREDICTOR_SCALING.items():
         if predictor.get(key) is not None:
-            found_setting.apply(ctx, join("spec.predictor", key), predictor[key], draft)
+            found_setting.apply(ctx, join(base, key), predictor[key], draft)
     metric = predictor.get("scaleMetric")
     if metric is not None:
-        path = "spec.predictor.scaleMetric"
+        path = join(base, "scaleMetric")
         found = choice(ctx, path, metric, ("concurrency", "rps", "cpu", "memory"))
         if found in ("cpu", "memory"):
             ctx.warn(path, f"{found} is not measured by the gateway; scaling on concurrency")

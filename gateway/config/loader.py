@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway.config import gateway_config, kserve, paddle, simpleml
+from gateway.config import gateway_config, kfserving, kserve, paddle, simpleml
 from gateway.config.checks import check_duplicates, check_runnable
 from gateway.config.documents import RawDocument, expand_paths, read_documents
 from gateway.config.errors import ConfigError, DocContext
@@ -14,20 +14,24 @@ from gateway.config.values import describe
 
 Translator = Callable[[DocContext, dict[str, object]], Translated | None]
 
-_SERVICE_KINDS: dict[str, tuple[str, Translator]] = {
-    paddle.KIND: (paddle.API_VERSION, paddle.translate),
-    kserve.KIND: (kserve.API_VERSION, kserve.translate),
-    simpleml.KIND: (simpleml.API_VERSION, simpleml.translate),
+_SERVICE_KINDS: dict[str, dict[str, Translator]] = {
+    paddle.KIND: {paddle.API_VERSION: paddle.translate},
+    kserve.KIND: {kserve.API_VERSION: kserve.translate, kfserving.API_VERSION: kfserving.translate},
+    simpleml.KIND: {simpleml.API_VERSION: simpleml.translate},
 }
 _SKIPPED_KINDS = {"Namespace": "v1"}
 PROGRESS_EVERY = 256
 SUPPORTED_KINDS = {gateway_config.KIND: gateway_config.API_VERSION} | {
-    kind: version for kind, (version, _) in _SERVICE_KINDS.items()
+    kind: next(iter(versions)) for kind, versions in _SERVICE_KINDS.items()
+}
+"""kind -> its newest apiVersion (InferenceService also takes KFServing's serving.kubeflow.org/v1alpha2)."""
+_VERSIONS = {kind: tuple(versions) for kind, versions in _SERVICE_KINDS.items()} | {
+    gateway_config.KIND: (gateway_config.API_VERSION,)
 }
 
 
 def _supported() -> str:
-    kinds = [f"{kind} ({version})" for kind, version in SUPPORTED_KINDS.items()]
+    kinds = [f"{kind} ({' or '.join(_VERSIONS[kind])})" for kind in SUPPORTED_KINDS]
     kinds += [f"{kind} ({version}, skipped)" for kind, version in _SKIPPED_KINDS.items()]
     return ", ".join(kinds)
 
@@ -51,14 +55,15 @@ def _context(doc: RawDocument, problems: list[str], warnings: list[str]) -> DocC
     if not isinstance(kind, str) or (kind not in SUPPORTED_KINDS and kind not in _SKIPPED_KINDS):
         ctx.error("kind", f"unknown kind {describe(kind)}; supported: {_supported()}")
         return None
-    expected = SUPPORTED_KINDS.get(kind) or _SKIPPED_KINDS[kind]
+    expected = _VERSIONS.get(kind) or (_SKIPPED_KINDS[kind],)
     version = body.get("apiVersion")
     if version is None:
-        ctx.error("apiVersion", f"required, expected {expected}")
+        ctx.error("apiVersion", f"required, expected {' or '.join(expected)}")
         return None
-    if version != expected:
-        ctx.error("apiVersion", f"must be {expected} for {kind}, got {describe(version)}")
+    if version not in expected:
+        ctx.error("apiVersion", f"must be {' or '.join(expected)} for {kind}, got {describe(version)}")
         return None
+    ctx.version = str(version)
     return ctx
 
 
@@ -83,7 +88,7 @@ class _Collector:
             if ctx.kind == gateway_config.KIND:
                 self._add_settings(ctx, doc.body)
                 return
-            result = _SERVICE_KINDS[str(ctx.kind)][1](ctx, doc.body)
+            result = _SERVICE_KINDS[str(ctx.kind)][str(ctx.version)](ctx, doc.body)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # A shape no reader anticipated: report it with its place rather than as a traceback.
             ctx.error("", f"cannot read this document ({type(exc).__name__}: {exc})")
