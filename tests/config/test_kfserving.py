@@ -51,7 +51,9 @@ def test_default_and_canary_split_like_a_paddleservice(tmp_path: Path) -> None:
 def test_a_default_alone_takes_all_the_traffic_and_an_onnx_model_is_served(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "flowers.onnx").write_bytes(b"not really onnx")
-    service = one_service(load([write(tmp_path, "x.yaml", kfserving("      onnx:\n        storageUri: models/flowers.onnx\n"))]), "flowers")
+    service = one_service(
+        load([write(tmp_path, "x.yaml", kfserving("      onnx:\n        storageUri: models/flowers.onnx\n"))]), "flowers"
+    )
     assert service.canary is None and service.canary_percent == 0
     assert service.default.command is not None and "modelserver" in service.default.command
     assert service.scaling.min_scale == 1  # KFServing's minReplicas default
@@ -76,7 +78,10 @@ def test_the_canarys_own_scaling_is_warned_about(tmp_path: Path) -> None:
         (kfserving(custom("a:1", "v1"), percent="30"), "spec.canaryTrafficPercent: given (30) without spec.canary"),
         (kfserving(custom("a:1", "v1"), custom("a:2", "v2"), "150"), "spec.canaryTrafficPercent: must be"),
         (kfserving("      custom: {}\n"), "spec.default.predictor.custom.container: required (the predictor's container)"),
-        (kfserving("      tensorflow:\n        storageUri: gs://kfserving-samples/models/tensorflow/flowers\n"), "spec.default.predictor.tensorflow"),
+        (
+            kfserving("      tensorflow:\n        storageUri: gs://kfserving-samples/models/tensorflow/flowers\n"),
+            "spec.default.predictor.tensorflow",
+        ),
         (kfserving(custom("a:1", "v1") + "      parallelism: -1\n"), "spec.default.predictor.parallelism: must be"),
         (kfserving(custom("a:1", "v1"), "      minReplicas: 1\n"), "spec.canary.predictor: needs model"),
     ],
