@@ -228,8 +228,9 @@ class Hub:
             link.send({"t": "endpoints", "items": [[key_out(k), [endpoint_out(e) for e in eps]] for k, eps in self.sent.items()]})
             while (message := await read_frame(reader)) is not None:
                 self._handle(link, message)
-        except (ProtocolError, ConnectionError, KeyError, TypeError, ValueError) as exc:
-            log.warning("hub: dropping a worker's connection: %s", exc)
+        except (ProtocolError, ConnectionError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            # a frame of the wrong shape (not from a worker of this version): said, and the link dropped
+            log.warning("hub: dropping a worker's connection: %s: %s", type(exc).__name__, exc)
         finally:
             if link is not None and self.links.get(link.index) is link:
                 self._forget(link)

@@ -156,3 +156,20 @@ def test_set_planes_gives_each_worker_its_plane_and_refuses_what_does_not_fit(tm
         hub.set_planes(4, 5)
     with pytest.raises(ValueError, match="do not fit"):
         hub.set_planes(-1, 5)
+
+
+class ClosingWriter(Writer):
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_report_of_the_wrong_shape_drops_the_link_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub, _ = hub_with(RevisionStats(60, 6), tmp_path)
+    report = {"t": "report", "stats": [], "load": [], "replicas": [], "counters": [], "unrouted": [1, 2]}
+    data = frame({"t": "hello", "index": 0, "pid": 1}) + frame(report)  # unrouted: a list, not an object
+    writer = ClosingWriter()
+    await hub._serve(reader_of(data), cast(Any, writer))  # no exception escapes
+    assert writer.closed and 0 not in hub.links
+    assert any("dropping a worker's connection" in r.getMessage() for r in caplog.records)
