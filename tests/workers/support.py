@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import free_port, serve_argv, wait_until_blocking
+from tests.conftest import free_port, serve_argv, wait_until, wait_until_blocking
 
 REPLICA = Path(__file__).parents[1] / "e2e" / "sleepy_replica.py"
 HOST = "sleepy.default.example.com"
@@ -201,6 +201,22 @@ def worker_of(conns: list[Conn], server_port: int, workers: list[int]) -> dict[i
         if local_port == server_port and remote_port in wanted and fields[9] in by_inode:
             out[remote_port] = by_inode[fields[9]]
     return out
+
+
+async def first_per_worker(conns: list[Conn], server_port: int, workers: list[int]) -> list[Conn]:
+    """One of `conns` held by each worker, in `workers`' order, once every connection has been accepted.
+
+    A connection the kernel has queued but no worker has accepted yet belongs to no worker's fds, so
+    this waits until all of them are held before choosing.
+    """
+    held: dict[int, int] = {}
+
+    def all_accepted() -> bool:
+        held.update(worker_of(conns, server_port, workers))
+        return len(held) == len(conns)
+
+    await wait_until(all_accepted, f"the workers to accept all {len(conns)} connections")
+    return [next(c for c in conns if held[c.local_port] == pid) for pid in workers]
 
 
 async def split_connections(port: int, workers: list[int], each: int) -> dict[int, list[Conn]]:

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.workers.supervisor import parse_workers
 from tests.conftest import free_port, serve_argv, wait_until
-from tests.workers.support import HOST, Conn, config, serving, split_connections, worker_of
+from tests.workers.support import HOST, Conn, config, first_per_worker, serving, split_connections, worker_of
 
 pytestmark = pytest.mark.e2e
 
@@ -40,15 +40,16 @@ async def test_a_request_at_zero_through_any_worker_scales_from_zero(tmp_path: P
         workers = gw.workers()
         # A connection on each worker, each asking while the revision is (or was just) at zero.
         conns = [await Conn.open(gw.port) for _ in range(16)]
-        held = worker_of(conns, gw.port, workers)
-        firsts = [next(c for c in conns if held[c.local_port] == pid) for pid in workers]
-        answers = await asyncio.gather(*(c.get("/work?ms=10") for c in firsts))
-        assert [status for status, _, _ in answers] == [200, 200]
-        assert any(headers.get("x-gateway-cold-start") == "true" for _, headers, _ in answers)
-        assert gw.revision()["ready"] >= 1
-        await wait_until(lambda: gw.metric("gateway_cold_start_seconds_count") >= 1, "the cold start in /metrics")
-        for conn in conns:
-            conn.close()
+        try:
+            firsts = await first_per_worker(conns, gw.port, workers)
+            answers = await asyncio.gather(*(c.get("/work?ms=10") for c in firsts))
+            assert [status for status, _, _ in answers] == [200, 200]
+            assert any(headers.get("x-gateway-cold-start") == "true" for _, headers, _ in answers)
+            assert gw.revision()["ready"] >= 1
+            await wait_until(lambda: gw.metric("gateway_cold_start_seconds_count") >= 1, "the cold start in /metrics")
+        finally:
+            for conn in conns:
+                conn.close()
 
 
 async def test_admin_services_and_metrics_add_up_the_workers(tmp_path: Path) -> None:
@@ -133,16 +134,17 @@ async def test_a_revision_that_cannot_start_is_a_503_naming_why_from_every_worke
     text = config(min_scale=0).replace(f'command: ["{sys.executable}", ', 'command: ["/usr/bin/no_such_model_server", ')
     with serving(tmp_path, text) as gw:
         conns = [await Conn.open(gw.port) for _ in range(16)]
-        held = worker_of(conns, gw.port, gw.workers())
-        firsts = [next(c for c in conns if held[c.local_port] == pid) for pid in gw.workers()]
-        started = time.monotonic()
-        answers = await asyncio.gather(*(c.get("/work") for c in firsts))
-        assert time.monotonic() - started < 10, "not the activation timeout"
-        for status, _, body in answers:
-            assert status == 503
-            assert "/usr/bin/no_such_model_server" in json.loads(body)["error"]
-        for conn in conns:
-            conn.close()
+        try:
+            firsts = await first_per_worker(conns, gw.port, gw.workers())
+            started = time.monotonic()
+            answers = await asyncio.gather(*(c.get("/work") for c in firsts))
+            assert time.monotonic() - started < 10, "not the activation timeout"
+            for status, _, body in answers:
+                assert status == 503
+                assert "/usr/bin/no_such_model_server" in json.loads(body)["error"]
+        finally:
+            for conn in conns:
+                conn.close()
 
 
 async def test_one_worker_is_the_single_process_gateway(tmp_path: Path) -> None:
