@@ -1,15 +1,17 @@
 """InferenceService (serving.kserve.io/v1beta1): an ONNX predictor served by the built-in model server.
 
 `spec.predictor.model` with `modelFormat.name: onnx` (or the older `spec.predictor.onnx`) and a
-local `storageUri` (`file:///abs.onnx`, `file://relative`, a plain path) is served by
-`gateway modelserver`. Under the local backend the path is a file on this machine, relative to the
+`storageUri` is served by `gateway modelserver`. A remote `storageUri` (`s3://`, `gs://`, `http(s)://`,
+see gateway/storage) is downloaded by the replica before it is ready, into the gateway's state
+directory under the local backend and by an init container into `/mnt/models` under kubernetes; only
+its form is checked here (no network at config time). A local one (`file:///abs.onnx`,
+`file://relative`, a plain path) is read in place. Under the local backend the path is a file on this machine, relative to the
 config file, or a folder holding `model.onnx` or exactly one `.onnx` file, and the command is
 `python -m gateway modelserver --model ABS --name NAME --port {port}`. Under the kubernetes backend the
 path names the model inside the model-server image (`GatewayConfig.spec.kubernetes.modelServerImage`,
 which deploy/Dockerfile builds with config/ at /app/config), so it must be absolute there.
 A predictor may instead give `containers`: the kubernetes backend runs them as given; the local
-backend runs the first one's command. Other formats and remote URIs are errors: nothing here
-downloads models or runs framework servers.
+backend runs the first one's command. Other formats are errors: nothing here runs framework servers.
 
 KServe's `canaryTrafficPercent` splits traffic between the previous and the latest rollout of one
 predictor; a single manifest has no previous rollout, so the field is validated and reported as a
@@ -46,6 +48,7 @@ from gateway.config.values import (
     mapping,
     string,
 )
+from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -217,6 +220,8 @@ def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: st
     env = read_given(ctx, path, found, "env", read_env)
     if written is None:
         return None
+    if is_remote(written):
+        return _downloaded_model(ctx, written, name, resources, env)
     model, problem = locate_model(ctx.directory, written)
     if problem is not None:
         notes.local_errors.append((uri_path, problem))
@@ -239,6 +244,28 @@ def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: st
     )
 
 
+def _downloaded_model(
+    ctx: DocContext,
+    uri: str,
+    name: str,
+    resources: dict[str, dict[str, str]] | None,
+    env: tuple[tuple[str, str], ...] | None,
+) -> RevisionDraft:
+    """A model the replica downloads: the local backend's replica fetches `uri` itself before it is ready
+    (into `$SERVING_GATEWAY_STATE_DIR/models`); under kubernetes an init container fetches it into
+    /mnt/models, which the model server reads."""
+    command = (sys.executable, "-m", "gateway", "modelserver", "--model", uri, "--name", name, "--port", "{port}")
+    return RevisionDraft(
+        command=command,
+        readiness_path=READINESS_PATH,
+        workdir=ctx.directory,
+        resources=resources,
+        env=env,
+        model_path=KUBERNETES_MODEL_DIR,
+        storage_uri=uri,
+    )
+
+
 def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:
     if value is None:
         ctx.error(path, "required (name: onnx)")
@@ -254,20 +281,22 @@ def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:
 
 
 def model_file_path(ctx: DocContext, path: str, value: object) -> str | None:
-    """The file path a storageUri names, as written (`file://` removed); remote URIs are errors."""
+    """The storageUri as written, checked for its form only: a remote URI (s3, gs, http, https) whole,
+    a local one as a file path (`file://` removed). An unknown scheme or a malformed URI is an error."""
     uri = string(ctx, path, value)
     if uri is None:
         return None
-    if "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        if scheme.lower() != "file":
-            ctx.error(path, f"{_UNSUPPORTED_HINT}; remote URIs are not downloaded, got {uri!r}")
-            return None
-        uri = rest
-    if not uri.strip():
+    try:
+        parsed = parse(uri)
+    except StorageError as exc:
+        ctx.error(path, str(exc))
+        return None
+    if parsed.remote:
+        return uri
+    if not parsed.path.strip():
         ctx.error(path, "names no file")
         return None
-    return uri
+    return parsed.path
 
 
 def locate_model(directory: str, written: str) -> tuple[str, str | None]:

@@ -139,6 +139,10 @@ class RevisionSpec:
     # the kubernetes backend keeps it and serves containers[0].
     pod_spec: dict[str, object] | None = None
     model_path: str | None = None  # an ONNX model inside the model-server image (InferenceService, kubernetes)
+    # A model to download before serving (s3://, gs://, http(s)://): the local backend's replica fetches it
+    # itself (`--model URI`); the kubernetes backend adds an init container fetching it into /mnt/models.
+    storage_uri: str | None = None
+    storage_secret: str | None = None  # a Secret (kubernetes) holding the credentials, mounted for the download
 
 
 @dataclass(frozen=True, slots=True)

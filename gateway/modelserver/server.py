@@ -12,9 +12,12 @@ import sys
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from gateway.storage import StorageError
+
 from .app import create_app
 from .errors import ModelLoadError
 from .loader import ModelSlot
+from .source import resolve_model
 
 __all__ = ["add_arguments", "create_app", "main_from_args", "run"]
 
@@ -69,7 +72,17 @@ def _log_config() -> dict[str, object]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--model --name --port --host --log-level`` to ``parser``."""
-    parser.add_argument("--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH|URI",
+        help="ONNX model file or folder, or a storage URI (s3://, gs://, http(s)://, file://) downloaded before serving",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where downloads are cached (default: $SERVING_GATEWAY_STATE_DIR/models, set by the local backend)",
+    )
     parser.add_argument("--name", required=True, help="model name used in the URLs (/v2/models/NAME)")
     parser.add_argument(
         "--port",
@@ -87,14 +100,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run the server from parsed arguments; returns the exit status (1 for a bad model file)."""
-    problem = _check_model_file(args.model)
+    """Run the server from parsed arguments; returns the exit status (1 for a bad model file or download)."""
+    try:
+        model = resolve_model(args.model, args.cache_dir)
+    except StorageError as exc:
+        print(f"gateway modelserver: error: {exc}", file=sys.stderr)
+        return 1
+    problem = _check_model_file(model)
     if problem is None:
         try:
-            run(args.model, args.name, args.host, args.port, log_level=args.log_level)
+            run(model, args.name, args.host, args.port, log_level=args.log_level)
             return 0
         except ModelLoadError as exc:
             problem = str(exc)
+    if model != args.model:  # downloaded or found in a folder: name what the user gave too
+        problem = f"{args.model}: {problem}"
     print(f"gateway modelserver: error: {problem}", file=sys.stderr)
     return 1
 

@@ -33,6 +33,8 @@ REVISION_CHANGES: dict[str, Any] = {
     "container_name": "server",
     "pod_spec": {"containers": [{"name": "server"}]},
     "model_path": "/models/iris.onnx",
+    "storage_uri": "s3://models/iris",
+    "storage_secret": "s3-secret",
 }
 SCALING_CHANGES: dict[str, Any] = {
     "min_scale": 1,

@@ -108,13 +108,23 @@ HINT = "only onnx models in local files are served by the built-in model server 
             f"spec.predictor.sklearn: {HINT}, got a sklearn predictor",
         ),
         (
-            "model:\n  modelFormat: {name: onnx}\n  storageUri: s3://bucket/iris.onnx",
-            f"spec.predictor.model.storageUri: {HINT}; remote URIs are not downloaded, got 's3://bucket/iris.onnx'",
+            "model:\n  modelFormat: {name: onnx}\n  storageUri: ftp://bucket/iris.onnx",
+            "spec.predictor.model.storageUri: ftp://bucket/iris.onnx: unsupported scheme 'ftp', "
+            "expected a local path or one of file, s3, gs, http, https",
         ),
         (
-            "onnx:\n  storageUri: https://example.com/iris.onnx",
-            f"spec.predictor.onnx.storageUri: {HINT}; remote URIs are not downloaded, got 'https://example.com/iris.onnx'",
+            "onnx:\n  storageUri: s3:///iris.onnx",
+            "spec.predictor.onnx.storageUri: s3:///iris.onnx: expected s3://BUCKET/PREFIX, bucket ''",
         ),
+        (
+            "onnx:\n  storageUri: https:///iris.onnx",
+            "spec.predictor.onnx.storageUri: https:///iris.onnx: no host",
+        ),
+        (
+            "onnx:\n  storageUri: http://example.com/",
+            "spec.predictor.onnx.storageUri: http://example.com/: names no file on example.com",
+        ),
+        ("onnx:\n  storageUri: 'file://'", "spec.predictor.onnx.storageUri: file://: names no file"),
         ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: onnx)"),
         (
             "model:\n  modelFormat: {name: onnx}",

@@ -84,10 +84,17 @@ def test_bad_model_file_is_one_line_and_exit_1(tmp_path: Path, content: bytes | 
 
 
 @pytest.mark.e2e
-def test_directory_is_not_a_model(tmp_path: Path) -> None:
+def test_a_folder_without_a_model_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A folder is served when it holds the model (kubernetes' /mnt/models, a download); an empty one is refused."""
+    (tmp_path / "a.onnx").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.onnx").write_bytes(b"x")
     code, stderr = run_to_end("--model", str(tmp_path), "--name", "m")
     assert code == 1
-    assert stderr.strip() == f"gateway modelserver: error: model file {tmp_path} is not a file"
+    assert stderr.strip() == (
+        f"gateway modelserver: error: model folder {tmp_path} holds no model.onnx and not exactly one .onnx file "
+        "(found: a.onnx, sub/b.onnx)"
+    )
 
 
 def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,52 @@
+"""An InferenceService's remote storageUri: accepted by its form, no network at config time (issue 12 item 3)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load
+from tests.config.support import one_service, write
+from tests.config.test_kserve import KUBERNETES, isvc
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://models/iris",
+        "S3://models/iris/",
+        "gs://kfserving-samples/models/sklearn/iris",
+        "https://example.com/models/iris.tar.gz",
+        "http://127.0.0.1:1/iris.zip",  # nothing listens there: the config does not look
+    ],
+)
+@pytest.mark.parametrize("backend", ["local", "kubernetes"])
+def test_a_remote_uri_is_downloaded_by_the_replica(tmp_path: Path, uri: str, backend: str) -> None:
+    files = [write(tmp_path, "x.yaml", isvc(f"model:\n  modelFormat: {{name: onnx}}\n  storageUri: {uri}\n"))]
+    if backend == "kubernetes":
+        files.insert(0, write(tmp_path, "gw.yaml", KUBERNETES))
+    default = one_service(load(files), "iris").default
+    assert default.storage_uri == uri
+    assert default.model_path == "/mnt/models"  # where the init container puts it under kubernetes
+    assert default.command == (
+        sys.executable,
+        "-m",
+        "gateway",
+        "modelserver",
+        "--model",
+        uri,
+        "--name",
+        "iris",
+        "--port",
+        "{port}",
+    )
+    assert default.readiness_path == "/v2/health/ready"
+
+
+def test_a_local_uri_has_no_download(tmp_path: Path) -> None:
+    model = tmp_path / "iris.onnx"
+    model.write_bytes(b"onnx")
+    default = one_service(load([write(tmp_path, "x.yaml", isvc(f"onnx:\n  storageUri: file://{model}\n"))]), "iris").default
+    assert default.storage_uri is None and default.model_path == str(model)
