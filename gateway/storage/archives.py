@@ -40,7 +40,7 @@ def unpack(archive: str, target: str, limit: int) -> None:
         else:
             _untar(archive, target, budget)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise StorageError(f"corrupt archive: {exc}") from exc
+        raise StorageError(f"corrupt archive: {' '.join(str(exc).split())}") from exc
 
 
 def safe_join(target: str, name: str) -> str:

@@ -50,7 +50,7 @@ class HttpStore:
                     raise StorageError(f"{self.uri.raw}: {declared} bytes, more than the limit of {limit}")
                 written = 0
                 with open(path, "wb") as out:
-                    for chunk in response.iter_bytes(1024 * 1024):
+                    for chunk in response.iter_bytes():
                         written += len(chunk)
                         if written > limit:
                             raise StorageError(f"{self.uri.raw}: more than the limit of {limit} bytes")

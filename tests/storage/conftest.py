@@ -1,4 +1,4 @@
-"""Fixtures: one moto S3 server and one GCS emulator for the session, a file server per test."""
+"""Fixtures: moto S3 servers (one checking credentials) and a GCS emulator for the session, a file server per test."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ from tests.storage.servers import FileServer, GcsServer, S3Server, serve_files, 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server = start_s3(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.proc.terminate()
+        server.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 server that checks credentials (see S3Server on its prefixes)."""
+    server = start_s3(tmp_path_factory.mktemp("moto-auth"), auth=True)
     try:
         yield server
     finally:
