@@ -150,12 +150,12 @@ def with_storage_initializer(pod: Manifest, revision: RevisionSpec, settings: Ku
     env goes to the init container too (S3_ENDPOINT and friends), and a named secret is mounted for it
     (`--secret-dir`: AWS_* keys or an s3cmd .s3cfg), never into the served container.
     """
-    model_dir = revision.model_path or KUBERNETES_MODEL_DIR
+    model_dir = revision.storage_path or KUBERNETES_MODEL_DIR
     args = [str(revision.storage_uri), model_dir]
     mounts: list[Manifest] = [{"name": STORAGE_VOLUME, "mountPath": model_dir}]
     volumes: list[Manifest] = [{"name": STORAGE_VOLUME, "emptyDir": {}}]
     if revision.storage_secret is not None:
-        args += ["--secret-dir", STORAGE_SECRET_DIR]
+        args = ["--secret-dir", STORAGE_SECRET_DIR, *args]  # options first: what follows DEST is a command
         mounts.append({"name": STORAGE_SECRET_VOLUME, "mountPath": STORAGE_SECRET_DIR, "readOnly": True})
         volumes.append({"name": STORAGE_SECRET_VOLUME, "secret": {"secretName": revision.storage_secret}})
     init: Manifest = {

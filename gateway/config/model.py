@@ -88,6 +88,7 @@ class GatewaySettings:
     backend: BackendKind = "local"
     redis: str | None = None
     state_dir: str | None = None  # default: $XDG_STATE_HOME/serving-gateway or ~/.local/state/...
+    secrets_file: str | None = None  # Kubernetes Secret manifests the local backend reads storage credentials from
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     activator: ActivatorSettings = field(default_factory=ActivatorSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
@@ -142,7 +143,8 @@ class RevisionSpec:
     # A model to download before serving (s3://, gs://, http(s)://): the local backend's replica fetches it
     # itself (`--model URI`); the kubernetes backend adds an init container fetching it into /mnt/models.
     storage_uri: str | None = None
-    storage_secret: str | None = None  # a Secret (kubernetes) holding the credentials, mounted for the download
+    storage_secret: str | None = None  # a Secret holding the credentials (kubernetes: mounted; local: spec.secretsFile)
+    storage_path: str | None = None  # where the model goes in the pod (None: /mnt/models; SimpleMLService: containerPath)
 
 
 @dataclass(frozen=True, slots=True)

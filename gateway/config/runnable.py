@@ -74,6 +74,7 @@ class RevisionDraft:
     model_path: str | None = None
     storage_uri: str | None = None
     storage_secret: str | None = None
+    storage_path: str | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -97,6 +98,7 @@ class RevisionDraft:
             model_path=self.model_path,
             storage_uri=self.storage_uri,
             storage_secret=self.storage_secret,
+            storage_path=self.storage_path,
         )
 
 

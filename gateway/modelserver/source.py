@@ -10,21 +10,10 @@ A folder (downloaded or local) holds `model.onnx` or exactly one `.onnx` file, a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
-from gateway.storage import StorageError, fetch, is_remote
+from gateway.storage import StorageError, default_cache_dir, fetch, is_remote
 
-STATE_DIR_ENV = "SERVING_GATEWAY_STATE_DIR"  # what the local backend sets (gateway.backends.process.STATE_ENV)
 MODEL_SUFFIX = ".onnx"
-
-
-def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    state = env.get(STATE_DIR_ENV)
-    if state:
-        return os.path.join(state, "models")
-    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "serving-gateway", "models")
 
 
 def resolve_model(model: str, cache_dir: str | None = None) -> str:

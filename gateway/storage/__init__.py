@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .cache import DEFAULT_MAX_BYTES, fetch
+from .cache import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_cache_dir, fetch
 from .errors import EXTRA_HINT, MissingExtraError, StorageError
 from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse
 
@@ -16,9 +16,11 @@ __all__ = [
     "KUBERNETES_MODEL_DIR",
     "REMOTE_SCHEMES",
     "SCHEMES",
+    "STATE_DIR_ENV",
     "MissingExtraError",
     "StorageError",
     "StorageUri",
+    "default_cache_dir",
     "fetch",
     "is_remote",
     "parse",

@@ -28,6 +28,18 @@ from .uris import StorageUri, archive_suffix, parse
 log = logging.getLogger("gateway.storage")
 
 DEFAULT_MAX_BYTES = 64 * 1024**3  # per model, downloaded or unpacked: past it, an archive is hostile
+STATE_DIR_ENV = "SERVING_GATEWAY_STATE_DIR"  # set by the local backend for every replica (backends/process.py)
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
+    """`$SERVING_GATEWAY_STATE_DIR/models` (the gateway's state directory, for its replicas), else
+    `$XDG_STATE_HOME/serving-gateway/models` or ~/.local/state/serving-gateway/models."""
+    env = os.environ if env is None else env
+    state = env.get(STATE_DIR_ENV)
+    if state:
+        return os.path.join(state, "models")
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "serving-gateway", "models")
 
 
 class Store(Protocol):

@@ -56,3 +56,48 @@ def read_secret_dir(folder: str) -> dict[str, str]:
     except OSError as exc:
         raise StorageError(f"cannot read the secret mounted at {folder}: {exc}") from exc
     return credentials(data)
+
+
+def read_secrets_file(path: str) -> dict[str, dict[str, str]]:
+    """The Secrets a file of Kubernetes `Secret` manifests holds: name → keys (`data` base64-decoded,
+    `stringData` as written, winning as the API server has it). Other kinds are skipped."""
+    import base64
+    import binascii
+
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            documents = list(yaml.safe_load_all(handle))
+    except (OSError, yaml.YAMLError) as exc:
+        raise StorageError(f"cannot read secrets file {path}: {' '.join(str(exc).split())}") from exc
+    found: dict[str, dict[str, str]] = {}
+    for index, doc in enumerate(documents, 1):
+        if not isinstance(doc, dict) or doc.get("kind") != "Secret":
+            continue
+        where = f"{path}: document {index}"
+        name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+        if not isinstance(name, str) or not name:
+            raise StorageError(f"{where}: a Secret needs metadata.name")
+        data: dict[str, str] = {}
+        for field, decode in (("data", True), ("stringData", False)):
+            given = doc.get(field) or {}
+            if not isinstance(given, dict):
+                raise StorageError(f"{where} (Secret {name}): {field} must be a mapping")
+            for key, value in given.items():
+                if not isinstance(value, str):
+                    raise StorageError(f"{where} (Secret {name}): {field}.{key} must be a string")
+                try:
+                    data[str(key)] = base64.b64decode(value, validate=True).decode() if decode else value
+                except (binascii.Error, UnicodeDecodeError) as exc:
+                    raise StorageError(f"{where} (Secret {name}): data.{key} is not base64 of UTF-8 text: {exc}") from exc
+        found[name] = data
+    return found
+
+
+def secret_credentials(path: str, name: str) -> dict[str, str]:
+    """The storage environment Secret `name` in the secrets file at `path` gives."""
+    secrets = read_secrets_file(path)
+    if name not in secrets:
+        raise StorageError(f"no Secret {name!r} in secrets file {path}")
+    return credentials(secrets[name])

@@ -65,7 +65,7 @@ def test_a_named_secret_is_mounted_for_the_init_container_only(tmp_path: Path) -
     deployment = build_deployment(secret, secret.default, settings, replicas=1)
     assert_valid(deployment)
     init = pod(deployment)["initContainers"][0]
-    assert init["args"] == ["s3://models/iris", "/mnt/models", "--secret-dir", "/var/run/secrets/serving-gateway/storage"]
+    assert init["args"] == ["--secret-dir", "/var/run/secrets/serving-gateway/storage", "s3://models/iris", "/mnt/models"]
     assert init["imagePullPolicy"] == "IfNotPresent" and init["image"] == "img:1"
     secret_mount = {"name": "storage-secret", "mountPath": "/var/run/secrets/serving-gateway/storage", "readOnly": True}
     assert init["volumeMounts"] == [MOUNT, secret_mount]
@@ -96,3 +96,40 @@ async def test_the_backend_creates_the_deployment_with_its_init_container(kube_a
     assert found is not None
     assert found["spec"]["template"]["spec"]["initContainers"] == [INIT]
     assert found["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] == [{**MOUNT, "readOnly": True}]
+
+
+SIMPLEML = """\
+apiVersion: tensorstack.dev/v1beta1
+kind: SimpleMLService
+metadata: {name: sample}
+spec:
+  replicas: 1
+  storage:
+    s3:
+      secretName: s3-secret
+      uri: s3://models/mnist/
+      containerPath: /var/lib/t9k/model
+  tensorflow:
+    image: t9kpublic/tensorflow-serving:2.6.0
+"""
+
+
+def test_a_simpleml_service_gets_its_s3_model_at_its_container_path_with_the_secret_mounted(tmp_path: Path) -> None:
+    deployment = build(load_kubernetes(tmp_path, SIMPLEML, IMAGE))
+    spec = pod(deployment)
+    init = spec["initContainers"][0]
+    secret_dir = "/var/run/secrets/serving-gateway/storage"
+    assert init["args"] == ["--secret-dir", secret_dir, "s3://models/mnist/", "/var/lib/t9k/model"]
+    assert init["image"] == "registry.example.com/serving-gateway:2"
+    assert init["volumeMounts"] == [
+        {"name": "kserve-provision-location", "mountPath": "/var/lib/t9k/model"},
+        {"name": "storage-secret", "mountPath": secret_dir, "readOnly": True},
+    ]
+    assert spec["volumes"] == [
+        {"name": "kserve-provision-location", "emptyDir": {}},
+        {"name": "storage-secret", "secret": {"secretName": "s3-secret"}},
+    ]
+    served = container(deployment)
+    assert served["image"] == "t9kpublic/tensorflow-serving:2.6.0"
+    assert "--model_base_path=/var/lib/t9k/model" in served["args"]
+    assert served["volumeMounts"] == [{"name": "kserve-provision-location", "mountPath": "/var/lib/t9k/model", "readOnly": True}]

@@ -35,6 +35,7 @@ REVISION_CHANGES: dict[str, Any] = {
     "model_path": "/models/iris.onnx",
     "storage_uri": "s3://models/iris",
     "storage_secret": "s3-secret",
+    "storage_path": "/var/lib/t9k/model",
 }
 SCALING_CHANGES: dict[str, Any] = {
     "min_scale": 1,

@@ -56,7 +56,7 @@ def test_credentials_from_a_mounted_s3cmd_secret(s3_auth: S3Server, tmp_path: Pa
     host = s3_auth.endpoint.removeprefix("http://")
     (secret / ".s3cfg").write_text(S3CFG.format(host=host, access=s3_auth.access_key, secret=s3_auth.secret_key))
     dest = tmp_path / "models"
-    done = initialize("s3://mounted/mnist", str(dest), "--secret-dir", str(secret))
+    done = initialize("--secret-dir", str(secret), "s3://mounted/mnist", str(dest))
     assert done.returncode == 0, done.stderr
     assert (dest / "model.onnx").read_bytes() == MODEL
 
@@ -116,3 +116,21 @@ def test_an_unreadable_s3cmd_config_is_an_error(tmp_path: Path) -> None:
         parse_s3cfg("[default\naccess_key = x")
     with pytest.raises(StorageError, match="cannot read the secret mounted at"):
         read_secret_dir(str(tmp_path / "missing"))
+
+
+@pytest.mark.e2e
+def test_options_after_dest_are_refused(tmp_path: Path) -> None:
+    done = initialize("s3://b/m", str(tmp_path), "--secret", "x")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "gateway storage-initializer: error: options go before URI, got --secret after DEST"
+
+
+@pytest.mark.e2e
+def test_a_command_runs_after_the_download_with_model_path(files: FileServer, tmp_path: Path) -> None:
+    files.files["/iris.tgz"] = tar_bytes({"model.onnx": MODEL})
+    code = "import os, sys; print(sorted(os.listdir(os.environ['MODEL_PATH']))); sys.exit(7)"
+    env = {"SERVING_GATEWAY_STATE_DIR": str(tmp_path / "state")}
+    done = initialize(f"{files.url}/iris.tgz", "-", "--", sys.executable, "-c", code, env=env)
+    assert done.returncode == 7, done.stderr  # the command's own status: it ran in the initializer's place
+    assert done.stdout.strip() == "['model.onnx']"
+    assert len([p for p in (tmp_path / "state" / "models").glob("iris.tgz-*") if p.is_dir()]) == 1  # and its lock

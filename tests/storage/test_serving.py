@@ -204,3 +204,68 @@ async def test_a_model_that_does_not_load_is_a_503_naming_the_uri(files: FileSer
 
 async def test_a_404_is_a_503_naming_it(files: FileServer, serve: Start, tmp_path: Path) -> None:
     await failing(serve, f"{files.url}/models/missing.onnx", tmp_path, "HTTP 404")
+
+
+SIMPLEML = """\
+apiVersion: serving-gateway/v1
+kind: GatewayConfig
+spec:
+  secretsFile: secrets.yaml
+---
+apiVersion: tensorstack.dev/v1beta1
+kind: SimpleMLService
+metadata: {{name: mnist}}
+spec:
+  replicas: 1
+  storage:
+    s3:
+      secretName: s3-secret
+      uri: s3://{bucket}/mnist  # (moto checking signatures miscomputes prefixes with a slash)
+      containerPath: /var/lib/t9k/model
+  custom:
+    spec:
+      containers:
+      - name: user-container
+        image: serving-gateway:0.1.0
+        command: [/bin/sh, -c]
+        args: ['exec "{{python}}" -m gateway modelserver --model "$MODEL_PATH" --name mnist --port {{port}}']
+        readinessProbe:
+          httpGet: {{path: /v2/health/ready}}
+"""
+
+
+def s3_secret(server: S3Server, secret: str) -> str:
+    """TensorStack's S3 secret: an s3cmd configuration, base64 in data[.s3cfg]."""
+    import base64
+
+    host = server.endpoint.removeprefix("http://")
+    s3cfg = f"host_base = {host}\nhost_bucket = {host}\nbucket_location = us-east-1\nuse_https = False\naccess_key = {server.access_key}\nsecret_key = {secret}\n"
+    encoded = base64.b64encode(s3cfg.encode()).decode()
+    return f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s3-secret\n  labels: {{tensorstack.dev/resource: s3}}\ndata:\n  .s3cfg: {encoded}\n"
+
+
+async def test_a_simpleml_service_reads_its_s3_secret_from_the_secrets_file(
+    s3_auth: S3Server, serve: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "S3_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)  # only the secret gives them
+    s3_auth.put("t9k", {"mnist/model.onnx": MODEL})
+    (tmp_path / "secrets.yaml").write_text(s3_secret(s3_auth, s3_auth.secret_key))
+    _, base = await serve(SIMPLEML.format(bucket="t9k"))
+    r = await predict(base, "mnist.default.example.com", "mnist")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [1, 1]}
+
+
+async def test_a_wrong_secret_is_a_503_naming_the_uri(
+    s3_auth: S3Server, serve: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "S3_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    s3_auth.put("t9kwrong", {"mnist/model.onnx": MODEL})
+    (tmp_path / "secrets.yaml").write_text(s3_secret(s3_auth, "not-the-secret"))
+    _, base = await serve(SIMPLEML.format(bucket="t9kwrong"))
+    r = await predict(base, "mnist.default.example.com", "mnist")
+    assert r.status_code == 503, r.text
+    error = r.json()["error"]
+    assert "s3://t9kwrong/mnist" in error and "SignatureDoesNotMatch" in error, error
