@@ -1,4 +1,4 @@
-"""``python -m gateway.modelserver --model FILE.onnx --name NAME --port PORT [--host HOST]``."""
+"""``python -m gateway.modelserver --model FILE.onnx|FOLDER|URI --name NAME --port PORT [--host HOST] [--cache-dir DIR]``."""
 
 from __future__ import annotations
 
