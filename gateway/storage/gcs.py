@@ -43,10 +43,17 @@ def _client(uri: StorageUri, env: Mapping[str, str]) -> Any:
         return storage.Client.create_anonymous_client()
 
 
+REQUEST_TIMEOUT = 30.0  # seconds per request
+RETRY_TIMEOUT = 30.0  # seconds of retries (the library's default is 120: longer than a replica's start timeout)
+
+
 class GcsStore:
     def __init__(self, uri: StorageUri, env: Mapping[str, str]) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         self.uri = uri
         self._client = _client(uri, env)
+        self._retry = DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT)
         self._blobs: list[Any] | None = None
 
     def _fail(self, exc: Exception) -> StorageError:
@@ -61,7 +68,9 @@ class GcsStore:
         try:
             found = [
                 blob
-                for blob in self._client.list_blobs(self.uri.bucket, prefix=prefix or None)
+                for blob in self._client.list_blobs(
+                    self.uri.bucket, prefix=prefix or None, timeout=REQUEST_TIMEOUT, retry=self._retry
+                )
                 if not blob.name.endswith("/") and _under(blob.name, prefix)
             ]
         except Exception as exc:  # google.api_core's errors: not found, forbidden, unreachable
@@ -85,7 +94,7 @@ class GcsStore:
             path = safe_join(dest, relative)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             try:
-                blob.download_to_filename(path)
+                blob.download_to_filename(path, timeout=REQUEST_TIMEOUT, retry=self._retry)
             except Exception as exc:
                 raise self._fail(exc) from exc
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,15 @@ def test_missing_gcs_object(gcs: GcsServer, cache: Path) -> None:
     gcs.put("gcs-missing", {"a/model.onnx": MODEL})
     expect_failure("gs://gcs-missing/b", cache, gcs.env(), "no such object or prefix")
     expect_failure("gs://no-such-gcs-bucket/b", cache, gcs.env(), "Google Cloud Storage refused")
+
+
+def test_an_unreachable_gcs_fails_within_its_retry_timeout(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.storage import gcs
+
+    monkeypatch.setattr(gcs, "RETRY_TIMEOUT", 1.0)
+    started = time.monotonic()
+    expect_failure("gs://models/iris", cache, {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}, "Google Cloud Storage refused")
+    assert time.monotonic() - started < 15  # the library alone would retry for 120 s
 
 
 def test_http_404_and_unreachable(files: FileServer, cache: Path) -> None:
