@@ -47,9 +47,8 @@ class S3Store:
             aws_session_token=None if anonymous else env.get("AWS_SESSION_TOKEN") or None,
             region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         )
-        config = (
-            Config(signature_version=UNSIGNED, retries={"max_attempts": 2}) if anonymous else Config(retries={"max_attempts": 2})
-        )
+        limits: dict[str, Any] = {"retries": {"max_attempts": 2}, "connect_timeout": 10, "read_timeout": 60}
+        config = Config(signature_version=UNSIGNED, **limits) if anonymous else Config(**limits)
         verify = env.get("S3_VERIFY_SSL", "1").strip().lower() not in _FALSE
         self._client: Any = session.client("s3", endpoint_url=endpoint_url(env), verify=verify, config=config)
         self._objects: list[tuple[str, str, int]] | None = None

@@ -61,11 +61,11 @@ class S3Server:
             aws_secret_access_key=self.secret_key,
         )
 
-    def put(self, bucket: str, objects: Mapping[str, bytes]) -> None:
+    def put(self, bucket: str, objects: Mapping[str, bytes], acl: str = "private") -> None:
         client = self.client()
         client.create_bucket(Bucket=bucket)
         for key, data in objects.items():
-            client.put_object(Bucket=bucket, Key=key, Body=data)
+            client.put_object(Bucket=bucket, Key=key, Body=data, ACL=acl)
 
     def gets(self) -> int:
         """How many GetObject requests the server has answered (from its request log)."""

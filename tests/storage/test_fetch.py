@@ -44,6 +44,14 @@ def test_s3_endpoint_as_kserve_writes_it(s3: S3Server, cache: Path) -> None:
     assert files_in(fetch("s3://kserve-form/iris", str(cache), env)) == {"model.onnx": MODEL}
 
 
+def test_anonymous_s3_sends_unsigned_requests(s3: S3Server, cache: Path) -> None:
+    s3.put("public", {"iris/model.onnx": MODEL}, acl="public-read")
+    s3.put("public", {"private/model.onnx": MODEL})
+    env = {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_REGION": "us-east-1", "awsAnonymousCredential": "true"}
+    assert files_in(fetch("s3://public/iris", str(cache), env)) == {"model.onnx": MODEL}
+    expect_failure("s3://public/private", cache / "other", env, "S3 refused: 403")  # not signed: no access to it
+
+
 def test_a_gcs_prefix_is_fetched_anonymously_from_the_emulator(gcs: GcsServer, cache: Path) -> None:
     gcs.put("kfserving-samples", {"models/onnx/iris/model.onnx": MODEL, "models/onnx/iris/README": b"hi"})
     got = fetch("gs://kfserving-samples/models/onnx/iris", str(cache), gcs.env())
