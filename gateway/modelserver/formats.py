@@ -85,7 +85,7 @@ def misnamed(path: str, fmt: str) -> str | None:
     wanted = FORMATS[fmt]
     if path.lower().endswith(wanted.extensions):
         return None
-    return f"a {fmt} model file must end with {' or '.join(wanted.extensions)}, got {path}"
+    return f"must name a {fmt} model file (ending {' or '.join(wanted.extensions)}), got {path}"
 
 
 def _in_folder(folder: str, fmt: str | None) -> tuple[str, str, str | None]:
