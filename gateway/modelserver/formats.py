@@ -69,7 +69,8 @@ def locate(path: str, fmt: str | None) -> tuple[str, str, str | None]:
     """(model file, format, problem): the file of format ``fmt`` that ``path`` names or holds, and what is wrong.
 
     A folder holds ``model.EXT`` (the format's extensions, in order) or exactly one file with one of
-    them; without ``fmt`` its format is the only one whose files it holds. A file is taken as it is
+    them; without ``fmt`` its format is the only one with a ``model.EXT`` there, else the only one whose
+    files it holds. A file is taken as it is
     named, its format told by its extension (onnx when the extension says nothing).
     """
     if os.path.isdir(path):
@@ -90,7 +91,9 @@ def misnamed(path: str, fmt: str) -> str | None:
 
 def _in_folder(folder: str, fmt: str | None) -> tuple[str, str, str | None]:
     if fmt is None:
-        holding = [name for name, found in FORMATS.items() if _candidates(folder, found)]
+        # model.EXT names its format even beside other files (a metadata.json, say); else any file of one format does.
+        named = [name for name, found in FORMATS.items() if any(os.path.isfile(os.path.join(folder, n)) for n in found.preferred)]
+        holding = named if len(named) == 1 else [name for name, found in FORMATS.items() if _candidates(folder, found)]
         if not holding:
             return folder, "onnx", f"folder {folder} holds no model file (one of {_all_extensions()})"
         if len(holding) > 1:

@@ -232,6 +232,12 @@ def test_folders_without_one_model_file_are_refused(tmp_path: Path) -> None:
     (tmp_path / "mixed" / "model.pkl").write_bytes(b"x")
     with pytest.raises(ModelLoadError, match=r"holds model files of formats onnx, sklearn; name the format"):
         load_model(str(tmp_path / "mixed"))
+    (tmp_path / "mixed" / "model.onnx").unlink()
+    (tmp_path / "mixed" / "a.onnx").write_bytes(b"x")
+    (tmp_path / "mixed" / "metadata.json").write_text("{}")
+    # model.pkl names the format; the other files are not taken for models of their extensions' formats
+    with pytest.raises(ModelLoadError, match=r"cannot load model file .*mixed/model\.pkl: not a readable pickle"):
+        load_model(str(tmp_path / "mixed"))
 
 
 def test_a_missing_extra_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
