@@ -75,6 +75,8 @@ class RevisionDraft:
     storage_uri: str | None = None
     storage_secret: str | None = None
     storage_path: str | None = None
+    model_format: str | None = None
+    model_runtime: str | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -99,6 +101,8 @@ class RevisionDraft:
             storage_uri=self.storage_uri,
             storage_secret=self.storage_secret,
             storage_path=self.storage_path,
+            model_format=self.model_format,
+            model_runtime=self.model_runtime,
         )
 
 

@@ -36,6 +36,8 @@ REVISION_CHANGES: dict[str, Any] = {
     "storage_uri": "s3://models/iris",
     "storage_secret": "s3-secret",
     "storage_path": "/var/lib/t9k/model",
+    "model_format": "sklearn",
+    "model_runtime": "kserve-sklearnserver",
 }
 SCALING_CHANGES: dict[str, Any] = {
     "min_scale": 1,

@@ -40,6 +40,8 @@ def test_onnx_model_runs_the_builtin_model_server(tmp_path: Path, model: Path) -
         "modelserver",
         "--model",
         str(model),
+        "--format",
+        "onnx",
         "--name",
         "iris",
         "--port",
@@ -93,20 +95,25 @@ def test_missing_model_file(tmp_path: Path) -> None:
     ]
 
 
-HINT = "only onnx models in local files are served by the built-in model server (or give containers[0] with a command)"
+HINT = "only onnx, sklearn, xgboost models are served by the built-in model server (or give containers[0] with a command)"
 
 
 @pytest.mark.parametrize(
     ("predictor", "message"),
     [
         (
-            "model:\n  modelFormat: {name: sklearn}\n  storageUri: gs://x",
-            f"spec.predictor.model.modelFormat.name: {HINT}, got 'sklearn'",
+            "model:\n  modelFormat: {name: tensorflow}\n  storageUri: gs://x",
+            f"spec.predictor.model.modelFormat.name: {HINT}, got 'tensorflow'",
         ),
         (
-            "sklearn:\n  storageUri: gs://kfserving-samples/models/sklearn/iris",
-            f"spec.predictor.sklearn: {HINT}, got a sklearn predictor",
+            "model:\n  modelFormat: {name: 3}\n  storageUri: m.onnx",
+            f"spec.predictor.model.modelFormat.name: {HINT}, got 3",
         ),
+        (
+            "pytorch:\n  storageUri: gs://kfserving-examples/models/torchserve/image_classifier",
+            f"spec.predictor.pytorch: {HINT}, got a pytorch predictor",
+        ),
+        ("lightgbm:\n  storageUri: m.bst", f"spec.predictor.lightgbm: {HINT}, got a lightgbm predictor"),
         (
             "model:\n  modelFormat: {name: onnx}\n  storageUri: ftp://bucket/iris.onnx",
             "spec.predictor.model.storageUri: ftp://bucket/iris.onnx: unsupported scheme 'ftp', "
@@ -125,19 +132,27 @@ HINT = "only onnx models in local files are served by the built-in model server 
             "spec.predictor.onnx.storageUri: http://example.com/: names no file on example.com",
         ),
         ("onnx:\n  storageUri: 'file://'", "spec.predictor.onnx.storageUri: file://: names no file"),
-        ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: onnx)"),
+        ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: one of onnx, sklearn, xgboost)"),
         (
             "model:\n  modelFormat: {name: onnx}",
-            "spec.predictor.model.storageUri: required (a local .onnx file)",
+            "spec.predictor.model.storageUri: required (a local onnx model file, a folder holding one, or a storage URI)",
+        ),
+        (
+            "xgboost: {}",
+            "spec.predictor.xgboost.storageUri: required (a local xgboost model file, a folder holding one, or a storage URI)",
         ),
         ("model: onnx", "spec.predictor.model: must be a mapping, got 'onnx'"),
         (
             "minReplicas: 1",
-            "spec.predictor: needs model (with modelFormat onnx and storageUri), onnx, or containers",
+            "spec.predictor: needs model (with modelFormat and storageUri), one of onnx, sklearn, xgboost, or containers",
         ),
         (
             "model: {modelFormat: {name: onnx}, storageUri: m.onnx}\ncontainers: []",
-            "spec.predictor: give exactly one of model, onnx or containers, got model, containers",
+            "spec.predictor: give exactly one of model, onnx, sklearn, xgboost or containers, got model, containers",
+        ),
+        (
+            "sklearn: {storageUri: m.pkl}\nxgboost: {storageUri: m.bst}",
+            "spec.predictor: give exactly one of model, onnx, sklearn, xgboost or containers, got sklearn, xgboost",
         ),
         ("containers: {name: a}", "spec.predictor.containers: must be a list, got a mapping"),
     ],

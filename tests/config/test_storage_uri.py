@@ -37,12 +37,25 @@ def test_a_remote_uri_is_downloaded_by_the_replica(tmp_path: Path, uri: str, bac
         "modelserver",
         "--model",
         uri,
+        "--format",
+        "onnx",
         "--name",
         "iris",
         "--port",
         "{port}",
     )
     assert default.readiness_path == "/v2/health/ready"
+    assert default.model_format == "onnx"
+
+
+@pytest.mark.parametrize(("fmt", "key"), [("sklearn", "model"), ("xgboost", "xgboost")])
+def test_every_format_downloads_its_model(tmp_path: Path, fmt: str, key: str) -> None:
+    predictor = f"model:\n  modelFormat: {{name: {fmt}}}\n  storageUri: gs://kfserving-samples/models/{fmt}/iris\n"
+    if key != "model":
+        predictor = f"{key}:\n  storageUri: gs://kfserving-samples/models/{fmt}/iris\n"
+    default = one_service(load([write(tmp_path, "x.yaml", isvc(predictor))]), "iris").default
+    assert default.storage_uri == f"gs://kfserving-samples/models/{fmt}/iris" and default.model_format == fmt
+    assert default.command is not None and default.command[5:8] == (f"gs://kfserving-samples/models/{fmt}/iris", "--format", fmt)
 
 
 def test_a_local_uri_has_no_download(tmp_path: Path) -> None:

@@ -13,15 +13,31 @@ import threading
 import urllib.request
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from tests.conftest import free_port, wait_until_blocking
 
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
 ROOT = Path(__file__).resolve().parents[2]
+IRIS_INPUT = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}  # the KServe quick start's iris-input.json
+HOST = "sklearn-iris.kserve-test.example.com"
+Start = Callable[[str], Awaitable[tuple["Gateway", str]]]  # the `serve` fixture: config text in, (gateway, base URL) out
+
+
+async def predict(base: str, host: str = HOST, model: str = "sklearn-iris") -> httpx.Response:
+    """The quick start's `curl -H Host: ... /v1/models/NAME:predict -d @iris-input.json`."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await client.post(f"{base}/v1/models/{model}:predict", json=IRIS_INPUT, headers={"Host": host})
+
+
 IRIS = ROOT / "config" / "models" / "iris.onnx"
 REGION = "us-east-1"
 _POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}

@@ -42,7 +42,7 @@ def test_a_tarball_over_http_is_downloaded_then_served(files: FileServer, tmp_pa
     [
         ("/missing.onnx", None, "HTTP 404 Not Found"),
         ("/bad/model.onnx", b"not protobuf", "cannot load model file"),
-        ("/empty.tar.gz", tar_bytes({"README": b"no model here"}), "holds no model.onnx"),
+        ("/empty.tar.gz", tar_bytes({"README": b"no model here"}), "holds no model file"),
     ],
 )
 def test_a_failure_is_one_line_naming_the_uri(

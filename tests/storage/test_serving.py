@@ -7,22 +7,30 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.app import Gateway
-from gateway.config import load
 from tests.conftest import free_port, serve_argv, wait_until_blocking
-from tests.storage.servers import IRIS, ROOT, FileServer, GcsServer, S3Server, cache_entries, no_partials, tar_bytes, zip_bytes
+from tests.storage.servers import (
+    IRIS,
+    ROOT,
+    FileServer,
+    GcsServer,
+    S3Server,
+    Start,
+    cache_entries,
+    no_partials,
+    predict,
+    tar_bytes,
+    zip_bytes,
+)
 
 pytestmark = pytest.mark.e2e
 
 MODEL = IRIS.read_bytes()
-IRIS_INPUT = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}  # the KServe quick start's iris-input.json
-HOST = "sklearn-iris.kserve-test.example.com"
 
 
 def quick_start(uri: str, name: str = "sklearn-iris", extra: str = "") -> str:
@@ -40,31 +48,6 @@ spec:
         name: onnx
       storageUri: "{uri}"
 {extra}"""
-
-
-Start = Callable[[str], Awaitable[tuple[Gateway, str]]]
-
-
-@pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Start]:
-    started: list[Gateway] = []
-
-    async def start(text: str) -> tuple[Gateway, str]:
-        cfg = tmp_path / "isvc.yaml"
-        cfg.write_text(text)
-        gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
-        await gw.start(listen="127.0.0.1:0")
-        started.append(gw)
-        return gw, f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"
-
-    yield start
-    for gw in started:
-        await gw.stop(drain_timeout=2)
-
-
-async def predict(base: str, host: str = HOST, model: str = "sklearn-iris") -> httpx.Response:
-    async with httpx.AsyncClient(timeout=60) as client:
-        return await client.post(f"{base}/v1/models/{model}:predict", json=IRIS_INPUT, headers={"Host": host})
 
 
 @pytest.fixture
