@@ -133,3 +133,24 @@ def test_a_simpleml_service_gets_its_s3_model_at_its_container_path_with_the_sec
     assert served["image"] == "t9kpublic/tensorflow-serving:2.6.0"
     assert "--model_base_path=/var/lib/t9k/model" in served["args"]
     assert served["volumeMounts"] == [{"name": "kserve-provision-location", "mountPath": "/var/lib/t9k/model", "readOnly": True}]
+
+
+def test_a_runtime_of_its_own_reads_the_download_at_mnt_models(tmp_path: Path) -> None:
+    """A ClusterServingRuntime-like entry (KServe's sklearn server) gets `{model}` = /mnt/models, filled by the
+    init container of the gateway's own image."""
+    runtimes = (
+        "  kubernetes:\n"
+        "    modelServerImage: registry.example.com/serving-gateway:2\n"
+        "    runtimes:\n"
+        "      kserve-sklearnserver:\n"
+        "        modelFormats: [sklearn]\n"
+        "        image: kserve/sklearnserver:v0.14.1\n"
+        '        args: ["--model_name={{.Name}}", "--model_dir={model}", "--http_port={port}"]\n'
+    )
+    text = ISVC.replace("modelFormat: {name: onnx}", "modelFormat: {name: sklearn}")
+    deployment = build(load_kubernetes(tmp_path, text, runtimes))
+    served = container(deployment)
+    assert served["image"] == "kserve/sklearnserver:v0.14.1"
+    assert "--model_dir=/mnt/models" in served["args"]
+    assert served["volumeMounts"] == [{**MOUNT, "readOnly": True}]
+    assert pod(deployment)["initContainers"] == [INIT]
