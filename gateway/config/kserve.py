@@ -54,7 +54,7 @@ from gateway.config.values import (
     string,
 )
 from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
-from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, parse
+from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, missing_library, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -293,8 +293,9 @@ def _downloaded_model(
     """A model the replica downloads: the local backend's replica fetches `uri` itself before it is ready
     (into `$SERVING_GATEWAY_STATE_DIR/models`); under kubernetes an init container fetches it into
     /mnt/models, which the model server reads."""
-    if (absent := missing(fmt)) is not None:
-        notes.local_notes.append((uri_path, f"{absent}; until then its replicas fail to start"))
+    for absent in (missing(fmt), missing_library(parse(uri).scheme)):
+        if absent is not None:
+            notes.local_notes.append((uri_path, f"{absent}; until then its replicas fail to start"))
     command = (
         sys.executable,
         "-m",

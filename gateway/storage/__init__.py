@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from .cache import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_cache_dir, fetch
-from .errors import EXTRA_HINT, MissingExtraError, StorageError
+from .errors import EXTRA_HINT, MissingExtraError, StorageError, missing_library
 from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "default_cache_dir",
     "fetch",
     "is_remote",
+    "missing_library",
     "parse",
 ]

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 EXTRA_HINT = "pip install 'serving-gateway[storage]'"
+LIBRARIES = {"s3": ("boto3", "boto3"), "gs": ("google.cloud.storage", "google-cloud-storage")}  # scheme: (module, package)
+
+
+def missing_library(scheme: str) -> str | None:
+    """What to install before a URI of `scheme` can be fetched here, or None when nothing is missing."""
+    import importlib.util
+
+    if scheme not in LIBRARIES:
+        return None
+    module, package = LIBRARIES[scheme]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module blocked in sys.modules
+        found = False
+    return None if found else f"{scheme}:// needs the {package} library: {EXTRA_HINT}"
 
 
 class StorageError(Exception):

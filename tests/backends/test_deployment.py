@@ -10,7 +10,7 @@ import pytest
 
 from gateway.backends.deployment import build_deployment, label_selector, managed_by_us
 from gateway.backends.errors import BackendConfigError
-from gateway.config import ConfigError, KubernetesSettings, RevisionSpec, ServiceSpec, load
+from gateway.config import KubernetesSettings, RevisionSpec, ServiceSpec, load
 from gateway.types import RevisionKey
 from tests.backends.deployment_support import assert_valid, build, container, load_kubernetes, pod
 

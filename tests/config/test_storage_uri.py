@@ -63,3 +63,24 @@ def test_a_local_uri_has_no_download(tmp_path: Path) -> None:
     model.write_bytes(b"onnx")
     default = one_service(load([write(tmp_path, "x.yaml", isvc(f"onnx:\n  storageUri: file://{model}\n"))]), "iris").default
     assert default.storage_uri is None and default.model_path == str(model)
+
+
+@pytest.mark.parametrize(
+    ("uri", "module", "package"),
+    [("s3://models/iris", "boto3", "boto3"), ("gs://b/iris", "google.cloud.storage", "google-cloud-storage")],
+)
+def test_without_the_storage_extra_validate_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uri: str, module: str, package: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    path = write(tmp_path, "x.yaml", isvc(f"model:\n  modelFormat: {{name: onnx}}\n  storageUri: {uri}\n"))
+    scheme = uri.split(":", 1)[0]
+    assert load([path]).warnings == (
+        f"{path}: document 1 (InferenceService/iris): spec.predictor.model.storageUri: {scheme}:// needs the {package} library: "
+        "pip install 'serving-gateway[storage]'; until then its replicas fail to start",
+    )
+
+
+def test_with_the_storage_extra_there_is_no_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.yaml", isvc("model:\n  modelFormat: {name: onnx}\n  storageUri: s3://models/iris\n"))
+    assert load([path]).warnings == ()
