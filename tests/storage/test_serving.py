@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, serve_argv, wait_until_blocking
+from gateway.backends.local import LocalBackend
+from tests.conftest import free_port, serve_argv, wait_until, wait_until_blocking
 from tests.storage.servers import (
     IRIS,
     ROOT,
@@ -252,3 +253,33 @@ async def test_a_wrong_secret_is_a_503_naming_the_uri(
     assert r.status_code == 503, r.text
     error = r.json()["error"]
     assert "s3://t9kwrong/mnist" in error and "SignatureDoesNotMatch" in error, error
+
+
+async def test_a_replica_killed_mid_download_leaves_nothing_served_and_the_next_one_serves(
+    files: FileServer, serve: Start, tmp_path: Path
+) -> None:
+    padding = os.urandom(4 * 1024 * 1024)  # stored, not compressed: the stall comes while the body is on its way
+    files.files["/iris.tar"] = tar_bytes({"model.onnx": MODEL, "padding.bin": padding}, mode="w")
+    files.stall.add("/iris.tar")
+    gw, base = await serve(quick_start(f"{files.url}/iris.tar"))
+    key = next(iter(gw.runtimes))
+    local = gw.backends["local"]
+    assert isinstance(local, LocalBackend)
+    models = tmp_path / "state" / "models"
+    await wait_until(lambda: half_written(models), "half the download on disk", within=30)
+    for pid in local.pids(key):
+        os.kill(pid, signal.SIGKILL)
+    assert [name for name in cache_entries(models) if not name.startswith(".partial-")] == []
+    files.stall.clear()
+    files.release.set()
+    # The replica restarts after its crash back-off (requests meanwhile get a 503 saying so) and fetches afresh.
+    await wait_until(lambda: len(local.ready_endpoints(key)) == 1, "a replica ready again", within=60)
+    r = await predict(base)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [1, 1]}
+    assert no_partials(models)
+
+
+def half_written(models: Path) -> bool:
+    partials = list(models.glob(".partial-*/iris.tar")) if models.exists() else []
+    return bool(partials) and partials[0].stat().st_size > 0
