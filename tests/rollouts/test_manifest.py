@@ -47,6 +47,7 @@ def test_the_rollout_a_manifest_asks_for(
     [
         (150, None, "spec.predictor.canaryTrafficPercent: must be 0..100, got 150"),
         (-1, None, "spec.predictor.canaryTrafficPercent: must be 0..100, got -1"),
+        ("ten", None, "spec.predictor.canaryTrafficPercent: must be an integer 0..100, got 'ten'"),
         (None, '"yes"', 'metadata.annotations[serving.kserve.io/enable-tag-routing]: must be "true" or "false", got \'yes\''),
         (None, '""', 'metadata.annotations[serving.kserve.io/enable-tag-routing]: must be "true" or "false", got \'\''),
     ],
