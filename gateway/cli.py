@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway.modelserver.server import add_arguments
 
-    model = sub.add_parser("modelserver", help="serve an ONNX model over KServe's V1 and V2 protocols")
+    model = sub.add_parser("modelserver", help="serve an ONNX, scikit-learn or XGBoost model over KServe's V1 and V2 protocols")
     add_arguments(model)
     return parser
 

@@ -9,7 +9,8 @@ What runs in the pod, by what the manifest gave:
 - a pod spec (SimpleMLService `custom.spec`, InferenceService `containers`): kept whole; its first
   container is the one served: it gets the served port (listed first), a readiness probe when it has
   none, and a name when it has none;
-- an ONNX model (InferenceService): `gateway modelserver` in the model-server image;
+- a model (InferenceService: onnx, sklearn, xgboost): what the runtime for its format runs
+  (`GatewayConfig.spec.kubernetes.runtimes`; by default `gateway modelserver` in the model-server image);
 - otherwise one container from the revision: image, command, args, env (plus `PORT`, as Knative
   gives it), resources, named after the manifest (PaddleService: `runtimeVersion`).
 The readiness probe is HTTP on `readinessPath` or TCP on the port. Accelerators add their resource to
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from gateway.backends.accelerators import accelerator_toleration, tolerations_with, with_accelerator
 from gateway.backends.errors import BackendConfigError
+from gateway.config import runtimes
 from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
 from gateway.types import RevisionKey
 
@@ -165,10 +168,7 @@ def _complete_served(container: Manifest, revision: RevisionSpec, port: int) -> 
 def _container(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesSettings, port: int) -> Manifest:
     if revision.model_path is not None:
         name = MODEL_SERVER_CONTAINER_NAME
-        image = settings.model_server_image
-        command: tuple[str, ...] = ("gateway", "modelserver")
-        args: tuple[str, ...] = ("--model", revision.model_path, "--name", service.name)
-        args += ("--port", str(port), "--host", "0.0.0.0")
+        image, command, args = _runtime_container(service, revision, settings, revision.model_path, port)
     else:
         if not revision.image:
             raise BackendConfigError(f"{service.key(revision.name)}: no container image to run")
@@ -188,6 +188,18 @@ def _container(service: ServiceSpec, revision: RevisionSpec, settings: Kubernete
     if settings.image_pull_policy is not None:
         container["imagePullPolicy"] = settings.image_pull_policy
     return container
+
+
+def _runtime_container(
+    service: ServiceSpec, revision: RevisionSpec, settings: KubernetesSettings, model: str, port: int
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """Image, command and args of the runtime that serves the revision's model format."""
+    runtime, problem = runtimes.select(settings, revision)
+    if runtime is None:
+        raise BackendConfigError(f"{service.key(revision.name)}: {problem}")
+    fmt = revision.model_format or "onnx"
+    fill = partial(runtimes.expand, name=service.name, model=model, fmt=fmt, port=port)
+    return runtime.image or settings.model_server_image, tuple(fill(runtime.command or ())), tuple(fill(runtime.args))
 
 
 def _env(revision: RevisionSpec, port: int) -> list[dict[str, str]]:

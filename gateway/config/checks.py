@@ -4,8 +4,9 @@ Which backend runs a service (its own `spec.backend`, else the GatewayConfig's, 
 known after all files are read, so what a revision must give is checked here:
 
 - static: `endpoints` (error without them).
-- kubernetes: a container image (error without one); an ONNX InferenceService runs the gateway's
-  own model-server image (`GatewayConfig.spec.kubernetes.modelServerImage`), so it needs none.
+- kubernetes: a container image (error without one); an InferenceService model runs the image of
+  the runtime for its format (`GatewayConfig.spec.kubernetes.runtimes`, by default the gateway's own
+  `modelServerImage`), so it needs none, but there must be such a runtime (error naming it).
 - local: a `command` (error without one) — except that a revision with a container image and no
   command is a warning, not an error: the local backend runs commands, not images, so it has no
   replicas and its requests get an immediate 503 naming the reason. This keeps manifests written
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.config import runtimes
 from gateway.config.manifest import RevisionFields, Translated
 from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec, ServiceSpec
 from gateway.config.values import quantity_value
@@ -65,6 +67,8 @@ def check_runnable(translated: Sequence[Translated], settings: GatewaySettings) 
         backend = effective_backend(item, settings)
         for revision in item.service.revisions():
             _check_revision(item, revision, item.fields[revision.name], backend)
+            if backend == "kubernetes" and revision.model_path is not None:
+                _check_runtime(item, revision, item.fields[revision.name], settings)
         if backend == "local":
             for path, message in item.local_notes:
                 item.ctx.warn(path, message)
@@ -123,6 +127,13 @@ def _check_kubernetes(item: Translated, revision: RevisionSpec, fields: Revision
         )
     else:
         item.ctx.error(fields.image, "required for the kubernetes backend")
+
+
+def _check_runtime(item: Translated, revision: RevisionSpec, fields: RevisionFields, settings: GatewaySettings) -> None:
+    """A model's format (or the runtime it names) must have a runtime in `spec.kubernetes.runtimes`."""
+    _, problem = runtimes.select(settings.kubernetes, revision)
+    if problem is not None:
+        item.ctx.error(fields.base, problem)
 
 
 def resource_problems(resources: dict[str, dict[str, str]]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from gateway.config.errors import DocContext
 from gateway.config.model import KubernetesSettings
 from gateway.config.runnable import RESOURCE_NAME
+from gateway.config.runtimes import read_runtimes
 from gateway.config.sections import SectionKey, section_key
 from gateway.config.values import choice, describe
 
@@ -69,5 +70,6 @@ KUBERNETES: dict[str, SectionKey[KubernetesSettings]] = {
     "kunlunResource": section_key(resource_name, lambda s, v: replace(s, kunlun_resource=v)),
     "kunlunTolerationKey": section_key(taint_key, lambda s, v: replace(s, kunlun_toleration_key=v)),
     "imagePullPolicy": section_key(pull_policy, lambda s, v: replace(s, image_pull_policy=v)),
+    "runtimes": section_key(lambda c, p, v: read_runtimes(c, p, v, image_reference), lambda s, v: replace(s, runtimes=v)),
 }
 """The keys of GatewayConfig's spec.kubernetes."""

@@ -8,6 +8,9 @@ predictor is (gateway/config/kserve.py), after two spellings of v1alpha2 are put
 - `custom: {container: {...}}` (one container) is `containers: [{...}]`;
 - `parallelism` (how many requests a replica serves at once) is `containerConcurrency`.
 
+So a predictor's `onnx`, `sklearn` or `xgboost` key with a local `storageUri` runs the built-in model
+server with that format, as in v1beta1; the other framework keys are refused there, naming these.
+
 The service's scaling (minReplicas, maxReplicas, parallelism, scaleTarget...) comes from the default
 predictor; the gateway scales both revisions with one set of settings, so a canary's own are warned
 about and not used. Transformers and explainers are warned about and not run.

@@ -1,15 +1,18 @@
-"""InferenceService (serving.kserve.io/v1beta1): an ONNX predictor served by the built-in model server.
+"""InferenceService (serving.kserve.io/v1beta1): a model served by the built-in model server, or containers.
 
-`spec.predictor.model` with `modelFormat.name: onnx` (or the older `spec.predictor.onnx`) and a
-local `storageUri` (`file:///abs.onnx`, `file://relative`, a plain path) is served by
-`gateway modelserver`. Under the local backend the path is a file on this machine, relative to the
-config file, or a folder holding `model.onnx` or exactly one `.onnx` file, and the command is
-`python -m gateway modelserver --model ABS --name NAME --port {port}`. Under the kubernetes backend the
-path names the model inside the model-server image (`GatewayConfig.spec.kubernetes.modelServerImage`,
-which deploy/Dockerfile builds with config/ at /app/config), so it must be absolute there.
+`spec.predictor.model` with `modelFormat.name: onnx | sklearn | xgboost` (any case; or the older
+`spec.predictor.onnx`, `.sklearn`, `.xgboost`) and a local `storageUri` (`file:///abs`,
+`file://relative`, a plain path) is served by `gateway modelserver --format FORMAT`. Under the local
+backend the path is a file on this machine, relative to the config file, or a folder holding
+`model.EXT` or exactly one file of the format (gateway/modelserver/formats.py), and the command is
+`python -m gateway modelserver --model ABS --format FORMAT --name NAME --port {port}`; a format whose
+extra is not installed here is a warning (its replicas fail to start saying what to install). Under the
+kubernetes backend the format picks a runtime from `GatewayConfig.spec.kubernetes.runtimes` (or the one
+`model.runtime` names), by default the model-server image (`modelServerImage`, which deploy/Dockerfile
+builds with config/ at /app/config), and the path names the model inside it, so it must be absolute there.
 A predictor may instead give `containers`: the kubernetes backend runs them as given; the local
-backend runs the first one's command. Other formats and remote URIs are errors: nothing here
-downloads models or runs framework servers.
+backend runs the first one's command. Other formats (tensorflow, pytorch, triton...) and remote URIs
+are errors: nothing here downloads models or runs other framework servers.
 
 KServe's `canaryTrafficPercent` splits traffic between the previously rolled-out revision and the latest
 one: a translated InferenceService carries one revision named `predictor` and a `RolloutSpec`; when it
@@ -47,6 +50,7 @@ from gateway.config.values import (
     mapping,
     string,
 )
+from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
 from gateway.rollouts.record import predictor_digest
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -56,9 +60,9 @@ CONTAINER_NAME = "kserve-container"  # KServe's name for a predictor's container
 TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 PREDICTOR = "predictor"  # the translated revision's name until gateway.rollouts numbers it (predictor-00001)
 
+# The formats the built-in model server serves, each also an older predictor key (`predictor.sklearn:`).
+SERVED_FORMATS = NAMES
 _OTHER_FORMATS = (
-    "sklearn",
-    "xgboost",
     "lightgbm",
     "tensorflow",
     "pytorch",
@@ -69,7 +73,7 @@ _OTHER_FORMATS = (
 )
 _PREDICTOR_KEYS = (
     "model",
-    "onnx",
+    *SERVED_FORMATS,
     "containers",
     "minReplicas",
     "maxReplicas",
@@ -100,7 +104,7 @@ _PREDICTOR_SCALING: dict[str, Setting[Any]] = {
     "containerConcurrency": setting(read_container_concurrency, lambda d: d.container_concurrency),
 }
 _UNSUPPORTED_HINT = (
-    "only onnx models in local files are served by the built-in model server (or give containers[0] with a command)"
+    f"only {SERVED} models in local files are served by the built-in model server (or give containers[0] with a command)"
 )
 
 
@@ -178,12 +182,12 @@ def runnable(
     ctx: DocContext, base: str, predictor: dict[str, object], name: str, notes: BackendNotes
 ) -> tuple[RevisionDraft | None, RevisionFields | None]:
     """The revision a predictor at `base` runs: a model served by the built-in model server, or its containers."""
-    given = [key for key in ("model", "onnx", *_OTHER_FORMATS, "containers") if predictor.get(key) is not None]
+    given = [key for key in ("model", *SERVED_FORMATS, *_OTHER_FORMATS, "containers") if predictor.get(key) is not None]
     if not given:
-        ctx.error(base, "needs model (with modelFormat onnx and storageUri), onnx, or containers")
+        ctx.error(base, f"needs model (with modelFormat and storageUri), one of {SERVED}, or containers")
         return None, None
     if len(given) > 1:
-        ctx.error(base, f"give exactly one of model, onnx or containers, got {', '.join(given)}")
+        ctx.error(base, f"give exactly one of model, {SERVED} or containers, got {', '.join(given)}")
         return None, None
     key = given[0]
     path = join(base, key)
@@ -197,32 +201,49 @@ def runnable(
     if key in _OTHER_FORMATS:
         ctx.error(path, f"{_UNSUPPORTED_HINT}, got a {key} predictor")
         return None, None
-    found = _model_spec(ctx, path, key, predictor[key])
-    if found is None:
+    model = _model_spec(ctx, path, key, predictor[key])
+    if model is None:
         return None, None
+    found, fmt = model
     fields = RevisionFields(base, None, None, None, join(path, "resources"))
-    return _model_server(ctx, path, found, name, notes), fields
+    draft = _model_server(ctx, path, found, name, notes, fmt)
+    if draft is not None:
+        draft.model_format = fmt
+        draft.model_runtime = _runtime(ctx, join(path, "runtime"), found.get("runtime"), notes)
+    return draft, fields
 
 
-def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> dict[str, object] | None:
-    """`model` (or the older `onnx`) of a predictor when it names an ONNX model with a storageUri."""
+def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> tuple[dict[str, object], str] | None:
+    """`model` (or an older format key: `onnx`, `sklearn`, `xgboost`) of a predictor when it names a model
+    of a served format with a storageUri, and that format."""
     found = mapping(ctx, path, value)
     if found is None:
         return None
     check_keys(ctx, path, found, _MODEL_KEYS, strict=False)
-    if key == "model" and not _is_onnx(ctx, join(path, "modelFormat"), found.get("modelFormat")):
+    fmt = _format_name(ctx, join(path, "modelFormat"), found.get("modelFormat")) if key == "model" else key
+    if fmt is None:
         return None
-    if found.get("runtime") is not None:
-        ctx.warn(join(path, "runtime"), "ignored: the built-in ONNX model server serves this model")
     if found.get("protocolVersion") is not None:
         choice(ctx, join(path, "protocolVersion"), found["protocolVersion"], ("v1", "v2", "grpc-v2"))
     if found.get("storageUri") is None:
-        ctx.error(join(path, "storageUri"), "required (a local .onnx file)")
+        ctx.error(join(path, "storageUri"), f"required (a local {fmt} model file, or a folder holding one)")
         return None
-    return found
+    return found, fmt
 
 
-def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: str, notes: BackendNotes) -> RevisionDraft | None:
+def _runtime(ctx: DocContext, path: str, value: object, notes: BackendNotes) -> str | None:
+    """The runtime a model names: it picks the image under kubernetes; the local backend runs the built-in server."""
+    if value is None:
+        return None
+    runtime = string(ctx, path, value)
+    if runtime is not None:
+        notes.local_notes.append((path, "used by the kubernetes backend only; the local backend runs the built-in model server"))
+    return runtime
+
+
+def _model_server(
+    ctx: DocContext, path: str, found: dict[str, object], name: str, notes: BackendNotes, fmt: str = "onnx"
+) -> RevisionDraft | None:
     """The built-in model server serving the model a storageUri names (here, or inside its image)."""
     uri_path = join(path, "storageUri")
     written = model_file_path(ctx, uri_path, found["storageUri"])
@@ -230,9 +251,11 @@ def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: st
     env = read_given(ctx, path, found, "env", read_env)
     if written is None:
         return None
-    model, problem = locate_model(ctx.directory, written)
+    model, problem = locate_model(ctx.directory, written, fmt)
     if problem is not None:
         notes.local_errors.append((uri_path, problem))
+    elif (absent := missing(fmt)) is not None:
+        notes.local_notes.append((uri_path, f"{absent}; until then its replicas fail to start"))
     if not os.path.isabs(written):
         notes.kubernetes_errors.append(
             (
@@ -241,7 +264,20 @@ def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: st
                 f"absolute there (deploy/Dockerfile puts config/ at /app/config), got {written!r}",
             )
         )
-    command = (sys.executable, "-m", "gateway", "modelserver", "--model", model, "--name", name, "--port", "{port}")
+    command = (
+        sys.executable,
+        "-m",
+        "gateway",
+        "modelserver",
+        "--model",
+        model,
+        "--format",
+        fmt,
+        "--name",
+        name,
+        "--port",
+        "{port}",
+    )
     return RevisionDraft(
         command=command,
         readiness_path=READINESS_PATH,
@@ -252,18 +288,19 @@ def _model_server(ctx: DocContext, path: str, found: dict[str, object], name: st
     )
 
 
-def _is_onnx(ctx: DocContext, path: str, value: object) -> bool:
+def _format_name(ctx: DocContext, path: str, value: object) -> str | None:
+    """`modelFormat.name`, lowercased (KServe matches it so), when the built-in model server serves it."""
     if value is None:
-        ctx.error(path, "required (name: onnx)")
-        return False
+        ctx.error(path, f"required (name: one of {SERVED})")
+        return None
     found = mapping(ctx, path, value)
     if found is None:
-        return False
+        return None
     fmt = found.get("name")
-    if isinstance(fmt, str) and fmt.lower() == "onnx":
-        return True
+    if isinstance(fmt, str) and fmt.lower() in SERVED_FORMATS:
+        return fmt.lower()
     ctx.error(join(path, "name"), f"{_UNSUPPORTED_HINT}, got {describe(fmt)}")
-    return False
+    return None
 
 
 def model_file_path(ctx: DocContext, path: str, value: object) -> str | None:
@@ -283,23 +320,16 @@ def model_file_path(ctx: DocContext, path: str, value: object) -> str | None:
     return uri
 
 
-def locate_model(directory: str, written: str) -> tuple[str, str | None]:
-    """The absolute path of the .onnx file `written` names on this machine (relative to `directory`),
-    and what is wrong with it, if anything."""
+def locate_model(directory: str, written: str, fmt: str = "onnx") -> tuple[str, str | None]:
+    """The absolute path of the model file of format `fmt` that `written` names on this machine (relative
+    to `directory`): a file, or a folder holding one; and what is wrong with it, if anything."""
     candidate = os.path.normpath(os.path.join(directory, os.path.expanduser(written)))
-    if os.path.isdir(candidate):
-        named = os.path.join(candidate, "model.onnx")
-        if os.path.isfile(named):
-            return named, None
-        found = sorted(f for f in os.listdir(candidate) if f.endswith(".onnx"))
-        if len(found) == 1:
-            return os.path.join(candidate, found[0]), None
-        return candidate, f"folder {candidate} must hold model.onnx or exactly one .onnx file, found {len(found)}"
-    if not os.path.isfile(candidate):
-        return candidate, f"model file not found: {candidate}"
-    if not candidate.endswith(".onnx"):
-        return candidate, f"{_UNSUPPORTED_HINT}; must name an .onnx file, got {written!r}"
-    return candidate, None
+    found, _, problem = locate(candidate, fmt)
+    if problem is None and not os.path.isdir(candidate):
+        problem = misnamed(candidate, fmt)
+    if problem is None and not os.path.isfile(found):
+        problem = f"model file {found} is not a file"
+    return found, problem
 
 
 def predictor_scaling(ctx: DocContext, base: str, predictor: dict[str, object], draft: ScalingDraft) -> None:

@@ -65,6 +65,31 @@ class ProxySettings:
     buffer_bytes: int = 256 * 1024  # not configurable: bytes held per direction before reading pauses
 
 
+@dataclass(frozen=True, slots=True)
+class ModelRuntime:
+    """What runs a model of a format under kubernetes, as KServe's ClusterServingRuntime says it.
+
+    `image` None is `KubernetesSettings.model_server_image`. In `command` and `args`, `{name}` (also
+    KServe's `{{.Name}}`), `{model}`, `{format}` and `{port}` are the service's name, the model's path,
+    its format and the served port. `command` None runs the image's entrypoint.
+    """
+
+    name: str
+    model_formats: tuple[str, ...]
+    image: str | None = None
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+
+
+# The gateway's own image serves the three formats itself (deploy/Dockerfile installs their extras).
+BUILTIN_RUNTIME = ModelRuntime(
+    name="serving-gateway",
+    model_formats=("onnx", "sklearn", "xgboost"),
+    command=("gateway", "modelserver"),
+    args=("--model", "{model}", "--format", "{format}", "--name", "{name}", "--port", "{port}", "--host", "0.0.0.0"),
+)
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     """How the kubernetes backend builds Deployments (``GatewayConfig.spec.kubernetes``)."""
@@ -73,6 +98,8 @@ class KubernetesSettings:
     kunlun_resource: str = "baidu.com/xpu"  # the Kunlunxin device plugin's name; HAMi and newer plugins: kunlunxin.com/xpu
     kunlun_toleration_key: str | None = None  # None: the KunLun resource name (there is no standard XPU taint)
     image_pull_policy: str | None = None  # None: Kubernetes' default (Always for :latest, else IfNotPresent)
+    # Model runtimes, tried in order for a model's format (`spec.kubernetes.runtimes`, then the built-in).
+    runtimes: tuple[ModelRuntime, ...] = (BUILTIN_RUNTIME,)
 
     @property
     def kunlun_taint_key(self) -> str:
@@ -139,7 +166,9 @@ class RevisionSpec:
     # A pod spec the manifest gives whole (SimpleMLService `custom.spec`, InferenceService `containers`);
     # the kubernetes backend keeps it and serves containers[0].
     pod_spec: dict[str, object] | None = None
-    model_path: str | None = None  # an ONNX model inside the model-server image (InferenceService, kubernetes)
+    model_path: str | None = None  # a model inside the model-server image (InferenceService, kubernetes)
+    model_format: str | None = None  # onnx | sklearn | xgboost: the model at model_path (InferenceService)
+    model_runtime: str | None = None  # the runtime the manifest names (`predictor.model.runtime`), None: by format
 
 
 @dataclass(frozen=True, slots=True)

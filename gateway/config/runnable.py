@@ -72,6 +72,8 @@ class RevisionDraft:
     container_name: str | None = None
     pod_spec: dict[str, object] | None = None
     model_path: str | None = None
+    model_format: str | None = None
+    model_runtime: str | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -93,6 +95,8 @@ class RevisionDraft:
             container_name=self.container_name,
             pod_spec=self.pod_spec,
             model_path=self.model_path,
+            model_format=self.model_format,
+            model_runtime=self.model_runtime,
         )
 
 

@@ -1,4 +1,4 @@
-"""``python -m gateway.modelserver --model FILE.onnx --name NAME --port PORT [--host HOST]``."""
+"""``python -m gateway.modelserver --model PATH [--format onnx|sklearn|xgboost] --name NAME --port PORT [--host HOST]``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .server import add_arguments, main_from_args
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="gateway modelserver",
-        description="Serve an ONNX model over KServe's V1 and V2 REST protocols.",
+        description="Serve an ONNX, scikit-learn or XGBoost model over KServe's V1 and V2 REST protocols.",
     )
     add_arguments(parser)
     return main_from_args(parser.parse_args(argv))

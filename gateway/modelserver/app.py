@@ -19,12 +19,14 @@ def create_app(
     model_path: str,
     name: str,
     *,
+    model_format: str | None = None,
     load_in_background: bool = True,
     version: str = "1",
     before_load: Hook | None = None,
     before_infer: Hook | None = None,
 ) -> Starlette:
-    """A KServe V1 + V2 application serving the ONNX model at ``model_path`` as ``name``.
+    """A KServe V1 + V2 application serving the model at ``model_path`` (a file, or a folder holding one)
+    as ``name``; ``model_format`` is onnx, sklearn or xgboost, None to tell it by the file's name.
 
     With ``load_in_background`` the model loads in a thread once the application starts
     (readiness turns true when it is done); otherwise it loads here and a bad file raises
@@ -32,7 +34,7 @@ def create_app(
     ``before_load`` runs in the loading thread, ``before_infer`` in each inference's thread.
     The slot is at ``app.state.slot``.
     """
-    slot = ModelSlot(model_path, before_load=before_load)
+    slot = ModelSlot(model_path, model_format, before_load=before_load)
     if not load_in_background:
         slot.load()
     service = ModelService(name, version, slot, before_infer=before_infer)

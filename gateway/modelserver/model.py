@@ -4,37 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from .datatypes import numpy_from_v2, v2_from_onnx
+from .datatypes import v2_from_onnx
 from .errors import BadRequest, ModelLoadError, ModelServerError
+from .specs import TensorSpec
 
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """One model input or output: name, V2 datatype and shape (-1 for a dynamic dimension)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return numpy_from_v2(self.datatype)
-
-    def accepts(self, shape: Sequence[int]) -> bool:
-        """Whether a tensor of ``shape`` fits: same rank, fixed dimensions equal."""
-        if len(shape) != len(self.shape):
-            return False
-        return all(want < 0 or want == got for want, got in zip(self.shape, shape, strict=True))
-
-    def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+__all__ = ["OnnxModel", "TensorSpec"]
 
 
 def _spec(arg: Any) -> TensorSpec | None:
@@ -52,6 +32,8 @@ def _first_line(exc: BaseException) -> str:
 
 class OnnxModel:
     """A loaded model. ``run`` is thread-safe and releases the GIL while ONNX Runtime computes."""
+
+    platform = "onnxruntime_onnx"
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session

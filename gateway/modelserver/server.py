@@ -12,6 +12,7 @@ import sys
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from . import formats
 from .app import create_app
 from .errors import ModelLoadError
 from .loader import ModelSlot
@@ -21,14 +22,23 @@ __all__ = ["add_arguments", "create_app", "main_from_args", "run"]
 logger = logging.getLogger("gateway.modelserver")
 
 
-def run(model: str, name: str, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning") -> None:
-    """Serve ``model`` as ``name`` until SIGINT/SIGTERM; blocks.
+def run(
+    model: str,
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    model_format: str | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve ``model`` (a file or a folder holding one, of ``model_format``: None tells it by the name) as
+    ``name`` until SIGINT/SIGTERM; blocks.
 
     Liveness answers at once and readiness once the model has loaded. If the model
     cannot be loaded the server stops and :class:`ModelLoadError` is raised.
     ``log_level`` is uvicorn's; the server's own lines (listening, loaded) are always logged.
     """
-    app = create_app(model, name)
+    app = create_app(model, name, model_format=model_format)
     config = uvicorn.Config(
         app,
         host=host,
@@ -68,8 +78,19 @@ def _log_config() -> dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model --name --port --host --log-level`` to ``parser``."""
-    parser.add_argument("--model", required=True, metavar="FILE.onnx", help="ONNX model file to serve")
+    """Add ``--model --format --name --port --host --log-level`` to ``parser``."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help="model file to serve, or a folder holding one (model.onnx, model.joblib, ...)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=formats.NAMES,
+        default=None,
+        help="model format (default: told by the file's extension: .onnx; .joblib/.pkl/.pickle; .bst/.json/.ubj)",
+    )
     parser.add_argument("--name", required=True, help="model name used in the URLs (/v2/models/NAME)")
     parser.add_argument(
         "--port",
@@ -88,10 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Run the server from parsed arguments; returns the exit status (1 for a bad model file)."""
-    problem = _check_model_file(args.model)
+    problem = _check_model(args.model, args.format)
     if problem is None:
         try:
-            run(args.model, args.name, args.host, args.port, log_level=args.log_level)
+            run(args.model, args.name, args.host, args.port, model_format=args.format, log_level=args.log_level)
             return 0
         except ModelLoadError as exc:
             problem = str(exc)
@@ -99,9 +120,17 @@ def main_from_args(args: argparse.Namespace) -> int:
     return 1
 
 
-def _check_model_file(path: str) -> str | None:
+def _check_model(path: str, fmt: str | None) -> str | None:
+    """What makes the model unservable before a byte of it is read: the file, its format, the format's packages."""
     if not os.path.exists(path):
         return f"model file {path} does not exist"
+    path, fmt, problem = formats.locate(path, fmt)
+    if problem is not None:
+        return problem
+    return _check_model_file(path) or formats.missing(fmt)
+
+
+def _check_model_file(path: str) -> str | None:
     if not os.path.isfile(path):
         return f"model file {path} is not a file"
     if not os.access(path, os.R_OK):

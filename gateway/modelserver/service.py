@@ -12,7 +12,7 @@ from .errors import ModelNotFound, ModelNotReady
 from .loader import Hook, ModelSlot
 
 if TYPE_CHECKING:
-    from .model import OnnxModel
+    from .specs import ServedModel
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ class ModelService:
         if version is not None and version != self.version:
             raise ModelNotFound(f"model {name!r} has no version {version!r}; it has {self.version!r}")
 
-    def model(self, name: str, version: str | None = None) -> OnnxModel:
+    def model(self, name: str, version: str | None = None) -> ServedModel:
         """The loaded model; :class:`ModelNotFound` or :class:`ModelNotReady` otherwise."""
         self.check(name, version)
         model = self.slot.model

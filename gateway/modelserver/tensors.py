@@ -14,7 +14,7 @@ from .errors import BadRequest, ModelServerError
 from .responses import parse_json, render_json
 
 if TYPE_CHECKING:
-    from .model import OnnxModel, TensorSpec
+    from .specs import ServedModel, TensorSpec
 
 _LENGTH = struct.Struct("<I")
 
@@ -47,7 +47,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None = None) -> InferRequest:
+def parse_infer_request(model: ServedModel, body: bytes, header_length: str | None = None) -> InferRequest:
     """Decode and check an inference request against the model's inputs and outputs."""
     header, tail = split_body(body, header_length)
     content = parse_json(header)
@@ -61,17 +61,19 @@ def parse_infer_request(model: OnnxModel, body: bytes, header_length: str | None
         raise BadRequest("'inputs' must be a non-empty list")
     inputs = _read_inputs(model, entries, tail)
     for spec in model.inputs:
-        if spec.name not in inputs:
+        if spec.name not in inputs and not spec.any_name:
             raise BadRequest(f"missing input {spec.name!r}")
     return InferRequest(request_id, inputs, _requested_outputs(model, content))
 
 
-def _read_inputs(model: OnnxModel, entries: list[Any], tail: bytes) -> dict[str, np.ndarray]:
+def _read_inputs(model: ServedModel, entries: list[Any], tail: bytes) -> dict[str, np.ndarray]:
     """Each input's tensor, from its JSON `data` or from its slice of the binary tail (in order)."""
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for index, entry in enumerate(entries):
         spec, shape, datatype = _check_input_header(model, index, entry)
+        if spec.any_name and inputs:
+            raise BadRequest(f"the model takes one input (rows of features), got {len(entries)}")
         if spec.name in inputs:
             raise BadRequest(f"input {spec.name!r} is given twice")
         size = _binary_size(entry, spec.name)
@@ -90,7 +92,7 @@ def _read_inputs(model: OnnxModel, entries: list[Any], tail: bytes) -> dict[str,
     return inputs
 
 
-def _check_input_header(model: OnnxModel, index: int, entry: Any) -> tuple[TensorSpec, list[int], str]:
+def _check_input_header(model: ServedModel, index: int, entry: Any) -> tuple[TensorSpec, list[int], str]:
     if not isinstance(entry, dict):
         raise BadRequest(f"inputs[{index}] must be an object")
     name = entry.get("name")
@@ -105,8 +107,9 @@ def _check_input_header(model: OnnxModel, index: int, entry: Any) -> tuple[Tenso
         raise BadRequest(f"input {name!r}: missing 'datatype'")
     if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
-    if datatype != spec.datatype:
-        raise BadRequest(f"input {name!r}: datatype {datatype} does not match the model's {spec.datatype}")
+    if not spec.takes(datatype):
+        wanted = ", ".join(sorted({spec.datatype, *spec.also}))
+        raise BadRequest(f"input {name!r}: datatype {datatype} does not match the model's {wanted}")
     shape = entry.get("shape")
     if shape is None:
         raise BadRequest(f"input {name!r}: missing 'shape'")
@@ -205,7 +208,7 @@ def _unpack_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
     return flat
 
 
-def _requested_outputs(model: OnnxModel, content: dict[str, Any]) -> tuple[RequestedOutput, ...]:
+def _requested_outputs(model: ServedModel, content: dict[str, Any]) -> tuple[RequestedOutput, ...]:
     parameters = content.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")

@@ -14,7 +14,7 @@ from .responses import json_response, parse_json, render_json
 from .service import ModelService
 
 if TYPE_CHECKING:
-    from .model import OnnxModel
+    from .specs import ServedModel
 
 
 def routes(service: ModelService) -> list[BaseRoute]:
@@ -41,7 +41,7 @@ def routes(service: ModelService) -> list[BaseRoute]:
     ]
 
 
-def _predict(service: ModelService, model: OnnxModel, body: bytes) -> bytes:
+def _predict(service: ModelService, model: ServedModel, body: bytes) -> bytes:
     content = parse_json(body)
     if "instances" not in content:
         raise BadRequest("missing 'instances'")

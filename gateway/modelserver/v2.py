@@ -18,10 +18,9 @@ from .service import ModelService
 from .tensors import encode_infer_response, parse_infer_request
 
 if TYPE_CHECKING:
-    from .model import OnnxModel
+    from .specs import ServedModel
 
 SERVER_NAME = "serving-gateway-modelserver"
-PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Smaller responses are sent as they are: compressing them costs more than it saves.
@@ -46,7 +45,7 @@ def routes(service: ModelService) -> list[BaseRoute]:
             {
                 "name": service.name,
                 "versions": [service.version],
-                "platform": PLATFORM,
+                "platform": model.platform,
                 "inputs": [spec.metadata() for spec in model.inputs],
                 "outputs": [spec.metadata() for spec in model.outputs],
             }
@@ -78,7 +77,7 @@ def routes(service: ModelService) -> list[BaseRoute]:
     ]
 
 
-def _infer(service: ModelService, model: OnnxModel, body: bytes, headers: Headers) -> Response:
+def _infer(service: ModelService, model: ServedModel, body: bytes, headers: Headers) -> Response:
     body = _decompress(body, headers.get("content-encoding"))
     request = parse_infer_request(model, body, headers.get(HEADER_LENGTH))
     service.before_infer()

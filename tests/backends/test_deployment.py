@@ -404,7 +404,18 @@ def test_onnx_predictor_runs_the_gateway_model_server(tmp_path: Path, gateway: s
         "name": "kserve-container",
         "image": image,
         "command": ["gateway", "modelserver"],
-        "args": ["--model", "/app/config/models/iris.onnx", "--name", "iris", "--port", "8080", "--host", "0.0.0.0"],
+        "args": [
+            "--model",
+            "/app/config/models/iris.onnx",
+            "--format",
+            "onnx",
+            "--name",
+            "iris",
+            "--port",
+            "8080",
+            "--host",
+            "0.0.0.0",
+        ],
         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
         "env": [{"name": "PORT", "value": "8080"}],
         "resources": {"limits": {"cpu": "2"}},
@@ -614,9 +625,9 @@ def test_seed_sklearn_inference_service_is_refused_with_a_reason(tmp_path: Path)
     with pytest.raises(ConfigError) as info:
         load_kubernetes(tmp_path, SEEDS["kserve_sklearn"])
     assert info.value.problems == [
-        f"{tmp_path / 'services.yaml'}: document 1 (InferenceService/sklearn-iris): spec.predictor.sklearn: only onnx "
-        "models in local files are served by the built-in model server (or give containers[0] with a command), "
-        "got a sklearn predictor"
+        f"{tmp_path / 'services.yaml'}: document 1 (InferenceService/sklearn-iris): spec.predictor.sklearn.storageUri: "
+        "only onnx, sklearn, xgboost models in local files are served by the built-in model server (or give "
+        "containers[0] with a command); remote URIs are not downloaded, got 'gs://kfserving-samples/models/sklearn/iris'"
     ]
 
 

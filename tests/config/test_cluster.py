@@ -71,7 +71,7 @@ TAINT_RULE = (
         (
             "kubernetes:\n  namespace: x",
             "spec.kubernetes.namespace: unknown key; expected one of: modelServerImage, kunlunResource, "
-            "kunlunTolerationKey, imagePullPolicy",
+            "kunlunTolerationKey, imagePullPolicy, runtimes",
         ),
         (
             "kubernetes:\n  modelServerImage: Serving-Gateway:1",

@@ -34,6 +34,8 @@ REVISION_CHANGES: dict[str, Any] = {
     "container_name": "server",
     "pod_spec": {"containers": [{"name": "server"}]},
     "model_path": "/models/iris.onnx",
+    "model_format": "sklearn",
+    "model_runtime": "kserve-sklearnserver",
 }
 SCALING_CHANGES: dict[str, Any] = {
     "min_scale": 1,

@@ -68,6 +68,7 @@ KUBERNETES_SECTION: dict[str, object] = {
     "kunlunResource": "kunlunxin.com/xpu",
     "kunlunTolerationKey": "example.com/xpu",
     "imagePullPolicy": "Always",
+    "runtimes": {"kserve-sklearnserver": {"modelFormats": ["sklearn"], "image": "kserve/sklearnserver:v0.14.1"}},
 }
 NOT_CONFIGURABLE = {"buffer_bytes"}
 Settings = GatewaySettings | AutoscalerSettings | ActivatorSettings | ProxySettings | KubernetesSettings

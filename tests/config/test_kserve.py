@@ -40,6 +40,8 @@ def test_onnx_model_runs_the_builtin_model_server(tmp_path: Path, model: Path) -
         "modelserver",
         "--model",
         str(model),
+        "--format",
+        "onnx",
         "--name",
         "iris",
         "--port",
@@ -93,19 +95,32 @@ def test_missing_model_file(tmp_path: Path) -> None:
     ]
 
 
-HINT = "only onnx models in local files are served by the built-in model server (or give containers[0] with a command)"
+HINT = (
+    "only onnx, sklearn, xgboost models in local files are served by the built-in model server "
+    "(or give containers[0] with a command)"
+)
 
 
 @pytest.mark.parametrize(
     ("predictor", "message"),
     [
         (
-            "model:\n  modelFormat: {name: sklearn}\n  storageUri: gs://x",
-            f"spec.predictor.model.modelFormat.name: {HINT}, got 'sklearn'",
+            "model:\n  modelFormat: {name: tensorflow}\n  storageUri: gs://x",
+            f"spec.predictor.model.modelFormat.name: {HINT}, got 'tensorflow'",
         ),
         (
+            "model:\n  modelFormat: {name: 3}\n  storageUri: m.onnx",
+            f"spec.predictor.model.modelFormat.name: {HINT}, got 3",
+        ),
+        (
+            "pytorch:\n  storageUri: gs://kfserving-examples/models/torchserve/image_classifier",
+            f"spec.predictor.pytorch: {HINT}, got a pytorch predictor",
+        ),
+        ("lightgbm:\n  storageUri: m.bst", f"spec.predictor.lightgbm: {HINT}, got a lightgbm predictor"),
+        (
             "sklearn:\n  storageUri: gs://kfserving-samples/models/sklearn/iris",
-            f"spec.predictor.sklearn: {HINT}, got a sklearn predictor",
+            f"spec.predictor.sklearn.storageUri: {HINT}; remote URIs are not downloaded, "
+            "got 'gs://kfserving-samples/models/sklearn/iris'",
         ),
         (
             "model:\n  modelFormat: {name: onnx}\n  storageUri: s3://bucket/iris.onnx",
@@ -115,19 +130,27 @@ HINT = "only onnx models in local files are served by the built-in model server 
             "onnx:\n  storageUri: https://example.com/iris.onnx",
             f"spec.predictor.onnx.storageUri: {HINT}; remote URIs are not downloaded, got 'https://example.com/iris.onnx'",
         ),
-        ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: onnx)"),
+        ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: one of onnx, sklearn, xgboost)"),
         (
             "model:\n  modelFormat: {name: onnx}",
-            "spec.predictor.model.storageUri: required (a local .onnx file)",
+            "spec.predictor.model.storageUri: required (a local onnx model file, or a folder holding one)",
+        ),
+        (
+            "xgboost: {}",
+            "spec.predictor.xgboost.storageUri: required (a local xgboost model file, or a folder holding one)",
         ),
         ("model: onnx", "spec.predictor.model: must be a mapping, got 'onnx'"),
         (
             "minReplicas: 1",
-            "spec.predictor: needs model (with modelFormat onnx and storageUri), onnx, or containers",
+            "spec.predictor: needs model (with modelFormat and storageUri), one of onnx, sklearn, xgboost, or containers",
         ),
         (
             "model: {modelFormat: {name: onnx}, storageUri: m.onnx}\ncontainers: []",
-            "spec.predictor: give exactly one of model, onnx or containers, got model, containers",
+            "spec.predictor: give exactly one of model, onnx, sklearn, xgboost or containers, got model, containers",
+        ),
+        (
+            "sklearn: {storageUri: m.pkl}\nxgboost: {storageUri: m.bst}",
+            "spec.predictor: give exactly one of model, onnx, sklearn, xgboost or containers, got sklearn, xgboost",
         ),
         ("containers: {name: a}", "spec.predictor.containers: must be a list, got a mapping"),
     ],

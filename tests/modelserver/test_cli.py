@@ -84,10 +84,13 @@ def test_bad_model_file_is_one_line_and_exit_1(tmp_path: Path, content: bytes | 
 
 
 @pytest.mark.e2e
-def test_directory_is_not_a_model(tmp_path: Path) -> None:
+def test_a_folder_without_a_model_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "README.txt").write_text("no model here")
     code, stderr = run_to_end("--model", str(tmp_path), "--name", "m")
     assert code == 1
-    assert stderr.strip() == f"gateway modelserver: error: model file {tmp_path} is not a file"
+    assert stderr.strip() == (
+        f"gateway modelserver: error: folder {tmp_path} holds no model file (one of .onnx, .joblib, .pkl, .pickle, .bst, .json, .ubj)"
+    )
 
 
 def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,3 +107,59 @@ def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     args = parser.parse_args(["--model", "m.onnx", "--name", "m", "--port", "80", "--host", "0.0.0.0"])
     assert (args.port, args.host) == (80, "0.0.0.0")
+
+
+@pytest.mark.e2e
+def test_serves_a_sklearn_model_folder_by_its_file(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn", reason="the sklearn extra is not installed")
+    from tests.tabular_models import SEED_INPUT, write_sklearn_iris
+
+    write_sklearn_iris(tmp_path / "model.pkl")
+    port = free_port()
+    process = spawn("--model", str(tmp_path), "--name", "sklearn-iris", "--port", str(port))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, within=30)
+        assert httpx.post(f"{url}/v1/models/sklearn-iris:predict", json=SEED_INPUT).json() == {"predictions": [1, 1]}
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.e2e
+def test_a_corrupt_booster_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    pytest.importorskip("xgboost", reason="the xgboost extra is not installed")
+    model = tmp_path / "model.bst"
+    model.write_bytes(b"\x00\x01 not a booster")
+    code, stderr = run_to_end("--model", str(tmp_path), "--format", "xgboost", "--name", "m", "--port", str(free_port()))
+    assert code == 1 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"gateway modelserver: error: cannot load model file {model}: ")
+
+
+@pytest.mark.e2e
+def test_a_format_whose_extra_is_missing_fails_at_start_saying_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_text("{}")
+    hide = "import sys; sys.modules['xgboost'] = None; from gateway.modelserver.__main__ import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "--model", str(tmp_path), "--name", "m", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "gateway modelserver: error: the xgboost model format needs xgboost, which is not installed: "
+        "pip install 'serving-gateway[xgboost]'"
+    )
+
+
+def test_format_argument() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--model", "m", "--name", "m"]).format is None
+    assert parser.parse_args(["--model", "m", "--name", "m", "--format", "sklearn"]).format == "sklearn"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--name", "m", "--format", "tensorflow"])
