@@ -18,10 +18,10 @@ A predictor may instead give `containers`: the kubernetes backend runs them as g
 backend runs the first one's command. Other formats (tensorflow, pytorch, triton...) are errors: nothing
 here runs other framework servers.
 
-KServe's `canaryTrafficPercent` splits traffic between the previous and the latest rollout of one
-predictor; a single manifest has no previous rollout, so the field is validated and reported as a
-warning (use a PaddleService with `default` and `canary` to split). Transformers and explainers are
-reported as warnings and not run.
+KServe's `canaryTrafficPercent` splits traffic between the previously rolled-out revision and the latest
+one: a translated InferenceService carries one revision named `predictor` and a `RolloutSpec`; when it
+is applied, gateway.rollouts numbers its revisions as KServe does (`{name}-predictor-00001`, ...) against
+the record it keeps. Transformers and explainers are reported as warnings and not run.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from __future__ import annotations
 import copy
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config.container import read_containers
 from gateway.config.errors import DocContext
 from gateway.config.manifest import RevisionFields, Translated, open_service
+from gateway.config.model import RolloutSpec
 from gateway.config.runnable import RevisionDraft, read_env, read_given, read_placement, read_resources
 from gateway.config.scaling import (
     ScalingDraft,
@@ -54,12 +55,15 @@ from gateway.config.values import (
     string,
 )
 from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
+from gateway.rollouts.record import predictor_digest
 from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, missing_library, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 READINESS_PATH = "/v2/health/ready"
 CONTAINER_NAME = "kserve-container"  # KServe's name for a predictor's container that gives none
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
+PREDICTOR = "predictor"  # the translated revision's name until gateway.rollouts numbers it (predictor-00001)
 
 # The formats the built-in model server serves, each also an older predictor key (`predictor.sklearn:`).
 SERVED_FORMATS = NAMES
@@ -135,11 +139,13 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     timeout = None
     if predictor.get("timeout") is not None:
         timeout = integer(ctx, "spec.predictor.timeout", predictor["timeout"], lo=1)
-    _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
+    percent = _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
+    tag_routing = _tag_routing(ctx, doc.meta.annotations.get(TAG_ROUTING_ANNOTATION))
     if doc.failed() or draft is None or scaling_spec is None or fields is None:
         return None
-    service = doc.service(draft.finish("default"), scaling_spec, timeout=None if timeout is None else float(timeout))
-    return Translated(service, ctx, {"default": fields}, notes.local_notes, notes.local_errors, notes.kubernetes_errors)
+    service = doc.service(draft.finish(PREDICTOR), scaling_spec, timeout=None if timeout is None else float(timeout))
+    service = replace(service, rollout=RolloutSpec(percent, tag_routing, predictor_digest(predictor)))
+    return Translated(service, ctx, {PREDICTOR: fields}, notes.local_notes, notes.local_errors, notes.kubernetes_errors)
 
 
 def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | None:
@@ -158,14 +164,21 @@ def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | 
     return predictor
 
 
-def _canary_percent(ctx: DocContext, value: object) -> None:
-    path = "spec.predictor.canaryTrafficPercent"
-    if value is not None and integer(ctx, path, value, lo=0, hi=100) is not None:
-        ctx.warn(
-            path,
-            "ignored: there is no previous revision to split with; all traffic goes to this predictor "
-            "(a PaddleService with default and canary splits traffic)",
-        )
+def _canary_percent(ctx: DocContext, value: object) -> int | None:
+    """canaryTrafficPercent, 0..100; None when not set. Which revisions it splits is decided when the
+    service is applied (gateway.rollouts), against the rollout recorded before."""
+    if value is None:
+        return None
+    return integer(ctx, "spec.predictor.canaryTrafficPercent", value, lo=0, hi=100)
+
+
+def _tag_routing(ctx: DocContext, value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    ctx.error(join("metadata.annotations", TAG_ROUTING_ANNOTATION), f'must be "true" or "false", got {value!r}')
+    return False
 
 
 def runnable(

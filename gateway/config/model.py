@@ -147,6 +147,7 @@ class ScalingSpec:
 @dataclass(frozen=True, slots=True)
 class RevisionSpec:
     name: RevisionName
+    tag: str | None = None  # the tag that pins it (`{tag}-{host}`, Knative-Serving-Tag); None: its name
     command: tuple[str, ...] | str | None = None  # argv list or shell string (local backend)
     endpoints: tuple[str, ...] = ()  # base URLs (static backend)
     readiness_path: str | None = None  # None: TCP connect
@@ -177,6 +178,17 @@ class RevisionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RolloutSpec:
+    """An InferenceService's rollout (KServe v1beta1): what its manifest asks, and once resolved against
+    the stored record (gateway.rollouts), which numbered revision is rolled out and which is latest."""
+
+    canary_percent: int | None = None  # spec.predictor.canaryTrafficPercent; None: not set (promote the latest)
+    tag_routing: bool = False  # serving.kserve.io/enable-tag-routing: prev-/latest- tag hosts
+    revision: str = ""  # the predictor's digest as written (gateway.rollouts.record.predictor_digest): a change is a new revision
+    record: str = ""  # the stored record as JSON once resolved ("" in a translated manifest)
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """Where a document came from, for error messages."""
 
@@ -199,6 +211,7 @@ class ServiceSpec:
     scaling: ScalingSpec = field(default_factory=ScalingSpec)
     backend: BackendKind | None = None  # None: GatewayConfig's backend
     timeout: float | None = None  # request timeout override (seconds)
+    rollout: RolloutSpec | None = None  # an InferenceService's: numbered revisions (gateway.rollouts)
     source: Source | None = None
     # Of everything above but `source`: equal digests, equal services (set by `digested()`).
     digest: str = field(default="", compare=False, repr=False)
@@ -235,8 +248,29 @@ class ServiceSpec:
     def percent(self, revision: RevisionName) -> int:
         """The share of the service's traffic (0..100) the split sends to `revision`; all of it to
         default when there is no canary."""
-        canary = self.canary_percent if self.canary is not None else 0
-        return canary if revision == "canary" else 100 - canary
+        if self.canary is None:
+            return 100 if revision == self.default.name else 0
+        if revision == self.canary.name:
+            return self.canary_percent
+        return 100 - self.canary_percent if revision == self.default.name else 0
+
+    def tagged(self) -> tuple[tuple[str, RevisionSpec], ...]:
+        """(tag, revision) for every revision a tag host pins: none for an InferenceService without
+        `serving.kserve.io/enable-tag-routing: "true"` (as KServe)."""
+        if self.rollout is not None:  # tagged prev/latest once resolved (gateway.rollouts)
+            return tuple((rev.tag, rev) for rev in self.revisions() if rev.tag) if self.rollout.tag_routing else ()
+        return tuple((rev.tag or rev.name, rev) for rev in self.revisions())
+
+    def claimed_tags(self) -> tuple[str, ...]:
+        """The tags whose hosts this service owns whatever its revisions are now (for collision checks)."""
+        if self.rollout is None:
+            return ("default", "canary")
+        return ("prev", "latest") if self.rollout.tag_routing else ()
+
+
+def canonical(value: object) -> object:
+    """`value` as a comparable, printable structure: dataclasses opened, mappings in key order."""
+    return _canonical(value)
 
 
 def _canonical(value: object) -> object:

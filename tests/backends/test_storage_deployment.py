@@ -86,7 +86,12 @@ async def test_the_backend_creates_the_deployment_with_its_init_container(kube_a
 
     def made() -> dict[str, Any] | None:
         return next(
-            (d for d in kube_api.objects("deployments", "kserve-test") if d["metadata"]["name"] == "sklearn-iris-default"), None
+            (
+                d
+                for d in kube_api.objects("deployments", "kserve-test")
+                if d["metadata"]["name"] == f"sklearn-iris-{service.default.name}"
+            ),
+            None,
         )
 
     async with backend(kubeconfig, settings=config.gateway) as kube:

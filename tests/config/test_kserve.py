@@ -203,11 +203,10 @@ def test_warnings_for_what_is_not_served(tmp_path: Path, model: Path) -> None:
     assert config.warnings == (
         f"{path}: {LABEL}: spec.transformer: not supported by the gateway, ignored; only the predictor is served",
         f"{path}: {LABEL}: spec.predictor.scaleMetric: cpu is not measured by the gateway; scaling on concurrency",
-        (
-            f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: ignored: there is no previous revision to split "
-            "with; all traffic goes to this predictor (a PaddleService with default and canary splits traffic)"
-        ),
     )
+    # canaryTrafficPercent is no longer a warning: it is carried to the rollout (gateway.rollouts)
+    rollout = config.services[0].rollout
+    assert rollout is not None and (rollout.canary_percent, rollout.tag_routing) == (10, False)
 
 
 def test_canary_percent_is_still_validated(tmp_path: Path, model: Path) -> None:
