@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.backends import ReportsHealth
+from gateway.dashboard import routes as dashboard_routes
 from gateway.metrics import GatewayCollector, RevisionView, revision_views, scaling_status
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def create_admin_app(gateway: Gateway) -> Starlette:
             Route("/metrics", metrics),
             Route("/admin/services", services),
             Route("/admin/reload", reload, methods=["POST"]),
+            *dashboard_routes(gateway),
         ]
     )
 
