@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.router.revision import RevisionRuntime
 from gateway.types import RevisionKey
@@ -199,7 +199,7 @@ class History:
         rps, error_rate, p50, p99 = _rates(start, (now, requests, errors, counts), runtime)
         return {"rps": rps, "error_rate": error_rate, "p50": p50, "p99": p99}
 
-    def history(self, key: RevisionKey, since: float | None) -> dict[str, object]:
+    def history(self, key: RevisionKey, since: float | None) -> dict[str, Any]:
         """Samples and events after `since` (a time this returned as `now` before), or the whole window."""
         now = self._clock()
         start = now - self.window

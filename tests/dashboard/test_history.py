@@ -45,7 +45,7 @@ def make(window: float = 900.0) -> tuple[History, dict[RevisionKey, RevisionRunt
 def rows(history: History, since: float | None = None) -> list[dict[str, object]]:
     doc = history.history(KEY, since)
     assert doc["columns"] == list(COLUMNS)
-    return [dict(zip(COLUMNS, row)) for row in doc["rows"]]  # type: ignore[attr-defined]
+    return [dict(zip(COLUMNS, row)) for row in doc["rows"]]
 
 
 def test_quantile_interpolates_within_the_bucket_like_prometheus() -> None:
@@ -139,16 +139,16 @@ def test_since_returns_only_what_is_new_and_events_are_bounded() -> None:
     clock.now += 1
     history.sample(KEY, Figures(desired=2))
     history.event(KEY, "scale", "1 -> 2", "stable concurrency 3.0")
-    later = history.history(KEY, float(first["now"]))  # type: ignore[arg-type]
-    assert [row[1] for row in later["rows"]] == [2]  # type: ignore[attr-defined]
+    later = history.history(KEY, first["now"])
+    assert [row[1] for row in later["rows"]] == [2]
     assert later["events"] == [{"time": clock.now, "kind": "scale", "what": "1 -> 2", "why": "stable concurrency 3.0"}]
     assert history.history(KEY, clock.now)["rows"] == [] and history.history(KEY, clock.now)["events"] == []
     for i in range(MAX_EVENTS + 20):
         clock.now += 1
         history.event(KEY, "scale", f"{i} -> {i + 1}", "test")
     events = history.history(KEY, None)["events"]
-    assert len(events) == MAX_EVENTS  # type: ignore[arg-type]
-    assert events[-1]["what"] == f"{MAX_EVENTS + 19} -> {MAX_EVENTS + 20}"  # type: ignore[index]
+    assert len(events) == MAX_EVENTS
+    assert events[-1]["what"] == f"{MAX_EVENTS + 19} -> {MAX_EVENTS + 20}"
     history.forget(KEY)
     assert history.tracks == {}
 
@@ -183,7 +183,7 @@ async def test_the_autoscaler_feeds_samples_and_scale_and_panic_events() -> None
         clock.now += 1
         await autoscaler.tick_all()
     events = history.history(KEY, None)["events"]
-    kinds = [(e["kind"], e["what"], e["why"]) for e in events]  # type: ignore[attr-defined]
+    kinds = [(e["kind"], e["what"], e["why"]) for e in events]
     desired = autoscaler.status(KEY).desired
     assert desired > 1 and backend.scaled[0] == 1 and backend.scaled[-1] == desired
     assert kinds[0] == ("scale", "none -> 1", "initial scale"), kinds
