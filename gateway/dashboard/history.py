@@ -86,10 +86,6 @@ def _counters(runtime: RevisionRuntime | None) -> tuple[int, int, tuple[int, ...
     return durations.count, sum(n for code, n in runtime.codes.items() if code >= 500), tuple(durations.counts)
 
 
-def _answered(runtime: RevisionRuntime) -> int:
-    return 0 if runtime.durations is None else runtime.durations.count
-
-
 def _prune(rows: deque[Sample] | deque[Snapshot], before: float) -> None:
     """Drop rows older than `before`, keeping the last of them (the value at the window's start)."""
     while len(rows) >= 2 and rows[1][0] <= before:
@@ -120,8 +116,12 @@ class History:
         for a revision that is and was idle)."""
         track = self.tracks.get(key)
         runtime = self._runtimes.get(key)
-        if track is None and not scaler.desired and not scaler.ready and (runtime is None or self._idle(key, runtime)):
-            return
+        if track is None and not scaler.desired and not scaler.ready:  # the idle path, inlined: 20,000 revisions a tick
+            if runtime is None:
+                return
+            durations = runtime.durations
+            if not runtime.throttler.queued and (durations is None or durations.count == self._resting.get(key, 0)):
+                return
         now = self._clock()
         requests, errors, counts = _counters(runtime)
         queued, in_flight = _load(runtime)
@@ -178,10 +178,6 @@ class History:
         """The revision is gone (a reload removed it)."""
         self.tracks.pop(key, None)
         self._resting.pop(key, None)
-
-    def _idle(self, key: RevisionKey, runtime: RevisionRuntime) -> bool:
-        throttler = runtime.throttler
-        return not throttler.queued and not throttler.ready and _answered(runtime) == self._resting.get(key, 0)
 
     # -- what the admin side reads ---------------------------------------------------------------
     def recent(self, key: RevisionKey) -> dict[str, float | None]:
