@@ -163,3 +163,18 @@ async def test_ten_thousand_idle_services_cost_no_history_and_pages_stay_fast(tm
         assert max(timings) < 2.0, timings  # measured ~0.05 s per page here; generous for a loaded machine
         r = await admin.get("/admin/dashboard/revisions/bench/svc-09999/default/history")
         assert r.status_code == 200 and r.json()["rows"] == []
+
+
+def test_every_static_file_is_package_data() -> None:
+    """An installed wheel serves the page: pyproject's package-data covers every file the page needs."""
+    import fnmatch
+    import tomllib
+
+    import gateway.dashboard
+
+    root = Path(gateway.dashboard.__file__).parent
+    patterns = tomllib.loads((root.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(root).as_posix() for p in (root / "static").iterdir()]
+    assert {"static/index.html", "static/dashboard.js", "static/uPlot.iife.min.js"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns["gateway.dashboard"]), name

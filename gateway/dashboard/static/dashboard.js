@@ -11,6 +11,9 @@
     const params = new URLSearchParams(location.hash.slice(1));
     state.search = params.get("search") || "";
     state.page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+    const span = parseInt(params.get("span") || "900", 10);
+    if ([900, 300, 120, 60].includes(span)) state.span = span;
+    $("span").value = String(state.span);
     for (const path of params.getAll("open")) state.open.set("/admin/dashboard/revisions/" + path + "/history", null);
     $("search").value = state.search;
   }
@@ -19,6 +22,7 @@
     const params = new URLSearchParams();
     if (state.search) params.set("search", state.search);
     if (state.page > 1) params.set("page", String(state.page));
+    if (state.span !== 900) params.set("span", String(state.span));
     for (const path of state.open.keys()) params.append("open", path.replace("/admin/dashboard/revisions/", "").replace(/\/history$/, ""));
     history.replaceState(null, "", "#" + params.toString());
   }
@@ -253,6 +257,7 @@
   });
   $("span").addEventListener("change", () => {
     state.span = parseInt($("span").value, 10);
+    writeHash();
     for (const chart of state.open.values()) if (chart && chart.plot) chart.plot.setData(seriesData(chart));
   });
   $("prev").addEventListener("click", () => {
