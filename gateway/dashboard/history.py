@@ -37,11 +37,14 @@ Snapshot = tuple[float, int, int, tuple[int, ...]]  # (time, requests, errors, d
 class ScalerFigures(Protocol):
     """What a sample reads from a revision's scaler (gateway.autoscale.revision.RevisionScaler)."""
 
-    desired: int
-    ready: int
-    stable: float | None
-    panic: float | None
-
+    @property
+    def desired(self) -> int: ...
+    @property
+    def ready(self) -> int: ...
+    @property
+    def stable(self) -> float | None: ...
+    @property
+    def panic(self) -> float | None: ...
     @property
     def panicking(self) -> bool: ...
 
@@ -230,11 +233,11 @@ def _rates(
 ) -> tuple[float | None, float | None, float | None, float | None]:
     dt = new[0] - old[0]
     done = new[1] - old[1]
+    if done == 0:
+        return 0.0, None, None, None
     if dt <= 0 or done < 0:
         return None, None, None, None
     rps = round(done / dt, 3)
-    if done == 0:
-        return rps, None, None, None
     error_rate = round((new[2] - old[2]) / done, 4)
     bounds = runtime.durations.bounds if runtime is not None and runtime.durations is not None else ()
     delta = [n - (old[3][i] if i < len(old[3]) else 0) for i, n in enumerate(new[3])]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast, get_args
 
 from gateway.config.model import ServiceSpec
@@ -30,6 +31,17 @@ if TYPE_CHECKING:
 
 MAX_PER_PAGE = 500
 MAX_SEARCH = 200
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """A revision nothing scales, as the history reads a scaler."""
+
+    desired: int
+    ready: int
+    stable: float | None = None
+    panic: float | None = None
+    panicking: bool = False
 
 
 class BadRequest(ValueError):
@@ -88,6 +100,9 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
             runtime = gateway.runtimes.get(key)
             scaling = scaling_status(gateway.autoscaler, gateway.revision_backends, key)
             throttler = runtime.throttler if runtime is not None else None
+            if key not in gateway.autoscaler and throttler is not None:
+                # Nothing scales it (static endpoints), so no tick samples it: sampled while its page is looked at.
+                history.sample(key, Fixed(scaling.desired, throttler.ready))
             revisions.append(
                 {
                     "name": key.name,

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_until
+from tests.router.support import start_replica
 from tests.dashboard.support import admin_of, gateway_head, running, sleepy_service, static_service
 
 NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
@@ -34,7 +35,8 @@ async def test_services_are_paged_sorted_and_searched(tmp_path: Path) -> None:
         assert beyond["services"] == [] and beyond["total"] == 7
         rev = doc["services"][0]["revisions"]
         assert [(r["tag"], r["percent"], r["ready"], r["desired"]) for r in rev] == [("default", 75, 1, 1), ("canary", 25, 1, 1)]
-        assert rev[0]["rps"] is None and rev[0]["history"].startswith("/admin/dashboard/revisions/")
+        # static endpoints: nothing scales them, so they are sampled as their page is read; nothing answered yet
+        assert rev[0]["rps"] == 0.0 and rev[0]["p50"] is None and rev[0]["history"].startswith("/admin/dashboard/revisions/")
         for search, expected in [
             ("ETA", {"beta", "zeta", "eta"}),
             ("team-a/", {"beta", "delta", "zeta"}),
@@ -178,3 +180,25 @@ def test_every_static_file_is_package_data() -> None:
     assert {"static/index.html", "static/dashboard.js", "static/uPlot.iife.min.js"} <= set(files)
     for name in files:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns["gateway.dashboard"]), name
+
+
+async def test_a_revision_nothing_scales_gets_its_rates_while_its_page_is_looked_at(tmp_path: Path) -> None:
+    replica = await start_replica("static")
+    try:
+        config = gateway_head("static") + static_service("fixed", "default", f"http://127.0.0.1:{replica.port}")
+        async with running(config, tmp_path) as gw, admin_of(gw) as admin:
+            assert gw.runtimes and not any(key in gw.autoscaler for key in gw.runtimes)
+            first = (await admin.get("/admin/dashboard/services")).json()["services"][0]["revisions"][0]
+            assert first["rps"] == 0.0 and first["p50"] is None
+            port = gw.proxy.sockets[0][1]
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Host": "fixed.default.example.com"}) as c:
+                codes = [(await c.get("/")).status_code for _ in range(20)]
+            assert codes == [200] * 20
+            revisions = (await admin.get("/admin/dashboard/services")).json()["services"][0]["revisions"]
+            assert sum(r["rps"] for r in revisions) > 0 and all(r["error_rate"] in (0.0, None) for r in revisions)
+            assert any(r["p50"] is not None for r in revisions), revisions
+            busy = next(r for r in revisions if r["rps"])
+            history = (await admin.get(busy["history"])).json()
+            assert history["rows"] and history["rows"][-1][history["columns"].index("ready")] == 1
+    finally:
+        await replica.runner.cleanup()
