@@ -9,7 +9,8 @@
 ``GET /admin/dashboard/revisions/{namespace}/{service}/{revision}/history?since=``
     One revision's samples (only changes: each value holds until the next row) and scale and panic events
     of the last 15 minutes, or those after ``since`` (the ``now`` of an earlier answer: the page polls
-    with it every second, so each answer carries only what is new).
+    with it every second, so each answer carries only what is new). ``revision`` is the suffix of the
+    revision's name: ``default``, ``canary``, or an InferenceService's numbered ``predictor-00001``.
 
 A bad parameter, or one that does not exist, is a 400 naming it; an unknown revision a 404.
 """
@@ -19,12 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast, get_args
+from typing import TYPE_CHECKING
 
 from gateway.config.model import ServiceSpec
 from gateway.dashboard.history import History
 from gateway.metrics import scaling_status
-from gateway.types import RevisionKey, RevisionName
+from gateway.types import RevisionKey, is_revision_name
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -95,6 +96,7 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
     services = []
     for spec in chosen:
         revisions = []
+        tags = {rev.name: tag for tag, rev in spec.tagged()}
         for rev in spec.revisions():
             key = spec.key(rev.name)
             runtime = gateway.runtimes.get(key)
@@ -106,7 +108,8 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
             revisions.append(
                 {
                     "name": key.name,
-                    "tag": rev.name,
+                    "revision": rev.name,
+                    "tag": tags.get(rev.name),
                     "percent": spec.percent(rev.name),
                     "ready": throttler.ready if throttler is not None else 0,
                     "desired": scaling.desired,
@@ -136,8 +139,10 @@ def revision_history(
 ) -> dict[str, object]:
     """``/admin/dashboard/revisions/{namespace}/{service}/{revision}/history``."""
     _only(params, ("since",))
-    if revision not in get_args(RevisionName):
-        raise BadRequest(f"revision must be one of {', '.join(get_args(RevisionName))}, got {revision!r}")
+    if not is_revision_name(revision):
+        raise BadRequest(
+            f"revision must be default, canary or predictor-NNNNN (a numbered InferenceService revision), got {revision!r}"
+        )
     since: float | None = None
     text = params.get("since")
     if text is not None:
@@ -149,7 +154,7 @@ def revision_history(
             ) from None
         if not math.isfinite(since) or since < 0:
             raise BadRequest(f"query parameter 'since' must be a time in seconds (a 'now' answered before), got {text!r}")
-    key = RevisionKey(namespace, service, cast(RevisionName, revision))  # checked against RevisionName above
+    key = RevisionKey(namespace, service, revision)
     if key not in gateway.runtimes:
         raise NotFound(f"no revision {revision!r} of service {namespace}/{service}")
     return {"namespace": namespace, "service": service, "revision": revision, "name": key.name, **history.history(key, since)}

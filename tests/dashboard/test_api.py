@@ -202,3 +202,26 @@ async def test_a_revision_nothing_scales_gets_its_rates_while_its_page_is_looked
             assert history["rows"] and history["rows"][-1][history["columns"].index("ready")] == 1
     finally:
         await replica.runner.cleanup()
+
+
+async def test_an_inference_service_s_numbered_revision_is_listed_and_has_a_history(tmp_path: Path) -> None:
+    isvc = """---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: iris, namespace: models}
+spec:
+  predictor:
+    minReplicas: 0
+    containers:
+      - name: kserve-container
+        command: ["/bin/false"]
+"""
+    async with running(gateway_head() + isvc, tmp_path) as gw, admin_of(gw) as admin:
+        doc = (await admin.get("/admin/dashboard/services", params={"search": "iris"})).json()
+        (revision,) = doc["services"][0]["revisions"]
+        assert revision["revision"].startswith("predictor-") and revision["name"] == f"iris-{revision['revision']}"
+        assert revision["tag"] is None  # no tag routing asked for: no tag host, as KServe
+        r = await admin.get(revision["history"])
+        assert r.status_code == 200 and r.json()["name"] == revision["name"]
+        r = await admin.get("/admin/dashboard/revisions/models/iris/predictor-1/history")
+        assert r.status_code == 400 and "'predictor-1'" in r.json()["error"]
