@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from gateway.backends import ReportsHealth
 from gateway.config.model import ServiceSpec
+from gateway.dashboard import routes as dashboard_routes
 from gateway.metrics import GatewayCollector, RevisionView, revision_views, scaling_status
 from gateway.types import RevisionKey
 
@@ -142,6 +143,7 @@ def create_admin_app(gateway: Gateway) -> Starlette:
             Route("/metrics", metrics),
             Route("/admin/services", services),
             Route("/admin/reload", reload, methods=["POST"]),
+            *dashboard_routes(gateway),
         ]
     )
 

@@ -17,6 +17,7 @@ from gateway.backends.base import InFlight
 from gateway.config import load
 from gateway.config.addresses import split_hostport
 from gateway.config.model import Config
+from gateway.dashboard.history import History
 from gateway.reconcile import ApplyReport, Reconciler, Runtimes
 from gateway.reloads import Reloader
 from gateway.revision_backends import RevisionBackends
@@ -91,6 +92,8 @@ class Gateway:
         )
         self.backends = self.revision_backends.by_kind
         self.autoscaler = Autoscaler(self.revision_backends, tick_interval=config.gateway.autoscaler.tick_interval)
+        self.history = History(self.runtimes)  # the dashboard's (gateway/dashboard/), fed by the autoscaler's ticks
+        self.autoscaler.observer = self.history
         # One hooks value for every runtime (bound methods), not closures each (10,000 services, 20,000 runtimes).
         hooks = RevisionHooks(on_endpoint_dropped=self._endpoint_dropped, backend_state=self._backend_state)
         self.reconciler = Reconciler(

@@ -9,6 +9,8 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# tests/dashboard loads the dashboard in headless Chromium (Debian's package is `chromium`)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # tests/kube builds podnet.c, the pods' network shim, with the C compiler
 command -v cc >/dev/null 2>&1 && [ -f /usr/include/dlfcn.h ] || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then

@@ -73,6 +73,18 @@ class ScalerStatus:
     in_flight: int
 
 
+class ScaleObserver(Protocol):
+    """Watches the decisions (the dashboard's history, gateway/dashboard/): called from the ticks, never per request."""
+
+    def sample(self, key: RevisionKey, scaler: RevisionScaler) -> None:
+        """After every tick of a revision; must be O(1) and cheap for an idle one."""
+
+    def event(self, key: RevisionKey, kind: str, what: str, why: str) -> None:
+        """A scale decision sent to the backend ("scale"), a panic mode entered or left ("panic")."""
+
+    def forget(self, key: RevisionKey) -> None: ...
+
+
 class Actuator(Protocol):
     """Whether this instance may change a revision's replicas from ``before`` (None: never sent) to ``target``
     now: the leader with a valid lease may; with the shared state unreachable the last leader may only add."""
@@ -108,6 +120,7 @@ class Autoscaler:
         self.relay: Callable[[RevisionKey], None] | None = None  # a poke at zero, for the leader elsewhere
         self.sink: StatsSink | None = None  # shared stats: every revision's stats keep an outbox for it
         self._resend = False  # take_over: tick every revision at once
+        self.observer: ScaleObserver | None = None  # the dashboard's history
 
     def __contains__(self, key: object) -> bool:
         return key in self._scalers
@@ -183,6 +196,8 @@ class Autoscaler:
     def remove(self, key: RevisionKey) -> None:
         self._unseeded.discard(key)
         if self._scalers.pop(key, None) is not None:
+            if self.observer is not None:
+                self.observer.forget(key)
             self._sent.pop(key, None)
             self._panicking.discard(key)
             self._poked.discard(key)
@@ -217,6 +232,8 @@ class Autoscaler:
                 log.exception("autoscaling %s", key)
                 continue
             await self._apply(key, scaler)
+            if self.observer is not None:
+                self.observer.sample(key, scaler)
 
     async def tick_poked(self) -> None:
         """Tick the revisions poked since the last tick."""
@@ -229,6 +246,8 @@ class Autoscaler:
             ready = self._ready(key)
             scaler.poke(now, ready if ready is not None else 0)
             await self._apply(key, scaler)
+            if self.observer is not None:
+                self.observer.sample(key, scaler)
 
     async def run(self) -> None:
         """Tick every ``tick_interval`` and on pokes, until cancelled."""
@@ -264,22 +283,24 @@ class Autoscaler:
             log.exception("ready endpoints of %s", key)
             return None
 
+    def _panic_changed(self, key: RevisionKey, scaler: RevisionScaler, panicking: bool) -> None:
+        """Once per transition, never per request or tick."""
+        if panicking:
+            self._panicking.add(key)
+            why = f"panic concurrency {_fmt(scaler.panic)} over the window, {scaler.ready} ready"
+            log.info("%s: panic mode entered (%s)", key, why)
+        else:
+            self._panicking.discard(key)
+            why = f"stable concurrency {_fmt(scaler.stable)}"
+            log.info("%s: panic mode left (%s)", key, why)
+        if self.observer is not None:
+            self.observer.event(key, "panic", "entered" if panicking else "left", why)
+
     async def _apply(self, key: RevisionKey, scaler: RevisionScaler) -> None:
         target = scaler.desired
         panicking = scaler.panicking
         if panicking != (key in self._panicking):
-            # Once per transition, never per request or tick.
-            if panicking:
-                self._panicking.add(key)
-                log.info(
-                    "%s: panic mode entered (panic concurrency %s over the window, %d ready)",
-                    key,
-                    _fmt(scaler.panic),
-                    scaler.ready,
-                )
-            else:
-                self._panicking.discard(key)
-                log.info("%s: panic mode left (stable concurrency %s)", key, _fmt(scaler.stable))
+            self._panic_changed(key, scaler, panicking)
         before = self._sent.get(key)
         if before == target or (self.actuator is not None and not self.actuator.may_act(before, target)):
             return
@@ -291,6 +312,8 @@ class Autoscaler:
             else:
                 why = f"stable concurrency {_fmt(scaler.stable)}, panic {_fmt(scaler.panic)}{', panicking' if panicking else ''}"
             log.info("%s: scale %s -> %d (%s)", key, "none" if before is None else before, target, why)
+            if self.observer is not None:
+                self.observer.event(key, "scale", f"{'none' if before is None else before} -> {target}", why)
         try:
             await self._backend.scale(key, target)
         except Exception:
