@@ -17,7 +17,6 @@ import httpx
 from tests.dashboard.browser import screenshot
 from tests.dashboard.support import gateway_head, serve, sleepy_service
 
-
 STOP = threading.Event()
 THREADS: list[threading.Thread] = []
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import wait_until
-from tests.router.support import start_replica
 from tests.dashboard.support import admin_of, gateway_head, running, sleepy_service, static_service
+from tests.router.support import start_replica
 
 NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
 
