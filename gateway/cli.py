@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, validate, status, modelserver."""
+"""The `gateway` command: serve, validate, status, modelserver, simulate."""
 
 from __future__ import annotations
 
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("modelserver", help="serve an ONNX, scikit-learn or XGBoost model over KServe's V1 and V2 protocols")
     add_arguments(model)
+
+    from gateway.simulate.cli import add_arguments as simulate_arguments
+
+    simulate = sub.add_parser("simulate", help="replay a traffic trace through the autoscaler on a simulated clock")
+    simulate_arguments(simulate)
     return parser
 
 
@@ -113,6 +118,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from gateway.status import print_status
 
         return print_status(args.admin)
+    if args.command == "simulate":
+        from gateway.simulate.cli import main_from_args as simulate
+
+        return simulate(args)
     from gateway.modelserver.server import main_from_args
 
     return main_from_args(args)

@@ -1,0 +1,102 @@
+"""What the autoscaler would do with a trace of traffic: the real KPA code on a simulated clock.
+
+Command line: ``gateway simulate -f CONFIG --trace CSV`` (gateway/simulate/cli.py). From Python::
+
+    from gateway.config import load
+    from gateway.simulate import Trace, run
+
+    config = load(["config.yaml"])
+    trace = Trace.from_rates([(0, 0, 0.1), (10, 50, 0.1), (11, 50, 0.1)])   # (second, rps, duration)
+    # or Trace.from_requests([(arrival_s, duration_s), ...]), or load_trace("trace.csv")
+    result = run(config, "iris", trace, startup=0.4, overrides=["autoscaler.stableWindow=30s"])
+    result.series[12].desired      # one Row per simulated second: time, desired, ready, stable,
+                                   # panic, panicking, queued
+    result.summary["wait_p99_s"]   # requests, replica_seconds, waited_share, wait_p50_s, ... settings
+
+``run(config, service, trace, *, startup=0.4, overrides=()) -> Result``: ``service`` is the
+service's name or ``namespace/name`` (None: the config's only service); ``overrides`` are
+``KEY=VALUE`` strings as ``--set`` takes them (gateway/simulate/overrides.py lists the keys).
+Bad input raises ``SimulateError`` (a ValueError; ``TraceError`` and ``OverrideError`` are kinds of it)
+with a message naming what is wrong.
+
+The simulated revision is the service's ``default``; all of the trace goes to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config.model import Config, ServiceSpec
+from gateway.simulate.engine import Row, Simulation
+from gateway.simulate.errors import SimulateError
+from gateway.simulate.overrides import Override, OverrideError, apply_overrides, parse_overrides
+from gateway.simulate.trace import Trace, TraceError, load_trace
+
+__all__ = ["OverrideError", "Result", "Row", "SimulateError", "Trace", "TraceError", "load_trace", "run", "select_service"]
+
+
+@dataclass(frozen=True)
+class Result:
+    series: list[Row]  # one per simulated second, time 0 .. trace.seconds - 1
+    summary: dict[str, Any]  # the figures, and under "settings" everything the run used
+
+
+def select_service(config: Config, name: str | None) -> ServiceSpec:
+    """The service called ``name`` (or ``namespace/name``); with None, the config's only service."""
+    services = config.services
+    choices = ", ".join(f"{s.namespace}/{s.name}" for s in services)
+    if not services:
+        raise SimulateError("the config has no service to simulate")
+    if name is None:
+        if len(services) == 1:
+            return services[0]
+        raise SimulateError(f"the config has {len(services)} services: choose one with --service ({choices})")
+    namespace, _, short = name.rpartition("/")
+    found = [s for s in services if s.name == short and (not namespace or s.namespace == namespace)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise SimulateError(f"service {name!r} is in several namespaces: say which ({choices})")
+    raise SimulateError(f"no service {name!r} in the config; services: {choices}")
+
+
+def run(
+    config: Config, service: str | None, trace: Trace, *, startup: float = 0.4, overrides: Sequence[str | Override] = ()
+) -> Result:
+    """Simulate the service's default revision over ``trace``; see the module docstring."""
+    spec = select_service(config, service)
+    if not startup >= 0:
+        raise SimulateError(f"startup must be >= 0 seconds, got {startup}")
+    items = [item if isinstance(item, Override) else parse_overrides([item])[0] for item in overrides]
+    settings, scaling = apply_overrides(config.gateway, spec.scaling, items)
+    spec = dataclasses.replace(spec, scaling=scaling)
+    if (spec.backend or settings.backend) == "static":
+        raise SimulateError(f"service {spec.name} runs on the static backend: its endpoints are fixed, nothing scales")
+    sim = Simulation(settings, spec, trace, startup=startup)
+    series = sim.run()
+    summary = sim.summary()
+    notes = []
+    if spec.canary is not None and spec.canary_percent:
+        notes.append(f"the canary's {spec.canary_percent} % is not simulated: the whole trace goes to the default revision")
+    summary["settings"] = {
+        "service": f"{spec.namespace}/{spec.name}",
+        "revision": sim.key.name,
+        "startup_s": startup,
+        "overrides": [str(item) for item in items],
+        "trace": {
+            "form": trace.form,
+            "requests": len(trace),
+            "seconds": trace.seconds,
+            "arrivals": trace.arrival_model,
+            "seed": trace.seed,
+        },
+        "scaling": dataclasses.asdict(sim.scaling),
+        "tick_interval_s": sim.autoscaler.tick_interval,
+        "activator": dataclasses.asdict(settings.activator),
+        "request_timeout_s": sim.request_timeout,
+        "notes": notes,
+    }
+    return Result(series, summary)

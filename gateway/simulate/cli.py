@@ -1,0 +1,101 @@
+"""``gateway simulate``: run a trace through the autoscaler, write series.csv, summary.json and plot.png.
+
+Bad input (config, trace, option values) is one line on stderr naming it, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+COMPARE_DIR = "compare"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--file", dest="files", action="append", required=True, metavar="PATH", help="gateway config (YAML file or folder)"
+    )
+    parser.add_argument(
+        "--trace", required=True, metavar="CSV", help="time,duration (one row per request) or second,rps,duration"
+    )
+    parser.add_argument("--out", default="simulation", metavar="DIR", help="where the files go (default %(default)s)")
+    parser.add_argument("--service", metavar="NAME", help="the service to simulate, NAME or NAMESPACE/NAME (needed if several)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. autoscaler.stableWindow=30s",
+    )
+    parser.add_argument(
+        "--compare", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="a second run with these settings on top"
+    )
+    parser.add_argument("--startup", default="0.4s", metavar="DURATION", help="replica start-up time (default %(default)s)")
+    parser.add_argument(
+        "--arrivals",
+        choices=("even", "poisson"),
+        default="even",
+        help="second,rps traces: spread evenly or Poisson (default even)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default %(default)s)")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    from gateway.simulate.errors import SimulateError
+
+    try:
+        return _simulate(args)
+    except SimulateError as exc:
+        print(f"gateway simulate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError, load, parse_duration
+    from gateway.simulate import SimulateError, load_trace, run
+    from gateway.simulate.output import table, write_run
+    from gateway.simulate.overrides import parse_overrides
+    from gateway.simulate.plot import draw
+
+    startup = parse_duration(args.startup)
+    if startup is None or startup < 0:
+        raise SimulateError(f"--startup must be a duration >= 0 such as 0.4s or 2s, got {args.startup!r}")
+    try:
+        config = load(args.files)
+    except ConfigError as exc:
+        raise SimulateError(" / ".join(exc.problems or [str(exc)])) from exc
+    base = parse_overrides(args.overrides, "--set")
+    compare = parse_overrides(args.compare, "--compare")
+    trace = load_trace(args.trace, arrivals=args.arrivals, seed=args.seed)
+    out = Path(args.out)
+    runs = [("run", run(config, args.service, trace, startup=startup, overrides=base))]
+    if compare:
+        runs.append(("compare", run(config, args.service, trace, startup=startup, overrides=[*base, *compare])))
+    try:
+        write_run(out, runs[0][1].series, runs[0][1].summary)
+        if compare:
+            write_run(out / COMPARE_DIR, runs[1][1].series, runs[1][1].summary)
+    except OSError as exc:
+        raise SimulateError(f"--out {out}: cannot write there: {exc.strerror or exc}") from exc
+    settings = runs[0][1].summary["settings"]
+    title = f"{settings['service']}: {Path(args.trace).name}"
+    skipped = draw(out / "plot.png", [(name, result.series) for name, result in runs], title)
+    print(f"simulated {title}, {trace.seconds} s, startup {startup:g} s{_with(base)}")
+    if compare:
+        print(f"compare: {' '.join(str(item) for item in compare)}")
+    for note in settings["notes"]:
+        print(f"note: {note}")
+    print(table([(name, result.summary) for name, result in runs]))
+    written = ["series.csv", "summary.json"] + ([] if skipped else ["plot.png"])
+    print(f"wrote {', '.join(str(out / name) for name in written)}{f' and {out / COMPARE_DIR}/' if compare else ''}")
+    if skipped:
+        print(skipped, file=sys.stderr)
+    return 0
+
+
+def _with(overrides: Sequence[object]) -> str:
+    return f", with {' '.join(str(item) for item in overrides)}" if overrides else ""
