@@ -5,7 +5,8 @@ Keys:
 * ``autoscaler.<key>`` — any key of ``GatewayConfig.spec.autoscaler`` (``stableWindow``,
   ``panicWindowPercentage``, ``panicThresholdPercentage``, ``maxScaleUpRate``, ``maxScaleDownRate``,
   ``scaleToZeroGracePeriod``, ``scaleToZeroPodRetentionPeriod``, ``scaleDownDelay``,
-  ``targetBurstCapacity``, ``containerConcurrencyTargetDefault``, ``targetUtilization``,
+  ``targetBurstCapacity``, ``containerConcurrencyTargetDefault``, ``targetUtilization`` (also
+  ``containerConcurrencyTargetPercentage``, Knative's name),
   ``requestsPerSecondTargetDefault``, ``enableScaleToZero``, ``initialScale``,
   ``allowZeroInitialScale``, ``tickInterval``), checked by GatewayConfig's own readers;
 * ``activator.<key>`` — ``queueDepth``, ``requestTimeout``, ``activationTimeout``;

@@ -8,8 +8,9 @@ with ``#`` skipped):
 * ``second,rps,duration`` — a rate per second: ``rps`` requests (a number, fractions carry over to
   the next seconds) arrive during second ``second`` (a whole number; seconds not listed have no
   requests), each taking ``duration`` seconds. Arrivals are spread evenly by default: the k-th
-  request of the whole trace arrives when the cumulative rate reaches k, so 10 rps in second 5 arrive
-  at 5.0, 5.1, ..., 5.9. With ``arrivals="poisson"`` they form a Poisson process of that rate, drawn
+  request of the whole trace (from 0) arrives at the first instant of a second with a rate at which
+  the cumulative rate has reached k, so 10 rps in second 5 arrive at 5.0, 5.1, ..., 5.9, and 0.5 rps
+  in seconds 2 and 3 make one request, at 2.0. With ``arrivals="poisson"`` they form a Poisson process of that rate, drawn
   from ``random.Random(seed)``: the same seed, the same trace.
 
 The simulated span is one second past the last arrival's second (``second,rps,duration``: past the
@@ -60,8 +61,7 @@ class Trace:
     @classmethod
     def from_requests(cls, rows: Iterable[tuple[float, float]]) -> Trace:
         """One (arrival, duration) per request, in any order."""
-        found = sorted(((_finite(t, "time"), _finite(d, "duration")) for t, d in rows), key=lambda row: row[0])
-        return cls._requests(found, "")
+        return cls._requests([(_finite(t, "time"), _finite(d, "duration")) for t, d in rows], "")
 
     @classmethod
     def from_rates(cls, rows: Iterable[tuple[int, float, float]], arrivals: Arrivals = "even", seed: int = 0) -> Trace:
@@ -73,6 +73,7 @@ class Trace:
     def _requests(cls, rows: list[tuple[float, float]], where: str) -> Trace:
         if not rows:
             raise TraceError(f"{where}no requests: the trace needs at least one row after its header")
+        rows = sorted(rows, key=lambda row: row[0])  # stable: equal times keep their order
         if len(rows) > MAX_REQUESTS:
             raise TraceError(f"{where}{len(rows)} requests: at most {MAX_REQUESTS:,} are simulated")
         last = rows[-1][0]
