@@ -56,9 +56,9 @@ def main_from_args(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.config import ConfigError, load, parse_duration
-    from gateway.simulate import SimulateError, load_trace, run
+    from gateway.simulate import SimulateError, load_trace, run, select_service
     from gateway.simulate.output import table, write_run
-    from gateway.simulate.overrides import parse_overrides
+    from gateway.simulate.overrides import apply_overrides, parse_overrides
     from gateway.simulate.plot import draw
 
     startup = parse_duration(args.startup)
@@ -70,6 +70,9 @@ def _simulate(args: argparse.Namespace) -> int:
         raise SimulateError(" / ".join(exc.problems or [str(exc)])) from exc
     base = parse_overrides(args.overrides, "--set")
     compare = parse_overrides(args.compare, "--compare")
+    scaling = select_service(config, args.service).scaling
+    settings, scaling = apply_overrides(config.gateway, scaling, base, "--set")
+    apply_overrides(settings, scaling, compare, "--compare")  # each bad value named by its own option, before any run
     trace = load_trace(args.trace, arrivals=args.arrivals, seed=args.seed)
     out = Path(args.out)
     runs = [("run", run(config, args.service, trace, startup=startup, overrides=base))]
