@@ -28,8 +28,15 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _number(value: float | None) -> str:
+    """Up to the 6 decimals the window averages carry; 0 while the decider has no data (as /metrics shows it)."""
+    if value is None:
+        return "0"
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 def write_series(path: Path, rows: Sequence[Row]) -> None:
-    """One line per simulated second; ``stable``/``panic`` empty while the decider had no data."""
+    """One line per simulated second; ``panicking`` is 0 or 1."""
     with path.open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(SERIES_COLUMNS)
@@ -39,8 +46,8 @@ def write_series(path: Path, rows: Sequence[Row]) -> None:
                     row.time,
                     row.desired,
                     row.ready,
-                    "" if row.stable is None else f"{row.stable:g}",
-                    "" if row.panic is None else f"{row.panic:g}",
+                    _number(row.stable),
+                    _number(row.panic),
                     int(row.panicking),
                     row.queued,
                 )

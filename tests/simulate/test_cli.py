@@ -137,3 +137,13 @@ def test_poisson_arrivals_and_the_service_choice_from_the_command_line(
     }
     assert first["requests"] != 600 and 450 < first["requests"] < 750  # drawn, not spread evenly
     assert first["settings"]["service"] == "default/b"
+
+
+def test_series_numbers_keep_their_six_decimals_and_no_data_is_0(tmp_path: Path) -> None:
+    from gateway.simulate.engine import Row
+    from gateway.simulate.output import write_series
+
+    write_series(tmp_path / "s.csv", [Row(0, 1, 0, None, None, False, 0), Row(1, 15, 14, 101.283333, 30.0, True, 7)])
+    assert (
+        tmp_path / "s.csv"
+    ).read_text() == "time,desired,ready,stable,panic,panicking,queued\n0,1,0,0,0,0,0\n1,15,14,101.283333,30,1,7\n"
