@@ -6,15 +6,17 @@ with ``#`` skipped):
 * ``time,duration`` — one row per request: its arrival in seconds from the start and the seconds a
   replica takes to answer it. Rows need not be sorted (they are sorted by time, stably).
 * ``second,rps,duration`` — a rate per second: ``rps`` requests (a number, fractions carry over to
-  the next seconds) arrive during second ``second`` (a whole number; seconds not listed have no
-  requests), each taking ``duration`` seconds. Arrivals are spread evenly by default: the k-th
+  the next seconds) arrive during second ``second`` (a whole number), each taking ``duration``
+  seconds. A row holds until the next row's second (a row for every second lists them all; a step
+  trace needs only its steps); before the first row there are no requests, and the last row holds
+  for its own second only. Arrivals are spread evenly by default: the k-th
   request of the whole trace (from 0) arrives at the first instant of a second with a rate at which
   the cumulative rate has reached k, so 10 rps in second 5 arrive at 5.0, 5.1, ..., 5.9, and 0.5 rps
   in seconds 2 and 3 make one request, at 2.0. With ``arrivals="poisson"`` they form a Poisson process of that rate, drawn
   from ``random.Random(seed)``: the same seed, the same trace.
 
-The simulated span is one second past the last arrival's second (``second,rps,duration``: past the
-last second listed, so trailing rows with rps 0 extend it).
+The columns may come in any order. The simulated span is one second past the last arrival's second
+(``second,rps,duration``: past the last row's second, so a trailing row with rps 0 extends it).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class Trace:
 
     @classmethod
     def from_rates(cls, rows: Iterable[tuple[int, float, float]], arrivals: Arrivals = "even", seed: int = 0) -> Trace:
-        """One (second, requests per second, duration) per second; seconds not given have no requests."""
+        """(second, requests per second, duration) rows, each holding until the next row's second."""
         found = [(_whole(s), _finite(r, "rps"), _finite(d, "duration")) for s, r, d in rows]
         return cls._rates(found, arrivals, seed, "", [0] * len(found))
 
@@ -97,9 +99,11 @@ class Trace:
         span = rows[-1][0] + 1
         if span > MAX_SECONDS:
             raise TraceError(f"{where}second {span - 1}: at most {MAX_SECONDS} s (7 days) are simulated")
-        total = math.fsum(rps for _, rps, _ in rows)
+        nexts = [second for second, _, _ in rows[1:]] + [span]
+        total = math.fsum(rps * (end - second) for (second, rps, _), end in zip(rows, nexts, strict=True))
         if total > MAX_REQUESTS:
             raise TraceError(f"{where}{total:,.0f} requests: at most {MAX_REQUESTS:,} are simulated")
+        rows = [(s, rps, d) for (second, rps, d), end in zip(rows, nexts, strict=True) for s in range(second, end)]
         times, durations = _poisson(rows, seed) if arrivals == "poisson" else _even(rows)
         return cls(times, durations, span, "rates", arrivals, seed if arrivals == "poisson" else None)
 
@@ -164,11 +168,11 @@ def load_trace(path: str | Path, arrivals: Arrivals = "even", seed: int = 0) -> 
         raise TraceError(f"{path}: empty: expected a header, {','.join(REQUESTS_HEADER)} or {','.join(RATES_HEADER)}")
     line, header = rows[0]
     columns = tuple(cell.strip().lower() for cell in header)
-    if columns == REQUESTS_HEADER:
-        cells = _numbers(path, rows[1:], columns)
+    if sorted(columns) == sorted(REQUESTS_HEADER):
+        cells = _numbers(path, rows[1:], columns, REQUESTS_HEADER)
         return Trace._requests([(t, d) for _, (t, d) in cells], f"{path}: ")
-    if columns == RATES_HEADER:
-        cells = _numbers(path, rows[1:], columns)
+    if sorted(columns) == sorted(RATES_HEADER):
+        cells = _numbers(path, rows[1:], columns, RATES_HEADER)
         for n, (second, _, _) in cells:
             if not second.is_integer():
                 raise TraceError(f"{path}: line {n}: second must be a whole number, got {second:g}")
@@ -184,8 +188,11 @@ def _content(cells: list[str]) -> bool:
     return bool(cells) and any(cell.strip() for cell in cells) and not cells[0].lstrip().startswith("#")
 
 
-def _numbers(path: Path, rows: list[tuple[int, list[str]]], columns: tuple[str, ...]) -> list[tuple[int, tuple[float, ...]]]:
-    """Every row's cells as numbers >= 0, or TraceError naming the line and the column."""
+def _numbers(
+    path: Path, rows: list[tuple[int, list[str]]], columns: tuple[str, ...], order: tuple[str, ...]
+) -> list[tuple[int, tuple[float, ...]]]:
+    """Every row's cells as numbers >= 0 in ``order``, or TraceError naming the line and the column."""
+    where = [columns.index(name) for name in order]
     found = []
     for n, cells in rows:
         if len(cells) != len(columns):
@@ -199,5 +206,5 @@ def _numbers(path: Path, rows: list[tuple[int, list[str]]], columns: tuple[str, 
             if not math.isfinite(value) or value < 0:
                 raise TraceError(f"{path}: line {n}: {column} must be >= 0, got {cell.strip()}")
             values.append(value)
-        found.append((n, tuple(values)))
+        found.append((n, tuple(values[i] for i in where)))
     return found

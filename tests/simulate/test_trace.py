@@ -22,12 +22,21 @@ def test_requests_form_is_sorted_by_time_and_spans_past_the_last_arrival(tmp_pat
     assert (trace.seconds, trace.form, len(trace)) == (3, "requests", 3)
 
 
-def test_rates_form_spreads_arrivals_evenly_and_carries_fractions(tmp_path: Path) -> None:
+def test_rates_form_spreads_arrivals_evenly_holds_each_row_and_carries_fractions(tmp_path: Path) -> None:
     trace = load_trace(write(tmp_path, "second,rps,duration\n0,4,0.5\n2,0.5,1\n3,0.5,2\n5,0,1\n"))
-    # second 0: 4 at 0, 0.25, 0.5, 0.75; second 1: none; 0.5 rps in seconds 2 and 3: one request, at 2.0
-    assert list(trace.arrivals) == [0.0, 0.25, 0.5, 0.75, 2.0]
-    assert list(trace.durations) == [0.5, 0.5, 0.5, 0.5, 1.0]
-    assert trace.seconds == 6  # through the last second listed
+    # 4 rps in seconds 0 and 1 (the row holds until second 2): 0, 0.25, ... 1.75. Then 0.5 rps in seconds
+    # 2, 3 and 4: request 8 when the count reaches 8 (at 2.0), request 9 when it reaches 9 (at 4.0).
+    assert list(trace.arrivals) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 4.0]
+    assert list(trace.durations) == [0.5] * 8 + [1.0, 2.0]
+    assert trace.seconds == 6  # through the last row's second
+
+
+def test_a_step_trace_needs_only_its_steps_and_columns_may_come_in_any_order(tmp_path: Path) -> None:
+    trace = load_trace(write(tmp_path, "rps,second,duration\n50,60,0.2\n10,0,0.1\n0,120,0.1\n"))
+    assert len(trace) == 60 * 10 + 60 * 50 and trace.seconds == 121
+    assert (trace.arrivals[600], trace.durations[599], trace.durations[600]) == (60.0, 0.1, 0.2)
+    trace = load_trace(write(tmp_path, "Duration,Time\n0.1,2\n"))
+    assert (list(trace.arrivals), list(trace.durations)) == ([2.0], [0.1])
 
 
 def test_even_arrivals_of_a_whole_hour_count_exactly() -> None:
@@ -66,6 +75,7 @@ def test_poisson_arrivals_are_fixed_by_the_seed() -> None:
         ("second,rps,duration\n0,-3,0.1\n", "line 2: rps must be >= 0, got -3"),
         ("second,rps,duration\n4,1,1\n5,1,1\n4,2,1\n", "second 4 is given twice (lines 2 and 4)"),
         ("second,rps,duration\n0,30000000,1\n", "30,000,000 requests: at most 20,000,000 are simulated"),
+        ("second,rps,duration\n0,100,1\n500000,0,1\n", "50,000,000 requests: at most 20,000,000 are simulated"),
         ("second,rps,duration\n900000,0,1\n", "second 900000: at most 604800 s (7 days) are simulated"),
         ("time,duration\n900000,1\n", "the last arrival is at 900000 s: at most 604800 s"),
     ],
