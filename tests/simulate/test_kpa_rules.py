@@ -133,3 +133,18 @@ def test_a_request_at_zero_pokes_the_autoscaler_and_waits_the_startup() -> None:
     assert (rows[5].ready, rows[5].queued, rows[5].stable) == (0, 1, 1.0)
     summary = result.summary
     assert (summary["waited_share"], summary["wait_p50_s"], summary["wait_p99_s"]) == (1.0, 0.4, 0.4)
+
+
+def test_scale_down_delay_holds_the_highest_count_of_the_delay_window() -> None:
+    # Panic off; 30 rps in seconds 20-49 (3 replicas from T=28, as in the first test), then nothing.
+    # Seconds: 50 -> 14.5 (the last requests leave one by one), 51.. -> 0. Without a delay:
+    #   T=54: (6 x 30 + 14.5) / 10 = 19.45 -> 2 (floor(3/2) = 1 allows it);  T=56: 13.45 -> 2;
+    #   T=58: 7.45 -> 1.
+    # scaleDownDelay 10 s: the decider returns the largest count recorded in the last ceil(10 / 2) = 5
+    # tick slots (slot = floor(t / 2), KPA.md §5). 3 was last recorded at T=52 (slot 26): held until
+    # slot 31, T=62, which returns the 2 of slots 27-28 (T=54, 56) until T=66 (slot 33) returns 1.
+    cfg = config(W10, min_scale=1, panic_threshold_percentage=1000.0, **TARGET_10)
+    trace = rates([(20, 49, 30)], 80)
+    assert runs(simulate(cfg, trace).series, "desired") == [(0, 1), (24, 2), (28, 3), (54, 2), (58, 1)]
+    delayed = simulate(cfg, trace, overrides=["scaling.scaleDownDelay=10s"]).series
+    assert runs(delayed, "desired") == [(0, 1), (24, 2), (28, 3), (62, 2), (66, 1)]
