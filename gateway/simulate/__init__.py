@@ -14,7 +14,9 @@ Command line: ``gateway simulate -f CONFIG --trace CSV`` (gateway/simulate/cli.p
     result.summary["wait_p99_s"]   # requests, replica_seconds, waited_share, wait_p50_s, ... settings
 
 ``run(config, service, trace, *, startup=0.4, overrides=()) -> Result``: ``service`` is the
-service's name or ``namespace/name`` (None: the config's only service); ``overrides`` are
+service's name or ``namespace/name`` (None: the config's only service); ``startup`` the seconds a
+replica takes to become ready, or several (e.g. measured cold starts) taken in turn by the replicas
+as they start; ``overrides`` are
 ``KEY=VALUE`` strings as ``--set`` takes them (gateway/simulate/overrides.py lists the keys).
 Bad input raises ``SimulateError`` (a ValueError; ``TraceError`` and ``OverrideError`` are kinds of it)
 with a message naming what is wrong.
@@ -25,6 +27,7 @@ The simulated revision is the service's ``default``; all of the trace goes to it
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,18 +67,24 @@ def select_service(config: Config, name: str | None) -> ServiceSpec:
 
 
 def run(
-    config: Config, service: str | None, trace: Trace, *, startup: float = 0.4, overrides: Sequence[str | Override] = ()
+    config: Config,
+    service: str | None,
+    trace: Trace,
+    *,
+    startup: float | Sequence[float] = 0.4,
+    overrides: Sequence[str | Override] = (),
 ) -> Result:
     """Simulate the service's default revision over ``trace``; see the module docstring."""
     spec = select_service(config, service)
-    if not startup >= 0:
-        raise SimulateError(f"startup must be >= 0 seconds, got {startup}")
+    startups = [startup] if isinstance(startup, int | float) else list(startup)
+    if not startups or not all(value >= 0 and math.isfinite(value) for value in startups):
+        raise SimulateError(f"startup must be one or more times >= 0 seconds, got {startup}")
     items = [item if isinstance(item, Override) else parse_overrides([item])[0] for item in overrides]
     settings, scaling = apply_overrides(config.gateway, spec.scaling, items)
     spec = dataclasses.replace(spec, scaling=scaling)
     if (spec.backend or settings.backend) == "static":
         raise SimulateError(f"service {spec.name} runs on the static backend: its endpoints are fixed, nothing scales")
-    sim = Simulation(settings, spec, trace, startup=startup)
+    sim = Simulation(settings, spec, trace, startup=startups)
     series = sim.run()
     summary = sim.summary()
     notes = []
@@ -84,7 +93,7 @@ def run(
     summary["settings"] = {
         "service": f"{spec.namespace}/{spec.name}",
         "revision": sim.key.name,
-        "startup_s": startup,
+        "startup_s": startups[0] if len(startups) == 1 else startups,
         "overrides": [str(item) for item in items],
         "trace": {
             "form": trace.form,

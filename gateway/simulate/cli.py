@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="a second run with these settings on top"
     )
-    parser.add_argument("--startup", default="0.4s", metavar="DURATION", help="replica start-up time (default %(default)s)")
+    parser.add_argument(
+        "--startup",
+        default="0.4s",
+        metavar="DURATION[,DURATION...]",
+        help="replica start-up time (default %(default)s); several, e.g. measured ones, are taken in turn",
+    )
     parser.add_argument(
         "--arrivals",
         choices=("even", "poisson"),
@@ -61,9 +66,12 @@ def _simulate(args: argparse.Namespace) -> int:
     from gateway.simulate.overrides import apply_overrides, parse_overrides
     from gateway.simulate.plot import draw
 
-    startup = parse_duration(args.startup)
-    if startup is None or startup < 0:
-        raise SimulateError(f"--startup must be a duration >= 0 such as 0.4s or 2s, got {args.startup!r}")
+    startup: list[float] = []
+    for part in args.startup.split(","):
+        value = parse_duration(part.strip())
+        if value is None or value < 0:
+            raise SimulateError(f"--startup must be durations >= 0 such as 0.4s or 0.4s,1.2s, got {args.startup!r}")
+        startup.append(value)
     try:
         config = load(args.files)
     except ConfigError as exc:
@@ -87,7 +95,7 @@ def _simulate(args: argparse.Namespace) -> int:
     settings = runs[0][1].summary["settings"]
     title = f"{settings['service']}: {Path(args.trace).name}"
     skipped = draw(out / "plot.png", [(name, result.series) for name, result in runs], title)
-    print(f"simulated {title}, {trace.seconds} s, startup {startup:g} s{_with(base)}")
+    print(f"simulated {title}, {trace.seconds} s, startup {args.startup}{_with(base)}")
     if compare:
         print(f"compare: {' '.join(str(item) for item in compare)}")
     for note in settings["notes"]:

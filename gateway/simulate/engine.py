@@ -24,7 +24,7 @@ import heapq
 import math
 from array import array
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,7 @@ def _complete(coro: Coroutine[Any, Any, None]) -> None:
 class Simulation:
     """One run of one revision over one trace."""
 
-    def __init__(self, settings: GatewaySettings, spec: ServiceSpec, trace: Trace, *, startup: float) -> None:
+    def __init__(self, settings: GatewaySettings, spec: ServiceSpec, trace: Trace, *, startup: float | Sequence[float]) -> None:
         self.settings = settings
         self.spec = spec
         self.trace = trace

@@ -1,7 +1,8 @@
 """The simulated replicas of one revision: the backend the real Autoscaler drives, and the throttler's admission.
 
 As the local backend (gateway/backends/local.py): ``scale(n)`` starts the missing replicas at once,
-each ready ``startup`` seconds later, and stops the surplus in the backend's order — replicas not yet
+each ready ``startup`` seconds later (several start-up times, e.g. measured ones: taken in turn by the
+replicas as they start), and stops the surplus in the backend's order — replicas not yet
 ready first (newest first), then ready ones least loaded first (idle first). A stopped replica leaves
 the ready set at once and drains: it finishes the requests it holds, takes no new ones, and costs
 until its last request is done.
@@ -18,8 +19,7 @@ Per request O(log replicas): a heap of (in flight, index) with stale entries ski
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
@@ -38,12 +38,14 @@ class Replica:
 class Fleet:
     """One revision's replicas on the simulated clock."""
 
-    def __init__(self, clock: Callable[[], float], *, startup: float, container_concurrency: int, horizon: float) -> None:
+    def __init__(
+        self, clock: Callable[[], float], *, startup: float | Sequence[float], container_concurrency: int, horizon: float
+    ) -> None:
         self._clock = clock
-        self.startup = startup
+        self._startups = (startup,) if isinstance(startup, int | float) else tuple(startup)
         self.container_concurrency = container_concurrency
         self.active: list[Replica] = []  # starting or ready, not stopped; oldest first
-        self._starting: deque[Replica] = deque()  # by ready time (startup is fixed: creation order)
+        self._starting: list[tuple[float, int, Replica]] = []  # heap by ready time
         self._free: list[tuple[int, int, Replica]] = []  # (in flight, index, replica): ready replicas, stale entries too
         self._next_index = 0
         self.ready_count = 0
@@ -75,10 +77,11 @@ class Fleet:
                 self._stop(replica)
 
     def _start(self) -> None:
-        replica = Replica(self._next_index, self._clock() + self.startup)
+        index = self._next_index
+        replica = Replica(index, self._clock() + self._startups[index % len(self._startups)])
         self._next_index += 1
         self.active.append(replica)
-        self._starting.append(replica)
+        heapq.heappush(self._starting, (replica.ready_at, index, replica))
         self._cost(+1)
 
     def _stop(self, replica: Replica) -> None:
@@ -106,13 +109,13 @@ class Fleet:
     # -- start-up ---------------------------------------------------------------------------------
     def next_ready(self) -> float | None:
         starting = self._starting
-        while starting and starting[0].stopped:
-            starting.popleft()
-        return starting[0].ready_at if starting else None
+        while starting and starting[0][2].stopped:
+            heapq.heappop(starting)
+        return starting[0][0] if starting else None
 
     def become_ready(self) -> None:
         """The replica due now is ready."""
-        replica = self._starting.popleft()
+        replica = heapq.heappop(self._starting)[2]
         replica.ready = True
         self.ready_count += 1
         self._endpoints = None

@@ -30,7 +30,7 @@ def rates(steps: Sequence[tuple[int, int, float]], seconds: int, duration: float
     return Trace.from_rates([(s, r, duration) for s, r in enumerate(rps)])
 
 
-def simulate(cfg: Config, trace: Trace, *, startup: float = 1.0, overrides: Sequence[str] = ()) -> Result:
+def simulate(cfg: Config, trace: Trace, *, startup: float | Sequence[float] = 1.0, overrides: Sequence[str] = ()) -> Result:
     return run(cfg, None, trace, startup=startup, overrides=overrides)
 
 

@@ -78,8 +78,9 @@ def write_two_services(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--startup", "soon"], "--startup must be a duration >= 0 such as 0.4s or 2s, got 'soon'"),
-        (["--startup=-1s"], "--startup must be a duration >= 0"),
+        (["--startup", "soon"], "--startup must be durations >= 0 such as 0.4s or 0.4s,1.2s, got 'soon'"),
+        (["--startup=-1s"], "--startup must be durations >= 0"),
+        (["--startup", "0.4s,"], "--startup must be durations >= 0 such as 0.4s or 0.4s,1.2s, got '0.4s,'"),
         (["--set", "autoscaler.window=30s"], "--set autoscaler.window=30s: unknown key 'autoscaler.window'"),
         (
             ["--set", "autoscaler.stableWindow=2s"],

@@ -116,3 +116,17 @@ def test_a_full_replica_admits_nothing_more() -> None:
     assert fleet.acquire() is None
     fleet.release(first)
     assert fleet.acquire() is first
+
+
+def test_several_startup_times_are_taken_in_turn_by_the_replicas() -> None:
+    # minScale 3 asks for three replicas at t=0 with start-ups 2, 0.5 and 1 s: ready 1 at 0.5, 2 at 1, 3 at 2.
+    result = simulate(config(W10, min_scale=3), Trace.from_rates([(9, 0, 1.0)]), startup=[2.0, 0.5, 1.0])
+    assert column(result.series, "ready", 0, 2) == [0, 2, 3]
+    assert result.summary["settings"]["startup_s"] == [2.0, 0.5, 1.0]
+    fleet = Fleet(lambda: 0.0, startup=[2.0, 0.5, 1.0], container_concurrency=0, horizon=10.0)
+    fleet.resize(3)
+    times = []
+    while (due := fleet.next_ready()) is not None:
+        times.append(due)
+        fleet.become_ready()
+    assert times == [0.5, 1.0, 2.0]

@@ -124,5 +124,7 @@ def test_what_cannot_be_simulated_is_named() -> None:
     static = replace(one, services=(replace(one.services[0], backend="static"),))
     with pytest.raises(SimulateError, match="service m runs on the static backend: its endpoints are fixed"):
         run(static, None, trace)
-    with pytest.raises(SimulateError, match="startup must be >= 0 seconds, got -1"):
+    with pytest.raises(SimulateError, match="startup must be one or more times >= 0 seconds, got -1"):
         run(one, None, trace, startup=-1)
+    with pytest.raises(SimulateError, match=r"startup must be one or more times >= 0 seconds, got \[\]"):
+        run(one, None, trace, startup=[])
