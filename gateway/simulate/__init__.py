@@ -6,7 +6,8 @@ Command line: ``gateway simulate -f CONFIG --trace CSV`` (gateway/simulate/cli.p
     from gateway.simulate import Trace, run
 
     config = load(["config.yaml"])
-    trace = Trace.from_rates([(0, 0, 0.1), (10, 50, 0.1), (11, 50, 0.1)])   # (second, rps, duration)
+    trace = Trace.from_rates([(0, 0, 0.1), (10, 50, 0.1), (70, 0, 0.1)])  # (second, rps, duration) rows,
+                                                                         # each until the next: 50 rps 10-69 s
     # or Trace.from_requests([(arrival_s, duration_s), ...]), or load_trace("trace.csv")
     result = run(config, "iris", trace, startup=0.4, overrides=["autoscaler.stableWindow=30s"])
     result.series[12].desired      # one Row per simulated second: time, desired, ready, stable,
@@ -16,8 +17,9 @@ Command line: ``gateway simulate -f CONFIG --trace CSV`` (gateway/simulate/cli.p
 ``run(config, service, trace, *, startup=0.4, overrides=()) -> Result``: ``service`` is the
 service's name or ``namespace/name`` (None: the config's only service); ``startup`` the seconds a
 replica takes to become ready, or several (e.g. measured cold starts) taken in turn by the replicas
-as they start; ``overrides`` are
-``KEY=VALUE`` strings as ``--set`` takes them (gateway/simulate/overrides.py lists the keys).
+as they start; ``overrides`` are ``KEY=VALUE`` strings as ``--set`` takes them
+(gateway/simulate/overrides.py lists the keys). Time 0 of the trace is when the autoscaler starts
+(the gateway's start): a replica asked for by ``initialScale`` starts then.
 Bad input raises ``SimulateError`` (a ValueError; ``TraceError`` and ``OverrideError`` are kinds of it)
 with a message naming what is wrong.
 
