@@ -80,7 +80,7 @@ class Simulation:
         self.settings = settings
         self.spec = spec
         self.trace = trace
-        self.key = spec.key("default")
+        self.key = spec.key(spec.default.name)  # "default", or an InferenceService's predictor revision
         self.scaling = RevisionScaling.resolve(settings.autoscaler, spec.scaling)
         self.clock = _Clock()
         self.fleet = Fleet(
