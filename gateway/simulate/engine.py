@@ -224,6 +224,7 @@ class Simulation:
             "max_ready": max((row.ready for row in rows), default=0),
             "max_queued": self.max_queued,
             "panic_seconds": sum(1 for row in rows if row.panicking),
+            "scale_changes": self.fleet.changes,
         }
 
 

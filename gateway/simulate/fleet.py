@@ -54,7 +54,7 @@ class Fleet:
         self._horizon = horizon
         self._mark = 0.0
         self.replica_seconds = 0.0  # alive replicas integrated over [0, horizon)
-        self.scaled = 0  # scale calls (backend writes)
+        self.changes = 0  # times the replica count changed (scale-ups and scale-downs)
 
     # -- the backend the Autoscaler drives --------------------------------------------------------
     async def scale(self, key: RevisionKey, replicas: int) -> None:
@@ -66,8 +66,9 @@ class Fleet:
         return self._endpoints
 
     def resize(self, replicas: int) -> None:
-        self.scaled += 1
         surplus = len(self.active) - replicas
+        if surplus:
+            self.changes += 1
         if surplus < 0:
             for _ in range(-surplus):
                 self._start()

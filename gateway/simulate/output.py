@@ -23,6 +23,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("max_ready", "most ready replicas", "{}"),
     ("max_queued", "most queued", "{:,}"),
     ("panic_seconds", "seconds in panic", "{:,}"),
+    ("scale_changes", "replica count changes", "{:,}"),
     ("rejected", "refused (queue full)", "{:,}"),
     ("timed_out", "timed out", "{:,}"),
 )

@@ -48,12 +48,14 @@ def test_panic_entry_hold_exit_and_the_scale_down_rate() -> None:
     # T=34: 22 + 10 < 34, panic ends; stable 10 -> 1, but at most halved: floor(6 / 2) = 3.
     # T=36: stable 10 -> 1, floor(3 / 2) = 1 -> 1.
     cfg = config(W10, min_scale=1, **TARGET_10)
-    rows = simulate(cfg, rates([(20, 21, 60), (22, 59, 10)], 70)).series
+    result = simulate(cfg, rates([(20, 21, 60), (22, 59, 10)], 70))
+    rows = result.series
     assert column(rows, "stable", 22, 25) == [9.05, 9.05, 13.55, 13.55]
     assert column(rows, "panic", 22, 25) == [60.0, 60.0, 10.0, 10.0]
     assert runs(rows, "panicking") == [(0, False), (22, True), (34, False)]
     assert runs(rows, "desired") == [(0, 1), (22, 6), (34, 3), (36, 1)]
     assert runs(rows, "ready") == [(0, 0), (1, 1), (23, 6), (34, 3), (36, 1)]  # scale-down is immediate
+    assert result.summary["scale_changes"] == 4  # 0 -> 1 -> 6 -> 3 -> 1
 
 
 def test_a_faster_scale_down_rate_set_on_the_command_line() -> None:
