@@ -23,7 +23,9 @@ as they start; ``overrides`` are ``KEY=VALUE`` strings as ``--set`` takes them
 Bad input raises ``SimulateError`` (a ValueError; ``TraceError`` and ``OverrideError`` are kinds of it)
 with a message naming what is wrong.
 
-The simulated revision is the service's ``default``; all of the trace goes to it.
+``revision`` (None: the default revision) may name the canary instead: the trace is split between the
+two as the router splits it (gateway/router/split.py, exact and deterministic) and the chosen
+revision's share is simulated; revisions scale apart, so each one's figures are exact on their own.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.model import Config, ServiceSpec
+from gateway.config.model import Config, RevisionSpec, ServiceSpec
+from gateway.router.split import Splitter
 from gateway.simulate.engine import Row, Simulation
 from gateway.simulate.errors import SimulateError
 from gateway.simulate.overrides import Override, OverrideError, apply_overrides, parse_overrides
@@ -68,6 +71,16 @@ def select_service(config: Config, name: str | None) -> ServiceSpec:
     raise SimulateError(f"no service {name!r} in the config; services: {choices}")
 
 
+def select_revision(spec: ServiceSpec, name: str | None) -> RevisionSpec:
+    """The revision called ``name`` ("default" or "canary", or its own name); None: the default one."""
+    if name is None or name in ("default", spec.default.name):
+        return spec.default
+    if spec.canary is not None and name in ("canary", spec.canary.name):
+        return spec.canary
+    names = ", ".join(rev.name for rev in spec.revisions())
+    raise SimulateError(f"service {spec.name} has no revision {name!r}; its revisions: {names}")
+
+
 def run(
     config: Config,
     service: str | None,
@@ -75,9 +88,11 @@ def run(
     *,
     startup: float | Sequence[float] = 0.4,
     overrides: Sequence[str | Override] = (),
+    revision: str | None = None,
 ) -> Result:
-    """Simulate the service's default revision over ``trace``; see the module docstring."""
+    """Simulate one revision of the service (its default unless ``revision`` says) over ``trace``; see the module docstring."""
     spec = select_service(config, service)
+    chosen = select_revision(spec, revision)
     startups = [startup] if isinstance(startup, int | float) else list(startup)
     if not startups or not all(value >= 0 and math.isfinite(value) for value in startups):
         raise SimulateError(f"startup must be one or more times >= 0 seconds, got {startup}")
@@ -86,20 +101,26 @@ def run(
     spec = dataclasses.replace(spec, scaling=scaling)
     if (spec.backend or settings.backend) == "static":
         raise SimulateError(f"service {spec.name} runs on the static backend: its endpoints are fixed, nothing scales")
-    sim = Simulation(settings, spec, trace, startup=startups)
+    percent = spec.percent(chosen.name)
+    whole = trace
+    notes = []
+    if spec.canary is not None:
+        canary = chosen is spec.canary
+        split = Splitter(spec.canary_percent)
+        trace = trace.only(split.pick() == canary for _ in range(len(trace)))
+        notes.append(f"revision {chosen.name} takes {percent} % of the trace, split as the router splits it")
+    sim = Simulation(settings, spec, trace, startup=startups, revision=chosen.name)
     series = sim.run()
     summary = sim.summary()
-    notes = []
-    if spec.canary is not None and spec.canary_percent:
-        notes.append(f"the canary's {spec.canary_percent} % is not simulated: the whole trace goes to the default revision")
     summary["settings"] = {
         "service": f"{spec.namespace}/{spec.name}",
         "revision": sim.key.name,
+        "traffic_percent": percent,
         "startup_s": startups[0] if len(startups) == 1 else startups,
         "overrides": [str(item) for item in items],
         "trace": {
             "form": trace.form,
-            "requests": len(trace),
+            "requests": len(whole),
             "seconds": trace.seconds,
             "arrivals": trace.arrival_model,
             "seed": trace.seed,

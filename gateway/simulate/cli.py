@@ -9,6 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.simulate import Result
 
 COMPARE_DIR = "compare"
 
@@ -22,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="simulation", metavar="DIR", help="where the files go (default %(default)s)")
     parser.add_argument("--service", metavar="NAME", help="the service to simulate, NAME or NAMESPACE/NAME (needed if several)")
+    parser.add_argument(
+        "--revision", metavar="NAME", help="default (the default) or canary: the revision simulated, with its share of the trace"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -60,42 +67,64 @@ def main_from_args(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load, parse_duration
-    from gateway.simulate import SimulateError, load_trace, run, select_service
-    from gateway.simulate.output import table, write_run
+    from gateway.config import ConfigError, load
+    from gateway.simulate import SimulateError, load_trace, run, select_revision, select_service
     from gateway.simulate.overrides import apply_overrides, parse_overrides
-    from gateway.simulate.plot import draw
 
-    startup: list[float] = []
-    for part in args.startup.split(","):
-        value = parse_duration(part.strip())
-        if value is None or value < 0:
-            raise SimulateError(f"--startup must be durations >= 0 such as 0.4s or 0.4s,1.2s, got {args.startup!r}")
-        startup.append(value)
+    startup = _startup(args.startup)
     try:
         config = load(args.files)
     except ConfigError as exc:
         raise SimulateError(" / ".join(exc.problems or [str(exc)])) from exc
     base = parse_overrides(args.overrides, "--set")
     compare = parse_overrides(args.compare, "--compare")
-    scaling = select_service(config, args.service).scaling
-    settings, scaling = apply_overrides(config.gateway, scaling, base, "--set")
+    spec = select_service(config, args.service)
+    select_revision(spec, args.revision)
+    settings, scaling = apply_overrides(config.gateway, spec.scaling, base, "--set")
     apply_overrides(settings, scaling, compare, "--compare")  # each bad value named by its own option, before any run
     trace = load_trace(args.trace, arrivals=args.arrivals, seed=args.seed)
-    out = Path(args.out)
-    runs = [("run", run(config, args.service, trace, startup=startup, overrides=base))]
+    runs = [("run", run(config, args.service, trace, startup=startup, overrides=base, revision=args.revision))]
     if compare:
-        runs.append(("compare", run(config, args.service, trace, startup=startup, overrides=[*base, *compare])))
+        runs.append(
+            ("compare", run(config, args.service, trace, startup=startup, overrides=[*base, *compare], revision=args.revision))
+        )
+    _report(args, runs, base, compare, trace.seconds)
+    return 0
+
+
+def _startup(text: str) -> list[float]:
+    from gateway.config import parse_duration
+    from gateway.simulate import SimulateError
+
+    found: list[float] = []
+    for part in text.split(","):
+        value = parse_duration(part.strip())
+        if value is None or value < 0:
+            raise SimulateError(f"--startup must be durations >= 0 such as 0.4s or 0.4s,1.2s, got {text!r}")
+        found.append(value)
+    return found
+
+
+def _report(
+    args: argparse.Namespace, runs: list[tuple[str, Result]], base: Sequence[object], compare: Sequence[object], seconds: int
+) -> None:
+    """Write the files of every run, draw them, and print the table."""
+    from gateway.simulate import SimulateError
+    from gateway.simulate.output import table, write_run
+    from gateway.simulate.plot import draw
+
+    out = Path(args.out)
     try:
-        write_run(out, runs[0][1].series, runs[0][1].summary)
-        if compare:
-            write_run(out / COMPARE_DIR, runs[1][1].series, runs[1][1].summary)
+        for (_, result), where in zip(runs, (out, out / COMPARE_DIR), strict=False):
+            write_run(where, result.series, result.summary)
     except OSError as exc:
         raise SimulateError(f"--out {out}: cannot write there: {exc.strerror or exc}") from exc
     settings = runs[0][1].summary["settings"]
     title = f"{settings['service']}: {Path(args.trace).name}"
+    if settings["traffic_percent"] < 100 or args.revision:
+        title = f"{settings['service']}, {settings['revision']} ({settings['traffic_percent']} %): {Path(args.trace).name}"
     skipped = draw(out / "plot.png", [(name, result.series) for name, result in runs], title)
-    print(f"simulated {title}, {trace.seconds} s, startup {args.startup}{_with(base)}")
+    print(f"simulated {title}, {seconds} s, startup {args.startup}{_with(base)}")
     if compare:
         print(f"compare: {' '.join(str(item) for item in compare)}")
     for note in settings["notes"]:
@@ -105,7 +134,6 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(str(out / name) for name in written)}{f' and {out / COMPARE_DIR}/' if compare else ''}")
     if skipped:
         print(skipped, file=sys.stderr)
-    return 0
 
 
 def _with(overrides: Sequence[object]) -> str:

@@ -33,6 +33,7 @@ from gateway.autoscale.settings import RevisionScaling
 from gateway.config.model import GatewaySettings, ServiceSpec
 from gateway.simulate.fleet import Fleet, Replica
 from gateway.simulate.trace import Trace
+from gateway.types import RevisionName
 
 INF = math.inf
 
@@ -76,11 +77,19 @@ def _complete(coro: Coroutine[Any, Any, None]) -> None:
 class Simulation:
     """One run of one revision over one trace."""
 
-    def __init__(self, settings: GatewaySettings, spec: ServiceSpec, trace: Trace, *, startup: float | Sequence[float]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        spec: ServiceSpec,
+        trace: Trace,
+        *,
+        startup: float | Sequence[float],
+        revision: RevisionName,
+    ) -> None:
         self.settings = settings
         self.spec = spec
         self.trace = trace
-        self.key = spec.key(spec.default.name)  # "default", or an InferenceService's predictor revision
+        self.key = spec.key(revision)
         self.scaling = RevisionScaling.resolve(settings.autoscaler, spec.scaling)
         self.clock = _Clock()
         self.fleet = Fleet(

@@ -22,6 +22,8 @@ The columns may come in any order. The simulated span is one second past the las
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import math
 import random
 from array import array
@@ -59,6 +61,15 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.arrivals)
+
+    def only(self, picks: Iterable[bool]) -> Trace:
+        """The requests whose pick is True (one pick per request, in arrival order), over the same span."""
+        chosen = list(picks)
+        return dataclasses.replace(
+            self,
+            arrivals=array("d", itertools.compress(self.arrivals, chosen)),
+            durations=array("d", itertools.compress(self.durations, chosen)),
+        )
 
     @classmethod
     def from_requests(cls, rows: Iterable[tuple[float, float]]) -> Trace:

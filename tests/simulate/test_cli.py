@@ -148,3 +148,15 @@ def test_series_numbers_keep_their_six_decimals_and_no_data_is_0(tmp_path: Path)
     assert (
         tmp_path / "s.csv"
     ).read_text() == "time,desired,ready,stable,panic,panicking,queued\n0,1,0,0,0,0,0\n1,15,14,101.283333,30,1,7\n"
+
+
+def test_the_canary_is_simulated_with_its_share(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = ROOT / "config" / "examples" / "paddleservice-sample.yaml"  # a 50 % canary
+    out = tmp_path / "out"
+    assert main(["simulate", "-f", str(sample), "--trace", str(BURST), "--out", str(out), "--revision", "canary"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: revision canary takes 50 % of the trace, split as the router splits it" in printed
+    assert "paddleservice-sample-canary (50 %)" in printed
+    assert json.loads((out / "summary.json").read_text())["requests"] == 3000
+    assert main(["simulate", "-f", str(DEMO), "--trace", str(BURST), "--out", str(out), "--revision", "canary"]) == 2
+    assert "service iris has no revision 'canary'; its revisions: default" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from gateway.config.model import RevisionSpec
 from gateway.simulate import OverrideError, SimulateError, Trace, run
 from gateway.simulate.overrides import SECTIONS, apply_overrides, parse_overrides
 from tests.simulate.support import config
@@ -128,3 +129,31 @@ def test_what_cannot_be_simulated_is_named() -> None:
         run(one, None, trace, startup=-1)
     with pytest.raises(SimulateError, match=r"startup must be one or more times >= 0 seconds, got \[\]"):
         run(one, None, trace, startup=[])
+
+
+def test_a_revision_gets_its_share_of_the_trace_as_the_router_splits_it() -> None:
+    base = config(min_scale=1)
+    split = replace(base.services[0], canary=RevisionSpec(name="canary", command="true"), canary_percent=30)
+    cfg = replace(base, services=(split,))
+    trace = Trace.from_requests([(i / 10, 0.05) for i in range(100)])
+    default = run(cfg, None, trace)
+    canary = run(cfg, None, trace, revision="canary")
+    # smooth weighted round-robin: exactly 70 and 30 of any 100 consecutive requests
+    assert (default.summary["requests"], canary.summary["requests"]) == (70, 30)
+    assert (default.summary["settings"]["revision"], canary.summary["settings"]["revision"]) == ("m-default", "m-canary")
+    assert (default.summary["settings"]["traffic_percent"], canary.summary["settings"]["traffic_percent"]) == (70, 30)
+    assert canary.summary["settings"]["trace"]["requests"] == 100
+    half = replace(cfg, services=(replace(split, canary_percent=50),))
+    # 50/50 alternates, the default first: it serves requests 0, 2, 4, ...
+    assert run(half, None, Trace.from_requests([(float(i), 0.1) for i in range(10)])).summary["requests"] == 5
+    assert run(base, None, trace, revision="default").summary["requests"] == 100  # no canary: all of it
+    with pytest.raises(SimulateError, match=r"service m has no revision 'canary'; its revisions: default"):
+        run(base, None, trace, revision="canary")
+    with pytest.raises(SimulateError, match=r"service m has no revision 'blue'; its revisions: default, canary"):
+        run(cfg, None, trace, revision="blue")
+
+
+def test_only_keeps_the_picked_requests_over_the_same_span() -> None:
+    trace = Trace.from_requests([(0.0, 1.0), (1.0, 2.0), (2.5, 3.0)])
+    kept = trace.only([True, False, True])
+    assert (list(kept.arrivals), list(kept.durations), kept.seconds) == ([0.0, 2.5], [1.0, 3.0], 3)
