@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -15,10 +15,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.backends import ReportsHealth
+from gateway.config.model import ServiceSpec
 from gateway.metrics import GatewayCollector, RevisionView, revision_views, scaling_status
+from gateway.types import RevisionKey
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+NOT_READY = ("failed", "crash-backoff")  # backend states of a revision that cannot serve
 
 
 def backend_health(gateway: Gateway) -> dict[str, str | None]:
@@ -32,6 +36,7 @@ def services_document(gateway: Gateway) -> dict[str, object]:
     services = []
     for spec in gateway.config.services:
         revisions = []
+        tags = {rev.name: tag for tag, rev in spec.tagged()}
         for rev in spec.revisions():
             key = spec.key(rev.name)
             runtime = gateway.runtimes[key]
@@ -40,8 +45,8 @@ def services_document(gateway: Gateway) -> dict[str, object]:
             revisions.append(
                 {
                     "name": key.name,
-                    "tag": rev.name,
-                    "host": spec.tag_host(rev.name, domain),
+                    "tag": tags.get(rev.name),
+                    "host": spec.tag_host(tags[rev.name], domain) if rev.name in tags else None,
                     "percent": spec.percent(rev.name),
                     "backend": gateway.revision_backends.of_revision.get(key),
                     "endpoints": sorted(e.url for e in runtime.throttler.trackers),
@@ -56,12 +61,34 @@ def services_document(gateway: Gateway) -> dict[str, object]:
                     "panicking": scaling.panicking,
                 }
             )
-        services.append({"name": spec.name, "namespace": spec.namespace, "host": spec.host(domain), "revisions": revisions})
+        service: dict[str, object] = {"name": spec.name, "namespace": spec.namespace, "host": spec.host(domain)}
+        if spec.rollout is not None:
+            service["rollout"] = rollout_status(spec, lambda key: gateway.revision_backends.status(key).state)
+        service["revisions"] = revisions
+        services.append(service)
     backends = {kind: {"ok": problem is None, "message": problem} for kind, problem in backend_health(gateway).items()}
     document: dict[str, object] = {"domain": domain, "backends": backends, "services": services}
     if gateway.shared is not None:
         document["shared"] = gateway.shared.describe()
     return document
+
+
+def rollout_status(spec: ServiceSpec, state: Callable[[RevisionKey], str]) -> dict[str, object]:
+    """An InferenceService's traffic as `kubectl get isvc` shows it: PREV and LATEST percents, the previously
+    rolled-out revision (None while no canary runs, as KServe), the latest revision and the latest that is
+    ready (its backend has not failed it: the rolled-out one while the latest fails)."""
+    canary = spec.canary
+    latest = spec.key((canary or spec.default).name)
+    ready = state(latest) not in NOT_READY
+    prev = spec.key(spec.default.name) if canary is not None else None
+    return {
+        "ready": ready,
+        "prev": spec.percent(spec.default.name) if canary is not None else None,
+        "latest": spec.percent(canary.name) if canary is not None else 100,
+        "prevRolledOutRevision": prev.name if prev is not None else None,
+        "latestRevision": latest.name,
+        "latestReadyRevision": latest.name if ready else prev.name if prev is not None and state(prev) not in NOT_READY else None,
+    }
 
 
 def readiness(gateway: Gateway) -> tuple[bool, str]:

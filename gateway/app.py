@@ -20,6 +20,8 @@ from gateway.config.model import Config
 from gateway.reconcile import ApplyReport, Reconciler, Runtimes
 from gateway.reloads import Reloader
 from gateway.revision_backends import RevisionBackends
+from gateway.rollouts.resolver import Rollouts
+from gateway.rollouts.stores import RolloutStore
 from gateway.router.revision import RevisionHooks
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
@@ -100,6 +102,7 @@ class Gateway:
             hooks=hooks,
         )
         self._runtimes = runtimes
+        self.rollouts = Rollouts(self.state_dir, kube=self._kube_rollouts, redis=self._redis_rollouts)
         self._autoscaler_task: asyncio.Task[None] | None = None
         self.reloader = Reloader(self)
         self.shared: SharedState | None = None  # several instances, one autoscaler (spec.redis)
@@ -123,6 +126,20 @@ class Gateway:
         `also`: (offset, total) pairs still in force while the instances renumber."""
         self._runtimes.set_share(offset, total, also)
 
+    def _kube_rollouts(self) -> RolloutStore:
+        from gateway.backends.kubernetes import KubernetesBackend
+        from gateway.rollouts.kube_store import KubeRolloutStore
+
+        backend = self.revision_backends.get("kubernetes")
+        assert isinstance(backend, KubernetesBackend)
+        return KubeRolloutStore(backend.api)
+
+    def _redis_rollouts(self) -> RolloutStore:
+        from gateway.rollouts.redis_store import RedisRolloutStore
+
+        assert self.config.gateway.redis
+        return RedisRolloutStore(self.config.gateway.redis)
+
     def _endpoint_dropped(self, endpoint: Endpoint) -> None:
         self.proxy.pools.drop(endpoint)
 
@@ -131,7 +148,10 @@ class Gateway:
         return status.state, status.message
 
     async def apply(self, config: Config) -> ApplyReport:
-        """Bring runtimes, backends, autoscaler and the route table to `config`; the table swap is atomic."""
+        """Bring runtimes, backends, autoscaler and the route table to `config`; the table swap is atomic.
+
+        InferenceServices are numbered first (their rollout records read and stored: gateway.rollouts)."""
+        config = await self.rollouts.resolve(config)
         self.config, report = await self.reconciler.apply(config)
         return report
 
@@ -178,6 +198,7 @@ class Gateway:
                     await self.shared.close()  # the lease given up: another instance leads at once
             except TimeoutError:
                 log.warning("the shared state did not close within %g s; stopping without it", SHARED_CLOSE)
+        await self.rollouts.close()
         await self.revision_backends.close()
         self._runtimes.close()
 

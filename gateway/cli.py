@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, validate, status, modelserver, simulate."""
+"""The `gateway` command: serve, validate, status, modelserver, storage-initializer, simulate."""
 
 from __future__ import annotations
 
@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("modelserver", help="serve an ONNX, scikit-learn or XGBoost model over KServe's V1 and V2 protocols")
     add_arguments(model)
 
+    from gateway.storage.initializer import add_arguments as add_initializer_arguments
+
+    initializer = sub.add_parser(
+        "storage-initializer",
+        help="download a model into a folder (what a revision's init container runs under kubernetes)",
+    )
+    add_initializer_arguments(initializer)
+
     from gateway.simulate.cli import add_arguments as simulate_arguments
 
     simulate = sub.add_parser("simulate", help="replay a traffic trace through the autoscaler on a simulated clock")
@@ -118,6 +126,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from gateway.status import print_status
 
         return print_status(args.admin)
+    if args.command == "storage-initializer":
+        from gateway.storage.initializer import main_from_args as initialize
+
+        return initialize(args)
     if args.command == "simulate":
         from gateway.simulate.cli import main_from_args as simulate
 

@@ -167,12 +167,14 @@ class Reconciler:
         return specs, changed
 
     def _gone_revisions(self, changed: list[ServiceSpec], removed: list[ServiceSpec]) -> list[RevisionKey]:
-        """Revisions of removed services, and canaries that changed services no longer have."""
+        """Revisions of removed services, and revisions changed services no longer have (a canary taken out,
+        an InferenceService's previous revision once the latest is promoted)."""
         gone = [spec.key(rev.name) for spec in removed for rev in spec.revisions()]
         for spec in changed:
             was = self.specs.get(spec.ident)
-            if was is not None and was.canary is not None and spec.canary is None:
-                gone.append(was.key("canary"))
+            if was is not None:
+                keep = {rev.name for rev in spec.revisions()}
+                gone.extend(was.key(rev.name) for rev in was.revisions() if rev.name not in keep)
         return gone
 
     async def _apply_services(self, settings: GatewaySettings, changed: list[ServiceSpec], removed: list[ServiceSpec]) -> None:
@@ -180,16 +182,17 @@ class Reconciler:
         changed_by_kind: dict[BackendKind, list[ServiceSpec]] = {}
         removed_by_kind: dict[BackendKind, list[ServiceSpec]] = {}
         for spec in removed:
-            kind = self._backends.of_revision.get(spec.key("default"))
+            kind = self._backends.of_revision.get(spec.key(spec.default.name))
             if kind is not None:
                 removed_by_kind.setdefault(kind, []).append(spec)
         for i, spec in enumerate(changed):
             if i and i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a reload that changes 10,000 services lets requests through
             kind = spec.backend or settings.backend
-            old_kind = self._backends.of_revision.get(spec.key("default"))
-            if old_kind is not None and old_kind != kind:
-                removed_by_kind.setdefault(old_kind, []).append(self.specs[spec.ident])
+            was = self.specs.get(spec.ident)
+            old_kind = self._backends.of_revision.get(was.key(was.default.name)) if was is not None else None
+            if was is not None and old_kind is not None and old_kind != kind:
+                removed_by_kind.setdefault(old_kind, []).append(was)
             changed_by_kind.setdefault(kind, []).append(spec)
             self._configure_runtimes(settings, spec, kind)
         await self._update_backends(changed_by_kind, removed_by_kind)

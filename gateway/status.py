@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 COLUMNS = ("HOST", "REVISION", "TRAFFIC", "READY", "IN-FLIGHT", "QUEUED", "STABLE", "PANIC", "STATE")
+ISVC_COLUMNS = ("NAME", "URL", "READY", "PREV", "LATEST", "PREVROLLEDOUTREVISION", "LATESTREADYREVISION")
 
 
 def _fmt(value: object) -> str:
@@ -62,12 +63,37 @@ def shared(doc: dict[str, Any]) -> list[str]:
     return [line] + ([f"shared state: {state['message']}"] if state.get("message") else [])
 
 
+def inference_services(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per InferenceService, as `kubectl get isvc` prints it (blank where KServe's is)."""
+    out: list[tuple[str, ...]] = []
+    for service in doc.get("services", []):
+        rollout = service.get("rollout")
+        if not isinstance(rollout, dict):
+            continue
+        out.append(
+            (
+                f"{service['namespace']}/{service['name']}",
+                f"http://{service['host']}",
+                "True" if rollout.get("ready") else "False",
+                f"{rollout['prev']}" if rollout.get("prev") is not None else "",
+                f"{rollout['latest']}",
+                rollout.get("prevRolledOutRevision") or "",
+                rollout.get("latestReadyRevision") or "",
+            )
+        )
+    return out
+
+
+def _table(table: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    return [("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]).rstrip() for r in table]
+
+
 def render(doc: dict[str, Any]) -> str:
-    table = [COLUMNS, *rows(doc)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
-    lines = shared(doc) + problems(doc)
-    for r in table:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    lines = shared(doc) + problems(doc) + _table([COLUMNS, *rows(doc)])
+    isvcs = inference_services(doc)
+    if isvcs:
+        lines += ["", *_table([ISVC_COLUMNS, *isvcs])]
     return "\n".join(lines)
 
 

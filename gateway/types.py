@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-RevisionName = Literal["default", "canary"]
+# A revision's suffix within its service: "default" and "canary" (PaddleService, SimpleMLService, KFServing),
+# "predictor-00002" (an InferenceService's numbered revisions, as KServe names them).
+RevisionName = str
+_REVISION_NAME = re.compile(r"default|canary|predictor-\d{5,}")
+
+
+def is_revision_name(text: str) -> bool:
+    """Whether `text` is a revision suffix a ServiceSpec can have (labels and Redis keys read back are checked)."""
+    return _REVISION_NAME.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ What runs in the pod, by what the manifest gave:
   none, and a name when it has none;
 - a model (InferenceService: onnx, sklearn, xgboost): what the runtime for its format runs
   (`GatewayConfig.spec.kubernetes.runtimes`; by default `gateway modelserver` in the model-server image);
+  a model from storage (s3://, gs://, http(s)://) is first fetched by an init container of the
+  model-server image into an emptyDir at /mnt/models, which the model server reads (`with_storage_initializer`);
 - otherwise one container from the revision: image, command, args, env (plus `PORT`, as Knative
   gives it), resources, named after the manifest (PaddleService: `runtimeVersion`).
 The readiness probe is HTTP on `readinessPath` or TCP on the port. Accelerators add their resource to
@@ -28,6 +30,7 @@ from gateway.backends.accelerators import accelerator_toleration, tolerations_wi
 from gateway.backends.errors import BackendConfigError
 from gateway.config import runtimes
 from gateway.config.model import KubernetesSettings, RevisionSpec, ServiceSpec
+from gateway.storage.uris import KUBERNETES_MODEL_DIR
 from gateway.types import RevisionKey
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -131,7 +134,51 @@ def pod_spec(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesS
         pod["nodeSelector"] = node_selector
     if tolerations:
         pod["tolerations"] = tolerations
+    if revision.storage_uri is not None:
+        with_storage_initializer(pod, revision, settings)
     return pod
+
+
+STORAGE_INITIALIZER = "storage-initializer"  # KServe's name for the init container
+STORAGE_VOLUME = "kserve-provision-location"  # KServe's name for the emptyDir the model goes into
+STORAGE_SECRET_VOLUME = "storage-secret"
+STORAGE_SECRET_DIR = "/var/run/secrets/serving-gateway/storage"
+
+
+def with_storage_initializer(pod: Manifest, revision: RevisionSpec, settings: KubernetesSettings) -> None:
+    """Fetch `revision.storage_uri` before the served container starts, as KServe does.
+
+    An init container of the model-server image runs `gateway storage-initializer URI /mnt/models`
+    into an emptyDir that the served container mounts read-only at the same place. The revision's
+    env goes to the init container too (S3_ENDPOINT and friends), and a named secret is mounted for it
+    (`--secret-dir`: AWS_* keys or an s3cmd .s3cfg), never into the served container.
+    """
+    model_dir = revision.storage_path or KUBERNETES_MODEL_DIR
+    args = [str(revision.storage_uri), model_dir]
+    mounts: list[Manifest] = [{"name": STORAGE_VOLUME, "mountPath": model_dir}]
+    volumes: list[Manifest] = [{"name": STORAGE_VOLUME, "emptyDir": {}}]
+    if revision.storage_secret is not None:
+        args = ["--secret-dir", STORAGE_SECRET_DIR, *args]  # options first: what follows DEST is a command
+        mounts.append({"name": STORAGE_SECRET_VOLUME, "mountPath": STORAGE_SECRET_DIR, "readOnly": True})
+        volumes.append({"name": STORAGE_SECRET_VOLUME, "secret": {"secretName": revision.storage_secret}})
+    init: Manifest = {
+        "name": STORAGE_INITIALIZER,
+        "image": settings.model_server_image,
+        "command": ["gateway", "storage-initializer"],
+        "args": args,
+        "volumeMounts": mounts,
+    }
+    if revision.env:
+        init["env"] = [{"name": name, "value": value} for name, value in revision.env]
+    if settings.image_pull_policy is not None:
+        init["imagePullPolicy"] = settings.image_pull_policy
+    pod["initContainers"] = [*(pod.get("initContainers") or ()), init]
+    pod["volumes"] = [*(pod.get("volumes") or ()), *volumes]
+    served = pod["containers"][0]
+    served["volumeMounts"] = [
+        *(served.get("volumeMounts") or ()),
+        {"name": STORAGE_VOLUME, "mountPath": model_dir, "readOnly": True},
+    ]
 
 
 def _unique(tolerations: list[dict[str, Any]]) -> list[dict[str, Any]]:

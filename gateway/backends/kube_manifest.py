@@ -20,11 +20,12 @@ from gateway.backends.deployment import (
     served_port,
 )
 from gateway.config.model import GatewaySettings, RevisionSpec, ServiceSpec
-from gateway.types import RevisionKey
+from gateway.types import RevisionKey, is_revision_name
 
 __all__ = [
     "DEFAULT_PORT",
     "DIGEST_ANNOTATION",
+    "ROLLOUT_ANNOTATION",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "Obj",
@@ -36,6 +37,7 @@ __all__ = [
 Obj = dict[str, Any]
 
 DIGEST_ANNOTATION = "serving-gateway/digest"
+ROLLOUT_ANNOTATION = "serving-gateway/rollout"  # an InferenceService's rollout record (gateway.rollouts), on each revision
 
 
 def revision_of(obj: Obj) -> RevisionKey | None:
@@ -46,7 +48,7 @@ def revision_of(obj: Obj) -> RevisionKey | None:
     revision = labels.get(REVISION_LABEL)
     service = labels.get(SERVICE_LABEL)
     namespace = labels.get(NAMESPACE_LABEL)
-    if revision not in ("default", "canary") or not service or not namespace:
+    if not isinstance(revision, str) or not is_revision_name(revision) or not service or not namespace:
         return None
     return RevisionKey(namespace, service, revision)
 
@@ -60,6 +62,9 @@ def desired(spec: ServiceSpec, rev: RevisionSpec, settings: GatewaySettings) -> 
     """
     manifest = copy.deepcopy(build_deployment(spec, rev, settings.kubernetes))
     manifest["spec"].pop("replicas", None)
+    if spec.rollout is not None and spec.rollout.record:
+        # kept with the Deployments, so a restarted gateway finds which revision was rolled out
+        manifest["metadata"].setdefault("annotations", {})[ROLLOUT_ANNOTATION] = spec.rollout.record
     digest = hashlib.blake2b(json.dumps(manifest, sort_keys=True).encode(), digest_size=12).hexdigest()
     manifest["metadata"].setdefault("annotations", {})[DIGEST_ANNOTATION] = digest
     return manifest, digest, served_port(rev)

@@ -102,8 +102,11 @@ class KubernetesBackend:
         fresh: list[KubeRevision] = []
         for svc in changed:
             old = self._services.get(svc.ident)
-            if old is not None and old.canary is not None and svc.canary is None:
-                self._reconciler.remove(old.key("canary"))
+            if old is not None:  # revisions it no longer has: a canary taken out, a promoted InferenceService's previous one
+                keep = {rev.name for rev in svc.revisions()}
+                for rev in old.revisions():
+                    if rev.name not in keep:
+                        self._reconciler.remove(old.key(rev.name))
             for rev in svc.revisions():
                 key = svc.key(rev.name)
                 problem = None

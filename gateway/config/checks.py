@@ -27,15 +27,13 @@ from gateway.config import runtimes
 from gateway.config.manifest import RevisionFields, Translated
 from gateway.config.model import BackendKind, GatewaySettings, RevisionSpec, ServiceSpec
 from gateway.config.values import quantity_value
-from gateway.types import RevisionName
-
-TAGS: tuple[RevisionName, ...] = ("default", "canary")
 
 
 def service_hosts(service: ServiceSpec, domain: str) -> list[tuple[str, str]]:
-    """(host, what) pairs a service claims: its own host and both tag hosts (with a canary or not), lowercase."""
+    """(host, what) pairs a service claims: its own host and its tag hosts (default and canary with a canary
+    or not; an InferenceService's prev and latest with tag routing on), lowercase."""
     hosts = [(service.host(domain).lower(), "host")]
-    hosts += [(service.tag_host(tag, domain).lower(), f"{tag} tag host") for tag in TAGS]
+    hosts += [(service.tag_host(tag, domain).lower(), f"{tag} tag host") for tag in service.claimed_tags()]
     return hosts
 
 

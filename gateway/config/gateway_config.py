@@ -132,6 +132,7 @@ _SPEC_KEYS = (
     "backend",
     "redis",
     "stateDir",
+    "secretsFile",
     "autoscaler",
     "activator",
     "proxy",
@@ -205,6 +206,7 @@ def _autoscaler(ctx: DocContext, value: object) -> AutoscalerSettings:
 
 
 def _state_dir(ctx: DocContext, path: str, value: object) -> str | None:
+    """A path, relative to the config file (stateDir, secretsFile)."""
     text = string(ctx, path, value)
     return None if text is None else os.path.normpath(os.path.join(ctx.directory, os.path.expanduser(text)))
 
@@ -223,6 +225,9 @@ _SPEC: dict[str, SectionKey[GatewaySettings]] = {
     "backend": _backend,
     "redis": section_key(_redis_url, lambda s, v: replace(s, redis=v)),
     "stateDir": section_key(_state_dir, lambda s, v: replace(s, state_dir=v)),
+    # Kubernetes Secret manifests (relative to this file) the local backend reads storage credentials from;
+    # read when a service names a secret (gateway/config/storage_secrets.py).
+    "secretsFile": section_key(lambda c, p, v: _state_dir(c, p, v), lambda s, v: replace(s, secrets_file=v)),
 }
 
 

@@ -8,7 +8,7 @@ predictor is (gateway/config/kserve.py), after two spellings of v1alpha2 are put
 - `custom: {container: {...}}` (one container) is `containers: [{...}]`;
 - `parallelism` (how many requests a replica serves at once) is `containerConcurrency`.
 
-So a predictor's `onnx`, `sklearn` or `xgboost` key with a local `storageUri` runs the built-in model
+So a predictor's `onnx`, `sklearn` or `xgboost` key with a `storageUri` (local or remote) runs the built-in model
 server with that format, as in v1beta1; the other framework keys are refused there, naming these.
 
 The service's scaling (minReplicas, maxReplicas, parallelism, scaleTarget...) comes from the default

@@ -1,23 +1,27 @@
 """InferenceService (serving.kserve.io/v1beta1): a model served by the built-in model server, or containers.
 
 `spec.predictor.model` with `modelFormat.name: onnx | sklearn | xgboost` (any case; or the older
-`spec.predictor.onnx`, `.sklearn`, `.xgboost`) and a local `storageUri` (`file:///abs`,
-`file://relative`, a plain path) is served by `gateway modelserver --format FORMAT`. Under the local
-backend the path is a file on this machine, relative to the config file, or a folder holding
-`model.EXT` or exactly one file of the format (gateway/modelserver/formats.py), and the command is
+`spec.predictor.onnx`, `.sklearn`, `.xgboost`) and a `storageUri` is served by
+`gateway modelserver --format FORMAT`. A remote `storageUri` (`s3://`, `gs://`, `http(s)://`, see
+gateway/storage) is downloaded before the replica is ready: by the replica itself into the gateway's
+state directory under the local backend (`--model URI`), by an init container into `/mnt/models` under
+kubernetes; only its form is checked here (no network at config time). A local one (`file:///abs`,
+`file://relative`, a plain path) is read in place: under the local backend the path is a file on this
+machine, relative to the config file, or a folder holding `model.EXT` or exactly one file of the format
+(gateway/modelserver/formats.py), and the command is
 `python -m gateway modelserver --model ABS --format FORMAT --name NAME --port {port}`; a format whose
 extra is not installed here is a warning (its replicas fail to start saying what to install). Under the
 kubernetes backend the format picks a runtime from `GatewayConfig.spec.kubernetes.runtimes` (or the one
 `model.runtime` names), by default the model-server image (`modelServerImage`, which deploy/Dockerfile
-builds with config/ at /app/config), and the path names the model inside it, so it must be absolute there.
+builds with config/ at /app/config), and a local path names the model inside it, so it must be absolute there.
 A predictor may instead give `containers`: the kubernetes backend runs them as given; the local
-backend runs the first one's command. Other formats (tensorflow, pytorch, triton...) and remote URIs
-are errors: nothing here downloads models or runs other framework servers.
+backend runs the first one's command. Other formats (tensorflow, pytorch, triton...) are errors: nothing
+here runs other framework servers.
 
-KServe's `canaryTrafficPercent` splits traffic between the previous and the latest rollout of one
-predictor; a single manifest has no previous rollout, so the field is validated and reported as a
-warning (use a PaddleService with `default` and `canary` to split). Transformers and explainers are
-reported as warnings and not run.
+KServe's `canaryTrafficPercent` splits traffic between the previously rolled-out revision and the latest
+one: a translated InferenceService carries one revision named `predictor` and a `RolloutSpec`; when it
+is applied, gateway.rollouts numbers its revisions as KServe does (`{name}-predictor-00001`, ...) against
+the record it keeps. Transformers and explainers are reported as warnings and not run.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from __future__ import annotations
 import copy
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config.container import read_containers
 from gateway.config.errors import DocContext
 from gateway.config.manifest import RevisionFields, Translated, open_service
+from gateway.config.model import RolloutSpec
 from gateway.config.runnable import RevisionDraft, read_env, read_given, read_placement, read_resources
 from gateway.config.scaling import (
     ScalingDraft,
@@ -50,11 +55,15 @@ from gateway.config.values import (
     string,
 )
 from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
+from gateway.rollouts.record import predictor_digest
+from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, missing_library, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 READINESS_PATH = "/v2/health/ready"
 CONTAINER_NAME = "kserve-container"  # KServe's name for a predictor's container that gives none
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
+PREDICTOR = "predictor"  # the translated revision's name until gateway.rollouts numbers it (predictor-00001)
 
 # The formats the built-in model server serves, each also an older predictor key (`predictor.sklearn:`).
 SERVED_FORMATS = NAMES
@@ -99,9 +108,7 @@ _PREDICTOR_SCALING: dict[str, Setting[Any]] = {
     "scaleTarget": setting(read_target, lambda d: d.target),
     "containerConcurrency": setting(read_container_concurrency, lambda d: d.container_concurrency),
 }
-_UNSUPPORTED_HINT = (
-    f"only {SERVED} models in local files are served by the built-in model server (or give containers[0] with a command)"
-)
+_UNSUPPORTED_HINT = f"only {SERVED} models are served by the built-in model server (or give containers[0] with a command)"
 
 
 @dataclass
@@ -132,11 +139,13 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     timeout = None
     if predictor.get("timeout") is not None:
         timeout = integer(ctx, "spec.predictor.timeout", predictor["timeout"], lo=1)
-    _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
+    percent = _canary_percent(ctx, predictor.get("canaryTrafficPercent"))
+    tag_routing = _tag_routing(ctx, doc.meta.annotations.get(TAG_ROUTING_ANNOTATION))
     if doc.failed() or draft is None or scaling_spec is None or fields is None:
         return None
-    service = doc.service(draft.finish("default"), scaling_spec, timeout=None if timeout is None else float(timeout))
-    return Translated(service, ctx, {"default": fields}, notes.local_notes, notes.local_errors, notes.kubernetes_errors)
+    service = doc.service(draft.finish(PREDICTOR), scaling_spec, timeout=None if timeout is None else float(timeout))
+    service = replace(service, rollout=RolloutSpec(percent, tag_routing, predictor_digest(predictor)))
+    return Translated(service, ctx, {PREDICTOR: fields}, notes.local_notes, notes.local_errors, notes.kubernetes_errors)
 
 
 def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | None:
@@ -155,14 +164,21 @@ def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | 
     return predictor
 
 
-def _canary_percent(ctx: DocContext, value: object) -> None:
-    path = "spec.predictor.canaryTrafficPercent"
-    if value is not None and integer(ctx, path, value, lo=0, hi=100) is not None:
-        ctx.warn(
-            path,
-            "ignored: there is no previous revision to split with; all traffic goes to this predictor "
-            "(a PaddleService with default and canary splits traffic)",
-        )
+def _canary_percent(ctx: DocContext, value: object) -> int | None:
+    """canaryTrafficPercent, 0..100; None when not set. Which revisions it splits is decided when the
+    service is applied (gateway.rollouts), against the rollout recorded before."""
+    if value is None:
+        return None
+    return integer(ctx, "spec.predictor.canaryTrafficPercent", value, lo=0, hi=100)
+
+
+def _tag_routing(ctx: DocContext, value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    ctx.error(join("metadata.annotations", TAG_ROUTING_ANNOTATION), f'must be "true" or "false", got {value!r}')
+    return False
 
 
 def runnable(
@@ -213,7 +229,7 @@ def _model_spec(ctx: DocContext, path: str, key: str, value: object) -> tuple[di
     if found.get("protocolVersion") is not None:
         choice(ctx, join(path, "protocolVersion"), found["protocolVersion"], ("v1", "v2", "grpc-v2"))
     if found.get("storageUri") is None:
-        ctx.error(join(path, "storageUri"), f"required (a local {fmt} model file, or a folder holding one)")
+        ctx.error(join(path, "storageUri"), f"required (a local {fmt} model file, a folder holding one, or a storage URI)")
         return None
     return found, fmt
 
@@ -238,6 +254,8 @@ def _model_server(
     env = read_given(ctx, path, found, "env", read_env)
     if written is None:
         return None
+    if is_remote(written):
+        return _downloaded_model(ctx, uri_path, written, name, resources, env, fmt, notes)
     model, problem = locate_model(ctx.directory, written, fmt)
     if problem is not None:
         notes.local_errors.append((uri_path, problem))
@@ -275,6 +293,47 @@ def _model_server(
     )
 
 
+def _downloaded_model(
+    ctx: DocContext,
+    uri_path: str,
+    uri: str,
+    name: str,
+    resources: dict[str, dict[str, str]] | None,
+    env: tuple[tuple[str, str], ...] | None,
+    fmt: str,
+    notes: BackendNotes,
+) -> RevisionDraft:
+    """A model the replica downloads: the local backend's replica fetches `uri` itself before it is ready
+    (into `$SERVING_GATEWAY_STATE_DIR/models`); under kubernetes an init container fetches it into
+    /mnt/models, which the model server reads."""
+    for absent in (missing(fmt), missing_library(parse(uri).scheme)):
+        if absent is not None:
+            notes.local_notes.append((uri_path, f"{absent}; until then its replicas fail to start"))
+    command = (
+        sys.executable,
+        "-m",
+        "gateway",
+        "modelserver",
+        "--model",
+        uri,
+        "--format",
+        fmt,
+        "--name",
+        name,
+        "--port",
+        "{port}",
+    )
+    return RevisionDraft(
+        command=command,
+        readiness_path=READINESS_PATH,
+        workdir=ctx.directory,
+        resources=resources,
+        env=env,
+        model_path=KUBERNETES_MODEL_DIR,
+        storage_uri=uri,
+    )
+
+
 def _format_name(ctx: DocContext, path: str, value: object) -> str | None:
     """`modelFormat.name`, lowercased (KServe matches it so), when the built-in model server serves it."""
     if value is None:
@@ -291,20 +350,22 @@ def _format_name(ctx: DocContext, path: str, value: object) -> str | None:
 
 
 def model_file_path(ctx: DocContext, path: str, value: object) -> str | None:
-    """The file path a storageUri names, as written (`file://` removed); remote URIs are errors."""
+    """The storageUri as written, checked for its form only: a remote URI (s3, gs, http, https) whole,
+    a local one as a file path (`file://` removed). An unknown scheme or a malformed URI is an error."""
     uri = string(ctx, path, value)
     if uri is None:
         return None
-    if "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        if scheme.lower() != "file":
-            ctx.error(path, f"{_UNSUPPORTED_HINT}; remote URIs are not downloaded, got {uri!r}")
-            return None
-        uri = rest
-    if not uri.strip():
+    try:
+        parsed = parse(uri)
+    except StorageError as exc:
+        ctx.error(path, str(exc))
+        return None
+    if parsed.remote:
+        return uri
+    if not parsed.path.strip():
         ctx.error(path, "names no file")
         return None
-    return uri
+    return parsed.path
 
 
 def locate_model(directory: str, written: str, fmt: str = "onnx") -> tuple[str, str | None]:

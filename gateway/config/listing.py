@@ -57,8 +57,13 @@ def _service_rows(service: ServiceSpec, config: Config) -> list[tuple[str, ...]]
                 _static_target(service) if backend == "static" and i == 0 else _target(service, config) if i == 0 else "",
             )
         )
-    for revision in service.revisions():
-        rows.append((f"  {service.tag_host(revision.name, domain)}", service.key(revision.name).name, "tag", "", "", ""))
+    for tag, revision in service.tagged():
+        rows.append((f"  {service.tag_host(tag, domain)}", service.key(revision.name).name, "tag", "", "", ""))
+    if service.rollout is not None and not service.rollout.record:
+        rows[0] = (rows[0][0], f"{service.name}-predictor-NNNNN", *rows[0][2:])
+        for tag, which in (("prev", "rolled out"), ("latest", "latest")):
+            if tag in service.claimed_tags():
+                rows.append((f"  {service.tag_host(tag, domain)}", f"({which})", "tag", "", "", ""))
     return rows
 
 
@@ -68,7 +73,10 @@ def _align(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def routing_table(config: Config) -> str:
-    """A readable summary of what a config routes where, followed by its warnings."""
+    """A readable summary of what a config routes where, followed by its warnings.
+
+    An InferenceService's revisions are numbered when it is served (gateway.rollouts, against its record):
+    here it shows as `{name}-predictor-NNNNN`."""
     settings = config.gateway
     lines = [
         (

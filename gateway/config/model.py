@@ -115,6 +115,7 @@ class GatewaySettings:
     backend: BackendKind = "local"
     redis: str | None = None
     state_dir: str | None = None  # default: $XDG_STATE_HOME/serving-gateway or ~/.local/state/...
+    secrets_file: str | None = None  # Kubernetes Secret manifests the local backend reads storage credentials from
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     activator: ActivatorSettings = field(default_factory=ActivatorSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
@@ -146,6 +147,7 @@ class ScalingSpec:
 @dataclass(frozen=True, slots=True)
 class RevisionSpec:
     name: RevisionName
+    tag: str | None = None  # the tag that pins it (`{tag}-{host}`, Knative-Serving-Tag); None: its name
     command: tuple[str, ...] | str | None = None  # argv list or shell string (local backend)
     endpoints: tuple[str, ...] = ()  # base URLs (static backend)
     readiness_path: str | None = None  # None: TCP connect
@@ -166,8 +168,24 @@ class RevisionSpec:
     # the kubernetes backend keeps it and serves containers[0].
     pod_spec: dict[str, object] | None = None
     model_path: str | None = None  # a model inside the model-server image (InferenceService, kubernetes)
+    # A model to download before serving (s3://, gs://, http(s)://): the local backend's replica fetches it
+    # itself (`--model URI`); the kubernetes backend adds an init container fetching it into /mnt/models.
+    storage_uri: str | None = None
+    storage_secret: str | None = None  # a Secret holding the credentials (kubernetes: mounted; local: spec.secretsFile)
+    storage_path: str | None = None  # where the model goes in the pod (None: /mnt/models; SimpleMLService: containerPath)
     model_format: str | None = None  # onnx | sklearn | xgboost: the model at model_path (InferenceService)
     model_runtime: str | None = None  # the runtime the manifest names (`predictor.model.runtime`), None: by format
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutSpec:
+    """An InferenceService's rollout (KServe v1beta1): what its manifest asks, and once resolved against
+    the stored record (gateway.rollouts), which numbered revision is rolled out and which is latest."""
+
+    canary_percent: int | None = None  # spec.predictor.canaryTrafficPercent; None: not set (promote the latest)
+    tag_routing: bool = False  # serving.kserve.io/enable-tag-routing: prev-/latest- tag hosts
+    revision: str = ""  # the predictor's digest as written (gateway.rollouts.record.predictor_digest): a change is a new revision
+    record: str = ""  # the stored record as JSON once resolved ("" in a translated manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +211,7 @@ class ServiceSpec:
     scaling: ScalingSpec = field(default_factory=ScalingSpec)
     backend: BackendKind | None = None  # None: GatewayConfig's backend
     timeout: float | None = None  # request timeout override (seconds)
+    rollout: RolloutSpec | None = None  # an InferenceService's: numbered revisions (gateway.rollouts)
     source: Source | None = None
     # Of everything above but `source`: equal digests, equal services (set by `digested()`).
     digest: str = field(default="", compare=False, repr=False)
@@ -229,8 +248,29 @@ class ServiceSpec:
     def percent(self, revision: RevisionName) -> int:
         """The share of the service's traffic (0..100) the split sends to `revision`; all of it to
         default when there is no canary."""
-        canary = self.canary_percent if self.canary is not None else 0
-        return canary if revision == "canary" else 100 - canary
+        if self.canary is None:
+            return 100 if revision == self.default.name else 0
+        if revision == self.canary.name:
+            return self.canary_percent
+        return 100 - self.canary_percent if revision == self.default.name else 0
+
+    def tagged(self) -> tuple[tuple[str, RevisionSpec], ...]:
+        """(tag, revision) for every revision a tag host pins: none for an InferenceService without
+        `serving.kserve.io/enable-tag-routing: "true"` (as KServe)."""
+        if self.rollout is not None:  # tagged prev/latest once resolved (gateway.rollouts)
+            return tuple((rev.tag, rev) for rev in self.revisions() if rev.tag) if self.rollout.tag_routing else ()
+        return tuple((rev.tag or rev.name, rev) for rev in self.revisions())
+
+    def claimed_tags(self) -> tuple[str, ...]:
+        """The tags whose hosts this service owns whatever its revisions are now (for collision checks)."""
+        if self.rollout is None:
+            return ("default", "canary")
+        return ("prev", "latest") if self.rollout.tag_routing else ()
+
+
+def canonical(value: object) -> object:
+    """`value` as a comparable, printable structure: dataclasses opened, mappings in key order."""
+    return _canonical(value)
 
 
 def _canonical(value: object) -> object:

@@ -72,6 +72,9 @@ class RevisionDraft:
     container_name: str | None = None
     pod_spec: dict[str, object] | None = None
     model_path: str | None = None
+    storage_uri: str | None = None
+    storage_secret: str | None = None
+    storage_path: str | None = None
     model_format: str | None = None
     model_runtime: str | None = None
 
@@ -95,6 +98,9 @@ class RevisionDraft:
             container_name=self.container_name,
             pod_spec=self.pod_spec,
             model_path=self.model_path,
+            storage_uri=self.storage_uri,
+            storage_secret=self.storage_secret,
+            storage_path=self.storage_path,
             model_format=self.model_format,
             model_runtime=self.model_runtime,
         )

@@ -5,13 +5,20 @@ the local backend runs that container's `command + args`. `spec.tensorflow` and 
 the container command TensorStack's controller sets (TensorFlow Serving / TorchServe in the given
 image): they need a container runtime, so under the local backend they validate with the same warning
 as any image-only revision. `spec.service.ports` picks the served port (8080 when absent, whatever ports the container lists).
-`spec.storage` and `spec.scheduler` are reported as warnings: the gateway neither downloads models nor
-picks schedulers.
+`spec.storage.s3` (`uri`, `secretName`, `containerPath`) is downloaded before the server starts: under
+kubernetes by an init container into an emptyDir mounted at `containerPath` (default /var/lib/t9k/model),
+with the secret mounted for it (its `.s3cfg`, or KServe-style AWS_* keys); under the local backend a
+`custom` command is run through `gateway storage-initializer URI - -- COMMAND`, which fetches into the cache under
+the state directory and starts the command with `MODEL_PATH` naming the model's folder (`containerPath`
+is a path inside a container, not made here), the secret read from GatewayConfig `spec.secretsFile`.
+`spec.storage.pvc` and `spec.scheduler` are reported as warnings: the gateway neither mounts volumes
+locally nor picks schedulers.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 
 from gateway.config.container import read_container_port, read_containers
 from gateway.config.errors import DocContext
@@ -19,6 +26,7 @@ from gateway.config.manifest import RevisionFields, Translated, open_service
 from gateway.config.runnable import RevisionDraft, read_placement, read_resources
 from gateway.config.scaling import ScalingDraft
 from gateway.config.values import check_keys, integer, join, mapping, string
+from gateway.storage import StorageError, parse
 
 API_VERSION = "tensorstack.dev/v1beta1"
 KIND = "SimpleMLService"
@@ -36,7 +44,7 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
         return None
     spec = doc.spec
     replicas = 1 if spec.get("replicas") is None else integer(ctx, "spec.replicas", spec["replicas"], lo=1)
-    model_path = _storage(ctx, spec.get("storage"))
+    model_path, storage = _storage(ctx, spec.get("storage"))
     if spec.get("scheduler") is not None:
         ctx.warn("spec.scheduler", "ignored: replicas are placed by the gateway's backend")
     translated_notes: list[tuple[str, str]] = []
@@ -63,6 +71,8 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     if doc.failed() or draft is None or scaling_spec is None or replicas is None:
         return None
     draft.workdir = ctx.directory
+    if storage is not None:
+        with_download(draft, *storage, model_path)
     service = doc.service(draft.finish("default"), scaling_spec)
     return Translated(service, ctx, {"default": fields}, translated_notes)
 
@@ -88,16 +98,64 @@ def _runnable(
     return _framework(ctx, kind, spec[kind], name, model_path), fields
 
 
-def _storage(ctx: DocContext, value: object) -> str:
+def _storage(ctx: DocContext, value: object) -> tuple[str, tuple[str, str | None] | None]:
+    """The model's path in the container, and (uri, secretName) when it comes from S3."""
     if value is None:
-        return DEFAULT_MODEL_PATH
-    ctx.warn("spec.storage", "not applicable: the gateway does not download or mount model storage")
+        return DEFAULT_MODEL_PATH, None
     found = mapping(ctx, "spec.storage", value)
-    for kind in ("s3", "pvc"):
-        source = found.get(kind) if found else None
-        if isinstance(source, dict) and isinstance(source.get("containerPath"), str):
-            return str(source["containerPath"])
-    return DEFAULT_MODEL_PATH
+    if found is None:
+        return DEFAULT_MODEL_PATH, None
+    check_keys(ctx, "spec.storage", found, ("s3", "pvc"), strict=False)
+    if found.get("pvc") is not None:
+        ctx.warn("spec.storage.pvc", "not applicable: the gateway does not mount volumes")
+    source = found.get("s3")
+    if source is None:
+        pvc = found.get("pvc")
+        if isinstance(pvc, dict) and isinstance(pvc.get("containerPath"), str):
+            return str(pvc["containerPath"]), None
+        return DEFAULT_MODEL_PATH, None
+    s3 = mapping(ctx, "spec.storage.s3", source)
+    if s3 is None:
+        return DEFAULT_MODEL_PATH, None
+    check_keys(ctx, "spec.storage.s3", s3, ("secretName", "uri", "containerPath"), strict=False)
+    path = DEFAULT_MODEL_PATH
+    if s3.get("containerPath") is not None:
+        path = string(ctx, "spec.storage.s3.containerPath", s3["containerPath"]) or DEFAULT_MODEL_PATH
+        if not path.startswith("/"):
+            ctx.error("spec.storage.s3.containerPath", f"must be an absolute path in the container, got {path!r}")
+    secret = None if s3.get("secretName") is None else string(ctx, "spec.storage.s3.secretName", s3["secretName"])
+    return path, _s3_uri(ctx, s3.get("uri"), secret)
+
+
+def _s3_uri(ctx: DocContext, value: object, secret: str | None) -> tuple[str, str | None] | None:
+    if value is None:
+        ctx.warn("spec.storage.s3.uri", "not given (s3://BUCKET/PREFIX): nothing is downloaded")
+        return None
+    uri = string(ctx, "spec.storage.s3.uri", value)
+    if uri is None:
+        return None
+    try:
+        parsed = parse(uri)
+    except StorageError as exc:
+        ctx.error("spec.storage.s3.uri", str(exc))
+        return None
+    if parsed.scheme != "s3":
+        ctx.error("spec.storage.s3.uri", f"must be an s3:// URI, got {uri!r}")
+        return None
+    return uri, secret
+
+
+def with_download(draft: RevisionDraft, uri: str, secret: str | None, container_path: str) -> None:
+    """The revision fetches `uri` before its server starts: kubernetes through an init container, the
+    local backend by running its command through `gateway storage-initializer URI - -- COMMAND`."""
+    draft.storage_uri, draft.storage_secret, draft.storage_path = uri, secret, container_path
+    if draft.command is None:
+        return
+    fetch: tuple[str, ...] = (sys.executable, "-m", "gateway", "storage-initializer")
+    if secret is not None:  # options first: argparse takes no option between its positionals
+        fetch += ("--secret", secret)
+    command = ("/bin/sh", "-c", draft.command) if isinstance(draft.command, str) else draft.command
+    draft.command = (*fetch, uri, "-", "--", *command)
 
 
 def _custom(ctx: DocContext, value: object, local_notes: list[tuple[str, str]]) -> RevisionDraft | None:

@@ -1,4 +1,4 @@
-"""``python -m gateway.modelserver --model PATH [--format onnx|sklearn|xgboost] --name NAME --port PORT [--host HOST]``."""
+"""``python -m gateway.modelserver --model PATH|URI [--format onnx|sklearn|xgboost] --name NAME --port PORT [--host HOST] [--cache-dir DIR]``."""
 
 from __future__ import annotations
 

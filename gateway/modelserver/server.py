@@ -12,10 +12,13 @@ import sys
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from gateway.storage import StorageError
+
 from . import formats
 from .app import create_app
 from .errors import ModelLoadError
 from .loader import ModelSlot
+from .source import resolve_model
 
 __all__ = ["add_arguments", "create_app", "main_from_args", "run"]
 
@@ -78,12 +81,18 @@ def _log_config() -> dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model --format --name --port --host --log-level`` to ``parser``."""
+    """Add ``--model --cache-dir --format --name --port --host --log-level`` to ``parser``."""
     parser.add_argument(
         "--model",
         required=True,
-        metavar="PATH",
-        help="model file to serve, or a folder holding one (model.onnx, model.joblib, ...)",
+        metavar="PATH|URI",
+        help="model file to serve, or a folder holding one (model.onnx, model.joblib, ...), or a storage URI "
+        "(s3://, gs://, http(s)://, file://) downloaded before serving",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where downloads are cached (default: $SERVING_GATEWAY_STATE_DIR/models, set by the local backend)",
     )
     parser.add_argument(
         "--format",
@@ -108,14 +117,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run the server from parsed arguments; returns the exit status (1 for a bad model file)."""
-    problem = _check_model(args.model, args.format)
+    """Run the server from parsed arguments; returns the exit status (1 for a bad model file or download)."""
+    try:
+        model = resolve_model(args.model, args.cache_dir)
+    except StorageError as exc:
+        print(f"gateway modelserver: error: {exc}", file=sys.stderr)
+        return 1
+    problem = _check_model(model, args.format)
     if problem is None:
         try:
-            run(args.model, args.name, args.host, args.port, model_format=args.format, log_level=args.log_level)
+            run(model, args.name, args.host, args.port, model_format=args.format, log_level=args.log_level)
             return 0
         except ModelLoadError as exc:
             problem = str(exc)
+    if model != args.model:  # downloaded: name what the user gave too
+        problem = f"{args.model}: {problem}"
     print(f"gateway modelserver: error: {problem}", file=sys.stderr)
     return 1
 

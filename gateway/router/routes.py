@@ -11,29 +11,34 @@ from gateway.types import RevisionKey
 
 
 class ServiceRoute:
-    __slots__ = ("spec", "default", "canary", "splitter", "percent")
+    __slots__ = ("spec", "default", "canary", "splitter", "percent", "tags")
 
     def __init__(self, spec: ServiceSpec, default: RevisionRuntime, canary: RevisionRuntime | None) -> None:
         self.spec = spec
         self.default = default
         self.canary = canary
-        self.percent = spec.percent("canary") if canary is not None else 0
+        self.percent = spec.canary_percent if canary is not None else 0
         self.splitter = Splitter(self.percent)
+        # Knative-Serving-Tag value -> the revision it pins ("default"/"canary"; an InferenceService's "prev"/"latest")
+        runtimes = {spec.default.name: default}
+        if canary is not None and spec.canary is not None:
+            runtimes[spec.canary.name] = canary
+        self.tags: dict[bytes, RevisionRuntime] = {tag.lower().encode(): runtimes[rev.name] for tag, rev in spec.tagged()}
 
     def choose(self, tag: bytes | None) -> RevisionRuntime:
         canary = self.canary
         if tag is not None:
-            if tag == b"default":
-                return self.default
-            if tag == b"canary" and canary is not None:
-                return canary
+            pinned = self.tags.get(tag)
+            if pinned is not None:
+                return pinned
         if canary is not None and self.splitter.pick():
             return canary
         return self.default
 
 
 def hosts_of(spec: ServiceSpec, domain: str) -> tuple[bytes, ...]:
-    return (spec.host(domain).encode(), *(spec.tag_host(revision.name, domain).encode() for revision in spec.revisions()))
+    """The service's host, then one tag host per tagged revision."""
+    return (spec.host(domain).encode(), *(spec.tag_host(tag, domain).encode() for tag, _ in spec.tagged()))
 
 
 class RouteTable:
@@ -78,13 +83,11 @@ class RouteTable:
             if old is not None:
                 for host in hosts_of(old.spec, domain):
                     hosts.pop(host, None)
-            default = runtimes[spec.key("default")]
-            canary = runtimes[spec.key("canary")] if spec.canary is not None else None
+            default = runtimes[spec.key(spec.default.name)]
+            canary = runtimes[spec.key(spec.canary.name)] if spec.canary is not None else None
             route = ServiceRoute(spec, default, canary)
             by_service[spec.ident] = route
-            names = hosts_of(spec, domain)
-            hosts[names[0]] = (route, None)
-            hosts[names[1]] = (route, default)
-            if canary is not None:
-                hosts[names[2]] = (route, canary)
+            hosts[spec.host(domain).encode()] = (route, None)
+            for tag, _ in spec.tagged():
+                hosts[spec.tag_host(tag, domain).encode()] = (route, route.tags[tag.lower().encode()])
         return RouteTable(hosts, by_service, domain)

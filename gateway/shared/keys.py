@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.types import RevisionKey, RevisionName
+from gateway.types import RevisionKey, RevisionName, is_revision_name
 
 PREFIX = "serving-gateway"
 
@@ -43,6 +43,10 @@ class Keys:
     def endpoints(self) -> str:
         return f"{self.prefix}:endpoints"  # hash: revision -> the leader's ready endpoints; and a channel
 
+    @property
+    def rollouts(self) -> str:
+        return f"{self.prefix}:rollouts"  # hash: namespace/name -> an InferenceService's rollout record (JSON)
+
 
 def encode_key(key: RevisionKey) -> str:
     return f"{key.namespace}/{key.service}/{key.revision}"
@@ -51,7 +55,7 @@ def encode_key(key: RevisionKey) -> str:
 def decode_key(text: str) -> RevisionKey | None:
     """None for anything that is not a revision this version knows (a newer gateway's, or garbage)."""
     parts = text.split("/")
-    if len(parts) != 3 or parts[2] not in ("default", "canary") or not parts[0] or not parts[1]:
+    if len(parts) != 3 or not all(parts) or not is_revision_name(parts[2]):
         return None
-    revision: RevisionName = "default" if parts[2] == "default" else "canary"
+    revision: RevisionName = parts[2]
     return RevisionKey(parts[0], parts[1], revision)

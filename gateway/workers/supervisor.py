@@ -127,6 +127,7 @@ class Supervisor(Gateway):
         super().__init__(config, paths, state_dir=state, proxy=proxy, in_flight=hub.in_flight, planes=workers)
         proxy.hub = hub
         self.hub = hub
+        self.rollouts.mirror = True  # records kept on Deployments are copied to the state directory for the workers
         self.workers = workers
         self.log_level = log_level
         self.revision_backends.on_endpoints = hub.publish
@@ -185,6 +186,7 @@ class Supervisor(Gateway):
     def _argv(self, index: int, address: str) -> list[str]:
         argv = [sys.executable, "-m", "gateway", "worker", "--hub", str(self.hub.path), "--index", str(index)]
         argv += ["--parent", str(os.getpid()), "--listen", address, "--log-level", self.log_level]
+        argv += ["--state-dir", str(self.state_dir)]  # the workers number InferenceServices as this one stored them
         for path in self.paths:
             argv += ["-f", path]
         return argv

@@ -19,15 +19,19 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
-from gateway.app import settle_heap
+from gateway.app import default_state_dir, settle_heap
 from gateway.autoscale.scaler import Autoscaler
 from gateway.config import ConfigError, load
 from gateway.config.addresses import split_hostport
 from gateway.config.model import Config
 from gateway.errors import GatewayError
 from gateway.reconcile import ApplyReport, Reconciler, Runtimes
+from gateway.rollouts.redis_store import RedisRolloutStore
+from gateway.rollouts.resolver import Rollouts
 from gateway.router.revision import RevisionHooks
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
@@ -56,9 +60,15 @@ class WorkerAutoscaler(Autoscaler):
 class WorkerPlane:
     """The worker's composition root: proxy, runtimes and routes, fed by the supervisor."""
 
-    def __init__(self, config: Config, paths: Sequence[str]) -> None:
+    def __init__(self, config: Config, paths: Sequence[str], state_dir: str | None = None) -> None:
         self.config = config
         self.paths = list(paths)
+        # InferenceServices numbered as the supervisor stored them (read only: it resolved the same files first)
+        self.rollouts = Rollouts(
+            Path(state_dir or config.gateway.state_dir or default_state_dir(config.gateway.listen)),
+            redis=partial(RedisRolloutStore, config.gateway.redis or ""),
+            read_only=True,
+        )
         self.proxy = ProxyServer(RouteTable({}, {}), config.gateway.proxy)
         self._runtimes = Runtimes()
         self.runtimes = self._runtimes.live
@@ -83,6 +93,7 @@ class WorkerPlane:
             self.autoscaler.stats(key).has_replicas = bool(endpoints)
 
     async def apply(self, config: Config) -> ApplyReport:
+        config = await self.rollouts.resolve(config)
         self.config, report = await self.reconciler.apply(config)
         for key in self.autoscaler.keys():  # O(revisions), once per reload
             stats = self.autoscaler.stats(key)
@@ -208,6 +219,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--listen", required=True)
+    parser.add_argument("--state-dir", default=None, help="the supervisor's: where it keeps the rollout records")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -232,8 +244,12 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    plane = WorkerPlane(config, args.files)
-    await plane.apply(config)
+    plane = WorkerPlane(config, args.files, args.state_dir)
+    try:
+        await plane.apply(config)
+    except GatewayError as exc:  # a rollout record that cannot be read
+        print(f"gateway: worker {args.index}: cannot start: {exc}", file=sys.stderr)
+        return 1
     try:
         reader, writer = await asyncio.open_unix_connection(args.hub)
     except OSError as exc:

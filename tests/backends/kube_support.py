@@ -24,7 +24,7 @@ FAST = (0.05, 0.1, 0.2)
 
 def revision(name: str = "default", *, port: int = 8080, env: tuple[tuple[str, str], ...] = ()) -> RevisionSpec:
     return RevisionSpec(
-        name,  # type: ignore[arg-type]
+        name,
         image="testbed/replica:1",
         container_command=(sys.executable, REPLICA),
         container_port=port,

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.backends.deployment import build_deployment, label_selector, managed_by_us
 from gateway.backends.errors import BackendConfigError
-from gateway.config import ConfigError, KubernetesSettings, RevisionSpec, ServiceSpec, load
+from gateway.config import KubernetesSettings, RevisionSpec, ServiceSpec, load
 from gateway.types import RevisionKey
 from tests.backends.deployment_support import assert_valid, build, container, load_kubernetes, pod
 
@@ -584,7 +584,7 @@ spec:
 """,
 }
 
-BUILDABLE_SEEDS = [name for name in SEEDS if name != "kserve_sklearn"]
+BUILDABLE_SEEDS = list(SEEDS)  # the KServe quick start too, now that its gs:// model is fetched
 
 
 @pytest.mark.parametrize("name", BUILDABLE_SEEDS)
@@ -621,14 +621,15 @@ def test_seed_simpleml_custom_keeps_its_container(tmp_path: Path) -> None:
     assert served["args"] == ["--port=9000", "--rest_api_port=8080", "--model_name=mnist", "--model_base_path=/custom/path"]
 
 
-def test_seed_sklearn_inference_service_is_refused_with_a_reason(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as info:
-        load_kubernetes(tmp_path, SEEDS["kserve_sklearn"])
-    assert info.value.problems == [
-        f"{tmp_path / 'services.yaml'}: document 1 (InferenceService/sklearn-iris): spec.predictor.sklearn.storageUri: "
-        "only onnx, sklearn, xgboost models in local files are served by the built-in model server (or give "
-        "containers[0] with a command); remote URIs are not downloaded, got 'gs://kfserving-samples/models/sklearn/iris'"
-    ]
+def test_seed_sklearn_inference_service_fetches_its_model_first(tmp_path: Path) -> None:
+    """KServe's quick start (a gs:// storageUri): an init container fetches it into /mnt/models (issue 12 item 3)."""
+    deployment = build(load_kubernetes(tmp_path, SEEDS["kserve_sklearn"]))
+    init = pod(deployment)["initContainers"][0]
+    assert init["command"] == ["gateway", "storage-initializer"]
+    assert init["args"] == ["gs://kfserving-samples/models/sklearn/iris", "/mnt/models"]
+    served = container(deployment)
+    assert served["args"][:4] == ["--model", "/mnt/models", "--format", "sklearn"]
+    assert served["volumeMounts"] == [{"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": True}]
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ def test_a_model_without_a_runtime_is_a_clear_error_when_built(tmp_path: Path) -
     service = config.services[0]
     onnx_only = replace(config.gateway.kubernetes, runtimes=(replace(KubernetesSettings().runtimes[0], model_formats=("onnx",)),))
     with pytest.raises(
-        BackendConfigError, match=r"default/sk-default: no runtime in GatewayConfig spec.kubernetes.runtimes serves sklearn"
+        BackendConfigError, match=r"default/sk-predictor: no runtime in GatewayConfig spec.kubernetes.runtimes serves sklearn"
     ):
         build_deployment(service, service.default, onnx_only)
     unknown = replace(service.default, model_runtime="kserve-sklearnserver")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.config import load
+from gateway.rollouts.resolver import Rollouts
 from tests.backends.kube_support import backend
 from tests.config.support import write
 from tests.conftest import wait_until
@@ -59,9 +60,10 @@ async def test_each_formats_deployment_runs_its_runtimes_image(kube_api: KubeApi
         ]
     )
     config = load([write(tmp_path, "gw.yaml", GATEWAY), write(tmp_path, "isvc.yaml", manifests)])
+    config = await Rollouts(tmp_path / "state").resolve(config)  # numbered as a gateway's first apply does
     async with backend(kubeconfig, settings=config.gateway) as kube:
         await kube.sync(list(config.services))
-        names = ("sklearn-iris-default", "xgboost-iris-default", "onnx-iris-default")
+        names = ("sklearn-iris-predictor-00001", "xgboost-iris-predictor-00001", "onnx-iris-predictor-00001")
         await wait_until(lambda: all(served(kube_api, name) is not None for name in names), "the three Deployments")
     sklearn, xgboost, onnx = (served(kube_api, name) for name in names)
     assert sklearn is not None and xgboost is not None and onnx is not None

@@ -23,7 +23,7 @@ import pytest
 from gateway import __version__
 from tests.backends.kube_support import sent_by, writes_by
 from tests.conftest import wait_until
-from tests.e2e.test_kubernetes import GATEWAY, POD_SERVER, Served, echo, ready, serve, stop
+from tests.e2e.test_kubernetes import ECHO, GATEWAY, POD_SERVER, Served, echo, ready, serve, stop
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
 from tests.kube.server import KubeApi
@@ -35,7 +35,7 @@ cluster = kube_fixtures.cluster
 
 pytestmark = pytest.mark.e2e
 
-DEPLOYMENT = "/apis/apps/v1/namespaces/default/deployments/echo-default"
+DEPLOYMENT = "/apis/apps/v1/namespaces/default/deployments/" + ECHO
 
 
 def agent(served: Served) -> str:
@@ -118,7 +118,7 @@ async def test_one_gateway_writes_the_deployment_and_the_other_takes_over_when_i
 
     # containerConcurrency 2, 3 requests in flight through each gateway: the leader scales on all 6
     async with load(leader, 3, 400) as through_leader, load(follower, 3, 400) as through_follower:
-        await wait_until(lambda: len(cluster.ready_pods("echo-default")) >= 3, "3 pods for the summed load", within=60)
+        await wait_until(lambda: len(cluster.ready_pods(ECHO)) >= 3, "3 pods for the summed load", within=60)
         await wait_until(lambda: ready_endpoints(follower), "the follower routing to the pods", within=20)
     assert set(through_leader) == {200} and set(through_follower) == {200}
     writes = deployment_writes(cluster.api, leader)
@@ -132,7 +132,7 @@ async def test_one_gateway_writes_the_deployment_and_the_other_takes_over_when_i
     await wait_until(lambda: leads(follower), "the follower leading", within=20)
     print(f"\nleader killed: the other led after {time.monotonic() - killed:.2f} s")
     # idle now: the new leader (and it alone) scales the revision to zero
-    await wait_until(lambda: not cluster.pods("echo-default"), "scaled to zero by the new leader", within=60)
+    await wait_until(lambda: not cluster.pods(ECHO), "scaled to zero by the new leader", within=60)
     taken = deployment_writes(cluster.api, follower)
     assert taken and {method for method, _ in taken} == {"PATCH"}
     assert all(url == f"{DEPLOYMENT}/scale" for _, url in taken)
@@ -153,7 +153,7 @@ async def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
     leader, follower = (first, second) if await leads(first) else (second, first)
     try:
         async with load(follower, 3, 400) as codes:
-            await wait_until(lambda: len(cluster.ready_pods("echo-default")) >= 2, "pods for the follower's load", within=60)
+            await wait_until(lambda: len(cluster.ready_pods(ECHO)) >= 2, "pods for the follower's load", within=60)
             wanted = cluster_replicas(cluster)
             leader.proc.send_signal(signal.SIGSTOP)  # a long pause: no heartbeat, its lease runs out
             await wait_until(lambda: leads(follower), "the follower leading", within=20)
@@ -179,7 +179,7 @@ async def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
     # it woke with a wish of `wanted` and pods gone: it looked, but its fence kept it from any write
     await wait_until(lambda: len(sent_by(cluster.api, agent(leader))) > paused_requests, "its looks after the pause", within=10)
     assert deployment_writes(cluster.api, leader) == paused_writes
-    assert cluster_replicas(cluster) == 0 and not cluster.pods("echo-default")
+    assert cluster_replicas(cluster) == 0 and not cluster.pods(ECHO)
 
 
 def cluster_replicas(cluster: Cluster) -> int:

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from gateway.config.model import RevisionSpec, ScalingSpec, ServiceSpec, Source
+from gateway.config.model import RevisionSpec, RolloutSpec, ScalingSpec, ServiceSpec, Source
 
 # A value of each field other than the one `base()` has.
 REVISION_CHANGES: dict[str, Any] = {
     "name": "other",
+    "tag": "latest",
     "command": ("python", "serve.py"),
     "endpoints": ("http://127.0.0.1:9000",),
     "readiness_path": "/ready",
@@ -33,6 +34,9 @@ REVISION_CHANGES: dict[str, Any] = {
     "container_name": "server",
     "pod_spec": {"containers": [{"name": "server"}]},
     "model_path": "/models/iris.onnx",
+    "storage_uri": "s3://models/iris",
+    "storage_secret": "s3-secret",
+    "storage_path": "/var/lib/t9k/model",
     "model_format": "sklearn",
     "model_runtime": "kserve-sklearnserver",
 }
@@ -63,6 +67,7 @@ SERVICE_CHANGES: dict[str, Any] = {
     "scaling": ScalingSpec(min_scale=2),
     "backend": "static",
     "timeout": 5.0,
+    "rollout": RolloutSpec(canary_percent=10),
 }
 # Not part of what a service is: where it was read from, and the derived fields.
 NOT_DIGESTED = {"source", "digest", "ident"}

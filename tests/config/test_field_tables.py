@@ -27,6 +27,7 @@ SPEC: dict[str, object] = {
     "backend": "static",
     "redis": "redis://localhost:6379/0",
     "stateDir": "state",
+    "secretsFile": "secrets.yaml",
 }
 AUTOSCALER: dict[str, object] = {
     "stableWindow": "1m30s",

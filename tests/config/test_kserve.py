@@ -95,10 +95,7 @@ def test_missing_model_file(tmp_path: Path) -> None:
     ]
 
 
-HINT = (
-    "only onnx, sklearn, xgboost models in local files are served by the built-in model server "
-    "(or give containers[0] with a command)"
-)
+HINT = "only onnx, sklearn, xgboost models are served by the built-in model server (or give containers[0] with a command)"
 
 
 @pytest.mark.parametrize(
@@ -118,26 +115,31 @@ HINT = (
         ),
         ("lightgbm:\n  storageUri: m.bst", f"spec.predictor.lightgbm: {HINT}, got a lightgbm predictor"),
         (
-            "sklearn:\n  storageUri: gs://kfserving-samples/models/sklearn/iris",
-            f"spec.predictor.sklearn.storageUri: {HINT}; remote URIs are not downloaded, "
-            "got 'gs://kfserving-samples/models/sklearn/iris'",
+            "model:\n  modelFormat: {name: onnx}\n  storageUri: ftp://bucket/iris.onnx",
+            "spec.predictor.model.storageUri: ftp://bucket/iris.onnx: unsupported scheme 'ftp', "
+            "expected a local path or one of file, s3, gs, http, https",
         ),
         (
-            "model:\n  modelFormat: {name: onnx}\n  storageUri: s3://bucket/iris.onnx",
-            f"spec.predictor.model.storageUri: {HINT}; remote URIs are not downloaded, got 's3://bucket/iris.onnx'",
+            "onnx:\n  storageUri: s3:///iris.onnx",
+            "spec.predictor.onnx.storageUri: s3:///iris.onnx: expected s3://BUCKET/PREFIX, bucket ''",
         ),
         (
-            "onnx:\n  storageUri: https://example.com/iris.onnx",
-            f"spec.predictor.onnx.storageUri: {HINT}; remote URIs are not downloaded, got 'https://example.com/iris.onnx'",
+            "onnx:\n  storageUri: https:///iris.onnx",
+            "spec.predictor.onnx.storageUri: https:///iris.onnx: no host",
         ),
+        (
+            "onnx:\n  storageUri: http://example.com/",
+            "spec.predictor.onnx.storageUri: http://example.com/: names no file on example.com",
+        ),
+        ("onnx:\n  storageUri: 'file://'", "spec.predictor.onnx.storageUri: file://: names no file"),
         ("model:\n  storageUri: m.onnx", "spec.predictor.model.modelFormat: required (name: one of onnx, sklearn, xgboost)"),
         (
             "model:\n  modelFormat: {name: onnx}",
-            "spec.predictor.model.storageUri: required (a local onnx model file, or a folder holding one)",
+            "spec.predictor.model.storageUri: required (a local onnx model file, a folder holding one, or a storage URI)",
         ),
         (
             "xgboost: {}",
-            "spec.predictor.xgboost.storageUri: required (a local xgboost model file, or a folder holding one)",
+            "spec.predictor.xgboost.storageUri: required (a local xgboost model file, a folder holding one, or a storage URI)",
         ),
         ("model: onnx", "spec.predictor.model: must be a mapping, got 'onnx'"),
         (
@@ -201,11 +203,10 @@ def test_warnings_for_what_is_not_served(tmp_path: Path, model: Path) -> None:
     assert config.warnings == (
         f"{path}: {LABEL}: spec.transformer: not supported by the gateway, ignored; only the predictor is served",
         f"{path}: {LABEL}: spec.predictor.scaleMetric: cpu is not measured by the gateway; scaling on concurrency",
-        (
-            f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: ignored: there is no previous revision to split "
-            "with; all traffic goes to this predictor (a PaddleService with default and canary splits traffic)"
-        ),
     )
+    # canaryTrafficPercent is no longer a warning: it is carried to the rollout (gateway.rollouts)
+    rollout = config.services[0].rollout
+    assert rollout is not None and (rollout.canary_percent, rollout.tag_routing) == (10, False)
 
 
 def test_canary_percent_is_still_validated(tmp_path: Path, model: Path) -> None:

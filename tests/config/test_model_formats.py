@@ -113,7 +113,7 @@ def test_kfserving_refuses_other_formats_naming_what_is_served(tmp_path: Path) -
     path = write(tmp_path, "x.yaml", kfserving("tensorflow:\n  storageUri: gs://kfserving-samples/models/tensorflow/flowers"))
     [problem] = problems([path])
     assert problem.endswith(
-        "spec.default.predictor.tensorflow: only onnx, sklearn, xgboost models in local files are served by the built-in "
+        "spec.default.predictor.tensorflow: only onnx, sklearn, xgboost models are served by the built-in "
         "model server (or give containers[0] with a command), got a tensorflow predictor"
     )
 

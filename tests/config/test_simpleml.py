@@ -92,9 +92,11 @@ def test_tensorflow_sample_loads_with_warnings(tmp_path: Path) -> None:
     assert default.resources == {"requests": {"cpu": "1", "memory": "1Gi"}}
     assert (service.scaling.min_scale, service.scaling.max_scale) == (1, 1)
     label = f"{path}: document 1 (SimpleMLService/sample)"
-    assert config.warnings == (
-        f"{label}: spec.storage: not applicable: the gateway does not download or mount model storage",
-        f"{label}: spec.tensorflow: {IMAGE_WARNING}",
+    assert config.warnings == (f"{label}: spec.tensorflow: {IMAGE_WARNING}",)  # storage.s3 is downloaded: no warning
+    assert (default.storage_uri, default.storage_secret, default.storage_path) == (
+        "s3://models/mnist/",
+        "s3-secret",
+        "/var/lib/t9k/model",
     )
 
 

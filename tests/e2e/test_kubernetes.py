@@ -77,6 +77,9 @@ spec:
 """
 
 
+ECHO = "echo-predictor-00001"  # the InferenceService's first revision, as KServe names it
+
+
 def echo(server: Path) -> str:
     """At zero when idle; containerConcurrency 2, so a burst needs several pods."""
     return f"""apiVersion: serving.kserve.io/v1beta1
@@ -194,19 +197,19 @@ async def ready(served: Served) -> bool:
 async def test_a_request_at_zero_is_answered_by_a_pod_and_a_burst_spreads(served: Served, cluster: Cluster) -> None:
     await wait_until(lambda: ready(served), "the gateway ready", within=30)
     await wait_until(lambda: cluster.api.objects("deployments", "default"), "the Deployment made")
-    assert not cluster.pods("echo-default")  # at zero
+    assert not cluster.pods(ECHO)  # at zero
     async with served.client() as client:
         started = time.monotonic()
         answer = await client.get("/")
         cold = time.monotonic() - started
         assert answer.status_code == 200, answer.text
         assert answer.headers["x-gateway-cold-start"] == "true"
-        (pod,) = cluster.ready_pods("echo-default")
+        (pod,) = cluster.ready_pods(ECHO)
         assert answer.text == pod["metadata"]["name"]
         print(f"\nrequest at zero answered through a pod in {cold:.2f} s")
 
         # Back to zero, then a burst of 20 requests of 1.5 s: containerConcurrency 2 spreads them.
-        await wait_until(lambda: not cluster.pods("echo-default"), "scaled back to zero", within=60)
+        await wait_until(lambda: not cluster.pods(ECHO), "scaled back to zero", within=60)
         started = time.monotonic()
         answers = await asyncio.gather(*(client.get("/work?ms=1500") for _ in range(20)))
         took = time.monotonic() - started
@@ -258,8 +261,8 @@ async def test_a_restarted_gateway_leaves_an_idle_revision_at_zero(
     first = serve(config, kubeconfig, tmp_path / "state")
     try:
         await wait_until(lambda: ready(first), "the gateway ready", within=30)
-        await wait_until(lambda: len(cluster.ready_pods("echo-default")) == 1, "the initial scale's pod", within=30)
-        await wait_until(lambda: replicas(cluster, "echo-default") == 0, "idle: back to zero", within=60)
+        await wait_until(lambda: len(cluster.ready_pods(ECHO)) == 1, "the initial scale's pod", within=30)
+        await wait_until(lambda: replicas(cluster, ECHO) == 0, "idle: back to zero", within=60)
     finally:
         stop(first)
     patches = scale_patches(cluster)
@@ -276,8 +279,8 @@ async def test_a_restarted_gateway_leaves_an_idle_revision_at_zero(
         # Ticks run every 0.25 s: a gateway that started the revision at its initial scale would have
         # patched it by now. The adopted one stays at zero.
         await asyncio.sleep(2.0)
-        assert replicas(cluster, "echo-default") == 0 and scale_patches(cluster) == patches
-        assert not cluster.pods("echo-default")
+        assert replicas(cluster, ECHO) == 0 and scale_patches(cluster) == patches
+        assert not cluster.pods(ECHO)
     finally:
         stop(second)
 
@@ -290,7 +293,7 @@ async def test_while_the_api_is_unreachable_the_gateway_serves_and_says_so(serve
         try:
             await wait_until(lambda: _says_unreachable(admin), "the outage on /readyz", within=30)
             answer = await client.get("/")  # the last known pod still serves
-            assert answer.status_code == 200 and answer.text == cluster.ready_pods("echo-default")[0]["metadata"]["name"]
+            assert answer.status_code == 200 and answer.text == cluster.ready_pods(ECHO)[0]["metadata"]["name"]
             doc = (await admin.get("/admin/services")).json()
             assert doc["backends"]["kubernetes"]["ok"] is False
             assert doc["services"][0]["revisions"][0]["state"] == "unreachable"

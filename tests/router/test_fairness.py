@@ -143,27 +143,29 @@ except OSError:
 @pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["pipelined", "pipelined-to-a-replica", "tiny-chunks"])
 async def test_one_client_s_flood_does_not_stall_the_others(gw: Gateway, kind: str) -> None:
-    flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, str(port_of(gw)), kind, "4")
+    # The flood lasts far longer than the probes need: it is killed once they are done. A loop the flood held
+    # would answer no probe until the flood ended, so each probe below would time out; a loop that yielded only
+    # now and then would make the typical probe wait long. Counting probes answered *while the flood still runs*
+    # (not probes fitted into a fixed wall-clock window) keeps this true on a loaded 2-core machine.
+    flooder = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOODER, str(port_of(gw)), kind, "60")
     try:
         await wait_until(lambda: len(gw.proxy.connections) == 1, "the flooder connected")
         await asyncio.sleep(0.3)  # kept: the subject is the flood under way, past its first blocks
         waits: list[float] = []
         held = 0  # bytes a connection received and has not parsed yet
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
+        for _ in range(7):
             held = max([held] + [len(c.backlog) - c.backlog_pos for c in gw.proxy.connections if c.backlog is not None])
             started = time.monotonic()
             out = await one_response(port_of(gw), b"GET /probe HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", within=10)
             assert out.startswith(b"HTTP/1.1 200")
             waits.append(time.monotonic() - started)
+            assert flooder.returncode is None, "the flood ended before the probes: they did not compete with it"
             await asyncio.sleep(0.05)
-        # A flood that held the loop would hold every probe of the 1.5 s (it lasts 4 s); one slow probe is the
-        # machine's scheduler (other processes on 2 cores), not the gateway: the second slowest must be quick.
         waits.sort()
-        assert len(waits) >= 3 and waits[-2] < 0.5 and waits[-1] < 2.0, f"other clients waited {waits[-3:]} s in the flood"
+        assert waits[len(waits) // 2] < 1.0, f"other clients waited {waits} s in the flood"
         assert held <= 2 * gw.config.gateway.proxy.buffer_bytes + 256 * 1024, f"{held} bytes waiting to be parsed"
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it floods for 4 s, then ends by itself
+        with contextlib.suppress(ProcessLookupError):
             flooder.kill()
         await flooder.wait()
 

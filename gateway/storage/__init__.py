@@ -1,0 +1,28 @@
+"""Models from storage: local paths, `file://`, `s3://`, `gs://` and `http(s)://`, fetched into a cache.
+
+`fetch(uri, cache_dir, credentials)` returns a local path. The S3 and GCS clients come with the optional
+`storage` extra (`pip install 'serving-gateway[storage]'`); http(s) needs nothing more.
+"""
+
+from __future__ import annotations
+
+from .cache import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_cache_dir, fetch
+from .errors import EXTRA_HINT, MissingExtraError, StorageError, missing_library
+from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "EXTRA_HINT",
+    "KUBERNETES_MODEL_DIR",
+    "REMOTE_SCHEMES",
+    "SCHEMES",
+    "STATE_DIR_ENV",
+    "MissingExtraError",
+    "StorageError",
+    "StorageUri",
+    "default_cache_dir",
+    "fetch",
+    "is_remote",
+    "missing_library",
+    "parse",
+]

@@ -1,0 +1,140 @@
+"""Fetching a model into the cache: once per URI and version, whole or not at all.
+
+Layout under the cache directory (`{state_dir}/models`):
+- `{name}-{hash}/`: a complete download, `hash` of the URI and the store's version of it (S3 ETags,
+  GCS generations, an HTTP ETag or Last-Modified), `name` the URI's last part, for people reading;
+- `{name}-{hash}.lock`: held (fcntl) while one process downloads, so replicas starting together
+  fetch once and the others then find the complete copy;
+- `.partial-{name}-{hash}-{pid}/`: a download in progress, renamed into place only when complete.
+  One left by a crash is removed by the next fetch of that URI before it starts afresh.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from .archives import remove, unpack
+from .errors import StorageError
+from .uris import StorageUri, archive_suffix, parse
+
+log = logging.getLogger("gateway.storage")
+
+DEFAULT_MAX_BYTES = 64 * 1024**3  # per model, downloaded or unpacked: past it, an archive is hostile
+STATE_DIR_ENV = "SERVING_GATEWAY_STATE_DIR"  # set by the local backend for every replica (backends/process.py)
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
+    """`$SERVING_GATEWAY_STATE_DIR/models` (the gateway's state directory, for its replicas), else
+    `$XDG_STATE_HOME/serving-gateway/models` or ~/.local/state/serving-gateway/models."""
+    env = os.environ if env is None else env
+    state = env.get(STATE_DIR_ENV)
+    if state:
+        return os.path.join(state, "models")
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "serving-gateway", "models")
+
+
+class Store(Protocol):
+    def version(self) -> str: ...
+
+    def download(self, dest: str, limit: int) -> None: ...
+
+
+def open_store(uri: StorageUri, env: Mapping[str, str]) -> Store:
+    """The store for a remote URI; imports its library only now (the `storage` extra)."""
+    if uri.scheme == "s3":
+        from .s3 import S3Store
+
+        return S3Store(uri, env)
+    if uri.scheme == "gs":
+        from .gcs import GcsStore
+
+        return GcsStore(uri, env)
+    from .web import HttpStore
+
+    return HttpStore(uri, env)
+
+
+def entry_name(uri: str, version: str) -> str:
+    """The cache entry for `uri` at `version`: readable, and distinct for every (URI, version)."""
+    digest = hashlib.sha256(f"{uri}\0{version}".encode()).hexdigest()[:24]
+    tail = uri.rstrip("/").rsplit("/", 1)[-1]
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", tail)[:48].lstrip(".") or "model"
+    return f"{readable}-{digest}"
+
+
+def local_path(uri: StorageUri, base: str | None = None) -> str:
+    path = os.path.expanduser(uri.path)
+    if base is not None:
+        path = os.path.join(base, path)
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise StorageError(f"{uri.raw}: no such file or directory: {path}")
+    return path
+
+
+def fetch(
+    uri: str,
+    cache_dir: str,
+    credentials: Mapping[str, str] | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> str:
+    """The local path of the model `uri` names, downloading it into `cache_dir` if it is remote.
+
+    A local path or `file://` URI is returned as it is (made absolute); a remote one as the directory
+    holding its download (an archive unpacked). `credentials` is the environment the stores read
+    (default: this process's). Raises :class:`StorageError` naming the URI.
+    """
+    parsed = parse(uri)
+    if not parsed.remote:
+        return local_path(parsed)
+    env = os.environ if credentials is None else credentials
+    store = open_store(parsed, env)
+    name = entry_name(uri, store.version())
+    os.makedirs(cache_dir, exist_ok=True)
+    final = os.path.join(cache_dir, name)
+    with open(os.path.join(cache_dir, f"{name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isdir(final):
+            return final
+        for stale in glob.glob(os.path.join(glob.escape(cache_dir), f".partial-{glob.escape(name)}-*")):
+            remove(stale)
+        partial = os.path.join(cache_dir, f".partial-{name}-{os.getpid()}")
+        os.makedirs(partial)
+        started = time.monotonic()
+        try:
+            store.download(partial, max_bytes)
+            _unpack_single_archive(parsed, partial, max_bytes)
+            os.rename(partial, final)
+        except StorageError as exc:
+            remove(partial)
+            message = str(exc)
+            raise StorageError(message if message.startswith(uri) else f"{uri}: {message}") from exc
+        except BaseException:
+            remove(partial)
+            raise
+    log.info("downloaded %s into %s in %.1f s", uri, final, time.monotonic() - started)
+    return final
+
+
+def _unpack_single_archive(uri: StorageUri, folder: str, limit: int) -> None:
+    """A URI naming one archive (.zip, .tar.gz, .tgz, .tar) is unpacked in place of it, as KServe does."""
+    if archive_suffix(uri.key) is None:
+        return
+    entries = os.listdir(folder)
+    if len(entries) != 1 or archive_suffix(entries[0]) is None:
+        return
+    archive = os.path.join(folder, entries[0])
+    hidden = os.path.join(folder, f".archive{archive_suffix(entries[0])}")
+    os.rename(archive, hidden)
+    unpack(hidden, folder, limit)
+    os.unlink(hidden)

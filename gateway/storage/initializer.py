@@ -1,0 +1,121 @@
+"""`gateway storage-initializer URI DEST [-- COMMAND...]`: what an init container runs, as KServe's storage
+initializer does, and what the local backend runs before a SimpleMLService's own command.
+
+With a DEST folder, the model is fetched through the cache (a `.cache` folder inside DEST, so a restarted
+init container resumes cleanly) and its files are then moved to the top of DEST, where the model server
+reads them; a marker records the URI fetched, so a second run for the same URI does nothing. With DEST
+`-`, the model stays in the cache ($SERVING_GATEWAY_STATE_DIR/models, as for `gateway modelserver`).
+A COMMAND after `--` is then run in this process's place, with MODEL_PATH naming the model (its folder
+when downloaded; a local path as it is).
+Credentials: the environment, overlaid by a mounted secret (`--secret-dir`) or by Secret `--secret NAME`
+of the secrets file $SERVING_GATEWAY_SECRETS_FILE names (GatewayConfig spec.secretsFile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+
+from .archives import remove
+from .cache import default_cache_dir, fetch
+from .errors import StorageError
+from .secrets import read_secret_dir, secret_credentials
+from .uris import parse
+
+MARKER = ".serving-gateway-model"
+CACHE = ".cache"
+IN_CACHE = "-"
+SECRETS_FILE_ENV = "SERVING_GATEWAY_SECRETS_FILE"
+MODEL_PATH_ENV = "MODEL_PATH"
+
+
+def initialize(uri: str, dest: str, env: Mapping[str, str]) -> None:
+    """Put the model `uri` names into `dest`; StorageError naming the URI when it cannot."""
+    os.makedirs(dest, exist_ok=True)
+    marker = os.path.join(dest, MARKER)
+    if os.path.isfile(marker) and open(marker, encoding="utf-8").read() == uri:
+        return
+    parsed = parse(uri)
+    cache = os.path.join(dest, CACHE)
+    fetched = fetch(uri, cache, env)
+    if not parsed.remote:
+        _copy_local(fetched, dest)
+    else:
+        for name in os.listdir(fetched):
+            target = os.path.join(dest, name)
+            remove(target)
+            os.rename(os.path.join(fetched, name), target)
+        remove(cache)
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write(uri)
+
+
+def _copy_local(source: str, dest: str) -> None:
+    if os.path.isdir(source):
+        shutil.copytree(source, dest, dirs_exist_ok=True, symlinks=True)
+    else:
+        shutil.copy2(source, dest)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("uri", help="storage URI: s3://, gs://, http(s)://, file:// or a path")
+    parser.add_argument("dest", help="folder to put the model in (/mnt/models in a pod); - keeps it in the cache")
+    parser.add_argument(
+        "then",  # not `command`: the gateway's own parser keeps the subcommand's name there
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="a command to run once the model is there, with MODEL_PATH naming its folder",
+    )
+    parser.add_argument("--secret-dir", metavar="DIR", help="a mounted secret with AWS_* keys or an s3cmd .s3cfg")
+    parser.add_argument("--secret", metavar="NAME", help=f"a Secret in the secrets file ${SECRETS_FILE_ENV} names")
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    if args.secret_dir:
+        env.update(read_secret_dir(args.secret_dir))
+    if args.secret:
+        path = env.get(SECRETS_FILE_ENV)
+        if not path:
+            raise StorageError(
+                f"secret {args.secret!r} named but ${SECRETS_FILE_ENV} is not set (GatewayConfig spec.secretsFile)"
+            )
+        env.update(secret_credentials(path, args.secret))
+    return env
+
+
+def _fail(uri: str, message: str) -> int:
+    print(f"gateway storage-initializer: error: {message if uri in message else f'{uri}: {message}'}", file=sys.stderr)
+    return 1
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Fetch, printing one line naming the URI and the error on failure (exit status 1); then run the
+    command, if one is given, in this process's place."""
+    command = list(args.then)
+    if command and command[0] == "--":  # argparse keeps it in some forms, drops it in others
+        command.pop(0)
+    elif command and command[0].startswith("-"):
+        print(f"gateway storage-initializer: error: options go before URI, got {command[0]} after DEST", file=sys.stderr)
+        return 2
+    try:
+        env = _environment(args)
+        if args.dest == IN_CACHE:
+            where = fetch(args.uri, default_cache_dir(env), env)
+        else:
+            initialize(args.uri, args.dest, env)
+            where = os.path.abspath(args.dest)
+    except StorageError as exc:
+        return _fail(args.uri, str(exc))
+    print(f"gateway storage-initializer: {args.uri} is in {where}", file=sys.stderr)
+    if not command:
+        return 0
+    os.environ[MODEL_PATH_ENV] = where
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        print(f"gateway storage-initializer: error: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
+        return 127
