@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, validate, status, modelserver, storage-initializer."""
+"""The `gateway` command: serve, validate, status, modelserver, storage-initializer, simulate."""
 
 from __future__ import annotations
 
@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="download a model into a folder (what a revision's init container runs under kubernetes)",
     )
     add_initializer_arguments(initializer)
+
+    from gateway.simulate.cli import add_arguments as simulate_arguments
+
+    simulate = sub.add_parser("simulate", help="replay a traffic trace through the autoscaler on a simulated clock")
+    simulate_arguments(simulate)
     return parser
 
 
@@ -125,6 +130,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from gateway.storage.initializer import main_from_args as initialize
 
         return initialize(args)
+    if args.command == "simulate":
+        from gateway.simulate.cli import main_from_args as simulate
+
+        return simulate(args)
     from gateway.modelserver.server import main_from_args
 
     return main_from_args(args)
