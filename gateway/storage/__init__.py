@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
-from .cache import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_cache_dir, fetch
+from .cache import STATE_DIR_ENV, default_cache_dir, fetch
 from .errors import EXTRA_HINT, MissingExtraError, StorageError, missing_library
+from .limits import DEFAULT_MAX_BYTES, MAX_BYTES_ENV, Limits
 from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "EXTRA_HINT",
     "KUBERNETES_MODEL_DIR",
+    "Limits",
+    "MAX_BYTES_ENV",
     "REMOTE_SCHEMES",
     "SCHEMES",
     "STATE_DIR_ENV",

@@ -1,8 +1,9 @@
 """Unpacks .zip and .tar(.gz) archives someone else made, refusing what would escape the target.
 
 Refused: absolute names, `..` that climbs out, symbolic links pointing out of the target, hard links,
-devices and fifos, more than `MAX_MEMBERS` entries, and more than `limit` bytes unpacked: counted as the
-bytes are written, whatever sizes the archive declares.
+devices and fifos, more than `MAX_MEMBERS` entries, more than the budget's bytes unpacked (counted as the
+bytes are written, whatever sizes the archive declares, with the disk's free space checked as they are),
+and a compression ratio over `MAX_RATIO` to 1 once past `RATIO_GRACE` bytes: an archive bomb.
 """
 
 from __future__ import annotations
@@ -12,33 +13,48 @@ import posixpath
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from typing import IO
 
 from .errors import StorageError
+from .limits import Budget
 
 MAX_MEMBERS = 100_000
+MAX_RATIO = 200  # bytes unpacked per byte of archive read; a model's files compress far less
+RATIO_GRACE = 16 * 1024**2  # unpacked bytes before the ratio is judged (small files of zeros compress well)
 _CHUNK = 1024 * 1024
 
 
-class _Budget:
-    def __init__(self, limit: int) -> None:
-        self.left = limit
-        self.limit = limit
+class _Unpacked:
+    """The bytes unpacked so far, against the budget and against the archive's bytes read (`consumed`)."""
+
+    def __init__(self, budget: Budget, consumed: Callable[[], int]) -> None:
+        self.budget = budget
+        self.limit = budget.limit
+        self.consumed = consumed
+        self.total = 0
 
     def take(self, n: int) -> None:
-        self.left -= n
-        if self.left < 0:
+        self.total += n
+        if self.total > self.limit:
             raise StorageError(f"unpacks to more than {self.limit} bytes (the limit)")
+        self.budget.progress(n)
+        if self.total > RATIO_GRACE and self.total > MAX_RATIO * max(1, self.consumed()):
+            raise StorageError(
+                f"unpacks {self.total} bytes from {self.consumed()} bytes of archive, a compression ratio over "
+                f"{MAX_RATIO}:1: refused as an archive bomb"
+            )
 
 
-def unpack(archive: str, target: str, limit: int) -> None:
-    """Unpack `archive` (by its name's suffix) into the existing directory `target`."""
-    budget = _Budget(limit)
+def unpack(archive: str, target: str, budget: Budget) -> None:
+    """Unpack `archive` (by its name's suffix) into the existing directory `target`, counting in `budget`."""
     try:
-        if archive.lower().endswith(".zip"):
-            _unzip(archive, target, budget)
-        else:
-            _untar(archive, target, budget)
+        with open(archive, "rb") as raw:
+            unpacked = _Unpacked(budget, raw.tell)  # the file's position: the archive's bytes read so far
+            if archive.lower().endswith(".zip"):
+                _unzip(raw, target, unpacked)
+            else:
+                _untar(raw, target, unpacked)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise StorageError(f"corrupt archive: {' '.join(str(exc).split())}") from exc
 
@@ -56,7 +72,31 @@ def safe_join(target: str, name: str) -> str:
     return os.path.join(target, *[part for part in normal.split("/") if part not in ("", ".")])
 
 
-def _copy(source: IO[bytes], dest: str, budget: _Budget) -> None:
+def place_keys(dest: str, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Where each (key, name relative to the prefix) of a bucket listing goes in `dest`, as (key, path).
+
+    Refused, naming both keys: two keys landing on the same file (`p/a` and `p//a`), and a key that is a file
+    where another needs a folder (`p/a` and `p/a/b`): a file system cannot hold both, a bucket can."""
+    files: dict[str, str] = {}
+    placed = []
+    for key, relative in keys:
+        path = safe_join(dest, relative)
+        if path in files:
+            raise StorageError(f"keys {files[path]!r} and {key!r} would both be written to {path[len(dest) + 1 :]!r}")
+        files[path] = key
+        placed.append((key, path))
+    for path, key in files.items():
+        parent = os.path.dirname(path)
+        while len(parent) > len(dest):
+            if parent in files:
+                raise StorageError(
+                    f"key {files[parent]!r} is a file where key {key!r} needs a folder: a file system cannot hold both"
+                )
+            parent = os.path.dirname(parent)
+    return placed
+
+
+def _copy(source: IO[bytes], dest: str, budget: _Unpacked) -> None:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.islink(dest) or os.path.isdir(dest):
         raise StorageError(f"archive member {dest!r} overwrites a link or a directory")
@@ -66,7 +106,7 @@ def _copy(source: IO[bytes], dest: str, budget: _Budget) -> None:
             out.write(chunk)
 
 
-def _unzip(archive: str, target: str, budget: _Budget) -> None:
+def _unzip(archive: IO[bytes], target: str, budget: _Unpacked) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
         if len(members) > MAX_MEMBERS:
@@ -85,8 +125,8 @@ def _unzip(archive: str, target: str, budget: _Budget) -> None:
                 _copy(source, dest, budget)
 
 
-def _untar(archive: str, target: str, budget: _Budget) -> None:
-    with tarfile.open(archive, "r:*") as tf:
+def _untar(archive: IO[bytes], target: str, budget: _Unpacked) -> None:
+    with tarfile.open(fileobj=archive, mode="r:*") as tf:
         links: list[tuple[str, str]] = []
         for count, member in enumerate(tf, 1):
             if count > MAX_MEMBERS:
@@ -109,7 +149,7 @@ def _untar(archive: str, target: str, budget: _Budget) -> None:
                 )
 
 
-def _untar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, budget: _Budget) -> None:
+def _untar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str, budget: _Unpacked) -> None:
     if member.isdir():
         os.makedirs(dest, exist_ok=True)
     elif member.isfile():

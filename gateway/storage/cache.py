@@ -6,7 +6,10 @@ Layout under the cache directory (`{state_dir}/models`):
 - `{name}-{hash}.lock`: held (fcntl) while one process downloads, so replicas starting together
   fetch once and the others then find the complete copy;
 - `.partial-{name}-{hash}-{pid}/`: a download in progress, renamed into place only when complete.
-  One left by a crash is removed by the next fetch of that URI before it starts afresh.
+  One left by a crash is removed by the next fetch of that URI before it starts afresh, and any partial
+  older than `STALE_PARTIAL` seconds by every fetch into the cache.
+Limits (see limits.py): at most `max_bytes` per model, downloaded or unpacked, and no download that would
+leave the cache's filesystem with less than 5 % free.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from typing import Protocol
 
 from .archives import remove, unpack
 from .errors import StorageError
+from .limits import Budget, Limits, max_bytes_from
 from .uris import StorageUri, archive_suffix, parse
 
 log = logging.getLogger("gateway.storage")
 
-DEFAULT_MAX_BYTES = 64 * 1024**3  # per model, downloaded or unpacked: past it, an archive is hostile
+STALE_PARTIAL = 24 * 3600.0  # seconds: a partial download this old is a dead process's, whatever its URI
 STATE_DIR_ENV = "SERVING_GATEWAY_STATE_DIR"  # set by the local backend for every replica (backends/process.py)
 
 
@@ -45,7 +49,7 @@ def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
 class Store(Protocol):
     def version(self) -> str: ...
 
-    def download(self, dest: str, limit: int) -> None: ...
+    def download(self, dest: str, budget: Budget) -> None: ...
 
 
 def open_store(uri: StorageUri, env: Mapping[str, str]) -> Store:
@@ -86,21 +90,39 @@ def fetch(
     cache_dir: str,
     credentials: Mapping[str, str] | None = None,
     *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
+    limits: Limits | None = None,
 ) -> str:
     """The local path of the model `uri` names, downloading it into `cache_dir` if it is remote.
 
     A local path or `file://` URI is returned as it is (made absolute); a remote one as the directory
     holding its download (an archive unpacked). `credentials` is the environment the stores read
-    (default: this process's). Raises :class:`StorageError` naming the URI.
+    (default: this process's). `limits` default to `max_bytes`, else $SERVING_GATEWAY_MAX_MODEL_BYTES of
+    that environment, else 16 GiB. Raises :class:`StorageError` naming the URI.
     """
     parsed = parse(uri)
     if not parsed.remote:
         return local_path(parsed)
     env = os.environ if credentials is None else credentials
+    if limits is None:
+        try:
+            limits = Limits(max_bytes=max_bytes_from(env) if max_bytes is None else max_bytes)
+        except StorageError as exc:
+            raise StorageError(f"{uri}: {exc}") from exc
     store = open_store(parsed, env)
+    try:
+        return _fetch_into(store, parsed, cache_dir, limits)
+    finally:
+        close = getattr(store, "close", None)  # the http client's connections
+        if close is not None:
+            close()
+
+
+def _fetch_into(store: Store, parsed: StorageUri, cache_dir: str, limits: Limits) -> str:
+    uri = parsed.raw
     name = entry_name(uri, store.version())
     os.makedirs(cache_dir, exist_ok=True)
+    remove_stale_partials(cache_dir, time.time())
     final = os.path.join(cache_dir, name)
     with open(os.path.join(cache_dir, f"{name}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -112,8 +134,9 @@ def fetch(
         os.makedirs(partial)
         started = time.monotonic()
         try:
-            store.download(partial, max_bytes)
-            _unpack_single_archive(parsed, partial, max_bytes)
+            budget = Budget(limits, partial)
+            store.download(partial, budget)
+            _unpack_single_archive(parsed, partial, budget)
             os.rename(partial, final)
         except StorageError as exc:
             remove(partial)
@@ -126,7 +149,22 @@ def fetch(
     return final
 
 
-def _unpack_single_archive(uri: StorageUri, folder: str, limit: int) -> None:
+def remove_stale_partials(cache_dir: str, now: float) -> None:
+    """Remove the partial downloads in `cache_dir` last written before `now - STALE_PARTIAL` (wall-clock
+    seconds): a process killed mid-download leaves one behind, and nothing else would fetch its URI again."""
+    for stale in glob.glob(os.path.join(glob.escape(cache_dir), ".partial-*")):
+        try:  # a folder's time changes as files are added to it, not written: its files' times count too
+            touched = max(
+                [os.lstat(stale).st_mtime, *(entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(stale))]
+            )
+        except OSError:  # gone meanwhile (its download finished), or not a folder
+            continue
+        if touched < now - STALE_PARTIAL:
+            log.info("removing %s, a partial download untouched for %.0f hours", stale, (now - touched) / 3600)
+            remove(stale)
+
+
+def _unpack_single_archive(uri: StorageUri, folder: str, budget: Budget) -> None:
     """A URI naming one archive (.zip, .tar.gz, .tgz, .tar) is unpacked in place of it, as KServe does."""
     if archive_suffix(uri.key) is None:
         return
@@ -136,5 +174,5 @@ def _unpack_single_archive(uri: StorageUri, folder: str, limit: int) -> None:
     archive = os.path.join(folder, entries[0])
     hidden = os.path.join(folder, f".archive{archive_suffix(entries[0])}")
     os.rename(archive, hidden)
-    unpack(hidden, folder, limit)
+    unpack(hidden, folder, budget)
     os.unlink(hidden)

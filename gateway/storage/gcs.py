@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .archives import safe_join
+from .archives import place_keys
 from .errors import MissingExtraError, StorageError
+from .limits import Budget
 from .uris import StorageUri
 
 
@@ -83,18 +84,17 @@ class GcsStore:
     def version(self) -> str:
         return "\n".join(f"{blob.name} {blob.generation} {blob.size}" for blob in self.blobs())
 
-    def download(self, dest: str, limit: int) -> None:
-        blobs = self.blobs()
-        total = sum(int(blob.size or 0) for blob in blobs)
-        if total > limit:
-            raise StorageError(f"{self.uri.raw}: {total} bytes, more than the limit of {limit}")
-        for blob in blobs:
-            name = blob.name
-            relative = os.path.basename(name) if name == self.uri.key else name[len(self.uri.key) :].lstrip("/")
-            path = safe_join(dest, relative)
+    def download(self, dest: str, budget: Budget) -> None:
+        blobs = {blob.name: blob for blob in self.blobs()}
+        budget.reserve(sum(int(blob.size or 0) for blob in blobs.values()), self.uri.raw)
+        relative = [
+            (name, os.path.basename(name) if name == self.uri.key else name[len(self.uri.key) :].lstrip("/")) for name in blobs
+        ]
+        for name, path in place_keys(dest, relative):
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            budget.check_deadline()
             try:
-                blob.download_to_filename(path, timeout=REQUEST_TIMEOUT, retry=self._retry)
+                blobs[name].download_to_filename(path, timeout=REQUEST_TIMEOUT, retry=self._retry)
             except Exception as exc:
                 raise self._fail(exc) from exc
 

@@ -1,9 +1,10 @@
 """`gateway storage-initializer URI DEST [-- COMMAND...]`: what an init container runs, as KServe's storage
 initializer does, and what the local backend runs before a SimpleMLService's own command.
 
-With a DEST folder, the model is fetched through the cache (a `.cache` folder inside DEST, so a restarted
-init container resumes cleanly) and its files are then moved to the top of DEST, where the model server
-reads them; a marker records the URI fetched, so a second run for the same URI does nothing. With DEST
+With a DEST folder, the model is fetched through the cache (a `.serving-gateway-cache` folder inside DEST, so a
+restarted init container resumes cleanly) and its files are then moved to the top of DEST, where the model server
+reads them; a marker records the URI fetched, so a second run for the same URI does nothing. Both names start
+with `.serving-gateway-`, which a model's own top-level files may not (refused, naming the file). With DEST
 `-`, the model stays in the cache ($SERVING_GATEWAY_STATE_DIR/models, as for `gateway modelserver`).
 A COMMAND after `--` is then run in this process's place, with MODEL_PATH naming the model (its folder
 when downloaded; a local path as it is).
@@ -22,17 +23,19 @@ from collections.abc import Mapping
 from .archives import remove
 from .cache import default_cache_dir, fetch
 from .errors import StorageError
+from .limits import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
 from .secrets import read_secret_dir, secret_credentials
 from .uris import parse
 
-MARKER = ".serving-gateway-model"
-CACHE = ".cache"
+RESERVED = ".serving-gateway-"  # the initializer's own names in DEST start with it; a model's may not
+MARKER = f"{RESERVED}model"
+CACHE = f"{RESERVED}cache"
 IN_CACHE = "-"
 SECRETS_FILE_ENV = "SERVING_GATEWAY_SECRETS_FILE"
 MODEL_PATH_ENV = "MODEL_PATH"
 
 
-def initialize(uri: str, dest: str, env: Mapping[str, str]) -> None:
+def initialize(uri: str, dest: str, env: Mapping[str, str], max_bytes: int | None = None) -> None:
     """Put the model `uri` names into `dest`; StorageError naming the URI when it cannot."""
     os.makedirs(dest, exist_ok=True)
     marker = os.path.join(dest, MARKER)
@@ -40,7 +43,8 @@ def initialize(uri: str, dest: str, env: Mapping[str, str]) -> None:
         return
     parsed = parse(uri)
     cache = os.path.join(dest, CACHE)
-    fetched = fetch(uri, cache, env)
+    fetched = fetch(uri, cache, env, max_bytes=max_bytes)
+    _check_names(uri, fetched)
     if not parsed.remote:
         _copy_local(fetched, dest)
     else:
@@ -51,6 +55,16 @@ def initialize(uri: str, dest: str, env: Mapping[str, str]) -> None:
         remove(cache)
     with open(marker, "w", encoding="utf-8") as handle:
         handle.write(uri)
+
+
+def _check_names(uri: str, fetched: str) -> None:
+    names = os.listdir(fetched) if os.path.isdir(fetched) else [os.path.basename(fetched)]
+    taken = sorted(name for name in names if name.startswith(RESERVED))
+    if taken:
+        raise StorageError(
+            f"{uri}: the model has a top-level file {taken[0]!r}: names starting with {RESERVED!r} are the storage "
+            "initializer's own in DEST"
+        )
 
 
 def _copy_local(source: str, dest: str) -> None:
@@ -71,6 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--secret-dir", metavar="DIR", help="a mounted secret with AWS_* keys or an s3cmd .s3cfg")
     parser.add_argument("--secret", metavar="NAME", help=f"a Secret in the secrets file ${SECRETS_FILE_ENV} names")
+    parser.add_argument(
+        "--max-bytes",
+        type=_byte_count,
+        metavar="N",
+        help=f"most bytes a model may take, downloaded or unpacked (default ${MAX_BYTES_ENV}, else {DEFAULT_MAX_BYTES})",
+    )
+
+
+def _byte_count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 1, got {text!r}")
+    return int(text)
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
@@ -104,9 +130,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     try:
         env = _environment(args)
         if args.dest == IN_CACHE:
-            where = fetch(args.uri, default_cache_dir(env), env)
+            where = fetch(args.uri, default_cache_dir(env), env, max_bytes=args.max_bytes)
         else:
-            initialize(args.uri, args.dest, env)
+            initialize(args.uri, args.dest, env, args.max_bytes)
             where = os.path.abspath(args.dest)
     except StorageError as exc:
         return _fail(args.uri, str(exc))

@@ -13,8 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .archives import safe_join
+from .archives import place_keys
 from .errors import MissingExtraError, StorageError
+from .limits import Budget
 from .uris import StorageUri
 
 _FALSE = ("0", "false", "no", "off")
@@ -86,15 +87,15 @@ class S3Store:
     def version(self) -> str:
         return "\n".join(f"{key} {etag} {size}" for key, etag, size in self.objects())
 
-    def download(self, dest: str, limit: int) -> None:
+    def download(self, dest: str, budget: Budget) -> None:
         objects = self.objects()
-        total = sum(size for _, _, size in objects)
-        if total > limit:
-            raise StorageError(f"{self.uri.raw}: {total} bytes, more than the limit of {limit}")
-        for key, _, _ in objects:
-            relative = os.path.basename(key) if key == self.uri.key else key[len(self.uri.key) :].lstrip("/")
-            path = safe_join(dest, relative)
+        budget.reserve(sum(size for _, _, size in objects), self.uri.raw)
+        relative = [
+            (key, os.path.basename(key) if key == self.uri.key else key[len(self.uri.key) :].lstrip("/")) for key, _, _ in objects
+        ]
+        for key, path in place_keys(dest, relative):
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            budget.check_deadline()
             try:
                 self._client.download_file(self.uri.bucket, key, path)
             except Exception as exc:
