@@ -43,8 +43,12 @@ def initialize(uri: str, dest: str, env: Mapping[str, str], max_bytes: int | Non
         return
     parsed = parse(uri)
     cache = os.path.join(dest, CACHE)
-    fetched = fetch(uri, cache, env, max_bytes=max_bytes)
-    _check_names(uri, fetched)
+    try:
+        fetched = fetch(uri, cache, env, max_bytes=max_bytes)
+        _check_names(uri, fetched)
+    except StorageError:
+        remove(cache)  # nothing of a refused model is left in DEST
+        raise
     if not parsed.remote:
         _copy_local(fetched, dest)
     else:

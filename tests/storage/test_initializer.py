@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.storage import StorageError
+from gateway.storage.initializer import CACHE
 from gateway.storage.secrets import credentials, parse_s3cfg, read_secret_dir
 from tests.storage.servers import IRIS, ROOT, FileServer, S3Server, tar_bytes
 
@@ -41,7 +42,7 @@ def test_fetches_into_the_folder_then_does_nothing_the_second_time(s3: S3Server,
     done = initialize("s3://init/iris", str(dest), env=s3.env())
     assert done.returncode == 0, done.stderr
     assert (dest / "model.onnx").read_bytes() == MODEL and (dest / "meta" / "labels.txt").read_bytes() == b"setosa"
-    assert not (dest / ".cache").exists()
+    assert not (dest / CACHE).exists()
     before = s3.gets()
     again = initialize("s3://init/iris", str(dest), env=s3.env())
     assert again.returncode == 0, again.stderr
@@ -72,7 +73,7 @@ def test_a_failure_is_one_line_naming_the_uri_and_leaves_no_model(s3_auth: S3Ser
         done.stderr
     )
     assert "SignatureDoesNotMatch" in lines[0]
-    assert not (dest / "model.onnx").exists() and not list(dest.glob(".cache/.partial-*"))
+    assert not (dest / "model.onnx").exists() and not list(dest.glob(f"{CACHE}/.partial-*"))
 
 
 @pytest.mark.e2e
