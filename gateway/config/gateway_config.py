@@ -17,6 +17,7 @@ from gateway.config.model import (
     GatewaySettings,
     KubernetesSettings,
     ProxySettings,
+    StorageSettings,
 )
 from gateway.config.sections import SectionKey, read_keys, read_section, section_key
 from gateway.config.values import (
@@ -125,6 +126,11 @@ _PROXY: dict[str, SectionKey[ProxySettings]] = {
     "bodyTimeout": section_key(_positive_duration, lambda s, v: replace(s, body_timeout=v)),
 }
 
+_STORAGE: dict[str, SectionKey[StorageSettings]] = {
+    "maxModelBytes": section_key(byte_size, lambda s, v: replace(s, max_model_bytes=v)),
+    "downloadTimeout": section_key(_positive_duration, lambda s, v: replace(s, download_timeout=v)),
+}
+
 _SPEC_KEYS = (
     "domain",
     "listen",
@@ -137,6 +143,7 @@ _SPEC_KEYS = (
     "activator",
     "proxy",
     "kubernetes",
+    "storage",
 )
 
 
@@ -247,4 +254,5 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
         activator=read_section(ctx, "spec.activator", spec.get("activator"), ActivatorSettings(), _ACTIVATOR),
         proxy=read_section(ctx, "spec.proxy", spec.get("proxy"), ProxySettings(), _PROXY),
         kubernetes=read_section(ctx, "spec.kubernetes", spec.get("kubernetes"), KubernetesSettings(), KUBERNETES),
+        storage=read_section(ctx, "spec.storage", spec.get("storage"), StorageSettings(), _STORAGE),
     )

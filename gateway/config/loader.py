@@ -10,6 +10,7 @@ from gateway.config.documents import RawDocument, expand_paths, read_documents
 from gateway.config.errors import ConfigError, DocContext
 from gateway.config.manifest import Translated
 from gateway.config.model import Config, GatewaySettings, ServiceSpec
+from gateway.config.storage_limits import apply_storage_limits
 from gateway.config.storage_secrets import apply_secrets_file
 from gateway.config.values import describe
 
@@ -134,6 +135,7 @@ def load(
         collector.problems.extend(syntax)
     settings = collector.settings or GatewaySettings()
     apply_secrets_file(collector.translated, settings)
+    apply_storage_limits(collector.translated, settings)
     check_duplicates(collector.translated, settings)
     check_runnable(collector.translated, settings)
     if collector.problems:

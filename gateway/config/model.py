@@ -46,6 +46,15 @@ class ActivatorSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """GatewayConfig spec.storage: what one model download may take (None: the storage initializer's defaults,
+    16 GiB and 10 minutes, 90 s under the local backend); passed to revisions fetching a model as environment."""
+
+    max_model_bytes: int | None = None
+    download_timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     """Limits and timeouts of the data plane (``GatewayConfig.spec.proxy``)."""
 
@@ -120,6 +129,7 @@ class GatewaySettings:
     activator: ActivatorSettings = field(default_factory=ActivatorSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .cache import STATE_DIR_ENV, default_cache_dir, fetch
 from .errors import EXTRA_HINT, MissingExtraError, StorageError, missing_library
-from .limits import DEFAULT_MAX_BYTES, MAX_BYTES_ENV, Limits
+from .limits import DEFAULT_MAX_BYTES, MAX_BYTES_ENV, TIMEOUT_ENV, Limits
 from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_BYTES_ENV",
     "REMOTE_SCHEMES",
     "SCHEMES",
+    "TIMEOUT_ENV",
     "STATE_DIR_ENV",
     "MissingExtraError",
     "StorageError",

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from .archives import remove, unpack
 from .errors import StorageError
-from .limits import Budget, Limits, max_bytes_from
+from .limits import Budget, Limits, max_bytes_from, timeout_from
 from .uris import StorageUri, archive_suffix, parse
 
 log = logging.getLogger("gateway.storage")
@@ -91,6 +91,7 @@ def fetch(
     credentials: Mapping[str, str] | None = None,
     *,
     max_bytes: int | None = None,
+    timeout: float | None = None,
     limits: Limits | None = None,
 ) -> str:
     """The local path of the model `uri` names, downloading it into `cache_dir` if it is remote.
@@ -98,7 +99,8 @@ def fetch(
     A local path or `file://` URI is returned as it is (made absolute); a remote one as the directory
     holding its download (an archive unpacked). `credentials` is the environment the stores read
     (default: this process's). `limits` default to `max_bytes`, else $SERVING_GATEWAY_MAX_MODEL_BYTES of
-    that environment, else 16 GiB. Raises :class:`StorageError` naming the URI.
+    that environment, else 16 GiB; and to `timeout`, else $SERVING_GATEWAY_DOWNLOAD_TIMEOUT, else 10 minutes
+    (90 s in a local backend's replica, which has 120 s to become ready). Raises :class:`StorageError` naming the URI.
     """
     parsed = parse(uri)
     if not parsed.remote:
@@ -106,7 +108,10 @@ def fetch(
     env = os.environ if credentials is None else credentials
     if limits is None:
         try:
-            limits = Limits(max_bytes=max_bytes_from(env) if max_bytes is None else max_bytes)
+            limits = Limits(
+                max_bytes=max_bytes_from(env) if max_bytes is None else max_bytes,
+                timeout=timeout_from(env, local=bool(env.get(STATE_DIR_ENV))) if timeout is None else timeout,
+            )
         except StorageError as exc:
             raise StorageError(f"{uri}: {exc}") from exc
     store = open_store(parsed, env)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from .archives import remove
 from .cache import default_cache_dir, fetch
 from .errors import StorageError
-from .limits import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
+from .limits import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, MAX_BYTES_ENV, TIMEOUT_ENV
 from .secrets import read_secret_dir, secret_credentials
 from .uris import parse
 
@@ -35,7 +35,7 @@ SECRETS_FILE_ENV = "SERVING_GATEWAY_SECRETS_FILE"
 MODEL_PATH_ENV = "MODEL_PATH"
 
 
-def initialize(uri: str, dest: str, env: Mapping[str, str], max_bytes: int | None = None) -> None:
+def initialize(uri: str, dest: str, env: Mapping[str, str], max_bytes: int | None = None, timeout: float | None = None) -> None:
     """Put the model `uri` names into `dest`; StorageError naming the URI when it cannot."""
     os.makedirs(dest, exist_ok=True)
     marker = os.path.join(dest, MARKER)
@@ -44,7 +44,7 @@ def initialize(uri: str, dest: str, env: Mapping[str, str], max_bytes: int | Non
     parsed = parse(uri)
     cache = os.path.join(dest, CACHE)
     try:
-        fetched = fetch(uri, cache, env, max_bytes=max_bytes)
+        fetched = fetch(uri, cache, env, max_bytes=max_bytes, timeout=timeout)
         _check_names(uri, fetched)
     except StorageError:
         remove(cache)  # nothing of a refused model is left in DEST
@@ -95,6 +95,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"most bytes a model may take, downloaded or unpacked (default ${MAX_BYTES_ENV}, else {DEFAULT_MAX_BYTES})",
     )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"deadline for the whole download (default ${TIMEOUT_ENV}, else {DEFAULT_TIMEOUT:g})",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 def _byte_count(text: str) -> int:
@@ -134,9 +150,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     try:
         env = _environment(args)
         if args.dest == IN_CACHE:
-            where = fetch(args.uri, default_cache_dir(env), env, max_bytes=args.max_bytes)
+            where = fetch(args.uri, default_cache_dir(env), env, max_bytes=args.max_bytes, timeout=args.timeout)
         else:
-            initialize(args.uri, args.dest, env, args.max_bytes)
+            initialize(args.uri, args.dest, env, args.max_bytes, args.timeout)
             where = os.path.abspath(args.dest)
     except StorageError as exc:
         return _fail(args.uri, str(exc))

@@ -1,8 +1,9 @@
 """What one model download may take: bytes, disk space and time.
 
-`Limits` holds the settings (GatewayConfig `spec.storage.maxModelBytes`, reaching replicas and the storage
-initializer as $SERVING_GATEWAY_MAX_MODEL_BYTES or `--max-bytes`); a `Budget` counts one download's bytes
-as they are written, checking the limit, the filesystem's free space and the deadline as it goes.
+`Limits` holds the settings (GatewayConfig `spec.storage.maxModelBytes` and `downloadTimeout`, reaching replicas
+and init containers as $SERVING_GATEWAY_MAX_MODEL_BYTES and $SERVING_GATEWAY_DOWNLOAD_TIMEOUT, or the storage
+initializer's `--max-bytes` and `--timeout`); a `Budget` counts one download's bytes as they are written, checking
+the limit, the filesystem's free space and the deadline as it goes (S3 and GCS: the deadline between objects).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from .errors import StorageError
 
 DEFAULT_MAX_BYTES = 16 * 1024**3  # per model, downloaded or unpacked
 MAX_BYTES_ENV = "SERVING_GATEWAY_MAX_MODEL_BYTES"
+TIMEOUT_ENV = "SERVING_GATEWAY_DOWNLOAD_TIMEOUT"  # seconds
+DEFAULT_TIMEOUT = 600.0  # an init container's download
+LOCAL_TIMEOUT = 90.0  # a local backend replica's: under the 120 s it is given to become ready (backends/local.py)
 MIN_FREE = 0.05  # a download stops before its filesystem would have less than this share of it free
 DISK_CHECK_EVERY = 64 * 1024**2  # bytes written between two looks at the free space
 
@@ -34,6 +38,20 @@ def max_bytes_from(env: Mapping[str, str]) -> int:
     if not text.isdigit() or int(text) < 1:
         raise StorageError(f"${MAX_BYTES_ENV} must be a number of bytes >= 1, got {text!r}")
     return int(text)
+
+
+def timeout_from(env: Mapping[str, str], local: bool) -> float:
+    """The deadline $SERVING_GATEWAY_DOWNLOAD_TIMEOUT sets (seconds), else the default (`local`: under the local backend)."""
+    text = env.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return LOCAL_TIMEOUT if local else DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise StorageError(f"${TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,15 @@ import yaml
 
 from gateway.config import load
 from gateway.config.cluster import KUBERNETES
-from gateway.config.gateway_config import _ACTIVATOR, _AUTOSCALER, _PROXY, _SPEC
-from gateway.config.model import ActivatorSettings, AutoscalerSettings, GatewaySettings, KubernetesSettings, ProxySettings
+from gateway.config.gateway_config import _ACTIVATOR, _AUTOSCALER, _PROXY, _SPEC, _STORAGE
+from gateway.config.model import (
+    ActivatorSettings,
+    AutoscalerSettings,
+    GatewaySettings,
+    KubernetesSettings,
+    ProxySettings,
+    StorageSettings,
+)
 from tests.config.support import write
 
 SPEC: dict[str, object] = {
@@ -71,15 +78,29 @@ KUBERNETES_SECTION: dict[str, object] = {
     "imagePullPolicy": "Always",
     "runtimes": {"kserve-sklearnserver": {"modelFormats": ["sklearn"], "image": "kserve/sklearnserver:v0.14.1"}},
 }
+STORAGE: dict[str, object] = {"maxModelBytes": "2Gi", "downloadTimeout": "5m"}
 NOT_CONFIGURABLE = {"buffer_bytes"}
-Settings = GatewaySettings | AutoscalerSettings | ActivatorSettings | ProxySettings | KubernetesSettings
-SECTIONS = {"autoscaler": AUTOSCALER, "activator": ACTIVATOR, "proxy": PROXY, "kubernetes": KUBERNETES_SECTION}
+Settings = GatewaySettings | AutoscalerSettings | ActivatorSettings | ProxySettings | KubernetesSettings | StorageSettings
+SECTIONS = {
+    "autoscaler": AUTOSCALER,
+    "activator": ACTIVATOR,
+    "proxy": PROXY,
+    "kubernetes": KUBERNETES_SECTION,
+    "storage": STORAGE,
+}
 
 
 @pytest.mark.parametrize(
     ("table", "document"),
-    [(_SPEC, SPEC), (_AUTOSCALER, AUTOSCALER), (_ACTIVATOR, ACTIVATOR), (_PROXY, PROXY), (KUBERNETES, KUBERNETES_SECTION)],
-    ids=["spec", "spec.autoscaler", "spec.activator", "spec.proxy", "spec.kubernetes"],
+    [
+        (_SPEC, SPEC),
+        (_AUTOSCALER, AUTOSCALER),
+        (_ACTIVATOR, ACTIVATOR),
+        (_PROXY, PROXY),
+        (KUBERNETES, KUBERNETES_SECTION),
+        (_STORAGE, STORAGE),
+    ],
+    ids=["spec", "spec.autoscaler", "spec.activator", "spec.proxy", "spec.kubernetes", "spec.storage"],
 )
 def test_the_document_gives_every_key_of_the_table(table: dict[str, object], document: dict[str, object]) -> None:
     assert set(table) == set(document)
@@ -94,6 +115,7 @@ def test_every_field_is_set_by_some_key(tmp_path: Path) -> None:
         (settings.activator, ActivatorSettings()),
         (settings.proxy, ProxySettings()),
         (settings.kubernetes, KubernetesSettings()),
+        (settings.storage, StorageSettings()),
     ]
     for section, default in pairs:
         unchanged = {f.name for f in fields(section) if getattr(section, f.name) == getattr(default, f.name)}

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.storage import MAX_BYTES_ENV, Limits, StorageError, fetch
+from gateway.storage import MAX_BYTES_ENV, TIMEOUT_ENV, Limits, StorageError, fetch
 from gateway.storage.cache import STALE_PARTIAL
+from gateway.storage.limits import timeout_from
 from tests.storage.hostile import HostileServer, serve_hostile
 from tests.storage.servers import IRIS, ROOT, FileServer, cache_entries, tar_bytes, zip_bytes
 
@@ -151,3 +152,26 @@ def test_a_dripping_server_fails_at_the_deadline(hostile: HostileServer, cache: 
     message = failure(f"{hostile.url}/drip/model.onnx", cache, limits=Limits(timeout=1.5))
     assert "the download deadline (1.5 s) passed before the model was complete" in message
     assert time.monotonic() - started < 10
+
+
+def test_the_deadline_comes_from_the_environment(hostile: HostileServer, cache: Path) -> None:
+    uri = f"{hostile.url}/drip/model.onnx"
+    assert "the download deadline (1 s) passed" in failure(uri, cache, {TIMEOUT_ENV: "1"})
+    assert f"${TIMEOUT_ENV} must be a number of seconds > 0, got 'soon'" in failure(uri, cache, {TIMEOUT_ENV: "soon"})
+    assert f"${TIMEOUT_ENV} must be a number of seconds > 0, got '-5'" in failure(uri, cache, {TIMEOUT_ENV: "-5"})
+
+
+def test_the_default_deadline_is_under_the_local_backends_start_timeout() -> None:
+    assert timeout_from({}, local=False) == 600.0
+    assert timeout_from({}, local=True) == 90.0 < 120.0  # LocalBackend's start_timeout
+    assert timeout_from({TIMEOUT_ENV: "30"}, local=True) == 30.0
+
+
+def test_the_initializer_takes_a_timeout(hostile: HostileServer, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "gateway", "storage-initializer", "--timeout", "1", f"{hostile.url}/drip/m.onnx"]
+    done = subprocess.run([*command, str(tmp_path / "a")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "the download deadline (1 s) passed before the model was complete" in done.stderr, done.stderr
+    command[5] = "0"
+    bad = subprocess.run([*command, str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--timeout: must be a number of seconds > 0, got '0'" in bad.stderr, bad.stderr
