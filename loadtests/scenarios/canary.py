@@ -111,12 +111,13 @@ def plot(ctx: Context, res: Result) -> None:
     rows = res.figures["per_second"]
     fig, ax = plt.subplots(figsize=(8, 3))
     secs = [r["second"] for r in rows]
-    ax.bar(secs, [r["default"] for r in rows], width=0.9, label="default")
-    ax.bar(secs, [r["canary"] for r in rows], width=0.9, bottom=[r["default"] for r in rows], label="canary")
+    ax.bar(secs, [r["default"] for r in rows], width=0.9, align="edge", label="default")
+    ax.bar(secs, [r["canary"] for r in rows], width=0.9, align="edge", bottom=[r["default"] for r in rows], label="canary")
     ax.bar(
         secs,
         [r["errors"] for r in rows],
         width=0.9,
+        align="edge",
         bottom=[r["default"] + r["canary"] for r in rows],
         label="errors",
         color="red",
