@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,7 +25,7 @@ class Gateway:
     proc: Proc
     port: int
     admin: Admin
-    config_path: Any
+    config_path: Path
 
     def write_config(self, text: str) -> None:
         self.config_path.write_text(text)

@@ -27,7 +27,7 @@ def plot(
     lat = top.twinx()
     lat.plot([s + 0.5 for s in secs], [1000 * (pct(by_second[s], 50) or 0) for s in secs], color="tab:blue", label="p50")
     lat.plot([s + 0.5 for s in secs], [1000 * (pct(by_second[s], 95) or 0) for s in secs], color="tab:red", label="p95")
-    lat.set_ylabel("latency from schedule (ms), by send second")
+    lat.set_ylabel("latency from schedule (ms)")
     lat.legend(loc="upper left")
     t = [s["t"] for s in samples]
     bottom.step(t, [s["ready"] for s in samples], where="post", label="ready (measured)", color="tab:green")

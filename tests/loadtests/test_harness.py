@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from loadtests.harness import openloop, report, stats, wrk
 from loadtests.harness.procs import HarnessError
+from loadtests.scenarios import predict
 
 HOST = "x.default.example.com"
 
@@ -154,3 +156,36 @@ def test_summary_tables_and_failed_scenarios() -> None:
     assert "| 1,234,567 | 0.5 |" in text and "| — | 101.2 |" in text
     assert "✅ fine" in text and "❌ bad (1 of 2)" in text
     assert "**Failed to run**: HarnessError: boom" in text
+
+
+def test_agreement_compares_each_simulated_second_with_the_sample_at_that_instant() -> None:
+    samples = [{"t": 0.2, "ready": 0}, {"t": 1.0, "ready": 1}, {"t": 1.9, "ready": 3}, {"t": 2.8, "ready": 3}]
+    predicted = [
+        {"time": 0, "ready": 0},
+        {"time": 1, "ready": 1},
+        {"time": 2, "ready": 1},
+        {"time": 3, "ready": 3},
+        {"time": 5, "ready": 3},
+    ]
+    # second 0: no sample yet; 1: sample at 1.0 (equal); 2: sample at 1.9 (3 vs 1: off by two);
+    # 3: sample at 2.8 (equal); 5: the last sample is 2.2 s old, not compared
+    assert predict.agreement(samples, predicted, "ready") == {
+        "seconds": 3,
+        "within_one": 2,
+        "exact": 2,
+        "share_within_one": 0.667,
+    }
+
+
+def test_the_predicted_curve_is_there_exactly_when_the_simulator_is(tmp_path: Path) -> None:
+    from loadtests.scenarios import burst
+
+    config = tmp_path / "burst.yaml"
+    config.write_text(burst.config())
+    outcome = openloop.Outcome(0.0, [[k / 10, 0.001, 0.1, 200, "", ""] for k in range(50)])
+    curve = predict.replica_curve(config, outcome, 0.1, 8, 0.4)
+    if importlib.util.find_spec("gateway.simulate") is None:
+        assert curve is None and "gateway.simulate is not in this tree" in predict.why_not()
+    else:
+        assert curve is not None and [row["time"] for row in curve] == list(range(8))
+        assert curve[0]["ready"] == 0 and max(row["ready"] for row in curve) >= 1
