@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -67,6 +68,10 @@ def run_one(name: str, size: str, out: Path, scratch: Path) -> dict[str, Any]:
     return doc
 
 
+def interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.command == "list":
@@ -80,12 +85,17 @@ def main(argv: list[str]) -> int:
     run: dict[str, Any] = {"size": args.size, "started": stamp, "scenarios_run": list(names), "machine": machine.facts()}
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="loadtests-"))
+    print(f"scratch: {scratch}, report: {out}", flush=True)
     results: dict[str, dict[str, Any]] = {}
+    signal.signal(signal.SIGTERM, interrupted)  # SIGTERM stops the processes like Ctrl-C does
     try:
         for name in names:
             results[name] = run_one(name, args.size, out, scratch)
             run["wall_s"] = round(time.monotonic() - started, 1)
             report.write(out, run, results)  # after each scenario: an interrupted run keeps what it measured
+    except KeyboardInterrupt:
+        print(f"interrupted: every process stopped; what was measured before is in {out}", file=sys.stderr)
+        return 130
     finally:
         if args.keep:
             print(f"scratch folders kept in {scratch}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from loadtests.harness import openloop
@@ -24,9 +25,10 @@ NAME = "burst"
 HOST = f"{NAME}.default.example.com"
 REVISION = f"{NAME}-default"
 MAX_SCALE = 8
+TARGET = 5  # the per-replica target and containerConcurrency both
 BACKEND_MS = 100
 SETTINGS = {
-    "target": 5,
+    "target": TARGET,
     "util": 70,
     "max_scale": MAX_SCALE,
     "stable_window": "20s",
@@ -36,8 +38,10 @@ SETTINGS = {
 }
 
 
-def config() -> str:
+def config(stats_dir: Path | None = None) -> str:
+    """The gateway's config; with `stats_dir`, each replica writes its final counts there when stopped."""
     s = SETTINGS
+    env = f"    env:\n      BURST_STATS_DIR: {json.dumps(str(stats_dir))}\n" if stats_dir else ""
     return f"""apiVersion: serving-gateway/v1
 kind: GatewayConfig
 spec:
@@ -56,7 +60,7 @@ metadata:
 spec:
   default:
     command: [{json.dumps(sys.executable)}, {json.dumps(str(REPLICA))}, "{{port}}"]
-  service:
+{env}  service:
     minScale: 0
     maxScale: {s["max_scale"]}
     target: {s["target"]}
@@ -70,8 +74,10 @@ def run(ctx: Context) -> Result:
     )
     res = Result(figures={"rates_rps": rates, "step_s": seconds, "tail_s": tail, "settings": SETTINGS, "config": config()})
     samples: list[dict[str, Any]] = []
+    stats_dir = ctx.work / "replica-stats"
+    stats_dir.mkdir()
     with Stack(ctx.work) as stack:
-        gw = start_gateway(stack, config(), cpu=0, log_level="info")
+        gw = start_gateway(stack, config(stats_dir), cpu=0)
         rev0 = gw.admin.revisions()[REVISION]
         res.check(
             "started at zero replicas",
@@ -98,6 +104,7 @@ def run(ctx: Context) -> Result:
             time.sleep(0.25)
         metrics = gw.admin.metrics()
     analyse(res, outcome, samples, rates, seconds)
+    replicas(res, stats_dir, outcome)
     count, total = metric_sum(metrics, "gateway_cold_start_seconds_count"), metric_sum(metrics, "gateway_cold_start_seconds_sum")
     startup = round(total / count, 3) if count else 0.4
     res.figures.update(cold_starts=count, startup_s=startup)
@@ -146,6 +153,22 @@ def analyse(res: Result, outcome: openloop.Outcome, samples: list[dict[str, Any]
     res.check(">= 99.9 % answered", answered >= 0.999, f"{outcome.answered} of {outcome.sent}")
     top = max((s["desired"] or 0 for s in samples), default=0)
     res.check("desired <= maxScale", top <= MAX_SCALE, f"highest desired {top}")
+
+
+def replicas(res: Result, stats_dir: Path, outcome: openloop.Outcome) -> None:
+    """Every replica's own final counts (written when the gateway stopped it, scaled down mid-run or at the end)."""
+    found = [json.loads(f.read_text()) for f in sorted(stats_dir.glob("replica-*.json"))]
+    res.figures["replicas"] = found
+    served = sum(r["served"] for r in found)
+    most = max((r["max_in_flight"] for r in found), default=0)
+    res.check(
+        "replicas served exactly the requests answered 200", served == outcome.ok, f"{served} served, {outcome.ok} answered 200"
+    )
+    res.check(
+        "no replica held more than containerConcurrency",
+        most <= TARGET,
+        f"most in flight at one replica {most}, limit {TARGET}; {len(found)} replicas",
+    )
 
 
 def compare(res: Result, samples: list[dict[str, Any]], predicted: list[dict[str, Any]] | None) -> None:

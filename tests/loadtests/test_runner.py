@@ -6,11 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_until_blocking
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,3 +94,38 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "exists and is not a folder" in proc.stderr
     assert target.read_text() == "x"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{entry}: {cmdline}")
+    return found
+
+
+@pytest.mark.e2e
+def test_sigterm_stops_every_process_the_run_started(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "loadtests", "run", "--quick", "--only", "soak", "--out", str(tmp_path / "r")]
+    with subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            assert first.startswith("scratch: "), first
+            scratch = first.split()[1].rstrip(",")
+            # the soak's gateway and replica run with the scratch folder on their command lines
+            wait_until_blocking(lambda: len(processes_mentioning(scratch)) >= 1, "the soak's gateway to start", within=20)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 130
+            assert "interrupted" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert processes_mentioning(scratch) == []
+    assert not Path(scratch).exists()
