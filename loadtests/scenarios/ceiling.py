@@ -37,6 +37,10 @@ def run(ctx: Context) -> Result:
     res.figures["median_rps"] = rps
     res.figures["ratio_to_direct"] = {n: ratio(rps[n], rps["direct"]) for n in names}
     res.figures["ratio_to_nginx"] = {n: ratio(rps[n], rps.get("nginx")) for n in names}
+    # the same ratio within each round (seconds apart), then its median: steadier when the machine is shared
+    per_round = {n: [ratio(a["rps"], b["rps"]) for a, b in zip(runs[n], runs.get("nginx", []))] for n in names}
+    res.figures["ratio_to_nginx_per_round"] = per_round
+    res.figures["ratio_to_nginx_round_median"] = {n: median([x for x in v if x is not None]) for n, v in per_round.items()}
     rows = []
     for n in names:
         p99 = median([x.get("p99_ms", 0.0) for x in runs[n]])
@@ -49,6 +53,7 @@ def run(ctx: Context) -> Result:
                 p99,
                 res.figures["ratio_to_direct"][n],
                 res.figures["ratio_to_nginx"][n],
+                res.figures["ratio_to_nginx_round_median"][n],
             ]
         )
         bad = sum(x["non2xx"] + x["socket_errors"] for x in runs[n])
@@ -56,7 +61,7 @@ def run(ctx: Context) -> Result:
     res.tables.append(
         Table(
             f"wrk -c{CONNECTIONS}, {rounds} round(s) x {seconds:g} s per target (median req/s)",
-            ["target", "req/s", "min", "max", "p99 ms", "/ direct", "/ nginx"],
+            ["target", "req/s", "min", "max", "p99 ms", "/ direct", "/ nginx", "/ nginx, per round (median)"],
             rows,
         )
     )
