@@ -55,7 +55,7 @@ from gateway.config.values import (
     string,
 )
 from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
-from gateway.rollouts.record import predictor_digest
+from gateway.rollouts.digest import predictor_digest
 from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, missing_library, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"

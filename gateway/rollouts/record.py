@@ -12,6 +12,9 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from gateway.config.model import RevisionSpec, canonical
+from gateway.rollouts.digest import NOT_REVISION_KEYS, predictor_digest
+
+__all__ = ["NOT_REVISION_KEYS", "RecordError", "RolloutRecord", "predictor_digest", "revision_digest", "revision_name"]
 
 FORMAT = 1  # the record's layout; a record of another is refused, never reset
 PREFIX = "predictor-"  # KServe's revision names: {name}-predictor-00001
@@ -24,21 +27,6 @@ class RecordError(ValueError):
 def revision_name(number: int) -> str:
     """The revision's suffix (`RevisionKey.revision`): ``predictor-00002``."""
     return f"{PREFIX}{number:05d}"
-
-
-# Predictor keys that make no new revision: the rollout's own, and scaling and the request timeout, which are the
-# service's in this gateway (KServe puts them on the revision's template; here a change applies to every revision).
-NOT_REVISION_KEYS = frozenset(
-    {"canaryTrafficPercent", "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "containerConcurrency", "timeout"}
-)
-
-
-def predictor_digest(predictor: dict[str, object]) -> str:
-    """The digest of a predictor as its manifest writes it, but for NOT_REVISION_KEYS: a change of anything
-    else is a new revision (gateways reading copies of one manifest in different folders agree on it)."""
-    kept = {key: value for key, value in predictor.items() if key not in NOT_REVISION_KEYS}
-    text = json.dumps(kept, sort_keys=True, default=repr, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def revision_digest(revision: RevisionSpec) -> str:
