@@ -53,6 +53,20 @@ def _resources(value: object) -> bool:
     )
 
 
+def _refs(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and isinstance(pair[1], dict)
+        and len(pair[1]) == 1
+        and all(
+            kind in ("secretKeyRef", "configMapKeyRef", "fieldRef") and isinstance(ref, dict) for kind, ref in pair[1].items()
+        )
+        for pair in value
+    )
+
+
 def _opt_object(value: object) -> bool:
     return value is None or isinstance(value, dict)
 
@@ -83,8 +97,9 @@ FIELDS: dict[str, tuple[Check, str]] = {
     "storage_path": (_opt_str, "null or a string"),
     "model_format": (_opt_str, "null or a string"),
     "model_runtime": (_opt_str, "null or a string"),
+    "env_refs": (_refs, "a list of [name, {secretKeyRef|configMapKeyRef|fieldRef: {...}}] pairs"),
 }
-_PAIRS = ("env", "node_selector")  # tuples of (name, value) pairs
+_PAIRS = ("env", "node_selector", "env_refs")  # tuples of (name, value) pairs
 
 
 def spec_json(spec: RevisionSpec) -> dict[str, Any]:
