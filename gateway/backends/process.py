@@ -54,11 +54,42 @@ STATE_ENV = "SERVING_GATEWAY_STATE_DIR"
 """Set in every replica's environment (inherited by its children): how the reaper finds them."""
 
 
+def secret_refs(spec: RevisionSpec) -> dict[str, str]:
+    """The revision's `valueFrom.secretKeyRef` variables, read from the secrets file (GatewayConfig spec.secretsFile)
+    as the replica starts: the values are never kept in the spec, a record or a log. Checked when the manifest was
+    loaded (gateway.config.storage_secrets); one gone since is left unset."""
+    if not spec.env_refs:
+        return {}
+    from gateway.storage import StorageError
+    from gateway.storage.secrets import read_secrets_file
+
+    path = dict(spec.env).get("SERVING_GATEWAY_SECRETS_FILE")
+    if path is None:
+        return {}
+    try:
+        secrets = read_secrets_file(path)
+    except StorageError:
+        return {}
+    found = {}
+    for name, source in spec.env_refs:
+        ref = source.get("secretKeyRef")
+        if isinstance(ref, dict):
+            value = secrets.get(str(ref.get("name")), {}).get(str(ref.get("key")))
+            if value is not None:
+                found[name] = value
+    return found
+
+
 def build_env(
-    spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None, state_dir: Path | None = None
+    spec: RevisionSpec,
+    port: int,
+    base: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update((name, substitute(value, port)) for name, value in spec.env)
+    env.update(secrets or {})
     env["PORT"] = str(port)
     if state_dir is not None:
         env[STATE_ENV] = str(Path(state_dir).resolve())
@@ -146,6 +177,7 @@ class ReplicaProcess:
         if spec.command is None:
             raise ValueError("revision has no command")
         argv = build_argv(spec.command, port)
+        secrets = await asyncio.to_thread(secret_refs, spec) if spec.env_refs else None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -158,7 +190,7 @@ class ReplicaProcess:
                     stdout=log,
                     stderr=log,
                     cwd=spec.workdir or os.getcwd(),
-                    env=build_env(spec, port, env, state_dir),
+                    env=build_env(spec, port, env, state_dir, secrets),
                     start_new_session=True,
                     preexec_fn=_die_with_parent(os.getpid()),
                 )

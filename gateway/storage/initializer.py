@@ -92,6 +92,26 @@ def _fail(uri: str, message: str) -> int:
     return 1
 
 
+def _odd_arguments(uri: str, dest: str) -> str | None:
+    """What makes URI DEST unusable before anything is fetched or copied: a URI that is none, a DEST that is
+    a file, a local source that DEST is, or holds (it would be copied into itself)."""
+    try:
+        parsed = parse(uri)
+    except (StorageError, ValueError) as exc:
+        return f"{uri!r} is not a storage URI: {exc}" if uri not in str(exc) else str(exc)
+    if dest == IN_CACHE:
+        return None
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        return f"DEST {dest} exists and is not a folder"
+    if not parsed.remote and parsed.path:
+        source, target = os.path.realpath(parsed.path), os.path.realpath(dest)
+        if target == source:
+            return f"DEST {dest} is the source {uri} itself"
+        if os.path.isdir(source) and os.path.commonpath([source, target]) == source:
+            return f"DEST {dest} is inside the source {uri}: it would be copied into itself"
+    return None
+
+
 def main_from_args(args: argparse.Namespace) -> int:
     """Fetch, printing one line naming the URI and the error on failure (exit status 1); then run the
     command, if one is given, in this process's place."""
@@ -100,6 +120,10 @@ def main_from_args(args: argparse.Namespace) -> int:
         command.pop(0)
     elif command and command[0].startswith("-"):
         print(f"gateway storage-initializer: error: options go before URI, got {command[0]} after DEST", file=sys.stderr)
+        return 2
+    problem = _odd_arguments(args.uri, args.dest)
+    if problem is not None:
+        print(f"gateway storage-initializer: error: {problem}", file=sys.stderr)
         return 2
     try:
         env = _environment(args)

@@ -22,7 +22,8 @@ CANARY = record(2, 1, A, 2, B, 10, 2)
 
 def test_a_record_survives_json_whole() -> None:
     assert RolloutRecord.from_json(CANARY.to_json()) == CANARY
-    assert RolloutRecord.from_json(CANARY.to_json()).rolled_out_spec.tolerations == ({"key": "gpu"},)
+    spec = RolloutRecord.from_json(CANARY.to_json()).rolled_out_spec
+    assert spec is not None and spec.tolerations == ({"key": "gpu"},)
 
 
 @pytest.mark.parametrize(
