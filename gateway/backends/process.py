@@ -7,6 +7,7 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from gateway.config.model import RevisionSpec
+from gateway.storage import redact
 
 LOG_MARKER = "==> gateway:"
 _PR_SET_PDEATHSIG = 1
@@ -121,6 +123,19 @@ def log_tail(path: Path, lines: int = 5, max_bytes: int = 8192) -> list[str]:
     return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
 
 
+_BUSY = re.compile(r"\b(fetching|downloading|loading)\b", re.IGNORECASE)
+
+
+def starting_hint(log_path: Path) -> str:
+    """Why a replica may not be ready yet: its last log line when that says it is fetching or loading a model;
+    else whether it listens on its port (and its last line, if any)."""
+    tail = log_tail(log_path, 1)
+    if tail and _BUSY.search(tail[-1]):
+        return f"still starting, its last log line: {tail[-1]}"
+    listen = "does the command listen on the port the gateway gives it, {port} or $PORT?"
+    return f"{listen} Its last log line: {tail[-1]}" if tail else listen
+
+
 class ReplicaProcess:
     """A started replica: its process, its process group and its log file."""
 
@@ -149,7 +164,8 @@ class ReplicaProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            log.write(f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode())
+            shown = subprocess.list2cmdline([redact(arg) for arg in argv])  # no storage credentials in the log
+            log.write(f"{LOG_MARKER} {stamp} port {port}: {shown}\n".encode())
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(
