@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 IRIS_INPUT = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}  # the KServe quick start's iris-input.json
 HOST = "sklearn-iris.kserve-test.example.com"
-Start = Callable[[str], Awaitable[tuple["Gateway", str]]]  # the `serve` fixture: config text in, (gateway, base URL) out
+Start = Callable[..., Awaitable[tuple["Gateway", str]]]  # the `serve` fixture: config text (and -n) in, (gateway, base URL) out
 
 
 async def predict(base: str, host: str = HOST, model: str = "sklearn-iris") -> httpx.Response:
