@@ -55,7 +55,7 @@ from gateway.config.values import (
     string,
 )
 from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
-from gateway.rollouts.record import predictor_digest
+from gateway.rollouts import record as rollout_record  # the module, not the name: record imports gateway.config
 from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, missing_library, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -149,7 +149,7 @@ def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
     if doc.failed() or draft is None or scaling_spec is None or fields is None:
         return None
     service = doc.service(draft.finish(PREDICTOR), scaling_spec, timeout=None if timeout is None else float(timeout))
-    service = replace(service, rollout=RolloutSpec(percent, tag_routing, predictor_digest(predictor)))
+    service = replace(service, rollout=RolloutSpec(percent, tag_routing, rollout_record.predictor_digest(predictor)))
     return Translated(service, ctx, {PREDICTOR: fields}, notes.local_notes, notes.local_errors, notes.kubernetes_errors)
 
 
