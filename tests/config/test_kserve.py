@@ -83,7 +83,7 @@ def test_folder_with_two_onnx_files(tmp_path: Path) -> None:
     assert problems([path]) == [
         (
             f"{path}: {LABEL}: spec.predictor.model.storageUri: folder {tmp_path / 'm'} must hold model.onnx "
-            "or exactly one .onnx file, found 2"
+            "or exactly one .onnx file, found 2 (a.onnx, b.onnx)"
         )
     ]
 
