@@ -46,10 +46,20 @@ def substitute(text: str, port: int) -> str:
     return text.replace("{port}", str(port)).replace("{python}", sys.executable)
 
 
-def build_argv(command: tuple[str, ...] | str, port: int) -> list[str]:
+def build_argv(command: tuple[str, ...] | str, port: int, env: Mapping[str, str] | None = None) -> list[str]:
+    """The replica's argv: `{port}` and `{python}` filled in, then `$(VAR)` from `env` as the kubelet does."""
     if isinstance(command, str):
-        return ["/bin/sh", "-c", substitute(command, port)]
-    return [substitute(arg, port) for arg in command]
+        return ["/bin/sh", "-c", expand(substitute(command, port), env or {})]
+    return [expand(substitute(arg, port), env or {}) for arg in command]
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' expansion of a command or argument: `$(VAR)` is VAR's value when `env` has it and stays
+    as written when not; `$$` is a `$` (so `$$(VAR)` is the text `$(VAR)`)."""
+    return _REFERENCE.sub(lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]), text)
 
 
 STATE_ENV = "SERVING_GATEWAY_STATE_DIR"
@@ -160,7 +170,8 @@ class ReplicaProcess:
         """Start the revision's command on `port`; OSError/ValueError if it cannot be started."""
         if spec.command is None:
             raise ValueError("revision has no command")
-        argv = build_argv(spec.command, port)
+        replica_env = build_env(spec, port, env, state_dir)
+        argv = build_argv(spec.command, port, replica_env)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -174,7 +185,7 @@ class ReplicaProcess:
                     stdout=log,
                     stderr=log,
                     cwd=spec.workdir or os.getcwd(),
-                    env=build_env(spec, port, env, state_dir),
+                    env=replica_env,
                     start_new_session=True,
                     preexec_fn=_die_with_parent(os.getpid()),
                 )

@@ -6,7 +6,7 @@ fetch is done or has failed) and its files are then moved to the top of DEST, wh
 reads them; a marker records the URI fetched, so a second run for the same URI does nothing. With DEST
 `-`, the model stays in the cache ($SERVING_GATEWAY_STATE_DIR/models, as for `gateway modelserver`).
 A COMMAND after `--` is then run in this process's place, with MODEL_PATH naming the model (its folder
-when downloaded; a local path as it is).
+when downloaded; a local path as it is), in its environment and for `$(MODEL_PATH)` in its arguments.
 Credentials: the environment, overlaid by a mounted secret (`--secret-dir`) or by Secret `--secret NAME`
 of the secrets file $SERVING_GATEWAY_SECRETS_FILE names (GatewayConfig spec.secretsFile).
 """
@@ -119,6 +119,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     if not command:
         return 0
     os.environ[MODEL_PATH_ENV] = where
+    command = [arg.replace(f"$({MODEL_PATH_ENV})", where) for arg in command]  # as the kubelet would, had it known
     try:
         os.execvp(command[0], command)
     except OSError as exc:

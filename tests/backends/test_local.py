@@ -296,3 +296,15 @@ async def test_storage_credentials_in_a_command_stay_out_of_the_replica_log(tmp_
     text = (tmp_path / "state" / "logs" / "default_iris-default-0.log").read_text()
     assert "https://***@example.com/m.onnx?***" in text and "hunter2" not in text and "deadbeef" not in text
     await backend.close()
+
+
+async def test_command_and_args_expand_variables_as_kubernetes_does(tmp_path: Path) -> None:
+    """`$(VAR)` from the replica's env, `$$` a `$`, an undefined reference as written (the kubelet's rules)."""
+    code = "import os, sys; print(sys.argv[1:4], sys.argv[4] == os.environ['PORT'], flush=True); sys.exit(3)"
+    backend = make_backend(tmp_path)
+    command = ("{python}", "-c", code, "$(GREETING) there", "$$(GREETING)", "$(UNDEFINED)", "$(PORT)")
+    await backend.sync([service(command=command, env=(("GREETING", "hello"),))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    assert backend.status(KEY).message == "replica exited with code 3: ['hello there', '$(GREETING)', '$(UNDEFINED)'] True"
+    await backend.close()

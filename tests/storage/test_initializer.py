@@ -134,3 +134,13 @@ def test_a_command_runs_after_the_download_with_model_path(files: FileServer, tm
     assert done.returncode == 7, done.stderr  # the command's own status: it ran in the initializer's place
     assert done.stdout.strip() == "['model.onnx']"
     assert len([p for p in (tmp_path / "state" / "models").glob("iris.tgz-*") if p.is_dir()]) == 1  # and its lock
+
+
+@pytest.mark.e2e
+def test_the_commands_model_path_reference_is_filled_in(files: FileServer, tmp_path: Path) -> None:
+    """SimpleMLService commands written for Kubernetes say `$(MODEL_PATH)`; only the initializer knows it."""
+    files.files["/iris.onnx"] = MODEL
+    code = "import os, sys; print(sys.argv[1:] == [os.environ['MODEL_PATH'], '$(OTHER)'])"
+    env = {"SERVING_GATEWAY_STATE_DIR": str(tmp_path / "state")}
+    done = initialize(f"{files.url}/iris.onnx", "-", "--", sys.executable, "-c", code, "$(MODEL_PATH)", "$(OTHER)", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "True", (done.stdout, done.stderr)
