@@ -96,6 +96,7 @@ def test_the_model_server_says_what_it_fetches_before_and_after(files: FileServe
     lines = done.stderr.splitlines()
     assert lines[0] == f"gateway modelserver: fetching {uri}", lines
     assert lines[1].startswith(f"gateway modelserver: fetched {uri} in ") and lines[1].endswith(" s"), lines
+    assert any("loading model from " in line for line in lines[2:]), lines  # then says it loads it
 
 
 @pytest.fixture
