@@ -122,9 +122,14 @@ class BackendNotes:
 
 
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
-    doc = open_service(ctx, body, KIND, ("predictor", "transformer", "explainer"))
+    doc = open_service(ctx, body, KIND, ("predictor", "transformer", "explainer", "canaryTrafficPercent"))
     if doc is None:
         return None
+    if "canaryTrafficPercent" in doc.spec:  # KFServing's level: ignoring it would roll out fully
+        ctx.error(
+            "spec.canaryTrafficPercent",
+            f"belongs in spec.predictor ({API_VERSION}); did you mean spec.predictor.canaryTrafficPercent?",
+        )
     predictor = _predictor(ctx, doc.spec)
     if predictor is None:
         return None

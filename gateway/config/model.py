@@ -294,3 +294,4 @@ class Config:
     services: tuple[ServiceSpec, ...]
     warnings: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    namespace: str | None = None  # `-n NAME` it was read with: reloads read the files the same way

@@ -8,11 +8,12 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from gateway.storage import StorageError
+from gateway.storage import StorageError, is_remote, redact
 
 from . import formats
 from .app import create_app
@@ -128,11 +129,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Run the server from parsed arguments; returns the exit status (1 for a bad model file or download)."""
+    shown, remote, started = redact(args.model), is_remote(args.model), time.monotonic()
+    if remote:  # said before the download, so a replica that hangs in it says what it was doing
+        print(f"gateway modelserver: fetching {shown}", file=sys.stderr, flush=True)
     try:
         model = resolve_model(args.model, args.cache_dir)
     except StorageError as exc:
         print(f"gateway modelserver: error: {exc}", file=sys.stderr)
         return 1
+    if remote:
+        print(f"gateway modelserver: fetched {shown} in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     problem = _check_model(model, args.format)
     if problem is None:
         try:
@@ -149,7 +155,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         except ModelLoadError as exc:
             problem = str(exc)
     if model != args.model:  # downloaded: name what the user gave too
-        problem = f"{args.model}: {problem}"
+        problem = f"{shown}: {problem}"
     print(f"gateway modelserver: error: {problem}", file=sys.stderr)
     return 1
 

@@ -1,12 +1,12 @@
 """`gateway storage-initializer URI DEST [-- COMMAND...]`: what an init container runs, as KServe's storage
 initializer does, and what the local backend runs before a SimpleMLService's own command.
 
-With a DEST folder, the model is fetched through the cache (a `.cache` folder inside DEST, so a restarted
-init container resumes cleanly) and its files are then moved to the top of DEST, where the model server
+With a DEST folder, the model is fetched through the cache (a `.cache` folder inside DEST, removed when the
+fetch is done or has failed) and its files are then moved to the top of DEST, where the model server
 reads them; a marker records the URI fetched, so a second run for the same URI does nothing. With DEST
 `-`, the model stays in the cache ($SERVING_GATEWAY_STATE_DIR/models, as for `gateway modelserver`).
 A COMMAND after `--` is then run in this process's place, with MODEL_PATH naming the model (its folder
-when downloaded; a local path as it is).
+when downloaded; a local path as it is), in its environment and for `$(MODEL_PATH)` in its arguments.
 Credentials: the environment, overlaid by a mounted secret (`--secret-dir`) or by Secret `--secret NAME`
 of the secrets file $SERVING_GATEWAY_SECRETS_FILE names (GatewayConfig spec.secretsFile).
 """
@@ -23,7 +23,7 @@ from .archives import remove
 from .cache import default_cache_dir, fetch
 from .errors import StorageError
 from .secrets import read_secret_dir, secret_credentials
-from .uris import parse
+from .uris import parse, redact
 
 MARKER = ".serving-gateway-model"
 CACHE = ".cache"
@@ -40,7 +40,11 @@ def initialize(uri: str, dest: str, env: Mapping[str, str]) -> None:
         return
     parsed = parse(uri)
     cache = os.path.join(dest, CACHE)
-    fetched = fetch(uri, cache, env)
+    try:
+        fetched = fetch(uri, cache, env)
+    except StorageError:
+        remove(cache)  # nothing of a failed fetch is left in DEST
+        raise
     if not parsed.remote:
         _copy_local(fetched, dest)
     else:
@@ -88,7 +92,8 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _fail(uri: str, message: str) -> int:
-    print(f"gateway storage-initializer: error: {message if uri in message else f'{uri}: {message}'}", file=sys.stderr)
+    shown = redact(uri)
+    print(f"gateway storage-initializer: error: {message if shown in message else f'{shown}: {message}'}", file=sys.stderr)
     return 1
 
 
@@ -134,10 +139,11 @@ def main_from_args(args: argparse.Namespace) -> int:
             where = os.path.abspath(args.dest)
     except StorageError as exc:
         return _fail(args.uri, str(exc))
-    print(f"gateway storage-initializer: {args.uri} is in {where}", file=sys.stderr)
+    print(f"gateway storage-initializer: {redact(args.uri)} is in {where}", file=sys.stderr)
     if not command:
         return 0
     os.environ[MODEL_PATH_ENV] = where
+    command = [arg.replace(f"$({MODEL_PATH_ENV})", where) for arg in command]  # as the kubelet would, had it known
     try:
         os.execvp(command[0], command)
     except OSError as exc:

@@ -50,6 +50,7 @@ async def test_the_file_store_keeps_records_across_instances(tmp_path: Path) -> 
     assert await first.swap([(IRIS, None, CANARY)]) == {IRIS: CANARY}
     assert json.loads(path.read_text())["models/iris"]["latest"] == 2
     assert not [p for p in path.parent.iterdir() if p.name != "rollouts.json"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds the predictors' env values (README says so)
     second = FileRolloutStore(path)  # a restarted gateway
     assert await second.load([IRIS, ("models", "other")]) == {IRIS: CANARY}
     # a compare-and-set against a record that is no longer stored writes nothing and says what is

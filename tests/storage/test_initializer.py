@@ -165,3 +165,12 @@ def test_odd_arguments_are_one_line_exit_2_and_copy_nothing(tmp_path: Path, uri:
     assert done.stderr.startswith(f"gateway storage-initializer: error: {error}"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1  # no traceback
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing copied, not into itself either
+
+
+def test_the_commands_model_path_reference_is_filled_in(files: FileServer, tmp_path: Path) -> None:
+    """SimpleMLService commands written for Kubernetes say `$(MODEL_PATH)`; only the initializer knows it."""
+    files.files["/iris.onnx"] = MODEL
+    code = "import os, sys; print(sys.argv[1:] == [os.environ['MODEL_PATH'], '$(OTHER)'])"
+    env = {"SERVING_GATEWAY_STATE_DIR": str(tmp_path / "state")}
+    done = initialize(f"{files.url}/iris.onnx", "-", "--", sys.executable, "-c", code, "$(MODEL_PATH)", "$(OTHER)", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "True", (done.stdout, done.stderr)
