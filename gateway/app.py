@@ -80,6 +80,7 @@ class Gateway:
         `planes`: the data planes this instance runs (its workers), each with its part of every replica."""
         self.config = config
         self.paths = list(paths)
+        self.namespace = config.namespace  # `serve -n`: every reload reads the files with it
         self.state_dir = Path(state_dir or config.gateway.state_dir or default_state_dir(config.gateway.listen))
         self.proxy = proxy or ProxyServer(RouteTable({}, {}), config.gateway.proxy)
         runtimes = Runtimes()
@@ -181,7 +182,9 @@ class Gateway:
         thresholds = gc.get_threshold()
         gc.set_threshold(thresholds[0], thresholds[1], 1 << 30)
         try:
-            config = await asyncio.to_thread(load, self.paths, every_documents=gc.freeze, previous=dict(self.reconciler.specs))
+            config = await asyncio.to_thread(
+                load, self.paths, every_documents=gc.freeze, previous=dict(self.reconciler.specs), namespace=self.namespace
+            )
             report = await self.apply(config)
         finally:
             settle_heap()

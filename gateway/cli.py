@@ -27,6 +27,13 @@ def _paths_arg(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="YAML file (multi-document) or folder of them; repeatable",
     )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NAME",
+        help="namespace of the documents that give none (default: default), as `kubectl apply -n`; "
+        "a document giving another one is an error",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +125,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     if args.command == "validate":
-        return validate(args.files)
+        return validate(args.files, args.namespace)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return serve(args)
@@ -139,9 +146,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return main_from_args(args)
 
 
-def validate(files: list[str]) -> int:
+def validate(files: list[str], namespace: str | None = None) -> int:
     try:
-        config = load(files)
+        config = load(files, namespace=namespace)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         for warning in exc.warnings:  # a typo's "did you mean" may be what explains the error
@@ -153,7 +160,7 @@ def validate(files: list[str]) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     try:
-        config = load(args.files)
+        config = load(args.files, namespace=args.namespace)
     except ConfigError as exc:
         first, *rest = exc.problems or [str(exc)]
         print(f"gateway: cannot start: {first}", file=sys.stderr)

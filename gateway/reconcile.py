@@ -61,6 +61,9 @@ class Runtimes:
         runtime = self.live.pop(key, None)
         if runtime is not None:
             runtime.close()
+            # Requests still queued for it were never sent: they go to their service's current route (the new
+            # route table is in place by now), or fail at once if the service is gone. Those sent drain.
+            runtime.throttler.evict_waiters()
             self._retired.append(runtime)
 
     def in_flight(self, endpoint: Endpoint) -> int:

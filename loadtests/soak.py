@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal, cast, overload
+from typing import Any, Literal, cast, overload
 
 import aiohttp
 
@@ -390,6 +390,51 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> tuple[Soak, list
     return soak, samples
 
 
+def gateway_config(replica_port: int) -> str:
+    """The soak's gateway: one service on the static backend, short send and header timeouts."""
+    return (
+        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: static\n"
+        "  proxy: {sendTimeout: 3s, headerTimeout: 5s}\n---\n"
+        "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: soak}\n"
+        f"spec:\n  default: {{endpoints: ['http://127.0.0.1:{replica_port}']}}\n"
+    )
+
+
+def summarise(soak: Soak, samples: list[dict[str, float]], args: argparse.Namespace, alive: bool) -> dict[str, Any]:
+    """Every figure of a run: answers by kind, RSS and descriptors after the warm-up, flat or not."""
+    warm = [s for s in samples if s["t"] <= args.warmup]
+    after = [s for s in samples if s["t"] > args.warmup]
+    rss_growth = (max(s["rss_mib"] for s in after) - after[0]["rss_mib"]) if after else 0.0
+    fd_growth = (max(s["fds"] for s in after) - max(s["fds"] for s in warm)) if after and warm else 0
+    flat = rss_growth <= args.rss_growth and fd_growth <= args.fd_growth
+    wrong = {k: v for k, v in soak.wrong.items() if v}
+    return {
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "answered_correctly": dict(soak.ok),
+        "wrong": wrong,
+        "errors": soak.errors,
+        "rss_mib": {
+            "start": samples[0]["rss_mib"],
+            "after_warmup": after[0]["rss_mib"] if after else None,
+            "max_after_warmup": max(s["rss_mib"] for s in after) if after else None,
+            "end": samples[-1]["rss_mib"],
+            "growth_after_warmup": round(rss_growth, 2),
+        },
+        "fds": {
+            "start": samples[0]["fds"],
+            "max_warmup": max(s["fds"] for s in warm) if warm else None,
+            "max_after_warmup": max(s["fds"] for s in after) if after else None,
+            "end": samples[-1]["fds"],
+            "growth_after_warmup": fd_growth,
+        },
+        "flat": flat,
+        "processes_alive": alive,
+        "samples": samples,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60)
@@ -402,12 +447,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     replica_port, port, admin = free_port(), free_port(), free_port()
     cfg = tmp / "gw.yaml"
-    cfg.write_text(
-        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec:\n  backend: static\n"
-        "  proxy: {sendTimeout: 3s, headerTimeout: 5s}\n---\n"
-        "apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {name: soak}\n"
-        f"spec:\n  default: {{endpoints: ['http://127.0.0.1:{replica_port}']}}\n"
-    )
+    cfg.write_text(gateway_config(replica_port))
     replica = start([sys.executable, str(HERE / "soak_replica.py"), str(replica_port)], tmp / "replica.log", 1)
     gateway = start(
         [
@@ -442,37 +482,8 @@ def main() -> int:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
-    warm = [s for s in samples if s["t"] <= args.warmup]
-    after = [s for s in samples if s["t"] > args.warmup]
-    rss_growth = (max(s["rss_mib"] for s in after) - after[0]["rss_mib"]) if after else 0.0
-    fd_growth = (max(s["fds"] for s in after) - max(s["fds"] for s in warm)) if after and warm else 0
-    flat = rss_growth <= args.rss_growth and fd_growth <= args.fd_growth
-    wrong = {k: v for k, v in soak.wrong.items() if v}
-    result = {
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
-        "seconds": args.seconds,
-        "warmup": args.warmup,
-        "answered_correctly": dict(soak.ok),
-        "wrong": wrong,
-        "errors": soak.errors,
-        "rss_mib": {
-            "start": samples[0]["rss_mib"],
-            "after_warmup": after[0]["rss_mib"] if after else None,
-            "max_after_warmup": max(s["rss_mib"] for s in after) if after else None,
-            "end": samples[-1]["rss_mib"],
-            "growth_after_warmup": round(rss_growth, 2),
-        },
-        "fds": {
-            "start": samples[0]["fds"],
-            "max_warmup": max(s["fds"] for s in warm) if warm else None,
-            "max_after_warmup": max(s["fds"] for s in after) if after else None,
-            "end": samples[-1]["fds"],
-            "growth_after_warmup": fd_growth,
-        },
-        "flat": flat,
-        "processes_alive": alive,
-        "samples": samples,
-    }
+    result = summarise(soak, samples, args, alive)
+    flat, wrong = result["flat"], result["wrong"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"soak: {args.seconds:g} s of mixed traffic, warm-up {args.warmup:g} s")

@@ -2,8 +2,8 @@
 """Worker processes against nginx's: requests/s of `gateway serve --workers 1` and `--workers 2`, beside an
 nginx proxy with `worker_processes 1` and `2`; same backend, same load generator, one run.
 
-    python3 loadtests/workers_bench.py            # ~1.5 min: 3 rounds x 4 targets x 6 s, after a warm-up
-    python3 loadtests/workers_bench.py --quick    # ~20 s
+    python3 -m loadtests.workers_bench            # ~1.5 min: 3 rounds x 4 targets x 6 s, after a warm-up
+    python3 -m loadtests.workers_bench --quick    # ~20 s
 
 The question (issue 11): does the gateway scale with its workers as nginx does with its own? So the
 figure is the ratio gateway / nginx at 1 and at 2 processes; the 2-process ratio should be at least
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from proxy_bench import (
+from loadtests.proxy_bench import (
     HERE,
     REPO,
     BenchError,
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "load_average_before": os.getloadavg(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "commands": {"bench": shlex.join([sys.executable, "loadtests/workers_bench.py", *(argv or sys.argv[1:])])},
+        "commands": {"bench": shlex.join([sys.executable, "-m", "loadtests.workers_bench", *(argv or sys.argv[1:])])},
         "wrk_runs": [],
         "foreign_processes": [],
         "problems": [],

@@ -13,6 +13,8 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # tests/kube builds podnet.c, the pods' network shim, with the C compiler
 command -v cc >/dev/null 2>&1 && [ -f /usr/include/dlfcn.h ] || need+=(gcc libc6-dev)
+# the load tests' smoke (tests/loadtests) puts HAProxy beside nginx and the gateway
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

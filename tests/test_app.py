@@ -90,6 +90,12 @@ async def test_reload_swaps_routes_and_in_flight_requests_complete(replicas: tup
         ("key: [unclosed", "gw.yaml"),
         ("---\nkind: Mystery\napiVersion: x/v1\nmetadata: {name: m}", "Mystery"),
         ("  canaryTrafficPercent: 150", "canaryTrafficPercent"),
+        (  # KFServing's level on a v1beta1 InferenceService: not a full rollout, a refused reload
+            "---\napiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: sk}\nspec:\n"
+            "  canaryTrafficPercent: 10\n  predictor: {containers: [{image: x, command: [x]}]}",
+            "spec.canaryTrafficPercent: belongs in spec.predictor (serving.kserve.io/v1beta1); "
+            "did you mean spec.predictor.canaryTrafficPercent?",
+        ),
     ],
 )
 async def test_bad_reload_is_refused_and_old_config_keeps_serving(

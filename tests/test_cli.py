@@ -427,3 +427,62 @@ def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: P
     finally:
         first.terminate()
         first.communicate(timeout=20)
+
+
+def _no_namespace(path: Path, url: str, namespace: str = "") -> None:
+    meta = f", namespace: {namespace}" if namespace else ""
+    path.write_text(
+        "apiVersion: serving-gateway/v1\nkind: GatewayConfig\nspec: {backend: static}\n---\n"
+        f"apiVersion: elasticserving.paddlepaddle.org/v1\nkind: PaddleService\nmetadata: {{name: iris{meta}}}\n"
+        f'spec:\n  default: {{endpoints: ["{url}"]}}\n'
+    )
+
+
+def test_validate_takes_the_namespace_of_documents_giving_none_from_n(tmp_path: Path) -> None:
+    """As `kubectl apply -n kserve-test -f`: the KServe quick start's manifest gives no namespace."""
+    cfg = tmp_path / "gw.yaml"
+    _no_namespace(cfg, "http://127.0.0.1:1")
+    r = run_cli("validate", "-n", "kserve-test", "-f", str(cfg))
+    assert r.returncode == 0 and "iris.kserve-test.example.com" in r.stdout, r.stderr
+    assert "iris.default.example.com" in run_cli("validate", "-f", str(cfg)).stdout
+    _no_namespace(cfg, "http://127.0.0.1:1", namespace="kserve-test")
+    assert run_cli("validate", "--namespace", "kserve-test", "-f", str(cfg)).returncode == 0
+    r = run_cli("validate", "-n", "other", "-f", str(cfg))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert (
+        f"{cfg}: document 2 (PaddleService/iris): metadata.namespace: 'kserve-test' does not match the namespace "
+        "given with -n ('other')"
+    ) in r.stderr
+    r = run_cli("validate", "-n", "Not_A_Label", "-f", str(cfg))
+    assert r.returncode == 1 and "namespace 'Not_A_Label': must be a DNS-1123 label" in r.stderr, r.stderr
+
+
+def _popen(argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_serve_n_routes_the_namespace_and_reloads_keep_it(tmp_path: Path, replica: Replica, workers: str) -> None:
+    cfg = tmp_path / "gw.yaml"
+    _no_namespace(cfg, replica.url)
+    port, admin = free_port(), free_port()
+    argv = serve_argv(str(cfg), listen=f"127.0.0.1:{port}", admin=f"127.0.0.1:{admin}", state_dir=str(tmp_path / "state"))
+    proc = _popen([*argv, "-n", "kserve-test", "--workers", workers])
+    try:
+        assert await asyncio.to_thread(_ready, admin, proc), proc.poll()
+        async with httpx.AsyncClient(timeout=10) as c:
+            for _ in range(2):  # as started, then after a reload (SIGHUP)
+                for _ in range(8):  # a new connection each: every worker, most likely
+                    host = {"Host": "iris.kserve-test.example.com", "Connection": "close"}
+                    r = await c.get(f"http://127.0.0.1:{port}/", headers=host)
+                    assert r.status_code == 200, r.text
+                miss = await c.get(f"http://127.0.0.1:{port}/", headers={"Host": "iris.default.example.com"})
+                assert miss.status_code == 404
+                doc = (await c.get(f"http://127.0.0.1:{admin}/admin/services")).json()
+                assert [s["namespace"] for s in doc["services"]] == ["kserve-test"]
+                r = await c.post(f"http://127.0.0.1:{admin}/admin/reload")
+                assert r.status_code == 200 and r.json()["reloaded"] is True, r.text
+    finally:
+        proc.terminate()
+        out = await asyncio.to_thread(lambda: proc.communicate(timeout=20)[0])
+    assert "Traceback" not in out, out

@@ -168,8 +168,8 @@ def with_storage_initializer(pod: Manifest, revision: RevisionSpec, settings: Ku
         "args": args,
         "volumeMounts": mounts,
     }
-    if revision.env:
-        init["env"] = [{"name": name, "value": value} for name, value in revision.env]
+    if revision.env or revision.env_refs:
+        init["env"] = [*({"name": name, "value": value} for name, value in revision.env), *_env_refs(revision)]
     if settings.image_pull_policy is not None:
         init["imagePullPolicy"] = settings.image_pull_policy
     pod["initContainers"] = [*(pod.get("initContainers") or ()), init]
@@ -249,9 +249,15 @@ def _runtime_container(
     return runtime.image or settings.model_server_image, tuple(fill(runtime.command or ())), tuple(fill(runtime.args))
 
 
-def _env(revision: RevisionSpec, port: int) -> list[dict[str, str]]:
-    """The revision's variables and `PORT` (the served port, as Knative gives it) unless set."""
-    env = [{"name": name, "value": value} for name, value in revision.env]
-    if all(name != "PORT" for name, _ in revision.env):
+def _env(revision: RevisionSpec, port: int) -> list[dict[str, object]]:
+    """The revision's variables (those `valueFrom` a Secret, ConfigMap or field as written) and `PORT` (the served
+    port, as Knative gives it) unless set."""
+    env: list[dict[str, object]] = [{"name": name, "value": value} for name, value in revision.env]
+    env.extend(_env_refs(revision))
+    if all(name != "PORT" for name, _ in (*revision.env, *revision.env_refs)):
         env.append({"name": "PORT", "value": str(port)})
     return env
+
+
+def _env_refs(revision: RevisionSpec) -> list[dict[str, object]]:
+    return [{"name": name, "valueFrom": copy.deepcopy(source)} for name, source in revision.env_refs]

@@ -15,7 +15,7 @@ from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.local_ports import covering
 from gateway.backends.local_state import LocalReplica, LocalRevision
 from gateway.backends.probe import Prober
-from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail
+from gateway.backends.process import ReplicaProcess, describe_exit, free_port, log_tail, starting_hint
 from gateway.config.model import RevisionSpec, ServiceSpec
 from gateway.types import Endpoint, EndpointSet, RevisionKey
 
@@ -315,7 +315,7 @@ class LocalBackend:
             waited = self._clock() - started
             if ok is False and not replica.was_ready and waited >= note_at:
                 note_at = waited + 30.0
-                self._note_not_ready(rev, replica, waited)
+                self._note_not_ready(rev, replica, proc, waited)
             if replica.stopping or proc.exited:
                 return
             # ok None: the gateway could not probe (out of descriptors), the replica is not to blame
@@ -325,14 +325,11 @@ class LocalBackend:
                 return
             await self._sleep(self._probe_period if replica.was_ready else self._probe_interval)
 
-    def _note_not_ready(self, rev: LocalRevision, replica: LocalReplica, waited: float) -> None:
+    def _note_not_ready(self, rev: LocalRevision, replica: LocalReplica, proc: ReplicaProcess, waited: float) -> None:
         path = rev.spec.readiness_path
         port = replica.endpoint.port
         probed = f"GET http://127.0.0.1:{port}{path}" if path else f"a TCP connect to 127.0.0.1:{port}"
-        rev.starting = (
-            f"replica not ready after {waited:.0f}s: {probed} fails "
-            "(does the command listen on the port the gateway gives it, {port} or $PORT?)"
-        )
+        rev.starting = f"replica not ready after {waited:.0f}s: {probed} fails ({starting_hint(proc.log_path)})"
         log.warning("%s: %s", rev.key, rev.starting)
 
     def _probe_passed(self, rev: LocalRevision, replica: LocalReplica, waited: float) -> None:

@@ -7,6 +7,7 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from gateway.config.model import RevisionSpec
+from gateway.storage import redact
 
 LOG_MARKER = "==> gateway:"
 _PR_SET_PDEATHSIG = 1
@@ -44,21 +46,62 @@ def substitute(text: str, port: int) -> str:
     return text.replace("{port}", str(port)).replace("{python}", sys.executable)
 
 
-def build_argv(command: tuple[str, ...] | str, port: int) -> list[str]:
+def build_argv(command: tuple[str, ...] | str, port: int, env: Mapping[str, str] | None = None) -> list[str]:
+    """The replica's argv: `{port}` and `{python}` filled in, then `$(VAR)` from `env` as the kubelet does."""
     if isinstance(command, str):
-        return ["/bin/sh", "-c", substitute(command, port)]
-    return [substitute(arg, port) for arg in command]
+        return ["/bin/sh", "-c", expand(substitute(command, port), env or {})]
+    return [expand(substitute(arg, port), env or {}) for arg in command]
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' expansion of a command or argument: `$(VAR)` is VAR's value when `env` has it and stays
+    as written when not; `$$` is a `$` (so `$$(VAR)` is the text `$(VAR)`)."""
+    return _REFERENCE.sub(lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]), text)
 
 
 STATE_ENV = "SERVING_GATEWAY_STATE_DIR"
 """Set in every replica's environment (inherited by its children): how the reaper finds them."""
 
 
+def secret_refs(spec: RevisionSpec) -> dict[str, str]:
+    """The revision's `valueFrom.secretKeyRef` variables, read from the secrets file (GatewayConfig spec.secretsFile)
+    as the replica starts: the values are never kept in the spec, a record or a log. Checked when the manifest was
+    loaded (gateway.config.storage_secrets); one gone since is left unset."""
+    if not spec.env_refs:
+        return {}
+    from gateway.storage import StorageError
+    from gateway.storage.secrets import read_secrets_file
+
+    path = dict(spec.env).get("SERVING_GATEWAY_SECRETS_FILE")
+    if path is None:
+        return {}
+    try:
+        secrets = read_secrets_file(path)
+    except StorageError:
+        return {}
+    found = {}
+    for name, source in spec.env_refs:
+        ref = source.get("secretKeyRef")
+        if isinstance(ref, dict):
+            value = secrets.get(str(ref.get("name")), {}).get(str(ref.get("key")))
+            if value is not None:
+                found[name] = value
+    return found
+
+
 def build_env(
-    spec: RevisionSpec, port: int, base: Mapping[str, str] | None = None, state_dir: Path | None = None
+    spec: RevisionSpec,
+    port: int,
+    base: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update((name, substitute(value, port)) for name, value in spec.env)
+    env.update(secrets or {})
     env["PORT"] = str(port)
     if state_dir is not None:
         env[STATE_ENV] = str(Path(state_dir).resolve())
@@ -121,6 +164,19 @@ def log_tail(path: Path, lines: int = 5, max_bytes: int = 8192) -> list[str]:
     return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
 
 
+_BUSY = re.compile(r"\b(fetching|downloading|loading)\b", re.IGNORECASE)
+
+
+def starting_hint(log_path: Path) -> str:
+    """Why a replica may not be ready yet: its last log line when that says it is fetching or loading a model;
+    else whether it listens on its port (and its last line, if any)."""
+    tail = log_tail(log_path, 1)
+    if tail and _BUSY.search(tail[-1]):
+        return f"still starting, its last log line: {tail[-1]}"
+    listen = "does the command listen on the port the gateway gives it, {port} or $PORT?"
+    return f"{listen} Its last log line: {tail[-1]}" if tail else listen
+
+
 class ReplicaProcess:
     """A started replica: its process, its process group and its log file."""
 
@@ -145,11 +201,14 @@ class ReplicaProcess:
         """Start the revision's command on `port`; OSError/ValueError if it cannot be started."""
         if spec.command is None:
             raise ValueError("revision has no command")
-        argv = build_argv(spec.command, port)
+        secrets = await asyncio.to_thread(secret_refs, spec) if spec.env_refs else None
+        replica_env = build_env(spec, port, env, state_dir, secrets)
+        argv = build_argv(spec.command, port, replica_env)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            log.write(f"{LOG_MARKER} {stamp} port {port}: {subprocess.list2cmdline(argv)}\n".encode())
+            shown = subprocess.list2cmdline([redact(arg) for arg in argv])  # no storage credentials in the log
+            log.write(f"{LOG_MARKER} {stamp} port {port}: {shown}\n".encode())
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -158,7 +217,7 @@ class ReplicaProcess:
                     stdout=log,
                     stderr=log,
                     cwd=spec.workdir or os.getcwd(),
-                    env=build_env(spec, port, env, state_dir),
+                    env=replica_env,
                     start_new_session=True,
                     preexec_fn=_die_with_parent(os.getpid()),
                 )

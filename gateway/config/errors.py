@@ -31,6 +31,7 @@ class DocContext:
     version: str | None = None  # its apiVersion, once checked
     name: str | None = None
     error_count: int = field(default=0)
+    namespace: str | None = None  # `-n NAME`: the namespace of a document that gives none, as `kubectl apply -n`
 
     @property
     def label(self) -> str:

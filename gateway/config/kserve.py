@@ -33,10 +33,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config.container import read_containers
+from gateway.config.env_refs import read_env_keeping_refs, read_env_refs
 from gateway.config.errors import DocContext
 from gateway.config.manifest import RevisionFields, Translated, open_service
 from gateway.config.model import RolloutSpec
-from gateway.config.runnable import RevisionDraft, read_env, read_given, read_placement, read_resources
+from gateway.config.runnable import RevisionDraft, read_given, read_placement, read_resources
 from gateway.config.scaling import (
     ScalingDraft,
     Setting,
@@ -55,7 +56,7 @@ from gateway.config.values import (
     string,
 )
 from gateway.modelserver.formats import NAMES, SERVED, locate, misnamed, missing
-from gateway.rollouts.record import predictor_digest
+from gateway.rollouts.digest import predictor_digest
 from gateway.storage import KUBERNETES_MODEL_DIR, StorageError, is_remote, missing_library, parse
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -121,9 +122,14 @@ class BackendNotes:
 
 
 def translate(ctx: DocContext, body: dict[str, object]) -> Translated | None:
-    doc = open_service(ctx, body, KIND, ("predictor", "transformer", "explainer"))
+    doc = open_service(ctx, body, KIND, ("predictor", "transformer", "explainer", "canaryTrafficPercent"))
     if doc is None:
         return None
+    if "canaryTrafficPercent" in doc.spec:  # KFServing's level: ignoring it would roll out fully
+        ctx.error(
+            "spec.canaryTrafficPercent",
+            f"belongs in spec.predictor ({API_VERSION}); did you mean spec.predictor.canaryTrafficPercent?",
+        )
     predictor = _predictor(ctx, doc.spec)
     if predictor is None:
         return None
@@ -212,6 +218,7 @@ def runnable(
     draft = _model_server(ctx, path, found, name, notes, fmt)
     if draft is not None:
         draft.model_format = fmt
+        draft.env_refs = read_given(ctx, path, found, "env", read_env_refs)
         draft.model_runtime = _runtime(ctx, join(path, "runtime"), found.get("runtime"), notes)
     return draft, fields
 
@@ -251,7 +258,7 @@ def _model_server(
     uri_path = join(path, "storageUri")
     written = model_file_path(ctx, uri_path, found["storageUri"])
     resources = read_resources(ctx, join(path, "resources"), found.get("resources"))
-    env = read_given(ctx, path, found, "env", read_env)
+    env = read_given(ctx, path, found, "env", read_env_keeping_refs)
     if written is None:
         return None
     if is_remote(written):

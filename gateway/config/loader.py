@@ -12,7 +12,7 @@ from gateway.config.manifest import Translated
 from gateway.config.model import Config, GatewaySettings, ServiceSpec
 from gateway.config.storage_limits import apply_storage_limits
 from gateway.config.storage_secrets import apply_secrets_file
-from gateway.config.values import describe
+from gateway.config.values import DNS_LABEL, DNS_LABEL_RULE, describe
 
 Translator = Callable[[DocContext, dict[str, object]], Translated | None]
 
@@ -38,9 +38,9 @@ def _supported() -> str:
     return ", ".join(kinds)
 
 
-def _context(doc: RawDocument, problems: list[str], warnings: list[str]) -> DocContext | None:
+def _context(doc: RawDocument, problems: list[str], warnings: list[str], namespace: str | None = None) -> DocContext | None:
     """A context naming the document by kind/name, or None when it is not a usable manifest."""
-    ctx = DocContext(doc.file, doc.index, doc.directory, problems, warnings)
+    ctx = DocContext(doc.file, doc.index, doc.directory, problems, warnings, namespace=namespace)
     body = doc.body
     if not isinstance(body, dict):
         ctx.error("", f"must be a mapping with apiVersion and kind, got {describe(body)}")
@@ -72,8 +72,9 @@ def _context(doc: RawDocument, problems: list[str], warnings: list[str]) -> DocC
 class _Collector:
     """What the documents read so far add up to."""
 
-    def __init__(self, previous: Mapping[tuple[str, str], ServiceSpec] | None = None) -> None:
+    def __init__(self, previous: Mapping[tuple[str, str], ServiceSpec] | None = None, namespace: str | None = None) -> None:
         self.previous = previous or {}
+        self.namespace = namespace
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.settings: GatewaySettings | None = None
@@ -83,7 +84,7 @@ class _Collector:
     def add(self, doc: RawDocument) -> None:
         if doc.body is None:
             return
-        ctx = _context(doc, self.problems, self.warnings)
+        ctx = _context(doc, self.problems, self.warnings, self.namespace)
         if ctx is None or ctx.kind in _SKIPPED_KINDS or not isinstance(doc.body, dict):
             return
         try:
@@ -116,13 +117,17 @@ def load(
     *,
     every_documents: Callable[[], None] | None = None,
     previous: Mapping[tuple[str, str], ServiceSpec] | None = None,
+    namespace: str | None = None,
 ) -> Config:
     """Read, translate and check every document under `paths` (YAML files or folders of them).
 
     Raises ConfigError listing every problem found; warnings are returned in Config.warnings.
-    `every_documents` is called after each PROGRESS_EVERY documents.
+    `every_documents` is called after each PROGRESS_EVERY documents. `namespace` (`-n`) is the namespace of
+    documents giving none (else "default"); a document giving another one is an error, as with `kubectl apply -n`.
     """
-    collector = _Collector(previous)
+    if namespace is not None and not DNS_LABEL.fullmatch(namespace):
+        raise ConfigError([f"namespace {namespace!r}: must be {DNS_LABEL_RULE}"])
+    collector = _Collector(previous, namespace)
     files = expand_paths(paths, collector.problems)
     count = 0
     for file in files:
@@ -145,4 +150,5 @@ def load(
         services=tuple(item.service for item in collector.translated),
         warnings=tuple(collector.warnings),
         files=tuple(files),
+        namespace=namespace,
     )

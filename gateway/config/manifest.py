@@ -71,9 +71,12 @@ def read_metadata(ctx: DocContext, body: dict[str, object]) -> Metadata | None:
         ctx.error("metadata.name", "required")
     else:
         name = dns_label(ctx, "metadata.name", meta["name"])
-    namespace: str | None = "default"
+    namespace: str | None = ctx.namespace or "default"
     if meta.get("namespace") is not None:
         namespace = dns_label(ctx, "metadata.namespace", meta["namespace"])
+        if namespace is not None and ctx.namespace is not None and namespace != ctx.namespace:
+            ctx.error("metadata.namespace", f"{namespace!r} does not match the namespace given with -n ({ctx.namespace!r})")
+            namespace = None
     annotations = read_annotations(ctx, meta.get("annotations"))
     if meta.get("labels") is not None:
         mapping(ctx, "metadata.labels", meta["labels"])

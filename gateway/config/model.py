@@ -185,6 +185,10 @@ class RevisionSpec:
     storage_path: str | None = None  # where the model goes in the pod (None: /mnt/models; SimpleMLService: containerPath)
     model_format: str | None = None  # onnx | sklearn | xgboost: the model at model_path (InferenceService)
     model_runtime: str | None = None  # the runtime the manifest names (`predictor.model.runtime`), None: by format
+    # Variables whose value is elsewhere (InferenceService env `valueFrom`: secretKeyRef, configMapKeyRef, fieldRef),
+    # (name, valueFrom) as written: the kubernetes backend passes them on; the local backend resolves a
+    # secretKeyRef from spec.secretsFile when it starts a replica (the value is never kept in the spec).
+    env_refs: tuple[tuple[str, dict[str, object]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,3 +304,4 @@ class Config:
     services: tuple[ServiceSpec, ...]
     warnings: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    namespace: str | None = None  # `-n NAME` it was read with: reloads read the files the same way

@@ -77,6 +77,7 @@ class RevisionDraft:
     storage_path: str | None = None
     model_format: str | None = None
     model_runtime: str | None = None
+    env_refs: tuple[tuple[str, dict[str, object]], ...] | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -97,6 +98,7 @@ class RevisionDraft:
             resources={} if self.resources is None else self.resources,
             container_name=self.container_name,
             pod_spec=self.pod_spec,
+            env_refs=self.env_refs or (),
             model_path=self.model_path,
             storage_uri=self.storage_uri,
             storage_secret=self.storage_secret,
@@ -194,9 +196,11 @@ def _env_from_mapping(ctx: DocContext, path: str, value: dict[object, object]) -
     return pairs
 
 
-def _env_from_list(ctx: DocContext, path: str, value: list[object]) -> list[tuple[str, str]]:
+def _env_from_list(ctx: DocContext, path: str, value: list[object], refs: bool = False) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for i, entry in enumerate(value):
+        if refs and isinstance(entry, dict) and "valueFrom" in entry:
+            continue  # read by read_env_refs
         pair = _env_entry(ctx, join(path, i), entry)
         if pair is not None:
             pairs.append(pair)

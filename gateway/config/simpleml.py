@@ -140,7 +140,7 @@ def _s3_uri(ctx: DocContext, value: object, secret: str | None) -> tuple[str, st
         ctx.error("spec.storage.s3.uri", str(exc))
         return None
     if parsed.scheme != "s3":
-        ctx.error("spec.storage.s3.uri", f"must be an s3:// URI, got {uri!r}")
+        ctx.error("spec.storage.s3.uri", f"must be an s3:// URI, got {parsed.shown!r}")
         return None
     return uri, secret
 

@@ -26,6 +26,8 @@ def apply_secrets_file(translated: list[Translated], settings: GatewaySettings) 
             continue
         changed = {}
         for revision in item.service.revisions():
+            if revision.env_refs and revision.command is not None and _env_refs_ok(item, revision, settings):
+                revision = changed[revision.name] = _with_file(revision, settings.secrets_file or "")
             name = revision.storage_secret
             if name is None or revision.command is None:  # an image only: not run here at all
                 continue
@@ -52,6 +54,42 @@ def apply_secrets_file(translated: list[Translated], settings: GatewaySettings) 
                 default=changed.get(service.default.name, service.default),
                 canary=None if service.canary is None else changed.get(service.canary.name, service.canary),
             ).digested()
+
+
+ENV_FIELD = "spec.predictor.env"
+
+
+def _env_refs_ok(item: Translated, revision: RevisionSpec, settings: GatewaySettings) -> bool:
+    """The local backend takes `valueFrom.secretKeyRef` from spec.secretsFile; ConfigMaps and pod fields it has not.
+    Errors name the variable, never a value."""
+    ok = True
+    secrets: dict[str, dict[str, str]] | None = None
+    for variable, source in revision.env_refs:
+        ((kind, ref),) = source.items()
+        where = f"{ENV_FIELD}[{variable}].valueFrom.{kind}"
+        if kind != "secretKeyRef" or not isinstance(ref, dict):
+            item.ctx.error(
+                where,
+                "not supported under the local backend (no ConfigMaps or pod fields here): use value, "
+                "or secretKeyRef with GatewayConfig spec.secretsFile",
+            )
+            ok = False
+            continue
+        if settings.secrets_file is None:
+            item.ctx.error(where, f"Secret {ref['name']!r} cannot be read: GatewayConfig spec.secretsFile is not set")
+            ok = False
+            continue
+        try:
+            secrets = read_secrets_file(settings.secrets_file) if secrets is None else secrets
+        except StorageError as exc:
+            item.ctx.error(where, str(exc))
+            return False
+        if ref["key"] not in secrets.get(str(ref["name"]), {}) and not ref.get("optional"):
+            item.ctx.error(
+                where, f"no key {ref['key']!r} in Secret {ref['name']!r} of {settings.secrets_file} (spec.secretsFile)"
+            )
+            ok = False
+    return ok
 
 
 def _with_file(revision: RevisionSpec, path: str) -> RevisionSpec:

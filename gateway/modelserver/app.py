@@ -12,7 +12,7 @@ from . import v1, v2
 from .errors import ModelServerError
 from .loader import Hook, ModelSlot
 from .responses import handle_http_exception, handle_model_server_error
-from .service import ModelService
+from .service import MAX_INFLATED_BYTES, ModelService
 
 
 def create_app(
@@ -24,6 +24,7 @@ def create_app(
     version: str = "1",
     before_load: Hook | None = None,
     before_infer: Hook | None = None,
+    max_inflated_bytes: int = MAX_INFLATED_BYTES,
 ) -> Starlette:
     """A KServe V1 + V2 application serving the model at ``model_path`` (a file, or a folder holding one)
     as ``name``; ``model_format`` is onnx, sklearn or xgboost, None to tell it by the file's name.
@@ -32,12 +33,13 @@ def create_app(
     (readiness turns true when it is done); otherwise it loads here and a bad file raises
     :class:`~gateway.modelserver.errors.ModelLoadError`. The hooks are for tests:
     ``before_load`` runs in the loading thread, ``before_infer`` in each inference's thread.
+    A compressed request body inflating past ``max_inflated_bytes`` is refused with 413.
     The slot is at ``app.state.slot``.
     """
     slot = ModelSlot(model_path, model_format, before_load=before_load)
     if not load_in_background:
         slot.load()
-    service = ModelService(name, version, slot, before_infer=before_infer)
+    service = ModelService(name, version, slot, before_infer=before_infer, max_inflated_bytes=max_inflated_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -107,7 +107,19 @@ def _in_folder(folder: str, fmt: str | None) -> tuple[str, str, str | None]:
     if len(found) == 1:
         return os.path.join(folder, found[0]), fmt, None
     what = " or ".join(wanted.preferred)
-    return folder, fmt, f"folder {folder} must hold {what} or exactly one {'/'.join(wanted.extensions)} file, found {len(found)}"
+    held = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+    seen = f"({_some(found)})" if found else f"(it holds {_some(held)})" if held else "(it is empty)"
+    return (
+        folder,
+        fmt,
+        f"folder {folder} must hold {what} or exactly one {'/'.join(wanted.extensions)} file, found {len(found)} {seen}",
+    )
+
+
+def _some(names: list[str], most: int = 5) -> str:
+    """Up to `most` names, and how many more."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _all_extensions() -> str:

@@ -88,6 +88,7 @@ class ModelSlot:
 
     def _load(self) -> None:
         started = time.perf_counter()
+        logger.info("loading model from %s", self.path)
         try:
             if self._before_load is not None:
                 self._before_load()

@@ -25,6 +25,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         content = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from exc
+    except RecursionError:
+        raise BadRequest("malformed JSON: arrays or objects are nested too deeply") from None
     if not isinstance(content, dict):
         raise BadRequest("request body must be a JSON object")
     return content

@@ -8,16 +8,18 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from gateway.storage import StorageError
+from gateway.storage import StorageError, is_remote, redact
 
 from . import formats
 from .app import create_app
 from .errors import ModelLoadError
 from .loader import ModelSlot
+from .service import MAX_INFLATED_BYTES
 from .source import resolve_model
 
 __all__ = ["add_arguments", "create_app", "main_from_args", "run"]
@@ -33,15 +35,17 @@ def run(
     *,
     model_format: str | None = None,
     log_level: str = "warning",
+    max_inflated_bytes: int = MAX_INFLATED_BYTES,
 ) -> None:
     """Serve ``model`` (a file or a folder holding one, of ``model_format``: None tells it by the name) as
     ``name`` until SIGINT/SIGTERM; blocks.
 
     Liveness answers at once and readiness once the model has loaded. If the model
     cannot be loaded the server stops and :class:`ModelLoadError` is raised.
+    ``max_inflated_bytes`` caps what a compressed request body may inflate to (413 past it).
     ``log_level`` is uvicorn's; the server's own lines (listening, loaded) are always logged.
     """
-    app = create_app(model, name, model_format=model_format)
+    app = create_app(model, name, model_format=model_format, max_inflated_bytes=max_inflated_bytes)
     config = uvicorn.Config(
         app,
         host=host,
@@ -81,7 +85,7 @@ def _log_config() -> dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model --cache-dir --format --name --port --host --log-level`` to ``parser``."""
+    """Add ``--model --cache-dir --format --name --port --host --max-inflated-bytes --log-level`` to ``parser``."""
     parser.add_argument(
         "--model",
         required=True,
@@ -109,6 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument(
+        "--max-inflated-bytes",
+        type=_positive_int,
+        default=MAX_INFLATED_BYTES,
+        metavar="BYTES",
+        help=f"largest size a gzip/deflate request body may inflate to; larger ones get 413 (default: {MAX_INFLATED_BYTES})",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -118,22 +129,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Run the server from parsed arguments; returns the exit status (1 for a bad model file or download)."""
+    shown, remote, started = redact(args.model), is_remote(args.model), time.monotonic()
+    if remote:  # said before the download, so a replica that hangs in it says what it was doing
+        print(f"gateway modelserver: fetching {shown}", file=sys.stderr, flush=True)
     try:
         model = resolve_model(args.model, args.cache_dir)
     except StorageError as exc:
         print(f"gateway modelserver: error: {exc}", file=sys.stderr)
         return 1
+    if remote:
+        print(f"gateway modelserver: fetched {shown} in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     problem = _check_model(model, args.format)
     if problem is None:
         try:
-            run(model, args.name, args.host, args.port, model_format=args.format, log_level=args.log_level)
+            run(
+                model,
+                args.name,
+                args.host,
+                args.port,
+                model_format=args.format,
+                log_level=args.log_level,
+                max_inflated_bytes=args.max_inflated_bytes,
+            )
             return 0
         except ModelLoadError as exc:
             problem = str(exc)
     if model != args.model:  # downloaded: name what the user gave too
-        problem = f"{args.model}: {problem}"
+        problem = f"{shown}: {problem}"
     print(f"gateway modelserver: error: {problem}", file=sys.stderr)
     return 1
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
 
 
 def _check_model(path: str, fmt: str | None) -> str | None:

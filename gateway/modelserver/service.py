@@ -16,16 +16,29 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# A compressed request body may not inflate past this (the gateway's default request body limit too).
+MAX_INFLATED_BYTES = 100 * 1024 * 1024
+
 
 class ModelService:
     """Resolves model names and versions, and runs blocking work off the event loop.
 
+    ``max_inflated_bytes`` caps what a gzip/deflate request body may inflate to.
     ``before_infer`` runs in the worker thread right before ONNX Runtime is called;
     tests use it to make an inference deliberately slow.
     """
 
-    def __init__(self, name: str, version: str, slot: ModelSlot, *, before_infer: Hook | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        slot: ModelSlot,
+        *,
+        before_infer: Hook | None = None,
+        max_inflated_bytes: int = MAX_INFLATED_BYTES,
+    ) -> None:
         self.name = name
+        self.max_inflated_bytes = max_inflated_bytes
         self.version = version
         self.slot = slot
         self._before_infer = before_infer

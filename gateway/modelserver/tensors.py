@@ -139,8 +139,8 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
         raise BadRequest(f"input {name!r}: 'data' must be a list")
     try:
         raw = np.asarray(data)
-    except ValueError as exc:
-        raise BadRequest(f"input {name!r}: 'data' is not a regular (flat or nested) list") from exc
+    except (ValueError, OverflowError, RecursionError) as exc:
+        raise BadRequest(f"input {name!r}: 'data' is not a regular (flat or nested) list of numbers: {exc}") from exc
     if raw.size != count:
         raise BadRequest(f"input {name!r}: shape needs {count} values, 'data' has {raw.size}")
     flat = _convert(data, raw, datatype) if raw.size else raw.astype(numpy_from_v2(datatype))

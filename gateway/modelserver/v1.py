@@ -54,6 +54,10 @@ def _predict(service: ModelService, model: ServedModel, body: bytes) -> bytes:
     spec = model.inputs[0]
     try:
         array = np.asarray(instances, dtype=spec.dtype)
+    except OverflowError as exc:
+        raise BadRequest(f"'instances' hold a number too large for {spec.datatype} (input {spec.name!r}): {exc}") from exc
+    except RecursionError:
+        raise BadRequest(f"'instances' are nested too deeply for input {spec.name!r}") from None
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"'instances' cannot be read as {spec.datatype} for input {spec.name!r}: {exc}") from exc
     if not spec.accepts(array.shape):

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
-from .errors import BadRequest
+from .errors import BadRequest, ModelServerError
 from .responses import json_response
 from .service import ModelService
 from .tensors import encode_infer_response, parse_infer_request
@@ -25,6 +25,8 @@ EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Smaller responses are sent as they are: compressing them costs more than it saves.
 COMPRESS_MIN_SIZE = 1024
+# Compressed request bodies are inflated this many bytes at a time, so the size limit bites early.
+INFLATE_CHUNK = 1024 * 1024
 
 
 def routes(service: ModelService) -> list[BaseRoute]:
@@ -78,7 +80,7 @@ def routes(service: ModelService) -> list[BaseRoute]:
 
 
 def _infer(service: ModelService, model: ServedModel, body: bytes, headers: Headers) -> Response:
-    body = _decompress(body, headers.get("content-encoding"))
+    body = _decompress(body, headers.get("content-encoding"), service.max_inflated_bytes)
     request = parse_infer_request(model, body, headers.get(HEADER_LENGTH))
     service.before_infer()
     names = [output.name for output in request.outputs]
@@ -100,17 +102,41 @@ def _infer(service: ModelService, model: ServedModel, body: bytes, headers: Head
     return Response(content, headers=response_headers, media_type=media_type)
 
 
-def _decompress(body: bytes, encoding: str | None) -> bytes:
+def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """``body`` inflated, in chunks, refusing (413) to inflate past ``limit`` bytes before the memory is spent."""
     if encoding is None or encoding == "identity":
         return body
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+    # gzip bodies may hold several members back to back (as gzip.decompress reads them).
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    parts: list[bytes] = []
+    size = 0
+    pending = body
     try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, EOFError, zlib.error) as exc:
+        while True:
+            inflater = zlib.decompressobj(wbits)
+            while True:
+                part = inflater.decompress(pending, INFLATE_CHUNK)
+                size += len(part)
+                if size > limit:
+                    raise ModelServerError(
+                        f"the {encoding} body inflates to more than {limit} bytes, the model server's limit "
+                        "(--max-inflated-bytes)",
+                        413,
+                    )
+                parts.append(part)
+                pending = inflater.unconsumed_tail
+                if inflater.eof or not (pending or part):
+                    break
+            if not inflater.eof:
+                raise BadRequest(f"body is not valid {encoding} data: the compressed stream ends early")
+            pending = inflater.unused_data
+            if encoding == "deflate" or not pending.strip(b"\0"):
+                break
+    except zlib.error as exc:
         raise BadRequest(f"body is not valid {encoding} data: {exc}") from exc
-    raise BadRequest(f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+    return b"".join(parts)
 
 
 def _accepted_encoding(accept: str | None) -> str | None:

@@ -1,5 +1,9 @@
 """Rollout records in Redis (`spec.redis`): one hash shared by every gateway of the deployment.
 
+Redis never says what runs: a record here holds numbers, digests and the percent, never a revision's spec
+(command, image, env...): whoever can write Redis could otherwise run anything on every gateway host. The
+rolled-out revision's spec comes from a trusted place (gateway.rollouts.specs), else the reload is refused.
+
 Each write is a compare-and-set in Lua (the record is set only if the stored one is still the one the
 writer resolved against), so two gateways loading the same new manifest give it the same number: the
 second finds the first's record, resolves again against it, and gets what it says.
@@ -49,8 +53,8 @@ class RedisRolloutStore:
         try:
             for ident, expected, record in swaps:
                 field = f"{ident[0]}/{ident[1]}"
-                before = "" if expected is None else expected.to_json()
-                value = await self._cas(keys=[self.key], args=[field, before, record.to_json()])
+                before = "" if expected is None else expected.to_json(with_spec=False)
+                value = await self._cas(keys=[self.key], args=[field, before, record.to_json(with_spec=False)])
                 stored[ident] = None if value is None else self._parse(ident, value)
         except RedisError as exc:
             raise RolloutError(f"cannot write the rollout records to Redis ({self.key}): {exc}") from None
@@ -58,7 +62,7 @@ class RedisRolloutStore:
 
     def _parse(self, ident: Ident, value: str | bytes) -> RolloutRecord:
         try:
-            return RolloutRecord.from_json(value)
+            return RolloutRecord.from_json(value, trusted=False)
         except RecordError as exc:
             raise RolloutError(f"the rollout record of {ident[0]}/{ident[1]} in Redis ({self.key}) is corrupt: {exc}") from None
 

@@ -31,20 +31,23 @@ def advance(record: RolloutRecord | None, revision: RevisionSpec, percent: int |
     digest = digest or revision_digest(revision)
     promote = percent is None or percent == 100
     if record is None:
-        return RolloutRecord(1, 1, revision, 1, digest, None)
+        return RolloutRecord(1, 1, revision, 1, digest, None, 1, digest)
     generation = record.generation + 1
     if digest == record.latest_digest:
         if record.latest == record.rolled_out:
-            wanted = record  # one revision runs: a percent has nothing to split with
+            # one revision runs: a percent has nothing to split with; it runs this manifest's predictor
+            wanted = record if record.rolled_out_spec is not None else replace(record, rolled_out_spec=revision)
         elif promote:
-            wanted = replace(record, rolled_out=record.latest, rolled_out_spec=revision, percent=None)
+            wanted = replace(record, rolled_out=record.latest, rolled_out_spec=revision, percent=None, rolled_out_digest=digest)
         else:
             wanted = replace(record, percent=percent)
-        return record if wanted == record else replace(wanted, generation=generation)
+        return wanted if wanted == record else replace(wanted, generation=generation)
     number = record.counter + 1
     if promote:
-        return RolloutRecord(number, number, revision, number, digest, None, generation)
-    return RolloutRecord(number, record.rolled_out, record.rolled_out_spec, number, digest, percent, generation)
+        return RolloutRecord(number, number, revision, number, digest, None, generation, digest)
+    return RolloutRecord(
+        number, record.rolled_out, record.rolled_out_spec, number, digest, percent, generation, record.rolled_out_digest
+    )
 
 
 def service_of(template: ServiceSpec, record: RolloutRecord) -> ServiceSpec:
@@ -54,6 +57,7 @@ def service_of(template: ServiceSpec, record: RolloutRecord) -> ServiceSpec:
     latest = replace(template.default, name=revision_name(record.latest), tag=LATEST_TAG)
     rollout = replace(template.rollout, record=record.to_json())
     if record.canary:
+        assert record.rolled_out_spec is not None, "the resolver found the rolled-out spec, or refused"
         prev = replace(record.rolled_out_spec, name=revision_name(record.rolled_out), tag=PREV_TAG)
         percent = record.percent or 0
         return replace(template, default=prev, canary=latest, canary_percent=percent, rollout=rollout).digested()

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.config.model import Config, GatewaySettings, ServiceSpec
+from gateway.config.model import Config, GatewaySettings, RevisionSpec, ServiceSpec
 from gateway.rollouts.record import RolloutRecord, revision_name
 from gateway.rollouts.resolve import advance, service_of
+from gateway.rollouts.specs import FILE_NAME as SPECS_FILE
+from gateway.rollouts.specs import SpecFile
 from gateway.rollouts.stores import FILE_NAME, FileRolloutStore, Ident, RolloutError, RolloutStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Rollouts:
         and writes nothing; `mirror`: a supervisor's, which copies records kept elsewhere (the Deployments)
         into the state directory's file for its workers, which have no API client."""
         self.file = FileRolloutStore(state_dir / FILE_NAME)
+        self.specs = SpecFile(state_dir / SPECS_FILE)  # what the revisions this gateway applied run (Redis never says)
         self.read_only = read_only
         self.mirror = mirror
         self._resolved: dict[Ident, tuple[str, RolloutRecord, ServiceSpec]] = {}  # (template digest, record, result)
@@ -81,6 +84,8 @@ class Rollouts:
         done: dict[Ident, tuple[str, RolloutRecord, ServiceSpec]] = {}
         for store, specs in by_store.values():
             records = await self._records(store, specs)
+            if store is self._redis:
+                records = await self._find_specs(specs, records, config.gateway)
             for i, spec in enumerate(specs):
                 if i and i % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # 10,000 InferenceServices resolve with the data plane served between
@@ -95,6 +100,51 @@ class Rollouts:
         self._resolved = done
         services = tuple(resolved.get(spec.ident, spec) if unresolved(spec) else spec for spec in config.services)
         return replace(config, services=services)
+
+    async def _find_specs(
+        self, specs: list[ServiceSpec], records: dict[Ident, RolloutRecord], settings: GatewaySettings
+    ) -> dict[Ident, RolloutRecord]:
+        """Records read from Redis, with the rolled-out revision's spec from a trusted place: this manifest, what
+        this gateway serves now, its state directory, or (kubernetes) the revision's Deployment annotation.
+        A canary whose rolled-out spec is in none of them is refused (RolloutError naming it): never invented."""
+        if self.read_only:
+            self.specs.reread()  # the supervisor wrote it since
+        missing = []
+        for spec in specs:
+            record = records[spec.ident]
+            if record.rolled_out_spec is None:
+                found = await self._trusted_spec(spec, record, settings)
+                if found is not None:
+                    records[spec.ident] = replace(record, rolled_out_spec=found)
+                elif record.canary:
+                    missing.append(f"{spec.namespace}/{spec.name}-{revision_name(record.rolled_out)}")
+        if missing:
+            raise RolloutError(
+                f"the Redis rollout records name rolled-out revisions this gateway never applied: {', '.join(missing)}; "
+                "Redis never says what runs, and this gateway does not know what they run (its state directory "
+                f"{self.specs.path} does not hold them), so the configuration is refused and what runs is kept. "
+                "Promote the latest revision (drop canaryTrafficPercent) to go on, or start this gateway with the "
+                "state directory of the one that applied them"
+            )
+        if not self.read_only:
+            await self.specs.keep({spec.ident: _specs_named(spec, records[spec.ident]) for spec in specs})
+        return records
+
+    async def _trusted_spec(self, spec: ServiceSpec, record: RolloutRecord, settings: GatewaySettings) -> RevisionSpec | None:
+        assert spec.rollout is not None
+        digest = record.rolled_out_digest
+        if digest == spec.rollout.revision:
+            return spec.default  # the manifest's own predictor
+        was = self._resolved.get(spec.ident)
+        if was is not None and was[1].rolled_out_digest == digest and was[1].rolled_out_spec is not None:
+            return was[1].rolled_out_spec  # what this gateway serves now
+        found = await self.specs.get(spec.ident, digest)
+        if found is None and (spec.backend or settings.backend) == "kubernetes" and self._kube_factory is not None:
+            # the annotation on the revision's Deployments (read afresh: another gateway may have written them)
+            held = (await self._kube_factory().load([spec.ident])).get(spec.ident)
+            if held is not None and held.rolled_out_digest == digest:
+                found = held.rolled_out_spec
+        return found
 
     async def _records(self, store: RolloutStore, specs: list[ServiceSpec]) -> dict[Ident, RolloutRecord]:
         if not self.read_only:
@@ -113,6 +163,14 @@ class Rollouts:
             close = getattr(store, "close", None)
             if close is not None:
                 await close()
+
+
+def _specs_named(spec: ServiceSpec, record: RolloutRecord) -> dict[str, RevisionSpec]:
+    """The specs `record` names, by predictor digest: the latest (this manifest's) and the rolled-out one."""
+    kept = {record.latest_digest: spec.default}
+    if record.rolled_out_spec is not None:
+        kept[record.rolled_out_digest] = record.rolled_out_spec
+    return kept
 
 
 def _advance(held: RolloutRecord | None, spec: ServiceSpec) -> RolloutRecord:

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.errors import GatewayError
-from gateway.rollouts.record import RecordError, RolloutRecord
+from gateway.rollouts.record import MAX_BYTES, RecordError, RolloutRecord, parse_json
 
 Ident = tuple[str, str]  # (namespace, name) of an InferenceService
 Swap = tuple[Ident, RolloutRecord | None, RolloutRecord]  # (service, the record expected, the one to store)
 
 FILE_NAME = "rollouts.json"
+MAX_FILE_BYTES = 64 * MAX_BYTES  # thousands of services' records
 
 
 class RolloutError(GatewayError):
@@ -130,9 +131,9 @@ def read_file(path: Path) -> dict[Ident, RolloutRecord]:
         raise RolloutError(f"cannot read the rollout records {path}: {exc}") from None
     what = f"the rollout records {path} are corrupt (move the file away to start every InferenceService afresh)"
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise RolloutError(f"{what}: not JSON: {exc}") from None
+        data = parse_json(text, MAX_FILE_BYTES)
+    except RecordError as exc:
+        raise RolloutError(f"{what}: {exc}") from None
     if not isinstance(data, dict):
         raise RolloutError(f"{what}: not a JSON object")
     records: dict[Ident, RolloutRecord] = {}
@@ -141,7 +142,7 @@ def read_file(path: Path) -> dict[Ident, RolloutRecord]:
         if not namespace or not name:
             raise RolloutError(f"{what}: {key!r} is not namespace/name")
         try:
-            records[(namespace, name)] = RolloutRecord.from_json(json.dumps(value))
+            records[(namespace, name)] = RolloutRecord.from_data(value)
         except RecordError as exc:
             raise RolloutError(f"{what}: {key}: {exc}") from None
     return records

@@ -18,7 +18,7 @@ from gateway.router.phases import CONNECTING, DONE, QUEUED, SENT, Phase
 from gateway.router.request import RequestRelay
 from gateway.router.response import ResponseRelay
 from gateway.router.retry import MAX_ATTEMPTS, AfterConnectFailure, after_connect_failure
-from gateway.router.routing import Rejected, Routed
+from gateway.router.routing import Rejected, Routed, reroute
 from gateway.router.sides import ClientSide
 from gateway.router.state import ProxyState
 from gateway.router.throttler import QueueFull, Tracker
@@ -179,6 +179,11 @@ class RequestCycle(RequestRelay, ResponseRelay):
     def _granted(self, waiter: asyncio.Future[Tracker]) -> None:
         if waiter.cancelled():
             return
+        if waiter.exception() is not None:  # Retired: a reload removed the revision while this waited
+            if self.waiter is waiter and self.phase != DONE:
+                self.waiter = None
+                self._reroute()
+            return
         tracker = waiter.result()
         runtime = self.runtime
         assert runtime is not None
@@ -189,6 +194,35 @@ class RequestCycle(RequestRelay, ResponseRelay):
         if self.cold_start:
             runtime.record_cold_start(time.monotonic() - self.wait_started)
         self.dispatch(tracker)
+
+    def _reroute(self) -> None:
+        """Its revision was retired before a replica took the request (nothing was sent): the service's current
+        route takes it (same Host, the new split), or a 503 at once when the service is gone."""
+        old = self.runtime
+        assert old is not None and self.head is not None
+        runtime = reroute(self.state, self.head)
+        if runtime is None:
+            self.fail(
+                503,
+                f"revision {old.key} was removed by a reload while this request waited for it, and no service has its host now",
+            )
+            return
+        now = time.monotonic()
+        if self.in_stats and old.stats is not None:
+            old.stats.request_out(now)
+        self.in_stats = False
+        self.runtime = runtime
+        self.timeout = runtime.request_timeout
+        self.cold_start = False
+        self.wait_started = 0.0  # the new revision gets its own activation window
+        if runtime.stats is not None:
+            runtime.stats.request_in(now)
+            self.in_stats = True
+        tracker = runtime.throttler.try_acquire()
+        if tracker is not None:
+            self.dispatch(tracker)
+        else:
+            self.enqueue()
 
     # -- a replica connection -------------------------------------------------------------------
     def dispatch(self, tracker: Tracker) -> None:

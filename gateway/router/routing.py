@@ -109,6 +109,17 @@ def route(
     return Routed(method, url, head, runtime, keep_alive, upstream_head(method, url, head, client))
 
 
+def reroute(state: ProxyState, head: RequestHead) -> RevisionRuntime | None:
+    """The revision the current route table gives ``head`` (a request whose revision a reload removed while it
+    waited); None when no service has its host any more."""
+    hosts = state.routes.hosts
+    found = hosts.get(head.host) or hosts.get(normalise_host(head.host))
+    if found is None:
+        return None
+    route_, pinned = found
+    return pinned if pinned is not None else route_.choose(head.tag)
+
+
 def upstream_head(method: bytes, url: bytes, head: RequestHead, client: Peer) -> bytes:
     """The request line and headers the replica gets: hop-by-hop gone, X-Forwarded-* set, framing restated."""
     parts = [method, b" ", url, b" HTTP/1.1\r\n"]

@@ -28,6 +28,10 @@ class QueueFull(Exception):
     """The activator queue of a revision is at ``queueDepth``."""
 
 
+class Retired(Exception):
+    """The revision a request waited for was removed by a reload before a replica was free for it."""
+
+
 class Tracker:
     """One replica as the throttler sees it."""
 
@@ -311,3 +315,15 @@ class Throttler:
                 return
             waiters.popleft()
             fut.set_result(tracker)
+
+    def evict_waiters(self) -> int:
+        """Fail every waiting request's future with :class:`Retired` (the revision is gone; they were never sent
+        upstream, so they may go elsewhere). Control plane, O(waiters); returns how many were waiting."""
+        waiters = self._waiters
+        evicted = 0
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_exception(Retired())
+                evicted += 1
+        return evicted

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .cache import STATE_DIR_ENV, default_cache_dir, fetch
 from .errors import EXTRA_HINT, MissingExtraError, StorageError, missing_library
 from .limits import DEFAULT_MAX_BYTES, MAX_BYTES_ENV, TIMEOUT_ENV, Limits
-from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse
+from .uris import KUBERNETES_MODEL_DIR, REMOTE_SCHEMES, SCHEMES, StorageUri, is_remote, parse, redact
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -29,4 +29,5 @@ __all__ = [
     "is_remote",
     "missing_library",
     "parse",
+    "redact",
 ]

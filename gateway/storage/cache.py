@@ -4,7 +4,8 @@ Layout under the cache directory (`{state_dir}/models`):
 - `{name}-{hash}/`: a complete download, `hash` of the URI and the store's version of it (S3 ETags,
   GCS generations, an HTTP ETag or Last-Modified), `name` the URI's last part, for people reading;
 - `{name}-{hash}.lock`: held (fcntl) while one process downloads, so replicas starting together
-  fetch once and the others then find the complete copy;
+  fetch once and the others then find the complete copy; removed by its holder when done (a waiter
+  that then holds a removed lock opens it afresh), so no lock outlives a fetch, failed or not;
 - `.partial-{name}-{hash}-{pid}/`: a download in progress, renamed into place only when complete.
   One left by a crash is removed by the next fetch of that URI before it starts afresh, and any partial
   older than `STALE_PARTIAL` seconds by every fetch into the cache.
@@ -14,6 +15,7 @@ leave the cache's filesystem with less than 5 % free.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -21,13 +23,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from .archives import remove, unpack
 from .errors import StorageError
 from .limits import Budget, Limits, max_bytes_from, timeout_from
-from .uris import StorageUri, archive_suffix, parse
+from .uris import StorageUri, archive_suffix, parse, redact
 
 log = logging.getLogger("gateway.storage")
 
@@ -70,7 +72,7 @@ def open_store(uri: StorageUri, env: Mapping[str, str]) -> Store:
 def entry_name(uri: str, version: str) -> str:
     """The cache entry for `uri` at `version`: readable, and distinct for every (URI, version)."""
     digest = hashlib.sha256(f"{uri}\0{version}".encode()).hexdigest()[:24]
-    tail = uri.rstrip("/").rsplit("/", 1)[-1]
+    tail = redact(uri).partition("?")[0].rstrip("/").rsplit("/", 1)[-1]  # no query string (a signature) in the name
     readable = re.sub(r"[^A-Za-z0-9._-]", "_", tail)[:48].lstrip(".") or "model"
     return f"{readable}-{digest}"
 
@@ -81,7 +83,7 @@ def local_path(uri: StorageUri, base: str | None = None) -> str:
         path = os.path.join(base, path)
     path = os.path.abspath(path)
     if not os.path.exists(path):
-        raise StorageError(f"{uri.raw}: no such file or directory: {path}")
+        raise StorageError(f"{uri.shown}: no such file or directory: {path}")
     return path
 
 
@@ -113,7 +115,7 @@ def fetch(
                 timeout=timeout_from(env, local=bool(env.get(STATE_DIR_ENV))) if timeout is None else timeout,
             )
         except StorageError as exc:
-            raise StorageError(f"{uri}: {exc}") from exc
+            raise StorageError(f"{parsed.shown}: {exc}") from exc
     store = open_store(parsed, env)
     try:
         return _fetch_into(store, parsed, cache_dir, limits)
@@ -129,8 +131,7 @@ def _fetch_into(store: Store, parsed: StorageUri, cache_dir: str, limits: Limits
     os.makedirs(cache_dir, exist_ok=True)
     remove_stale_partials(cache_dir, time.time())
     final = os.path.join(cache_dir, name)
-    with open(os.path.join(cache_dir, f"{name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(os.path.join(cache_dir, f"{name}.lock")):
         if os.path.isdir(final):
             return final
         for stale in glob.glob(os.path.join(glob.escape(cache_dir), f".partial-{glob.escape(name)}-*")):
@@ -146,11 +147,11 @@ def _fetch_into(store: Store, parsed: StorageUri, cache_dir: str, limits: Limits
         except StorageError as exc:
             remove(partial)
             message = str(exc)
-            raise StorageError(message if message.startswith(uri) else f"{uri}: {message}") from exc
+            raise StorageError(message if message.startswith(parsed.shown) else f"{parsed.shown}: {message}") from exc
         except BaseException:
             remove(partial)
             raise
-    log.info("downloaded %s into %s in %.1f s", uri, final, time.monotonic() - started)
+    log.info("downloaded %s into %s in %.1f s", parsed.shown, final, time.monotonic() - started)
     return final
 
 
@@ -167,6 +168,24 @@ def remove_stale_partials(cache_dir: str, now: float) -> None:
         if touched < now - STALE_PARTIAL:
             log.info("removing %s, a partial download untouched for %.0f hours", stale, (now - touched) / 3600)
             remove(stale)
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """Hold the lock file `path` (fcntl), then remove it. A waiter whose file was removed meanwhile opens it again."""
+    while True:
+        with open(path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if os.path.samestat(current, os.fstat(lock.fileno())):
+                try:
+                    yield
+                finally:
+                    os.unlink(path)
+                return
 
 
 def _unpack_single_archive(uri: StorageUri, folder: str, budget: Budget) -> None:

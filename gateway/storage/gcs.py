@@ -23,7 +23,7 @@ def _client(uri: StorageUri, env: Mapping[str, str]) -> Any:
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
     except ImportError as exc:
-        raise MissingExtraError(uri.raw, "google-cloud-storage") from exc
+        raise MissingExtraError(uri.shown, "google-cloud-storage") from exc
     emulator = env.get("STORAGE_EMULATOR_HOST")
     if emulator:
         endpoint = emulator if "://" in emulator else f"http://{emulator}"
@@ -37,7 +37,7 @@ def _client(uri: StorageUri, env: Mapping[str, str]) -> Any:
         try:
             return storage.Client.from_service_account_json(account_file)
         except (OSError, ValueError) as exc:
-            raise StorageError(f"{uri.raw}: cannot read GOOGLE_APPLICATION_CREDENTIALS {account_file}: {exc}") from exc
+            raise StorageError(f"{uri.shown}: cannot read GOOGLE_APPLICATION_CREDENTIALS {account_file}: {exc}") from exc
     try:
         return storage.Client()
     except DefaultCredentialsError:
@@ -50,17 +50,20 @@ RETRY_TIMEOUT = 30.0  # seconds of retries (the library's default is 120: longer
 
 class GcsStore:
     def __init__(self, uri: StorageUri, env: Mapping[str, str]) -> None:
+        self.uri = uri
+        self._client = _client(uri, env)  # MissingExtraError first, without the library
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        self.uri = uri
-        self._client = _client(uri, env)
         self._retry = DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT)
         self._blobs: list[Any] | None = None
 
     def _fail(self, exc: Exception) -> StorageError:
         code = getattr(exc, "code", None)
         message = getattr(exc, "message", None) or str(exc)
-        return StorageError(f"{self.uri.raw}: Google Cloud Storage refused{f' ({code})' if code else ''}: {message}")
+        bare = message.strip().lower()
+        if code == 404 and (not bare or bare.endswith(("unknown error", "not found"))):  # the emulator gives no reason
+            message = f"bucket {self.uri.bucket} or object not found"
+        return StorageError(f"{self.uri.shown}: Google Cloud Storage refused{f' ({code})' if code else ''}: {message}")
 
     def blobs(self) -> list[Any]:
         if self._blobs is not None:
@@ -77,7 +80,7 @@ class GcsStore:
         except Exception as exc:  # google.api_core's errors: not found, forbidden, unreachable
             raise self._fail(exc) from exc
         if not found:
-            raise StorageError(f"{self.uri.raw}: no such object or prefix in bucket {self.uri.bucket}")
+            raise StorageError(f"{self.uri.shown}: no such object or prefix in bucket {self.uri.bucket}")
         self._blobs = found
         return found
 
@@ -86,7 +89,7 @@ class GcsStore:
 
     def download(self, dest: str, budget: Budget) -> None:
         blobs = {blob.name: blob for blob in self.blobs()}
-        budget.reserve(sum(int(blob.size or 0) for blob in blobs.values()), self.uri.raw)
+        budget.reserve(sum(int(blob.size or 0) for blob in blobs.values()), self.uri.shown)
         relative = [
             (name, os.path.basename(name) if name == self.uri.key else name[len(self.uri.key) :].lstrip("/")) for name in blobs
         ]

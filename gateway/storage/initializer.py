@@ -1,13 +1,13 @@
 """`gateway storage-initializer URI DEST [-- COMMAND...]`: what an init container runs, as KServe's storage
 initializer does, and what the local backend runs before a SimpleMLService's own command.
 
-With a DEST folder, the model is fetched through the cache (a `.serving-gateway-cache` folder inside DEST, so a
-restarted init container resumes cleanly) and its files are then moved to the top of DEST, where the model server
+With a DEST folder, the model is fetched through the cache (a `.serving-gateway-cache` folder inside DEST, removed
+when the fetch is done or has failed) and its files are then moved to the top of DEST, where the model server
 reads them; a marker records the URI fetched, so a second run for the same URI does nothing. Both names start
 with `.serving-gateway-`, which a model's own top-level files may not (refused, naming the file). With DEST
 `-`, the model stays in the cache ($SERVING_GATEWAY_STATE_DIR/models, as for `gateway modelserver`).
 A COMMAND after `--` is then run in this process's place, with MODEL_PATH naming the model (its folder
-when downloaded; a local path as it is).
+when downloaded; a local path as it is), in its environment and for `$(MODEL_PATH)` in its arguments.
 Credentials: the environment, overlaid by a mounted secret (`--secret-dir`) or by Secret `--secret NAME`
 of the secrets file $SERVING_GATEWAY_SECRETS_FILE names (GatewayConfig spec.secretsFile).
 """
@@ -25,7 +25,7 @@ from .cache import default_cache_dir, fetch
 from .errors import StorageError
 from .limits import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, MAX_BYTES_ENV, TIMEOUT_ENV
 from .secrets import read_secret_dir, secret_credentials
-from .uris import parse
+from .uris import parse, redact
 
 RESERVED = ".serving-gateway-"  # the initializer's own names in DEST start with it; a model's may not
 MARKER = f"{RESERVED}model"
@@ -45,9 +45,9 @@ def initialize(uri: str, dest: str, env: Mapping[str, str], max_bytes: int | Non
     cache = os.path.join(dest, CACHE)
     try:
         fetched = fetch(uri, cache, env, max_bytes=max_bytes, timeout=timeout)
-        _check_names(uri, fetched)
+        _check_names(redact(uri), fetched)
     except StorageError:
-        remove(cache)  # nothing of a refused model is left in DEST
+        remove(cache)  # nothing of a failed fetch or a refused model is left in DEST
         raise
     if not parsed.remote:
         _copy_local(fetched, dest)
@@ -134,8 +134,29 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _fail(uri: str, message: str) -> int:
-    print(f"gateway storage-initializer: error: {message if uri in message else f'{uri}: {message}'}", file=sys.stderr)
+    shown = redact(uri)
+    print(f"gateway storage-initializer: error: {message if shown in message else f'{shown}: {message}'}", file=sys.stderr)
     return 1
+
+
+def _odd_arguments(uri: str, dest: str) -> str | None:
+    """What makes URI DEST unusable before anything is fetched or copied: a URI that is none, a DEST that is
+    a file, a local source that DEST is, or holds (it would be copied into itself)."""
+    try:
+        parsed = parse(uri)
+    except (StorageError, ValueError) as exc:
+        return f"{uri!r} is not a storage URI: {exc}" if uri not in str(exc) else str(exc)
+    if dest == IN_CACHE:
+        return None
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        return f"DEST {dest} exists and is not a folder"
+    if not parsed.remote and parsed.path:
+        source, target = os.path.realpath(parsed.path), os.path.realpath(dest)
+        if target == source:
+            return f"DEST {dest} is the source {uri} itself"
+        if os.path.isdir(source) and os.path.commonpath([source, target]) == source:
+            return f"DEST {dest} is inside the source {uri}: it would be copied into itself"
+    return None
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -147,6 +168,10 @@ def main_from_args(args: argparse.Namespace) -> int:
     elif command and command[0].startswith("-"):
         print(f"gateway storage-initializer: error: options go before URI, got {command[0]} after DEST", file=sys.stderr)
         return 2
+    problem = _odd_arguments(args.uri, args.dest)
+    if problem is not None:
+        print(f"gateway storage-initializer: error: {problem}", file=sys.stderr)
+        return 2
     try:
         env = _environment(args)
         if args.dest == IN_CACHE:
@@ -156,10 +181,11 @@ def main_from_args(args: argparse.Namespace) -> int:
             where = os.path.abspath(args.dest)
     except StorageError as exc:
         return _fail(args.uri, str(exc))
-    print(f"gateway storage-initializer: {args.uri} is in {where}", file=sys.stderr)
+    print(f"gateway storage-initializer: {redact(args.uri)} is in {where}", file=sys.stderr)
     if not command:
         return 0
     os.environ[MODEL_PATH_ENV] = where
+    command = [arg.replace(f"$({MODEL_PATH_ENV})", where) for arg in command]  # as the kubelet would, had it known
     try:
         os.execvp(command[0], command)
     except OSError as exc:

@@ -187,6 +187,8 @@ class Supervisor(Gateway):
         argv = [sys.executable, "-m", "gateway", "worker", "--hub", str(self.hub.path), "--index", str(index)]
         argv += ["--parent", str(os.getpid()), "--listen", address, "--log-level", self.log_level]
         argv += ["--state-dir", str(self.state_dir)]  # the workers number InferenceServices as this one stored them
+        if self.namespace is not None:
+            argv += ["-n", self.namespace]
         for path in self.paths:
             argv += ["-f", path]
         return argv

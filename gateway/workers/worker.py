@@ -63,6 +63,7 @@ class WorkerPlane:
     def __init__(self, config: Config, paths: Sequence[str], state_dir: str | None = None) -> None:
         self.config = config
         self.paths = list(paths)
+        self.namespace = config.namespace
         # InferenceServices numbered as the supervisor stored them (read only: it resolved the same files first)
         self.rollouts = Rollouts(
             Path(state_dir or config.gateway.state_dir or default_state_dir(config.gateway.listen)),
@@ -112,7 +113,9 @@ class WorkerPlane:
         thresholds = gc.get_threshold()
         gc.set_threshold(thresholds[0], thresholds[1], 1 << 30)
         try:
-            config = await asyncio.to_thread(load, self.paths, every_documents=gc.freeze, previous=dict(self.reconciler.specs))
+            config = await asyncio.to_thread(
+                load, self.paths, every_documents=gc.freeze, previous=dict(self.reconciler.specs), namespace=self.namespace
+            )
             return await self.apply(config)
         finally:
             settle_heap()
@@ -221,6 +224,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--listen", required=True)
     parser.add_argument("--state-dir", default=None, help="the supervisor's: where it keeps the rollout records")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("-n", "--namespace", default=None, help="the supervisor's `serve -n`")
     return parser.parse_args(argv)
 
 
@@ -231,7 +235,7 @@ def main(argv: Sequence[str]) -> int:
         level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s worker {args.index} %(name)s: %(message)s"
     )
     try:
-        config = load(args.files)
+        config = load(args.files, namespace=args.namespace)
     except ConfigError as exc:
         print(f"gateway: worker {args.index}: cannot start: {exc}", file=sys.stderr)
         return 1

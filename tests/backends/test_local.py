@@ -255,3 +255,56 @@ async def test_replica_ports_are_chosen_so_every_data_plane_has_a_part(
         assert served == set(range(planes))
     finally:
         await backend.close()
+
+
+async def test_a_replica_fetching_its_model_is_reported_with_its_last_line_not_the_port_question(tmp_path: Path) -> None:
+    """A replica that says it is fetching (or loading) a model and is not ready yet is shown with that line, in the
+    periodic note and in the message of the kill once the start timeout passes."""
+    line = "gateway modelserver: fetching s3://models/iris"
+    code = f"import time; print({line!r}, flush=True); time.sleep(60)"
+    backend = make_backend(tmp_path, not_ready_note=1.0, start_timeout=3.0)
+    await backend.sync([service(command=("{python}", "-c", code))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).message is not None, within=10)
+    starting = backend.status(KEY).message or ""
+    assert starting.endswith(f"fails (still starting, its last log line: {line})"), starting
+    assert "$PORT" not in starting
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff", within=15)
+    assert backend.status(KEY).message == f"replica not ready after 3s: {line}"
+    await backend.close()
+
+
+async def test_a_silent_replica_not_ready_gets_the_port_question_and_its_last_line(tmp_path: Path) -> None:
+    code = "import time; print('warming up', flush=True); time.sleep(60)"
+    backend = make_backend(tmp_path, not_ready_note=1.0)
+    await backend.sync([service(command=("{python}", "-c", code))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).message is not None, within=10)
+    starting = backend.status(KEY).message or ""
+    assert starting.endswith(
+        "(does the command listen on the port the gateway gives it, {port} or $PORT? Its last log line: warming up)"
+    )
+    await backend.close()
+
+
+async def test_storage_credentials_in_a_command_stay_out_of_the_replica_log(tmp_path: Path) -> None:
+    uri = "https://alice:hunter2@example.com/m.onnx?X-Amz-Signature=deadbeef"
+    backend = make_backend(tmp_path)
+    await backend.sync([service(command=("{python}", "-c", "import sys; sys.exit(3)", uri))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    text = (tmp_path / "state" / "logs" / "default_iris-default-0.log").read_text()
+    assert "https://***@example.com/m.onnx?***" in text and "hunter2" not in text and "deadbeef" not in text
+    await backend.close()
+
+
+async def test_command_and_args_expand_variables_as_kubernetes_does(tmp_path: Path) -> None:
+    """`$(VAR)` from the replica's env, `$$` a `$`, an undefined reference as written (the kubelet's rules)."""
+    code = "import os, sys; print(sys.argv[1:4], sys.argv[4] == os.environ['PORT'], flush=True); sys.exit(3)"
+    backend = make_backend(tmp_path)
+    command = ("{python}", "-c", code, "$(GREETING) there", "$$(GREETING)", "$(UNDEFINED)", "$(PORT)")
+    await backend.sync([service(command=command, env=(("GREETING", "hello"),))])
+    await backend.scale(KEY, 1)
+    await wait_until(lambda: backend.status(KEY).state == "crash-backoff")
+    assert backend.status(KEY).message == "replica exited with code 3: ['hello there', '$(GREETING)', '$(UNDEFINED)'] True"
+    await backend.close()

@@ -39,6 +39,7 @@ REVISION_CHANGES: dict[str, Any] = {
     "storage_path": "/var/lib/t9k/model",
     "model_format": "sklearn",
     "model_runtime": "kserve-sklearnserver",
+    "env_refs": (("AWS_SECRET_ACCESS_KEY", {"secretKeyRef": {"name": "s3creds", "key": "secret"}}),),
 }
 SCALING_CHANGES: dict[str, Any] = {
     "min_scale": 1,

@@ -83,7 +83,7 @@ def test_folder_with_two_onnx_files(tmp_path: Path) -> None:
     assert problems([path]) == [
         (
             f"{path}: {LABEL}: spec.predictor.model.storageUri: folder {tmp_path / 'm'} must hold model.onnx "
-            "or exactly one .onnx file, found 2"
+            "or exactly one .onnx file, found 2 (a.onnx, b.onnx)"
         )
     ]
 
@@ -286,3 +286,25 @@ def test_onnx_under_static_cannot_give_endpoints(tmp_path: Path, model: Path) ->
             "give; use a PaddleService with endpoints"
         )
     ]
+
+
+def test_canary_percent_at_kfservings_level_is_an_error(tmp_path: Path, model: Path) -> None:
+    """A v1beta1 InferenceService with spec.canaryTrafficPercent (where KFServing's v1alpha2 had it) would
+    otherwise roll the new predictor out to all traffic: refused, pointing to spec.predictor."""
+    path = write(tmp_path, "x.yaml", isvc(ONNX, "  canaryTrafficPercent: 10\n"))
+    assert problems([path]) == [
+        f"{path}: {LABEL}: spec.canaryTrafficPercent: belongs in spec.predictor (serving.kserve.io/v1beta1); "
+        "did you mean spec.predictor.canaryTrafficPercent?"
+    ]
+
+
+def test_canary_percent_quoted_is_taken_as_every_integer_field_is(tmp_path: Path, model: Path) -> None:
+    """The project reads numeric strings in every integer field (gateway/config/values.py `number`): "10" is 10,
+    "10.5" and "ten" are refused."""
+    rollout = one_service(load([write(tmp_path, "x.yaml", isvc(ONNX + 'canaryTrafficPercent: "10"\n'))]), "iris").rollout
+    assert rollout is not None and rollout.canary_percent == 10
+    for bad in ('"10.5"', '"ten"'):
+        path = write(tmp_path, "y.yaml", isvc(ONNX + f"canaryTrafficPercent: {bad}\n"))
+        assert problems([path]) == [
+            f"{path}: {LABEL}: spec.predictor.canaryTrafficPercent: must be an integer 0..100, got {bad.replace(chr(34), chr(39))}"
+        ]

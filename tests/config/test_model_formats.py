@@ -86,13 +86,13 @@ def test_kfserving_predictors_take_the_formats_too(tmp_path: Path) -> None:
             "sklearn:\n  storageUri: m",
             ("model.onnx",),
             "spec.predictor.sklearn.storageUri: folder {m} must hold model.joblib or model.pkl or model.pickle or "
-            "exactly one .joblib/.pkl/.pickle file, found 0",
+            "exactly one .joblib/.pkl/.pickle file, found 0 (it holds model.onnx)",
         ),
         (
             "model:\n  modelFormat: {name: xgboost}\n  storageUri: m",
             ("a.bst", "b.bst"),
             "spec.predictor.model.storageUri: folder {m} must hold model.bst or model.json or model.ubj or "
-            "exactly one .bst/.json/.ubj file, found 2",
+            "exactly one .bst/.json/.ubj file, found 2 (a.bst, b.bst)",
         ),
         (
             "sklearn:\n  storageUri: m/model.onnx",
@@ -101,6 +101,17 @@ def test_kfserving_predictors_take_the_formats_too(tmp_path: Path) -> None:
             "got {m}/model.onnx",
         ),
         ("xgboost:\n  storageUri: m/model.bst", (), "spec.predictor.xgboost.storageUri: model file not found: {m}/model.bst"),
+        (
+            "sklearn:\n  storageUri: m",
+            ("README.md", ".hidden", "a.onnx", "b.onnx", "c.txt", "d.txt", "e.txt", "f.txt"),
+            "spec.predictor.sklearn.storageUri: folder {m} must hold model.joblib or model.pkl or model.pickle or "
+            "exactly one .joblib/.pkl/.pickle file, found 0 (it holds README.md, a.onnx, b.onnx, c.txt, d.txt and 2 more)",
+        ),
+        (
+            "model:\n  modelFormat: {name: onnx}\n  storageUri: m",
+            (),
+            "spec.predictor.model.storageUri: folder {m} must hold model.onnx or exactly one .onnx file, found 0 (it is empty)",
+        ),
     ],
 )
 def test_a_local_model_path_is_checked_per_format(tmp_path: Path, predictor: str, files: tuple[str, ...], message: str) -> None:

@@ -106,6 +106,11 @@ def test_without_a_secrets_file_the_gateways_environment_is_used(tmp_path: Path)
             "spec.storage.s3.uri: must be an s3:// URI, got 'gs://models/mnist'",
         ),
         (
+            S3.replace("s3://models/mnist/", "https://alice:hunter2@h/m.tgz?X-Amz-Signature=beef"),
+            SECRETS,
+            "spec.storage.s3.uri: must be an s3:// URI, got 'https://***@h/m.tgz?***'",
+        ),
+        (
             S3.replace("s3://models/mnist/", "s3://"),
             SECRETS,
             "spec.storage.s3.uri: s3://: expected s3://BUCKET/PREFIX, bucket ''",

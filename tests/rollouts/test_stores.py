@@ -22,7 +22,8 @@ CANARY = record(2, 1, A, 2, B, 10, 2)
 
 def test_a_record_survives_json_whole() -> None:
     assert RolloutRecord.from_json(CANARY.to_json()) == CANARY
-    assert RolloutRecord.from_json(CANARY.to_json()).rolled_out_spec.tolerations == ({"key": "gpu"},)
+    spec = RolloutRecord.from_json(CANARY.to_json()).rolled_out_spec
+    assert spec is not None and spec.tolerations == ({"key": "gpu"},)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,7 @@ async def test_the_file_store_keeps_records_across_instances(tmp_path: Path) -> 
     assert await first.swap([(IRIS, None, CANARY)]) == {IRIS: CANARY}
     assert json.loads(path.read_text())["models/iris"]["latest"] == 2
     assert not [p for p in path.parent.iterdir() if p.name != "rollouts.json"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds the predictors' env values (README says so)
     second = FileRolloutStore(path)  # a restarted gateway
     assert await second.load([IRIS, ("models", "other")]) == {IRIS: CANARY}
     # a compare-and-set against a record that is no longer stored writes nothing and says what is

@@ -58,10 +58,10 @@ async def serve(tmp_path: Path) -> AsyncIterator[Start]:
     """Start a gateway in this process on the config text given (local backend, state under tmp_path)."""
     started: list[Gateway] = []
 
-    async def start(text: str) -> tuple[Gateway, str]:
+    async def start(text: str, namespace: str | None = None) -> tuple[Gateway, str]:
         cfg = tmp_path / "isvc.yaml"
         cfg.write_text(text)
-        gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
+        gw = Gateway(load([str(cfg)], namespace=namespace), [str(cfg)], state_dir=tmp_path / "state")
         await gw.start(listen="127.0.0.1:0")
         started.append(gw)
         return gw, f"http://127.0.0.1:{gw.proxy.sockets[0][1]}"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 IRIS_INPUT = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}  # the KServe quick start's iris-input.json
 HOST = "sklearn-iris.kserve-test.example.com"
-Start = Callable[[str], Awaitable[tuple["Gateway", str]]]  # the `serve` fixture: config text in, (gateway, base URL) out
+Start = Callable[..., Awaitable[tuple["Gateway", str]]]  # the `serve` fixture: config text (and -n) in, (gateway, base URL) out
 
 
 async def predict(base: str, host: str = HOST, model: str = "sklearn-iris") -> httpx.Response:
@@ -178,6 +178,7 @@ class FileServer:
     gets: Counter[str] = field(default_factory=Counter)
     url: str = ""
     head_allowed: bool = True
+    head_refusal: int = 405  # what a HEAD gets when not allowed (403: an S3 presigned GET URL)
     stall: set[str] = field(default_factory=set)  # paths whose GET sends half the body, then waits for `release`
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -210,7 +211,7 @@ def serve_files() -> Iterator[FileServer]:
 
         def do_HEAD(self) -> None:
             if not files.head_allowed:
-                self.send_error(405)
+                self.send_error(files.head_refusal)
                 return
             self._head(False)
 

@@ -135,3 +135,43 @@ def test_a_command_runs_after_the_download_with_model_path(files: FileServer, tm
     assert done.returncode == 7, done.stderr  # the command's own status: it ran in the initializer's place
     assert done.stdout.strip() == "['model.onnx']"
     assert len([p for p in (tmp_path / "state" / "models").glob("iris.tgz-*") if p.is_dir()]) == 1  # and its lock
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("uri", "dest", "error"),
+    [
+        ("src", "src/sub", "DEST src/sub is inside the source src: it would be copied into itself"),
+        ("src", "src", "DEST src is the source src itself"),
+        ("src/sub/..", "src", "DEST src is the source src/sub/.. itself"),
+        ("src", "afile", "DEST afile exists and is not a folder"),
+        ("http://[::1", "out", "'http://[::1' is not a storage URI: Invalid IPv6 URL"),
+        ("s3://", "out", "s3://: expected s3://BUCKET/PREFIX"),
+    ],
+)
+def test_odd_arguments_are_one_line_exit_2_and_copy_nothing(tmp_path: Path, uri: str, dest: str, error: str) -> None:
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "src" / "model.onnx").write_bytes(MODEL)
+    (tmp_path / "afile").write_text("x")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "storage-initializer", uri, dest],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"gateway storage-initializer: error: {error}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1  # no traceback
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing copied, not into itself either
+
+
+def test_the_commands_model_path_reference_is_filled_in(files: FileServer, tmp_path: Path) -> None:
+    """SimpleMLService commands written for Kubernetes say `$(MODEL_PATH)`; only the initializer knows it."""
+    files.files["/iris.onnx"] = MODEL
+    code = "import os, sys; print(sys.argv[1:] == [os.environ['MODEL_PATH'], '$(OTHER)'])"
+    env = {"SERVING_GATEWAY_STATE_DIR": str(tmp_path / "state")}
+    done = initialize(f"{files.url}/iris.onnx", "-", "--", sys.executable, "-c", code, "$(MODEL_PATH)", "$(OTHER)", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "True", (done.stdout, done.stderr)

@@ -68,13 +68,12 @@ async def test_from_gcs(fmt: str, gcs: GcsServer, serve: Start, tmp_path: Path, 
 
 
 # Seed 002's sklearn-inference-service.yaml as written (the older `sklearn:` key and the bucket's own
-# URI, served by the GCS emulator); only `namespace` is added, standing in for `kubectl apply -n kserve-test`.
+# URI, served by the GCS emulator), with no namespace: `-n kserve-test` puts it there, as `kubectl apply -n kserve-test`.
 SEED_MANIFEST = """\
 apiVersion: "serving.kserve.io/v1beta1"
 kind: "InferenceService"
 metadata:
   name: "sklearn-iris"
-  namespace: kserve-test
 spec:
   predictor:
     sklearn:
@@ -88,7 +87,7 @@ async def test_the_seed_manifest_word_for_word(
     name, data, expected = trained("sklearn", tmp_path)
     gcs.put("kfserving-samples", {f"models/sklearn/iris/{name}": data})
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.env()["STORAGE_EMULATOR_HOST"])
-    _, base = await serve(SEED_MANIFEST)
+    _, base = await serve(SEED_MANIFEST, namespace="kserve-test")
     r = await predict(base)
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": [1, 1]}
