@@ -225,3 +225,23 @@ spec:
         assert r.status_code == 200 and r.json()["name"] == revision["name"]
         r = await admin.get("/admin/dashboard/revisions/models/iris/predictor-1/history")
         assert r.status_code == 400 and "'predictor-1'" in r.json()["error"]
+
+
+def test_the_search_index_is_built_once_per_configuration(tmp_path: Path) -> None:
+    """A poll reads the index the configuration it serves was given: the sort and the search texts are not
+    rebuilt per request (at 10,000 services that held the event loop ~40 ms per poll of page 1)."""
+    from gateway.config import load
+    from gateway.dashboard import views
+
+    def config_file(names: list[str]) -> str:
+        path = tmp_path / f"gw-{len(names)}.yaml"
+        path.write_text(gateway_head("static") + "".join(static_service(name, "team") for name in names))
+        return str(path)
+
+    first = load([config_file(["b-svc", "a-svc", "c-svc"])])
+    index = views._index_of(first)
+    assert views._index_of(first) is index, "rebuilt for the same configuration"
+    assert [s.name for s in index.ordered] == ["a-svc", "b-svc", "c-svc"]
+    assert index.texts[0] == "team/a-svc\na-svc.team.example.com\na-svc-default\na-svc-canary"
+    second = load([config_file(["z-svc", "a-svc"])])
+    assert views._index_of(second) is not index and [s.name for s in views._index_of(second).ordered] == ["a-svc", "z-svc"]
