@@ -109,9 +109,11 @@ class History:
         self._clock = clock
         self.window = window
         self.tracks: dict[RevisionKey, Track] = {}
-        # Revisions whose track was dropped after a quiet window: their answered count then (a request since
-        # makes them active again). A few bytes each, only for revisions that once had activity.
-        self._resting: dict[RevisionKey, int] = {}
+        # Revisions whose track was dropped after a quiet window: their counters then (a request since makes them
+        # active again, and its new track's rates start from these). A few bytes each, only for revisions that
+        # once had activity; a revision never tracked starts from zero counts.
+        self._resting: dict[RevisionKey, Snapshot] = {}
+        self._started = clock()
 
     # -- the autoscaler's observer -----------------------------------------------------------------
     def sample(self, key: RevisionKey, scaler: ScalerFigures) -> None:
@@ -123,13 +125,14 @@ class History:
             if runtime is None:
                 return
             durations = runtime.durations
-            if not runtime.throttler.queued and (durations is None or durations.count == self._resting.get(key, 0)):
+            resting = self._resting.get(key)
+            if not runtime.throttler.queued and (durations is None or durations.count == (resting[1] if resting else 0)):
                 return
         now = self._clock()
         requests, errors, counts = _counters(runtime)
         queued, in_flight = _load(runtime)
         if track is None:
-            track = self.tracks[key] = Track()
+            track = self._new_track(key, now, requests)
         snapshots = track.snapshots
         last = snapshots[-1] if snapshots else None
         if last is None or last[1] != requests:
@@ -168,7 +171,16 @@ class History:
         ):
             del self.tracks[key]  # idle for a whole window: back to costing (almost) nothing
             if requests:
-                self._resting[key] = requests
+                self._resting[key] = (now, requests, errors, counts)
+
+    def _new_track(self, key: RevisionKey, now: float, requests: int) -> Track:
+        """The counters already include what woke the revision up: its rates start from the counts it last
+        rested at (zero if never tracked), taken as standing until the rate window's start at the latest."""
+        track = self.tracks[key] = Track()
+        rest = self._resting.pop(key, None) or (self._started, 0, 0, ())
+        if rest[1] != requests:
+            track.snapshots.append((max(rest[0], now - RATE_WINDOW), rest[1], rest[2], rest[3]))
+        return track
 
     def event(self, key: RevisionKey, kind: str, what: str, why: str) -> None:
         """A scale decision sent to the backend, or a panic mode transition (once each, never per tick)."""
