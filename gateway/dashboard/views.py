@@ -105,7 +105,7 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
             throttler = runtime.throttler if runtime is not None else None
             if key not in gateway.autoscaler and throttler is not None:
                 # Nothing scales it (static endpoints), so no tick samples it: sampled while its page is looked at.
-                history.sample(key, Fixed(scaling.desired, throttler.ready))
+                history.sample(key, Fixed(scaling.desired, throttler.ready), ticked=False)
             revisions.append(
                 {
                     "name": key.name,

@@ -234,3 +234,36 @@ def test_the_first_burst_of_an_idle_revision_shows_its_rate_and_errors(after_res
     recent = history.recent(KEY)
     assert recent["rps"] == pytest.approx(100 / RATE_WINDOW)
     assert recent["error_rate"] == 0.25
+
+
+def test_a_revision_nothing_ticks_does_not_show_old_counts_as_a_burst() -> None:
+    """Static endpoints are sampled only while the page looks: at the first look their counters may be hours
+    old, so its rates start there (the zero-count start above is for ticked revisions); one idle at its first
+    look keeps its counts then, so a burst before the next look still shows."""
+    history, runtimes, clock = make()
+    runtime = runtimes[KEY]
+    for _ in range(1000):
+        runtime.record(200, 0.03)
+    clock.now += 3600
+    history.sample(KEY, Figures(ready=1), ticked=False)
+    assert rows(history)[-1]["rps"] == 0.0
+    assert history.recent(KEY)["rps"] == 0.0
+    for _ in range(20):
+        runtime.record(503, 0.03)
+    clock.now += 2
+    history.sample(KEY, Figures(ready=1), ticked=False)
+    last = rows(history)[-1]
+    assert last["rps"] == 10.0 and last["error_rate"] == 1.0
+    # one nothing ticks, idle at its first look (no ready endpoint): a burst seen at the next look shows
+    history.forget(KEY)
+    clock.now += 60
+    history.sample(KEY, Figures(), ticked=False)
+    assert KEY not in history.tracks
+    for _ in range(30):
+        runtime.record(200, 0.03)
+    for _ in range(10):
+        runtime.record(500, 0.03)
+    clock.now += 1
+    history.sample(KEY, Figures(), ticked=False)
+    last = rows(history)[-1]
+    assert last["rps"] == 40.0 and last["error_rate"] == 0.25
