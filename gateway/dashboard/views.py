@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_PER_PAGE = 500
 MAX_SEARCH = 200
+MAX_PAGE = 10**9  # static/dashboard.js holds the same bound
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
     if len(search) > MAX_SEARCH:
         raise BadRequest(f"query parameter 'search' is longer than {MAX_SEARCH} characters")
     per_page = _integer(params, "per_page", 50, 1, MAX_PER_PAGE)
-    page = _integer(params, "page", 1, 1, 10**9)
+    page = _integer(params, "page", 1, 1, MAX_PAGE)
     domain = gateway.config.gateway.domain
     index = _index_of(gateway.config)
     ordered: Sequence[ServiceSpec] = index.ordered
@@ -126,7 +127,7 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
             throttler = runtime.throttler if runtime is not None else None
             if key not in gateway.autoscaler and throttler is not None:
                 # Nothing scales it (static endpoints), so no tick samples it: sampled while its page is looked at.
-                history.sample(key, Fixed(scaling.desired, throttler.ready))
+                history.sample(key, Fixed(scaling.desired, throttler.ready), ticked=False)
             revisions.append(
                 {
                     "name": key.name,
