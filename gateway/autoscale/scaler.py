@@ -195,9 +195,9 @@ class Autoscaler:
 
     def remove(self, key: RevisionKey) -> None:
         self._unseeded.discard(key)
+        if self.observer is not None:
+            self.observer.forget(key)  # also revisions nothing scales (static), which the observer may still hold
         if self._scalers.pop(key, None) is not None:
-            if self.observer is not None:
-                self.observer.forget(key)
             self._sent.pop(key, None)
             self._panicking.discard(key)
             self._poked.discard(key)

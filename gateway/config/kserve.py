@@ -276,20 +276,7 @@ def _model_server(
                 f"absolute there (deploy/Dockerfile puts config/ at /app/config), got {written!r}",
             )
         )
-    command = (
-        sys.executable,
-        "-m",
-        "gateway",
-        "modelserver",
-        "--model",
-        model,
-        "--format",
-        fmt,
-        "--name",
-        name,
-        "--port",
-        "{port}",
-    )
+    command = model_server_command(model, fmt, name)
     return RevisionDraft(
         command=command,
         readiness_path=READINESS_PATH,
@@ -298,6 +285,11 @@ def _model_server(
         env=env,
         model_path=written,
     )
+
+
+def model_server_command(model: str, fmt: str, name: str) -> tuple[str, ...]:
+    """The local replica's command: the built-in model server on `model` (a path or a storage URI)."""
+    return (sys.executable, "-m", "gateway", "modelserver", "--model", model, "--format", fmt, "--name", name, "--port", "{port}")
 
 
 def _downloaded_model(
@@ -316,20 +308,7 @@ def _downloaded_model(
     for absent in (missing(fmt), missing_library(parse(uri).scheme)):
         if absent is not None:
             notes.local_notes.append((uri_path, f"{absent}; until then its replicas fail to start"))
-    command = (
-        sys.executable,
-        "-m",
-        "gateway",
-        "modelserver",
-        "--model",
-        uri,
-        "--format",
-        fmt,
-        "--name",
-        name,
-        "--port",
-        "{port}",
-    )
+    command = model_server_command(uri, fmt, name)
     return RevisionDraft(
         command=command,
         readiness_path=READINESS_PATH,

@@ -109,27 +109,31 @@ class History:
         self._clock = clock
         self.window = window
         self.tracks: dict[RevisionKey, Track] = {}
-        # Revisions whose track was dropped after a quiet window: their answered count then (a request since
-        # makes them active again). A few bytes each, only for revisions that once had activity.
-        self._resting: dict[RevisionKey, int] = {}
+        # Revisions whose track was dropped after a quiet window: their counters then (a request since makes them
+        # active again, and its new track's rates start from these). A small tuple each, only for revisions that
+        # once had activity; a revision never tracked starts from zero counts.
+        self._resting: dict[RevisionKey, Snapshot] = {}
+        self._started = clock()
 
     # -- the autoscaler's observer -----------------------------------------------------------------
-    def sample(self, key: RevisionKey, scaler: ScalerFigures) -> None:
+    def sample(self, key: RevisionKey, scaler: ScalerFigures, *, ticked: bool = True) -> None:
         """Called on every tick of every revision: store a sample if anything changed (O(1), no allocation
-        for a revision that is and was idle)."""
+        for a revision that is and was idle). ``ticked=False``: a revision nothing ticks (static endpoints,
+        sampled while the page looks at it), whose counters before its first sample are of unknown age."""
         track = self.tracks.get(key)
         runtime = self._runtimes.get(key)
         if track is None and not scaler.desired and not scaler.ready:  # the idle path, inlined: 20,000 revisions a tick
             if runtime is None:
                 return
             durations = runtime.durations
-            if not runtime.throttler.queued and (durations is None or durations.count == self._resting.get(key, 0)):
+            resting = self._resting.get(key) or (None if ticked else self._first_look(key, runtime))
+            if not runtime.throttler.queued and (durations is None or durations.count == (resting[1] if resting else 0)):
                 return
         now = self._clock()
         requests, errors, counts = _counters(runtime)
         queued, in_flight = _load(runtime)
         if track is None:
-            track = self.tracks[key] = Track()
+            track = self._new_track(key, now, requests, ticked)
         snapshots = track.snapshots
         last = snapshots[-1] if snapshots else None
         if last is None or last[1] != requests:
@@ -168,7 +172,23 @@ class History:
         ):
             del self.tracks[key]  # idle for a whole window: back to costing (almost) nothing
             if requests:
-                self._resting[key] = requests
+                self._resting[key] = (now, requests, errors, counts)
+
+    def _first_look(self, key: RevisionKey, runtime: RevisionRuntime) -> Snapshot:
+        """A revision nothing ticks, idle at its first sample: its counts now, where a later burst's rates start."""
+        snapshot = self._resting[key] = (self._clock(), *_counters(runtime))
+        return snapshot
+
+    def _new_track(self, key: RevisionKey, now: float, requests: int, ticked: bool) -> Track:
+        """The counters already include what woke the revision up: its rates start from the counts it last
+        rested at (zero if never tracked and ticked since the start), taken as standing until the rate window's
+        start at the latest. Never tracked nor ticked: its rates start at this sample, as nothing says when
+        its counts came."""
+        track = self.tracks[key] = Track()
+        rest = self._resting.pop(key, None) or ((self._started, 0, 0, ()) if ticked else None)
+        if rest is not None and rest[1] != requests:
+            track.snapshots.append((max(rest[0], now - RATE_WINDOW), rest[1], rest[2], rest[3]))
+        return track
 
     def event(self, key: RevisionKey, kind: str, what: str, why: str) -> None:
         """A scale decision sent to the backend, or a panic mode transition (once each, never per tick)."""

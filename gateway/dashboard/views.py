@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.config.model import ServiceSpec
+from gateway.config.model import Config, ServiceSpec
 from gateway.dashboard.history import History
 from gateway.metrics import scaling_status
 from gateway.types import RevisionKey, is_revision_name
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_PER_PAGE = 500
 MAX_SEARCH = 200
+MAX_PAGE = 10**9  # static/dashboard.js holds the same bound
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,34 @@ def _integer(params: Mapping[str, str], name: str, default: int, low: int, high:
     return value
 
 
+@dataclass(frozen=True)
+class _Index:
+    """One configuration's services in page order, and per service the lowercase text a search looks in."""
+
+    config: Config
+    ordered: tuple[ServiceSpec, ...]
+    texts: tuple[str, ...]
+
+
+_last_index: _Index | None = None
+
+
+def _index_of(config: Config) -> _Index:
+    """The page order and search texts of `config`, built once per configuration (a reload makes a new one),
+    so a poll of the first page is a slice and a search one substring test per service: a dashboard polling
+    every second against 10,000 services does not hold the event loop the data plane shares."""
+    global _last_index
+    if _last_index is None or _last_index.config is not config:
+        domain = config.gateway.domain
+        ordered = tuple(sorted(config.services, key=lambda s: (s.namespace, s.name)))
+        texts = tuple(
+            "\n".join((f"{s.namespace}/{s.name}", s.host(domain), *(s.key(r.name).name for r in s.revisions()))).lower()
+            for s in ordered
+        )
+        _last_index = _Index(config, ordered, texts)
+    return _last_index
+
+
 def services_page(gateway: Gateway, history: History, params: Mapping[str, str]) -> dict[str, object]:
     """``/admin/dashboard/services``: O(services) to search and sort, then O(page) to describe."""
     _only(params, ("search", "page", "per_page"))
@@ -79,18 +108,12 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
     if len(search) > MAX_SEARCH:
         raise BadRequest(f"query parameter 'search' is longer than {MAX_SEARCH} characters")
     per_page = _integer(params, "per_page", 50, 1, MAX_PER_PAGE)
-    page = _integer(params, "page", 1, 1, 10**9)
+    page = _integer(params, "page", 1, 1, MAX_PAGE)
     domain = gateway.config.gateway.domain
-    specs: Sequence[ServiceSpec] = gateway.config.services
+    index = _index_of(gateway.config)
+    ordered: Sequence[ServiceSpec] = index.ordered
     if search:
-        specs = [
-            s
-            for s in specs
-            if search in f"{s.namespace}/{s.name}".lower()
-            or search in s.host(domain).lower()
-            or any(search in s.key(r.name).name.lower() for r in s.revisions())
-        ]
-    ordered = sorted(specs, key=lambda s: (s.namespace, s.name))
+        ordered = [spec for spec, text in zip(index.ordered, index.texts, strict=True) if search in text]
     pages = max(1, math.ceil(len(ordered) / per_page))
     chosen = ordered[(page - 1) * per_page : page * per_page]
     services = []
@@ -104,7 +127,7 @@ def services_page(gateway: Gateway, history: History, params: Mapping[str, str])
             throttler = runtime.throttler if runtime is not None else None
             if key not in gateway.autoscaler and throttler is not None:
                 # Nothing scales it (static endpoints), so no tick samples it: sampled while its page is looked at.
-                history.sample(key, Fixed(scaling.desired, throttler.ready))
+                history.sample(key, Fixed(scaling.desired, throttler.ready), ticked=False)
             revisions.append(
                 {
                     "name": key.name,

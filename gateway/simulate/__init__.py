@@ -81,6 +81,10 @@ def select_revision(spec: ServiceSpec, name: str | None) -> RevisionSpec:
     raise SimulateError(f"service {spec.name} has no revision {name!r}; its revisions: {names}")
 
 
+MIN_TICK = 0.01  # seconds: a finer tick only spends time (a 1 ns tick never finished an hour)
+MAX_REPLICAS = 100_000  # a model of each replica is kept: a billion would take the machine's memory
+
+
 def run(
     config: Config,
     service: str | None,
@@ -99,6 +103,13 @@ def run(
     items = [item if isinstance(item, Override) else parse_overrides([item])[0] for item in overrides]
     settings, scaling = apply_overrides(config.gateway, spec.scaling, items)
     spec = dataclasses.replace(spec, scaling=scaling)
+    if settings.autoscaler.tick_interval < MIN_TICK:
+        raise SimulateError(
+            f"autoscaler.tickInterval {settings.autoscaler.tick_interval:g}s: the simulator steps the autoscaler "
+            f"at most every {MIN_TICK:g} s (Knative's tick is 2 s)"
+        )
+    if max(scaling.min_scale, scaling.max_scale, scaling.initial_scale or 0) > MAX_REPLICAS:
+        raise SimulateError(f"minScale, maxScale and initialScale: at most {MAX_REPLICAS:,} replicas are simulated")
     if (spec.backend or settings.backend) == "static":
         raise SimulateError(f"service {spec.name} runs on the static backend: its endpoints are fixed, nothing scales")
     percent = spec.percent(chosen.name)

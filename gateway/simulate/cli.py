@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="even",
         help="second,rps traces: spread evenly or Poisson (default even)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="second,rps traces: seed of the Poisson arrivals (default 0)")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -82,7 +82,15 @@ def _simulate(args: argparse.Namespace) -> int:
     select_revision(spec, args.revision)
     settings, scaling = apply_overrides(config.gateway, spec.scaling, base, "--set")
     apply_overrides(settings, scaling, compare, "--compare")  # each bad value named by its own option, before any run
-    trace = load_trace(args.trace, arrivals=args.arrivals, seed=args.seed)
+    trace = load_trace(args.trace, arrivals=args.arrivals, seed=0 if args.seed is None else args.seed)
+    if trace.form == "requests" and (args.arrivals != "even" or args.seed is not None):
+        given = " and ".join(
+            o for o, on in (("--arrivals poisson", args.arrivals != "even"), ("--seed", args.seed is not None)) if on
+        )
+        raise SimulateError(
+            f"{given}: {args.trace} is a time,duration trace (one row per request, each at its own time); "
+            "arrivals are drawn only for second,rps,duration traces"
+        )
     runs = [("run", run(config, args.service, trace, startup=startup, overrides=base, revision=args.revision))]
     if compare:
         runs.append(
@@ -117,6 +125,8 @@ def _report(
     try:
         for (_, result), where in zip(runs, (out, out / COMPARE_DIR), strict=False):
             write_run(where, result.series, result.summary)
+        if not compare:
+            _remove_stale_compare(out / COMPARE_DIR)
     except OSError as exc:
         raise SimulateError(f"--out {out}: cannot write there: {exc.strerror or exc}") from exc
     settings = runs[0][1].summary["settings"]
@@ -134,6 +144,19 @@ def _report(
     print(f"wrote {', '.join(str(out / name) for name in written)}{f' and {out / COMPARE_DIR}/' if compare else ''}")
     if skipped:
         print(skipped, file=sys.stderr)
+
+
+def _remove_stale_compare(where: Path) -> None:
+    """An earlier --compare run's files in the reused --out: removed (only the files this writes there), so the
+    folder does not pass for this run's comparison."""
+    from gateway.simulate.output import RUN_FILES
+
+    if not where.is_dir():
+        return
+    for name in RUN_FILES:
+        (where / name).unlink(missing_ok=True)
+    if not any(where.iterdir()):
+        where.rmdir()
 
 
 def _with(overrides: Sequence[object]) -> str:

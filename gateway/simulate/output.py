@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gateway.simulate.engine import Row
 
+RUN_FILES = ("series.csv", "summary.json")  # what write_run writes in a run's folder
 SERIES_COLUMNS = ("time", "desired", "ready", "stable", "panic", "panicking", "queued")
 
 # (summary key, label, format) of the table's rows

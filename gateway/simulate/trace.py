@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import math
 import random
+import stat
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ Arrivals = Literal["even", "poisson"]
 ARRIVALS: tuple[Arrivals, ...] = ("even", "poisson")
 
 MAX_REQUESTS = 20_000_000
+MAX_ROWS = 2_000_000  # rows of a file: one per request costs ~600 bytes each while read (10 million took 6 GB)
+MAX_TRACE_BYTES = 128 * 1024 * 1024
 MAX_SECONDS = 7 * 24 * 3600
 
 REQUESTS_HEADER = ("time", "duration")
@@ -168,13 +171,7 @@ def _whole(value: float) -> int:
 def load_trace(path: str | Path, arrivals: Arrivals = "even", seed: int = 0) -> Trace:
     """Read a trace CSV (either form, see the module docstring); TraceError names the file, line and column."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TraceError(f"{path}: not a text file (UTF-8 CSV expected)") from exc
-    rows = [(n, cells) for n, cells in enumerate(csv.reader(text.splitlines()), start=1) if _content(cells)]
+    rows = _rows(path, _text(path))
     if not rows:
         raise TraceError(f"{path}: empty: expected a header, {','.join(REQUESTS_HEADER)} or {','.join(RATES_HEADER)}")
     line, header = rows[0]
@@ -193,6 +190,42 @@ def load_trace(path: str | Path, arrivals: Arrivals = "even", seed: int = 0) -> 
         f"{path}: line {line}: unknown header {','.join(cell.strip() for cell in header)!r}: "
         f"expected {','.join(REQUESTS_HEADER)} (one row per request) or {','.join(RATES_HEADER)} (a rate per second)"
     )
+
+
+def _text(path: Path) -> str:
+    """The file's text, refusing what is not a regular file or is too large to read whole."""
+    try:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode):
+            raise TraceError(f"{path}: not a regular file (a trace is a CSV file)")
+        if found.st_size > MAX_TRACE_BYTES:
+            raise TraceError(
+                f"{path}: {found.st_size:,} bytes: at most {MAX_TRACE_BYTES:,} are read "
+                f"(a rate per second, {','.join(RATES_HEADER)}, describes long traces in little space)"
+            )
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{path}: not a text file (UTF-8 CSV expected)") from exc
+
+
+def _rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """The rows with content, numbered by line, at most MAX_ROWS past the header."""
+    rows: list[tuple[int, list[str]]] = []
+    reader = csv.reader(text.splitlines())
+    try:
+        for n, cells in enumerate(reader, start=1):
+            if _content(cells):
+                rows.append((n, cells))
+                if len(rows) > MAX_ROWS + 1:
+                    raise TraceError(
+                        f"{path}: more than {MAX_ROWS:,} rows: a trace of one row per request is read up to that "
+                        f"(use {','.join(RATES_HEADER)} for more)"
+                    )
+    except csv.Error as exc:
+        raise TraceError(f"{path}: line {reader.line_num}: not CSV: {exc}") from exc
+    return rows
 
 
 def _content(cells: list[str]) -> bool:

@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.app import Gateway
+from gateway.config import load
+from gateway.types import RevisionKey
 from tests.conftest import wait_until
 from tests.dashboard.support import admin_of, gateway_head, running, sleepy_service, static_service
 from tests.router.support import start_replica
@@ -225,3 +228,43 @@ spec:
         assert r.status_code == 200 and r.json()["name"] == revision["name"]
         r = await admin.get("/admin/dashboard/revisions/models/iris/predictor-1/history")
         assert r.status_code == 400 and "'predictor-1'" in r.json()["error"]
+
+
+def test_the_search_index_is_built_once_per_configuration(tmp_path: Path) -> None:
+    """A poll reads the index the configuration it serves was given: the sort and the search texts are not
+    rebuilt per request (at 10,000 services that held the event loop ~40 ms per poll of page 1)."""
+    from gateway.config import load
+    from gateway.dashboard import views
+
+    def config_file(names: list[str]) -> str:
+        path = tmp_path / f"gw-{len(names)}.yaml"
+        path.write_text(gateway_head("static") + "".join(static_service(name, "team") for name in names))
+        return str(path)
+
+    first = load([config_file(["b-svc", "a-svc", "c-svc"])])
+    index = views._index_of(first)
+    assert views._index_of(first) is index, "rebuilt for the same configuration"
+    assert [s.name for s in index.ordered] == ["a-svc", "b-svc", "c-svc"]
+    assert index.texts[0] == "team/a-svc\na-svc.team.example.com\na-svc-default\na-svc-canary"
+    second = load([config_file(["z-svc", "a-svc"])])
+    assert views._index_of(second) is not index and [s.name for s in views._index_of(second).ordered] == ["a-svc", "z-svc"]
+
+
+async def test_a_reload_that_removes_a_static_revision_drops_its_history(tmp_path: Path) -> None:
+    """Static revisions are sampled while the page is viewed; a reload that removes them must drop their
+    tracks too (outside attack: services replaced every second grew the history by 0.39 MiB/s)."""
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(gateway_head("static") + static_service("kept", "team") + static_service("gone", "team"))
+    gw = Gateway(load([str(cfg)]), [str(cfg)], state_dir=tmp_path / "state")
+    await gw.start(listen="127.0.0.1:0")
+    try:
+        async with admin_of(gw) as admin:
+            assert (await admin.get("/admin/dashboard/services")).status_code == 200
+        gone = RevisionKey("team", "gone", "default")
+        assert gone in gw.history.tracks, "the page's view of a static revision keeps a track (the subject)"
+        cfg.write_text(gateway_head("static") + static_service("kept", "team"))
+        await gw.reload()
+        assert not [key for key in gw.history.tracks if key.service == "gone"]
+        assert RevisionKey("team", "kept", "default") in gw.history.tracks
+    finally:
+        await gw.stop(drain_timeout=1)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.dashboard import views
 from tests.dashboard.browser import chromium
 from tests.dashboard.support import admin_of, gateway_head, running, serve, sleepy_service, static_service
 
@@ -130,3 +131,84 @@ async def test_hostile_names_and_reasons_are_rendered_as_text(tmp_path: Path) ->
         assert f"ns<b>bold</b>/{HOSTILE}" in services, services
         assert events[0].endswith('(<img src=x onerror="window.__xss=3">)'), events
         assert elements == 0 and clean is True
+
+
+async def test_a_chart_whose_revision_a_reload_removed_closes_alone(tmp_path: Path) -> None:
+    """One chart's 404 (its service removed by a reload while it is open) must not put the page in an error
+    state: that chart closes itself and leaves the address, the other chart and the table go on."""
+    both = gateway_head("static") + static_service("keep", "default") + static_service("gone", "default")
+    async with running(both, tmp_path) as gw, admin_of(gw) as admin:
+        url = str(admin.base_url).rstrip("/") + "/#open=default/keep/default&open=default/gone/default"
+        charts = "document.querySelectorAll('div.chart').length"
+        with chromium() as page:
+            await asyncio.to_thread(page.goto, url)
+            await asyncio.to_thread(page.wait_for, f"{charts} === 2", "the two open charts")
+            await asyncio.to_thread(
+                page.wait_for, "document.getElementById('status').textContent.startsWith('updated')", "a first update"
+            )
+            (tmp_path / "gw.yaml").write_text(gateway_head("static") + static_service("keep", "default"))
+            await gw.reload()
+            await asyncio.to_thread(page.wait_for, f"!{ROW.format('default/gone-default')}", "the removed service's rows to go")
+            await asyncio.to_thread(
+                page.wait_for,
+                f"{charts} === 1 && document.querySelector('div.chart').dataset.revision === 'default/keep-default'",
+                "the removed revision's chart to close, the other to stay",
+            )
+            await asyncio.to_thread(page.wait_for, "!location.hash.includes('gone')", "the closed chart to leave the address")
+            assert "open=default%2Fkeep%2Fdefault" in await asyncio.to_thread(page.evaluate, "location.hash")
+            # later polls stay clean: the status shows updates, never an error
+            first = await asyncio.to_thread(page.evaluate, "document.getElementById('status').textContent")
+            status = await asyncio.to_thread(
+                page.wait_for,
+                f"(s => s !== {first!r} && s.startsWith('updated') && s)(document.getElementById('status').textContent)",
+                "a later update without an error",
+            )
+            assert "error" not in status
+
+
+@pytest.mark.parametrize("hash_page", ["99999999999", "abc", "-3", "1e3"])
+async def test_a_page_number_the_api_refuses_falls_back_to_page_one(tmp_path: Path, hash_page: str) -> None:
+    async with running(gateway_head("static") + static_service("plain", "default"), tmp_path) as gw, admin_of(gw) as admin:
+        url = str(admin.base_url).rstrip("/") + f"/#page={hash_page}"
+        with chromium() as page:
+            await asyncio.to_thread(page.goto, url)
+            await asyncio.to_thread(page.wait_for, ROW.format("default/plain-default"), "the service's rows")
+            status = await asyncio.to_thread(
+                page.wait_for, "(s => s.startsWith('updated') && s)(document.getElementById('status').textContent)", "an update"
+            )
+            assert "error" not in status
+            assert (await asyncio.to_thread(page.evaluate, "document.getElementById('pageinfo').textContent")).startswith(
+                "page 1 of 1"
+            )
+
+
+async def test_a_page_the_api_refuses_is_reset_to_page_one_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page number the page itself accepts but the API refuses (its bound lowered here): the 400 on the
+    services list sends the page back to page 1 rather than leaving it broken."""
+    monkeypatch.setattr(views, "MAX_PAGE", 5)
+    async with running(gateway_head("static") + static_service("plain", "default"), tmp_path) as gw, admin_of(gw) as admin:
+        assert (await admin.get("/admin/dashboard/services", params={"page": "7"})).status_code == 400
+        url = str(admin.base_url).rstrip("/") + "/#page=7&search=plain"
+        with chromium() as page:
+            await asyncio.to_thread(page.goto, url)
+            await asyncio.to_thread(page.wait_for, ROW.format("default/plain-default"), "the service's rows")
+            status = await asyncio.to_thread(
+                page.wait_for, "(s => s.startsWith('updated') && s)(document.getElementById('status').textContent)", "an update"
+            )
+            assert "error" not in status
+            assert await asyncio.to_thread(page.evaluate, "location.hash") == "#search=plain"
+
+
+async def test_the_footer_names_the_selected_span(tmp_path: Path) -> None:
+    async with running(gateway_head("static") + static_service("plain", "default"), tmp_path) as gw, admin_of(gw) as admin:
+        url = str(admin.base_url).rstrip("/") + "/#span=120"
+        label = "document.getElementById('spanlabel').textContent"
+        with chromium() as page:
+            await asyncio.to_thread(page.goto, url)
+            await asyncio.to_thread(page.wait_for, ROW.format("default/plain-default"), "the service's rows")
+            assert await asyncio.to_thread(page.evaluate, label) == "2 minutes"
+            await asyncio.to_thread(
+                page.evaluate, "(s => { s.value = '60'; s.dispatchEvent(new Event('change')); })(document.getElementById('span'))"
+            )
+            assert await asyncio.to_thread(page.evaluate, label) == "1 minute"
+            assert "the last 1 minute;" in await asyncio.to_thread(page.evaluate, "document.querySelector('p.note').textContent")

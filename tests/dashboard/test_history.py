@@ -123,6 +123,8 @@ def test_the_window_keeps_the_value_at_its_start_and_an_idle_track_is_dropped_th
     runtimes[KEY].record(200, 0.01)  # the revision at zero answers (its counters go on): active again
     history.sample(KEY, Figures())
     assert KEY in history.tracks
+    clock.now += 1
+    history.sample(KEY, Figures())  # the next tick: its rate back to 0, the last change
     clock.now += 61
     history.sample(KEY, Figures())
     history.sample(KEY, Figures())
@@ -195,3 +197,73 @@ async def test_the_autoscaler_feeds_samples_and_scale_and_panic_events() -> None
     autoscaler.remove(KEY)
     assert KEY not in history.tracks
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("after_rest", [False, True])
+def test_the_first_burst_of_an_idle_revision_shows_its_rate_and_errors(after_rest: bool) -> None:
+    """The tick that first sees activity creates the track: its rates start from the counts before the burst
+    (zero for a revision never tracked, the counts it was dropped at after a quiet window), not from counters
+    that already include the burst."""
+    history, runtimes, clock = make(window=60)
+    runtime = runtimes[KEY]
+    figures = Figures()  # a static-style revision: nothing scales it, no replica counted
+    if after_rest:
+        for _ in range(40):
+            runtime.record(200, 0.3)
+        history.sample(KEY, figures)
+        clock.now += 1
+        history.sample(KEY, figures)
+        clock.now += 61
+        history.sample(KEY, figures)
+        assert KEY not in history.tracks
+    clock.now += 30
+    history.sample(KEY, figures)  # idle: the tick before the burst
+    assert KEY not in history.tracks
+    for _ in range(75):
+        runtime.record(200, 0.03)
+    for _ in range(25):
+        runtime.record(503, 0.03)
+    clock.now += 2
+    history.sample(KEY, figures)
+    assert KEY in history.tracks
+    last = rows(history)[-1]
+    assert last["rps"] == pytest.approx(100 / RATE_WINDOW)
+    assert last["error_rate"] == 0.25
+    p50 = last["p50"]
+    assert isinstance(p50, float) and 0.025 <= p50 <= 0.05, "the burst's latency, not the earlier requests'"
+    recent = history.recent(KEY)
+    assert recent["rps"] == pytest.approx(100 / RATE_WINDOW)
+    assert recent["error_rate"] == 0.25
+
+
+def test_a_revision_nothing_ticks_does_not_show_old_counts_as_a_burst() -> None:
+    """Static endpoints are sampled only while the page looks: at the first look their counters may be hours
+    old, so its rates start there (the zero-count start above is for ticked revisions); one idle at its first
+    look keeps its counts then, so a burst before the next look still shows."""
+    history, runtimes, clock = make()
+    runtime = runtimes[KEY]
+    for _ in range(1000):
+        runtime.record(200, 0.03)
+    clock.now += 3600
+    history.sample(KEY, Figures(ready=1), ticked=False)
+    assert rows(history)[-1]["rps"] == 0.0
+    assert history.recent(KEY)["rps"] == 0.0
+    for _ in range(20):
+        runtime.record(503, 0.03)
+    clock.now += 2
+    history.sample(KEY, Figures(ready=1), ticked=False)
+    last = rows(history)[-1]
+    assert last["rps"] == 10.0 and last["error_rate"] == 1.0
+    # one nothing ticks, idle at its first look (no ready endpoint): a burst seen at the next look shows
+    history.forget(KEY)
+    clock.now += 60
+    history.sample(KEY, Figures(), ticked=False)
+    assert KEY not in history.tracks
+    for _ in range(30):
+        runtime.record(200, 0.03)
+    for _ in range(10):
+        runtime.record(500, 0.03)
+    clock.now += 1
+    history.sample(KEY, Figures(), ticked=False)
+    last = rows(history)[-1]
+    assert last["rps"] == 40.0 and last["error_rate"] == 0.25

@@ -160,3 +160,44 @@ def test_the_canary_is_simulated_with_its_share(tmp_path: Path, capsys: pytest.C
     assert json.loads((out / "summary.json").read_text())["requests"] == 3000
     assert main(["simulate", "-f", str(DEMO), "--trace", str(BURST), "--out", str(out), "--revision", "canary"]) == 2
     assert "service iris has no revision 'canary'; its revisions: default" in capsys.readouterr().err
+
+
+def test_a_reused_out_loses_an_earlier_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out reused without --compare: the earlier run's compare/ files go (only those the simulator writes)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("second,rps,duration\n" + "".join(f"{s},5,0.1\n" for s in range(20)))
+    out = tmp_path / "out"
+    argv = ["simulate", "-f", str(DEMO), "--trace", str(trace), "--out", str(out)]
+    assert main([*argv, "--compare", "autoscaler.stableWindow=20s"]) == 0
+    assert (out / "compare" / "summary.json").exists() and (out / "compare" / "series.csv").exists()
+    assert main(argv) == 0
+    assert not (out / "compare").exists()
+    assert (out / "summary.json").exists()
+    # a file of the user's own in compare/ stays, and so does the folder holding it
+    assert main([*argv, "--compare", "autoscaler.stableWindow=20s"]) == 0
+    (out / "compare" / "notes.txt").write_text("mine")
+    assert main(argv) == 0
+    assert sorted(p.name for p in (out / "compare").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "given"),
+    [
+        (["--arrivals", "poisson"], "--arrivals poisson"),
+        (["--seed", "3"], "--seed"),
+        (["--arrivals", "poisson", "--seed", "0"], "--arrivals poisson and --seed"),
+    ],
+)
+def test_poisson_or_a_seed_with_a_per_request_trace_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], given: str
+) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("time,duration\n0,0.1\n0.5,0.1\n")
+    status = main(["simulate", "-f", str(DEMO), "--trace", str(trace), "--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.strip() == (
+        f"gateway simulate: {given}: {trace} is a time,duration trace (one row per request, each at its own time); "
+        "arrivals are drawn only for second,rps,duration traces"
+    )
+    assert not (tmp_path / "out").exists()

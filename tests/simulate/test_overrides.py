@@ -129,6 +129,11 @@ def test_what_cannot_be_simulated_is_named() -> None:
         run(one, None, trace, startup=-1)
     with pytest.raises(SimulateError, match=r"startup must be one or more times >= 0 seconds, got \[\]"):
         run(one, None, trace, startup=[])
+    # Outside attack: a 1 ns tick never finished; a billion replicas took the memory before an error.
+    with pytest.raises(SimulateError, match="autoscaler.tickInterval 1e-09s: the simulator steps"):
+        run(one, None, trace, overrides=["autoscaler.tickInterval=0.000000001s"])
+    with pytest.raises(SimulateError, match="at most 100,000 replicas are simulated"):
+        run(one, None, trace, overrides=["scaling.minScale=1000000000", "scaling.maxScale=0"])
 
 
 def test_a_revision_gets_its_share_of_the_trace_as_the_router_splits_it() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.simulate import Trace, TraceError, load_trace
+from gateway.simulate.trace import MAX_ROWS, MAX_TRACE_BYTES
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -103,3 +104,24 @@ def test_rows_given_in_python_are_checked_too() -> None:
         Trace.from_rates([(0.5, 1, 1)])  # type: ignore[list-item]
     with pytest.raises(TraceError, match="arrivals must be one of even, poisson"):
         Trace.from_rates([(0, 1, 1)], arrivals="bursty")  # type: ignore[arg-type]
+
+
+def test_traces_that_would_take_the_machine_are_refused_before_they_are_read(tmp_path: Path) -> None:
+    """Outside attack: 10 million request rows took 6 GB and /dev/zero never ended; a field past csv's
+    limit was a traceback."""
+    with pytest.raises(TraceError, match="/dev/zero: not a regular file"):
+        load_trace("/dev/zero")
+    big = tmp_path / "big.csv"
+    with big.open("w") as out:
+        out.write("time,duration\n")
+        out.truncate(MAX_TRACE_BYTES + 1)
+    with pytest.raises(TraceError, match=f"at most {MAX_TRACE_BYTES:,} are read"):
+        load_trace(big)
+    many = tmp_path / "many.csv"
+    many.write_text("time,duration\n" + "1,0.1\n" * (MAX_ROWS + 1))
+    with pytest.raises(TraceError, match=f"more than {MAX_ROWS:,} rows"):
+        load_trace(many)
+    wide = tmp_path / "wide.csv"
+    wide.write_text('time,duration\n"' + "1" * 200_000 + '",0.1\n')
+    with pytest.raises(TraceError, match="line 2: not CSV: field larger than field limit"):
+        load_trace(wide)

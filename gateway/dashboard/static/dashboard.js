@@ -7,13 +7,26 @@
   const state = { search: "", page: 1, pages: 1, span: 900, open: new Map() }; // open: history path -> chart
   const $ = (id) => document.getElementById(id);
 
+  const MAX_PAGE = 1e9; // the API's bound (gateway/dashboard/views.py)
+  function pageOf(text) {
+    // digits only, within the API's bound; anything else (abc, 99999999999, -3, 1e3) is page 1
+    if (!/^[0-9]{1,10}$/.test(text || "")) return 1;
+    const n = parseInt(text, 10);
+    return n >= 1 && n <= MAX_PAGE ? n : 1;
+  }
+
+  function showSpan() {
+    $("spanlabel").textContent = state.span >= 120 ? state.span / 60 + " minutes" : state.span / 60 + " minute";
+  }
+
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
     state.search = params.get("search") || "";
-    state.page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+    state.page = pageOf(params.get("page"));
     const span = parseInt(params.get("span") || "900", 10);
     if ([900, 300, 120, 60].includes(span)) state.span = span;
     $("span").value = String(state.span);
+    showSpan();
     for (const path of params.getAll("open")) state.open.set("/admin/dashboard/revisions/" + path + "/history", null);
     $("search").value = state.search;
   }
@@ -44,7 +57,11 @@
   async function getJSON(url) {
     const response = await fetch(url, { cache: "no-store" });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.error || response.statusText);
+    if (!response.ok) {
+      const err = new Error(body.error || response.statusText);
+      err.status = response.status;
+      throw err;
+    }
     return body;
   }
 
@@ -205,6 +222,29 @@
     chart.list.replaceChildren(...items);
   }
 
+  function closeChart(path, chart) {
+    // its revision is gone (a reload removed it): the chart closes itself and leaves the address
+    if (chart.plot) chart.plot.destroy();
+    const row = chart.box.closest("tr");
+    if (row) row.remove();
+    state.open.delete(path);
+    writeHash();
+  }
+
+  async function pollOneChart(path, chart) {
+    // each chart fails alone: a missing revision closes it, another error is reported, the rest go on
+    try {
+      await pollChart(path, chart);
+      return null;
+    } catch (err) {
+      if (err.status === 404) {
+        closeChart(path, chart);
+        return null;
+      }
+      return "chart " + (chart.box.dataset.revision || path) + ": " + err.message;
+    }
+  }
+
   async function pollChart(path, chart) {
     const url = path + (chart.now !== null ? "?since=" + chart.now : "");
     const doc = await getJSON(url);
@@ -224,20 +264,36 @@
 
   // -- polling ----------------------------------------------------------------------------------------
   let busy = false;
+  let reset = false; // the services list refused the page once (400) and it was reset to page 1
+  async function services() {
+    const q = new URLSearchParams({ search: state.search, page: String(state.page), per_page: String(PER_PAGE) });
+    try {
+      const doc = await getJSON("/admin/dashboard/services?" + q.toString());
+      reset = false;
+      return doc;
+    } catch (err) {
+      if (err.status !== 400 || reset || state.page === 1) throw err;
+      reset = true; // once: a page the API refuses falls back to page 1 rather than staying broken
+      state.page = 1;
+      writeHash();
+      return services();
+    }
+  }
+
   async function refresh() {
     if (busy) return;
     busy = true;
     try {
-      const q = new URLSearchParams({ search: state.search, page: String(state.page), per_page: String(PER_PAGE) });
-      const doc = await getJSON("/admin/dashboard/services?" + q.toString());
+      const doc = await services();
       state.pages = doc.pages;
       if (state.page > doc.pages) {
         state.page = doc.pages;
         writeHash();
       }
       renderRows(doc);
-      await Promise.all(Array.from(state.open.entries()).filter(([, c]) => c).map(([p, c]) => pollChart(p, c)));
-      $("status").textContent = "updated " + fmt.time(Date.now() / 1000);
+      const open = Array.from(state.open.entries()).filter(([, c]) => c);
+      const failed = (await Promise.all(open.map(([p, c]) => pollOneChart(p, c)))).filter((m) => m);
+      $("status").textContent = failed.length ? "error: " + failed.join("; ") : "updated " + fmt.time(Date.now() / 1000);
     } catch (err) {
       $("status").textContent = "error: " + err.message;
     } finally {
@@ -257,6 +313,7 @@
   });
   $("span").addEventListener("change", () => {
     state.span = parseInt($("span").value, 10);
+    showSpan();
     writeHash();
     for (const chart of state.open.values()) if (chart && chart.plot) chart.plot.setData(seriesData(chart));
   });
