@@ -8,12 +8,16 @@ quick inner loop.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
+import os
 import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 pytest_plugins = ["tests.shared.redis_server"]  # the `redis_server` fixture: a real redis-server per test
 
@@ -84,3 +88,23 @@ class ManualSleep:
         self.asleep.clear()
         self._wake.set()
         await self.asleep.wait()
+
+
+# Tests that need an optional extra skip where it is not installed (`pytest.importorskip`); in CI the test
+# extra installs every one of them, so a missing one there is a broken install, not a reason to skip.
+EXTRAS_THE_TESTS_USE = ("sklearn", "xgboost", "boto3", "google.cloud.storage", "moto", "gcp_storage_emulator", "matplotlib")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        return
+    missing = [name for name in EXTRAS_THE_TESTS_USE if _absent(name)]
+    if missing:
+        raise pytest.UsageError(f"CI: the test extra did not install {', '.join(missing)}: their tests would skip")
+
+
+def _absent(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:  # a parent package (google.cloud) is itself absent
+        return True
