@@ -6,10 +6,12 @@ its scripts ran, with `websockets`' synchronous client.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -90,13 +92,40 @@ class Page:
         return seen[0]
 
 
+def stop_group(proc: subprocess.Popen[bytes], profile: str) -> None:
+    """Stop Chromium and every process it started (renderer, GPU, crash handler: its own session), then empty
+    its profile: a child still writing there made the profile's removal fail ("Directory not empty")."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+
+    def removed() -> bool:
+        try:
+            shutil.rmtree(profile)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    wait_until_blocking(removed, "Chromium's profile to be removable", within=10)
+    os.makedirs(profile)  # TemporaryDirectory removes it again
+
+
 @contextmanager
 def chromium(width: int = 1400, height: int = 900) -> Iterator[Page]:
     """A headless Chromium with its DevTools port chosen by itself (read from DevToolsActivePort: no race)."""
     binary = chromium_path()
     with tempfile.TemporaryDirectory(prefix="dashboard-chromium-") as profile:
         argv = [binary, *headless_args(profile), "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             active = Path(profile) / "DevToolsActivePort"
             wait_until_blocking(
@@ -111,12 +140,7 @@ def chromium(width: int = 1400, height: int = 900) -> Iterator[Page]:
                 tab.call("Runtime.enable")
                 yield tab
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_group(proc, profile)
 
 
 def screenshot(url: str, out: Path, *, width: int = 1400, height: int = 800, budget_ms: int = 5000) -> None:
