@@ -261,6 +261,7 @@ async def test_a_replica_fetching_its_model_is_reported_with_its_last_line_not_t
     """A replica that says it is fetching (or loading) a model and is not ready yet is shown with that line, in the
     periodic note and in the message of the kill once the start timeout passes."""
     line = "gateway modelserver: fetching s3://models/iris"
+    # the replica under test: says what it does, then never listens (the backend kills it at its start timeout)
     code = f"import time; print({line!r}, flush=True); time.sleep(60)"
     backend = make_backend(tmp_path, not_ready_note=1.0, start_timeout=3.0)
     await backend.sync([service(command=("{python}", "-c", code))])
@@ -275,6 +276,7 @@ async def test_a_replica_fetching_its_model_is_reported_with_its_last_line_not_t
 
 
 async def test_a_silent_replica_not_ready_gets_the_port_question_and_its_last_line(tmp_path: Path) -> None:
+    # the replica under test: never listens; the test stops it, nothing waits the 60 s
     code = "import time; print('warming up', flush=True); time.sleep(60)"
     backend = make_backend(tmp_path, not_ready_note=1.0)
     await backend.sync([service(command=("{python}", "-c", code))])

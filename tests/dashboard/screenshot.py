@@ -42,10 +42,10 @@ def main(out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="dashboard-screenshot-") as tmp, serve(config, Path(tmp)) as served:
         started = time.monotonic()
         load(served.port, "iris.default.example.com", 4, 200, started + 90)
-        time.sleep(12)
+        time.sleep(12)  # not a test: a script letting steady traffic draw 12 s of chart before the burst
         load(served.port, "iris.default.example.com", 14, 200, started + 25)  # a burst: panic
         load(served.port, "resnet.vision.example.com", 3, 100, started + 90)
-        time.sleep(40)
+        time.sleep(40)  # the burst, its panic and the scale-down, for the picture
         screenshot(served.admin + "/#open=default/iris/default&span=120", out, width=1400, height=760, budget_ms=4000)
         STOP.set()
         for thread in THREADS:

@@ -18,6 +18,7 @@ from .test_rollout import HOST, REPLICA, Served, serving
 
 pytestmark = pytest.mark.e2e
 
+# a replica that never becomes ready (its requests stay queued: the subject); the gateway kills it, nobody waits
 NEVER_READY = f'["{sys.executable}", "-c", "import time; time.sleep(600)"]'
 FAST = f'["{sys.executable}", "{REPLICA}", "{{port}}"]'
 QUEUED = 6
