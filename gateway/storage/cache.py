@@ -160,9 +160,10 @@ def remove_stale_partials(cache_dir: str, now: float) -> None:
     seconds): a process killed mid-download leaves one behind, and nothing else would fetch its URI again."""
     for stale in glob.glob(os.path.join(glob.escape(cache_dir), ".partial-*")):
         try:  # a folder's time changes as files are added to it, not written: its files' times count too
-            touched = max(
-                [os.lstat(stale).st_mtime, *(entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(stale))]
-            )
+            touched = os.lstat(stale).st_mtime
+            with os.scandir(stale) as entries:  # closed however the walk ends: a file can vanish under it
+                for entry in entries:
+                    touched = max(touched, entry.stat(follow_symlinks=False).st_mtime)
         except OSError:  # gone meanwhile (its download finished), or not a folder
             continue
         if touched < now - STALE_PARTIAL:
