@@ -19,10 +19,17 @@ def _scale(service: ServiceSpec) -> str:
 
 def _target(service: ServiceSpec, config: Config) -> str:
     scaling = service.scaling
+    # The autoscaler's rule (autoscale/settings.py): a concurrency target never exceeds containerConcurrency, and
+    # without a target containerConcurrency is the target.
+    limited = scaling.metric == "concurrency" and scaling.container_concurrency > 0
     if scaling.autoscaler_class == "fixed":
         target = "-"
+    elif scaling.target is not None and limited and scaling.target > scaling.container_concurrency:
+        target = f"{scaling.container_concurrency:g} {scaling.metric} (target {scaling.target:g} capped at containerConcurrency)"
     elif scaling.target is not None:
         target = f"{scaling.target:g} {scaling.metric}"
+    elif limited:
+        target = f"{scaling.container_concurrency:g} {scaling.metric} (containerConcurrency)"
     else:
         defaults = config.gateway.autoscaler
         value = (

@@ -64,3 +64,36 @@ def test_routing_table_spells_out_the_concurrency_limit(tmp_path: Path) -> None:
     )
     line = next(line for line in routing_table(load([static])).splitlines() if line.startswith("bar.default.example.com"))
     assert line.split()[-4:] == ["concurrency", "3", "per", "endpoint"]
+
+
+def isvc(name: str, predictor: str, annotations: str = "") -> str:
+    return (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        f"metadata:\n  name: {name}\n{annotations}spec:\n  predictor:\n{predictor}"
+        "    containers:\n    - name: c\n      image: x\n      command: [python, s.py, '{port}']\n"
+    )
+
+
+def test_the_target_shown_is_the_one_the_autoscaler_uses_under_container_concurrency(tmp_path: Path) -> None:
+    # the autoscaler (autoscale/settings.py) takes containerConcurrency as the target when none is given, and caps a
+    # larger one at it: `gateway validate` said "100 concurrency (default)" for a revision scaled at 1
+    single = write(tmp_path, "a.yaml", isvc("single", "    containerConcurrency: 1\n"))
+    capped = write(
+        tmp_path,
+        "b.yaml",
+        isvc("capped", "    containerConcurrency: 2\n", '  annotations:\n    autoscaling.knative.dev/target: "10"\n'),
+    )
+    below = write(
+        tmp_path,
+        "c.yaml",
+        isvc("below", "    containerConcurrency: 8\n", '  annotations:\n    autoscaling.knative.dev/target: "3"\n'),
+    )
+    table = routing_table(load([single, capped, below])).splitlines()
+
+    def target_of(host: str) -> str:
+        line = next(line for line in table if line.startswith(host))
+        return " ".join(line.split()[6:])
+
+    assert target_of("single.default.example.com") == "1 concurrency (containerConcurrency) / concurrency 1"
+    assert target_of("capped.default.example.com") == "2 concurrency (target 10 capped at containerConcurrency) / concurrency 2"
+    assert target_of("below.default.example.com") == "3 concurrency / concurrency 8"
