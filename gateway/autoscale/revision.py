@@ -53,10 +53,13 @@ class RevisionScaler:
         self._initialised = False
         self._proxy_since: float | None = now
         self._poked_at: float | None = None
+        self.origin = "initial scale"  # why the first count sent is what it is (the scale event's reason)
         if scaling.fixed:
             self.desired = scaling.min_scale
+            self.origin = "fixed replicas"
         elif adopted is not None:
             self._adopt(now, adopted, ready)
+            self.origin = f"adopted: {adopted} replicas were running"
         elif ready > 0:
             # Replicas already serve (a restart): keep them, as Knative keeps an active PA.
             self.desired = _bounded(scaling, ready)

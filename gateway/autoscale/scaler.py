@@ -120,6 +120,7 @@ class Autoscaler:
         self.relay: Callable[[RevisionKey], None] | None = None  # a poke at zero, for the leader elsewhere
         self.sink: StatsSink | None = None  # shared stats: every revision's stats keep an outbox for it
         self._resend = False  # take_over: tick every revision at once
+        self._taken_over: set[RevisionKey] = set()  # whose first count after a take-over is not sent yet
         self.observer: ScaleObserver | None = None  # the dashboard's history
 
     def __contains__(self, key: object) -> bool:
@@ -199,6 +200,7 @@ class Autoscaler:
             self.observer.forget(key)  # also revisions nothing scales (static), which the observer may still hold
         if self._scalers.pop(key, None) is not None:
             self._sent.pop(key, None)
+            self._taken_over.discard(key)
             self._panicking.discard(key)
             self._poked.discard(key)
 
@@ -215,6 +217,7 @@ class Autoscaler:
         """This instance just became the one that acts: every revision's count is sent again on its next
         tick (the backend changes only those that differ from what runs), from the deciders' warm state."""
         self._sent.clear()
+        self._taken_over = set(self._scalers)
         self._resend = True
         self._wake.set()
 
@@ -306,7 +309,7 @@ class Autoscaler:
             return
         if before is not None or target:
             if before is None:
-                why = "initial scale"
+                why = "taken over: this instance now scales" if key in self._taken_over else scaler.origin
             elif target == 0:
                 why = "no traffic for the stable window and the grace period"
             else:
@@ -321,6 +324,7 @@ class Autoscaler:
             return
         if key in self._scalers:
             self._sent[key] = target
+            self._taken_over.discard(key)
 
 
 def _fmt(value: float | None) -> str:

@@ -390,3 +390,26 @@ async def test_decisions_are_logged_once_each_with_their_reason(caplog: pytest.L
         "default/iris-default: scale 1 -> 0 (no traffic for the stable window and the grace period)",
     ]
     assert len(lines) < 10, "once per decision, never per tick"
+
+
+class AdoptingFake(FakeBackend):
+    """A backend whose replicas outlive the gateway: `running` is what it found at start."""
+
+    def __init__(self, clock: Clock, running: int) -> None:
+        super().__init__(clock)
+        self.replicas[KEY] = self.ready[KEY] = running
+
+    def adoption(self, key: RevisionKey) -> int | None:
+        return self.replicas.get(key)
+
+
+async def test_an_adopted_count_is_logged_as_adopted_not_as_an_initial_scale(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.autoscale.scaler")
+    clock = Clock()
+    backend = AdoptingFake(clock, running=6)
+    a = Autoscaler(backend, clock=clock)
+    a.update({KEY: scaling(initial_scale=0)})
+    await a.tick_all()
+    assert backend.scales() == [(0.0, 6)]
+    lines = [r.getMessage() for r in caplog.records if " scale " in r.getMessage()]
+    assert lines == ["default/iris-default: scale none -> 6 (adopted: 6 replicas were running)"]

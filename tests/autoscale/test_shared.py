@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from gateway.autoscale.scaler import Autoscaler
 from gateway.autoscale.stats import RevisionStats
 from tests.autoscale.test_scaler import KEY, Clock, FakeBackend, scaling, tick_until
@@ -80,7 +84,8 @@ class Gate:
         return self.leader
 
 
-async def test_a_follower_decides_but_never_scales_and_takes_over_from_its_warm_state() -> None:
+async def test_a_follower_decides_but_never_scales_and_takes_over_from_its_warm_state(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.autoscale.scaler")
     clock = Clock()
     backend = FakeBackend(clock)
     backend.ready[KEY] = 2
@@ -100,6 +105,8 @@ async def test_a_follower_decides_but_never_scales_and_takes_over_from_its_warm_
     autoscaler.take_over()
     await autoscaler.tick_all()
     assert backend.scales() == [(20.0, 5)]  # from the warm decision, not from the initial scale
+    scale_lines = [r.getMessage() for r in caplog.records if " scale " in r.getMessage()]
+    assert scale_lines == ["default/iris-default: scale none -> 5 (taken over: this instance now scales)"]
 
 
 async def test_a_poke_at_zero_is_relayed() -> None:
