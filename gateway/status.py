@@ -58,7 +58,12 @@ def shared(doc: dict[str, Any]) -> list[str]:
     state = doc.get("shared")
     if not isinstance(state, dict):
         return []
-    role = "leader (scales the replicas)" if state.get("leader") else f"follower of {state.get('holder') or 'nobody yet'}"
+    if state.get("leader"):
+        role = "leader (scales the replicas)"
+    elif state.get("reachable") is False:
+        role = "cut off from Redis (scales nothing until it is back)"
+    else:
+        role = f"follower of {state.get('holder') or 'nobody yet'}"
     line = f"shared state {state.get('redis')}: {state.get('instances')} instances, this one ({state.get('instance')}) {role}"
     return [line] + ([f"shared state: {state['message']}"] if state.get("message") else [])
 

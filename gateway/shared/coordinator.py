@@ -358,9 +358,9 @@ class Coordinator:
             "instance": self.instance,
             "reachable": self.reachable is not False,
             "message": self.health(),
-            "leader": self.leader,
+            "leader": self.holds(),  # not merely the last word it had: cut off past its lease, it acts on nothing
             "holder": self.holder.rsplit("|", 1)[0] if self.holder else None,
-            "epoch": self.epoch if self.leader else None,
+            "epoch": self.epoch if self.holds() else None,
             "instances": len(self.members),
             "share": list(self.share),
         }

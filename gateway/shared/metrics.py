@@ -29,7 +29,7 @@ class SharedStateCollector(Collector):
         yield GaugeMetricFamily(
             "gateway_shared_leader",
             "1 while this instance holds the leader lease (it scales the replicas)",
-            value=1.0 if coordinator.leader else 0.0,
+            value=1.0 if coordinator.holds() else 0.0,
         )
         yield GaugeMetricFamily(
             "gateway_shared_instances", "Gateway instances in the membership, as last seen", value=len(coordinator.members)

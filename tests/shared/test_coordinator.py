@@ -159,6 +159,8 @@ async def test_redis_down_then_back(redis_server: RedisServer) -> None:
         # past its lease the leader cannot know whether another took it (a partition): nobody acts, nothing flaps
         assert not leader.c.may_act(2, 3) and not leader.c.may_act(3, 2) and not leader.c.holds()
         assert not follower.c.may_act(2, 3) and not follower.c.holds()
+        # and says so: /admin/services, `gateway status` and gateway_shared_leader read it
+        assert [i.c.describe()["leader"] for i in (leader, follower)] == [False, False]
         redis_server.start()
         await wait_until(lambda: a.c.reachable and b.c.reachable, "both back in contact", within=5)
         await wait_until(lambda: leader.c.leader, "the last leader leads again", within=5)
