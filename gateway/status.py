@@ -21,12 +21,16 @@ def _fmt(value: object) -> str:
 
 def rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
+    # a backend's trouble (the API unreachable) is printed once above the table, not again in each of its revisions
+    said_above = {state.get("message") for state in (doc.get("backends") or {}).values() if not state.get("ok", True)}
     for service in doc.get("services", []):
         for rev in service["revisions"]:
             state = rev.get("state") or "ok"
             if rev.get("panicking"):
                 state += ",panic"
-            if rev.get("message"):
+            if rev.get("message") in said_above:
+                state += " (see above)"
+            elif rev.get("message"):
                 state += f" ({rev['message']})"
             out.append(
                 (

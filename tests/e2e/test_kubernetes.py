@@ -306,6 +306,8 @@ async def test_while_the_api_is_unreachable_the_gateway_serves_and_says_so(serve
             printed = (await status.communicate())[0].decode()
             assert status.returncode == 0 and printed.startswith("kubernetes: kubernetes API"), printed
             assert "unreachable" in printed and "scaling paused" in printed
+            # said once, above the table: the revision's row points there instead of repeating it
+            assert printed.count("scaling paused") == 1 and "  unreachable (see above)\n" in printed, printed
             metrics = (await admin.get("/metrics")).text
             assert 'gateway_backend_up{backend="kubernetes"} 0.0' in metrics
         finally:
