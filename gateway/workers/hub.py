@@ -10,6 +10,7 @@ sum of the workers' last reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -105,6 +106,9 @@ class Hub:
             link.writer.close()
         if self.path.exists():
             self.path.unlink()
+        if self.path.parent.name.startswith("gateway-workers-"):  # hub_path's private temporary folder
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
     # -- what the admin side reads ---------------------------------------------------------------
     def addresses(self) -> list[tuple[str, int]]:

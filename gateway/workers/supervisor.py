@@ -36,6 +36,7 @@ log = logging.getLogger("gateway.workers")
 BACKOFF = (0.2, 10.0, 30.0)  # first delay, ceiling, and the life after which a worker's failures are forgotten
 STATES_EVERY = 1.0
 SILENT = 10.0  # seconds without a word from a worker (it reports every second) before it is taken for hung
+RESUMED_GRACE = 3.0  # after the supervisor itself did not run (SIGSTOP, a stalled host), seconds before it judges again
 RELOAD_TIMEOUT = 60.0
 
 
@@ -44,8 +45,8 @@ MAX_WORKERS = 256  # processes on one machine; the shared state takes no more da
 
 def parse_workers(value: str) -> int:
     """``--workers``: an integer >= 1, or ``auto`` for the CPU count."""
-    if value == "auto":
-        return os.cpu_count() or 1
+    if value == "auto":  # the CPUs this process may run on (taskset, a container's cpuset), not the machine's
+        return len(os.sched_getaffinity(0)) or 1
     try:
         count = int(value)
     except ValueError:
@@ -89,7 +90,7 @@ def hub_path(state_dir: Path) -> Path:
     path = state_dir / "workers.sock"
     if len(os.fsencode(path)) < 100:
         return path
-    return Path(tempfile.gettempdir()) / f"gateway-workers-{os.getpid()}.sock"
+    return Path(tempfile.mkdtemp(prefix="gateway-workers-")) / "hub.sock"  # a private folder: no guessable name
 
 
 class SupervisorProxy(ProxyServer):
@@ -135,6 +136,7 @@ class Supervisor(Gateway):
         self._keepers: list[asyncio.Task[None]] = []
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = False
+        self._judge_after = 0.0  # monotonic time before which no worker is taken for hung (see _states_forever)
         self._listening = asyncio.Event()
         self._states: asyncio.Task[None] | None = None
         hub.on_listening = self._check_listening
@@ -218,8 +220,18 @@ class Supervisor(Gateway):
             delay = min(ceiling, delay * 2)
 
     async def _states_forever(self) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(STATES_EVERY)
+            now = time.monotonic()
+            if now - last > STATES_EVERY + RESUMED_GRACE:
+                # this process did not run meanwhile: the workers' silence is its own, their reports are still
+                # queued on the hub; they get a few seconds to be read before anyone is taken for hung
+                log.warning(
+                    "the supervisor did not run for %.0f s; judging the workers again in %.0f s", now - last, RESUMED_GRACE
+                )
+                self._judge_after = now + RESUMED_GRACE
+            last = now
             try:
                 self.hub.publish_states()
                 self._end_silent_workers()
@@ -230,6 +242,8 @@ class Supervisor(Gateway):
         """A worker that has said nothing for SILENT seconds (it reports every second) is hung or stopped: its
         connections would hang with it. It is killed, so the kernel stops giving it connections, and started again."""
         now = time.monotonic()
+        if now < self._judge_after:
+            return
         for link in list(self.hub.links.values()):
             proc = self._processes.get(link.index)
             if proc is None or proc.returncode is not None or proc.pid != link.pid or now - link.heard < SILENT:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +16,7 @@ from gateway.autoscale.stats import RevisionStats
 from gateway.types import Endpoint, RevisionKey
 from gateway.workers.hub import Hub, WorkerLink
 from gateway.workers.protocol import MAX_FRAME, ProtocolError, frame, key_out, read_frame
+from gateway.workers.supervisor import hub_path
 
 KEY = RevisionKey("default", "sleepy", "default")
 REPLICA = Endpoint("127.0.0.1", 5000)
@@ -173,3 +176,16 @@ async def test_a_report_of_the_wrong_shape_drops_the_link_with_a_warning(
     await hub._serve(reader_of(data), cast(Any, writer))  # no exception escapes
     assert writer.closed and 0 not in hub.links
     assert any("dropping a worker's connection" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_state_dir_too_long_for_a_socket_gets_a_private_folder_removed_at_close(tmp_path: Path) -> None:
+    state = tmp_path / ("x" * 120)
+    path = hub_path(state)
+    assert path.parent.name.startswith("gateway-workers-") and str(os.getpid()) not in str(path)  # no guessable name
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    hub, _ = hub_with(RevisionStats(60, 6), tmp_path)
+    hub.path = path
+    await hub.start()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    await hub.close()
+    assert not path.parent.exists()

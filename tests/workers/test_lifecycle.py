@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.workers.supervisor import RESUMED_GRACE, SILENT, STATES_EVERY
 from tests.conftest import wait_until, wait_until_blocking
 from tests.workers.support import Conn, Served, config, serving, split_connections
 
@@ -64,6 +65,25 @@ async def test_a_stopped_worker_is_taken_for_hung_killed_and_started_again(tmp_p
             conn = await Conn.open(gw.port)
             assert (await conn.get("/work?ms=1"))[0] == 200
             conn.close()
+
+
+async def test_a_paused_supervisor_does_not_take_its_serving_workers_for_hung(tmp_path: Path) -> None:
+    # An outside check stopped the supervisor (SIGSTOP) for 10 s under load: on resuming it found every worker
+    # "silent" (their reports were queued on its own socket) and killed both, breaking 12 requests in flight.
+    with serving(tmp_path, config()) as gw:
+        workers = sorted(gw.workers())
+        gw.proc.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(SILENT + 1)  # kept: the subject is a pause longer than a worker's allowed silence
+            conn = await Conn.open(gw.port)
+            assert (await conn.get("/work?ms=1"))[0] == 200  # the workers serve meanwhile
+            conn.close()
+        finally:
+            gw.proc.send_signal(signal.SIGCONT)
+        await wait_until(gw.ready, "the supervisor answering again", within=10)
+        # kept: what must not happen (a kill) would happen on its first rounds after the resume and the grace
+        await asyncio.sleep(RESUMED_GRACE + 2 * STATES_EVERY)
+        assert sorted(gw.workers()) == workers
 
 
 async def test_sigterm_drains_requests_in_flight_on_every_worker(tmp_path: Path) -> None:

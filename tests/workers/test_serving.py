@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -86,9 +87,12 @@ def test_bad_workers_values_are_refused_naming_the_flag(tmp_path: Path, value: s
     assert "--workers must be an integer >= 1 or 'auto'" in done.stderr
 
 
-def test_workers_auto_is_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 6)
-    assert parse_workers("auto") == 6
+def test_workers_auto_is_the_cpus_this_process_may_use() -> None:
+    # taskset or a container's cpuset limit the CPUs; os.cpu_count() would still say the machine's
+    code = "import os; os.sched_setaffinity(0, {0}); from gateway.workers.supervisor import parse_workers; print(parse_workers('auto'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout == "1\n"
+    assert parse_workers("auto") == len(os.sched_getaffinity(0))
     assert parse_workers("3") == 3
     with pytest.raises(ValueError, match="--workers"):
         parse_workers("0")
