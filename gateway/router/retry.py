@@ -25,6 +25,10 @@ def after_connect_failure(
     replica that just failed. A timed-out connect is not tried again on the same replica: that would
     wait the whole connect timeout once more."""
     if attempts >= MAX_ATTEMPTS:
+        # refused: nothing was sent, so a revision that scales may hold it like any request waiting for a replica
+        # (its replicas went at once: a leader's local replicas with it, a node); a timeout has waited long enough
+        if not timed_out and scalable:
+            return AfterConnectFailure.QUEUE
         return AfterConnectFailure.FAIL_504 if timed_out else AfterConnectFailure.FAIL_502
     if timed_out and (next_same_replica is None or next_same_replica):
         return AfterConnectFailure.FAIL_504

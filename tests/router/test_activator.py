@@ -11,7 +11,7 @@ from gateway.router.revision import RevisionHooks, RevisionRuntime, RevisionSett
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.router.support import Replica
 
 HOST = "held.default.example.com"
@@ -127,5 +127,23 @@ async def test_breaker_releases_a_burst_at_capacity(replica: Replica) -> None:
             results = await asyncio.gather(*burst)
         assert all(r.status_code == 200 for r in results)
         assert replica.max_in_flight == 2
+    finally:
+        await h.server.close()
+
+
+async def test_a_request_whose_replicas_all_refuse_waits_for_one_that_answers(replica: Replica) -> None:
+    # A trial killed the leader of two gateways: its local replicas went with it, the survivor still listed them,
+    # and requests that met three refusals in a row got 502 although nothing had been sent and new replicas came.
+    h = await held(activation_timeout=10.0)
+    gone = [free_port() for _ in range(4)]  # nothing listens: each connect is refused at once
+    try:
+        h.runtime.set_endpoints(frozenset(Endpoint("127.0.0.1", port) for port in gone))
+        async with httpx.AsyncClient(base_url=h.url, headers={"Host": HOST}, timeout=20) as c:
+            pending = asyncio.create_task(c.get("/"))
+            await wait_until(lambda: h.runtime.throttler.queued == 1, "the request held after the refusals")
+            assert not pending.done()
+            h.runtime.set_endpoints(frozenset({Endpoint("127.0.0.1", replica.port)}))  # the replacement
+            answer = await pending
+        assert answer.status_code == 200 and replica.requests == 1
     finally:
         await h.server.close()

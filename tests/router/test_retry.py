@@ -29,9 +29,12 @@ RETRY, QUEUE, FAIL_502, FAIL_504 = (
         (True, 1, None, True, FAIL_504),
         (True, 1, False, True, RETRY),
         (True, 2, False, False, RETRY),
-        # out of attempts, whatever else is free
-        (False, MAX_ATTEMPTS, False, True, FAIL_502),
-        (False, MAX_ATTEMPTS, None, True, FAIL_502),
+        # out of attempts: refused (nothing sent), a scalable revision holds it in its queue until a replica that
+        # answers, or its activation timeout; a fixed set of endpoints, or a timed-out connect, fails
+        (False, MAX_ATTEMPTS, False, True, QUEUE),
+        (False, MAX_ATTEMPTS, None, True, QUEUE),
+        (False, MAX_ATTEMPTS, False, False, FAIL_502),
+        (False, MAX_ATTEMPTS, None, False, FAIL_502),
         (True, MAX_ATTEMPTS, False, True, FAIL_504),
     ],
 )
