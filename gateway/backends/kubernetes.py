@@ -32,6 +32,7 @@ from gateway.backends.kube_api import KubeApi
 from gateway.backends.kube_endpoints import PodEndpoints
 from gateway.backends.kube_manifest import DEFAULT_PORT, desired
 from gateway.backends.kube_reconcile import Reconciler
+from gateway.backends.kube_slots import covering
 from gateway.backends.kube_state import Adoption, KubeRevision, unbuilt
 from gateway.backends.kube_watch import BACKOFF
 from gateway.config.model import GatewaySettings, ServiceSpec
@@ -59,6 +60,7 @@ class KubernetesBackend:
         first_list_timeout: float = 5.0,
         look_budget: float = LOOK_BUDGET,
         clock: Callable[[], float] = time.monotonic,
+        planes: Callable[[], int] = lambda: 1,
     ) -> None:
         self.api = api
         self.settings = settings or GatewaySettings()
@@ -74,7 +76,12 @@ class KubernetesBackend:
             min_interval=watch_min_interval,
             backoff=backoff,
             first_list_timeout=first_list_timeout,
+            planes=planes,  # several data planes: the leader numbers the pods (kube_slots.py)
+            may_write=lambda: self._reconciler.actuating and self._reconciler.fence(),
+            on_planes=self._planes_changed,
         )
+        self._planes = planes
+        self._wishes: dict[RevisionKey, int] = {}  # the autoscaler's, before `covering` (kube_slots.py)
         self._pods.listen(self._ready_changed)
         self._reconciler = Reconciler(
             api,
@@ -136,7 +143,12 @@ class KubernetesBackend:
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         record = self._revisions.get(key)
-        if record is None or record.removing_since is not None or record.wanted == replicas:
+        if record is None or record.removing_since is not None:
+            return
+        self._wishes[key] = replicas
+        svc = self._services.get((key.namespace, key.service))
+        replicas = covering(replicas, svc.scaling if svc is not None else None, self._planes())
+        if record.wanted == replicas:
             return
         record.wanted = max(0, replicas)
         if self._reconciler.actuating:
@@ -196,6 +208,13 @@ class KubernetesBackend:
         self.api.close()
 
     # -- pods ------------------------------------------------------------------------------------
+    async def _planes_changed(self) -> None:
+        for key, wish in list(self._wishes.items()):
+            if key in self._revisions:
+                await self.scale(key, wish)  # at least ceil(planes / cc) pods while any is wanted
+            else:
+                del self._wishes[key]
+
     def _port_of(self, key: RevisionKey) -> int:
         record = self._revisions.get(key)
         return record.port if record is not None else DEFAULT_PORT
