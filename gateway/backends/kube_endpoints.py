@@ -81,9 +81,13 @@ class PodEndpoints:
                 async with asyncio.timeout(self._first_list_timeout):
                     await asyncio.gather(*(self._first[ns].wait() for ns in started))
 
-    def waiting(self, key: RevisionKey) -> int:
-        """Ready pods not routed to yet: their number (several data planes) is not known."""
-        return self._index.waiting(key)
+    def unnumbered(self, key: RevisionKey) -> str | None:
+        """What holds ready pods back from routing (several data planes: their numbers), None when nothing does."""
+        waiting = self._index.waiting(key)
+        if not waiting:
+            return None
+        why = self.numberer.problem or "the leading gateway numbers them within a second"
+        return f"{waiting} ready pod(s) not routed to yet: with several data planes a pod serves once numbered ({why})"
 
     def _reset(self, namespace: str, pods: list[Obj]) -> None:
         self._index.reset(namespace, pods)

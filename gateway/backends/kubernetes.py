@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -200,7 +201,9 @@ class KubernetesBackend:
         record = self._revisions.get(key)
         if record is None:
             return RevisionStatus(0, 0, "unknown", "no such revision")
-        return record.status(len(self._pods.endpoints(key)), self.api.health(), actuating=self._reconciler.actuating)
+        status = record.status(len(self._pods.endpoints(key)), self.api.health(), actuating=self._reconciler.actuating)
+        note = self._pods.unnumbered(key)  # several data planes: ready pods the leader has not numbered yet
+        return status if note is None or status.message else dataclasses.replace(status, message=note)
 
     async def close(self) -> None:
         await self._reconciler.close()

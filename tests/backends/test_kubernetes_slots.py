@@ -237,9 +237,12 @@ async def test_a_refused_numbering_is_said_and_tried_again(
         assert "403" in (leader._pods.numberer.problem or "")
         assert "cannot number the pods" in caplog.text
         assert leader.ready_endpoints(KEY) == frozenset()
+        message = leader.status(KEY).message or ""
+        assert "1 ready pod(s) not routed to yet" in message and "403" in message, message
         await wait_until(lambda: numbers(kube_api) == {"p-a": "0"}, "numbered once the API lets it", within=10)
         await wait_until(lambda: leader._pods.numberer.problem is None, "the problem cleared")
         assert leader.ready_endpoints(KEY) == {Endpoint("127.0.5.1", 8080)}
+        assert "not routed" not in (leader.status(KEY).message or "")
 
 
 async def test_the_leader_runs_enough_replicas_for_every_plane(kube_api: KubeApi, kubeconfig: Path) -> None:
