@@ -7,7 +7,7 @@ gateway). A pod gets the lowest number its revision's other live pods do not hol
 (long before it is ready, so the number is there when it is); a number once written stays (a new
 leader reads them from the pods), so every plane keeps dividing the pod the same way.
 
-Each write names the pod's resourceVersion: a number written meanwhile by another gateway (a leader that
+Each write is a merge patch naming the pod's resourceVersion: a number written meanwhile by another gateway (a leader that
 just lost the lease) is never overwritten; the pod's next event brings it back here. The same write
 sets `controller.kubernetes.io/pod-deletion-cost` to minus the number, so a scale-down removes the
 highest numbers first and the numbers left stay 0 .. m-1 (each plane served).
@@ -28,6 +28,7 @@ from gateway.config.model import ScalingSpec
 log = logging.getLogger(__name__)
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+MERGE_PATCH = "application/merge-patch+json"
 PERIOD = 1.0  # seconds between two looks for pods without a number (also woken by every pod event)
 
 
@@ -135,7 +136,12 @@ class Numberer:
             return False
         try:
             await self._api.call(
-                f"Pod {namespace}/{name}", self._api.core.patch_namespaced_pod, name, namespace, number_patch(number, version)
+                f"Pod {namespace}/{name}",
+                self._api.core.patch_namespaced_pod,
+                name,
+                namespace,
+                number_patch(number, version),
+                _content_type=MERGE_PATCH,  # said, not left to the client version's choice
             )
         except KubeRequestError as exc:
             if exc.status not in (404, 409):  # gone, or changed since: its next event brings it back

@@ -159,6 +159,19 @@ def numbers(api: KubeApi) -> dict[str, str | None]:
     }
 
 
+def patch_types(api: KubeApi, agent: str) -> list[str | None]:
+    """The Content-Type of each pod PATCH `agent` sent (a plain JSON merge patch, not left to the client version)."""
+
+    def mine() -> list[str | None]:
+        return [
+            r.headers.get("Content-Type")
+            for r in api.emulator._requests
+            if r.headers.get("User-Agent") == agent and r.method.value == "PATCH" and "/pods/" in str(r.url)
+        ]
+
+    return api.call(mine)
+
+
 def pod_writes(api: KubeApi, agent: str) -> list[tuple[str, str]]:
     return [(method, url) for method, url in writes_by(api, agent) if url.startswith(PODS)]
 
@@ -190,6 +203,7 @@ async def test_the_leader_numbers_each_pod_lowest_free_first_and_the_follower_ro
         await wait_until(lambda: follower.ready_endpoints(KEY) == {Endpoint("127.0.5.3", 8080)}, "the follower's set")
         assert pod_writes(kube_api, FOLLOWER) == []
         assert len(pod_writes(kube_api, LEADER)) == 3
+        assert patch_types(kube_api, LEADER) == ["application/merge-patch+json"] * 3
         assert leader._pods.numberer.writes == 3
 
 
