@@ -278,3 +278,21 @@ async def test_the_leader_runs_enough_replicas_for_every_plane(kube_api: KubeApi
 def _replicas(api: KubeApi) -> int | None:
     found = api.objects("deployments", "default")
     return found[0]["spec"]["replicas"] if found else None
+
+
+async def test_a_new_leader_keeps_the_numbers_on_the_pods(
+    kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient
+) -> None:
+    spec = service()
+    async with backend(kubeconfig, agent=LEADER, planes=lambda: 2) as old:
+        await old.sync([spec])
+        make_pod(kube_client, "p-a", "127.0.5.1")
+        make_pod(kube_client, "p-b", "127.0.5.2")
+        await wait_until(lambda: numbers(kube_api) == {"p-a": "0", "p-b": "1"}, "numbered by the first leader")
+    async with backend(kubeconfig, agent=FOLLOWER, planes=lambda: 2) as new:  # leads from its start
+        await new.sync([spec])
+        make_pod(kube_client, "p-c", "127.0.5.3")
+        await wait_until(lambda: numbers(kube_api).get("p-c") == "2", "the next number, after the ones on the pods")
+        await wait_until(lambda: len(new.ready_endpoints(KEY)) == 3, "all three routed")
+        assert numbers(kube_api) == {"p-a": "0", "p-b": "1", "p-c": "2"}
+        assert [url.rsplit("/", 1)[1] for _, url in pod_writes(kube_api, FOLLOWER)] == ["p-c"]

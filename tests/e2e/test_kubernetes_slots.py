@@ -136,10 +136,13 @@ class Tally:
         self.most = 0
         self.since: float | None = None  # when both pods were numbered and ready: answers after it count below
         self.after: Counter[str] = Counter()
+        self.first: float | None = None  # when the first answer came (time.monotonic)
 
     def add(self, status: int, body: bytes) -> None:
         self.codes[status] += 1
         if status == 200:
+            if self.first is None:
+                self.first = time.monotonic()
             name, seen = body.decode().rsplit(" ", 1)
             self.pods[name] += 1
             self.most = max(self.most, int(seen))
@@ -176,7 +179,9 @@ async def run_load(planes: list[list[Callable[[], Awaitable[tuple[int, bytes]]]]
         stop_.set()
         await asyncio.gather(*tasks)
     for i, tally in enumerate(tallies):
-        print(f"plane {i}: codes {dict(tally.codes)}, pods {dict(tally.pods)}, most in flight on a pod {tally.most}")
+        first = f"{tally.first - started:.2f} s" if tally.first is not None else "never"
+        print(f"plane {i}: first answer {first} after the first request (from zero), codes {dict(tally.codes)}, ", end="")
+        print(f"pods {dict(tally.pods)}, most in flight on a pod {tally.most}")
     return tallies
 
 
