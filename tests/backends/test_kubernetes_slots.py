@@ -202,9 +202,10 @@ async def test_the_leader_numbers_each_pod_lowest_free_first_and_the_follower_ro
         await wait_until(lambda: numbers(kube_api) == {"p-b": "1", "p-c": "0"}, "the new pod in the freed place")
         await wait_until(lambda: follower.ready_endpoints(KEY) == {Endpoint("127.0.5.3", 8080)}, "the follower's set")
         assert pod_writes(kube_api, FOLLOWER) == []
-        assert len(pod_writes(kube_api, LEADER)) == 3
-        assert patch_types(kube_api, LEADER) == ["application/merge-patch+json"] * 3
-        assert leader._pods.numberer.writes == 3
+        # one write per pod, and one more for a pod whose version changed under it (409: tried again on its event)
+        assert {url.rsplit("/", 1)[1] for _, url in pod_writes(kube_api, LEADER)} == {"p-a", "p-b", "p-c"}
+        assert set(patch_types(kube_api, LEADER)) == {"application/merge-patch+json"}
+        await wait_until(lambda: leader._pods.numberer.writes == 3, "the third write's answer in")  # its event may come first
 
 
 async def test_no_number_is_written_with_one_plane_by_a_follower_or_past_the_lease(
@@ -242,7 +243,7 @@ async def test_a_refused_numbering_is_said_and_tried_again(
     kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     spec = service()
-    kube_api.fail("PATCH", r"/pods/p-a$", times=2, status=403)  # RBAC without `patch` on pods
+    kube_api.fail("PATCH", r"/pods/p-a$", times=4, status=403)  # RBAC without `patch` on pods (a few tries: 2 s or more)
     async with backend(kubeconfig, agent=LEADER, planes=lambda: 2) as leader:
         await leader.sync([spec])
         with caplog.at_level(logging.ERROR, logger="gateway.backends.kube_slots"):
@@ -251,8 +252,8 @@ async def test_a_refused_numbering_is_said_and_tried_again(
         assert "403" in (leader._pods.numberer.problem or "")
         assert "cannot number the pods" in caplog.text
         assert leader.ready_endpoints(KEY) == frozenset()
-        message = leader.status(KEY).message or ""
-        assert "1 ready pod(s) not routed to yet" in message and "403" in message, message
+        await wait_until(lambda: "403" in (leader.status(KEY).message or ""), "the status saying why")
+        assert "1 ready pod(s) not routed to yet" in (leader.status(KEY).message or "")
         await wait_until(lambda: numbers(kube_api) == {"p-a": "0"}, "numbered once the API lets it", within=10)
         await wait_until(lambda: leader._pods.numberer.problem is None, "the problem cleared")
         assert leader.ready_endpoints(KEY) == {Endpoint("127.0.5.1", 8080)}
