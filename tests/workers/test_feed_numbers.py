@@ -3,14 +3,18 @@ in the worker before its throttlers see the endpoint."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gateway import slots
+from gateway.autoscale.stats import RevisionStats
 from gateway.router.shares import plane_capacity
 from gateway.types import Endpoint, RevisionKey
 from gateway.workers.feed import EndpointFeed, endpoints_in, endpoints_out
+from tests.workers.test_hub import hub_with, link
 
 A = Endpoint("10.0.0.1", 8080)
 D = Endpoint("model-a-7f9c.default.svc", 80)  # CRC-32 puts both on plane 0 of 2
@@ -58,3 +62,16 @@ def test_an_endpoint_leaving_the_feed_takes_its_number_with_it() -> None:
     assert slots.number_of(D) == 1
     feed.set(KEY, endpoints_in([["10.0.0.1", 8080, 0]]))
     assert slots.number_of(D) is None and slots.number_of(A) == 0
+
+
+def test_the_supervisor_sends_each_endpoint_with_its_number(tmp_path: Path) -> None:
+    hub, _ = hub_with(RevisionStats(60, 6), tmp_path)
+    _, out = link(hub, 0)
+    slots.learn(A, 1)
+    hub.publish(KEY, frozenset({A, D}))
+    (sent,) = [json.loads(data[4:]) for data in out.sent]
+    assert sent["t"] == "endpoints"
+    ((key, endpoints),) = sent["items"]
+    assert sorted(endpoints, key=str) == [["10.0.0.1", 8080, 1], ["model-a-7f9c.default.svc", 80]]
+    slots.forget(A)  # the worker's process
+    assert endpoints_in(endpoints) == {A, D} and slots.number_of(A) == 1
