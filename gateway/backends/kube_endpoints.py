@@ -82,11 +82,14 @@ class PodEndpoints:
                     await asyncio.gather(*(self._first[ns].wait() for ns in started))
 
     def unnumbered(self, key: RevisionKey) -> str | None:
-        """What holds ready pods back from routing (several data planes: their numbers), None when nothing does."""
-        waiting = self._index.waiting(key)
-        if not waiting:
+        """What holds ready pods back from routing (several data planes: their numbers), or has them routed by their
+        address; None when nothing does."""
+        waiting, by_address = self._index.waiting(key), self._index.by_address(key)
+        if not waiting and not by_address:
             return None
-        why = self.numberer.problem or "the leading gateway numbers them within a second"
+        why = self.numberer.problem or "the leading gateway numbers each pod as it is made"
+        if not waiting:
+            return f"{by_address} pod(s) not numbered within {self._index.grace:g} s, routed by their address: some gateways may get no slot ({why})"
         return f"{waiting} ready pod(s) not routed to yet: with several data planes a pod serves once numbered ({why})"
 
     def _reset(self, namespace: str, pods: list[Obj]) -> None:

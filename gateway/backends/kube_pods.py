@@ -6,11 +6,15 @@ its Ready condition is True and it has no deletion timestamp (a terminating pod 
 With more than one data plane (gateway instances, workers) a pod counts only once it carries its number
 (`serving-gateway/slot`, written by the leader: kube_slots.py), which says how its containerConcurrency
 slots divide among the planes (gateway/slots.py): a plane that went by another division than the others
-could take a slot another plane takes too. With one plane nothing is waited for.
+could take a slot another plane takes too. With one plane nothing is waited for. A pod ready for
+`grace` seconds without a number (the leader cannot write it: RBAC without `patch` on pods, Redis away)
+is routed to all the same, divided by its address as before numbers existed: every plane that routes to
+it divides it the same way, so the limit holds; only the planes served are left to chance.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -21,6 +25,7 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 Obj = dict[str, Any]
 PortOf = Callable[[RevisionKey], int]
 Notice = tuple[RevisionKey, EndpointSet]  # a revision's new ready set, for the listeners
+UNNUMBERED_GRACE = 10.0  # seconds a ready pod waits for its number before it is routed to by its address
 
 
 def is_ready(pod: Obj) -> bool:
@@ -53,20 +58,34 @@ class Pod(NamedTuple):
     number: int | None
     version: str  # metadata.resourceVersion: a write of its number is made on this version only
     live: bool  # not terminating
+    ready_since: float | None  # when this index first saw it ready (its clock)
 
 
 class PodIndex:
     """Ready endpoints per revision, kept from lists (`reset`) and watch events (`apply`)."""
 
-    def __init__(self, port_of: PortOf, planes: Callable[[], int] = lambda: 1) -> None:
+    def __init__(
+        self,
+        port_of: PortOf,
+        planes: Callable[[], int] = lambda: 1,
+        *,
+        grace: float = UNNUMBERED_GRACE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._port_of = port_of
         self._planes = planes
+        self._grace = grace
+        self._clock = clock
         self._pods: dict[tuple[str, str], Pod] = {}
         self._members: dict[RevisionKey, dict[str, Pod]] = {}
         self._published: dict[RevisionKey, dict[Endpoint, int | None]] = {}  # endpoint -> its number, as last told
         self.sets: dict[RevisionKey, EndpointSet] = {}
         self._notices: list[Notice] = []  # the sets to tell the listeners, in order (`take_notices`)
         self._shared = planes() > 1
+
+    @property
+    def grace(self) -> float:
+        return self._grace
 
     def endpoints(self, key: RevisionKey) -> EndpointSet:
         return self.sets.get(key, frozenset())
@@ -81,6 +100,13 @@ class PodIndex:
     def waiting(self, key: RevisionKey) -> int:
         """Ready pods not routed to because their number is not known yet (several planes only)."""
         return sum(1 for pod in self.pods(key).values() if pod.endpoint is not None and pod.endpoint not in self.endpoints(key))
+
+    def by_address(self, key: RevisionKey) -> int:
+        """Ready pods routed to without a number, past `grace` (several planes only)."""
+        if self._planes() <= 1:
+            return 0
+        published = self._published.get(key, {})
+        return sum(1 for number in published.values() if number is None)
 
     def take_notices(self) -> list[Notice]:
         """The new ready sets since the last call, in order: a pod whose number changed leaves its set, then
@@ -105,14 +131,18 @@ class PodIndex:
             return set()
         ident = (namespace, str(name))
         touched: set[RevisionKey] = set()
-        if ident in self._pods:
+        before = self._pods.get(ident)
+        if before is not None:
             touched.add(self._drop(ident))
         key = revision_of(pod)
         if kind != "DELETED" and key is not None and key.namespace == namespace:
             live = not metadata.get("deletionTimestamp")
-            known = Pod(
-                key, pod_endpoint(pod, self._port_of(key)), pod_number(pod), str(metadata.get("resourceVersion") or ""), live
-            )
+            endpoint = pod_endpoint(pod, self._port_of(key))
+            since = None
+            if endpoint is not None:
+                since = before.ready_since if before is not None and before.endpoint == endpoint else self._clock()
+            version = str(metadata.get("resourceVersion") or "")
+            known = Pod(key, endpoint, pod_number(pod), version, live, since)
             self._pods[ident] = known
             self._members.setdefault(key, {})[ident[1]] = known
             touched.add(key)
@@ -123,12 +153,24 @@ class PodIndex:
         return [key for key in keys if self._refresh(key)]
 
     def regate(self) -> list[RevisionKey]:
-        """The number of planes went from one to several or back: every revision's ready set again."""
+        """Once a second: when the number of planes went from one to several or back, every revision's ready set
+        again; else those of the revisions with a ready pod past its grace without a number. O(pods)."""
         shared = self._planes() > 1
-        if shared == self._shared:
+        if shared != self._shared:
+            self._shared = shared
+            return self.changed(set(self._members) | set(self.sets))
+        if not shared:
             return []
-        self._shared = shared
-        return self.changed(set(self._members) | set(self.sets))
+        now = self._clock()
+        due = [
+            key
+            for key, members in self._members.items()
+            if any(self._overdue(pod, now) and pod.endpoint not in self.endpoints(key) for pod in members.values())
+        ]
+        return self.changed(due)
+
+    def _overdue(self, pod: Pod, now: float) -> bool:
+        return pod.number is None and pod.ready_since is not None and now - pod.ready_since >= self._grace
 
     def _drop(self, ident: tuple[str, str]) -> RevisionKey:
         pod = self._pods.pop(ident)
@@ -141,9 +183,10 @@ class PodIndex:
 
     def _refresh(self, key: RevisionKey) -> bool:
         shared = self._planes() > 1
+        now = self._clock()
         current: dict[Endpoint, int | None] = {}
         for pod in self._members.get(key, {}).values():
-            if pod.endpoint is not None and (pod.number is not None or not shared):
+            if pod.endpoint is not None and (pod.number is not None or not shared or self._overdue(pod, now)):
                 current[pod.endpoint] = pod.number
         before = self._published.get(key, {})
         if current == before:

@@ -111,6 +111,44 @@ def test_the_ready_sets_follow_the_number_of_planes_crossing_one() -> None:
     assert index.regate() == [KEY] and index.endpoints(KEY) == {a}
 
 
+def test_a_pod_left_unnumbered_past_the_grace_is_routed_to_by_its_address_until_numbered() -> None:
+    """The leader cannot number (RBAC without patch on pods, Redis away): after `grace` the pod serves as before
+    numbers existed (divided by its address, the same in every plane) rather than not at all."""
+    now = [100.0]
+    index = PodIndex(lambda key: 8080, lambda: 2, grace=10.0, clock=lambda: now[0])
+    a = Endpoint("127.0.5.1", 8080)
+    index.reset("default", [pod("a", ready=False)])
+    now[0] = 105.0
+    index.changed(index.apply("MODIFIED", pod("a"), "default"))  # ready from 105
+    assert index.endpoints(KEY) == frozenset() and index.waiting(KEY) == 1
+    now[0] = 114.9
+    index.changed(index.apply("MODIFIED", pod("a"), "default"))  # another event: still the same readiness
+    assert index.regate() == [] and index.endpoints(KEY) == frozenset()
+    now[0] = 115.0
+    index.take_notices()
+    assert index.regate() == [KEY] and index.endpoints(KEY) == {a}
+    assert slots.number_of(a) is None and index.by_address(KEY) == 1 and index.waiting(KEY) == 0
+    assert index.regate() == []
+    index.take_notices()
+    index.changed(index.apply("MODIFIED", pod("a", number="1"), "default"))
+    notices = index.take_notices()
+    assert [endpoints for _, endpoints in notices] == [frozenset(), {a}]  # by address out, numbered in
+    assert slots.number_of(a) == 1 and index.by_address(KEY) == 0
+
+
+def test_a_pod_ready_again_waits_its_grace_again() -> None:
+    now = [0.0]
+    index = PodIndex(lambda key: 8080, lambda: 2, grace=10.0, clock=lambda: now[0])
+    index.reset("default", [pod("a")])
+    now[0] = 9.0
+    index.changed(index.apply("MODIFIED", pod("a", ready=False), "default"))
+    index.changed(index.apply("MODIFIED", pod("a"), "default"))  # ready again at 9
+    now[0] = 12.0
+    assert index.regate() == [] and index.endpoints(KEY) == frozenset()
+    now[0] = 19.0
+    assert index.regate() == [KEY]
+
+
 # -- how many replicas --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("wish", "cc", "max_scale", "planes", "runs"),
