@@ -37,7 +37,9 @@ def _kubernetes(context: BackendContext) -> Backend:
     from gateway.backends.kube_api import KubeApi, load_configuration
     from gateway.backends.kubernetes import KubernetesBackend
 
-    return KubernetesBackend(KubeApi(load_configuration()), context.settings, in_flight=context.in_flight)
+    return KubernetesBackend(
+        KubeApi(load_configuration()), context.settings, in_flight=context.in_flight, planes=context.planes or (lambda: 1)
+    )
 
 
 BACKENDS: dict[str, BackendFactory] = {"local": _local, "static": _static, "kubernetes": _kubernetes}

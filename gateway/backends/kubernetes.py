@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from gateway.backends.kube_api import KubeApi
 from gateway.backends.kube_endpoints import PodEndpoints
 from gateway.backends.kube_manifest import DEFAULT_PORT, desired
 from gateway.backends.kube_reconcile import Reconciler
+from gateway.backends.kube_slots import covering
 from gateway.backends.kube_state import Adoption, KubeRevision, unbuilt
 from gateway.backends.kube_watch import BACKOFF
 from gateway.config.model import GatewaySettings, ServiceSpec
@@ -59,6 +61,7 @@ class KubernetesBackend:
         first_list_timeout: float = 5.0,
         look_budget: float = LOOK_BUDGET,
         clock: Callable[[], float] = time.monotonic,
+        planes: Callable[[], int] = lambda: 1,
     ) -> None:
         self.api = api
         self.settings = settings or GatewaySettings()
@@ -74,7 +77,12 @@ class KubernetesBackend:
             min_interval=watch_min_interval,
             backoff=backoff,
             first_list_timeout=first_list_timeout,
+            planes=planes,  # several data planes: the leader numbers the pods (kube_slots.py)
+            may_write=lambda: self._reconciler.actuating and self._reconciler.fence(),
+            on_planes=self._planes_changed,
         )
+        self._planes = planes
+        self._wishes: dict[RevisionKey, int] = {}  # the autoscaler's, before `covering` (kube_slots.py)
         self._pods.listen(self._ready_changed)
         self._reconciler = Reconciler(
             api,
@@ -136,7 +144,12 @@ class KubernetesBackend:
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         record = self._revisions.get(key)
-        if record is None or record.removing_since is not None or record.wanted == replicas:
+        if record is None or record.removing_since is not None:
+            return
+        self._wishes[key] = replicas
+        svc = self._services.get((key.namespace, key.service))
+        replicas = covering(replicas, svc.scaling if svc is not None else None, self._planes())
+        if record.wanted == replicas:
             return
         record.wanted = max(0, replicas)
         if self._reconciler.actuating:
@@ -188,7 +201,9 @@ class KubernetesBackend:
         record = self._revisions.get(key)
         if record is None:
             return RevisionStatus(0, 0, "unknown", "no such revision")
-        return record.status(len(self._pods.endpoints(key)), self.api.health(), actuating=self._reconciler.actuating)
+        status = record.status(len(self._pods.endpoints(key)), self.api.health(), actuating=self._reconciler.actuating)
+        note = self._pods.unnumbered(key)  # several data planes: ready pods the leader has not numbered yet
+        return status if note is None or status.message else dataclasses.replace(status, message=note)
 
     async def close(self) -> None:
         await self._reconciler.close()
@@ -196,6 +211,13 @@ class KubernetesBackend:
         self.api.close()
 
     # -- pods ------------------------------------------------------------------------------------
+    async def _planes_changed(self) -> None:
+        for key, wish in list(self._wishes.items()):
+            if key in self._revisions:
+                await self.scale(key, wish)  # at least ceil(planes / cc) pods while any is wanted
+            else:
+                del self._wishes[key]
+
     def _port_of(self, key: RevisionKey) -> int:
         record = self._revisions.get(key)
         return record.port if record is not None else DEFAULT_PORT

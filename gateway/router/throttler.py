@@ -105,6 +105,7 @@ class Throttler:
                 if back is not None:
                     # Back while its old requests still run: they count against the replica's limit.
                     back.removed = back.down = False  # as new: its ejection was forgotten when it left
+                    back.capacity = self._capacity(endpoint)  # its number (gateway/slots.py) may be new
                     self.trackers[endpoint] = back
                 else:
                     self.trackers[endpoint] = Tracker(endpoint, self._next_index, self._capacity(endpoint))

@@ -1,18 +1,51 @@
-"""The worker's backend: the ready endpoints and states the supervisor sends, nothing it runs itself."""
+"""The worker's backend: the ready endpoints and states the supervisor sends, nothing it runs itself.
+
+An endpoint travels as ``[host, port]``, or ``[host, port, number]`` when the actuator numbered the replica
+(the kubernetes backend's pods, with several data planes: gateway/slots.py); the worker learns the number
+before its throttlers see the endpoint, so every worker divides the replica as the supervisor's planes do."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from gateway import slots
 from gateway.backends import BackendContext, EndpointListener, RevisionStatus
 from gateway.backends.base import Backend
 from gateway.config.model import BackendKind, ServiceSpec
 from gateway.revision_backends import RevisionBackends
 from gateway.router.revision import RevisionRuntime
-from gateway.types import EndpointSet, RevisionKey
+from gateway.types import Endpoint, EndpointSet, RevisionKey
 
 EMPTY: EndpointSet = frozenset()
+
+
+def endpoints_out(endpoints: Iterable[Endpoint]) -> list[list[object]]:
+    """A revision's endpoints for an ``endpoints`` message, each with its number when it has one."""
+    out: list[list[object]] = []
+    for endpoint in endpoints:
+        number = slots.number_of(endpoint)
+        out.append([endpoint.host, endpoint.port] if number is None else [endpoint.host, endpoint.port, number])
+    return out
+
+
+def endpoints_in(raw: Iterable[Any]) -> EndpointSet:
+    """The endpoints of an ``endpoints`` message; their numbers learned (ValueError for a malformed one)."""
+    found = set()
+    for item in raw:
+        if not isinstance(item, list) or len(item) not in (2, 3):
+            raise ValueError(f"an endpoint is [host, port] or [host, port, number], not {item!r}")
+        endpoint = Endpoint(str(item[0]), int(item[1]))
+        if len(item) == 3:
+            number = item[2]
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < slots.MAX_SLOT:
+                raise ValueError(f"a replica's number is an integer in 0..{slots.MAX_SLOT - 1}, not {number!r}")
+            slots.learn(endpoint, number)
+        else:
+            slots.forget(endpoint)
+        found.add(endpoint)
+    return frozenset(found)
 
 
 class EndpointFeed:
@@ -24,6 +57,8 @@ class EndpointFeed:
         self._listeners: list[EndpointListener] = []
 
     def set(self, key: RevisionKey, endpoints: EndpointSet) -> None:
+        for gone in self.endpoints.get(key, EMPTY) - endpoints:
+            slots.forget(gone)
         if endpoints:
             self.endpoints[key] = endpoints
         else:

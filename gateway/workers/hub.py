@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from gateway.router.cycle import UNAVAILABLE
 from gateway.router.revision import COLD_START_BUCKETS, DURATION_BUCKETS, Histogram
 from gateway.types import ConnectionsView, Endpoint, EndpointSet, RevisionKey
-from gateway.workers.protocol import Message, ProtocolError, endpoint_in, endpoint_out, frame, key_in, key_out, read_frame
+from gateway.workers.feed import endpoints_out
+from gateway.workers.protocol import Message, ProtocolError, endpoint_in, frame, key_in, key_out, read_frame
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -155,7 +156,7 @@ class Hub:
                 self.sent[key] = endpoints
             else:
                 self.sent.pop(key, None)
-            changed.append([key_out(key), [endpoint_out(e) for e in endpoints]])
+            changed.append([key_out(key), endpoints_out(endpoints)])
         if not changed:
             return
         message = {"t": "endpoints", "items": changed}
@@ -229,7 +230,7 @@ class Hub:
             self.links[link.index] = link
             link.send(self._share(link.index))
             link.send(self._states_message())
-            link.send({"t": "endpoints", "items": [[key_out(k), [endpoint_out(e) for e in eps]] for k, eps in self.sent.items()]})
+            link.send({"t": "endpoints", "items": [[key_out(k), endpoints_out(eps)] for k, eps in self.sent.items()]})
             while (message := await read_frame(reader)) is not None:
                 self._handle(link, message)
         except (ProtocolError, ConnectionError, KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -11,7 +11,8 @@ Worker -> supervisor:
   ``replicas {replicas}`` right after endpoints were removed (the in-flight counts on those replicas);
   ``reloaded {id, ok, error}``.
 Supervisor -> worker:
-  ``share {index, count}``; ``endpoints {items}`` (a snapshot on hello, then changes);
+  ``share {index, count}``; ``endpoints {items}`` (a snapshot on hello, then changes; an endpoint [host, port]
+  or [host, port, number]: feed.py);
   ``states {items}`` (the revisions whose backend state is not ok); ``reload {id}``.
 """
 

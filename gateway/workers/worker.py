@@ -36,8 +36,8 @@ from gateway.router.revision import RevisionHooks
 from gateway.router.routes import RouteTable
 from gateway.router.server import ProxyServer
 from gateway.types import Endpoint, EndpointSet, RevisionKey
-from gateway.workers.feed import EndpointFeed, FeedBackends
-from gateway.workers.protocol import Message, endpoint_in, endpoint_out, frame, key_in, read_frame
+from gateway.workers.feed import EndpointFeed, FeedBackends, endpoints_in
+from gateway.workers.protocol import Message, endpoint_out, frame, key_in, read_frame
 from gateway.workers.report import Publisher
 
 log = logging.getLogger("gateway.worker")
@@ -164,7 +164,7 @@ class HubClient:
         feed = self.plane.feed
         for raw_key, raw_endpoints in items:
             key = key_in(raw_key)
-            endpoints = frozenset(endpoint_in(e) for e in raw_endpoints)
+            endpoints = endpoints_in(raw_endpoints)  # their numbers learned first
             removed: set[Endpoint] = set(feed.ready_endpoints(key) - endpoints)
             feed.set(key, endpoints)
             if removed:
