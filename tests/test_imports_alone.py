@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # One interpreter that has imported nothing of the gateway forks a child per module: each child imports its module
@@ -97,6 +99,7 @@ def test_the_library_imports_are_found() -> None:
     assert "boto3" not in found and "sklearn" not in found, found  # imported where a function needs them
 
 
+@pytest.mark.e2e  # forks a child per gateway module: 3 s of imports and 150 children
 def test_every_gateway_module_imports_alone(tmp_path: Path) -> None:
     names = modules()
     assert "gateway.rollouts.record" in names and len(names) > 100

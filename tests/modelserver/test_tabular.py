@@ -18,7 +18,7 @@ from tests.tabular_models import SEED_INPUT, SEED_ROWS, SEED_V2, write_sklearn_i
 
 from .utils import serve, wait_ready
 
-pytestmark = needs("sklearn", "xgboost")
+pytestmark = [pytest.mark.e2e, needs("sklearn", "xgboost")]  # e2e: trains models; importing scikit-learn alone takes a second
 
 
 @pytest.fixture(scope="module")
