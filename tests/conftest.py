@@ -1,8 +1,9 @@
 """Helpers shared by every test package: unused ports and waiting on a condition instead of sleeping.
 
-Slow end-to-end tests (real `gateway serve` processes, replica processes, nginx, anything over about a
-second) carry the `e2e` marker, registered in pyproject.toml: `python -m pytest -m "not e2e"` is the
-quick inner loop.
+End-to-end tests carry the `e2e` marker, registered in pyproject.toml: a test that starts a process (a `gateway`
+or `loadtests` command, replicas, a model server, moto, the GCS emulator, nginx, redis-server, kubectl, curl) or
+takes over about a second. `python -m pytest -m "not e2e"` is the quick inner loop: everything else, in the one
+pytest process.
 """
 
 from __future__ import annotations
