@@ -1,8 +1,9 @@
 """Helpers shared by every test package: unused ports and waiting on a condition instead of sleeping.
 
-Slow end-to-end tests (real `gateway serve` processes, replica processes, nginx, anything over about a
-second) carry the `e2e` marker, registered in pyproject.toml: `python -m pytest -m "not e2e"` is the
-quick inner loop.
+End-to-end tests carry the `e2e` marker, registered in pyproject.toml: a test that starts a process (a `gateway`
+or `loadtests` command, replicas, a model server, moto, the GCS emulator, nginx, redis-server, kubectl, curl) or
+takes over about a second. `python -m pytest -m "not e2e"` is the quick inner loop: everything else, in the one
+pytest process.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class ManualSleep:
         await self.asleep.wait()
 
 
-# Tests that need an optional extra skip where it is not installed (`pytest.importorskip`); in CI the test
+# Tests that need an optional extra skip where it is not installed (`needs`, `pytest.importorskip`); in CI the test
 # extra installs every one of them, so a missing one there is a broken install, not a reason to skip.
 EXTRAS_THE_TESTS_USE = ("sklearn", "xgboost", "boto3", "google.cloud.storage", "moto", "gcp_storage_emulator", "matplotlib")
 
@@ -101,6 +102,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [name for name in EXTRAS_THE_TESTS_USE if _absent(name)]
     if missing:
         raise pytest.UsageError(f"CI: the test extra did not install {', '.join(missing)}: their tests would skip")
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """A mark that skips where an optional extra's `modules` are not installed, found without importing them:
+    a module-level `pytest.importorskip("sklearn")` costs every collection, even one that deselects the module,
+    the second and more that importing scikit-learn takes."""
+    missing = [module for module in modules if _absent(module)]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed (an optional extra)")
 
 
 def _absent(module: str) -> bool:

@@ -1,7 +1,8 @@
 """Small scikit-learn and XGBoost iris models, trained by the tests that serve them (well under a second each).
 
 Both answer the KServe quick start's iris-input.json rows (`SEED_ROWS`) with class 1, 1. Each test
-module asks for the packages with `pytest.importorskip`, so a machine without the extras skips them.
+module asks for the packages with `needs("sklearn", "xgboost")` (tests/conftest.py), so a machine without
+the extras skips them; the packages are imported only when a model is trained.
 """
 
 from __future__ import annotations

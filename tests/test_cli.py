@@ -18,6 +18,8 @@ from tests.conftest import free_port, serve_argv, wait_until, wait_until_blockin
 from tests.router.support import Replica, start_replica
 from tests.test_app import write_config
 
+pytestmark = pytest.mark.e2e  # every test runs the gateway command line in a process of its own
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "iris.default.example.com"
 
@@ -52,7 +54,6 @@ def test_validate_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "nope.yaml" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.e2e
 def test_serve_with_bad_config_exits_nonzero(tmp_path: Path) -> None:
     bad = tmp_path / "x.yaml"
     bad.write_text("kind: [\n")
@@ -98,7 +99,6 @@ def served(tmp_path: Path, replica: Replica) -> Iterator[Served]:
         proc.stdout.close()
 
 
-@pytest.mark.e2e
 async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served, replica: Replica) -> None:
     async with httpx.AsyncClient(timeout=10) as c:
         slow = asyncio.create_task(c.get(f"http://127.0.0.1:{served.port}/s?sleep=0.7", headers={"Host": HOST}))
@@ -113,7 +113,6 @@ async def test_sigterm_drains_in_flight_requests_and_exits_zero(served: Served, 
             await c.get(f"http://127.0.0.1:{served.port}/", headers={"Host": HOST})
 
 
-@pytest.mark.e2e
 async def test_sighup_reloads_and_status_prints_revisions(served: Served, replica: Replica) -> None:
     write_config(served.config, replica.url, replica.url, percent=25)
     os.kill(served.proc.pid, signal.SIGHUP)
@@ -211,7 +210,6 @@ def _wait_gone(pids: list[int], within: float) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
-@pytest.mark.e2e
 def test_sigterm_stops_every_replica(tmp_path: Path) -> None:
     marker = f"orphan-test-{os.getpid()}-term"
     proc, _ = _start_local(tmp_path, marker)
@@ -222,7 +220,6 @@ def test_sigterm_stops_every_replica(tmp_path: Path) -> None:
     assert _wait_gone(pids, 5) == []
 
 
-@pytest.mark.e2e
 def test_sigkilled_gateway_leaves_nothing_after_the_next_start(tmp_path: Path) -> None:
     marker = f"orphan-test-{os.getpid()}-kill"
     proc, _ = _start_local(tmp_path, marker)
@@ -242,7 +239,6 @@ def test_sigkilled_gateway_leaves_nothing_after_the_next_start(tmp_path: Path) -
     assert _replica_pids(marker) == []
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("which", ["--listen", "--admin-listen"])
 def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> None:
     with socket.socket() as busy:
@@ -266,7 +262,6 @@ def test_serve_on_a_busy_port_names_the_address(tmp_path: Path, which: str) -> N
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.e2e
 def test_serve_with_a_malformed_listen_address(tmp_path: Path) -> None:
     r = run_cli(
         "serve",
@@ -321,7 +316,6 @@ def _ready(admin: int, proc: subprocess.Popen[str]) -> bool:
     return proc.poll() is None
 
 
-@pytest.mark.e2e
 def test_two_gateways_with_default_settings_run_side_by_side(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
@@ -339,7 +333,6 @@ def test_two_gateways_with_default_settings_run_side_by_side(tmp_path: Path) -> 
             assert "Traceback" not in out, out
 
 
-@pytest.mark.e2e
 def test_a_state_directory_in_use_is_one_clear_line(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)
@@ -373,7 +366,6 @@ def test_validate_prints_warnings_beside_errors(tmp_path: Path) -> None:
     assert "warning: " in r.stderr and "spec.target: unknown key, ignored (did you mean spec.service.target?)" in r.stderr
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -405,7 +397,6 @@ def test_every_start_up_failure_is_one_clear_line(tmp_path: Path, case: str, wor
     assert "Traceback" not in r.stderr and "[Errno" not in r.stderr
 
 
-@pytest.mark.e2e
 def test_a_data_port_held_by_another_gateway_is_reported_as_the_port(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     _local_config(cfg)

@@ -39,10 +39,13 @@ RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 # A developer without kubectl skips these; CI must not pass them silently (a missing kubectl fails there).
 # scripts/test.sh cannot install it: Debian's kubernetes-client is 1.20, too old for `kubectl kustomize`
 # with kustomize v5 (deploy/ needs >= 1.27), and kubectl comes with these machines (KUBERNETES.md).
-pytestmark = pytest.mark.skipif(
-    KUBECTL is None and not os.environ.get("CI"),
-    reason="kubectl is not installed: deploy/ is built with `kubectl kustomize` (kubectl >= 1.27, kustomize v5)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        KUBECTL is None and not os.environ.get("CI"),
+        reason="kubectl is not installed: deploy/ is built with `kubectl kustomize` (kubectl >= 1.27, kustomize v5)",
+    ),
+    pytest.mark.e2e,  # deploy/ is built by kubectl processes
+]
 
 Obj = dict[str, Any]
 

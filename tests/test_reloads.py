@@ -70,6 +70,7 @@ async def reload_while_probing(gw: Gateway, edit: Callable[[], None]) -> tuple[R
     return outcome, await probing
 
 
+@pytest.mark.e2e  # 2,000 services, loaded twice
 async def test_a_large_reload_never_stalls_the_data_plane(replica: Replica, tmp_path: Path) -> None:
     """2,000 services: reading, parsing and validating run in a worker thread; the loop keeps serving.
 
@@ -86,6 +87,7 @@ async def test_a_large_reload_never_stalls_the_data_plane(replica: Replica, tmp_
         await gw.stop(drain_timeout=1)
 
 
+@pytest.mark.e2e  # 2,000 services, loaded twice
 async def test_a_reload_that_changes_every_service_does_not_stall_either(replica: Replica, tmp_path: Path) -> None:
     """Applying 2,000 changed services runs in slices with turns of the loop between; no full collection meanwhile."""
     import gc

@@ -12,6 +12,8 @@ from gateway.types import Endpoint
 from tests.backends.support import Recorder, alive, get, make_backend, service
 from tests.conftest import wait_until
 
+pytestmark = pytest.mark.e2e  # every test starts replica processes and waits on them in real time
+
 BOTH_LOOPS = True  # the gateway runs on uvloop; the default loop must work as well
 
 KEY = service().key("default")

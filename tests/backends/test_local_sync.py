@@ -12,6 +12,7 @@ from tests.conftest import wait_until
 KEY = service().key("default")
 
 
+@pytest.mark.e2e
 async def test_sync_adds_at_zero_and_forgets_removed(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path)
     recorder = Recorder()
@@ -31,6 +32,7 @@ async def test_sync_adds_at_zero_and_forgets_removed(tmp_path: Path, replica_scr
     await backend.close()
 
 
+@pytest.mark.e2e
 async def test_changed_command_rolls_replicas(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path)
     recorder = Recorder()
@@ -72,6 +74,7 @@ async def test_revision_without_command_is_failed(tmp_path: Path) -> None:
     await backend.close()
 
 
+@pytest.mark.e2e
 async def test_scale_down_while_starting_and_a_failing_listener(tmp_path: Path, replica_script: str) -> None:
     backend = make_backend(tmp_path)
 

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from gateway.backends import reaper
 from tests.backends.support import alive, make_backend
 from tests.conftest import wait_until
@@ -34,6 +36,7 @@ GATEWAY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 async def test_replicas_die_with_a_killed_gateway(tmp_path: Path, replica_script: str) -> None:
     state = tmp_path / "state"
     gateway = await asyncio.create_subprocess_exec(
@@ -74,6 +77,7 @@ def listening(folder: Path) -> bool:
     return all("listening" in out.read_text() for out in folder.glob("*.out"))
 
 
+@pytest.mark.e2e
 async def test_start_reaps_recorded_leftovers(tmp_path: Path, replica_script: str) -> None:
     state = tmp_path / "state"
     stubborn = leftover(replica_script, tmp_path / "stubborn.out", IGNORE_TERM="1")
@@ -94,6 +98,7 @@ async def test_start_reaps_recorded_leftovers(tmp_path: Path, replica_script: st
     assert polite.returncode == -signal.SIGTERM and stubborn.returncode == -signal.SIGKILL
 
 
+@pytest.mark.e2e
 async def test_recycled_pid_is_not_killed(tmp_path: Path, replica_script: str) -> None:
     state = tmp_path / "state"
     bystander = leftover(replica_script, tmp_path / "bystander.out")

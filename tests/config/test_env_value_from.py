@@ -75,6 +75,7 @@ def test_kubernetes_passes_value_from_to_the_served_and_init_containers(tmp_path
         assert [item for item in env if "valueFrom" in item] == wanted, container["name"]
 
 
+@pytest.mark.e2e
 def test_local_reads_a_secret_key_ref_when_the_replica_starts_and_keeps_it_nowhere(tmp_path: Path) -> None:
     write(tmp_path, "secrets.yaml", SECRETS)
     env = "        - name: AWS_SECRET_ACCESS_KEY\n          valueFrom: {secretKeyRef: {name: s3creds, key: secret}}"

@@ -14,12 +14,10 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import load
-from tests.conftest import free_port, serve_argv, wait_until, wait_until_blocking
+from tests.conftest import free_port, needs, serve_argv, wait_until, wait_until_blocking
 from tests.tabular_models import SEED_INPUT, SEED_ROWS, write_sklearn_iris, write_xgboost_iris
 
-pytestmark = pytest.mark.e2e
-pytest.importorskip("sklearn", reason="the sklearn extra is not installed")
-pytest.importorskip("xgboost", reason="the xgboost extra is not installed")
+pytestmark = [pytest.mark.e2e, needs("sklearn", "xgboost")]
 
 ROOT = Path(__file__).resolve().parents[2]
 V2_INPUT = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": SEED_ROWS}]}

@@ -301,6 +301,7 @@ def test_defaults_are_filled_in_as_the_api_server_does(kube_client: ApiClient) -
     assert apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": None}}).spec.replicas == 1
 
 
+@pytest.mark.e2e
 def test_the_kubeconfig_serves_load_kube_config_and_a_process_with_kubeconfig_set(
     kubeconfig: Path, kube_client: ApiClient
 ) -> None:

@@ -75,6 +75,7 @@ def test_latency_counts_from_the_scheduled_send_time(stalling_backend: int, tmp_
     assert outcome.t0_wall > 0
 
 
+@pytest.mark.e2e
 def test_a_refused_connection_is_an_error_row_not_a_lost_request(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

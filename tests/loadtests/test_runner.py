@@ -66,6 +66,7 @@ def test_smoke_run_writes_every_figure_and_a_summary(tmp_path: Path) -> None:
         assert (out / "latency.png").stat().st_size > 0 and (out / "canary.png").stat().st_size > 0
 
 
+@pytest.mark.e2e
 def test_list_names_every_scenario() -> None:
     proc = loadtests("list")
     assert proc.returncode == 0, proc.stderr
@@ -73,6 +74,7 @@ def test_list_names_every_scenario() -> None:
     assert names == ["ceiling", "latency", "burst", "coldstarts", "canary", "scale", "soak"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -89,6 +91,7 @@ def test_bad_arguments_are_refused_naming_the_problem(args: list[str], message: 
     assert message in proc.stderr
 
 
+@pytest.mark.e2e
 def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "a-file"
     target.write_text("x")

@@ -66,6 +66,7 @@ def test_a_compression_bomb_is_413_naming_the_limit(small_limit_url: str, encodi
     assert "--max-inflated-bytes" in response.json()["error"]
 
 
+@pytest.mark.e2e  # trains and serves a model of each format, then inflates 100 MB
 def test_the_default_limit_refuses_a_body_inflating_past_it(servers: dict[str, tuple[str, str]]) -> None:
     url, name = servers["onnx"]
     content = gzip.compress(b" " * (MAX_INFLATED_BYTES + 1) + _seed_v2(), 1)
@@ -96,6 +97,7 @@ def test_broken_compressed_bodies_are_400(small_limit_url: str, content: bytes) 
 BIG = b"1" + b"0" * 400
 
 
+@pytest.mark.e2e  # trains and serves a model of each format
 @pytest.mark.parametrize("fmt", ["onnx", "sklearn", "xgboost"])
 @pytest.mark.parametrize(
     ("protocol", "body", "needle"),

@@ -13,12 +13,12 @@ import pytest
 from gateway.modelserver.errors import ModelLoadError
 from gateway.modelserver.loader import load_model
 from gateway.modelserver.server import create_app
+from tests.conftest import needs
 from tests.tabular_models import SEED_INPUT, SEED_ROWS, SEED_V2, write_sklearn_iris, write_xgboost_iris
 
 from .utils import serve, wait_ready
 
-pytest.importorskip("sklearn", reason="the sklearn extra is not installed")
-pytest.importorskip("xgboost", reason="the xgboost extra is not installed")
+pytestmark = [pytest.mark.e2e, needs("sklearn", "xgboost")]  # e2e: trains models; importing scikit-learn alone takes a second
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ async def test_a_corrupt_state_file_stops_the_start_naming_it(tmp_path: Path) ->
     assert (state / "rollouts.json").read_text() == "{half a file"
 
 
+@pytest.mark.e2e
 async def test_gateway_serve_refuses_to_start_on_a_corrupt_state_file(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()

@@ -97,6 +97,7 @@ async def test_the_file_store_names_the_file_and_the_field(tmp_path: Path, conte
     assert str(path) in str(caught.value) and error in str(caught.value)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("value", "error"),
     [(DEEP, "nested too deeply"), (CANARY.to_json(with_spec=False).replace('"percent":10', '"percent":"10"'), "percent")],

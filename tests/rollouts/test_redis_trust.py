@@ -23,6 +23,8 @@ from gateway.rollouts.stores import MemoryRolloutStore, RolloutError
 from tests.rollouts.support import B, template
 from tests.shared.redis_server import RedisServer
 
+pytestmark = pytest.mark.e2e  # every test starts a redis-server
+
 IRIS = ("models", "iris")
 SECRET = "s3cr3t-value-v1"
 A = RevisionSpec("predictor", command=("serve", "v1", "{port}"), env=(("AWS_SECRET_ACCESS_KEY", SECRET),))

@@ -89,6 +89,7 @@ async def test_a_file_that_cannot_be_written_is_an_error_and_keeps_the_old_recor
     assert store.records == {}
 
 
+@pytest.mark.e2e
 async def test_two_redis_stores_give_the_same_number_for_the_same_manifest(redis_server: RedisServer) -> None:
     one, two = RedisRolloutStore(redis_server.url), RedisRolloutStore(redis_server.url)
     try:
@@ -107,6 +108,7 @@ async def test_two_redis_stores_give_the_same_number_for_the_same_manifest(redis
         await two.close()
 
 
+@pytest.mark.e2e
 async def test_two_redis_stores_never_give_one_number_to_two_revisions(redis_server: RedisServer) -> None:
     """Two gateways loading different manifests at once (one edited between their reads): the second
     compare-and-set finds the first's record and takes the next number."""
@@ -123,6 +125,7 @@ async def test_two_redis_stores_never_give_one_number_to_two_revisions(redis_ser
         await two.close()
 
 
+@pytest.mark.e2e
 async def test_a_corrupt_redis_record_is_an_error_naming_it(redis_server: RedisServer) -> None:
     store = RedisRolloutStore(redis_server.url)
     try:

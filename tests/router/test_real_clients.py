@@ -29,6 +29,7 @@ async def run(*argv: str, stdin: bytes | None = None) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+@pytest.mark.e2e
 async def test_curl_with_host_header(gw_port: int) -> None:
     port = gw_port
     code, out, err = await run(tool("curl"), "-sS", "-i", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/v1/models/iris")

@@ -96,6 +96,7 @@ def test_two_slots_two_planes_give_every_plane_one_slot_on_every_replica() -> No
         assert plane_capacity(endpoint, 2, 1, 2) == 1
 
 
+@pytest.mark.e2e
 def test_the_division_does_not_depend_on_the_process() -> None:
     # Python's str hash is salted per process; the division must not be (planes are separate processes).
     code = (

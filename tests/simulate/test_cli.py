@@ -25,6 +25,7 @@ def simulate(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.e2e
 def test_the_shipped_example_writes_series_summary_and_plot_and_a_comparison(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     r = simulate("-f", str(DEMO), "--trace", str(BURST), "--out", str(out), "--compare", "autoscaler.stableWindow=20s")
@@ -46,6 +47,7 @@ def test_the_shipped_example_writes_series_summary_and_plot_and_a_comparison(tmp
     assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.e2e
 def test_without_matplotlib_the_plot_is_skipped_with_a_reason(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker" / "matplotlib"
     blocker.mkdir(parents=True)
@@ -59,6 +61,7 @@ def test_without_matplotlib_the_plot_is_skipped_with_a_reason(tmp_path: Path) ->
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["series.csv", "summary.json"]
 
 
+@pytest.mark.e2e
 def test_a_bad_trace_exits_2_naming_line_and_column(tmp_path: Path) -> None:
     trace = tmp_path / "t.csv"
     trace.write_text("time,duration\n0,0.1\n1,slow\n")
@@ -117,6 +120,7 @@ def test_bad_config_and_service_choice_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert f"--out {blocked}: cannot write there" in capsys.readouterr().err
 
 
+@pytest.mark.e2e  # simulates the example trace four times
 def test_poisson_arrivals_and_the_service_choice_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -162,6 +166,7 @@ def test_the_canary_is_simulated_with_its_share(tmp_path: Path, capsys: pytest.C
     assert "service iris has no revision 'canary'; its revisions: default" in capsys.readouterr().err
 
 
+@pytest.mark.e2e  # simulates the example trace four times
 def test_a_reused_out_loses_an_earlier_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--out reused without --compare: the earlier run's compare/ files go (only those the simulator writes)."""
     trace = tmp_path / "t.csv"

@@ -24,6 +24,7 @@ def files_in(folder: str) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.e2e
 def test_an_s3_prefix_is_fetched_as_a_folder(s3: S3Server, cache: Path) -> None:
     s3.put("folder", {"iris/model.onnx": MODEL, "iris/meta/labels.txt": b"setosa", "iris2/other.onnx": b"not ours"})
     got = fetch("s3://folder/iris", str(cache), s3.env())
@@ -31,11 +32,13 @@ def test_an_s3_prefix_is_fetched_as_a_folder(s3: S3Server, cache: Path) -> None:
     assert Path(got).parent == cache
 
 
+@pytest.mark.e2e
 def test_an_s3_object_is_fetched_under_its_name(s3: S3Server, cache: Path) -> None:
     s3.put("single", {"models/iris.onnx": MODEL})
     assert files_in(fetch("s3://single/models/iris.onnx", str(cache), s3.env())) == {"iris.onnx": MODEL}
 
 
+@pytest.mark.e2e
 def test_s3_endpoint_as_kserve_writes_it(s3: S3Server, cache: Path) -> None:
     """S3_ENDPOINT is a host:port, with S3_USE_HTTPS=0 for plain HTTP (minio's usual form)."""
     s3.put("kserve-form", {"iris/model.onnx": MODEL})
@@ -44,6 +47,7 @@ def test_s3_endpoint_as_kserve_writes_it(s3: S3Server, cache: Path) -> None:
     assert files_in(fetch("s3://kserve-form/iris", str(cache), env)) == {"model.onnx": MODEL}
 
 
+@pytest.mark.e2e
 def test_anonymous_s3_sends_unsigned_requests(s3: S3Server, cache: Path) -> None:
     s3.put("public", {"iris/model.onnx": MODEL}, acl="public-read")
     s3.put("public", {"private/model.onnx": MODEL})
@@ -52,6 +56,7 @@ def test_anonymous_s3_sends_unsigned_requests(s3: S3Server, cache: Path) -> None
     expect_failure("s3://public/private", cache / "other", env, "S3 refused: 403")  # not signed: no access to it
 
 
+@pytest.mark.e2e
 def test_a_gcs_prefix_is_fetched_anonymously_from_the_emulator(gcs: GcsServer, cache: Path) -> None:
     gcs.put("kfserving-samples", {"models/onnx/iris/model.onnx": MODEL, "models/onnx/iris/README": b"hi"})
     got = fetch("gs://kfserving-samples/models/onnx/iris", str(cache), gcs.env())
@@ -73,6 +78,7 @@ def test_http_file_zip_and_tarball(files: FileServer, cache: Path, name: str, ma
     assert MODEL in got.values() and not any(key.endswith((".zip", ".gz", ".tgz")) for key in got)
 
 
+@pytest.mark.e2e
 def test_a_second_fetch_of_the_same_version_downloads_nothing(files: FileServer, s3: S3Server, cache: Path) -> None:
     files.files["/iris.onnx"] = MODEL
     first = fetch(f"{files.url}/iris.onnx", str(cache), {})
@@ -134,12 +140,14 @@ def expect_failure(uri: str, cache: Path, env: dict[str, str], *needles: str, ma
     assert cache_entries(cache) == []
 
 
+@pytest.mark.e2e
 def test_missing_s3_key(s3: S3Server, cache: Path) -> None:
     s3.put("missing", {"iris/model.onnx": MODEL})
     expect_failure("s3://missing/nothing-here", cache, s3.env(), "no such object or prefix in bucket missing")
     expect_failure("s3://no-such-bucket/iris", cache, s3.env(), "NoSuchBucket")
 
 
+@pytest.mark.e2e
 def test_wrong_s3_credentials(s3_auth: S3Server, cache: Path) -> None:
     s3_auth.put("private", {"iris/model.onnx": MODEL})
     assert files_in(fetch("s3://private/iris", str(cache), s3_auth.env())) == {"model.onnx": MODEL}
@@ -148,6 +156,7 @@ def test_wrong_s3_credentials(s3_auth: S3Server, cache: Path) -> None:
     expect_failure("s3://private/iris", cache, s3_auth.env(AWS_ACCESS_KEY_ID="AKIANOBODY"), "S3 refused", "InvalidAccessKeyId")
 
 
+@pytest.mark.e2e
 def test_no_s3_credentials(s3_auth: S3Server, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -159,6 +168,7 @@ def test_no_s3_credentials(s3_auth: S3Server, cache: Path, tmp_path: Path, monke
     expect_failure("s3://nokey/iris", cache, env, "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 
 
+@pytest.mark.e2e
 def test_missing_gcs_object(gcs: GcsServer, cache: Path) -> None:
     gcs.put("gcs-missing", {"a/model.onnx": MODEL})
     expect_failure("gs://gcs-missing/b", cache, gcs.env(), "no such object or prefix")

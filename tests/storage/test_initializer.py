@@ -168,6 +168,7 @@ def test_odd_arguments_are_one_line_exit_2_and_copy_nothing(tmp_path: Path, uri:
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing copied, not into itself either
 
 
+@pytest.mark.e2e
 def test_the_commands_model_path_reference_is_filled_in(files: FileServer, tmp_path: Path) -> None:
     """SimpleMLService commands written for Kubernetes say `$(MODEL_PATH)`; only the initializer knows it."""
     files.files["/iris.onnx"] = MODEL

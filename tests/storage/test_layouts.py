@@ -25,11 +25,13 @@ def refused(uri: str, cache: Path, env: dict[str, str], *needles: str) -> None:
     assert cache_entries(cache) == []
 
 
+@pytest.mark.e2e
 def test_an_s3_key_that_is_a_file_where_another_needs_a_folder(s3: S3Server, cache: Path) -> None:
     s3.put("layouts", {"filedir/model.onnx": MODEL, "filedir/a": b"x", "filedir/a/b": b"y"})
     refused("s3://layouts/filedir", cache, s3.env(), "key 'filedir/a' is a file where key 'filedir/a/b' needs a folder")
 
 
+@pytest.mark.e2e
 def test_two_s3_keys_for_one_file(s3: S3Server, cache: Path) -> None:
     s3.put("layouts2", {"dup/model.onnx": MODEL, "dup//model.onnx": b"other"})
     refused(
@@ -37,11 +39,13 @@ def test_two_s3_keys_for_one_file(s3: S3Server, cache: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_a_gcs_object_that_is_a_file_where_another_needs_a_folder(gcs: GcsServer, cache: Path) -> None:
     gcs.put("layouts", {"filedir/model.onnx": MODEL, "filedir/a": b"x", "filedir/a/b": b"y"})
     refused("gs://layouts/filedir", cache, gcs.env(), "key 'filedir/a' is a file where key 'filedir/a/b' needs a folder")
 
 
+@pytest.mark.e2e
 def test_a_model_with_a_cache_folder_of_its_own(files: FileServer, s3: S3Server, tmp_path: Path) -> None:
     """Hugging Face style `.cache/` folders are the model's: the initializer keeps its own bookkeeping elsewhere."""
     files.files["/m.tar.gz"] = tar_bytes({"model.onnx": MODEL, ".cache/x": b"junk"})

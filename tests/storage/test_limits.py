@@ -108,6 +108,7 @@ def test_partials_older_than_a_day_are_removed_at_start(files: FileServer, cache
     assert not old.exists() and fresh.exists()
 
 
+@pytest.mark.e2e
 def test_the_initializer_takes_max_bytes(files: FileServer, tmp_path: Path) -> None:
     files.files["/big.onnx"] = b"\1" * 20_000
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -147,6 +148,7 @@ def test_redirects_are_followed_five_times_to_http_only(hostile: HostileServer, 
     assert (got / "model.onnx").read_bytes() == MODEL
 
 
+@pytest.mark.e2e  # waits for a 1.5 s deadline
 def test_a_dripping_server_fails_at_the_deadline(hostile: HostileServer, cache: Path) -> None:
     started = time.monotonic()
     message = failure(f"{hostile.url}/drip/model.onnx", cache, limits=Limits(timeout=1.5))
@@ -154,6 +156,7 @@ def test_a_dripping_server_fails_at_the_deadline(hostile: HostileServer, cache: 
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.e2e  # waits for a 1 s deadline
 def test_the_deadline_comes_from_the_environment(hostile: HostileServer, cache: Path) -> None:
     uri = f"{hostile.url}/drip/model.onnx"
     assert "the download deadline (1 s) passed" in failure(uri, cache, {TIMEOUT_ENV: "1"})
@@ -167,6 +170,7 @@ def test_the_default_deadline_is_under_the_local_backends_start_timeout() -> Non
     assert timeout_from({TIMEOUT_ENV: "30"}, local=True) == 30.0
 
 
+@pytest.mark.e2e
 def test_the_initializer_takes_a_timeout(hostile: HostileServer, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "gateway", "storage-initializer", "--timeout", "1", f"{hostile.url}/drip/m.onnx"]

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs
 from tests.storage.servers import IRIS, GcsServer, S3Server, Start, predict
 from tests.tabular_models import SEED_INPUT, write_sklearn_iris, write_xgboost_iris
 
-pytest.importorskip("sklearn", reason="the sklearn extra is not installed")
-pytest.importorskip("xgboost", reason="the xgboost extra is not installed")
-
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs("sklearn", "xgboost")]
 
 # KServe's first InferenceService (seed 002), in the namespace its `kubectl -n kserve-test` puts it.
 QUICK_START = """\

@@ -72,6 +72,7 @@ def test_errors_never_show_userinfo_or_the_query_string(files: FileServer, cache
         assert "***" in message and "hunter2" not in message and "deadbeefsecret" not in message, message
 
 
+@pytest.mark.e2e
 def test_the_model_server_and_the_initializer_show_no_credentials(files: FileServer, tmp_path: Path) -> None:
     """Their stderr is what the local backend shows in 503 bodies, `gateway status` and its log."""
     host = files.url.removeprefix("http://")
@@ -87,6 +88,7 @@ def test_the_model_server_and_the_initializer_show_no_credentials(files: FileSer
         assert f"http://***@{host}/" in done.stderr and "hunter2" not in done.stderr and "deadbeefsecret" not in done.stderr
 
 
+@pytest.mark.e2e
 def test_the_model_server_says_what_it_fetches_before_and_after(files: FileServer, tmp_path: Path) -> None:
     files.files["/iris.onnx"] = b"not an onnx model"
     uri = f"{files.url}/iris.onnx"
@@ -120,6 +122,7 @@ def silent() -> Iterator[tuple[int, list[socket.socket]]]:
         conn.close()
 
 
+@pytest.mark.e2e  # waits for two 1 s read timeouts
 def test_a_silent_s3_endpoint_fails_well_inside_the_start_timeout(
     silent: tuple[int, list[socket.socket]], cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +144,7 @@ def test_a_silent_s3_endpoint_fails_well_inside_the_start_timeout(
     assert len(accepted) == s3.ATTEMPTS
 
 
+@pytest.mark.e2e  # boto3 tries the handshake again: over a second
 def test_s3_over_https_to_a_plain_http_endpoint_says_to_set_s3_use_https(
     files: FileServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +153,7 @@ def test_s3_over_https_to_a_plain_http_endpoint_says_to_set_s3_use_https(
         fetch("s3://models/iris", str(cache), env)
 
 
+@pytest.mark.e2e
 def test_gs_without_the_extra_says_what_to_install_even_where_it_is_installed(tmp_path: Path) -> None:
     """A base install has no google.cloud: simulated in a fresh interpreter, nothing of it imported before."""
     code = (
@@ -172,6 +177,7 @@ def test_gs_without_the_extra_says_what_to_install_even_where_it_is_installed(tm
     ]
 
 
+@pytest.mark.e2e
 def test_a_missing_gcs_bucket_says_not_found(gcs: GcsServer, cache: Path) -> None:
     with pytest.raises(StorageError) as info:
         fetch("gs://no-such-bucket-404/b", str(cache), gcs.env())
