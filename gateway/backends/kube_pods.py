@@ -14,6 +14,8 @@ it divides it the same way, so the limit holds; only the planes served are left 
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -25,6 +27,8 @@ from gateway.types import Endpoint, EndpointSet, RevisionKey
 Obj = dict[str, Any]
 PortOf = Callable[[RevisionKey], int]
 Notice = tuple[RevisionKey, EndpointSet]  # a revision's new ready set, for the listeners
+log = logging.getLogger(__name__)
+_refused: dict[str, str] = {}  # podIPs refused so far (bounded): each is said once, not on every event
 UNNUMBERED_GRACE = 10.0  # seconds a ready pod waits for its number before it is routed to by its address
 
 
@@ -36,12 +40,34 @@ def is_ready(pod: Obj) -> bool:
     return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def pod_address(value: object) -> str | None:
+    """A pod IP the gateway may send requests to, else None: an IP address that a pod can have. Not a name, not
+    unspecified (0.0.0.0, ::), not link-local (169.254.169.254 is a cloud's metadata service), multicast or
+    reserved. Loopback is allowed: the test bed's pods live on 127.0.x.y."""
+    if not isinstance(value, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if not ip.is_loopback and (ip.is_unspecified or ip.is_link_local or ip.is_multicast or ip.is_reserved):
+        return None  # (IPv6's ::1 lies in a reserved range: loopback is asked first)
+    return str(ip)
+
+
 def pod_endpoint(pod: Obj, port: int) -> Endpoint | None:
     """The pod's serving address when it is ready, else None."""
-    ip = (pod.get("status") or {}).get("podIP")
-    if not ip or not is_ready(pod):
+    raw = (pod.get("status") or {}).get("podIP")
+    if not raw or not is_ready(pod):
         return None
-    return Endpoint(str(ip), port)
+    ip = pod_address(raw)
+    if ip is None:
+        name = (pod.get("metadata") or {}).get("name")
+        if str(raw) not in _refused and len(_refused) < 1000:
+            _refused[str(raw)] = str(name)
+            log.warning("pod %s: podIP %r is not an address a pod can serve on; not routed to", name, raw)
+        return None
+    return Endpoint(ip, port)
 
 
 def pod_number(pod: Obj) -> int | None:

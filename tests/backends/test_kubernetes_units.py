@@ -37,6 +37,28 @@ def test_a_pod_is_an_endpoint_only_when_ready_with_an_ip_and_not_terminating() -
     assert pod_endpoint(pod("a", deletionTimestamp="2026-11-26T00:00:00Z"), 8080) is None
 
 
+@pytest.mark.parametrize(
+    "ip",
+    ["0.0.0.0", "::", "169.254.169.254", "fe80::1", "224.0.0.1", "255.255.255.255", "7", "pod.example.com", "", "1.2.3.4.5"],
+)
+def test_a_pod_ip_no_pod_can_have_is_never_routed_to(ip: str, caplog: pytest.LogCaptureFixture) -> None:
+    # an outside check made pods with these podIPs Ready under our labels: each entered the routing set
+    hostile = pod("evil", ip)
+    hostile["status"]["podIP"] = ip
+    assert pod_endpoint(hostile, 8080) is None
+    assert pod_endpoint(hostile, 8080) is None
+    said = [r.getMessage() for r in caplog.records if "evil" in r.getMessage()]
+    assert len(said) == (1 if ip else 0)  # said once, not on every event
+
+
+def test_pod_ips_a_pod_can_have_are_routed_to_and_ipv6_shows_in_brackets() -> None:
+    assert pod_endpoint(pod("a", "10.244.1.7"), 8080) == Endpoint("10.244.1.7", 8080)
+    six = pod_endpoint(pod("b", "fd00:0:0:0::7"), 8080)
+    assert six == Endpoint("fd00::7", 8080)  # the address's one spelling
+    assert str(six) == "[fd00::7]:8080" and six.url == "http://[fd00::7]:8080"
+    assert pod_endpoint(pod("c", "::1"), 8080) == Endpoint("::1", 8080)  # loopback: the test bed's pods live there
+
+
 def test_the_index_follows_events_and_filters_by_our_labels() -> None:
     index = PodIndex(lambda key: 9000 if key == CANARY else 8080)
     assert index.reset("default", [pod("a"), pod("b", "127.0.5.2", ready=False), pod("c", "127.0.6.1", key=CANARY)]) == {
