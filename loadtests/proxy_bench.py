@@ -267,9 +267,36 @@ def to_ms(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime + stime of every process in the process group `pgid` (all their threads), in seconds."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        # fields[0] is the state (field 3 of proc(5)): pgrp is field 5, utime 14, stime 15
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
 def run_wrk(
-    cmd_prefix: list[str], port: int, conns: int, duration: float, log: list[dict[str, Any]], threads: int = 1
+    cmd_prefix: list[str],
+    port: int,
+    conns: int,
+    duration: float,
+    log: list[dict[str, Any]],
+    threads: int = 1,
+    cpu_of: int | None = None,
 ) -> dict[str, Any]:
+    """One wrk run; with `cpu_of` (a process group), also the CPU time that group spent per request."""
     argv = cmd_prefix + [
         "wrk",
         f"-t{threads}",
@@ -282,13 +309,19 @@ def run_wrk(
         f"Host: {HOST}",
         f"http://127.0.0.1:{port}/",
     ]
+    cpu_before = group_cpu_seconds(cpu_of) if cpu_of is not None else 0.0
     proc = subprocess.run(argv, capture_output=True, text=True, start_new_session=True, timeout=duration + 30, check=False)
+    cpu = group_cpu_seconds(cpu_of) - cpu_before if cpu_of is not None else 0.0
     out = proc.stdout
     res: dict[str, Any] = {"cmd": shlex.join(argv), "rc": proc.returncode}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     res["rps"] = float(m.group(1)) if m else 0.0
     m = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
     res["requests"] = int(m.group(1)) if m else 0
+    if cpu_of is not None:
+        # CPU time per request barely moves with load from other processes on the machine; req/s does.
+        res["cpu_s"] = round(cpu, 2)
+        res["cpu_us_per_req"] = round(cpu / res["requests"] * 1e6, 2) if res["requests"] else 0.0
     lat = {}
     for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE):
         lat[f"p{pct}_ms"] = to_ms(value)
@@ -632,6 +665,8 @@ def run(
 
 
 TARGET_NAMES = ["direct", "nginx", "gateway"]
+# Whose CPU time a target's throughput runs are charged with: the process serving the port wrk loads.
+CPU_OF = {"direct": "backend", "nginx": "nginx_proxy", "gateway": "gateway"}
 
 
 def start_targets(
@@ -748,17 +783,21 @@ def measure_throughput(
     """2. throughput, rotating order: (gateway/nginx ratio of the medians, ratio per round)."""
     targets = TARGET_NAMES
     rps: dict[str, list[float]] = {n: [] for n in targets}
+    cpu: dict[str, list[float]] = {n: [] for n in targets}
     tput_lat: dict[str, list[dict[str, float]]] = {n: [] for n in targets}
+    groups = {p.name: p.popen.pid for p in watch.stack.procs}  # each process runs in its own session: pgid = pid
     for r in range(args.rounds):
         for name in rotate(targets, r):
             print(f"throughput round {r + 1}/{args.rounds}: {name:8s}", end=" ", flush=True)
-            res = run_wrk(wrk, ports[name], args.connections, args.duration, wrk_log)
+            res = run_wrk(wrk, ports[name], args.connections, args.duration, wrk_log, cpu_of=groups[CPU_OF[name]])
             res.update(phase="throughput", target=name, round=r + 1)
             watch.check(res, name, "throughput")
             rps[name].append(res["rps"])
+            cpu[name].append(res["cpu_us_per_req"])
             tput_lat[name].append({k: res.get(k, 0.0) for k in ("p50_ms", "p99_ms")})
             print(
-                f"{res['rps']:>10.0f} req/s  p50 {res.get('p50_ms', 0):.3f} ms  p99 {res.get('p99_ms', 0):.3f} ms",
+                f"{res['rps']:>10.0f} req/s  {res['cpu_us_per_req']:6.1f} CPU us/req  "
+                f"p50 {res.get('p50_ms', 0):.3f} ms  p99 {res.get('p99_ms', 0):.3f} ms",
                 " ".join(res["problems"]),
                 flush=True,
             )
@@ -768,6 +807,8 @@ def measure_throughput(
             "rps_min": min(rps[n]),
             "rps_max": max(rps[n]),
             "rps_runs": rps[n],
+            "cpu_us_per_req_median": statistics.median(cpu[n]),
+            "cpu_us_per_req_runs": cpu[n],
             "p50_ms_median": statistics.median(x["p50_ms"] for x in tput_lat[n]),
             "p99_ms_median": statistics.median(x["p99_ms"] for x in tput_lat[n]),
         }
@@ -780,6 +821,8 @@ def measure_throughput(
     # Same round = nginx and gateway measured a few seconds apart: less exposed to slow drifts.
     per_round = [g / n for g, n in zip(rps["gateway"], rps["nginx"]) if n]
     result["throughput_ratio_per_round"] = [round(x, 3) for x in per_round]
+    nginx_cpu = statistics.median(cpu["nginx"])
+    result["cpu_per_request_ratio_gateway_nginx"] = round(statistics.median(cpu["gateway"]) / nginx_cpu, 3) if nginx_cpu else 0.0
     return ratio, per_round
 
 
@@ -891,7 +934,7 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     )
     print()
     print(
-        f"{'target':9s} {'req/s':>9s} {'(min..max)':>15s} {'vs nginx':>8s} {'p50':>8s} {'p99':>8s} "
+        f"{'target':9s} {'req/s':>9s} {'(min..max)':>15s} {'vs nginx':>8s} {'CPU us/req':>10s} {'p50':>8s} {'p99':>8s} "
         f"{'c1 p50':>8s} {'c1 p99':>8s} {'+p50':>7s} {'+p99':>7s}"
     )
     for n in ("direct", "nginx", "gateway"):
@@ -900,11 +943,16 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
         added99 = f"{lat[n]['added_p99_ms']:+.3f}" if "added_p99_ms" in lat[n] else "-"
         spread = f"{t[n]['rps_min']:.0f}..{t[n]['rps_max']:.0f}"
         print(
-            f"{n:9s} {t[n]['rps_median']:>9.0f} {spread:>15s} {share:>8.0%} {t[n]['p50_ms_median']:>8.3f} "
+            f"{n:9s} {t[n]['rps_median']:>9.0f} {spread:>15s} {share:>8.0%} {t[n]['cpu_us_per_req_median']:>10.1f} "
+            f"{t[n]['p50_ms_median']:>8.3f} "
             f"{t[n]['p99_ms_median']:>8.3f} {lat[n]['p50_ms']:>8.3f} {lat[n]['p99_ms']:>8.3f} "
             f"{added50:>7s} {added99:>7s}"
         )
     print(f"(ms; p50/p99 under -c{args.connections}; c1 = one connection; +p50/+p99 = c1 added over direct)")
+    print(
+        "(CPU us/req: utime+stime of the serving process group over a throughput run / requests wrk counted; "
+        f"gateway/nginx {result['cpu_per_request_ratio_gateway_nginx']:.2f}x; direct = the backend, which shares its CPU with wrk)"
+    )
     s = result["slow_stream"]
     a = result["gateway_mem_after_load_mib"]
     print()
