@@ -77,17 +77,13 @@ def absolute_form(url: bytes, head: RequestHead) -> bytes:
     return target
 
 
-def read_target(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, RequestHead]:
-    """The request target in origin form and the head; BadRequest for what a reverse proxy refuses."""
-    if method == b"CONNECT":
-        raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
-    head = read_request_head(headers)
+def other_target(method: bytes, url: bytes, head: RequestHead) -> bytes:
+    """A request target not in origin form, as the replica gets it; BadRequest for what a reverse proxy refuses."""
     if url == b"*":
         if method != b"OPTIONS":
             raise BadRequest("the request target * is for OPTIONS only")
-    elif url[:1] != b"/":
-        url = absolute_form(url, head)
-    return url, head
+        return url
+    return absolute_form(url, head)
 
 
 def route(
@@ -95,7 +91,11 @@ def route(
 ) -> Routed | Rejected:
     """Read the head, pick the revision (by host, tag, split), build the upstream request head."""
     try:
-        url, head = read_target(method, url, headers)
+        if method == b"CONNECT":
+            raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
+        head = read_request_head(headers)
+        if url[:1] != b"/":
+            url = other_target(method, url, head)
     except BadRequest as exc:
         return Rejected(method, url, None, None, False, exc.status, str(exc))
     hosts = state.routes.hosts  # keys are normalised: a Host sent as it is listed needs no normalising
@@ -122,19 +122,27 @@ def reroute(state: ProxyState, head: RequestHead) -> RevisionRuntime | None:
 
 def upstream_head(method: bytes, url: bytes, head: RequestHead, client: Peer) -> bytes:
     """The request line and headers the replica gets: hop-by-hop gone, X-Forwarded-* set, framing restated."""
-    parts = [method, b" ", url, b" HTTP/1.1\r\n"]
-    parts.extend(head.lines)
+    forwarded_for = head.forwarded_for
     peer = client.peer
-    parts.append(b"x-forwarded-for: " + (head.forwarded_for + b", " + peer if head.forwarded_for else peer) + b"\r\n")
+    parts = [
+        method,
+        b" ",
+        url,
+        b" HTTP/1.1\r\n",
+        *head.lines,
+        b"x-forwarded-for: ",
+        forwarded_for + b", " + peer if forwarded_for else peer,
+    ]
     if head.forwarding and client.is_trusted():
         # A trusted proxy in front told us the original scheme and host: pass its word on.
+        parts.append(b"\r\n")
         parts.extend(head.forwarding)
         if not head.has_forwarded_proto:
             parts.append(b"x-forwarded-proto: http\r\n")
         if not head.has_forwarded_host:
             parts.append(b"x-forwarded-host: " + head.host + b"\r\n")
     else:
-        parts.append(b"x-forwarded-proto: http\r\nx-forwarded-host: " + head.host + b"\r\n")
+        parts += (b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", head.host, b"\r\n")
     if head.chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
     elif head.content_length >= 0:

@@ -227,27 +227,35 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_headers_complete(self) -> None:
-        if len(self.reason) + sum(map(len, self.head.lines)) > self.head_limit:
-            raise HeadTooLarge()  # exact, once per head; data_received bounds a head still arriving
+        head = self.head
+        # Exact, once per head (data_received bounds a head still arriving). A forwarded line is at most
+        # one byte longer than it came ("a:\r\n" -> "a: \r\n"), so under half the limit read needs no sum.
+        if 2 * self.bytes_received > self.head_limit and len(self.reason) + sum(map(len, head.lines)) > self.head_limit:
+            raise HeadTooLarge()
         self.in_head = False
         self.marks += 1
-        status = self.parser.get_status_code()
         sink = self.sink
         if sink is None:
             return
+        status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            self.head.reset()
+            head.reset()
             self.reason = b""
             self.interim += 1
             if self.interim > MAX_INTERIM:
                 raise TooManyInterim()
             return  # interim response: dropped (the gateway answers Expect itself)
-        head = self.head.finish()
+        if head.connection is not None:
+            head.finish()
         if status == 101:
             self.upgraded = True
         sink.on_response_head(status, self.reason, head, self.parser.should_keep_alive())
-        head.reset()  # what the cycle needed of it was taken synchronously
-        if status != 101 and self.skip_body and self.sink is sink:
+        # What the cycle needed of the head was taken synchronously: empty again (head.reset(), inline).
+        head.lines = []
+        head.content_length = -1
+        head.chunked = False
+        head.upgrade = head.connection = None
+        if self.skip_body and status != 101 and self.sink is sink:
             self.message_done = True
             self.parser_stale = True
             sink.on_response_complete()
