@@ -348,9 +348,16 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         if cycle is not current or current is None:
             return
         self.cycle = None
-        self._after(current)
-        if self.state.on_request_end is not None:
-            self.state.on_request_end()  # draining: once this connection has settled what comes next
+        state = self.state
+        if current.keep_alive and not current.upgraded and not self.closed and not state.starved and not self.paused:
+            # _after's common case, inline: the connection goes on, maybe with something waiting.
+            self.idle_since = time.monotonic()
+            if self.pipeline or self.held is not None or self.backlog is not None or state.draining:
+                self._next()
+        else:
+            self._after(current)
+        if state.on_request_end is not None:
+            state.on_request_end()  # draining: once this connection has settled what comes next
 
     def _after(self, done: RequestCycle) -> None:
         if done.upgraded:
@@ -369,8 +376,7 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
             paused -= FINISHED_PAUSES  # pauses on behalf of the finished request's upload end with it
             if not paused and not self.closed:
                 self.transport.resume_reading()
-        if self.pipeline or self.held is not None or self.backlog is not None or self.state.draining:
-            self._next()  # (checked here first: the common case, nothing waiting, costs no call)
+        self._next()
 
     def _next(self) -> None:
         """Between requests: the next pipelined one, bytes held after a declined upgrade, or what waits unparsed."""

@@ -313,7 +313,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         if self.body_done:
             self.sent_at = time.monotonic()  # the response-start timeout runs from the end of the request
         if client.write_paused:
-            transport.pause_reading()
+            upstream.pause_reading()
 
     def reject(self, status: int, message: str) -> None:
         """The client's bytes after this request's head were not HTTP: this is the connection's last answer."""

@@ -196,13 +196,13 @@ class ResponseRelay:
     def pause_response(self) -> None:
         """The client's write buffer is full: stop reading the replica until it drains."""
         upstream = self.upstream
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.pause_reading()
+        if upstream is not None:
+            upstream.pause_reading()
 
     def resume_response(self) -> None:
         upstream = self.upstream
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.resume_reading()
+        if upstream is not None:
+            upstream.resume_reading()
 
     # -- failures -------------------------------------------------------------------------------
     def on_upstream_lost(self, exc: Exception | None) -> None:

@@ -103,7 +103,12 @@ def route(
     if found is None:
         return Rejected(method, url, head, None, keep_alive, 404, f"no service for host {head.host.decode('latin-1')!r}")
     route_, pinned = found
-    runtime = pinned if pinned is not None else route_.choose(head.tag)
+    if pinned is not None:
+        runtime = pinned
+    elif route_.canary is None and head.tag is None:
+        runtime = route_.default  # what choose() answers, without the call
+    else:
+        runtime = route_.choose(head.tag)
     if head.content_length > state.settings.max_body_bytes:
         return Rejected(method, url, head, runtime, False, 413, "request body larger than the limit")
     return Routed(method, url, head, runtime, keep_alive, upstream_head(method, url, head, client))
