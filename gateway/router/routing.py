@@ -9,10 +9,25 @@ from gateway.router.revision import RevisionRuntime
 from gateway.router.state import ProxyState
 
 
+class HeadMemo:
+    """The last origin-form request head a connection sent, as read: a keep-alive client that sends the same
+    head again (method, target and headers equal, byte for byte, under the same settings) gets the same
+    RequestHead and upstream head without reading them again. Routing itself (host, tag, split) is never kept."""
+
+    __slots__ = ("method", "url", "headers", "settings", "head", "upstream_head")
+
+    def __init__(self) -> None:
+        self.method = self.url = self.upstream_head = b""
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        self.settings: object = None
+        self.head: RequestHead | None = None
+
+
 class Peer(Protocol):
     """The client connection as routing sees it: who sent the request."""
 
     peer: bytes
+    memo: HeadMemo
 
     def is_trusted(self) -> bool:
         """The peer is one of spec.proxy.trustedProxies (its X-Forwarded-* claims are kept)."""
@@ -77,27 +92,36 @@ def absolute_form(url: bytes, head: RequestHead) -> bytes:
     return target
 
 
-def other_target(method: bytes, url: bytes, head: RequestHead) -> bytes:
-    """A request target not in origin form, as the replica gets it; BadRequest for what a reverse proxy refuses."""
+def read_target(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, RequestHead]:
+    """The request target in origin form and the head; BadRequest for what a reverse proxy refuses."""
+    if method == b"CONNECT":
+        raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
+    head = read_request_head(headers)
     if url == b"*":
         if method != b"OPTIONS":
             raise BadRequest("the request target * is for OPTIONS only")
-        return url
-    return absolute_form(url, head)
+    elif url[:1] != b"/":
+        url = absolute_form(url, head)
+    return url, head
 
 
 def route(
     state: ProxyState, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool, client: Peer
 ) -> Routed | Rejected:
     """Read the head, pick the revision (by host, tag, split), build the upstream request head."""
-    try:
-        if method == b"CONNECT":
-            raise BadRequest("CONNECT is not supported: the gateway is not a forward proxy")
-        head = read_request_head(headers)
-        if url[:1] != b"/":
-            url = other_target(method, url, head)
-    except BadRequest as exc:
-        return Rejected(method, url, None, None, False, exc.status, str(exc))
+    memo = client.memo
+    head = memo.head
+    origin_form = False
+    if url == memo.url and headers == memo.headers and method == memo.method and memo.settings is state.settings:
+        upstream = memo.upstream_head  # the same head as the last request: read the same (RequestHead is never changed)
+    else:
+        upstream = b""
+        origin_form = url[:1] == b"/"  # else the target is rewritten (absolute form changes the head): never kept
+        try:
+            url, head = read_target(method, url, headers)
+        except BadRequest as exc:
+            return Rejected(method, url, None, None, False, exc.status, str(exc))
+    assert head is not None
     hosts = state.routes.hosts  # keys are normalised: a Host sent as it is listed needs no normalising
     found = hosts.get(head.host) or hosts.get(normalise_host(head.host))
     if found is None:
@@ -111,7 +135,13 @@ def route(
         runtime = route_.choose(head.tag)
     if head.content_length > state.settings.max_body_bytes:
         return Rejected(method, url, head, runtime, False, 413, "request body larger than the limit")
-    return Routed(method, url, head, runtime, keep_alive, upstream_head(method, url, head, client))
+    if not upstream:
+        upstream = upstream_head(method, url, head, client)
+        if origin_form:
+            # A copy: the parser appends a chunked body's trailers to the request's list after this.
+            memo.method, memo.url, memo.headers, memo.settings = method, url, headers.copy(), state.settings
+            memo.head, memo.upstream_head = head, upstream
+    return Routed(method, url, head, runtime, keep_alive, upstream)
 
 
 def reroute(state: ProxyState, head: RequestHead) -> RevisionRuntime | None:
