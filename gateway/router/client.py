@@ -320,7 +320,8 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         self.parsing = None
         if cycle is None:
             return
-        cycle.on_request_complete()
+        if not cycle.body_done:
+            cycle.on_request_complete()  # (without a body there is nothing to finish)
         if not cycle.keep_alive and (cycle.head is None or cycle.head.upgrade is None):
             # Connection: close (or an error that ends the connection): nothing after it is read,
             # so garbage behind it cannot cost the answer to this request.

@@ -307,6 +307,7 @@ def _connection(steering: Steering) -> tuple[list[bytes], bytes | None]:
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})  # what nearly every replica sends: names no header
+_PLAIN_CONNECTION_SPELLED = _PLAIN_CONNECTION | {b"Keep-Alive", b"Close", b"keep-Alive", b"KEEP-ALIVE", b"CLOSE"}
 # How ResponseHead.add treats a header, by its name as the replica spelled it (worked out once per spelling,
 # bounded like _KINDS): forwarded as it is, or one of the headers the proxy reads and restates or drops.
 _R_FORWARDED, _R_LENGTH, _R_TRANSFER_ENCODING, _R_CONNECTION, _R_UPGRADE, _R_DROPPED = 0, 1, 2, 3, 4, 5
@@ -362,6 +363,8 @@ class ResponseHead:
             if value.strip().isdigit():
                 self.content_length = int(value)
         elif kind == _R_CONNECTION:
+            if value in _PLAIN_CONNECTION_SPELLED:
+                return  # names no header: nothing for finish() to drop
             self.connection = value if self.connection is None else self.connection + b"," + value
         elif kind == _R_TRANSFER_ENCODING:
             self.chunked = self.chunked or b"chunked" in value.lower()

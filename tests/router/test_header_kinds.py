@@ -92,3 +92,13 @@ def test_line_caches_stay_bounded() -> None:
         assert length_line(n) == b"content-length: %d\r\n" % n
         assert status_line(200, b"R%d" % n) == b"HTTP/1.1 200 R%d\r\n" % n
     assert len(_LENGTH_LINES) <= KEEP_LINES and len(_STATUS_LINES) <= KEEP_LINES
+
+
+@pytest.mark.parametrize("plain", [b"keep-alive", b"Keep-Alive", b"close", b"CLOSE"])
+def test_a_plain_connection_header_beside_one_naming_headers(plain: bytes) -> None:
+    """A Connection value that names no header is skipped; another Connection header still drops what it names."""
+    resp = read_response_head([(b"Connection", plain), (b"Connection", b"X-A"), (b"X-A", b"1"), (b"X-B", b"2")])
+    assert resp.lines == [b"X-B: 2\r\n"]
+    resp = read_response_head([(b"Connection", b"X-A, " + plain), (b"X-A", b"1"), (b"Keep-Alive", b"timeout=5")])
+    assert resp.lines == []
+    assert read_response_head([(b"Connection", plain), (b"X-A", b"1")]).lines == [b"X-A: 1\r\n"]
