@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class Stack:
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen(
@@ -82,6 +83,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=env,
+                cwd=cwd,
             )
         proc = Proc(name, popen, log, argv)
         self.procs.append(proc)
@@ -537,10 +539,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how to run the gateway (default: this python -m gateway)",
     )
     p.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, dump stats to FILE")
-    p.add_argument("--out", default=str(HERE / "results" / "proxy_bench.json"), help="JSON results path")
+    p.add_argument(
+        "--duel",
+        metavar="TREE",
+        help="instead: this tree's gateway and TREE's (another checkout) side by side on the proxy CPU, each under its own "
+        "wrk at the same time, so load from other processes hits both alike; prints requests and CPU us/req of each",
+    )
+    p.add_argument("--out", help="JSON results path (default results/proxy_bench.json, with --duel results/proxy_duel.json)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     p.add_argument("--fail-on-targets", action="store_true", help="exit 2 when a target is missed")
     a = p.parse_args(argv)
+    a.out = a.out or str(HERE / "results" / ("proxy_duel.json" if a.duel else "proxy_bench.json"))
     a.rounds = a.rounds or (1 if a.quick else 5)
     a.duration = a.duration or (3.0 if a.quick else 6.0)
     a.lat_rounds = a.lat_rounds or (1 if a.quick else 5)
@@ -592,7 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rc = 0
     try:
-        rc = run(args, stack, workdir, result, wrk_log, proxy_cpu, load_cpu, cpu_note)
+        if args.duel:
+            rc = duel(args, stack, workdir, result, proxy_cpu, load_cpu)
+        else:
+            rc = run(args, stack, workdir, result, wrk_log, proxy_cpu, load_cpu, cpu_note)
     except KeyboardInterrupt:
         print("\nproxy_bench: interrupted, cleaning up", file=sys.stderr)
         result["problems"].append("interrupted")
@@ -729,6 +741,55 @@ def start_targets(
     gw_pid = gateway.popen.pid
     result["gateway_rss_idle_mib"] = round(proc_mem(gw_pid)["VmRSS"], 1)
     return big_sha, ports, gw_pid
+
+
+def duel(
+    args: argparse.Namespace, stack: Stack, d: Path, result: dict[str, Any], proxy_cpu: int | None, load_cpu: int | None
+) -> int:
+    """Two gateways (this tree's, `--duel TREE`'s) on the proxy CPU at once, each under its own wrk: they share whatever
+    else runs there, so the ratio of their requests (and their CPU us/req) compares the two trees on a busy machine."""
+    www = d / "www"
+    www.mkdir()
+    os.chmod(www, 0o755)
+    backend = free_port()
+    (d / "backend.conf").write_text(backend_conf(d, backend, www))
+    (d / "gateway.yaml").write_text(gateway_conf(backend))
+    stack.start("backend", pin(load_cpu) + ["nginx", "-p", str(d), "-c", str(d / "backend.conf"), "-g", "daemon off;"])
+    wait_ready(stack, backend)
+    trees = {"this": str(REPO), "other": str(Path(args.duel).resolve())}
+    ports: dict[str, int] = {}
+    groups: dict[str, int] = {}
+    for name, tree in trees.items():
+        ports[name] = free_port()
+        argv = pin(proxy_cpu) + shlex.split(args.gateway_cmd) + ["serve", "-f", str(d / "gateway.yaml")]
+        argv += ["--listen", f"127.0.0.1:{ports[name]}", "--admin-listen", f"127.0.0.1:{free_port()}"]
+        argv += ["--state-dir", str(d / f"state-{name}"), "--log-level", "warning"]
+        # cwd: `python -m` puts the working directory ahead of PYTHONPATH; each gateway must import its own tree.
+        groups[name] = stack.start(name, argv, env=dict(os.environ, PYTHONPATH=tree), cwd=tree).popen.pid
+    for name in trees:
+        wait_ready(stack, ports[name], timeout=30)
+    result["duel"] = {"trees": trees, "rounds": []}
+    for r in range(args.rounds):
+        before = {n: group_cpu_seconds(g) for n, g in groups.items()}
+        with ThreadPoolExecutor(2) as pool:
+            runs = dict(
+                zip(trees, pool.map(lambda n: run_wrk(pin(load_cpu), ports[n], args.connections, args.duration, []), trees))
+            )
+        cpu = {n: group_cpu_seconds(g) - before[n] for n, g in groups.items()}
+        stack.check_alive()
+        row = {n: {"requests": runs[n]["requests"], "cpu_s": round(cpu[n], 2)} for n in trees}
+        for n in trees:
+            row[n]["cpu_us_per_req"] = round(cpu[n] / runs[n]["requests"] * 1e6, 2) if runs[n]["requests"] else 0.0
+            result["problems"] += [f"duel {n}: {p}" for p in runs[n]["problems"]]
+        result["duel"]["rounds"].append(row)
+        ratio = runs["this"]["requests"] / runs["other"]["requests"] if runs["other"]["requests"] else 0.0
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + "; ".join(f"{n} {row[n]['requests']} requests, {row[n]['cpu_us_per_req']:.2f} CPU us/req" for n in trees)
+            + f"; this/other requests {ratio:.3f}",
+            flush=True,
+        )
+    return 1 if result["problems"] else 0
 
 
 def record_wrk_commands(args: argparse.Namespace, cmds: dict[str, str], wrk: list[str]) -> None:
