@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class Stack:
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen(
@@ -82,6 +83,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=env,
+                cwd=cwd,
             )
         proc = Proc(name, popen, log, argv)
         self.procs.append(proc)
@@ -267,9 +269,36 @@ def to_ms(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime + stime of every process in the process group `pgid` (all their threads), in seconds."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        # fields[0] is the state (field 3 of proc(5)): pgrp is field 5, utime 14, stime 15
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
 def run_wrk(
-    cmd_prefix: list[str], port: int, conns: int, duration: float, log: list[dict[str, Any]], threads: int = 1
+    cmd_prefix: list[str],
+    port: int,
+    conns: int,
+    duration: float,
+    log: list[dict[str, Any]],
+    threads: int = 1,
+    cpu_of: int | None = None,
 ) -> dict[str, Any]:
+    """One wrk run; with `cpu_of` (a process group), also the CPU time that group spent per request."""
     argv = cmd_prefix + [
         "wrk",
         f"-t{threads}",
@@ -282,13 +311,19 @@ def run_wrk(
         f"Host: {HOST}",
         f"http://127.0.0.1:{port}/",
     ]
+    cpu_before = group_cpu_seconds(cpu_of) if cpu_of is not None else 0.0
     proc = subprocess.run(argv, capture_output=True, text=True, start_new_session=True, timeout=duration + 30, check=False)
+    cpu = group_cpu_seconds(cpu_of) - cpu_before if cpu_of is not None else 0.0
     out = proc.stdout
     res: dict[str, Any] = {"cmd": shlex.join(argv), "rc": proc.returncode}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     res["rps"] = float(m.group(1)) if m else 0.0
     m = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
     res["requests"] = int(m.group(1)) if m else 0
+    if cpu_of is not None:
+        # CPU time per request barely moves with load from other processes on the machine; req/s does.
+        res["cpu_s"] = round(cpu, 2)
+        res["cpu_us_per_req"] = round(cpu / res["requests"] * 1e6, 2) if res["requests"] else 0.0
     lat = {}
     for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE):
         lat[f"p{pct}_ms"] = to_ms(value)
@@ -504,10 +539,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how to run the gateway (default: this python -m gateway)",
     )
     p.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, dump stats to FILE")
-    p.add_argument("--out", default=str(HERE / "results" / "proxy_bench.json"), help="JSON results path")
+    p.add_argument(
+        "--duel",
+        metavar="TREE",
+        help="instead: this tree's gateway and TREE's (another checkout) side by side on the proxy CPU, each under its own "
+        "wrk at the same time, so load from other processes hits both alike; prints requests and CPU us/req of each",
+    )
+    p.add_argument("--out", help="JSON results path (default results/proxy_bench.json, with --duel results/proxy_duel.json)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     p.add_argument("--fail-on-targets", action="store_true", help="exit 2 when a target is missed")
     a = p.parse_args(argv)
+    a.out = a.out or str(HERE / "results" / ("proxy_duel.json" if a.duel else "proxy_bench.json"))
     a.rounds = a.rounds or (1 if a.quick else 5)
     a.duration = a.duration or (3.0 if a.quick else 6.0)
     a.lat_rounds = a.lat_rounds or (1 if a.quick else 5)
@@ -559,7 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rc = 0
     try:
-        rc = run(args, stack, workdir, result, wrk_log, proxy_cpu, load_cpu, cpu_note)
+        if args.duel:
+            rc = duel(args, stack, workdir, result, proxy_cpu, load_cpu)
+        else:
+            rc = run(args, stack, workdir, result, wrk_log, proxy_cpu, load_cpu, cpu_note)
     except KeyboardInterrupt:
         print("\nproxy_bench: interrupted, cleaning up", file=sys.stderr)
         result["problems"].append("interrupted")
@@ -632,6 +677,8 @@ def run(
 
 
 TARGET_NAMES = ["direct", "nginx", "gateway"]
+# Whose CPU time a target's throughput runs are charged with: the process serving the port wrk loads.
+CPU_OF = {"direct": "backend", "nginx": "nginx_proxy", "gateway": "gateway"}
 
 
 def start_targets(
@@ -696,6 +743,55 @@ def start_targets(
     return big_sha, ports, gw_pid
 
 
+def duel(
+    args: argparse.Namespace, stack: Stack, d: Path, result: dict[str, Any], proxy_cpu: int | None, load_cpu: int | None
+) -> int:
+    """Two gateways (this tree's, `--duel TREE`'s) on the proxy CPU at once, each under its own wrk: they share whatever
+    else runs there, so the ratio of their requests (and their CPU us/req) compares the two trees on a busy machine."""
+    www = d / "www"
+    www.mkdir()
+    os.chmod(www, 0o755)
+    backend = free_port()
+    (d / "backend.conf").write_text(backend_conf(d, backend, www))
+    (d / "gateway.yaml").write_text(gateway_conf(backend))
+    stack.start("backend", pin(load_cpu) + ["nginx", "-p", str(d), "-c", str(d / "backend.conf"), "-g", "daemon off;"])
+    wait_ready(stack, backend)
+    trees = {"this": str(REPO), "other": str(Path(args.duel).resolve())}
+    ports: dict[str, int] = {}
+    groups: dict[str, int] = {}
+    for name, tree in trees.items():
+        ports[name] = free_port()
+        argv = pin(proxy_cpu) + shlex.split(args.gateway_cmd) + ["serve", "-f", str(d / "gateway.yaml")]
+        argv += ["--listen", f"127.0.0.1:{ports[name]}", "--admin-listen", f"127.0.0.1:{free_port()}"]
+        argv += ["--state-dir", str(d / f"state-{name}"), "--log-level", "warning"]
+        # cwd: `python -m` puts the working directory ahead of PYTHONPATH; each gateway must import its own tree.
+        groups[name] = stack.start(name, argv, env=dict(os.environ, PYTHONPATH=tree), cwd=tree).popen.pid
+    for name in trees:
+        wait_ready(stack, ports[name], timeout=30)
+    result["duel"] = {"trees": trees, "rounds": []}
+    for r in range(args.rounds):
+        before = {n: group_cpu_seconds(g) for n, g in groups.items()}
+        with ThreadPoolExecutor(2) as pool:
+            runs = dict(
+                zip(trees, pool.map(lambda n: run_wrk(pin(load_cpu), ports[n], args.connections, args.duration, []), trees))
+            )
+        cpu = {n: group_cpu_seconds(g) - before[n] for n, g in groups.items()}
+        stack.check_alive()
+        row = {n: {"requests": runs[n]["requests"], "cpu_s": round(cpu[n], 2)} for n in trees}
+        for n in trees:
+            row[n]["cpu_us_per_req"] = round(cpu[n] / runs[n]["requests"] * 1e6, 2) if runs[n]["requests"] else 0.0
+            result["problems"] += [f"duel {n}: {p}" for p in runs[n]["problems"]]
+        result["duel"]["rounds"].append(row)
+        ratio = runs["this"]["requests"] / runs["other"]["requests"] if runs["other"]["requests"] else 0.0
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + "; ".join(f"{n} {row[n]['requests']} requests, {row[n]['cpu_us_per_req']:.2f} CPU us/req" for n in trees)
+            + f"; this/other requests {ratio:.3f}",
+            flush=True,
+        )
+    return 1 if result["problems"] else 0
+
+
 def record_wrk_commands(args: argparse.Namespace, cmds: dict[str, str], wrk: list[str]) -> None:
     cmds["wrk_throughput"] = shlex.join(
         wrk
@@ -748,17 +844,21 @@ def measure_throughput(
     """2. throughput, rotating order: (gateway/nginx ratio of the medians, ratio per round)."""
     targets = TARGET_NAMES
     rps: dict[str, list[float]] = {n: [] for n in targets}
+    cpu: dict[str, list[float]] = {n: [] for n in targets}
     tput_lat: dict[str, list[dict[str, float]]] = {n: [] for n in targets}
+    groups = {p.name: p.popen.pid for p in watch.stack.procs}  # each process runs in its own session: pgid = pid
     for r in range(args.rounds):
         for name in rotate(targets, r):
             print(f"throughput round {r + 1}/{args.rounds}: {name:8s}", end=" ", flush=True)
-            res = run_wrk(wrk, ports[name], args.connections, args.duration, wrk_log)
+            res = run_wrk(wrk, ports[name], args.connections, args.duration, wrk_log, cpu_of=groups[CPU_OF[name]])
             res.update(phase="throughput", target=name, round=r + 1)
             watch.check(res, name, "throughput")
             rps[name].append(res["rps"])
+            cpu[name].append(res["cpu_us_per_req"])
             tput_lat[name].append({k: res.get(k, 0.0) for k in ("p50_ms", "p99_ms")})
             print(
-                f"{res['rps']:>10.0f} req/s  p50 {res.get('p50_ms', 0):.3f} ms  p99 {res.get('p99_ms', 0):.3f} ms",
+                f"{res['rps']:>10.0f} req/s  {res['cpu_us_per_req']:6.1f} CPU us/req  "
+                f"p50 {res.get('p50_ms', 0):.3f} ms  p99 {res.get('p99_ms', 0):.3f} ms",
                 " ".join(res["problems"]),
                 flush=True,
             )
@@ -768,6 +868,8 @@ def measure_throughput(
             "rps_min": min(rps[n]),
             "rps_max": max(rps[n]),
             "rps_runs": rps[n],
+            "cpu_us_per_req_median": statistics.median(cpu[n]),
+            "cpu_us_per_req_runs": cpu[n],
             "p50_ms_median": statistics.median(x["p50_ms"] for x in tput_lat[n]),
             "p99_ms_median": statistics.median(x["p99_ms"] for x in tput_lat[n]),
         }
@@ -780,6 +882,8 @@ def measure_throughput(
     # Same round = nginx and gateway measured a few seconds apart: less exposed to slow drifts.
     per_round = [g / n for g, n in zip(rps["gateway"], rps["nginx"]) if n]
     result["throughput_ratio_per_round"] = [round(x, 3) for x in per_round]
+    nginx_cpu = statistics.median(cpu["nginx"])
+    result["cpu_per_request_ratio_gateway_nginx"] = round(statistics.median(cpu["gateway"]) / nginx_cpu, 3) if nginx_cpu else 0.0
     return ratio, per_round
 
 
@@ -891,7 +995,7 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     )
     print()
     print(
-        f"{'target':9s} {'req/s':>9s} {'(min..max)':>15s} {'vs nginx':>8s} {'p50':>8s} {'p99':>8s} "
+        f"{'target':9s} {'req/s':>9s} {'(min..max)':>15s} {'vs nginx':>8s} {'CPU us/req':>10s} {'p50':>8s} {'p99':>8s} "
         f"{'c1 p50':>8s} {'c1 p99':>8s} {'+p50':>7s} {'+p99':>7s}"
     )
     for n in ("direct", "nginx", "gateway"):
@@ -900,11 +1004,16 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
         added99 = f"{lat[n]['added_p99_ms']:+.3f}" if "added_p99_ms" in lat[n] else "-"
         spread = f"{t[n]['rps_min']:.0f}..{t[n]['rps_max']:.0f}"
         print(
-            f"{n:9s} {t[n]['rps_median']:>9.0f} {spread:>15s} {share:>8.0%} {t[n]['p50_ms_median']:>8.3f} "
+            f"{n:9s} {t[n]['rps_median']:>9.0f} {spread:>15s} {share:>8.0%} {t[n]['cpu_us_per_req_median']:>10.1f} "
+            f"{t[n]['p50_ms_median']:>8.3f} "
             f"{t[n]['p99_ms_median']:>8.3f} {lat[n]['p50_ms']:>8.3f} {lat[n]['p99_ms']:>8.3f} "
             f"{added50:>7s} {added99:>7s}"
         )
     print(f"(ms; p50/p99 under -c{args.connections}; c1 = one connection; +p50/+p99 = c1 added over direct)")
+    print(
+        "(CPU us/req: utime+stime of the serving process group over a throughput run / requests wrk counted; "
+        f"gateway/nginx {result['cpu_per_request_ratio_gateway_nginx']:.2f}x; direct = the backend, which shares its CPU with wrk)"
+    )
     s = result["slow_stream"]
     a = result["gateway_mem_after_load_mib"]
     print()

@@ -16,7 +16,7 @@ import httptools
 from gateway.router.cycle import RequestCycle
 from gateway.router.headers import BadRequest
 from gateway.router.intake import REQUEST_EVENTS_PER_TURN, SLICE, ParserIntake, Pause, StopParsing
-from gateway.router.routing import Rejected, route
+from gateway.router.routing import HeadMemo, Rejected, route
 from gateway.router.state import ProxyState
 
 LINGER = 2.0  # seconds to keep reading (and dropping) a client's bytes after answering it with a close
@@ -34,6 +34,7 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         "peer",
         "trusted",
         "trusted_for",
+        "memo",
         "url",
         "headers",
         "head_size",
@@ -76,6 +77,7 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         self.peer = b""
         self.trusted = False  # the peer is one of spec.proxy.trustedProxies
         self.trusted_for: object = None  # the settings `trusted` was computed with
+        self.memo = HeadMemo()  # the last request head read, for a client that sends the same again
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0  # request line and header bytes of the head being read, as the parser reports them
@@ -83,14 +85,12 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         self.stalled = 0  # bytes fed since the parser last reported anything
         self.work = 0  # parser events this turn of the loop (see intake)
         self.backlog: bytearray | None = None  # received, to be parsed on a later turn (from backlog_pos)
-        self.backlog_pos = 0
-        self.discarded = 0
+        self.backlog_pos = self.discarded = 0
         self.scheduled = False  # intake's _continue is due
         self.advancing = False  # an _advance_now is due
         self.in_head = True  # the header timeout runs from accept
         self.fresh = True  # no byte received yet
-        self.head_started = 0.0
-        self.idle_since = 0.0
+        self.head_started = self.idle_since = 0.0
         self.cycle: RequestCycle | None = None  # the one whose response is being written
         self.parsing: RequestCycle | None = None  # the one whose body is being read
         self.pipeline: deque[RequestCycle] = deque()
@@ -102,8 +102,7 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         # Bytes after an Upgrade request's head, held until its replica answers: spliced after a
         # 101, parsed as the next request otherwise. Never sent upstream before the 101.
         self.held: bytearray | None = None
-        self.stopped = False
-        self.closed = False
+        self.stopped = self.closed = False
         self.closed_at = 0.0
         self.lingering = False
         self.body_at = 0.0  # when the request body being read last advanced
@@ -321,7 +320,8 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         self.parsing = None
         if cycle is None:
             return
-        cycle.on_request_complete()
+        if not cycle.body_done:
+            cycle.on_request_complete()  # (without a body there is nothing to finish)
         if not cycle.keep_alive and (cycle.head is None or cycle.head.upgrade is None):
             # Connection: close (or an error that ends the connection): nothing after it is read,
             # so garbage behind it cannot cost the answer to this request.
@@ -348,9 +348,16 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
         if cycle is not current or current is None:
             return
         self.cycle = None
-        self._after(current)
-        if self.state.on_request_end is not None:
-            self.state.on_request_end()  # draining: once this connection has settled what comes next
+        state = self.state
+        if current.keep_alive and not current.upgraded and not self.closed and not state.starved and not self.paused:
+            # _after's common case, inline: the connection goes on, maybe with something waiting.
+            self.idle_since = time.monotonic()
+            if self.pipeline or self.held is not None or self.backlog is not None or state.draining:
+                self._next()
+        else:
+            self._after(current)
+        if state.on_request_end is not None:
+            state.on_request_end()  # draining: once this connection has settled what comes next
 
     def _after(self, done: RequestCycle) -> None:
         if done.upgraded:
@@ -369,8 +376,7 @@ class ClientConnection(ParserIntake, asyncio.Protocol):
             paused -= FINISHED_PAUSES  # pauses on behalf of the finished request's upload end with it
             if not paused and not self.closed:
                 self.transport.resume_reading()
-        if self.pipeline or self.held is not None or self.backlog is not None or self.state.draining:
-            self._next()  # (checked here first: the common case, nothing waiting, costs no call)
+        self._next()
 
     def _next(self) -> None:
         """Between requests: the next pipelined one, bytes held after a declined upgrade, or what waits unparsed."""

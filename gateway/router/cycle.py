@@ -15,7 +15,7 @@ from gateway.resources import is_local_shortage
 from gateway.router.error_responses import error_response
 from gateway.router.framing import NO_BODY
 from gateway.router.phases import CONNECTING, DONE, QUEUED, SENT, Phase
-from gateway.router.request import RequestRelay
+from gateway.router.request import NO_PIECES, RequestRelay
 from gateway.router.response import ResponseRelay
 from gateway.router.retry import MAX_ATTEMPTS, AfterConnectFailure, after_connect_failure
 from gateway.router.routing import Rejected, Routed, reroute
@@ -99,12 +99,13 @@ class RequestCycle(RequestRelay, ResponseRelay):
         self.sent_at = 0.0
         self.tracker: Tracker | None = None
         self.upstream: UpstreamConnection | None = None
-        self.body_buf: list[bytes] = []  # framed body pieces waiting for a replica connection
+        self.body_buf = NO_PIECES  # framed body pieces waiting for a replica connection
         self.body_buffered = 0
         self.body_done = head is None or (head.content_length <= 0 and not head.chunked)
         self.body_seen = 0
-        self.outbox: list[bytes] = []  # body bytes of the current parser call, framed and sent together
-        self.replay: list[bytes] | None = []  # the framed body so far, to send again on a retry; None past REPLAY_LIMIT
+        self.outbox = NO_PIECES  # body bytes of the current parser call, framed and sent together
+        # the framed body so far, to send again on a retry; None past REPLAY_LIMIT
+        self.replay: list[bytes] | None = NO_PIECES
         self.attempts = 0
         self.waiter: asyncio.Future[Tracker] | None = None
         self.cold_start = False  # waited for its revision's first replica
@@ -118,7 +119,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         self.framing = NO_BODY
         self.upgraded = False
         self.pending = b""  # the response head, written with the first body bytes
-        self.out: list[bytes] = []  # response pieces of the current read of the replica
+        self.out = NO_PIECES  # response pieces of the current read of the replica
         self.reusable = False
         self.status = 0
 
@@ -304,7 +305,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         if self.body_buf:
             # Buffered body pieces (a chunked body's last chunk among them, put there by on_request_complete).
             data += b"".join(self.body_buf)
-            self.body_buf = []
+            self.body_buf = NO_PIECES
             self.body_buffered = 0
             client.release_body()
         transport.write(data)
@@ -312,7 +313,7 @@ class RequestCycle(RequestRelay, ResponseRelay):
         if self.body_done:
             self.sent_at = time.monotonic()  # the response-start timeout runs from the end of the request
         if client.write_paused:
-            transport.pause_reading()
+            upstream.pause_reading()
 
     def reject(self, status: int, message: str) -> None:
         """The client's bytes after this request's head were not HTTP: this is the connection's last answer."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HOP_BY_HOP = frozenset(
@@ -127,44 +128,98 @@ _ALSO_FORWARDED = frozenset({b"host", b"knative-serving-tag"})
 Steering = list[tuple[bytes, bytes, bytes]]  # (lower-case name, name, value), in order
 
 
+# How read_request_head treats a header, by its name as the client spelled it: worked out once per spelling
+# (`_kind`), then one dict lookup per header. Names longer than KIND_NAME_MAX are not kept; the dict is bounded.
+_K_PLAIN, _K_HOST, _K_EXPECT, _K_STEERS, _K_STEERS_FORWARDED = 0, 1, 2, 3, 4
+KIND_NAME_MAX = 64
+
+
+class _Kinds(dict[bytes, int]):
+    """Name -> kind; a name not seen yet is worked out by `classify` (which keeps it)."""
+
+    __slots__ = ("classify",)
+
+    def __init__(self, classify: Callable[[bytes], int]) -> None:
+        super().__init__()
+        self.classify = classify
+
+    def __missing__(self, name: bytes) -> int:
+        return self.classify(name)
+
+
+def _kind(name: bytes) -> int:
+    lname = name.lower()
+    if lname == b"host":
+        kind = _K_HOST
+    elif lname in _STEERING or (lname[:1] == b"x" and _claims_forwarding(lname)):
+        kind = _K_STEERS_FORWARDED if lname in _ALSO_FORWARDED else _K_STEERS
+    elif lname == b"expect":
+        kind = _K_EXPECT
+    else:
+        kind = _K_PLAIN
+    if len(name) <= KIND_NAME_MAX:
+        if len(_KINDS) >= 4096:
+            _KINDS.clear()  # a client inventing names costs only the lower-casing
+        _KINDS[name] = kind
+    return kind
+
+
+_KINDS = _Kinds(_kind)
+
+
 def read_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     """Split a request's headers into what is forwarded and what steers the proxy.
 
     Raises BadRequest for framing a proxy must not guess at (request smuggling).
     """
     lines: list[bytes] = []
-    names: list[bytes] = []
-    steering: Steering = []
+    steering: Steering = []  # every steering header but Host
+    host: bytes | None = None
+    hosts = 0
     expect = False
     for name, value in headers:
-        lname = name.lower()
-        if lname in _STEERING or (lname[:1] == b"x" and _claims_forwarding(lname)):
-            steering.append((lname, name, value))
-            if lname not in _ALSO_FORWARDED:
+        kind = _KINDS[name]
+        if kind == _K_HOST:
+            if host is None:
+                host = value
+            hosts += 1
+        elif kind == _K_EXPECT:
+            if value.strip().lower() == b"100-continue":
+                expect = True  # answered by the gateway itself
                 continue
-        elif lname == b"expect" and value.strip().lower() == b"100-continue":
-            expect = True  # answered by the gateway itself
-            continue
+        elif kind:
+            steering.append((name.lower(), name, value))
+            if kind == _K_STEERS:
+                continue
         lines.append(name + b": " + value + b"\r\n")
-        names.append(lname)
-    if len(steering) == 1:  # only Host (a GET without forwarding claims): no framing to read
-        return RequestHead(_host(steering), lines, -1, False, expect, None, None, _NONE, False, False, None)
-    content_length, chunked, others = _framing(steering)
-    host = _host(steering)
+    if steering:
+        content_length, chunked, others = _framing(steering)
+    else:  # only Host (a GET without forwarding claims): no framing to read
+        content_length, chunked, others = -1, False, 0
+    host = _one_host(host, hosts)
     if not others:  # the common case: nothing but Host and the framing steers this request
         return RequestHead(host, lines, content_length, chunked, expect, None, None, _NONE, False, False, None)
-    return _with_others(steering, host, lines, names, content_length, chunked, expect)
+    return _with_others(steering, host, lines, content_length, chunked, expect)
+
+
+def _one_host(host: bytes | None, hosts: int) -> bytes:
+    if hosts != 1 or host is None:
+        raise BadRequest("more than one Host header" if hosts else "missing Host header")
+    host = host.strip(b" \t")
+    if host not in _SEEN_VALID and not valid_host(host):
+        raise BadRequest("invalid Host header " + repr(host.decode("latin-1")[:100]) + ": expected host[:port]")
+    return host
 
 
 def _with_others(
-    steering: Steering, host: bytes, lines: list[bytes], names: list[bytes], content_length: int, chunked: bool, expect: bool
+    steering: Steering, host: bytes, lines: list[bytes], content_length: int, chunked: bool, expect: bool
 ) -> RequestHead:
     """Forwarding claims, Connection and Upgrade, the tag header."""
     forwarded_for, forwarding, forwarding_names = _forwarding(steering)
     tokens, upgrade = _connection(steering)
     extra = {t for t in tokens if t and t not in HOP_BY_HOP and t != b"close" and t not in PROTECTED}
     if extra:
-        lines = [line for line, n in zip(lines, names) if n not in extra]
+        lines = [line for line in lines if line[: line.index(b":")].lower() not in extra]
         if forwarding:
             forwarding = [line for line, n in zip(forwarding, forwarding_names) if n not in extra]
     if upgrade is not None and (content_length > 0 or chunked):
@@ -195,29 +250,13 @@ def _last(steering: Steering, lname: bytes) -> bytes | None:
     return found
 
 
-def _host(steering: Steering) -> bytes:
-    host: bytes | None = None
-    for lname, _, value in steering:
-        if lname == b"host":
-            if host is not None:
-                raise BadRequest("more than one Host header")
-            host = value
-    if host is None:
-        raise BadRequest("missing Host header")
-    host = host.strip(b" \t")
-    if host not in _SEEN_VALID and not valid_host(host):
-        raise BadRequest("invalid Host header " + repr(host.decode("latin-1")[:100]) + ": expected host[:port]")
-    return host
-
-
 def _framing(steering: Steering) -> tuple[int, bool, int]:
-    """(Content-Length or -1, chunked, how many other steering headers); anything ambiguous is refused."""
+    """(Content-Length or -1, chunked, how many other steering headers); anything ambiguous is refused.
+    `steering` holds no Host header."""
     content_length = -1
     te: bytes | None = None
     others = 0
     for lname, _, value in steering:
-        if lname == b"host":
-            continue
         if lname == b"content-length":
             if content_length >= 0:
                 raise BadRequest("more than one Content-Length header")
@@ -268,6 +307,32 @@ def _connection(steering: Steering) -> tuple[list[bytes], bytes | None]:
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})  # what nearly every replica sends: names no header
+_PLAIN_CONNECTION_SPELLED = _PLAIN_CONNECTION | {b"Keep-Alive", b"Close", b"keep-Alive", b"KEEP-ALIVE", b"CLOSE"}
+# How ResponseHead.add treats a header, by its name as the replica spelled it (worked out once per spelling,
+# bounded like _KINDS): forwarded as it is, or one of the headers the proxy reads and restates or drops.
+_R_FORWARDED, _R_LENGTH, _R_TRANSFER_ENCODING, _R_CONNECTION, _R_UPGRADE, _R_DROPPED = 0, 1, 2, 3, 4, 5
+
+
+def _response_kind(name: bytes) -> int:
+    lname = name.lower()
+    if lname == b"content-length":
+        kind = _R_LENGTH
+    elif lname == b"transfer-encoding":
+        kind = _R_TRANSFER_ENCODING
+    elif lname == b"connection":
+        kind = _R_CONNECTION
+    elif lname == b"upgrade":
+        kind = _R_UPGRADE
+    else:
+        kind = _R_DROPPED if lname in HOP_BY_HOP else _R_FORWARDED
+    if len(name) <= KIND_NAME_MAX:
+        if len(_RESPONSE_KINDS) >= 1024:
+            _RESPONSE_KINDS.clear()
+        _RESPONSE_KINDS[name] = kind
+    return kind
+
+
+_RESPONSE_KINDS = _Kinds(_response_kind)
 
 
 class ResponseHead:
@@ -291,19 +356,20 @@ class ResponseHead:
         self.connection = None
 
     def add(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"transfer-encoding":
-                self.chunked = self.chunked or b"chunked" in value.lower()
-            elif lname == b"connection":
-                self.connection = value if self.connection is None else self.connection + b"," + value
-            elif lname == b"upgrade":
-                self.upgrade = value
-        elif lname == b"content-length":
+        kind = _RESPONSE_KINDS[name]
+        if not kind:
+            self.lines.append(name + b": " + value + b"\r\n")
+        elif kind == _R_LENGTH:
             if value.strip().isdigit():
                 self.content_length = int(value)
-        else:
-            self.lines.append(name + b": " + value + b"\r\n")
+        elif kind == _R_CONNECTION:
+            if value in _PLAIN_CONNECTION_SPELLED:
+                return  # names no header: nothing for finish() to drop
+            self.connection = value if self.connection is None else self.connection + b"," + value
+        elif kind == _R_TRANSFER_ENCODING:
+            self.chunked = self.chunked or b"chunked" in value.lower()
+        elif kind == _R_UPGRADE:
+            self.upgrade = value
 
     def finish(self) -> ResponseHead:
         """Drop the headers the replica's Connection header names as hop-by-hop."""

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from gateway.router.framing import LAST_CHUNK
 from gateway.router.phases import DONE, SENT, Phase
@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from gateway.router.sides import ClientSide
     from gateway.router.state import ProxyState
     from gateway.router.upstream import UpstreamConnection
+
+
+# An empty tuple standing for a list of pieces until its first piece (most requests and answers never have one,
+# or have just one): no list is made for nothing. Appending to it fails loudly, so it is replaced, never grown.
+NO_PIECES: list[bytes] = cast("list[bytes]", ())
 
 
 class RequestRelay:
@@ -60,7 +65,10 @@ class RequestRelay:
             self.keep_alive = False
             self.fail(413, "request body larger than the limit")
             return
-        self.outbox.append(data)
+        if self.outbox:
+            self.outbox.append(data)
+        else:
+            self.outbox = [data]
 
     def flush_body(self) -> None:
         """What one parser call delivered of the body goes on as one piece (one chunk, one write):
@@ -68,7 +76,7 @@ class RequestRelay:
         outbox = self.outbox
         if not outbox:
             return
-        self.outbox = []
+        self.outbox = NO_PIECES
         if self.phase == DONE:
             return
         head = self.head
@@ -80,8 +88,10 @@ class RequestRelay:
         if replay is not None:
             if self.body_seen > REPLAY_LIMIT:
                 self.replay = None
-            else:
+            elif replay:
                 replay.append(data)
+            else:
+                self.replay = [data]
         self._to_replica(data)
 
     def _to_replica(self, data: bytes) -> None:
@@ -89,7 +99,10 @@ class RequestRelay:
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(data)
             return
-        self.body_buf.append(data)
+        if self.body_buf:
+            self.body_buf.append(data)
+        else:
+            self.body_buf = [data]
         self.body_buffered += len(data)
         if self.body_buffered > self.state.settings.buffer_bytes:
             self.client.hold_body()
@@ -105,12 +118,12 @@ class RequestRelay:
         if self.phase == DONE or self.head is None or not self.head.chunked:
             return
         if self.replay is not None:
-            self.replay.append(LAST_CHUNK)
+            self.replay = [*self.replay, LAST_CHUNK]
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(LAST_CHUNK)
         else:
-            self.body_buf.append(LAST_CHUNK)
+            self.body_buf = [*self.body_buf, LAST_CHUNK]
 
     def on_client_raw(self, data: bytes) -> None:
         """Client bytes after the replica switched protocols: spliced as they are."""

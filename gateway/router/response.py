@@ -10,9 +10,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from gateway.router.error_responses import reason
-from gateway.router.framing import LAST_CHUNK, Framing, choose_framing
+from gateway.router.framing import LAST_CHUNK, LENGTH, Framing, choose_framing
 from gateway.router.headers import ResponseHead
 from gateway.router.phases import DONE, STREAMING, Phase
+from gateway.router.request import NO_PIECES
 from gateway.router.retry import may_resend
 
 if TYPE_CHECKING:
@@ -29,6 +30,27 @@ CHUNKED_HEADER = b"transfer-encoding: chunked\r\n"
 CLOSE_HEADER = b"connection: close\r\n"
 KEEP_ALIVE_HEADER = b"connection: keep-alive\r\n"
 COLD_START_HEADER = b"x-gateway-cold-start: true\r\n"
+
+
+# Status lines and Content-Length lines already made, by (status, reason) and by length: a response head
+# costs a dict lookup instead of formatting. Bounded: past the limit a new one is formatted and not kept.
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_LENGTH_LINES: dict[int, bytes] = {}
+KEEP_LINES = 256
+
+
+def status_line(status: int, reason_: bytes) -> bytes:
+    line = b"HTTP/1.1 %d %s\r\n" % (status, reason_ or reason(status))
+    if len(_STATUS_LINES) < KEEP_LINES and len(reason_) <= 64:
+        _STATUS_LINES[status, reason_] = line
+    return line
+
+
+def length_line(length: int) -> bytes:
+    line = b"content-length: %d\r\n" % length
+    if len(_LENGTH_LINES) < KEEP_LINES:
+        _LENGTH_LINES[length] = line
+    return line
 
 
 class ResponseRelay:
@@ -83,17 +105,19 @@ class ResponseRelay:
         self.reusable = keep_alive and upgrade is None
         runtime = self.runtime
         assert runtime is not None
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason_ or reason(status))]
-        parts.extend(resp.lines)
-        parts.append(runtime.header)
+        parts = [_STATUS_LINES.get((status, reason_)) or status_line(status, reason_), *resp.lines, runtime.header]
         if self.cold_start:
             parts.append(COLD_START_HEADER)
         if status == 101:
             self._switch_protocols(parts, resp)
             return
-        framing = self.framing = choose_framing(status, resp, self.head_only, self.http10)
+        length = resp.content_length
+        if length >= 0 and not resp.chunked and not self.head_only and status != 204 and status != 304:
+            framing = self.framing = LENGTH  # choose_framing's commonest answer, without the call
+        else:
+            framing = self.framing = choose_framing(status, resp, self.head_only, self.http10)
         if framing.sends_length:
-            parts.append(b"content-length: %d\r\n" % resp.content_length)
+            parts.append(_LENGTH_LINES.get(length) or length_line(length))
         elif framing.chunked:
             parts.append(CHUNKED_HEADER)
         if framing.close_after or not self.keep_alive or self.state.draining:
@@ -123,13 +147,17 @@ class ResponseRelay:
             return
         if self.framing.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        self.out.append(data)  # written once per read of the replica (flush), not once per chunk
+        # written once per read of the replica (flush), not once per chunk
+        if self.out:
+            self.out.append(data)
+        else:
+            self.out = [data]
 
     def flush(self) -> None:
         """After each read of the replica: what it produced for the client, in one write."""
         out = self.out
         if out:
-            self.out = []
+            self.out = NO_PIECES
             data = self.pending + (out[0] if len(out) == 1 else b"".join(out))
             self.pending = b""
             self.client.write(data)
@@ -147,8 +175,8 @@ class ResponseRelay:
         tail = LAST_CHUNK if self.framing.chunked else b""
         out = self.out
         if out:
-            self.out = []
-            self.client.write(self.pending + b"".join(out) + tail)
+            self.out = NO_PIECES
+            self.client.write(self.pending + (out[0] if len(out) == 1 else b"".join(out)) + tail)
             self.pending = b""
         elif self.pending or tail:
             self.client.write(self.pending + tail)
@@ -168,13 +196,13 @@ class ResponseRelay:
     def pause_response(self) -> None:
         """The client's write buffer is full: stop reading the replica until it drains."""
         upstream = self.upstream
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.pause_reading()
+        if upstream is not None:
+            upstream.pause_reading()
 
     def resume_response(self) -> None:
         upstream = self.upstream
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.resume_reading()
+        if upstream is not None:
+            upstream.resume_reading()
 
     # -- failures -------------------------------------------------------------------------------
     def on_upstream_lost(self, exc: Exception | None) -> None:
@@ -205,7 +233,7 @@ class ResponseRelay:
             self.runtime.endpoint_failed(upstream.endpoint)
         if self.response_started:
             self.pending = b""
-            self.out = []
+            self.out = NO_PIECES
             self.fail(502, f"replica closed the connection in the middle of its response: {exc or 'EOF'}")
         else:
             self.fail(502, f"replica closed the connection before responding{f': {exc}' if exc else ''}")

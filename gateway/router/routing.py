@@ -9,10 +9,25 @@ from gateway.router.revision import RevisionRuntime
 from gateway.router.state import ProxyState
 
 
+class HeadMemo:
+    """The last origin-form request head a connection sent, as read: a keep-alive client that sends the same
+    head again (method, target and headers equal, byte for byte, under the same settings) gets the same
+    RequestHead and upstream head without reading them again. Routing itself (host, tag, split) is never kept."""
+
+    __slots__ = ("method", "url", "headers", "settings", "head", "upstream_head")
+
+    def __init__(self) -> None:
+        self.method = self.url = self.upstream_head = b""
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        self.settings: object = None
+        self.head: RequestHead | None = None
+
+
 class Peer(Protocol):
     """The client connection as routing sees it: who sent the request."""
 
     peer: bytes
+    memo: HeadMemo
 
     def is_trusted(self) -> bool:
         """The peer is one of spec.proxy.trustedProxies (its X-Forwarded-* claims are kept)."""
@@ -94,19 +109,39 @@ def route(
     state: ProxyState, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool, client: Peer
 ) -> Routed | Rejected:
     """Read the head, pick the revision (by host, tag, split), build the upstream request head."""
-    try:
-        url, head = read_target(method, url, headers)
-    except BadRequest as exc:
-        return Rejected(method, url, None, None, False, exc.status, str(exc))
+    memo = client.memo
+    head = memo.head
+    origin_form = False
+    if url == memo.url and headers == memo.headers and method == memo.method and memo.settings is state.settings:
+        upstream = memo.upstream_head  # the same head as the last request: read the same (RequestHead is never changed)
+    else:
+        upstream = b""
+        origin_form = url[:1] == b"/"  # else the target is rewritten (absolute form changes the head): never kept
+        try:
+            url, head = read_target(method, url, headers)
+        except BadRequest as exc:
+            return Rejected(method, url, None, None, False, exc.status, str(exc))
+    assert head is not None
     hosts = state.routes.hosts  # keys are normalised: a Host sent as it is listed needs no normalising
     found = hosts.get(head.host) or hosts.get(normalise_host(head.host))
     if found is None:
         return Rejected(method, url, head, None, keep_alive, 404, f"no service for host {head.host.decode('latin-1')!r}")
     route_, pinned = found
-    runtime = pinned if pinned is not None else route_.choose(head.tag)
+    if pinned is not None:
+        runtime = pinned
+    elif route_.canary is None and head.tag is None:
+        runtime = route_.default  # what choose() answers, without the call
+    else:
+        runtime = route_.choose(head.tag)
     if head.content_length > state.settings.max_body_bytes:
         return Rejected(method, url, head, runtime, False, 413, "request body larger than the limit")
-    return Routed(method, url, head, runtime, keep_alive, upstream_head(method, url, head, client))
+    if not upstream:
+        upstream = upstream_head(method, url, head, client)
+        if origin_form:
+            # A copy: the parser appends a chunked body's trailers to the request's list after this.
+            memo.method, memo.url, memo.headers, memo.settings = method, url, headers.copy(), state.settings
+            memo.head, memo.upstream_head = head, upstream
+    return Routed(method, url, head, runtime, keep_alive, upstream)
 
 
 def reroute(state: ProxyState, head: RequestHead) -> RevisionRuntime | None:
@@ -122,19 +157,27 @@ def reroute(state: ProxyState, head: RequestHead) -> RevisionRuntime | None:
 
 def upstream_head(method: bytes, url: bytes, head: RequestHead, client: Peer) -> bytes:
     """The request line and headers the replica gets: hop-by-hop gone, X-Forwarded-* set, framing restated."""
-    parts = [method, b" ", url, b" HTTP/1.1\r\n"]
-    parts.extend(head.lines)
+    forwarded_for = head.forwarded_for
     peer = client.peer
-    parts.append(b"x-forwarded-for: " + (head.forwarded_for + b", " + peer if head.forwarded_for else peer) + b"\r\n")
+    parts = [
+        method,
+        b" ",
+        url,
+        b" HTTP/1.1\r\n",
+        *head.lines,
+        b"x-forwarded-for: ",
+        forwarded_for + b", " + peer if forwarded_for else peer,
+    ]
     if head.forwarding and client.is_trusted():
         # A trusted proxy in front told us the original scheme and host: pass its word on.
+        parts.append(b"\r\n")
         parts.extend(head.forwarding)
         if not head.has_forwarded_proto:
             parts.append(b"x-forwarded-proto: http\r\n")
         if not head.has_forwarded_host:
             parts.append(b"x-forwarded-host: " + head.host + b"\r\n")
     else:
-        parts.append(b"x-forwarded-proto: http\r\nx-forwarded-host: " + head.host + b"\r\n")
+        parts += (b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", head.host, b"\r\n")
     if head.chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
     elif head.content_length >= 0:

@@ -205,8 +205,23 @@ class Throttler:
 
     def _take(self) -> Tracker | None:
         cc = self.container_concurrency
+        if cc > 3:
+            # Round-robin over the replicas with spare capacity.
+            ring = self._ring
+            while ring:
+                t = ring.pop(0)
+                if t.removed or t.down:
+                    t.listed = False
+                    continue
+                t.in_flight += 1
+                if t.in_flight < t.capacity:
+                    ring.append(t)
+                else:
+                    t.listed = False
+                return t
+            return None
         if cc:
-            return self._take_round_robin() if cc > 3 else self._take_lowest_index()
+            return self._take_lowest_index()
         # Unlimited concurrency (the common case, inline): the less busy of two replicas, one in
         # turn and one at random.
         up = self._up
@@ -222,21 +237,6 @@ class Throttler:
             t = a if a.in_flight <= b.in_flight else b
         t.in_flight += 1
         return t
-
-    def _take_round_robin(self) -> Tracker | None:
-        ring = self._ring
-        while ring:
-            t = ring.pop(0)
-            if t.removed or t.down:
-                t.listed = False
-                continue
-            t.in_flight += 1
-            if t.in_flight < t.capacity:
-                ring.append(t)
-            else:
-                t.listed = False
-            return t
-        return None
 
     def _take_lowest_index(self) -> Tracker | None:
         heap = self._heap

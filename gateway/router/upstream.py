@@ -53,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         "in_parser",
         "release_after_parse",
         "untrusted",
+        "reading_paused",
     )
 
     def __init__(
@@ -84,6 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_parser = False  # inside parser.feed_data: the connection must not be lent out yet
         self.release_after_parse: bool | None = None  # a release asked for from a parser callback
         self.untrusted = False  # bytes beyond the response: the replica cannot be trusted on this connection
+        self.reading_paused = False  # paused through pause_reading (a slow client, a turn given up)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,7 +121,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.release_after_parse = reusable
             return
         if reusable and not self.untrusted and not self.closed and self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()  # it may have been paused for a slow client
+            if self.reading_paused:
+                self.resume_reading()  # paused for a slow client
             self.reused = True
             self.idle_since = time.monotonic()
             self.on_idle(self)
@@ -139,6 +142,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
     # -- flow control ---------------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        """Stop reading the replica (the client is not taking what it sends); every pause goes through here."""
+        if self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
     def pause_writing(self) -> None:
         if self.sink is not None:
             self.sink.pause_request()
@@ -183,7 +197,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.flush()
             if self.marks - marks > RESPONSE_EVENTS_PER_TURN and self.transport is not None:
                 # A replica streaming tiny pieces: let the loop serve others before reading on.
-                self.transport.pause_reading()
+                self.pause_reading()
                 asyncio.get_running_loop().call_soon(self._resume_turn)
 
     def _bound(self, size: int) -> None:
@@ -213,7 +227,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _resume_turn(self) -> None:
         sink = self.sink
         if self.transport is not None and not self.closed and sink is not None and not sink.client_write_paused():
-            self.transport.resume_reading()
+            self.resume_reading()
 
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -227,27 +241,35 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_headers_complete(self) -> None:
-        if len(self.reason) + sum(map(len, self.head.lines)) > self.head_limit:
-            raise HeadTooLarge()  # exact, once per head; data_received bounds a head still arriving
+        head = self.head
+        # Exact, once per head (data_received bounds a head still arriving). A forwarded line is at most
+        # one byte longer than it came ("a:\r\n" -> "a: \r\n"), so under half the limit read needs no sum.
+        if 2 * self.bytes_received > self.head_limit and len(self.reason) + sum(map(len, head.lines)) > self.head_limit:
+            raise HeadTooLarge()
         self.in_head = False
         self.marks += 1
-        status = self.parser.get_status_code()
         sink = self.sink
         if sink is None:
             return
+        status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            self.head.reset()
+            head.reset()
             self.reason = b""
             self.interim += 1
             if self.interim > MAX_INTERIM:
                 raise TooManyInterim()
             return  # interim response: dropped (the gateway answers Expect itself)
-        head = self.head.finish()
+        if head.connection is not None:
+            head.finish()
         if status == 101:
             self.upgraded = True
         sink.on_response_head(status, self.reason, head, self.parser.should_keep_alive())
-        head.reset()  # what the cycle needed of it was taken synchronously
-        if status != 101 and self.skip_body and self.sink is sink:
+        # What the cycle needed of the head was taken synchronously: empty again (head.reset(), inline).
+        head.lines = []
+        head.content_length = -1
+        head.chunked = False
+        head.upgrade = head.connection = None
+        if self.skip_body and status != 101 and self.sink is sink:
             self.message_done = True
             self.parser_stale = True
             sink.on_response_complete()
