@@ -16,6 +16,9 @@ With Redis unreachable every instance keeps routing to the endpoints it knows an
 leader acts until its lease runs out by its own clock and then on nothing, since it cannot know whether
 another instance (one that still reaches Redis) took the lease; the replicas stay as they are, so nothing
 flaps. Back in contact, everyone rejoins; the last leader is first to run for the lease again.
+
+An instance that did not run past the member TTL, or finds its entry gone, holds no slots until the others
+have seen it back (presence.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from redis.exceptions import RedisError
 from gateway.shared import exchange, scripts
 from gateway.shared.hooks import Hooks
 from gateway.shared.keys import Keys, decode_key, encode_key
+from gateway.shared.presence import Presence
 from gateway.shared.values import epoch_of, id_ms, planes_of, redacted
 from gateway.types import RevisionKey
 
@@ -110,9 +114,9 @@ class Coordinator:
         self.outage_leader = False  # leader when contact was lost: first to run for the lease when it is back
         self.members: dict[str, int] = {}
         self.share: tuple[int, int] = (0, 1)
-        self.joined = asyncio.Event()  # the membership has seen this instance for a whole round
+        self.presence = Presence(clock, hooks.on_hold)
+        self.joined = self.presence.joined  # the membership has seen this instance for a whole round
         self._connected_since: float | None = None
-        self._first_beat: float | None = None
         self._last_id: str | None = None
         self._relayed: dict[RevisionKey, float] = {}
         self._stream_warned = float("-inf")
@@ -149,11 +153,13 @@ class Coordinator:
         """Start the loops and wait (at most `join_within` s) until the others can have seen this instance."""
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run()), loop.create_task(self._listen())]
+        self.presence.watch(min(self.interval, self.member_ttl / 4), self.member_ttl)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(join_within):
                 await self.joined.wait()
 
     async def close(self) -> None:
+        self.presence.stop()
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(TimeoutError):
@@ -187,6 +193,7 @@ class Coordinator:
 
     # -- one round trip -----------------------------------------------------------------------------
     async def cycle(self) -> None:
+        self.presence.trying(self.member_ttl)
         if self._last_id is None:
             seconds, micros = await self.redis.time()
             self._last_id = f"{int(seconds * 1000 + micros // 1000 - self.window * 1000)}-0"
@@ -244,7 +251,8 @@ class Coordinator:
         self.holder = holder
         self.seen_epoch = max(self.seen_epoch, epoch, epoch_of(holder))
         members = {str(flat[i]): planes_of(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-        self._membership(members, sent_at)
+        self.presence.beat(sent_at, len(answer) < 5 or bool(int(answer[4])), self.interval)  # held before a new share
+        self._membership(members)
         if epoch > 0:
             self.deadline = sent_at + self.lease_ttl - min(1.0, self.lease_ttl / 4)
             if not self.leader or epoch != self.epoch:  # gained, or retaken after Redis lost the old lease
@@ -256,7 +264,7 @@ class Coordinator:
             log.warning("lost the leader lease (epoch %d) to %s", self.epoch, holder or "nobody")
             self.hooks.on_follow()
 
-    def _membership(self, members: dict[str, int], now: float) -> None:
+    def _membership(self, members: dict[str, int]) -> None:
         if members != self.members:
             self.members = members
             offset = 0
@@ -268,10 +276,6 @@ class Coordinator:
             if share != self.share:
                 self.share = share
                 self.hooks.on_share(*share)
-        if self._first_beat is None:
-            self._first_beat = now
-        elif not self.joined.is_set() and now - self._first_beat >= self.interval:
-            self.joined.set()  # every other instance has made a round trip since this one first showed
 
     def _read(self, answer: list[Any] | None) -> None:
         for _stream, entries in answer or []:
@@ -311,6 +315,7 @@ class Coordinator:
         # woke to find Redis away: by its own clock it no longer holds anything
         self.outage_leader = self.outage_leader or (self.leader and self._clock() < self.deadline)
         self._ever_lost = self._ever_lost or self.reachable is True
+        self.presence.lost()
         self.reachable, self.error = False, message
         self._connected_since = None
 
@@ -363,4 +368,5 @@ class Coordinator:
             "epoch": self.epoch if self.holds() else None,
             "instances": len(self.members),
             "share": list(self.share),
+            "held": self.presence.held,  # rejoining after a pause: no slots until the others have seen it back
         }

@@ -20,3 +20,4 @@ class Hooks:
     on_poke: Callable[[RevisionKey], None]  # (leader) a revision at zero got a request on another instance
     on_message: Callable[[str, str], Awaitable[None]] | None = None  # other channels subscribed (see ``channels``)
     on_subscribed: Callable[[], Awaitable[None]] | None = None  # (re)subscribed: what a message may have missed
+    on_hold: Callable[[bool], None] | None = None  # True: hold no slots (may have been dropped); False: seen back

@@ -21,6 +21,11 @@ from gateway.types import RevisionKey
 
 log = logging.getLogger(__name__)
 
+# No slot of any replica: every replica's capacity is the least over the shares in force, and of these two
+# planes of 2000 (and of planes i and 1000 + i, as a hub deals them to its workers) one owns no slot of a
+# replica with containerConcurrency up to 1000 (the most a manifest may give): their slot numbers are 1000 apart.
+NOTHING = ((0, 2000), (1000, 2000))
+
 
 @runtime_checkable
 class Fenced(Protocol):
@@ -49,8 +54,8 @@ class SharedState:
         self._autoscaler = autoscaler
         self._backends = backends
         self._set_share = set_share
-        self._settle = lease_ttl  # by then every live instance has seen a renumbering (or left the membership)
         self._share: tuple[int, int] | None = None
+        self._held = False  # may have been dropped from the membership (paused): nothing until seen back
         self._recent: dict[tuple[int, int], float] = {}  # earlier shares -> when they stopped being this one's
         self._refresh: asyncio.TimerHandle | None = None
         self.mirrors: list[MirroredBackend] = []
@@ -62,6 +67,7 @@ class SharedState:
             on_poke=autoscaler.poke,
             on_message=self._message,
             on_subscribed=self._resync,
+            on_hold=self._hold,
         )
         self.coordinator = Coordinator(
             url,
@@ -80,6 +86,16 @@ class SharedState:
         backends.wrap = self._wrap
         backends.actuating = False  # until the lease says otherwise
 
+    @property
+    def _settle(self) -> float:
+        """How long an earlier share stays in force: every live instance has seen a renumbering by then, and an
+        instance that left (its entry expired) holds nothing by its own clock: it did not run for a member TTL."""
+        return self.coordinator.member_ttl + 2 * self.coordinator.interval
+
+    def _hold(self, held: bool) -> None:
+        self._held = held
+        self._apply_share()
+
     def _share_changed(self, offset: int, count: int) -> None:
         """The membership renumbered this instance's data planes. The others see it at their own next beat:
         until all have (`settle` seconds), every share in force since is kept too, and each replica's
@@ -95,9 +111,8 @@ class SharedState:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._recent = {share: since for share, since in self._recent.items() if now - since < self._settle}
-        if self._share is None:
-            return
-        self._set_share(*self._share, tuple(sorted(self._recent)))
+        share = self._share or self.coordinator.share  # alone from the start: (0, 1), never announced
+        self._set_share(*share, tuple(sorted(self._recent)) + (NOTHING if self._held else ()))
         if self._refresh is not None:
             self._refresh.cancel()
             self._refresh = None

@@ -15,6 +15,7 @@ for _, member in ipairs(expired) do
   redis.call('HDEL', KEYS[2], member)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local present = redis.call('ZSCORE', KEYS[1], me) and 1 or 0
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), me)
 redis.call('HSET', KEYS[2], me, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], 86400000)
@@ -37,11 +38,12 @@ elseif ARGV[5] == '1' then
   holder = me .. '|' .. epoch
   redis.call('SET', KEYS[3], holder, 'PX', ARGV[4])
 end
-return {epoch, holder or '', now, redis.call('HGETALL', KEYS[2])}
+return {epoch, holder or '', now, redis.call('HGETALL', KEYS[2]), present}
 """
 """KEYS: members, planes, leader, epoch. ARGV: instance, member ttl ms, planes, lease ttl ms, 1 to run for leader,
 the highest epoch this instance has seen (a new lease's epoch is above it, even after Redis lost its data).
-Returns {epoch held (0: not the leader), the lease's holder ("" if none), server ms, planes as a flat list}."""
+Returns {epoch held (0: not the leader), the lease's holder ("" if none), server ms, planes as a flat list,
+1 if this instance was a live member before this beat else 0 (its entry expired: the others may have dropped it)}."""
 
 LEAVE = """
 local holder = redis.call('GET', KEYS[3])

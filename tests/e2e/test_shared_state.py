@@ -216,3 +216,36 @@ async def test_an_instance_that_starts_while_redis_is_away_is_not_ready_until_it
         await wait_until(lambda: readiness(gw)[0], "ready once it has joined", within=10)
     finally:
         await gw.stop(drain_timeout=1)
+
+
+async def test_an_instance_stalled_past_its_member_ttl_rejoins_without_overfilling_a_replica(pair: Start) -> None:
+    """One instance's round trips stop past the member TTL under load through both (its loop stalled, as far as
+    Redis can tell): the other drops it and, a TTL and two beats later, takes its slots; the stalled one holds
+    none meanwhile and, back, none until the other has seen it. No replica above 2, no request failed."""
+    pairs = await pair(target=2, cc=2, max_scale=2)
+    async with under_load(pairs, 6, 150) as codes:
+        leader = leader_of(pairs)
+        await wait_until(lambda: revision(leader)["ready"] == 2, "2 replicas", within=20)
+        await wait_until(lambda: len(codes) >= 40, "load through both", within=20)
+        stalled = next(gw for gw, _ in pairs if gw is not leader)
+        assert stalled.shared is not None and leader.shared is not None
+        coordinator, other = stalled.shared.coordinator, leader.shared.coordinator
+        tasks = coordinator._tasks
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await wait_until(lambda: other.share == (0, 1), "the stalled one dropped by the other", within=5)
+        # its watchdog sees no round trip for a member TTL: it holds nothing (before the other's hold runs out)
+        await wait_until(lambda: coordinator.describe().get("held"), "the stalled one holding nothing", within=2)
+        runtimes = leader._runtimes
+        await wait_until(lambda: (runtimes.share, runtimes.also) == ((0, 1), ()), "the whole replica to the other", within=5)
+        served = len(codes)
+        await wait_until(lambda: len(codes) >= served + 20, "20 answers meanwhile", within=10)
+        loop = asyncio.get_running_loop()
+        coordinator._tasks = [loop.create_task(coordinator._run()), loop.create_task(coordinator._listen())]
+        await wait_until(lambda: other.share[1] == 2 and not coordinator.describe()["held"], "rejoined", within=5)
+        served = len(codes)
+        await wait_until(lambda: len(codes) >= served + 50, "50 more answers through both", within=20)
+    stats = await replica_stats(leader)
+    assert max(s["max_in_flight"] for s in stats) <= 2, stats
+    assert set(codes) == {200}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
@@ -215,3 +216,105 @@ async def test_a_lost_subscription_is_followed_by_a_fresh_read(redis_server: Red
     finally:
         await client.aclose()
         await instance.c.close()
+
+
+@dataclass
+class Holds:
+    """An instance's on_hold calls, each with the members the other instance saw at that moment."""
+
+    other: Instance | None = None
+    calls: list[tuple[bool, frozenset[str]]] = field(default_factory=list)
+
+    def __call__(self, held: bool) -> None:
+        seen = frozenset(self.other.c.members) if self.other is not None and self.other.coordinator else frozenset()
+        self.calls.append((held, seen))
+
+
+@asynccontextmanager
+async def holding(url: str, name: str, holds: Holds, clock: Callable[[], float] = time.monotonic) -> AsyncIterator[Instance]:
+    instance = Instance(name)
+    hooks = replace(instance.hooks(), on_hold=holds)
+    instance.coordinator = Coordinator(url, hooks, instance.outbox, instance=name, clock=clock, **FAST)  # type: ignore[arg-type]
+    await instance.c.start()
+    try:
+        yield instance
+    finally:
+        await instance.c.close()
+
+
+async def pause(instance: Instance) -> None:
+    """SIGSTOP, as far as the coordinator goes: no round trip, no watchdog; the clock goes on."""
+    instance.c.presence.stop()
+    for task in instance.c._tasks:
+        task.cancel()
+    await asyncio.gather(*instance.c._tasks, return_exceptions=True)
+
+
+def resume(instance: Instance) -> None:
+    """SIGCONT: the watchdog's overdue timer runs first, then the loops."""
+    c = instance.c
+    c.presence.watch(min(c.interval, c.member_ttl / 4), c.member_ttl)
+    loop = asyncio.get_running_loop()
+    c._tasks = [loop.create_task(c._run()), loop.create_task(c._listen())]
+
+
+async def test_an_instance_paused_past_the_member_ttl_holds_nothing_until_the_others_have_seen_it_back(
+    redis_server: RedisServer,
+) -> None:
+    holds = Holds()
+    async with holding(redis_server.url, "a", holds) as a, running(redis_server.url, "b") as b:
+        holds.other = b
+        await wait_until(lambda: a.c.share == (0, 2) and b.c.share == (1, 2), "both in both views")
+        await pause(a)
+        await wait_until(lambda: b.c.share == (0, 1), "a dropped from b's view", within=5)
+        assert holds.calls == [] and not a.c.presence.held
+        resume(a)
+        assert holds.calls == [(True, frozenset({"b"}))]  # at once, before any round trip: b does not count a
+        await wait_until(lambda: not a.c.presence.held, "a seen back", within=5)
+        assert holds.calls[-1] == (False, frozenset({"a", "b"}))  # released only once b has seen it
+        assert b.c.share == (1, 2) and a.c.share == (0, 2)
+
+
+async def test_a_gap_by_its_own_clock_holds_it_though_redis_kept_its_entry(redis_server: RedisServer) -> None:
+    skew = [0.0]
+    holds = Holds()
+    async with holding(redis_server.url, "a", holds, clock=lambda: time.monotonic() + skew[0]) as a:
+        await wait_until(lambda: a.c.joined.is_set(), "joined")
+        skew[0] = 0.7  # the member TTL is 0.6 s: a round trip missed by this clock, whatever Redis says
+        await wait_until(lambda: holds.calls == [(True, frozenset())], "held", within=2)
+        await wait_until(lambda: holds.calls[-1][0] is False, "released two beats later", within=2)
+        assert len(holds.calls) == 2
+
+
+async def test_a_heartbeat_that_finds_its_entry_gone_holds_it_until_seen_again(redis_server: RedisServer) -> None:
+    holds = Holds()
+    async with holding(redis_server.url, "a", holds) as a, running(redis_server.url, "b") as b:
+        holds.other = b
+        await wait_until(lambda: a.c.share == (0, 2) and b.c.share == (1, 2), "both in both views")
+        client = Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            await client.zrem(a.c.keys.members, "a")
+        finally:
+            await client.aclose()
+        await wait_until(lambda: len(holds.calls) == 2, "held, then released", within=5)
+        assert holds.calls[0][0] is True and holds.calls[1] == (False, frozenset({"a", "b"}))
+
+
+async def test_redis_away_is_no_gap_and_lifts_a_hold_no_request_waits_for_it(redis_server: RedisServer) -> None:
+    skew = [0.0]
+    holds = Holds()
+    async with holding(redis_server.url, "a", holds, clock=lambda: time.monotonic() + skew[0]) as a:
+        await wait_until(lambda: a.c.joined.is_set(), "joined")
+        redis_server.kill()
+        await wait_until(lambda: a.c.reachable is False, "the outage seen")
+        since = a.c.presence.last_try or 0.0
+        await wait_until(lambda: (a.c.presence.last_try or 0.0) > since + 3 * a.c.member_ttl, "round trips tried for 3 TTLs")
+        assert holds.calls == []  # failed round trips are no gap
+        await pause(a)
+        skew[0] = 0.7
+        resume(a)  # paused past the TTL while Redis is away: held at once, then lifted (nobody can see it back)
+        await wait_until(lambda: holds.calls == [(True, frozenset()), (False, frozenset())], "held then lifted", within=3)
+        redis_server.start()
+        await wait_until(lambda: a.c.reachable, "back in contact", within=5)
+        # Redis came back empty: a's entry is gone, so it rejoins, held until the others (none) could see it
+        await wait_until(lambda: len(holds.calls) == 4 and not a.c.presence.held, "rejoined", within=5)
