@@ -16,6 +16,7 @@ from functools import partial
 
 from gateway.autoscale.scaler import Autoscaler
 from gateway.autoscale.settings import RevisionScaling
+from gateway.backends.base import FollowsConfig
 from gateway.config.model import BackendKind, Config, GatewaySettings, ServiceSpec
 from gateway.revision_backends import RevisionBackends
 from gateway.router.revision import RevisionHooks, RevisionRuntime, RevisionSettings
@@ -136,6 +137,9 @@ class Reconciler:
         )
         gone = self._gone_revisions(changed, removed)
         await self._apply_services(settings, changed, removed)
+        for backend in list(self._backends.by_kind.values()):
+            if isinstance(backend, FollowsConfig):
+                backend.applied()  # every service is in: a backend may now act on what is NOT in the config
         await self._swap_routes(settings, full, changed, removed)
         for key in gone:
             self._runtimes.retire(key)

@@ -65,3 +65,11 @@ class ReportsHealth(Protocol):
 
     def health(self) -> str | None:
         """None while all is well; else what is wrong and what the gateway does meanwhile."""
+
+
+@runtime_checkable
+class FollowsConfig(Protocol):
+    """A backend told when a whole configuration has been applied (a start or a reload, after every slice of
+    `update`): the kubernetes backend then deletes the Deployments of revisions no longer in it."""
+
+    def applied(self) -> None: ...

@@ -56,6 +56,19 @@ class Deployments:
                 found[str(metadata["name"])] = item
         return found
 
+    async def list_labelled(self, namespace: str | None, selector: str) -> Sequence[Obj]:
+        """The Deployments with these labels in `namespace` (None: every namespace). The selector is only a hint
+        to the API (an emulator may ignore it): the caller filters the labels again."""
+        where = "all namespaces" if namespace is None else namespace
+        args: tuple[str, ...] = () if namespace is None else (namespace,)
+        call = self.api.apps.list_deployment_for_all_namespaces if namespace is None else self.api.apps.list_namespaced_deployment
+        response = await self.api.call(f"Deployments in {where}", call, *args, label_selector=selector, _preload_content=False)
+        body = _json(response)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise KubeRequestError(200, f"Deployments in {where}", "the answer is not a list")
+        return [item for item in items if isinstance(item, dict)]
+
     async def get(self, namespace: str, name: str) -> Obj | None:
         try:
             response = await self.api.call(

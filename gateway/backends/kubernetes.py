@@ -16,6 +16,9 @@ to its ready pods.
   others follow: they route to the pods and look at the Deployments as the leader does, record the
   autoscaler's wishes, and send no write. A gateway that starts leading reads every Deployment again,
   then creates, patches, scales and deletes as needed.
+- Every Deployment carries this installation's owner label (`spec.kubernetes.owner`); after each start,
+  reload and change of leadership the leader deletes those of its own whose revisions left the config
+  while it was not looking (`kube_orphans`).
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class KubernetesBackend:
             resync_period=resync_period,
             clock=clock,
         )
+        self._reconciler.owner = self.settings.kubernetes.owner
 
     # -- Backend ---------------------------------------------------------------------------------
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
@@ -141,6 +145,11 @@ class KubernetesBackend:
         record.wanted = max(0, replicas)
         if self._reconciler.actuating:
             self._reconciler.mark(key)  # a follower keeps the wish for when it leads
+
+    def applied(self) -> None:
+        """A whole configuration is applied (a start or reload): the leader deletes this installation's
+        Deployments of revisions it no longer has (`kube_orphans`)."""
+        self._reconciler.config_applied()
 
     @property
     def actuating(self) -> bool:

@@ -61,6 +61,27 @@ def _qualified(value: str) -> bool:
     return len(name) <= 63 and _NAME.fullmatch(name) is not None
 
 
+def label_value(ctx: DocContext, path: str, value: object) -> str | None:
+    """A label's value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit."""
+    if isinstance(value, str) and len(value) <= 63 and _NAME.fullmatch(value):
+        return value
+    ctx.error(
+        path,
+        "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+        f"or digit, like ml.serving-gateway; got {describe(value)}",
+    )
+    return None
+
+
+def owner_from(metadata: object) -> str | None:
+    """The default `owner`: the GatewayConfig's `metadata` as `namespace.name` (or `name`), made a label value."""
+    if not isinstance(metadata, dict):
+        return None
+    parts = [str(metadata[key]) for key in ("namespace", "name") if isinstance(metadata.get(key), str) and metadata[key]]
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", ".".join(parts))[:63].strip("-_.")
+    return value or None
+
+
 def pull_policy(ctx: DocContext, path: str, value: object) -> str | None:
     return choice(ctx, path, value, PULL_POLICIES)
 
@@ -71,5 +92,6 @@ KUBERNETES: dict[str, SectionKey[KubernetesSettings]] = {
     "kunlunTolerationKey": section_key(taint_key, lambda s, v: replace(s, kunlun_toleration_key=v)),
     "imagePullPolicy": section_key(pull_policy, lambda s, v: replace(s, image_pull_policy=v)),
     "runtimes": section_key(lambda c, p, v: read_runtimes(c, p, v, image_reference), lambda s, v: replace(s, runtimes=v)),
+    "owner": section_key(label_value, lambda s, v: replace(s, owner=v)),
 }
 """The keys of GatewayConfig's spec.kubernetes."""

@@ -109,6 +109,9 @@ class KubernetesSettings:
     image_pull_policy: str | None = None  # None: Kubernetes' default (Always for :latest, else IfNotPresent)
     # Model runtimes, tried in order for a model's format (`spec.kubernetes.runtimes`, then the built-in).
     runtimes: tuple[ModelRuntime, ...] = (BUILTIN_RUNTIME,)
+    # The value of the `serving-gateway/owner` label on every Deployment this installation makes: only those
+    # are deleted as orphans. Default: the GatewayConfig's metadata (namespace.name), else "serving-gateway".
+    owner: str = "serving-gateway"
 
     @property
     def kunlun_taint_key(self) -> str:

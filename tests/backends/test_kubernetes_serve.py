@@ -1,0 +1,82 @@
+"""`gateway serve` on the emulated API: orphaned Deployments are deleted at start and after a reload
+(SIGHUP, POST /admin/reload), with the owner taken from the GatewayConfig."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import kubernetes
+import pytest
+
+from tests.backends.kube_support import service
+from tests.backends.test_kubernetes_orphans import make, names
+from tests.conftest import wait_until
+from tests.e2e.test_kubernetes import ready, serve, stop
+from tests.kube import fixtures as kube_fixtures
+from tests.kube.server import KubeApi
+
+kube_api = kube_fixtures.kube_api
+kubeconfig = kube_fixtures.kubeconfig
+kube_client = kube_fixtures.kube_client
+
+pytestmark = pytest.mark.e2e
+
+OWNER = "ml.gw-one"
+GATEWAY = """apiVersion: serving-gateway/v1
+kind: GatewayConfig
+metadata:
+  name: gw-one
+  namespace: ml
+spec:
+  backend: kubernetes
+  autoscaler:
+    initialScale: 0
+    allowZeroInitialScale: true
+---
+"""
+IRIS = """apiVersion: elasticserving.paddlepaddle.org/v1
+kind: PaddleService
+metadata:
+  name: iris
+spec:
+  runtimeVersion: paddle
+  default:
+    containerImage: testbed/iris
+    tag: "1"
+    port: 8080
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(GATEWAY + IRIS)
+    return path
+
+
+async def test_orphans_are_deleted_at_start_and_after_a_reload(
+    kube_api: KubeApi, kube_client: kubernetes.client.ApiClient, kubeconfig: Path, config: Path, tmp_path: Path
+) -> None:
+    assert service("gone").key("default").name == "gone-default"
+    make(kube_client, "gone", owner=OWNER)  # removed from the config while the gateway was down
+    make(kube_client, "kept")  # the default owner: not this installation's
+    served = serve(config, kubeconfig, tmp_path / "state")
+    try:
+        await wait_until(lambda: ready(served), "the gateway ready", within=30)
+        await wait_until(lambda: "gone-default" not in names(kube_api), "the orphan deleted at start", within=10)
+        await wait_until(lambda: "iris-default" in names(kube_api), "iris made", within=10)
+        made = next(d for d in kube_api.objects("deployments") if d["metadata"]["name"] == "iris-default")
+        assert made["metadata"]["labels"]["serving-gateway/owner"] == OWNER
+        make(kube_client, "left", owner=OWNER)  # made while another gateway led, its revision since removed
+        served.proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: "left-default" not in names(kube_api), "the orphan deleted after SIGHUP", within=10)
+        make(kube_client, "again", owner=OWNER)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.admin}") as admin:
+            assert (await admin.post("/admin/reload")).status_code == 200
+        await wait_until(lambda: "again-default" not in names(kube_api), "the orphan deleted after /admin/reload", within=10)
+        assert "kept-default" in names(kube_api)
+    finally:
+        output = stop(served)
+    assert "deleted Deployment default/gone-default" in output, output
