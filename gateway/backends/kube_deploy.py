@@ -98,7 +98,7 @@ class Deployments:
         created = _json(response)
         return created if isinstance(created, dict) else body
 
-    async def patch_spec(self, manifest: Obj) -> None:
+    async def patch_spec(self, manifest: Obj) -> Obj | None:
         """Bring a Deployment of ours to `manifest` (all but replicas): its template replaced whole, so a
         removed variable or port goes too (a merge patch would keep it), our labels and annotations set."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
@@ -106,7 +106,7 @@ class Deployments:
         for field in ("labels", "annotations"):
             for key, value in (manifest["metadata"].get(field) or {}).items():
                 ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(key)}", "value": value})
-        await self.api.call(
+        response = await self.api.call(
             f"Deployment {namespace}/{name}",
             self.api.apps.patch_namespaced_deployment,
             name,
@@ -114,6 +114,8 @@ class Deployments:
             ops,
             _preload_content=False,
         )
+        patched = _json(response)
+        return patched if isinstance(patched, dict) else None
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """The `scale` subresource, with the JSON patch Knative sends."""

@@ -26,7 +26,7 @@ from gateway.backends.kube_deploy import Deployments
 from gateway.backends.kube_manifest import managed_by_us
 from gateway.backends.kube_orphans import Orphans
 from gateway.backends.kube_pods import Obj
-from gateway.backends.kube_state import KubeRevision
+from gateway.backends.kube_state import KubeRevision, template_digest
 from gateway.types import RevisionKey
 
 log = logging.getLogger(__name__)
@@ -308,13 +308,14 @@ class Reconciler:
                 asyncio.get_running_loop().call_later(wait, self.mark, record.key)
                 return
             replicas, digest = record.wanted or 0, record.digest  # a reload during the create: patched next round
-            await self.deployments.create(record.manifest, replicas)
+            created = await self.deployments.create(record.manifest, replicas)
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)
             record.found, record.replicas, record.applied = "ours", replicas, digest
-        elif record.applied != (digest := record.digest):
-            await self.deployments.patch_spec(record.manifest)
+            record.template_seen, record.drifted = template_digest(created), False
+        elif record.applied != (digest := record.digest) or record.drifted:
+            patched = await self.deployments.patch_spec(record.manifest)
             log.info("%s: updated %s", record.key, record.what)
-            record.applied = digest
+            record.applied, record.drifted, record.template_seen = digest, False, template_digest(patched)
         target = record.wanted
         if target is not None and target != record.replicas:
             if not self._writes(epoch, record.key):

@@ -7,7 +7,8 @@ to its ready pods.
   threads (`KubeApi`), and `scale` only records the wish.
 - Only Deployments labelled `app.kubernetes.io/managed-by: serving-gateway` are ever touched; a name
   taken by another Deployment is refused, said in the revision's status and the log.
-- A namespace watch of our pods gives each revision's ready set (`PodIndex`).
+- A namespace watch of our pods gives each revision's ready set (`PodIndex`); one of our Deployments
+  undoes changes made outside the gateway within seconds (`kube_drift`), besides the periodic resync.
 - While the API is unreachable nothing is forgotten: the last endpoints keep serving, scale wishes
   wait (the autoscaler is told to pause through `adoption`), and when it answers again every
   Deployment is looked at and brought to what is wanted.
@@ -32,6 +33,7 @@ from collections.abc import Callable, Sequence
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.errors import BackendConfigError
 from gateway.backends.kube_api import KubeApi
+from gateway.backends.kube_drift import DeploymentWatch
 from gateway.backends.kube_endpoints import PodEndpoints
 from gateway.backends.kube_manifest import DEFAULT_PORT, desired
 from gateway.backends.kube_reconcile import Reconciler
@@ -90,6 +92,14 @@ class KubernetesBackend:
             clock=clock,
         )
         self._reconciler.owner = self.settings.kubernetes.owner
+        self._deployments = DeploymentWatch(
+            api,
+            self._reconciler,
+            answered=self._answered,
+            watch_timeout=watch_timeout,
+            min_interval=watch_min_interval,
+            backoff=backoff,
+        )
 
     # -- Backend ---------------------------------------------------------------------------------
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
@@ -130,6 +140,7 @@ class KubernetesBackend:
                 self._reconciler.mark(record.key)
             self._services[svc.ident] = svc
         namespaces = {record.namespace for record in fresh}
+        self._deployments.watch(namespaces)
         # an API that accepts connections and never answers must not hold the start (or a reload) for its
         # request timeouts: past the budget the revisions stay "unknown" and the worker looks at them
         with contextlib.suppress(TimeoutError):
@@ -201,6 +212,7 @@ class KubernetesBackend:
 
     async def close(self) -> None:
         await self._reconciler.close()
+        await self._deployments.close()
         await self._pods.close()
         self.api.close()
 
