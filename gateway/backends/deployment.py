@@ -138,6 +138,8 @@ def pod_spec(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesS
         pod["nodeSelector"] = node_selector
     if tolerations:
         pod["tolerations"] = tolerations
+    if revision.service_account is not None:
+        pod.setdefault("serviceAccountName", revision.service_account)
     if revision.storage_uri is not None:
         with_storage_initializer(pod, revision, settings)
     return pod

@@ -192,6 +192,7 @@ class RevisionSpec:
     # (name, valueFrom) as written: the kubernetes backend passes them on; the local backend resolves a
     # secretKeyRef from spec.secretsFile when it starts a replica (the value is never kept in the spec).
     env_refs: tuple[tuple[str, dict[str, object]], ...] = ()
+    service_account: str | None = None  # the pods' serviceAccountName (kubernetes; the local backend has none)
 
 
 @dataclass(frozen=True, slots=True)
