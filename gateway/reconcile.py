@@ -136,10 +136,9 @@ class Reconciler:
             total=len(specs),
         )
         gone = self._gone_revisions(changed, removed)
+        await self._backends_follow(settings)  # before the services: what they build is built under these settings
         await self._apply_services(settings, changed, removed)
-        for backend in list(self._backends.by_kind.values()):
-            if isinstance(backend, FollowsConfig):
-                backend.applied()  # every service is in: a backend may now act on what is NOT in the config
+        await self._backends_follow(settings, applied=True)  # a backend built meanwhile, too
         await self._swap_routes(settings, full, changed, removed)
         for key in gone:
             self._runtimes.retire(key)
@@ -156,6 +155,13 @@ class Reconciler:
         self._applied = True
         await self._configure_scaling(settings, changed)
         return config, report
+
+    async def _backends_follow(self, settings: GatewaySettings, *, applied: bool = False) -> None:
+        for backend in list(self._backends.by_kind.values()):
+            if isinstance(backend, FollowsConfig):
+                await backend.configure(settings)
+                if applied:
+                    backend.applied()  # every service is in: a backend may now act on what is NOT in the config
 
     async def _sort_out(self, services: Sequence[ServiceSpec], full: bool) -> tuple[dict[Ident, ServiceSpec], list[ServiceSpec]]:
         """(every service by ident, the changed ones); an unchanged service keeps the spec object applied before."""

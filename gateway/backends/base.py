@@ -69,7 +69,10 @@ class ReportsHealth(Protocol):
 
 @runtime_checkable
 class FollowsConfig(Protocol):
-    """A backend told when a whole configuration has been applied (a start or a reload, after every slice of
-    `update`): the kubernetes backend then deletes the Deployments of revisions no longer in it."""
+    """A backend that takes the gateway's settings on every start and reload (`configure`: the kubernetes backend
+    rebuilds its Deployments when `spec.kubernetes` changed), and is told when a whole configuration has been
+    applied (`applied`, after every slice of `update`: it then deletes the Deployments of revisions no longer in it)."""
+
+    async def configure(self, settings: GatewaySettings) -> None: ...
 
     def applied(self) -> None: ...

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import kubernetes
@@ -80,3 +82,32 @@ async def test_orphans_are_deleted_at_start_and_after_a_reload(
     finally:
         output = stop(served)
     assert "deleted Deployment default/gone-default" in output, output
+
+
+async def test_a_change_of_spec_kubernetes_is_applied_on_reload(
+    kube_api: KubeApi, kubeconfig: Path, config: Path, tmp_path: Path
+) -> None:
+    served = serve(config, kubeconfig, tmp_path / "state")
+    try:
+        await wait_until(lambda: ready(served), "the gateway ready", within=30)
+        await wait_until(lambda: "iris-default" in names(kube_api), "iris made", within=10)
+        assert "imagePullPolicy" not in container(kube_api)
+        await asyncio.to_thread(
+            config.write_text,
+            GATEWAY.replace("  backend: kubernetes\n", "  backend: kubernetes\n  kubernetes: {imagePullPolicy: Always}\n") + IRIS,
+        )
+        served.proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: container(kube_api).get("imagePullPolicy") == "Always", "patched after SIGHUP", within=10)
+        await asyncio.to_thread(config.write_text, GATEWAY + IRIS)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.admin}") as admin:
+            answer = await admin.post("/admin/reload")
+            assert answer.status_code == 200 and "next start" not in answer.text
+        await wait_until(lambda: "imagePullPolicy" not in container(kube_api), "patched back after /admin/reload", within=10)
+    finally:
+        stop(served)
+
+
+def container(api: KubeApi) -> dict[str, Any]:
+    iris = next(d for d in api.objects("deployments") if d["metadata"]["name"] == "iris-default")
+    found: dict[str, Any] = iris["spec"]["template"]["spec"]["containers"][0]
+    return found
