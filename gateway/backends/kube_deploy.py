@@ -128,7 +128,7 @@ class Deployments:
             patch,
             _preload_content=False,
         )
-        response.release_conn()
+        _json(response)  # read to the end: a connection goes back to the pool only with its answer consumed
 
     async def delete(self, namespace: str, name: str) -> None:
         try:
@@ -143,4 +143,4 @@ class Deployments:
             if exc.status == 404:
                 return  # already gone
             raise
-        response.release_conn()
+        _json(response)  # read to the end: a connection goes back to the pool only with its answer consumed

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+STOP_WAIT = 1.0  # seconds a stop waits for the watch's thread
 
 
 class Gone(Exception):
@@ -89,7 +90,8 @@ class PodWatch:
             if self._response is not None:
                 self._response.shutdown()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5.0)
+            # a thread stuck in a request to a hung API is not waited for: it is a daemon, and ends at its timeout
+            await asyncio.to_thread(self._thread.join, STOP_WAIT)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -136,16 +138,17 @@ class PodWatch:
 
     def _list(self) -> str | None:
         self.lists += 1
-        response = self._lister(
-            self.namespace,
-            label_selector=self._selector,
-            _preload_content=False,
-            _request_timeout=self._api.timeout,
-        )
-        try:
-            body = json.loads(response.data or b"{}")
-        finally:
-            response.release_conn()
+        with self._api.waiting():
+            response = self._lister(
+                self.namespace,
+                label_selector=self._selector,
+                _preload_content=False,
+                _request_timeout=self._api.timeout,
+            )
+            try:
+                body = json.loads(response.data or b"{}")
+            finally:
+                response.release_conn()
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise NotAStream(f"listing {self.resource} answered with {type(body).__name__}, not a list")
         self._post(self._answered)
@@ -156,16 +159,17 @@ class PodWatch:
         """One watch, to its end; the resourceVersion to resume from (None: relist first)."""
         self.watches += 1
         kwargs: dict[str, Any] = {"resource_version": version} if version else {}
-        response = self._lister(
-            self.namespace,
-            label_selector=self._selector,
-            watch=True,
-            timeout_seconds=self._timeout_seconds,
-            allow_watch_bookmarks=True,
-            _preload_content=False,
-            _request_timeout=(self._api.timeout[0], silence(self._timeout_seconds)),
-            **kwargs,
-        )
+        with self._api.waiting():  # until the stream's head: a healthy API sends it at once
+            response = self._lister(
+                self.namespace,
+                label_selector=self._selector,
+                watch=True,
+                timeout_seconds=self._timeout_seconds,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=(self._api.timeout[0], silence(self._timeout_seconds)),
+                **kwargs,
+            )
         with self._lock:
             self._response = response
         try:

@@ -167,6 +167,7 @@ class KubernetesBackend:
             return
         log.info("kubernetes backend: spec.kubernetes changed; bringing every Deployment to it")
         self._reconciler.owner = settings.kubernetes.owner
+        self.api.set_timeout((settings.kubernetes.connect_timeout, settings.kubernetes.request_timeout))
         for i, svc in enumerate(list(self._services.values())):
             if i and i % RECONFIGURE_SLICE == 0:
                 await asyncio.sleep(0)  # 10,000 services: the loop serves in between
@@ -238,8 +239,7 @@ class KubernetesBackend:
 
     async def close(self) -> None:
         await self._reconciler.close()
-        await self._deployments.close()
-        await self._pods.close()
+        await asyncio.gather(self._deployments.close(), self._pods.close())
         self.api.close()
 
     # -- pods ------------------------------------------------------------------------------------

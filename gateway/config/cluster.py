@@ -14,7 +14,7 @@ from gateway.config.model import KubernetesSettings
 from gateway.config.runnable import RESOURCE_NAME
 from gateway.config.runtimes import read_runtimes
 from gateway.config.sections import SectionKey, section_key
-from gateway.config.values import choice, describe
+from gateway.config.values import choice, describe, duration
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -82,6 +82,11 @@ def owner_from(metadata: object) -> str | None:
     return value or None
 
 
+def api_timeout(ctx: DocContext, path: str, value: object) -> float | None:
+    """A timeout of the API's requests: a duration from 100ms to 10m (a hung API server must not hold a stop)."""
+    return duration(ctx, path, value, ok=lambda v: 0.1 <= v <= 600, expect="from 100ms to 10m")
+
+
 def pull_policy(ctx: DocContext, path: str, value: object) -> str | None:
     return choice(ctx, path, value, PULL_POLICIES)
 
@@ -93,5 +98,7 @@ KUBERNETES: dict[str, SectionKey[KubernetesSettings]] = {
     "imagePullPolicy": section_key(pull_policy, lambda s, v: replace(s, image_pull_policy=v)),
     "runtimes": section_key(lambda c, p, v: read_runtimes(c, p, v, image_reference), lambda s, v: replace(s, runtimes=v)),
     "owner": section_key(label_value, lambda s, v: replace(s, owner=v)),
+    "connectTimeout": section_key(lambda c, p, v: api_timeout(c, p, v), lambda s, v: replace(s, connect_timeout=v)),
+    "requestTimeout": section_key(lambda c, p, v: api_timeout(c, p, v), lambda s, v: replace(s, request_timeout=v)),
 }
 """The keys of GatewayConfig's spec.kubernetes."""

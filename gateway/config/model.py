@@ -112,6 +112,8 @@ class KubernetesSettings:
     # The value of the `serving-gateway/owner` label on every Deployment this installation makes: only those
     # are deleted as orphans. Default: the GatewayConfig's metadata (namespace.name), else "serving-gateway".
     owner: str = "serving-gateway"
+    connect_timeout: float = 5.0  # seconds to connect to the API server, per request
+    request_timeout: float = 30.0  # seconds for the API server's answer, per request (a watch: its own, longer)
 
     @property
     def kunlun_taint_key(self) -> str:

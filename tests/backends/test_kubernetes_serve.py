@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 from tests.backends.kube_support import service
 from tests.backends.test_kubernetes_orphans import make, names
 from tests.conftest import wait_until
-from tests.e2e.test_kubernetes import ready, serve, stop
+from tests.e2e.test_kubernetes import ROOT, ready, serve, stop
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.server import KubeApi
 
@@ -111,3 +114,42 @@ def container(api: KubeApi) -> dict[str, Any]:
     iris = next(d for d in api.objects("deployments") if d["metadata"]["name"] == "iris-default")
     found: dict[str, Any] = iris["spec"]["template"]["spec"]["containers"][0]
     return found
+
+
+async def test_a_hung_api_is_said_not_answering_and_holds_no_stop(
+    kube_api: KubeApi, kubeconfig: Path, config: Path, tmp_path: Path
+) -> None:
+    # requests time out after 20 s: "not answering" is said after 10 s, long before any request gives up
+    await asyncio.to_thread(
+        config.write_text,
+        GATEWAY.replace("  backend: kubernetes\n", "  backend: kubernetes\n  kubernetes: {requestTimeout: 20s}\n") + IRIS,
+    )
+    kube_api.stall(None, r".*", times=100000, seconds=120.0)  # accepts connections, never answers
+    served = serve(config, kubeconfig, tmp_path / "state")
+    try:
+        await wait_until(lambda: ready(served), "the gateway ready, the API hanging", within=30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.admin}") as admin:
+
+            async def said() -> bool:
+                answer = await admin.get("/readyz")
+                return answer.status_code == 200 and "not answering" in answer.text
+
+            await wait_until(said, "/readyz saying the API is not answering", within=20)
+            doc = (await admin.get("/admin/services")).json()
+            assert doc["backends"]["kubernetes"]["ok"] is False
+            assert "not answering" in doc["backends"]["kubernetes"]["message"], doc["backends"]
+            assert doc["services"][0]["revisions"][0]["state"] == "unreachable"
+        status = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gateway", "status", "--admin", f"127.0.0.1:{served.admin}"),
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        printed = (await status.communicate())[0].decode()
+        assert status.returncode == 0 and "not answering" in printed and "scaling paused" in printed, printed
+        started = time.monotonic()
+        served.proc.terminate()
+        returncode = await asyncio.to_thread(served.proc.wait, 10)
+        assert returncode == 0 and time.monotonic() - started < 5.0  # no request stuck on the API holds the exit
+    finally:
+        output = stop(served)
+    assert "stopped" in output, output

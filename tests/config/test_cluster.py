@@ -90,7 +90,7 @@ TAINT_RULE = (
         (
             "kubernetes:\n  namespace: x",
             "spec.kubernetes.namespace: unknown key; expected one of: modelServerImage, kunlunResource, "
-            "kunlunTolerationKey, imagePullPolicy, runtimes, owner",
+            "kunlunTolerationKey, imagePullPolicy, runtimes, owner, connectTimeout, requestTimeout",
         ),
         (
             "kubernetes:\n  modelServerImage: Serving-Gateway:1",
@@ -106,6 +106,9 @@ TAINT_RULE = (
         ("kubernetes:\n  owner: 'team a'", f"spec.kubernetes.owner: {OWNER_RULE}; got 'team a'"),
         ("kubernetes:\n  owner: " + "o" * 64, f"spec.kubernetes.owner: {OWNER_RULE}; got '{'o' * 64}'"),
         ("kubernetes:\n  owner: -team", f"spec.kubernetes.owner: {OWNER_RULE}; got '-team'"),
+        ("kubernetes:\n  connectTimeout: 0s", "spec.kubernetes.connectTimeout: must be from 100ms to 10m, got 0s"),
+        ("kubernetes:\n  requestTimeout: 1h", "spec.kubernetes.requestTimeout: must be from 100ms to 10m, got 1h"),
+        ("kubernetes:\n  requestTimeout: soon", "spec.kubernetes.requestTimeout: must be a duration like 60s, got 'soon'"),
         ("kubernetes:\n  owner: [team]", f"spec.kubernetes.owner: {OWNER_RULE}; got a list"),
         ("kubernetes:\n  kunlunResource: xpu", f"spec.kubernetes.kunlunResource: {RESOURCE_RULE}, got 'xpu'"),
         ("kubernetes:\n  kunlunResource: Baidu.com/xpu", f"spec.kubernetes.kunlunResource: {RESOURCE_RULE}, got 'Baidu.com/xpu'"),
