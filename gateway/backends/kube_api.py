@@ -180,6 +180,7 @@ class KubeApi:
         self._sleep = sleep
         self._executor = DaemonPool(threads, "kube-api")
         self._unanswered_since: float | None = None  # monotonic: the first request unanswered since the last answer
+        self._in_flight = 0  # requests waiting for an answer
         self._waiting_lock = threading.Lock()
         self.not_answering_after = min(NOT_ANSWERING, timeout[1])
         self.failing_since: float | None = None  # wall clock of the first failure of the current outage
@@ -211,22 +212,27 @@ class KubeApi:
     @contextmanager
     def waiting(self) -> Iterator[None]:
         """Around a request (on any thread): from its start until the API answers anything (to it or to another
-        request), `waited` counts. A request that ends without an answer (a timeout) keeps counting."""
+        request), `waited` counts. A request that times out keeps it counting (its retry follows); a refused or
+        cut connection is not a hang, and stops it once no other request waits."""
         with self._waiting_lock:
+            self._in_flight += 1
             if self._unanswered_since is None:
                 self._unanswered_since = time.monotonic()
         try:
             yield
-        except (urllib3.exceptions.HTTPError, OSError):
-            raise  # no answer: still waiting, as far as the API's health goes
-        except BaseException:
-            self._answered()  # an error the API sent is an answer
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._ended(answered=False, timed_out=_timed_out(exc))  # a refused or cut connection is no hang
             raise
-        self._answered()
+        except BaseException:
+            self._ended(answered=True)  # an error the API sent is an answer
+            raise
+        self._ended(answered=True)
 
-    def _answered(self) -> None:
+    def _ended(self, *, answered: bool, timed_out: bool = False) -> None:
         with self._waiting_lock:
-            self._unanswered_since = None
+            self._in_flight -= 1
+            if answered or (not timed_out and not self._in_flight):
+                self._unanswered_since = None
 
     def waited(self) -> float:
         """Seconds since the first request the API has not answered since (0 when it answers)."""
@@ -293,6 +299,11 @@ class KubeApi:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()  # type: ignore[no-untyped-call]
+
+
+def _timed_out(exc: BaseException) -> bool:
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) or isinstance(reason, urllib3.exceptions.TimeoutError)
 
 
 def _connection_error(exc: BaseException) -> str:

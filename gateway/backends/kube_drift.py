@@ -96,8 +96,10 @@ class DeploymentWatch:
         if kind == "DELETED":
             self._deleted(record)
             return
-        if record.found in ("unknown", "foreign"):
-            return  # not looked at yet (the first look or the worker does), or not ours to change
+        if record.found == "foreign":
+            return  # not ours to change
+        if record.found == "unknown":
+            record.observe(obj)  # not looked at yet: the event says what the look would have
         if not self._reconciler.actuating:
             record.observe(obj)  # a follower shows what the leader did
             return

@@ -223,7 +223,7 @@ class Reconciler:
         epoch, self.sweep_wanted = self._epoch, False
         namespaces = {record.namespace for record in self.revisions.values()} | set(self._listed)
         try:
-            await self.orphans.sweep(self.revisions, self.owner, namespaces, lambda: self._writes(epoch))
+            await self.orphans.sweep(self.revisions, self.owner, namespaces, lambda: self.configured and self._writes(epoch))
         except KubeUnavailable:
             self.sweep_wanted = True  # after the outage
             raise

@@ -161,7 +161,9 @@ class KubernetesBackend:
 
     async def configure(self, settings: GatewaySettings) -> None:
         """The settings of a reload (and of the start): a change of `spec.kubernetes` rebuilds every revision's
-        Deployment, and those that come out different are patched. O(revisions), a slice at a time."""
+        Deployment, and those that come out different are patched. O(revisions), a slice at a time.
+        Until `applied`, no orphan is deleted: the reload's services are not all in yet."""
+        self._reconciler.configured = False
         old, self.settings = self.settings.kubernetes, settings
         if settings.kubernetes == old:
             return

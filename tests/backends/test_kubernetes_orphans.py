@@ -153,3 +153,22 @@ async def test_a_reload_deletes_an_orphan_left_meanwhile(
         await kube.update([], [])  # a reload that changes nothing here
         kube.applied()
         await wait_until(lambda: "wine-default" not in names(kube_api), "the orphan deleted")
+
+
+async def test_no_orphan_is_deleted_while_a_reload_applies_its_services(
+    kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient
+) -> None:
+    async with backend(kubeconfig) as kube:
+        await kube.sync([service("iris")])
+        kube.applied()
+        await wait_until(lambda: "iris-default" in names(kube_api) and not kube._reconciler.sweep_wanted, "iris made")
+        make(kube_client, "wine")  # the reload's second slice has it (another leader made it meanwhile)
+        await kube.configure(GatewaySettings())  # a reload begins
+        kube.set_actuating(False)
+        kube.set_actuating(True)  # leadership changes hands in the middle of it: a sweep is wanted
+        await asyncio.sleep(0.5)  # the worker had its turns; a sweep would have deleted wine by now
+        assert "wine-default" in names(kube_api)
+        await kube.update([service("wine")], [])
+        kube.applied()
+        await wait_until(lambda: not kube._reconciler.sweep_wanted and settled(kube), "the sweep done")
+    assert "wine-default" in names(kube_api) and deletes(kube_api) == []

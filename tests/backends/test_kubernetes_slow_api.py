@@ -52,12 +52,20 @@ def pod_lists(api: KubeApi) -> int:
     return sum(1 for r in api.requests() if r.method == "GET" and "/pods" in r.url and "watch=true" not in r.url)
 
 
+def deployment_lists(api: KubeApi) -> int:
+    return sum(
+        1 for r in api.requests() if r.method == "GET" and "/deployments?labelSelector" in r.url and "watch=true" not in r.url
+    )
+
+
 async def cut(api: KubeApi) -> None:
-    """Drop every connection to the API (it listens again at once) and wait for the pod watch's relist."""
-    before = pod_lists(api)
+    """Drop every connection to the API (it listens again at once) and wait for the relists of both watches
+    (pods, Deployments): a cut in the middle of one's relist would make a second failure in a row."""
+    before, deployments = pod_lists(api), deployment_lists(api)
     api.stop_listening()
     api.start_listening()
     await wait_until(lambda: pod_lists(api) > before, "the relist after the cut", within=3.0)
+    await wait_until(lambda: deployment_lists(api) > deployments, "the Deployments' relist after the cut", within=3.0)
 
 
 async def test_dropped_watches_are_hiccups_not_an_outage(kube_api: KubeApi, kubeconfig: Path) -> None:
@@ -178,10 +186,10 @@ async def test_while_requests_hang_the_api_is_said_not_answering(kube_api: KubeA
         await wait_until(lambda: kube.health() is not None, "the hang said", within=8)
         health = kube.health() or ""
         assert "not answering" in health and re.search(r"a request has waited \d+ s", health), health
-        for _ in range(10):  # through the requests' timeouts and retries: said all along, no flapping
+        assert kube.status(key).state == "unreachable" and "not answering" in (kube.status(key).message or "")
+        for _ in range(10):  # through the requests' timeouts and retries: said all along (later as timed out), no flapping
             await asyncio.sleep(0.5)
             assert kube.health() is not None
-        assert kube.status(key).state == "unreachable" and "not answering" in (kube.status(key).message or "")
         kube_api.emulator.faults.clear()
         assert hang.served >= 1
         await wait_until(lambda: replicas(kube_api) == 1, "the scale once the API answers", within=30)
