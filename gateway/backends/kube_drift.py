@@ -85,19 +85,24 @@ class DeploymentWatch:
             if record.namespace == namespace and record.found == "ours" and record.name not in listed:
                 self._deleted(record)
 
-    def _event(self, kind: str, obj: Obj) -> None:
+    def _record_of(self, obj: Obj) -> KubeRevision | None:
+        """The configured revision whose Deployment `obj` is (ours, by its labels and name); None for any other."""
         key = revision_of(obj)
         record = self._revisions.get(key) if key is not None else None
-        metadata = obj.get("metadata") or {}
         if record is None or record.removing_since is not None or record.problem or not managed_by_us(obj):
-            return
+            return None
+        metadata = obj.get("metadata") or {}
         if (metadata.get("name"), metadata.get("namespace", record.namespace)) != (record.name, record.namespace):
-            return
+            return None
+        return record
+
+    def _event(self, kind: str, obj: Obj) -> None:
+        record = self._record_of(obj)
+        if record is None or record.found == "foreign":
+            return  # not a configured revision's, or not ours to change
         if kind == "DELETED":
             self._deleted(record)
             return
-        if record.found == "foreign":
-            return  # not ours to change
         if record.found == "unknown":
             record.observe(obj)  # not looked at yet: the event says what the look would have
         if not self._reconciler.actuating:
@@ -105,11 +110,15 @@ class DeploymentWatch:
             return
         if record.error:
             return  # the API refused the last write for good: tried again on the next wish or resync, not per event
+        self._drift(record, obj)
+
+    def _drift(self, record: KubeRevision, obj: Obj) -> None:
+        """On the leader: mark the revision if its Deployment is not what the gateway wrote."""
         template, replicas = template_digest(obj), replicas_of(obj)
         edited = record.template_seen is not None and template != record.template_seen
         if record.template_seen is None:
             record.template_seen = template  # first seen: what runs is taken as the gateway's
-        annotation = (metadata.get("annotations") or {}).get(DIGEST_ANNOTATION)
+        annotation = ((obj.get("metadata") or {}).get("annotations") or {}).get(DIGEST_ANNOTATION)
         expected = record.wanted if record.wanted is not None else record.replicas
         if not edited and annotation == record.digest and replicas == expected and record.found == "ours":
             return
