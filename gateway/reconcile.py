@@ -16,6 +16,7 @@ from functools import partial
 
 from gateway.autoscale.scaler import Autoscaler
 from gateway.autoscale.settings import RevisionScaling
+from gateway.backends.base import FollowsConfig
 from gateway.config.model import BackendKind, Config, GatewaySettings, ServiceSpec
 from gateway.revision_backends import RevisionBackends
 from gateway.router.revision import RevisionHooks, RevisionRuntime, RevisionSettings
@@ -135,7 +136,9 @@ class Reconciler:
             total=len(specs),
         )
         gone = self._gone_revisions(changed, removed)
+        await self._backends_follow(settings)  # before the services: what they build is built under these settings
         await self._apply_services(settings, changed, removed)
+        await self._backends_follow(settings, applied=True)  # a backend built meanwhile, too
         await self._swap_routes(settings, full, changed, removed)
         for key in gone:
             self._runtimes.retire(key)
@@ -152,6 +155,13 @@ class Reconciler:
         self._applied = True
         await self._configure_scaling(settings, changed)
         return config, report
+
+    async def _backends_follow(self, settings: GatewaySettings, *, applied: bool = False) -> None:
+        for backend in list(self._backends.by_kind.values()):
+            if isinstance(backend, FollowsConfig):
+                await backend.configure(settings)
+                if applied:
+                    backend.applied()  # every service is in: a backend may now act on what is NOT in the config
 
     async def _sort_out(self, services: Sequence[ServiceSpec], full: bool) -> tuple[dict[Ident, ServiceSpec], list[ServiceSpec]]:
         """(every service by ident, the changed ones); an unchanged service keeps the spec object applied before."""

@@ -36,10 +36,11 @@ def _static(context: BackendContext) -> Backend:
 def _kubernetes(context: BackendContext) -> Backend:
     from gateway.backends.kube_api import KubeApi, load_configuration
     from gateway.backends.kubernetes import KubernetesBackend
+    from gateway.config.model import GatewaySettings
 
-    return KubernetesBackend(
-        KubeApi(load_configuration()), context.settings, in_flight=context.in_flight, planes=context.planes or (lambda: 1)
-    )
+    kube = (context.settings or GatewaySettings()).kubernetes
+    api = KubeApi(load_configuration(), timeout=(kube.connect_timeout, kube.request_timeout))
+    return KubernetesBackend(api, context.settings, in_flight=context.in_flight, planes=context.planes or (lambda: 1))
 
 
 BACKENDS: dict[str, BackendFactory] = {"local": _local, "static": _static, "kubernetes": _kubernetes}

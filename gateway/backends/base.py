@@ -65,3 +65,14 @@ class ReportsHealth(Protocol):
 
     def health(self) -> str | None:
         """None while all is well; else what is wrong and what the gateway does meanwhile."""
+
+
+@runtime_checkable
+class FollowsConfig(Protocol):
+    """A backend that takes the gateway's settings on every start and reload (`configure`: the kubernetes backend
+    rebuilds its Deployments when `spec.kubernetes` changed), and is told when a whole configuration has been
+    applied (`applied`, after every slice of `update`: it then deletes the Deployments of revisions no longer in it)."""
+
+    async def configure(self, settings: GatewaySettings) -> None: ...
+
+    def applied(self) -> None: ...

@@ -3,7 +3,8 @@
 Pure: a service, one of its revisions and the gateway's settings (`GatewayConfig.spec.kubernetes`)
 in, a Deployment out; no API calls, no clock. Every Deployment it builds is `{service}-{revision}` in the service's namespace,
 labelled with the revision it runs and `app.kubernetes.io/managed-by: serving-gateway` (on the
-Deployment and its pods), and selects its pods by the revision's labels only.
+Deployment and its pods) and, on the Deployment only, with the installation that made it
+(`serving-gateway/owner`), and selects its pods by the revision's labels only.
 
 What runs in the pod, by what the manifest gave:
 - a pod spec (SimpleMLService `custom.spec`, InferenceService `containers`): kept whole; its first
@@ -38,6 +39,9 @@ MANAGED_BY = "serving-gateway"
 SERVICE_LABEL = "serving-gateway/service"
 NAMESPACE_LABEL = "serving-gateway/namespace"
 REVISION_LABEL = "serving-gateway/revision"
+OWNER_LABEL = (
+    "serving-gateway/owner"  # the installation that made a Deployment (`spec.kubernetes.owner`): its orphans are its own
+)
 DEFAULT_PORT = 8080
 DEFAULT_CONTAINER_NAME = "server"
 MODEL_SERVER_CONTAINER_NAME = "kserve-container"  # KServe's name for the predictor's container
@@ -105,7 +109,7 @@ def build_deployment(
         "metadata": {
             "name": deployment_name(key),
             "namespace": key.namespace,
-            "labels": managed_labels(key),
+            "labels": {**managed_labels(key), OWNER_LABEL: settings.owner},
         },
         "spec": spec,
     }
@@ -134,6 +138,8 @@ def pod_spec(service: ServiceSpec, revision: RevisionSpec, settings: KubernetesS
         pod["nodeSelector"] = node_selector
     if tolerations:
         pod["tolerations"] = tolerations
+    if revision.service_account is not None:
+        pod.setdefault("serviceAccountName", revision.service_account)
     if revision.storage_uri is not None:
         with_storage_initializer(pod, revision, settings)
     return pod

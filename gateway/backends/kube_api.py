@@ -5,7 +5,12 @@ The client's calls block, so they run on this module's own threads, never on the
 `Retry-After` header wins over the schedule), raises other 4xx at once as `KubeRequestError` naming
 the object, and raises `KubeUnavailable` once the schedule is spent. It also keeps whether the API
 answers (`health`), for /readyz, /admin/services and `gateway status`: a call that cannot reach it twice
-in a row says it is unreachable; a 5xx or 429 is the API answering, about one object.
+in a row says it is unreachable; a 5xx or 429 is the API answering, about one object; a request that has
+waited NOT_ANSWERING seconds for an answer (an API server that accepts connections and never answers)
+says it is not answering, long before the request's own timeout ends it.
+
+Every request has a connect and a read timeout, and the threads are daemons: a stop never waits for a
+request stuck on a hung API server.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import email.utils
 import json
 import logging
 import os
+import queue
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import kubernetes
 import urllib3
@@ -30,11 +38,13 @@ from gateway import __version__
 from gateway.backends.errors import BackendConfigError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 log = logging.getLogger(__name__)
 
 SCHEDULE = (0.5, 1.0, 2.0, 3.0, 5.0)  # seconds between attempts of one call (kopf's shape, shorter)
 MAX_RETRY_AFTER = 60.0
-REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
+REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (spec.kubernetes.connectTimeout, requestTimeout)
+NOT_ANSWERING = 10.0  # seconds a request may wait for the API's answer before the API counts as not answering
 POOL_SIZE = 64  # connections kept to the API server
 
 
@@ -106,6 +116,48 @@ def api_message(exc: ApiException) -> str:
     return str(exc.reason or "error")
 
 
+class DaemonPool(Executor):
+    """A fixed pool of daemon threads: ThreadPoolExecutor's threads are joined at exit, so a request stuck on a
+    hung API server (until its read timeout) would hold the process's exit."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((future, partial(fn, *args, **kwargs)))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        while cancel_futures:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
 class KubeApi:
     """The API client, its threads, and whether the API answers."""
 
@@ -126,7 +178,11 @@ class KubeApi:
         self.schedule = tuple(schedule)
         self.timeout = timeout
         self._sleep = sleep
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
+        self._executor = DaemonPool(threads, "kube-api")
+        self._unanswered_since: float | None = None  # monotonic: the first request unanswered since the last answer
+        self._in_flight = 0  # requests waiting for an answer
+        self._waiting_lock = threading.Lock()
+        self.not_answering_after = min(NOT_ANSWERING, timeout[1])
         self.failing_since: float | None = None  # wall clock of the first failure of the current outage
         self.last_error: str | None = None
         self.recoveries = 0  # outages ended so far; a change tells the backend to resync
@@ -139,12 +195,54 @@ class KubeApi:
     def health(self) -> str | None:
         """None while the API answers; else what is wrong, since when, and what the gateway does meanwhile."""
         if self.failing_since is None:
-            return None
+            waited = self.waited()
+            if waited < self.not_answering_after:
+                return None
+            since = time.strftime("%H:%M:%S", time.gmtime(time.time() - waited))
+            return (
+                f"kubernetes API {self.host} not answering since {since} UTC (a request has waited {waited:.0f} s); "
+                "serving the last known endpoints, scaling paused"
+            )
         since = time.strftime("%H:%M:%S", time.gmtime(self.failing_since))
         return (
             f"kubernetes API {self.host} unreachable since {since} UTC ({self.last_error}); "
             "serving the last known endpoints, scaling paused"
         )
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a request (on any thread): from its start until the API answers anything (to it or to another
+        request), `waited` counts. A request that times out keeps it counting (its retry follows); a refused or
+        cut connection is not a hang, and stops it once no other request waits."""
+        with self._waiting_lock:
+            self._in_flight += 1
+            if self._unanswered_since is None:
+                self._unanswered_since = time.monotonic()
+        try:
+            yield
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._ended(answered=False, timed_out=_timed_out(exc))  # a refused or cut connection is no hang
+            raise
+        except BaseException:
+            self._ended(answered=True)  # an error the API sent is an answer
+            raise
+        self._ended(answered=True)
+
+    def _ended(self, *, answered: bool, timed_out: bool = False) -> None:
+        with self._waiting_lock:
+            self._in_flight -= 1
+            if answered or (not timed_out and not self._in_flight):
+                self._unanswered_since = None
+
+    def waited(self) -> float:
+        """Seconds since the first request the API has not answered since (0 when it answers)."""
+        since = self._unanswered_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def set_timeout(self, timeout: tuple[float, float]) -> None:
+        """Connect and read timeouts of every request from now on (spec.kubernetes on a reload)."""
+        self.timeout = timeout
+        self.not_answering_after = min(NOT_ANSWERING, timeout[1])
 
     def succeeded(self) -> None:
         if self.failing_since is not None:
@@ -168,7 +266,7 @@ class KubeApi:
         `what` names the object for errors ("Deployment default/iris-default").
         """
         loop = asyncio.get_running_loop()
-        call = partial(fn, *args, _request_timeout=self.timeout, **kwargs)
+        call = partial(self._waited_on, partial(fn, *args, _request_timeout=self.timeout, **kwargs))
         steps = self.schedule if schedule is None else tuple(schedule)
         for attempt in range(len(steps) + 1):
             try:
@@ -194,9 +292,18 @@ class KubeApi:
             await self._sleep(steps[attempt] if delay is None else delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _waited_on(self, fn: Callable[[], T]) -> T:
+        with self.waiting():
+            return fn()
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()  # type: ignore[no-untyped-call]
+
+
+def _timed_out(exc: BaseException) -> bool:
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) or isinstance(reason, urllib3.exceptions.TimeoutError)
 
 
 def _connection_error(exc: BaseException) -> str:

@@ -56,6 +56,19 @@ class Deployments:
                 found[str(metadata["name"])] = item
         return found
 
+    async def list_labelled(self, namespace: str | None, selector: str) -> Sequence[Obj]:
+        """The Deployments with these labels in `namespace` (None: every namespace). The selector is only a hint
+        to the API (an emulator may ignore it): the caller filters the labels again."""
+        where = "all namespaces" if namespace is None else namespace
+        args: tuple[str, ...] = () if namespace is None else (namespace,)
+        call = self.api.apps.list_deployment_for_all_namespaces if namespace is None else self.api.apps.list_namespaced_deployment
+        response = await self.api.call(f"Deployments in {where}", call, *args, label_selector=selector, _preload_content=False)
+        body = _json(response)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise KubeRequestError(200, f"Deployments in {where}", "the answer is not a list")
+        return [item for item in items if isinstance(item, dict)]
+
     async def get(self, namespace: str, name: str) -> Obj | None:
         try:
             response = await self.api.call(
@@ -85,7 +98,7 @@ class Deployments:
         created = _json(response)
         return created if isinstance(created, dict) else body
 
-    async def patch_spec(self, manifest: Obj) -> None:
+    async def patch_spec(self, manifest: Obj) -> Obj | None:
         """Bring a Deployment of ours to `manifest` (all but replicas): its template replaced whole, so a
         removed variable or port goes too (a merge patch would keep it), our labels and annotations set."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
@@ -93,7 +106,7 @@ class Deployments:
         for field in ("labels", "annotations"):
             for key, value in (manifest["metadata"].get(field) or {}).items():
                 ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(key)}", "value": value})
-        await self.api.call(
+        response = await self.api.call(
             f"Deployment {namespace}/{name}",
             self.api.apps.patch_namespaced_deployment,
             name,
@@ -101,6 +114,8 @@ class Deployments:
             ops,
             _preload_content=False,
         )
+        patched = _json(response)
+        return patched if isinstance(patched, dict) else None
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """The `scale` subresource, with the JSON patch Knative sends."""
@@ -113,7 +128,7 @@ class Deployments:
             patch,
             _preload_content=False,
         )
-        response.release_conn()
+        _json(response)  # read to the end: a connection goes back to the pool only with its answer consumed
 
     async def delete(self, namespace: str, name: str) -> None:
         try:
@@ -128,4 +143,4 @@ class Deployments:
             if exc.status == 404:
                 return  # already gone
             raise
-        response.release_conn()
+        _json(response)  # read to the end: a connection goes back to the pool only with its answer consumed

@@ -24,8 +24,9 @@ from functools import partial
 from gateway.backends.kube_api import KubeApi, KubeRequestError, KubeUnavailable
 from gateway.backends.kube_deploy import Deployments
 from gateway.backends.kube_manifest import managed_by_us
+from gateway.backends.kube_orphans import Orphans
 from gateway.backends.kube_pods import Obj
-from gateway.backends.kube_state import KubeRevision
+from gateway.backends.kube_state import KubeRevision, template_digest
 from gateway.types import RevisionKey
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class Reconciler:
         # clock). Checked before every write, so a leader paused past its lease writes nothing when it resumes,
         # even before it has heard that it lost the lease.
         self.fence: Callable[[], bool] = lambda: True
+        self.orphans = Orphans(self.deployments)
+        self.owner = "serving-gateway"  # spec.kubernetes.owner: whose orphans the sweep deletes
+        self.configured = False  # a whole configuration was applied once: the sweep knows every revision
+        self.sweep_wanted = False  # look for orphans (after a start, a reload, a change of leadership)
 
     def set_actuating(self, on: bool) -> None:
         if on == self.actuating:
@@ -85,6 +90,7 @@ class Reconciler:
         self.actuating = on
         self._epoch += 1
         self._resync_wanted = True
+        self.sweep_wanted = on
         if not on:
             for task in self.tasks.values():
                 task.cancel()
@@ -110,6 +116,11 @@ class Reconciler:
         if record is not None and record.removing_since is None:
             record.removing_since = self._clock()
             self.mark(key)
+
+    def config_applied(self) -> None:
+        """A whole configuration is applied: the leader looks for orphans."""
+        self.configured = self.sweep_wanted = True
+        self._wake.set()
 
     def answered(self) -> None:
         """The API answered (a pod list or watch): after an outage, the worker tries again at once."""
@@ -200,10 +211,24 @@ class Reconciler:
                     if epoch != self._epoch:
                         continue  # leadership changed during the look: look again (it set the wake)
                     self._resync_wanted = False
+                if self.sweep_wanted and self.configured and self.actuating:
+                    await self._sweep()
             except KubeUnavailable as exc:
                 self._outage(exc)
                 continue
             self._dispatch()
+
+    async def _sweep(self) -> None:
+        """Delete this installation's Deployments whose revisions are not in the config (`kube_orphans`)."""
+        epoch, self.sweep_wanted = self._epoch, False
+        namespaces = {record.namespace for record in self.revisions.values()} | set(self._listed)
+        try:
+            await self.orphans.sweep(self.revisions, self.owner, namespaces, lambda: self.configured and self._writes(epoch))
+        except KubeUnavailable:
+            self.sweep_wanted = True  # after the outage
+            raise
+        except KubeRequestError as exc:
+            log.error("looking for orphaned Deployments: %s", exc)
 
     def _outage(self, exc: KubeUnavailable) -> None:
         log.warning("kubernetes API unavailable (%s); trying again", exc)
@@ -283,13 +308,14 @@ class Reconciler:
                 asyncio.get_running_loop().call_later(wait, self.mark, record.key)
                 return
             replicas, digest = record.wanted or 0, record.digest  # a reload during the create: patched next round
-            await self.deployments.create(record.manifest, replicas)
+            created = await self.deployments.create(record.manifest, replicas)
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)
             record.found, record.replicas, record.applied = "ours", replicas, digest
-        elif record.applied != (digest := record.digest):
-            await self.deployments.patch_spec(record.manifest)
+            record.template_seen, record.drifted = template_digest(created), False
+        elif record.applied != (digest := record.digest) or record.drifted:
+            patched = await self.deployments.patch_spec(record.manifest)
             log.info("%s: updated %s", record.key, record.what)
-            record.applied = digest
+            record.applied, record.drifted, record.template_seen = digest, False, template_digest(patched)
         target = record.wanted
         if target is not None and target != record.replicas:
             if not self._writes(epoch, record.key):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +35,8 @@ class KubeRevision:
     problem: str | None = None  # the config cannot be made into a Deployment (said in the status)
     absent_since: float | None = None  # when a creation first waited for the autoscaler's wish
     stale: bool = False  # its pods changed: `replicas` may no longer be the cluster's (read it back)
+    template_seen: str | None = None  # `template_digest` of the cluster's copy as last written or first seen
+    drifted: bool = False  # its template was changed outside the gateway: patched back
 
     @property
     def namespace(self) -> str:
@@ -94,6 +98,14 @@ class KubeRevision:
         if actuating and self.wanted is not None and self.wanted != self.replicas:
             return RevisionStatus(desired, ready, "scaling", f"{self.what}: {self.replicas} -> {self.wanted} replicas")
         return RevisionStatus(desired, ready)
+
+
+def template_digest(obj: Obj | None) -> str | None:
+    """A digest of a Deployment's pod template as the API holds it (defaults filled in), to tell a hand edit."""
+    template = ((obj or {}).get("spec") or {}).get("template")
+    if not isinstance(template, dict):
+        return None
+    return hashlib.blake2b(json.dumps(template, sort_keys=True).encode(), digest_size=12).hexdigest()
 
 
 def unbuilt(key: RevisionKey) -> Obj:

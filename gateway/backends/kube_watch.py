@@ -1,6 +1,7 @@
-"""A watch of one namespace's pods that carry our label: list, then watch, on a thread of its own.
+"""A watch of one namespace's pods (or Deployments: `resource`) that carry our label: list, then watch, on a
+thread of its own.
 
-What it tells the loop (through `call_soon_threadsafe`): `reset(pods)` after every list, `event(type, pod)`
+What it tells the loop (through `call_soon_threadsafe`): `reset(objects)` after every list, `event(type, object)`
 for each watch event, and `failure(error, outage)` / `answered()` for the API's health. Rules it keeps:
 
 - every watch asks `timeoutSeconds`, and a read that hears nothing for longer ends it (silence);
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+STOP_WAIT = 1.0  # seconds a stop waits for the watch's thread
 
 
 class Gone(Exception):
@@ -58,8 +60,11 @@ class PodWatch:
         timeout_seconds: int = 30,
         min_interval: float = 1.0,
         backoff: Sequence[float] = BACKOFF,
+        resource: str = "pods",
     ) -> None:
         self.namespace = namespace
+        self.resource = resource  # "pods" or "deployments"
+        self._lister = api.core.list_namespaced_pod if resource == "pods" else api.apps.list_namespaced_deployment
         self._api = api
         self._selector = selector
         self._reset, self._event, self._failure, self._answered = reset, event, failure, answered
@@ -85,7 +90,8 @@ class PodWatch:
             if self._response is not None:
                 self._response.shutdown()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5.0)
+            # a thread stuck in a request to a hung API is not waited for: it is a daemon, and ends at its timeout
+            await asyncio.to_thread(self._thread.join, STOP_WAIT)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -112,13 +118,14 @@ class PodWatch:
                 version = self._watch(version)
                 failures = 0
             except Gone:
-                log.info("pods of %s: watch expired (410 Gone); relisting", self.namespace)
+                log.info("%s of %s: watch expired (410 Gone); relisting", self.resource, self.namespace)
                 version = None
             except Exception as exc:  # the thread must go on whatever the API does
                 if self._stop.is_set():
                     break
-                error = _describe(exc)
-                log.log(logging.WARNING if failures == 0 else logging.INFO, "pods of %s: %s; retrying", self.namespace, error)
+                error = _describe(exc, self.resource)
+                level = logging.WARNING if failures == 0 else logging.INFO
+                log.log(level, "%s of %s: %s; retrying", self.resource, self.namespace, error)
                 self._post(self._failure, error, failures >= 1)
                 version = None
                 self._stop.wait(self._delay(exc, failures))
@@ -131,18 +138,19 @@ class PodWatch:
 
     def _list(self) -> str | None:
         self.lists += 1
-        response = self._api.core.list_namespaced_pod(
-            self.namespace,
-            label_selector=self._selector,
-            _preload_content=False,
-            _request_timeout=self._api.timeout,
-        )
-        try:
-            body = json.loads(response.data or b"{}")
-        finally:
-            response.release_conn()
+        with self._api.waiting():
+            response = self._lister(
+                self.namespace,
+                label_selector=self._selector,
+                _preload_content=False,
+                _request_timeout=self._api.timeout,
+            )
+            try:
+                body = json.loads(response.data or b"{}")
+            finally:
+                response.release_conn()
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise NotAStream(f"listing pods answered with {type(body).__name__}, not a list")
+            raise NotAStream(f"listing {self.resource} answered with {type(body).__name__}, not a list")
         self._post(self._answered)
         self._post(self._reset, [item for item in body["items"] if isinstance(item, dict)])
         return _version(body)
@@ -151,23 +159,24 @@ class PodWatch:
         """One watch, to its end; the resourceVersion to resume from (None: relist first)."""
         self.watches += 1
         kwargs: dict[str, Any] = {"resource_version": version} if version else {}
-        response = self._api.core.list_namespaced_pod(
-            self.namespace,
-            label_selector=self._selector,
-            watch=True,
-            timeout_seconds=self._timeout_seconds,
-            allow_watch_bookmarks=True,
-            _preload_content=False,
-            _request_timeout=(self._api.timeout[0], silence(self._timeout_seconds)),
-            **kwargs,
-        )
+        with self._api.waiting():  # until the stream's head: a healthy API sends it at once
+            response = self._lister(
+                self.namespace,
+                label_selector=self._selector,
+                watch=True,
+                timeout_seconds=self._timeout_seconds,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=(self._api.timeout[0], silence(self._timeout_seconds)),
+                **kwargs,
+            )
         with self._lock:
             self._response = response
         try:
             for line in _lines(response):
                 version = self._handle(line, version)
         except urllib3.exceptions.ReadTimeoutError:
-            log.debug("pods of %s: the watch fell silent; reconnecting", self.namespace)
+            log.debug("%s of %s: the watch fell silent; reconnecting", self.resource, self.namespace)
             return None  # a silent stream may have missed something: relist
         except urllib3.exceptions.ProtocolError:
             if self._stop.is_set():
@@ -224,11 +233,11 @@ def _shape(value: object) -> str:
     return f"a JSON {type(value).__name__}"
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, resource: str = "pods") -> str:
     if isinstance(exc, ApiException):
-        return f"watching pods: {exc.status} {api_message(exc)}"
+        return f"watching {resource}: {exc.status} {api_message(exc)}"
     if isinstance(exc, urllib3.exceptions.MaxRetryError | urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return "watching pods: connection refused"
+        return f"watching {resource}: connection refused"
     if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return f"watching pods: {type(exc).__name__}: {exc}"
-    return f"watching pods: {exc}"
+        return f"watching {resource}: {type(exc).__name__}: {exc}"
+    return f"watching {resource}: {exc}"

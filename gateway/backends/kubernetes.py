@@ -7,15 +7,20 @@ to its ready pods.
   threads (`KubeApi`), and `scale` only records the wish.
 - Only Deployments labelled `app.kubernetes.io/managed-by: serving-gateway` are ever touched; a name
   taken by another Deployment is refused, said in the revision's status and the log.
-- A namespace watch of our pods gives each revision's ready set (`PodIndex`).
+- A namespace watch of our pods gives each revision's ready set (`PodIndex`); one of our Deployments
+  undoes changes made outside the gateway within seconds (`kube_drift`), besides the periodic resync.
 - While the API is unreachable nothing is forgotten: the last endpoints keep serving, scale wishes
   wait (the autoscaler is told to pause through `adoption`), and when it answers again every
   Deployment is looked at and brought to what is wanted.
+- A reload that changes `spec.kubernetes` (`configure`) rebuilds every Deployment; the changed ones are patched.
 - `close` leaves the Deployments running: the next gateway adopts them.
 - With several gateways only one actuates (`set_actuating`, on by default; the elected leader). The
   others follow: they route to the pods and look at the Deployments as the leader does, record the
   autoscaler's wishes, and send no write. A gateway that starts leading reads every Deployment again,
   then creates, patches, scales and deletes as needed.
+- Every Deployment carries this installation's owner label (`spec.kubernetes.owner`); after each start,
+  reload and change of leadership the leader deletes those of its own whose revisions left the config
+  while it was not looking (`kube_orphans`).
 """
 
 from __future__ import annotations
@@ -30,18 +35,20 @@ from collections.abc import Callable, Sequence
 from gateway.backends.base import EndpointListener, InFlight, RevisionStatus
 from gateway.backends.errors import BackendConfigError
 from gateway.backends.kube_api import KubeApi
+from gateway.backends.kube_drift import DeploymentWatch
 from gateway.backends.kube_endpoints import PodEndpoints
 from gateway.backends.kube_manifest import DEFAULT_PORT, desired
 from gateway.backends.kube_reconcile import Reconciler
 from gateway.backends.kube_slots import covering
 from gateway.backends.kube_state import Adoption, KubeRevision, unbuilt
 from gateway.backends.kube_watch import BACKOFF
-from gateway.config.model import GatewaySettings, ServiceSpec
+from gateway.config.model import GatewaySettings, RevisionSpec, ServiceSpec
 from gateway.types import EndpointSet, RevisionKey
 
 log = logging.getLogger(__name__)
 
 LOOK_BUDGET = 2.0  # a start or reload waits this long in all for the API (pods' first list and the look)
+RECONFIGURE_SLICE = 250  # services rebuilt between two turns of the event loop when spec.kubernetes changes
 RESYNC_PERIOD = 300.0  # seconds between two full looks at our Deployments (a hand edit is undone)
 
 
@@ -94,6 +101,15 @@ class KubernetesBackend:
             resync_period=resync_period,
             clock=clock,
         )
+        self._reconciler.owner = self.settings.kubernetes.owner
+        self._deployments = DeploymentWatch(
+            api,
+            self._reconciler,
+            answered=self._answered,
+            watch_timeout=watch_timeout,
+            min_interval=watch_min_interval,
+            backoff=backoff,
+        )
 
     # -- Backend ---------------------------------------------------------------------------------
     async def sync(self, services: Sequence[ServiceSpec]) -> None:
@@ -116,24 +132,11 @@ class KubernetesBackend:
                     if rev.name not in keep:
                         self._reconciler.remove(old.key(rev.name))
             for rev in svc.revisions():
-                key = svc.key(rev.name)
-                problem = None
-                try:
-                    manifest, digest, port = desired(svc, rev, self.settings)
-                except BackendConfigError as exc:
-                    log.error("%s", exc)
-                    problem, manifest, digest, port = str(exc), unbuilt(key), "", DEFAULT_PORT
-                record = self._revisions.get(key)
-                if record is None:
-                    record = KubeRevision(key, manifest, digest, port)
-                    self._revisions[key] = record
+                if (record := self._build(svc, rev)) is not None:
                     fresh.append(record)
-                else:
-                    record.manifest, record.digest, record.port, record.removing_since = manifest, digest, port, None
-                record.problem = problem
-                self._reconciler.mark(record.key)
             self._services[svc.ident] = svc
         namespaces = {record.namespace for record in fresh}
+        self._deployments.watch(namespaces)
         # an API that accepts connections and never answers must not hold the start (or a reload) for its
         # request timeouts: past the budget the revisions stay "unknown" and the worker looks at them
         with contextlib.suppress(TimeoutError):
@@ -141,6 +144,47 @@ class KubernetesBackend:
                 await self._pods.watch(namespaces)
                 await self._reconciler.look(fresh)
         self._reconciler.start()
+
+    def _build(self, svc: ServiceSpec, rev: RevisionSpec, *, changed_only: bool = False) -> KubeRevision | None:
+        """The revision's Deployment as the settings build it, recorded and marked; the record when it is new.
+        `changed_only`: a revision whose Deployment comes out the same is left as it is."""
+        key = svc.key(rev.name)
+        problem = None
+        try:
+            manifest, digest, port = desired(svc, rev, self.settings)
+        except BackendConfigError as exc:
+            log.error("%s", exc)
+            problem, manifest, digest, port = str(exc), unbuilt(key), "", DEFAULT_PORT
+        record = self._revisions.get(key)
+        if record is not None and changed_only and (record.digest, record.problem) == (digest, problem):
+            return None
+        fresh = record is None
+        if record is None:
+            record = self._revisions[key] = KubeRevision(key, manifest, digest, port)
+        else:
+            record.manifest, record.digest, record.port, record.removing_since = manifest, digest, port, None
+        record.problem = problem
+        self._reconciler.mark(record.key)
+        return record if fresh else None
+
+    async def configure(self, settings: GatewaySettings) -> None:
+        """The settings of a reload (and of the start): a change of `spec.kubernetes` rebuilds every revision's
+        Deployment, and those that come out different are patched. O(revisions), a slice at a time.
+        Until `applied`, no orphan is deleted: the reload's services are not all in yet."""
+        self._reconciler.configured = False
+        old, self.settings = self.settings.kubernetes, settings
+        if settings.kubernetes == old:
+            return
+        log.info("kubernetes backend: spec.kubernetes changed; bringing every Deployment to it")
+        self._reconciler.owner = settings.kubernetes.owner
+        self.api.set_timeout((settings.kubernetes.connect_timeout, settings.kubernetes.request_timeout))
+        for i, svc in enumerate(list(self._services.values())):
+            if i and i % RECONFIGURE_SLICE == 0:
+                await asyncio.sleep(0)  # 10,000 services: the loop serves in between
+            for rev in svc.revisions():
+                record = self._revisions.get(svc.key(rev.name))
+                if record is not None and record.removing_since is None:
+                    self._build(svc, rev, changed_only=True)
 
     async def scale(self, key: RevisionKey, replicas: int) -> None:
         record = self._revisions.get(key)
@@ -154,6 +198,11 @@ class KubernetesBackend:
         record.wanted = max(0, replicas)
         if self._reconciler.actuating:
             self._reconciler.mark(key)  # a follower keeps the wish for when it leads
+
+    def applied(self) -> None:
+        """A whole configuration is applied (a start or reload): the leader deletes this installation's
+        Deployments of revisions it no longer has (`kube_orphans`)."""
+        self._reconciler.config_applied()
 
     @property
     def actuating(self) -> bool:
@@ -207,7 +256,7 @@ class KubernetesBackend:
 
     async def close(self) -> None:
         await self._reconciler.close()
-        await self._pods.close()
+        await asyncio.gather(self._deployments.close(), self._pods.close())
         self.api.close()
 
     # -- pods ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from gateway.config.model import KubernetesSettings
 from gateway.config.runnable import RESOURCE_NAME
 from gateway.config.runtimes import read_runtimes
 from gateway.config.sections import SectionKey, section_key
-from gateway.config.values import choice, describe
+from gateway.config.values import choice, describe, duration
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -61,6 +61,32 @@ def _qualified(value: str) -> bool:
     return len(name) <= 63 and _NAME.fullmatch(name) is not None
 
 
+def label_value(ctx: DocContext, path: str, value: object) -> str | None:
+    """A label's value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit."""
+    if isinstance(value, str) and len(value) <= 63 and _NAME.fullmatch(value):
+        return value
+    ctx.error(
+        path,
+        "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+        f"or digit, like ml.serving-gateway; got {describe(value)}",
+    )
+    return None
+
+
+def owner_from(metadata: object) -> str | None:
+    """The default `owner`: the GatewayConfig's `metadata` as `namespace.name` (or `name`), made a label value."""
+    if not isinstance(metadata, dict):
+        return None
+    parts = [str(metadata[key]) for key in ("namespace", "name") if isinstance(metadata.get(key), str) and metadata[key]]
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", ".".join(parts))[:63].strip("-_.")
+    return value or None
+
+
+def api_timeout(ctx: DocContext, path: str, value: object) -> float | None:
+    """A timeout of the API's requests: a duration from 100ms to 10m (a hung API server must not hold a stop)."""
+    return duration(ctx, path, value, ok=lambda v: 0.1 <= v <= 600, expect="from 100ms to 10m")
+
+
 def pull_policy(ctx: DocContext, path: str, value: object) -> str | None:
     return choice(ctx, path, value, PULL_POLICIES)
 
@@ -71,5 +97,8 @@ KUBERNETES: dict[str, SectionKey[KubernetesSettings]] = {
     "kunlunTolerationKey": section_key(taint_key, lambda s, v: replace(s, kunlun_toleration_key=v)),
     "imagePullPolicy": section_key(pull_policy, lambda s, v: replace(s, image_pull_policy=v)),
     "runtimes": section_key(lambda c, p, v: read_runtimes(c, p, v, image_reference), lambda s, v: replace(s, runtimes=v)),
+    "owner": section_key(label_value, lambda s, v: replace(s, owner=v)),
+    "connectTimeout": section_key(lambda c, p, v: api_timeout(c, p, v), lambda s, v: replace(s, connect_timeout=v)),
+    "requestTimeout": section_key(lambda c, p, v: api_timeout(c, p, v), lambda s, v: replace(s, request_timeout=v)),
 }
 """The keys of GatewayConfig's spec.kubernetes."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import cast
 from urllib.parse import urlsplit
 
-from gateway.config.cluster import KUBERNETES
+from gateway.config.cluster import KUBERNETES, owner_from
 from gateway.config.errors import DocContext
 from gateway.config.model import (
     ActivatorSettings,
@@ -248,11 +248,13 @@ def translate(ctx: DocContext, body: dict[str, object]) -> GatewaySettings:
         return GatewaySettings()
     check_keys(ctx, "spec", spec, _SPEC_KEYS, strict=True)
     settings = read_keys(ctx, "spec", spec, GatewaySettings(), _SPEC)
+    owner = owner_from(body.get("metadata"))
+    kubernetes = KubernetesSettings() if owner is None else KubernetesSettings(owner=owner)
     return replace(
         settings,
         autoscaler=_autoscaler(ctx, spec.get("autoscaler")),
         activator=read_section(ctx, "spec.activator", spec.get("activator"), ActivatorSettings(), _ACTIVATOR),
         proxy=read_section(ctx, "spec.proxy", spec.get("proxy"), ProxySettings(), _PROXY),
-        kubernetes=read_section(ctx, "spec.kubernetes", spec.get("kubernetes"), KubernetesSettings(), KUBERNETES),
+        kubernetes=read_section(ctx, "spec.kubernetes", spec.get("kubernetes"), kubernetes, KUBERNETES),
         storage=read_section(ctx, "spec.storage", spec.get("storage"), StorageSettings(), _STORAGE),
     )

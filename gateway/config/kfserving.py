@@ -101,7 +101,7 @@ def _endpoint(
     if raw is None:
         return None
     check_keys(ctx, base, raw, _PREDICTOR_KEYS, strict=False)
-    for key in ("serviceAccountName", "logger", "batcher"):
+    for key in ("logger", "batcher"):
         if raw.get(key) is not None:
             ctx.warn(join(base, key), "not supported by the gateway, ignored")
     predictor = _in_v1beta1_terms(ctx, base, raw)
@@ -115,7 +115,7 @@ def _endpoint(
 
 
 def _in_v1beta1_terms(ctx: DocContext, base: str, raw: dict[str, object]) -> dict[str, object] | None:
-    predictor = {key: value for key, value in raw.items() if key not in ("custom", "parallelism", "serviceAccountName")}
+    predictor = {key: value for key, value in raw.items() if key not in ("custom", "parallelism")}
     if raw.get("custom") is not None:
         custom = mapping(ctx, join(base, "custom"), raw["custom"])
         if custom is None:

@@ -165,8 +165,6 @@ def _predictor(ctx: DocContext, spec: dict[str, object]) -> dict[str, object] | 
     if predictor is None:
         return None
     check_keys(ctx, "spec.predictor", predictor, _PREDICTOR_KEYS, strict=False)
-    if predictor.get("serviceAccountName") is not None:
-        ctx.warn("spec.predictor.serviceAccountName", "not supported by the gateway, ignored")
     return predictor
 
 

@@ -109,6 +109,11 @@ class KubernetesSettings:
     image_pull_policy: str | None = None  # None: Kubernetes' default (Always for :latest, else IfNotPresent)
     # Model runtimes, tried in order for a model's format (`spec.kubernetes.runtimes`, then the built-in).
     runtimes: tuple[ModelRuntime, ...] = (BUILTIN_RUNTIME,)
+    # The value of the `serving-gateway/owner` label on every Deployment this installation makes: only those
+    # are deleted as orphans. Default: the GatewayConfig's metadata (namespace.name), else "serving-gateway".
+    owner: str = "serving-gateway"
+    connect_timeout: float = 5.0  # seconds to connect to the API server, per request
+    request_timeout: float = 30.0  # seconds for the API server's answer, per request (a watch: its own, longer)
 
     @property
     def kunlun_taint_key(self) -> str:
@@ -189,6 +194,7 @@ class RevisionSpec:
     # (name, valueFrom) as written: the kubernetes backend passes them on; the local backend resolves a
     # secretKeyRef from spec.secretsFile when it starts a replica (the value is never kept in the spec).
     env_refs: tuple[tuple[str, dict[str, object]], ...] = ()
+    service_account: str | None = None  # the pods' serviceAccountName (kubernetes; the local backend has none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ T = TypeVar("T")
 ACCELERATORS = ("nvidia", "kunlun")
 RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _ENV_NAME = re.compile(r"[^=\s]+")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # The gateway's own revision keys, accepted in PaddleService revisions next to ElasticServing's.
 GATEWAY_REVISION_KEYS = (
     "command",
@@ -78,6 +79,7 @@ class RevisionDraft:
     model_format: str | None = None
     model_runtime: str | None = None
     env_refs: tuple[tuple[str, dict[str, object]], ...] | None = None
+    service_account: str | None = None
 
     def finish(self, name: RevisionName) -> RevisionSpec:
         return RevisionSpec(
@@ -105,6 +107,7 @@ class RevisionDraft:
             storage_path=self.storage_path,
             model_format=self.model_format,
             model_runtime=self.model_runtime,
+            service_account=self.service_account,
         )
 
 
@@ -360,9 +363,17 @@ def read_accelerator_count(ctx: DocContext, path: str, value: object) -> int | N
 
 
 def read_placement(ctx: DocContext, path: str, found: dict[str, object], draft: RevisionDraft) -> None:
-    """`nodeSelector` and `tolerations` of the mapping at `path` (a pod spec, a predictor, a revision)."""
+    """`nodeSelector`, `tolerations` and `serviceAccountName` of the mapping at `path` (a pod spec, a predictor, a revision)."""
     draft.node_selector = read_given(ctx, path, found, "nodeSelector", read_string_map)
     draft.tolerations = read_given(ctx, path, found, "tolerations", read_tolerations)
+    draft.service_account = read_given(ctx, path, found, "serviceAccountName", read_service_account)
+
+
+def read_service_account(ctx: DocContext, path: str, value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= 253 and _SUBDOMAIN.fullmatch(value):
+        return value
+    ctx.error(path, f"must be a ServiceAccount name (lowercase letters, digits, '-' and '.'), got {describe(value)}")
+    return None
 
 
 def read_gateway_keys(ctx: DocContext, path: str, found: dict[str, object]) -> RevisionDraft:

@@ -98,6 +98,7 @@ FIELDS: dict[str, tuple[Check, str]] = {
     "model_format": (_opt_str, "null or a string"),
     "model_runtime": (_opt_str, "null or a string"),
     "env_refs": (_refs, "a list of [name, {secretKeyRef|configMapKeyRef|fieldRef: {...}}] pairs"),
+    "service_account": (_opt_str, "null or a string"),
 }
 _PAIRS = ("env", "node_selector", "env_refs")  # tuples of (name, value) pairs
 

@@ -92,7 +92,7 @@ def test_deployment_names_labels_and_selector(tmp_path: Path) -> None:
     revision = {"serving-gateway/service": "lac", "serving-gateway/namespace": "nlp", "serving-gateway/revision": "canary"}
     managed = {**revision, "app.kubernetes.io/managed-by": "serving-gateway"}
     assert (canary["metadata"]["name"], canary["metadata"]["namespace"]) == ("lac-canary", "nlp")
-    assert canary["metadata"]["labels"] == managed
+    assert canary["metadata"]["labels"] == {**managed, "serving-gateway/owner": "serving-gateway"}  # the Deployment only
     assert canary["spec"]["selector"] == {"matchLabels": revision}
     assert canary["spec"]["template"]["metadata"]["labels"] == managed
     assert "replicas" not in canary["spec"]

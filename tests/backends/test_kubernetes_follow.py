@@ -69,8 +69,9 @@ async def test_the_leader_makes_and_scales_the_deployment_once_and_the_follower_
         await wait_until(lambda: settled(leader) and settled(follower), "both idle")
         assert writes_by(kube_api, LEADER) == [("POST", DEPLOYMENTS), ("PATCH", SCALE), ("PATCH", SCALE)]
         assert writes_by(kube_api, FOLLOWER) == []
-        # no pod told the follower of the scaling (the emulator runs none here): its count is stale
-        assert follower.observed_replicas(key) == 0 and leader.observed_replicas(key) == 3
+        # no pod told the follower of the scaling (the emulator runs none here): its Deployment watch did
+        await wait_until(lambda: follower.observed_replicas(key) == 3, "the follower sees the leader's scaling")
+        assert leader.observed_replicas(key) == 3 and writes_by(kube_api, FOLLOWER) == []
 
         listed = lists(kube_api, FOLLOWER)
         leader.set_actuating(False)
@@ -85,7 +86,8 @@ async def test_the_leader_makes_and_scales_the_deployment_once_and_the_follower_
         await wait_until(lambda: settled(leader) and settled(follower), "both idle")
         assert writes_by(kube_api, FOLLOWER) == [("PATCH", SCALE)]
         assert len(writes_by(kube_api, LEADER)) == 3  # nothing more
-        assert leader.status(key).desired == 3  # the old leader shows what it last saw, not its wish of 7
+        # the old leader shows what runs (its Deployment watch saw the new leader's 4), not its wish of 7
+        await wait_until(lambda: leader.status(key).desired == 4, "the old leader shows what runs")
 
 
 async def test_a_follower_routes_shows_what_runs_and_sends_its_own_wish_once_it_leads(cluster: Cluster, kubeconfig: Path) -> None:

@@ -5,14 +5,17 @@ Deployment's replicas is undone."""
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
 from pathlib import Path
 
 import kubernetes
 import pytest
 
+from gateway.backends.kube_api import DaemonPool
 from gateway.backends.kubernetes import KubernetesBackend
-from tests.backends.kube_support import backend, service
+from tests.backends.kube_support import backend, service, settled
 from tests.backends.kube_support import kube_api as make_api
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
@@ -49,12 +52,20 @@ def pod_lists(api: KubeApi) -> int:
     return sum(1 for r in api.requests() if r.method == "GET" and "/pods" in r.url and "watch=true" not in r.url)
 
 
+def deployment_lists(api: KubeApi) -> int:
+    return sum(
+        1 for r in api.requests() if r.method == "GET" and "/deployments?labelSelector" in r.url and "watch=true" not in r.url
+    )
+
+
 async def cut(api: KubeApi) -> None:
-    """Drop every connection to the API (it listens again at once) and wait for the pod watch's relist."""
-    before = pod_lists(api)
+    """Drop every connection to the API (it listens again at once) and wait for the relists of both watches
+    (pods, Deployments): a cut in the middle of one's relist would make a second failure in a row."""
+    before, deployments = pod_lists(api), deployment_lists(api)
     api.stop_listening()
     api.start_listening()
     await wait_until(lambda: pod_lists(api) > before, "the relist after the cut", within=3.0)
+    await wait_until(lambda: deployment_lists(api) > deployments, "the Deployments' relist after the cut", within=3.0)
 
 
 async def test_dropped_watches_are_hiccups_not_an_outage(kube_api: KubeApi, kubeconfig: Path) -> None:
@@ -161,3 +172,60 @@ async def test_a_new_deployment_nobody_scales_is_made_at_zero(kube_api: KubeApi,
     async with backend(kubeconfig) as kube:
         await kube.sync([service()])
         await wait_until(lambda: replicas(kube_api) == 0, "the Deployment made after the grace", within=5)
+
+
+async def test_while_requests_hang_the_api_is_said_not_answering(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    key = spec.key("default")
+    async with backend(kubeconfig) as kube:  # read timeout 5 s: "not answering" once a request waited that long
+        await kube.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0 and settled(kube), "the Deployment made")
+        assert kube.health() is None
+        hang = kube_api.stall(None, r".*", times=10000, seconds=60.0)
+        await kube.scale(key, 1)  # a PATCH that hangs
+        await wait_until(lambda: kube.health() is not None, "the hang said", within=8)
+        health = kube.health() or ""
+        assert "not answering" in health and re.search(r"a request has waited \d+ s", health), health
+        assert kube.status(key).state == "unreachable" and "not answering" in (kube.status(key).message or "")
+        for _ in range(10):  # through the requests' timeouts and retries: said all along (later as timed out), no flapping
+            await asyncio.sleep(0.5)
+            assert kube.health() is not None
+        kube_api.emulator.faults.clear()
+        assert hang.served >= 1
+        await wait_until(lambda: replicas(kube_api) == 1, "the scale once the API answers", within=30)
+        await wait_until(lambda: kube.health() is None, "well again", within=30)
+        started = time.monotonic()
+    assert time.monotonic() - started < 3.0
+
+
+async def test_closing_does_not_wait_for_requests_stuck_on_a_hung_api(kube_api: KubeApi, kubeconfig: Path) -> None:
+    spec = service()
+    async with backend(kubeconfig) as kube:
+        await kube.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0 and settled(kube), "the Deployment made")
+        kube_api.stall(None, r".*", times=10000, seconds=60.0)
+        kube_api.stop_listening()  # the watches' streams cut: their relists hang too
+        kube_api.start_listening()
+        await kube.scale(spec.key("default"), 1)
+        await wait_until(lambda: pod_lists(kube_api) >= 2, "the pod watch's relist hanging")
+        await wait_until(lambda: kube.api.waited() > 0.5, "requests hanging")
+        started = time.monotonic()
+    assert time.monotonic() - started < 3.0  # the watches' threads and the API's are not waited for
+
+
+def test_the_api_pools_threads_are_daemons_and_shutdown_cancels_what_waits() -> None:
+    pool = DaemonPool(1, "test")
+    gate, started = threading.Event(), threading.Event()
+
+    def first_job() -> bool:
+        started.set()
+        return gate.wait(10)
+
+    first = pool.submit(first_job)
+    second = pool.submit(lambda: 42)
+    assert started.wait(5)
+    assert all(thread.daemon for thread in threading.enumerate() if thread.name.startswith("test-"))
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert second.cancelled()
+    gate.set()
+    assert first.result(5) is True

@@ -52,6 +52,25 @@ def test_the_kunlun_toleration_follows_the_resource_unless_set(tmp_path: Path) -
     assert config.gateway.kubernetes.kunlun_taint_key == "kunlunxin.com/xpu"
 
 
+OWNER_RULE = (
+    "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+    "or digit, like ml.serving-gateway"
+)
+
+
+def test_the_owner_defaults_to_the_gateway_configs_metadata(tmp_path: Path) -> None:
+    image = write(tmp_path, "x.yaml", paddle("foo", "default:\n  image: registry.example.com/foo:1\n"))
+    plain = load([write(tmp_path, "gw.yaml", gateway("backend: kubernetes")), image]).gateway.kubernetes
+    assert plain.owner == "serving-gateway"
+    named = gateway("backend: kubernetes").replace(
+        "kind: GatewayConfig\n", "kind: GatewayConfig\nmetadata:\n  name: gw-one\n  namespace: ml\n"
+    )
+    assert "gw-one" in named
+    assert load([write(tmp_path, "gw.yaml", named), image]).gateway.kubernetes.owner == "ml.gw-one"
+    given = named.replace("backend: kubernetes", "backend: kubernetes\n  kubernetes:\n    owner: team-a")
+    assert load([write(tmp_path, "gw.yaml", given), image]).gateway.kubernetes.owner == "team-a"
+
+
 IMAGE_RULE = "must be a container image reference like registry.example.com/serving-gateway:0.1.0"
 RESOURCE_RULE = "must be an extended resource name like baidu.com/xpu or kunlunxin.com/xpu"
 TAINT_RULE = (
@@ -71,7 +90,7 @@ TAINT_RULE = (
         (
             "kubernetes:\n  namespace: x",
             "spec.kubernetes.namespace: unknown key; expected one of: modelServerImage, kunlunResource, "
-            "kunlunTolerationKey, imagePullPolicy, runtimes",
+            "kunlunTolerationKey, imagePullPolicy, runtimes, owner, connectTimeout, requestTimeout",
         ),
         (
             "kubernetes:\n  modelServerImage: Serving-Gateway:1",
@@ -84,6 +103,13 @@ TAINT_RULE = (
         ("kubernetes:\n  modelServerImage: 'gateway:'", f"spec.kubernetes.modelServerImage: {IMAGE_RULE}, got 'gateway:'"),
         ("kubernetes:\n  modelServerImage: ''", f"spec.kubernetes.modelServerImage: {IMAGE_RULE}, got ''"),
         ("kubernetes:\n  modelServerImage: 3", f"spec.kubernetes.modelServerImage: {IMAGE_RULE}, got 3"),
+        ("kubernetes:\n  owner: 'team a'", f"spec.kubernetes.owner: {OWNER_RULE}; got 'team a'"),
+        ("kubernetes:\n  owner: " + "o" * 64, f"spec.kubernetes.owner: {OWNER_RULE}; got '{'o' * 64}'"),
+        ("kubernetes:\n  owner: -team", f"spec.kubernetes.owner: {OWNER_RULE}; got '-team'"),
+        ("kubernetes:\n  connectTimeout: 0s", "spec.kubernetes.connectTimeout: must be from 100ms to 10m, got 0s"),
+        ("kubernetes:\n  requestTimeout: 1h", "spec.kubernetes.requestTimeout: must be from 100ms to 10m, got 1h"),
+        ("kubernetes:\n  requestTimeout: soon", "spec.kubernetes.requestTimeout: must be a duration like 60s, got 'soon'"),
+        ("kubernetes:\n  owner: [team]", f"spec.kubernetes.owner: {OWNER_RULE}; got a list"),
         ("kubernetes:\n  kunlunResource: xpu", f"spec.kubernetes.kunlunResource: {RESOURCE_RULE}, got 'xpu'"),
         ("kubernetes:\n  kunlunResource: Baidu.com/xpu", f"spec.kubernetes.kunlunResource: {RESOURCE_RULE}, got 'Baidu.com/xpu'"),
         ("kubernetes:\n  kunlunResource: baidu.com/", f"spec.kubernetes.kunlunResource: {RESOURCE_RULE}, got 'baidu.com/'"),

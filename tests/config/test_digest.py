@@ -40,6 +40,7 @@ REVISION_CHANGES: dict[str, Any] = {
     "model_format": "sklearn",
     "model_runtime": "kserve-sklearnserver",
     "env_refs": (("AWS_SECRET_ACCESS_KEY", {"secretKeyRef": {"name": "s3creds", "key": "secret"}}),),
+    "service_account": "model-reader",
 }
 SCALING_CHANGES: dict[str, Any] = {
     "min_scale": 1,

@@ -77,6 +77,9 @@ KUBERNETES_SECTION: dict[str, object] = {
     "kunlunTolerationKey": "example.com/xpu",
     "imagePullPolicy": "Always",
     "runtimes": {"kserve-sklearnserver": {"modelFormats": ["sklearn"], "image": "kserve/sklearnserver:v0.14.1"}},
+    "owner": "ml.gateway-one",
+    "connectTimeout": "2s",
+    "requestTimeout": "1m",
 }
 STORAGE: dict[str, object] = {"maxModelBytes": "2Gi", "downloadTimeout": "5m"}
 NOT_CONFIGURABLE = {"buffer_bytes"}
