@@ -27,7 +27,7 @@ from tests.e2e.test_kubernetes import ROOT, Served, ready, stop
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
 from tests.shared.redis_server import RedisServer
-from tests.workers.support import Conn, split_connections
+from tests.workers.support import Conn, split_connections, worker_pids
 
 kube_api = kube_fixtures.kube_api
 kubeconfig = kube_fixtures.kubeconfig
@@ -260,19 +260,8 @@ def conn_sender(conn: Conn) -> Callable[[], Awaitable[tuple[int, bytes]]]:
     return send
 
 
-def worker_pids(served: Served) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == served.proc.pid and b"worker" in cmdline:
-            pids.append(int(entry.name))
-    return sorted(pids)
+def workers_of(served: Served) -> list[int]:
+    return worker_pids(served.proc.pid)
 
 
 async def test_two_workers_with_containerconcurrency_1_both_serve_through_two_numbered_pods(
@@ -283,8 +272,8 @@ async def test_two_workers_with_containerconcurrency_1_both_serve_through_two_nu
     served = start(path, kubeconfig, tmp_path / "state", "--workers", "2")
     try:
         await wait_until(lambda: ready(served), "the gateway ready", within=30)
-        await wait_until(lambda: len(worker_pids(served)) == 2, "two workers")
-        by_worker = await split_connections(served.port, worker_pids(served), 2)
+        await wait_until(lambda: len(workers_of(served)) == 2, "two workers")
+        by_worker = await split_connections(served.port, workers_of(served), 2)
         try:
             tallies = await run_load([[conn_sender(c) for c in conns] for conns in by_worker.values()], cluster)
         finally:

@@ -113,19 +113,23 @@ class Served:
 
     def workers(self) -> list[int]:
         """The worker processes' pids (children started with `gateway worker`)."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.proc.pid and b"worker" in cmdline:
-                pids.append(int(entry.name))
-        return sorted(pids)
+        return worker_pids(self.proc.pid)
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The pids of `parent`'s worker processes (children started with `gateway worker`)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"worker" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
 
 
 @contextmanager
