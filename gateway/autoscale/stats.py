@@ -24,6 +24,13 @@ Shared across data planes (several gateway instances, or worker processes), each
 deciding instance adds every other plane's seconds to its windows with ``record_remote`` (Knative's
 collector adds every activator's and pod's report into the same buckets the same way).
 
+Another plane's newest seconds arrive late (a second of batching and a round trip), so the newest part of
+each window would hold only this plane's load. A source's seconds not in yet count as its last reported
+second carried forward (``CARRY`` seconds at most, only while the source is live): placeholders put in the
+buckets when the windows are read, replaced by the real second when it arrives, and taken out again when it
+does not come (the source went idle) or the source left. In steady state the windows then hold exactly
+the revision-wide load; a plane with no remote sources never pays for any of this.
+
 Idle stretches are caught up lazily: only the newest window's worth of seconds is written, so one
 catch-up costs O(window) and a request that follows another within the same or next second O(1).
 """
@@ -31,12 +38,27 @@ catch-up costs O(window) and a request that follows another within the same or n
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 from typing import Protocol
 
 from gateway.autoscale.window import WindowAverage
 
 Second = tuple[int, float, float]
 """One recorded second: (stamp, average concurrency, requests)."""
+
+CARRY = 2  # seconds a live source's last reported second stands in for its seconds not in yet
+
+
+class Remote:
+    """What one other plane reported for a revision: its newest second and the placeholders standing in after it."""
+
+    __slots__ = ("last", "concurrency", "requests", "carried")
+
+    def __init__(self) -> None:
+        self.last = -(1 << 62)  # stamp of its newest reported second
+        self.concurrency = 0.0
+        self.requests = 0.0
+        self.carried: dict[int, tuple[float, float]] = {}  # stamp -> placeholder in the buckets
 
 
 class StatsSink(Protocol):
@@ -77,6 +99,8 @@ class RevisionStats:
         self.sink: StatsSink | None = None
         self.listed = False  # the sink knows this revision is active
         self.label: object = None  # what the sink calls this revision
+        self._remote: dict[str, Remote] = {}  # other planes that reported with a source name
+        self._live: Container[str] = ()  # the sources alive now (carried forward only while in it)
 
     @property
     def in_flight(self) -> int:
@@ -118,6 +142,8 @@ class RevisionStats:
     def concurrency(self, now: float) -> tuple[float, float] | None:
         """(stable, panic) average concurrency at ``now``, or None when there is no data."""
         self._advance(now)
+        if self._remote:
+            self._carry(now)
         if self._stable_concurrency.is_empty(now):
             return None
         return self._stable_concurrency.average(now), self._panic_concurrency.average(now)
@@ -125,6 +151,8 @@ class RevisionStats:
     def rps(self, now: float) -> tuple[float, float] | None:
         """(stable, panic) average requests per second at ``now``, or None when there is no data."""
         self._advance(now)
+        if self._remote:
+            self._carry(now)
         if self._stable_rate.is_empty(now):
             return None
         return self._stable_rate.average(now), self._panic_rate.average(now)
@@ -153,10 +181,46 @@ class RevisionStats:
             self.listed = False
         return out
 
-    def record_remote(self, stamp: float, concurrency: float, requests: float) -> None:
-        """Add another data plane's second (stamped in this plane's clock) to the windows."""
+    def record_remote(
+        self, stamp: float, concurrency: float, requests: float, source: str | None = None, live: Container[str] = ()
+    ) -> None:
+        """Add another data plane's second (stamped in this plane's clock) to the windows. With a ``source`` (and
+        the sources alive now, ``live``), its newest second stands in for the ones not in yet (see above)."""
         self._has_data = True
-        self._windows(stamp, concurrency, requests)
+        if source is None:
+            self._windows(stamp, concurrency, requests)
+            return
+        self._live = live
+        remote = self._remote.get(source)
+        if remote is None:
+            remote = self._remote[source] = Remote()
+        sec = math.floor(stamp)
+        placeholder = remote.carried.pop(sec, None)
+        if placeholder is None:
+            self._windows(stamp, concurrency, requests)
+        else:
+            self._windows(stamp, concurrency - placeholder[0], requests - placeholder[1])
+        if sec >= remote.last:
+            remote.last, remote.concurrency, remote.requests = sec, concurrency, requests
+
+    def _carry(self, now: float) -> None:
+        """Stand in for each live source's seconds not in yet; take placeholders out that no second replaced."""
+        newest = math.floor(now)
+        for source, remote in list(self._remote.items()):
+            live = source in self._live
+            if remote.carried and (not live or newest - remote.last > CARRY + 1):
+                for stamp, (concurrency, requests) in remote.carried.items():
+                    self._windows(stamp, -concurrency, -requests)  # it went idle or left: those seconds were not its
+                remote.carried.clear()
+            if not live:
+                del self._remote[source]
+                continue
+            if newest - remote.last > CARRY:
+                continue
+            for stamp in range(remote.last + 1, newest + 1):
+                if stamp not in remote.carried:
+                    remote.carried[stamp] = (remote.concurrency, remote.requests)
+                    self._windows(stamp, remote.concurrency, remote.requests)
 
     def reconfigure(self, stable_window: float, panic_window: float) -> None:
         """Change the window lengths, keeping recorded data where it is still valid."""

@@ -84,7 +84,7 @@ class Coordinator:
         self.channels = channels
         self._clock = clock
         self._sleep = sleep
-        self._offset = exchange.clock_offset(wall, clock)
+        self.server_clock = exchange.ServerClock(clock, wall)  # stats are stamped in Redis's clock on the wire
         # a round trip slower than this is an outage: well within the lease, never shorter than a beat; one
         # retry at once, so a connection the pool kept from before Redis restarted is not taken for an outage
         timeout = min(lease_ttl / 2, max(interval, 1.0))
@@ -113,6 +113,7 @@ class Coordinator:
         self.deadline = float("-inf")  # the lease is valid (by this clock) until then
         self.outage_leader = False  # leader when contact was lost: first to run for the lease when it is back
         self.members: dict[str, int] = {}
+        self.peers: set[str] = set()  # the other live instances (updated in place: the deciders' stats keep it)
         self.share: tuple[int, int] = (0, 1)
         self.presence = Presence(clock, hooks.on_hold)
         self.joined = self.presence.joined  # the membership has seen this instance for a whole round
@@ -195,7 +196,9 @@ class Coordinator:
     async def cycle(self) -> None:
         self.presence.trying(self.member_ttl)
         if self._last_id is None:
+            asked = self._clock()
             seconds, micros = await self.redis.time()
+            self.server_clock.sample(asked, self._clock(), seconds + micros / 1e6)
             self._last_id = f"{int(seconds * 1000 + micros // 1000 - self.window * 1000)}-0"
         sent_at = self._clock()
         run = self.leader or self.outage_leader or self._steady(sent_at)
@@ -215,13 +218,18 @@ class Coordinator:
             )
             batch = self.outbox.collect(sent_at)
             if batch:
-                pipe.xadd(self.keys.stats, {"i": self.instance, "d": exchange.encode(batch, self._offset)}, maxlen=STREAM_MAXLEN)
+                pipe.xadd(
+                    self.keys.stats,
+                    {"i": self.instance, "d": exchange.encode(batch, self.server_clock.offset)},
+                    maxlen=STREAM_MAXLEN,
+                )
             for key in relayed:
                 pipe.publish(self.keys.pokes, encode_key(key))
             pipe.xread({self.keys.stats: self._last_id}, count=READ_COUNT)
             results = await pipe.execute(raise_on_error=False)
         if isinstance(results[0], BaseException):
             raise results[0]  # the heartbeat is what says whether Redis is there
+        self.server_clock.sample(sent_at, self._clock(), int(results[0][2]) / 1000)
         for failed in (result for result in results[1:] if isinstance(result, BaseException)):
             self._stream_trouble(failed)  # the stream refused (someone wrote a bogus entry id): the lease goes on
         self._beat(sent_at, results[0])
@@ -267,6 +275,8 @@ class Coordinator:
     def _membership(self, members: dict[str, int]) -> None:
         if members != self.members:
             self.members = members
+            self.peers.intersection_update(members)
+            self.peers.update(member for member in members if member != self.instance)
             offset = 0
             for instance in sorted(members):
                 if instance == self.instance:
@@ -285,8 +295,8 @@ class Coordinator:
                 if len(payload) > MAX_ENTRY:
                     self._stream_trouble(ValueError(f"an entry of {len(payload)} bytes from {fields.get('i')!r} skipped"))
                 elif fields.get("i") != self.instance:
-                    batch = exchange.decode(payload, self._offset, self._clock(), self.window)
-                    exchange.ingest(batch, self.hooks.stats_of)
+                    batch = exchange.decode(payload, self.server_clock.offset, self._clock(), self.window)
+                    exchange.ingest(batch, self.hooks.stats_of, str(fields.get("i")), self.peers)
 
     def _stream_trouble(self, exc: BaseException) -> None:
         now = self._clock()

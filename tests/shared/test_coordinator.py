@@ -318,3 +318,27 @@ async def test_redis_away_is_no_gap_and_lifts_a_hold_no_request_waits_for_it(red
         await wait_until(lambda: a.c.reachable, "back in contact", within=5)
         # Redis came back empty: a's entry is gone, so it rejoins, held until the others (none) could see it
         await wait_until(lambda: len(holds.calls) == 4 and not a.c.presence.held, "rejoined", within=5)
+
+
+@pytest.mark.parametrize("skew", [30.0, -4.0])
+async def test_an_instance_whose_wall_clock_is_off_still_adds_into_the_same_seconds(
+    redis_server: RedisServer, skew: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        running(redis_server.url, "a", wall=lambda: time.time() + skew) as a,
+        running(redis_server.url, "b") as b,
+    ):
+        loop = asyncio.get_running_loop()
+        for instance, in_flight in ((a, 2), (b, 3)):
+            instance.stats.observe(loop.time(), ready=1)
+            for _ in range(in_flight):
+                instance.stats.request_in(loop.time())
+
+        def panic(instance: Instance) -> float:
+            return (instance.stats.concurrency(loop.time()) or (0.0, 0.0))[1]
+
+        await wait_until(
+            lambda: panic(a) == 5.0 and panic(b) == 5.0, "exactly the sum in both, whatever a's wall clock", within=12
+        )
+    warned = [r.getMessage() for r in caplog.records if "wall clock" in r.getMessage()]
+    assert len(warned) == 1 and f"{skew:+.0f}." in warned[0]
