@@ -10,7 +10,9 @@ runs the same worker but never sends a write: it looks at Deployments (found, re
 status) and records the autoscaler's wishes, keeps a removed revision until the leader has deleted its
 Deployment, and sends nothing. A change of leadership cancels the reconciles in hand (so a write's
 retries stop; a request already on the wire completes), and a reconcile begun under the other mode
-writes nothing; every Deployment is read again (`resync`) before a new leader converges.
+writes nothing; every Deployment is read again (`resync`) before a new leader converges. The fence and
+the epoch are asked before every attempt of a write, retries included (a guard, kube_api): a fenced write
+is abandoned, not a failure, and decided again shortly; one already on the wire ends by its request timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from gateway.backends.kube_api import KubeApi, KubeRequestError, KubeUnavailable
+from gateway.backends.kube_api import KubeApi, KubeFenced, KubeRequestError, KubeUnavailable
 from gateway.backends.kube_deploy import Deployments
 from gateway.backends.kube_manifest import managed_by_us
 from gateway.backends.kube_orphans import Orphans
@@ -52,7 +54,7 @@ class Reconciler:
         clock: Callable[[], float],
     ) -> None:
         self.api = api
-        self.deployments = Deployments(api)
+        self.deployments = Deployments(api, guard=lambda: self.actuating and self.fence())
         self.revisions = revisions  # the backend's: what each revision's Deployment must be
         self._busy = busy
         self._backoff = tuple(backoff)
@@ -224,6 +226,8 @@ class Reconciler:
         namespaces = {record.namespace for record in self.revisions.values()} | set(self._listed)
         try:
             await self.orphans.sweep(self.revisions, self.owner, namespaces, lambda: self.configured and self._writes(epoch))
+        except KubeFenced:
+            self.sweep_wanted = self.actuating  # the lease ended during a delete's retries: again once it is renewed
         except KubeUnavailable:
             self.sweep_wanted = True  # after the outage
             raise
@@ -278,6 +282,8 @@ class Reconciler:
                 await self._retire(record, epoch)
             else:
                 await self._converge(record, epoch)
+        except KubeFenced:
+            return  # not sent: `_writes` said no and marked it again if still leading (else the resync looks)
         except KubeRequestError as exc:
             if exc.status == 404 and record.found == "ours":
                 record.observe(None)  # deleted behind our back: made again
@@ -308,19 +314,19 @@ class Reconciler:
                 asyncio.get_running_loop().call_later(wait, self.mark, record.key)
                 return
             replicas, digest = record.wanted or 0, record.digest  # a reload during the create: patched next round
-            created = await self.deployments.create(record.manifest, replicas)
+            created = await self.deployments.create(record.manifest, replicas, guard=partial(self._writes, epoch, record.key))
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)
             record.found, record.replicas, record.applied = "ours", replicas, digest
             record.template_seen, record.drifted = template_digest(created), False
         elif record.applied != (digest := record.digest) or record.drifted:
-            patched = await self.deployments.patch_spec(record.manifest)
+            patched = await self.deployments.patch_spec(record.manifest, guard=partial(self._writes, epoch, record.key))
             log.info("%s: updated %s", record.key, record.what)
             record.applied, record.drifted, record.template_seen = digest, False, template_digest(patched)
         target = record.wanted
         if target is not None and target != record.replicas:
             if not self._writes(epoch, record.key):
                 return  # leadership changed during the create or patch
-            await self.deployments.scale(record.namespace, record.name, target)
+            await self.deployments.scale(record.namespace, record.name, target, guard=partial(self._writes, epoch, record.key))
             log.info("%s: scaled %s from %s to %d", record.key, record.what, record.replicas, target)
             record.replicas = target
         record.error = None
@@ -349,7 +355,7 @@ class Reconciler:
                 if not self._writes(epoch, record.key):
                     self.mark(record.key)  # leadership changed during the look: the follower's way next
                     return
-                await self.deployments.delete(record.namespace, record.name)
+                await self.deployments.delete(record.namespace, record.name, guard=partial(self._writes, epoch, record.key))
                 deleted = True
                 log.info("%s: deleted %s (left the config%s)", record.key, record.what, ", drained" if not busy else "")
         if record.removing_since is None:  # back in the config meanwhile: made again
