@@ -43,6 +43,21 @@ def _always() -> bool:
     return True
 
 
+def patch_ops(manifest: Obj, current: Obj | None) -> list[Obj]:
+    """The JSON patch that brings a Deployment to `manifest` (all but replicas): the template replaced, each of
+    our labels and annotations added; a map `current` lacks (when it is known) is added whole."""
+    ops: list[Obj] = [{"op": "replace", "path": "/spec/template", "value": manifest["spec"]["template"]}]
+    have = (current or {}).get("metadata") or {}
+    for field in ("labels", "annotations"):
+        ours = manifest["metadata"].get(field) or {}
+        if current is not None and not isinstance(have.get(field), dict):
+            ops.append({"op": "add", "path": f"/metadata/{field}", "value": dict(ours)})
+            continue
+        for key, value in ours.items():
+            ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(key)}", "value": value})
+    return ops
+
+
 class Deployments:
     def __init__(self, api: KubeApi, guard: Guard = _always) -> None:
         self.api = api
@@ -113,12 +128,19 @@ class Deployments:
 
     async def patch_spec(self, manifest: Obj, *, guard: Guard | None = None) -> Obj | None:
         """Bring a Deployment of ours to `manifest` (all but replicas): its template replaced whole, so a
-        removed variable or port goes too (a merge patch would keep it), our labels and annotations set."""
+        removed variable or port goes too (a merge patch would keep it), our labels and annotations set.
+        Refused 422 (a Deployment without `metadata.labels` or `.annotations`: the JSON patch cannot add a
+        key to a map that is not there), it is read and patched once more, the missing maps added whole."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        ops: list[Obj] = [{"op": "replace", "path": "/spec/template", "value": manifest["spec"]["template"]}]
-        for field in ("labels", "annotations"):
-            for key, value in (manifest["metadata"].get(field) or {}).items():
-                ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(key)}", "value": value})
+        try:
+            return await self._patch(manifest, patch_ops(manifest, None), guard)
+        except KubeRequestError as exc:
+            if exc.status != 422 or (current := await self.get(namespace, name)) is None:
+                raise
+        return await self._patch(manifest, patch_ops(manifest, current), guard)
+
+    async def _patch(self, manifest: Obj, ops: Sequence[Obj], guard: Guard | None) -> Obj | None:
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         response = await self.api.call(
             f"Deployment {namespace}/{name}",
             self.api.apps.patch_namespaced_deployment,
