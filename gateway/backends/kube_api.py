@@ -2,7 +2,7 @@
 
 The client's calls block, so they run on this module's own threads, never on the event loop.
 `KubeApi.call` retries 5xx, 429 and timeouts or refused connections on a backoff schedule (a
-`Retry-After` header wins over the schedule), raises other 4xx at once as `KubeRequestError` naming
+`Retry-After` header can lengthen a wait, never shorten it), raises other 4xx at once as `KubeRequestError` naming
 the object, and raises `KubeUnavailable` once the schedule is spent. It also keeps whether the API
 answers (`health`), for /readyz, /admin/services and `gateway status`: a call that cannot reach it twice
 in a row says it is unreachable; a 5xx or 429 is the API answering, about one object; a request that has
@@ -11,6 +11,13 @@ says it is not answering, long before the request's own timeout ends it.
 
 Every request has a connect and a read timeout, and the threads are daemons: a stop never waits for a
 request stuck on a hung API server.
+
+A write passes a `guard` (the lease's fence and the leadership it was decided under): it is asked right
+before every attempt, the first and each retry, so a leader that lost its lease while waiting out a
+backoff or a long Retry-After sends nothing more (`KubeFenced`). What remains: an attempt already on
+the wire when the lease ends is not called back; it lands at the latest when its request timeout
+(spec.kubernetes.requestTimeout) ends it, and the new leader, which reads every Deployment again before
+its first write, undoes it on its next look (the Deployment watch sees the change).
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ class KubeRequestError(Exception):
 
 class KubeUnavailable(Exception):
     """The API did not answer usefully (refused, timed out, 5xx, 429) through the whole backoff schedule."""
+
+
+class KubeFenced(KubeUnavailable):
+    """A write's guard said no right before an attempt (the lease ended, or leadership changed): that attempt
+    was not sent. Not a failure of the object: whoever decided the write decides again later."""
 
 
 def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
@@ -259,16 +271,25 @@ class KubeApi:
 
     # -- requests ------------------------------------------------------------------------------------
     async def call(
-        self, what: str, fn: Callable[..., T], *args: Any, schedule: Sequence[float] | None = None, **kwargs: Any
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        schedule: Sequence[float] | None = None,
+        guard: Callable[[], bool] | None = None,
+        **kwargs: Any,
     ) -> T:
         """`fn(*args, **kwargs)` on the API's threads, retried on the backoff schedule (`schedule`, else the API's).
 
-        `what` names the object for errors ("Deployment default/iris-default").
+        `what` names the object for errors ("Deployment default/iris-default"). A write's `guard` is asked
+        right before every attempt; KubeFenced (nothing more sent) when it says no.
         """
         loop = asyncio.get_running_loop()
         call = partial(self._waited_on, partial(fn, *args, _request_timeout=self.timeout, **kwargs))
         steps = self.schedule if schedule is None else tuple(schedule)
         for attempt in range(len(steps) + 1):
+            if guard is not None and not guard():
+                raise KubeFenced(f"{what}: not sent (no longer leading, or the lease ended)")
             try:
                 result = await loop.run_in_executor(self._executor, call)
             except ApiException as exc:
@@ -289,7 +310,7 @@ class KubeApi:
             if attempt == len(steps):
                 raise KubeUnavailable(f"{what}: {error}")
             log.info("%s: %s; retrying", what, error)
-            await self._sleep(steps[attempt] if delay is None else delay)
+            await self._sleep(steps[attempt] if delay is None else max(steps[attempt], delay))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _waited_on(self, fn: Callable[[], T]) -> T:

@@ -5,12 +5,13 @@ ones, PARALLEL at a time, each on its own (a failing one holds no other, and is 
 backoff). An outage of the API stops everything until it answers again; then, and every resync period,
 every Deployment is looked at again (`resync`), so drift is undone.
 
-Only the actuating gateway writes (`actuating`; with several gateways, the elected leader). A follower
-runs the same worker but never sends a write: it looks at Deployments (found, replicas, adoption,
-status) and records the autoscaler's wishes, keeps a removed revision until the leader has deleted its
-Deployment, and sends nothing. A change of leadership cancels the reconciles in hand (so a write's
-retries stop; a request already on the wire completes), and a reconcile begun under the other mode
-writes nothing; every Deployment is read again (`resync`) before a new leader converges.
+Only the actuating gateway writes (`actuating`; with several gateways, the elected leader). A follower looks at
+Deployments, records the autoscaler's wishes, keeps a removed revision until the leader deleted its Deployment,
+and sends nothing. A change of leadership cancels the reconciles in hand, and one begun under the other mode
+writes nothing; every Deployment is read again (`resync`) before a new leader converges. The fence and the
+epoch are asked before every attempt of a write, retries included (a guard, kube_api): a fenced write is
+abandoned, not a failure, and decided again shortly; one already on the wire ends by its request timeout.
+A create or patch refused 422 (invalid) is not sent again until the config changes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from gateway.backends.kube_api import KubeApi, KubeRequestError, KubeUnavailable
+from gateway.backends.kube_api import KubeApi, KubeFenced, KubeRequestError, KubeUnavailable
 from gateway.backends.kube_deploy import Deployments
 from gateway.backends.kube_manifest import managed_by_us
 from gateway.backends.kube_orphans import Orphans
@@ -52,7 +53,7 @@ class Reconciler:
         clock: Callable[[], float],
     ) -> None:
         self.api = api
-        self.deployments = Deployments(api)
+        self.deployments = Deployments(api, guard=lambda: self.actuating and self.fence())
         self.revisions = revisions  # the backend's: what each revision's Deployment must be
         self._busy = busy
         self._backoff = tuple(backoff)
@@ -75,9 +76,9 @@ class Reconciler:
         self._resync_wanted = False  # every Deployment is read again before the next reconcile
         self._follow_looks: dict[RevisionKey, int] = {}  # a follower's looks in a row at one awaiting the leader
         self._later: dict[RevisionKey, asyncio.TimerHandle] = {}
-        # With several gateways: whether the lease this instance leads by is still valid right now (by its own
-        # clock). Checked before every write, so a leader paused past its lease writes nothing when it resumes,
-        # even before it has heard that it lost the lease.
+        self._refused: dict[RevisionKey, str] = {}  # a create or patch refused 422: its digest (sent again once changed)
+        # With several gateways: whether the lease this instance leads by is still valid now (by its own clock).
+        # Asked before every attempt of every write, so a leader paused past its lease writes nothing when it resumes.
         self.fence: Callable[[], bool] = lambda: True
         self.orphans = Orphans(self.deployments)
         self.owner = "serving-gateway"  # spec.kubernetes.owner: whose orphans the sweep deletes
@@ -97,8 +98,8 @@ class Reconciler:
         self._wake.set()
 
     def _writes(self, epoch: int, key: RevisionKey | None = None) -> bool:
-        """Whether a reconcile begun at `epoch` may still write: it is the leader's, leadership held since, and
-        the lease valid right now. Held back by the fence alone, the revision (`key`) is tried again shortly."""
+        """Whether a reconcile begun at `epoch` may write: leadership held since, the lease valid now (held back by
+        the fence alone, `key` is tried again shortly)."""
         if not (self.actuating and epoch == self._epoch):
             return False
         if self.fence():
@@ -224,6 +225,8 @@ class Reconciler:
         namespaces = {record.namespace for record in self.revisions.values()} | set(self._listed)
         try:
             await self.orphans.sweep(self.revisions, self.owner, namespaces, lambda: self.configured and self._writes(epoch))
+        except KubeFenced:
+            self.sweep_wanted = self.actuating  # the lease ended during a delete's retries: again once it is renewed
         except KubeUnavailable:
             self.sweep_wanted = True  # after the outage
             raise
@@ -274,10 +277,9 @@ class Reconciler:
         if record is None:
             return
         try:
-            if record.removing_since is not None:
-                await self._retire(record, epoch)
-            else:
-                await self._converge(record, epoch)
+            await (self._converge(record, epoch) if record.removing_since is None else self._retire(record, epoch))
+        except KubeFenced:
+            return  # not sent: `_writes` said no and marked it again if still leading (else the resync looks)
         except KubeRequestError as exc:
             if exc.status == 404 and record.found == "ours":
                 record.observe(None)  # deleted behind our back: made again
@@ -287,6 +289,8 @@ class Reconciler:
                 record.found = "unknown"  # made meanwhile (by us on a retried create, or by someone else)
                 self.mark(key)
                 return
+            if exc.status == 422:
+                self._refused[key] = record.digest  # invalid: sending it again would only be refused again
             if record.error != str(exc):
                 log.error("%s: %s", key, exc)
             record.error = str(exc)
@@ -298,7 +302,8 @@ class Reconciler:
             record.stale = False
             record.observe(await self.deployments.get(record.namespace, record.name))
             self._report(record)
-        if record.found == "foreign":
+        refused = self._refused.get(record.key) == record.digest  # refused 422 (record.error): sent again on a new config
+        if record.found == "foreign" or (refused and record.found == "absent"):
             return
         if not self._writes(epoch, record.key):
             self._follow(record)
@@ -308,19 +313,19 @@ class Reconciler:
                 asyncio.get_running_loop().call_later(wait, self.mark, record.key)
                 return
             replicas, digest = record.wanted or 0, record.digest  # a reload during the create: patched next round
-            created = await self.deployments.create(record.manifest, replicas)
+            created = await self.deployments.create(record.manifest, replicas, guard=partial(self._writes, epoch, record.key))
             log.info("%s: created %s with %d replicas", record.key, record.what, replicas)
             record.found, record.replicas, record.applied = "ours", replicas, digest
             record.template_seen, record.drifted = template_digest(created), False
-        elif record.applied != (digest := record.digest) or record.drifted:
-            patched = await self.deployments.patch_spec(record.manifest)
+        elif (record.applied != (digest := record.digest) or record.drifted) and not refused:
+            patched = await self.deployments.patch_spec(record.manifest, guard=partial(self._writes, epoch, record.key))
             log.info("%s: updated %s", record.key, record.what)
             record.applied, record.drifted, record.template_seen = digest, False, template_digest(patched)
         target = record.wanted
         if target is not None and target != record.replicas:
             if not self._writes(epoch, record.key):
                 return  # leadership changed during the create or patch
-            await self.deployments.scale(record.namespace, record.name, target)
+            await self.deployments.scale(record.namespace, record.name, target, guard=partial(self._writes, epoch, record.key))
             log.info("%s: scaled %s from %s to %d", record.key, record.what, record.replicas, target)
             record.replicas = target
         record.error = None
@@ -349,7 +354,7 @@ class Reconciler:
                 if not self._writes(epoch, record.key):
                     self.mark(record.key)  # leadership changed during the look: the follower's way next
                     return
-                await self.deployments.delete(record.namespace, record.name)
+                await self.deployments.delete(record.namespace, record.name, guard=partial(self._writes, epoch, record.key))
                 deleted = True
                 log.info("%s: deleted %s (left the config%s)", record.key, record.what, ", drained" if not busy else "")
         if record.removing_since is None:  # back in the config meanwhile: made again

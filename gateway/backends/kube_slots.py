@@ -2,7 +2,7 @@
 `serving-gateway/slot`) saying where its containerConcurrency slots start among the planes (gateway/slots.py).
 
 Only the actuating gateway writes, each write fenced like the Deployments' (the lease still valid right
-before it), and only with more than one plane (one plane needs no number: nothing changes for a single
+before each attempt, retries included), and only with more than one plane (one plane needs no number: nothing changes for a single
 gateway). A pod gets the lowest number its revision's other live pods do not hold, as soon as it exists
 (long before it is ready, so the number is there when it is); a number once written stays (a new
 leader reads them from the pods), so every plane keeps dividing the pod the same way.
@@ -141,6 +141,7 @@ class Numberer:
                 name,
                 namespace,
                 number_patch(number, version),
+                guard=self._may_write,  # asked again before each retry: a lease ended meanwhile sends nothing more
                 _content_type=MERGE_PATCH,  # said, not left to the client version's choice
             )
         except KubeRequestError as exc:

@@ -9,9 +9,11 @@ for each watch event, and `failure(error, outage)` / `answered()` for the API's 
   whenever no resourceVersion is known (an API that sets none, like the plain emulator, is relisted
   on each reconnect: its watch replays everything as ADDED anyway, but would never tell a deletion
   that happened in between);
-- failures back off (`backoff`, or the API's `Retry-After`), the backoff starting over after a list that
-  succeeds, and no two watches start less than `min_interval` apart, so an answer that is not a stream
-  (a plain list, an empty body) cannot make it spin;
+- failures back off (`backoff`; the API's `Retry-After` can lengthen a wait, never shorten it), the
+  backoff starting over after a list that succeeds, and no two watches, nor two lists, start less than
+  `min_interval` apart, so an answer that is not a stream (a plain list, an empty body) or a
+  `Retry-After: 0` cannot make it spin; a failure is said at warning once a streak (and at most once
+  every WARN_EVERY seconds), its retries at debug;
 - a dropped watch is a hiccup, not an outage: `outage` is only true when the relist after a failure
   fails too (KubeApi.call's rule: one retry is a hiccup, a second is an outage).
 """
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 STOP_WAIT = 1.0  # seconds a stop waits for the watch's thread
+WARN_EVERY = 60.0  # seconds between two warnings of a watch's failures
 
 
 class Gone(Exception):
@@ -105,10 +108,15 @@ class PodWatch:
     def _main(self) -> None:
         version: str | None = None
         failures = 0
-        last_start = 0.0
+        last_start = last_list = -self._min_interval
+        warned_at = -WARN_EVERY
         while not self._stop.is_set():
             try:
                 if version is None:
+                    wait = self._min_interval - (time.monotonic() - last_list)
+                    if wait > 0 and self._stop.wait(wait):
+                        break
+                    last_list = time.monotonic()
                     version = self._list()
                     failures = 0  # the API answers: the next failure is a hiccup again
                 wait = self._min_interval - (time.monotonic() - last_start)
@@ -124,7 +132,9 @@ class PodWatch:
                 if self._stop.is_set():
                     break
                 error = _describe(exc, self.resource)
-                level = logging.WARNING if failures == 0 else logging.INFO
+                level = logging.DEBUG
+                if failures == 0 and time.monotonic() - warned_at >= WARN_EVERY:
+                    level, warned_at = logging.WARNING, time.monotonic()
                 log.log(level, "%s of %s: %s; retrying", self.resource, self.namespace, error)
                 self._post(self._failure, error, failures >= 1)
                 version = None
@@ -132,9 +142,10 @@ class PodWatch:
                 failures += 1
 
     def _delay(self, exc: Exception, failures: int) -> float:
-        """How long to wait after a failure: the API's Retry-After when it gave one, else the backoff."""
+        """How long to wait after a failure: the backoff, or the API's Retry-After when it asks for longer."""
         asked = retry_after(exc) if isinstance(exc, ApiException) else None
-        return asked if asked is not None else self._backoff[min(failures, len(self._backoff) - 1)]
+        backoff = self._backoff[min(failures, len(self._backoff) - 1)]
+        return backoff if asked is None else max(backoff, asked)
 
     def _list(self) -> str | None:
         self.lists += 1

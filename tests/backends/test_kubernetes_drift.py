@@ -67,6 +67,54 @@ async def test_a_hand_edited_template_is_set_back(
         await wait_until(lambda: image(kube_api) == ours, "the template set back", within=WITHIN)
 
 
+async def test_a_deployment_stripped_of_its_annotations_is_patched_back(
+    kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient
+) -> None:
+    """A JSON patch cannot add a key to a map that is not there (422 "member not found"): the map is added whole."""
+    field = "annotations"
+    async with backend(kubeconfig) as kube:
+        await running(kube, kube_api, 1)
+        found = deployment(kube_api)
+        assert found is not None
+        ours, theirs = image(kube_api), dict(found["metadata"][field])
+        edit = [
+            {"op": "remove", "path": f"/metadata/{field}"},
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "someone/else:2"},
+        ]
+        await asyncio.to_thread(apps(kube_client).patch_namespaced_deployment, NAME, "default", edit)
+        assert field not in (deployment(kube_api) or {})["metadata"]
+        await wait_until(lambda: image(kube_api) == ours, "the template set back", within=WITHIN)
+        assert (deployment(kube_api) or {})["metadata"][field] == theirs
+        await wait_until(lambda: settled(kube), "the worker idle")
+        assert kube.status(service().key("default")).state != "failed"
+
+
+def spec_patches(api: KubeApi) -> int:
+    return sum(1 for r in api.requests() if r.method == "PATCH" and r.url.split("?")[0].endswith(f"/deployments/{NAME}"))
+
+
+async def test_a_patch_refused_422_is_said_and_not_sent_again_until_the_config_changes(
+    kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient
+) -> None:
+    key = service().key("default")
+    async with backend(kubeconfig) as kube:
+        await running(kube, kube_api, 1)
+        kube_api.fail("PATCH", rf"/deployments/{NAME}$", times=100, status=422)
+        edited = deployment(kube_api)
+        assert edited is not None
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:2"  # by hand, with a PUT
+        await asyncio.to_thread(apps(kube_client).replace_namespaced_deployment, NAME, "default", edited)
+        await wait_until(lambda: kube._revisions[key].error is not None and settled(kube), "the refusal noted", within=WITHIN)
+        assert "422" in (kube.status(key).message or "")
+        assert spec_patches(kube_api) == 2  # the patch, and once more read first (a map may have been missing)
+        await kube.scale(key, 2)  # another reconcile: the scale is sent, the refused patch is not
+        await wait_until(lambda: replicas(kube_api) == 2 and settled(kube), "scaled")
+        assert spec_patches(kube_api) == 2
+        kube_api.emulator.faults.clear()
+        await kube.sync([service(env=(("A", "1"),))])  # a new config: tried again
+        await wait_until(lambda: image(kube_api) != "someone/else:2", "the new config's template", within=WITHIN)
+
+
 @pytest.mark.parametrize("kube_api", ["wrapped", "unwrapped"], indirect=True)
 async def test_a_deleted_deployment_is_made_again_at_the_autoscalers_count(
     kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient

@@ -3,15 +3,20 @@ with a list, a request the API refuses; and the plain emulator (no selectors, no
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.backends.kube_support import backend, service, settled
+from tests.backends.kube_support import FAST, backend, service, settled
+from tests.backends.kube_support import kube_api as make_api
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.cluster import Cluster
+from tests.kube.faults import Fault
 from tests.kube.server import KubeApi
 
 kube_api = kube_fixtures.kube_api
@@ -54,6 +59,57 @@ async def test_a_429_waits_for_retry_after(kube_api: KubeApi, kubeconfig: Path) 
         await kube.scale(spec.key("default"), 2)
         await wait_until(lambda: replicas(kube_api) == 2, "2 replicas after a 429")
         assert fault.served == 1 and time.monotonic() - started >= 0.9  # the schedule's first step is 0.05 s
+
+
+@pytest.mark.parametrize("retry_after", [0, -5])
+async def test_a_retry_after_never_shortens_a_write_s_wait_below_the_schedule(
+    kube_api: KubeApi, kubeconfig: Path, retry_after: int
+) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    spec = service()
+    async with backend(kubeconfig, api=make_api(kubeconfig, sleep=sleep)) as kube:
+        await kube.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0, "the Deployment")
+        kube_api.throttle("PATCH", SCALE, times=2, retry_after=retry_after)
+        await kube.scale(spec.key("default"), 2)
+        await wait_until(lambda: replicas(kube_api) == 2, "2 replicas after two 429s")
+        assert waits == list(FAST[:2])  # the schedule's steps, not Retry-After's 0
+
+
+def pod_gets(api: KubeApi) -> int:
+    return sum(1 for r in api.requests() if r.method == "GET" and "/pods" in r.url)
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, 0), (429, -5), (503, 0)])
+async def test_a_retry_after_of_zero_or_less_does_not_make_the_pod_watch_spin(
+    kube_api: KubeApi, kubeconfig: Path, caplog: pytest.LogCaptureFixture, status: int, retry_after: int
+) -> None:
+    kube_api.emulator.faults.add(Fault("GET", re.compile(r"/pods"), None, 10**6, "status", status, retry_after))
+    with caplog.at_level(logging.DEBUG, logger="gateway.backends.kube_watch"):
+        async with backend(kubeconfig, first_list_timeout=0.2) as kube:  # backoff 0.1, 0.2, 0.4; min_interval 0.2
+            await kube.sync([service()])
+            await wait_until(lambda: pod_gets(kube_api) >= 2, "the list retried")
+            before = pod_gets(kube_api)
+            await asyncio.sleep(2.0)  # kept: the subject is how many requests this while sees
+            during = pod_gets(kube_api) - before
+    assert 1 <= during <= 8  # one every 0.4 s at most (it spun at hundreds a second)
+    said = [r for r in caplog.records if r.levelno >= logging.INFO and "retrying" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING  # the first failure, then debug
+
+
+async def test_relists_are_min_interval_apart_even_with_no_backoff(kube_api: KubeApi, kubeconfig: Path) -> None:
+    kube_api.emulator.faults.add(Fault("GET", re.compile(r"/pods"), None, 10**6, "status", 500, 0))
+    async with backend(kubeconfig, first_list_timeout=0.2, backoff=(0.0,), watch_min_interval=0.25) as kube:
+        await kube.sync([service()])
+        await wait_until(lambda: pod_gets(kube_api) >= 2, "the list retried")
+        before = pod_gets(kube_api)
+        await asyncio.sleep(2.0)  # kept: the subject is how many requests this while sees
+        assert 1 <= pod_gets(kube_api) - before <= 10  # one list every 0.25 s at most
 
 
 async def test_a_request_that_times_out_is_retried(kube_api: KubeApi, kubeconfig: Path) -> None:

@@ -240,3 +240,34 @@ async def test_a_leader_whose_lease_lapsed_writes_nothing_until_it_is_valid_agai
         lease["valid"] = True  # renewed: the wish kept meanwhile is sent
         await wait_until(lambda: replicas(kube_api) == 3, "the wish sent once the lease is valid again", within=5)
         assert writes_by(kube_api, LEADER) == [("POST", DEPLOYMENTS), ("PATCH", SCALE)]
+
+
+async def test_a_write_waiting_out_a_retry_after_is_not_sent_again_once_the_lease_has_ended(
+    kube_api: KubeApi, kubeconfig: Path
+) -> None:
+    """The fence is asked before every attempt of a write, not only before the first: a leader cut off from its
+    lease while it waits out a 429's Retry-After sends no retry (a new leader may have scaled meanwhile)."""
+    spec = service()
+    key = spec.key("default")
+    lease = {"valid": True}
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the API client's wait between attempts: the lease ends during it
+        waits.append(seconds)
+        lease["valid"] = False
+        await asyncio.sleep(0)
+
+    client = make_api(kubeconfig, agent=LEADER, sleep=sleep)
+    async with backend(kubeconfig, api=client) as leader:
+        leader.set_fence(lambda: lease["valid"])
+        await leader.sync([spec])
+        await wait_until(lambda: replicas(kube_api) == 0 and settled(leader), "the Deployment")
+        kube_api.throttle("PATCH", r"/scale$", retry_after=12)
+        await leader.scale(key, 3)
+        await wait_until(lambda: waits == [12.0] and settled(leader), "the 429 waited out, the write abandoned")
+        assert writes_by(kube_api, LEADER) == [("POST", DEPLOYMENTS), ("PATCH", SCALE)]  # the throttled one only
+        assert replicas(kube_api) == 0
+        assert leader.status(key).state != "failed" and leader._revisions[key].error is None  # abandoned, not failed
+        lease["valid"] = True  # renewed: decided again and sent
+        await wait_until(lambda: replicas(kube_api) == 3, "the wish sent once the lease is valid again", within=5)
+        assert writes_by(kube_api, LEADER) == [("POST", DEPLOYMENTS), ("PATCH", SCALE), ("PATCH", SCALE)]

@@ -4,6 +4,7 @@ with several planes; while any replica is wanted there are at least ceil(planes 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from gateway.backends.kube_slots import DELETION_COST, covering, number_patch
 from gateway.config.model import ScalingSpec
 from gateway.types import Endpoint, RevisionKey
 from tests.backends.kube_support import backend, service, writes_by
+from tests.backends.kube_support import kube_api as make_api
 from tests.conftest import wait_until
 from tests.kube import fixtures as kube_fixtures
 from tests.kube.server import KubeApi
@@ -276,6 +278,35 @@ async def test_no_number_is_written_with_one_plane_by_a_follower_or_past_the_lea
         leader.set_actuating(True)
         await wait_until(lambda: leader.ready_endpoints(KEY) == {a}, "numbered once leading again, and routed")
         assert numbers(kube_api) == {"p-a": "0"}
+
+
+async def test_a_numbering_retried_after_a_429_is_not_sent_again_once_the_lease_has_ended(
+    kube_api: KubeApi, kubeconfig: Path, kube_client: kubernetes.client.ApiClient
+) -> None:
+    """Like the Deployments' writes, each attempt of a pod's numbering asks the fence: a lease that ends while the
+    leader waits out a Retry-After stops the retry."""
+    spec = service()
+    lease = [True]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the API client's wait between attempts: the lease ends during it
+        waits.append(seconds)
+        lease[0] = False
+        await asyncio.sleep(0)
+
+    kube_api.throttle("PATCH", r"/pods/p-a$", retry_after=12)
+    client = make_api(kubeconfig, agent=LEADER, sleep=sleep)
+    async with backend(kubeconfig, api=client, planes=lambda: 2) as leader:
+        leader.set_fence(lambda: lease[0])
+        await leader.sync([spec])
+        make_pod(kube_client, "p-a", "127.0.5.1")
+        await wait_until(lambda: waits == [12.0], "the 429 waited out")
+        await leader._pods.numberer.number_all()  # the fence holds it back too
+        assert len(pod_writes(kube_api, LEADER)) == 1 and numbers(kube_api) == {"p-a": None}  # the throttled one only
+        assert leader._pods.numberer.problem is None  # held back, not refused
+        lease[0] = True
+        await wait_until(lambda: numbers(kube_api) == {"p-a": "0"}, "numbered once the lease is valid again")
+        assert len(pod_writes(kube_api, LEADER)) == 2
 
 
 async def test_a_refused_numbering_is_said_and_tried_again(
