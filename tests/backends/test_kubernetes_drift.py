@@ -171,5 +171,5 @@ async def test_a_follower_sees_the_hand_edit_and_writes_nothing(
         await wait_until(
             lambda: follower.observed_replicas(spec.key("default")) is None, "the follower sees it gone", within=WITHIN
         )
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # kept: what must not happen (a follower's write after the deletion) would be sent by now
         assert writes_by(kube_api, "follower") == [] and deployment(kube_api) is None

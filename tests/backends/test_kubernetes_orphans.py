@@ -114,7 +114,7 @@ async def test_a_follower_deletes_nothing_and_sweeps_once_it_leads(
         await kube.sync([service("iris")])
         kube.applied()
         await wait_until(lambda: settled(kube), "the follower's looks done")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # kept: a follower's delete (what must not happen) would be sent by now
         assert writes_by(kube_api, "follower") == [] and "gone-default" in names(kube_api)
         kube.set_actuating(True)  # it leads: the Deployments left while the other led are its to clean
         await wait_until(lambda: "gone-default" not in names(kube_api), "the orphan deleted by the new leader")
