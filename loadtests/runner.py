@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests.harness import machine, report
+from loadtests.harness import machine, procs, report
 from loadtests.harness.report import Context, Result
 
 HERE = Path(__file__).resolve().parent
@@ -68,10 +68,6 @@ def run_one(name: str, size: str, out: Path, scratch: Path) -> dict[str, Any]:
     return doc
 
 
-def interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.command == "list":
@@ -87,7 +83,8 @@ def main(argv: list[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="loadtests-"))
     print(f"scratch: {scratch}, report: {out}", flush=True)
     results: dict[str, dict[str, Any]] = {}
-    signal.signal(signal.SIGTERM, interrupted)  # SIGTERM stops the processes like Ctrl-C does
+    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGTERM stops the processes like Ctrl-C does
+        signal.signal(signum, procs.interrupt)  # held back while a process is being started, then raised
     try:
         for name in names:
             results[name] = run_one(name, args.size, out, scratch)

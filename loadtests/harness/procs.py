@@ -20,6 +20,22 @@ class HarnessError(Exception):
     """A process died, never came up, or a tool is missing: the scenario cannot go on."""
 
 
+class _Starting:
+    """Whether a Stack is between forking a process and keeping it: an interrupt then would lose the process."""
+
+    now = False
+    pending = False
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """The runner's SIGTERM and SIGINT handler: KeyboardInterrupt, held back while a process is being started
+    (it is raised once the Stack holds the process, so stopping the run stops that process too)."""
+    if _Starting.now:
+        _Starting.pending = True
+        return
+    raise KeyboardInterrupt
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,18 +103,25 @@ class Stack:
     def start(self, name: str, argv: list[str], *, cpu: int | None = None, env: dict[str, str] | None = None) -> Proc:
         log = self.work / f"{name}.log"
         full = pin(cpu) + argv
-        with log.open("wb") as fh:
-            popen = subprocess.Popen(
-                full,
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        proc = Proc(name, full, popen, log)
-        self.procs.append(proc)
+        _Starting.now = True
+        try:
+            with log.open("wb") as fh:
+                popen = subprocess.Popen(
+                    full,
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                    env={**os.environ, **(env or {})},
+                    start_new_session=True,
+                )
+            proc = Proc(name, full, popen, log)
+            self.procs.append(proc)
+        finally:
+            _Starting.now = False
+        if _Starting.pending:  # an interrupt came while it started: now that it is held, the run stops
+            _Starting.pending = False
+            raise KeyboardInterrupt
         return proc
 
     def stop(self, proc: Proc, grace: float = 15.0) -> int:

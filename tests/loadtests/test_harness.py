@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from loadtests.harness import openloop, report, stats, wrk
+from loadtests.harness import openloop, procs, report, stats, wrk
 from loadtests.harness.procs import HarnessError
 from loadtests.scenarios import predict
 
@@ -190,3 +195,28 @@ def test_the_predicted_curve_is_there_exactly_when_the_simulator_is(tmp_path: Pa
     else:
         assert curve is not None and [row["time"] for row in curve] == list(range(8))
         assert curve[0]["ready"] == 0 and max(row["ready"] for row in curve) >= 1
+
+
+def test_an_interrupt_while_a_process_starts_still_stops_that_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI once left a soak's gateway running after SIGTERM: the interrupt came between the fork and the Stack
+    # keeping the process, so nothing stopped it. Here the signal arrives at that very moment, right after the fork.
+    real_popen = subprocess.Popen
+
+    children: list[subprocess.Popen[bytes]] = []
+
+    def popen_then_signal(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        children.append(real_popen(*args, **kwargs))
+        os.kill(os.getpid(), signal.SIGTERM)
+        return children[-1]
+
+    previous = signal.signal(signal.SIGTERM, procs.interrupt)
+    monkeypatch.setattr(subprocess, "Popen", popen_then_signal)  # the module procs calls it through
+    try:
+        with pytest.raises(KeyboardInterrupt), procs.Stack(tmp_path) as stack:
+            stack.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+            pytest.fail("the interrupt was not raised once the process was held")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stack.procs == [] and children[0].poll() is not None  # stopped by the Stack on the way out
+    with pytest.raises(KeyboardInterrupt):  # outside a start, the handler interrupts at once
+        procs.interrupt(signal.SIGTERM, None)
