@@ -213,6 +213,7 @@ def test_an_interrupt_while_a_process_starts_still_stops_that_process(tmp_path: 
     monkeypatch.setattr(subprocess, "Popen", popen_then_signal)  # the module procs calls it through
     try:
         with pytest.raises(KeyboardInterrupt), procs.Stack(tmp_path) as stack:
+            # the process under test only has to outlive the start; the Stack kills it at once, nobody waits 60 s
             stack.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
             pytest.fail("the interrupt was not raised once the process was held")
     finally:
