@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.config.model import RevisionSpec
-from gateway.rollouts.record import RecordError, parse_json
 from gateway.rollouts.spec_json import spec_json, spec_of
-from gateway.rollouts.stores import MAX_FILE_BYTES, Ident, RolloutError, _write_atomically
+from gateway.rollouts.stores import Ident, RolloutError, _write_atomically, keyed_entries
 
 FILE_NAME = "revisions.json"
 
@@ -76,19 +75,12 @@ def read_specs(path: Path) -> dict[Ident, Specs]:
         raise RolloutError(
             f"{path} is readable or writable by others (mode {path.stat().st_mode & 0o777:o}); it says what runs: chmod 600 it"
         )
-    try:
-        data = parse_json(text, MAX_FILE_BYTES)
-    except RecordError as exc:
-        raise RolloutError(f"{what}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RolloutError(f"{what}: not a JSON object")
     found: dict[Ident, Specs] = {}
-    for key, specs in data.items():
-        namespace, _, name = key.partition("/")
-        if not namespace or not name or not isinstance(specs, dict):
-            raise RolloutError(f"{what}: {key!r} is not namespace/name with an object of specs")
+    for ident, key, specs in keyed_entries(text, what):
+        if not isinstance(specs, dict):
+            raise RolloutError(f"{what}: {key!r} does not hold an object of specs")
         try:
-            found[(namespace, name)] = {digest: spec_of(value, f"{key}.{digest}") for digest, value in specs.items()}
+            found[ident] = {digest: spec_of(value, f"{key}.{digest}") for digest, value in specs.items()}
         except ValueError as exc:
             raise RolloutError(f"{what}: {exc}") from None
     return found

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -130,22 +130,29 @@ def read_file(path: Path) -> dict[Ident, RolloutRecord]:
     except (OSError, UnicodeDecodeError) as exc:
         raise RolloutError(f"cannot read the rollout records {path}: {exc}") from None
     what = f"the rollout records {path} are corrupt (move the file away to start every InferenceService afresh)"
+    records: dict[Ident, RolloutRecord] = {}
+    for ident, key, value in keyed_entries(text, what):
+        try:
+            records[ident] = RolloutRecord.from_data(value)
+        except RecordError as exc:
+            raise RolloutError(f"{what}: {key}: {exc}") from None
+    return records
+
+
+def keyed_entries(text: str, what: str) -> Iterator[tuple[Ident, str, object]]:
+    """The entries of a state file's JSON object keyed `namespace/name`: (ident, key, value). RolloutError
+    beginning with `what` (the file, and what to do) for a text that is not such an object."""
     try:
         data = parse_json(text, MAX_FILE_BYTES)
     except RecordError as exc:
         raise RolloutError(f"{what}: {exc}") from None
     if not isinstance(data, dict):
         raise RolloutError(f"{what}: not a JSON object")
-    records: dict[Ident, RolloutRecord] = {}
     for key, value in data.items():
         namespace, _, name = key.partition("/")
         if not namespace or not name:
             raise RolloutError(f"{what}: {key!r} is not namespace/name")
-        try:
-            records[(namespace, name)] = RolloutRecord.from_data(value)
-        except RecordError as exc:
-            raise RolloutError(f"{what}: {key}: {exc}") from None
-    return records
+        yield (namespace, name), key, value
 
 
 def _write_records(path: Path, records: dict[Ident, RolloutRecord]) -> None:

@@ -12,6 +12,7 @@ from gateway.rollouts.record import RecordError, RolloutRecord
 from gateway.rollouts.redis_store import RedisRolloutStore
 from gateway.rollouts.resolve import advance
 from gateway.rollouts.resolver import settle
+from gateway.rollouts.specs import FILE_NAME, read_specs
 from gateway.rollouts.stores import FileRolloutStore, RolloutError, read_file
 from tests.rollouts.support import A, B, C, record, template
 from tests.shared.redis_server import RedisServer
@@ -145,3 +146,22 @@ async def test_redis_away_is_an_error_not_a_guess(tmp_path: Path) -> None:
             await store.load([IRIS])
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("{not json", "not JSON"),
+        ('["a"]', "not a JSON object"),
+        ('{"iris": {}}', "'iris' is not namespace/name"),
+        ('{"models/iris": []}', "'models/iris' does not hold an object of specs"),
+    ],
+)
+def test_a_corrupt_revisions_file_is_an_error_naming_it_and_what_to_do(tmp_path: Path, content: str, error: str) -> None:
+    path = tmp_path / FILE_NAME
+    path.write_text(content)
+    path.chmod(0o600)
+    with pytest.raises(RolloutError) as caught:
+        read_specs(path)
+    assert str(caught.value).startswith(f"the revisions this gateway applied, {path}, are corrupt (move the file away")
+    assert error in str(caught.value)
