@@ -366,4 +366,7 @@ async def test_a_new_leader_keeps_the_numbers_on_the_pods(
         await wait_until(lambda: numbers(kube_api).get("p-c") == "2", "the next number, after the ones on the pods")
         await wait_until(lambda: len(new.ready_endpoints(KEY)) == 3, "all three routed")
         assert numbers(kube_api) == {"p-a": "0", "p-b": "1", "p-c": "2"}
-        assert [url.rsplit("/", 1)[1] for _, url in pod_writes(kube_api, FOLLOWER)] == ["p-c"]
+        # the numbers on p-a and p-b are kept: the new leader writes p-c's only (twice when the kubelet's Ready changed
+        # p-c's version under the first write: a 409, tried again on its event, as in the test above)
+        written = [url.rsplit("/", 1)[1] for _, url in pod_writes(kube_api, FOLLOWER)]
+        assert set(written) == {"p-c"} and len(written) <= 2, written
